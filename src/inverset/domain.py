@@ -1,0 +1,285 @@
+"""Where inputs may live: box bounds, integer features, linear constraints ``A x <= b``."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from inverset.errors import InversetError
+
+ArrayLike = float | Sequence[float] | np.ndarray
+
+
+def _as_shape(shape: int | Sequence[int] | None) -> tuple[int, ...] | None:
+    if shape is None:
+        return None
+    if isinstance(shape, int):
+        return (shape,)
+    return tuple(int(s) for s in shape)
+
+
+@dataclass
+class Box:
+    """A box ``lo <= x <= hi`` on inputs of shape ``shape`` (without the batch axis).
+
+    ``lo``/``hi`` are scalars or arrays broadcastable to ``shape``; ``integer`` lists the flat
+    indices of features that must be whole numbers; ``A``/``b`` add linear constraints
+    ``A @ x.flatten() <= b``. ``names`` optionally labels the flat features.
+    """
+
+    lo: ArrayLike = -np.inf
+    hi: ArrayLike = np.inf
+    shape: tuple[int, ...] | None = None
+    integer: Sequence[int] = ()
+    A: np.ndarray | None = None
+    b: np.ndarray | None = None
+    names: list[str] | None = None
+    _lo: np.ndarray = field(init=False, repr=False)
+    _hi: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.shape = _as_shape(self.shape)
+        lo = np.asarray(self.lo, dtype=np.float64)
+        hi = np.asarray(self.hi, dtype=np.float64)
+        if self.shape is None:
+            if lo.ndim == 0 and hi.ndim == 0:
+                self._lo, self._hi = lo, hi
+                self._check()
+                return
+            self.shape = np.broadcast_shapes(lo.shape, hi.shape)
+        try:
+            self._lo = np.broadcast_to(lo, self.shape).astype(np.float64).copy()
+            self._hi = np.broadcast_to(hi, self.shape).astype(np.float64).copy()
+        except ValueError:
+            raise InversetError(
+                f"box bounds of shape {lo.shape}/{hi.shape} do not fit the input shape "
+                f"{self.shape}; give one bound per input feature or a single number"
+            ) from None
+        self._check()
+
+    def _check(self) -> None:
+        if np.isnan(self._lo).any() or np.isnan(self._hi).any():
+            raise InversetError("box bounds contain NaN; give finite numbers or +-inf")
+        bad = np.argwhere(np.asarray(self._lo > self._hi).reshape(-1))
+        if bad.size:
+            i = int(bad[0, 0])
+            lo_i = float(np.ravel(self._lo)[i]) if self._lo.ndim else float(self._lo)
+            hi_i = float(np.ravel(self._hi)[i]) if self._hi.ndim else float(self._hi)
+            raise InversetError(
+                f"box has lo > hi ({lo_i:g} > {hi_i:g}) at feature {i}; swap the bounds"
+            )
+        if self.A is not None:
+            self.A = np.atleast_2d(np.asarray(self.A, dtype=np.float64))
+            self.b = np.atleast_1d(np.asarray(self.b, dtype=np.float64))
+            if self.A.shape[0] != self.b.shape[0]:
+                raise InversetError(
+                    f"linear constraints: A has {self.A.shape[0]} rows but b has "
+                    f"{self.b.shape[0]} entries; give one b per row of A"
+                )
+        self.integer = tuple(sorted(int(i) for i in self.integer))
+
+    # ----------------------------------------------------------------- construction
+    def with_shape(self, shape: Sequence[int]) -> Box:
+        """This box with its bounds broadcast to ``shape``; error if they do not fit."""
+        shape = _as_shape(shape)
+        assert shape is not None
+        if self.shape == shape:
+            return self
+        if self.shape is not None and int(np.prod(self.shape)) == int(np.prod(shape)):
+            lo, hi = self._lo.reshape(shape), self._hi.reshape(shape)
+        elif self.shape is not None and self._lo.ndim and self._lo.size > 1:
+            raise InversetError(
+                f"box has {self._lo.size} bounds but the model input has shape {shape} "
+                f"({int(np.prod(shape))} features); give one bound per feature or a single number"
+            )
+        else:
+            lo, hi = self._lo, self._hi
+        return Box(lo, hi, shape=shape, integer=self.integer, A=self.A, b=self.b, names=self.names)
+
+    @classmethod
+    def from_csv(cls, path: str | Path, **kw: Any) -> Box:
+        """Box from a CSV file: either data rows (min/max per column are taken) or two rows
+        named ``lo``/``hi`` (first column holds the row name). A header row gives feature names."""
+        path = Path(path)
+        if not path.is_file():
+            raise InversetError(f"box file {path} does not exist; give a CSV of data or lo/hi rows")
+        with path.open(newline="") as fh:
+            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+        if not rows:
+            raise InversetError(f"box file {path} is empty; give a CSV of data or lo/hi rows")
+        names = None
+
+        def is_num(s: str) -> bool:
+            try:
+                float(s)
+                return True
+            except ValueError:
+                return False
+
+        if not all(is_num(c) for c in rows[0]):
+            names, rows = [c.strip() for c in rows[0]], rows[1:]
+        labelled = {r[0].strip().lower(): r[1:] for r in rows if not is_num(r[0])}
+        try:
+            if "lo" in labelled and "hi" in labelled:
+                lo = np.array([float(v) for v in labelled["lo"]])
+                hi = np.array([float(v) for v in labelled["hi"]])
+                if names is not None:
+                    names = names[1:]
+            else:
+                data = np.array([[float(v) for v in r] for r in rows], dtype=np.float64)
+                lo, hi = data.min(axis=0), data.max(axis=0)
+        except ValueError as exc:
+            raise InversetError(f"box file {path}: {exc}; every cell must be a number") from None
+        return cls(lo, hi, names=names, **kw)
+
+    @classmethod
+    def from_data(cls, data: np.ndarray, **kw: Any) -> Box:
+        """The smallest box holding every row of ``data`` (features in columns)."""
+        data = np.asarray(data, dtype=np.float64)
+        return cls(data.min(axis=0), data.max(axis=0), **kw)
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+    @property
+    def lower(self) -> np.ndarray:
+        return self._lo
+
+    @property
+    def upper(self) -> np.ndarray:
+        return self._hi
+
+    @property
+    def bounded(self) -> bool:
+        return bool(np.isfinite(self._lo).all() and np.isfinite(self._hi).all())
+
+    def tensors(self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32):
+        """(lo, hi) as tensors of ``shape`` on ``device``."""
+        lo = torch.as_tensor(self._lo, dtype=dtype, device=device)
+        hi = torch.as_tensor(self._hi, dtype=dtype, device=device)
+        return lo, hi
+
+    def sample(self, n: int, generator: torch.Generator, device=None, dtype=torch.float32):
+        """``n`` points drawn uniformly in the box (a standard normal where unbounded)."""
+        assert self.shape is not None, "box needs a shape before sampling"
+        u = torch.rand((n, *self.shape), generator=generator, dtype=torch.float64)
+        g = torch.randn((n, *self.shape), generator=generator, dtype=torch.float64)
+        lo = torch.as_tensor(np.broadcast_to(self._lo, self.shape).copy())
+        hi = torch.as_tensor(np.broadcast_to(self._hi, self.shape).copy())
+        fin = torch.isfinite(lo) & torch.isfinite(hi)
+        x = torch.where(fin, lo + (hi - lo) * u, g)
+        x = torch.where(torch.isfinite(lo) & ~fin, lo + g.abs(), x)
+        x = torch.where(torch.isfinite(hi) & ~fin, hi - g.abs(), x)
+        return self.project(x.to(device=device, dtype=dtype), round_integers=False)
+
+    def project(self, x: torch.Tensor, *, round_integers: bool = False, iters: int = 50):
+        """Nearest point of the domain (exact for the box; Dykstra's alternating projections
+        when linear constraints are present). Integer features are rounded on request."""
+        lo, hi = self.tensors(x.device, x.dtype)
+        x = torch.maximum(torch.minimum(x, hi), lo)
+        if self.A is not None:
+            x = self._project_polytope(x, lo, hi, iters)
+        if round_integers and self.integer:
+            flat = x.reshape(x.shape[0], -1).clone()
+            idx = torch.as_tensor(self.integer, device=x.device)
+            flo, fhi = lo.reshape(-1)[idx], hi.reshape(-1)[idx]
+            v = flat[:, idx].round()
+            v = torch.maximum(torch.minimum(v, fhi.floor()), flo.ceil())
+            flat[:, idx] = v
+            x = flat.reshape(x.shape)
+        return x
+
+    def _project_polytope(self, x, lo, hi, iters):
+        A = torch.as_tensor(self.A, dtype=x.dtype, device=x.device)
+        b = torch.as_tensor(self.b, dtype=x.dtype, device=x.device)
+        shape = x.shape
+        y = x.reshape(shape[0], -1)
+        lo_f, hi_f = lo.reshape(-1), hi.reshape(-1)
+        norms = (A * A).sum(1).clamp_min(1e-30)
+        sets = A.shape[0] + 1
+        corr = [torch.zeros_like(y) for _ in range(sets)]
+        for _ in range(iters):
+            for k in range(sets):
+                z = y + corr[k]
+                if k < A.shape[0]:
+                    viol = (z @ A[k] - b[k]).clamp_min(0)
+                    p = z - viol[:, None] * A[k][None] / norms[k]
+                else:
+                    p = torch.maximum(torch.minimum(z, hi_f), lo_f)
+                corr[k] = z - p
+                y = p
+            if float((y @ A.T - b).max()) <= 1e-9:
+                break
+        return y.reshape(shape)
+
+    def violation(self, x: torch.Tensor) -> torch.Tensor:
+        """Largest constraint violation per point (0 inside the domain)."""
+        lo, hi = self.tensors(x.device, x.dtype)
+        flat = x.reshape(x.shape[0], -1)
+        v = torch.maximum((lo - x).clamp_min(0), (x - hi).clamp_min(0)).reshape(x.shape[0], -1)
+        out = v.amax(1) if v.shape[1] else torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        if self.A is not None:
+            A = torch.as_tensor(self.A, dtype=x.dtype, device=x.device)
+            b = torch.as_tensor(self.b, dtype=x.dtype, device=x.device)
+            out = torch.maximum(out, (flat @ A.T - b).clamp_min(0).amax(1))
+        if self.integer:
+            idx = torch.as_tensor(self.integer, device=x.device)
+            out = torch.maximum(out, (flat[:, idx] - flat[:, idx].round()).abs().amax(1))
+        return out
+
+    def contains(self, x: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:
+        """Boolean mask: which points lie in the domain (within ``tol``)."""
+        return self.violation(x) <= tol
+
+    def to_dict(self) -> dict[str, Any]:
+        def enc(a):
+            a = np.asarray(a, dtype=np.float64)
+            if a.ndim and np.all(a == a.reshape(-1)[0]):
+                a = a.reshape(-1)[0]
+            return a.tolist()
+
+        return {
+            "lo": enc(self._lo),
+            "hi": enc(self._hi),
+            "shape": list(self.shape) if self.shape else None,
+            "integer": list(self.integer),
+            "A": None if self.A is None else self.A.tolist(),
+            "b": None if self.b is None else self.b.tolist(),
+            "names": self.names,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Box:
+        lo = np.asarray([np.inf if v is None else v for v in np.ravel(d["lo"])], dtype=float)
+        hi = np.asarray([np.inf if v is None else v for v in np.ravel(d["hi"])], dtype=float)
+        lo = lo.reshape(np.shape(d["lo"])) if np.ndim(d["lo"]) else lo[0]
+        hi = hi.reshape(np.shape(d["hi"])) if np.ndim(d["hi"]) else hi[0]
+        return cls(
+            lo,
+            hi,
+            shape=d.get("shape"),
+            integer=d.get("integer") or (),
+            A=None if d.get("A") is None else np.asarray(d["A"]),
+            b=None if d.get("b") is None else np.asarray(d["b"]),
+            names=d.get("names"),
+        )
+
+
+def read_constraints(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Linear constraints ``A x <= b`` from a CSV whose rows are ``a_1, ..., a_n, b``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InversetError(f"constraints file {path} does not exist; rows are a_1,...,a_n,b")
+    try:
+        data = np.loadtxt(path, delimiter=",", ndmin=2, comments="#")
+    except ValueError as exc:
+        raise InversetError(f"constraints file {path}: {exc}; rows are a_1,...,a_n,b") from None
+    return data[:, :-1], data[:, -1]

@@ -1,0 +1,15 @@
+"""User-facing errors: one line that names the problem and the fix."""
+
+from __future__ import annotations
+
+
+class InversetError(ValueError):
+    """Bad input from the user (wrong layer name, bad box, unreadable file, ...).
+
+    The CLI prints the message on one line and exits with code 2; the API raises it.
+    Messages name the problem and, where there is one, the fix.
+    """
+
+
+class UnsupportedModelError(InversetError):
+    """The model holds a layer that the requested solver cannot handle."""

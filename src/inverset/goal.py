@@ -1,0 +1,92 @@
+"""What the user wants of the target: maximize, minimize, reach a value, or lie in a range."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from inverset.errors import InversetError
+
+
+@dataclass(frozen=True)
+class Goal:
+    """Turns target values into a loss to *minimize* and says when a value is good enough."""
+
+    kind: str = "maximize"  # maximize | minimize | reach | range
+    value: float | None = None  # reach
+    low: float | None = None  # range
+    high: float | None = None  # range
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("maximize", "minimize", "reach", "range"):
+            raise InversetError(
+                f"unknown goal {self.kind!r}; use maximize, minimize, reach or range"
+            )
+        if self.kind == "reach" and (self.value is None or not math.isfinite(self.value)):
+            raise InversetError("reach needs a finite value, e.g. --value 3.0")
+        if self.kind == "range":
+            if self.low is None or self.high is None:
+                raise InversetError("range needs two numbers z1,z2, e.g. --range 0.6,0.7")
+            if self.low > self.high:
+                raise InversetError(
+                    f"range has z1 > z2 ({self.low:g} > {self.high:g}); write it as z1,z2 "
+                    "with z1 <= z2"
+                )
+
+    # convenience constructors -------------------------------------------------
+    @classmethod
+    def maximize(cls) -> Goal:
+        return cls("maximize")
+
+    @classmethod
+    def minimize(cls) -> Goal:
+        return cls("minimize")
+
+    @classmethod
+    def reach(cls, value: float) -> Goal:
+        return cls("reach", value=float(value))
+
+    @classmethod
+    def range(cls, low: float, high: float) -> Goal:
+        return cls("range", low=float(low), high=float(high))
+
+    # semantics -----------------------------------------------------------------
+    @property
+    def sense(self) -> int:
+        """+1 when larger target values are better, -1 when smaller are, 0 otherwise."""
+        return {"maximize": 1, "minimize": -1}.get(self.kind, 0)
+
+    def loss(self, v: torch.Tensor) -> torch.Tensor:
+        """Per-point loss, smaller is better, zero exactly when a reach/range goal is met."""
+        if self.kind == "maximize":
+            return -v
+        if self.kind == "minimize":
+            return v
+        if self.kind == "reach":
+            return (v - self.value).abs()
+        return (self.low - v).clamp_min(0) + (v - self.high).clamp_min(0)
+
+    def satisfied(self, v: torch.Tensor, tol: float = 0.0) -> torch.Tensor:
+        """Mask of values meeting a reach/range goal (all True for max/min)."""
+        if self.kind in ("maximize", "minimize"):
+            return torch.ones_like(v, dtype=torch.bool)
+        return self.loss(v) <= tol
+
+    def better(self, a: float, b: float) -> bool:
+        """Is value ``a`` better than value ``b``?"""
+        la = float(self.loss(torch.tensor([a]))[0])
+        lb = float(self.loss(torch.tensor([b]))[0])
+        return la < lb
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    def __str__(self) -> str:
+        if self.kind == "reach":
+            return f"reach {self.value:g}"
+        if self.kind == "range":
+            return f"range [{self.low:g}, {self.high:g}]"
+        return self.kind

@@ -1,0 +1,149 @@
+"""Read any named activation of a model through forward hooks, and list what can be read.
+
+Hooks are registered for one forward pass at a time and always removed (``finally``),
+so a model handed to inverset comes back exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from inverset.errors import InversetError
+
+OUTPUT = "out"  # the model output; `logit`, `prob` and `margin` refs read it too
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a parameterless model)."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    for t in model.parameters():
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
+def input_shape_of(model: nn.Module) -> tuple[int, ...] | None:
+    """The input shape (without batch) a loader recorded on the model, if any."""
+    shape = getattr(model, "input_shape", None)
+    return tuple(shape) if shape is not None else None
+
+
+def first_tensor(out: object) -> torch.Tensor:
+    """The tensor a model returned (first one of a tuple/list/dict)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, list | tuple) and out:
+        return first_tensor(out[0])
+    if isinstance(out, dict) and out:
+        return first_tensor(next(iter(out.values())))
+    raise InversetError(f"the model returned {type(out).__name__}, not a tensor; wrap it to return one")
+
+
+def named_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every addressable submodule by its dotted name (the root itself is left out)."""
+    return {name: m for name, m in model.named_modules() if name}
+
+
+def check_layer_names(model: nn.Module, names: Sequence[str]) -> None:
+    """Raise a one-line error listing valid names if any of ``names`` is not a layer."""
+    valid = named_layers(model)
+    for n in names:
+        if n != OUTPUT and n not in valid:
+            shown = ", ".join(list(valid)[:40]) + (" ..." if len(valid) > 40 else "")
+            raise InversetError(
+                f"unknown layer {n!r}; valid layers: {shown or '(none)'} (or 'out' for the output)"
+            )
+
+
+@contextlib.contextmanager
+def probe(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Context manager: inside it, each forward pass fills the yielded dict with the outputs
+    of the named layers (``'out'`` is filled by :func:`forward`). Hooks go when it ends."""
+    check_layer_names(model, names)
+    layers = named_layers(model)
+    acts: dict[str, torch.Tensor] = {}
+    handles = []
+    try:
+        for n in dict.fromkeys(names):
+            if n == OUTPUT:
+                continue
+
+            def hook(_m, _inp, out, _n=n):
+                acts[_n] = first_tensor(out)
+
+            handles.append(layers[n].register_forward_hook(hook))
+        yield acts
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def forward(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """One forward pass of ``x`` returning ``{name: activation}`` for ``names`` (and 'out')."""
+    with probe(model, names) as acts:
+        acts[OUTPUT] = first_tensor(model(x))
+        return dict(acts)
+
+
+@dataclass
+class LayerInfo:
+    name: str
+    kind: str
+    shape: tuple[int, ...] | None  # output shape without batch, when an input shape is known
+
+    @property
+    def units(self) -> int | None:
+        if self.shape is None:
+            return None
+        return self.shape[0] if len(self.shape) >= 1 else 1
+
+
+def layers(model: nn.Module, input_shape: Sequence[int] | None = None) -> list[LayerInfo]:
+    """Every addressable layer with its output shape (one forward pass of a zero input).
+
+    ``input_shape`` excludes the batch axis; it defaults to what the loader recorded.
+    """
+    shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
+    names = list(named_layers(model))
+    shapes: dict[str, tuple[int, ...]] = {}
+    if shape is not None:
+        x = torch.zeros((1, *shape), device=model_device(model), dtype=model_dtype(model))
+        with torch.no_grad(), restore_mode(model, train=False):
+            acts = {}
+            with contextlib.suppress(InversetError):
+                acts = forward(model, x, names)
+        shapes = {k: tuple(v.shape[1:]) for k, v in acts.items() if isinstance(v, torch.Tensor)}
+    infos = [LayerInfo(n, type(m).__name__, shapes.get(n)) for n, m in named_layers(model).items()]
+    infos.append(LayerInfo(OUTPUT, "output", shapes.get(OUTPUT)))
+    return infos
+
+
+@contextlib.contextmanager
+def restore_mode(model: nn.Module, train: bool = False, freeze: bool = True) -> Iterator[nn.Module]:
+    """Put the model in eval (or train) mode and freeze its parameters for the duration;
+    restore every module's mode and every parameter's ``requires_grad`` afterwards."""
+    modes = {m: m.training for m in model.modules()}
+    grads = {p: p.requires_grad for p in model.parameters()}
+    try:
+        model.train(train)
+        if freeze:
+            for p in model.parameters():
+                p.requires_grad_(False)
+        yield model
+    finally:
+        for m, t in modes.items():
+            m.training = t
+        for p, g in grads.items():
+            p.requires_grad_(g)

@@ -1,0 +1,187 @@
+"""A query resolved against a model: what every solver takes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from inverset.domain import Box
+from inverset.errors import InversetError
+from inverset.goal import Goal
+from inverset.model import (
+    OUTPUT,
+    check_layer_names,
+    forward,
+    input_shape_of,
+    model_device,
+    model_dtype,
+    restore_mode,
+)
+from inverset.space import Direct, Space
+from inverset.target import Expr, parse_target
+
+
+@dataclass
+class Problem:
+    """Model + target + goal + domain + space, checked once so solvers need not.
+
+    ``constraints`` holds further ``(target, low, high)`` ranges every answer must satisfy
+    (intersections of inverse sets). ``nfev`` counts model evaluations (points, not batches).
+    """
+
+    model: nn.Module
+    target: Expr
+    goal: Goal
+    domain: Box
+    space: Space
+    constraints: list[tuple[Expr, float, float]] = field(default_factory=list)
+    labels: list[str] | None = None
+    nfev: int = 0
+
+    @classmethod
+    def build(
+        cls,
+        model: nn.Module,
+        target: str | Expr,
+        goal: Goal,
+        domain: Box | None = None,
+        *,
+        space: Space | None = None,
+        input_shape: Sequence[int] | None = None,
+        labels: Sequence[str] | None = None,
+        constraints: Sequence[tuple[str | Expr, float, float]] = (),
+    ) -> Problem:
+        """Resolve and validate a query: shapes, layer names, indices, finite outputs."""
+        if not isinstance(model, nn.Module):
+            raise InversetError(
+                f"model must be a torch.nn.Module (use inverset.load_model), not "
+                f"{type(model).__name__}"
+            )
+        domain = domain if domain is not None else Box()
+        shape = (
+            tuple(input_shape)
+            if input_shape is not None
+            else domain.shape or input_shape_of(model)
+        )
+        if shape is None:
+            raise InversetError(
+                "the input shape is unknown; give it (input_shape=(1, 8, 8) / --input-shape "
+                "1,8,8) or a box with one bound per feature"
+            )
+        domain = domain.with_shape(shape)
+        if labels is None:
+            labels = getattr(model, "labels", None)
+        labels = list(labels) if labels is not None else None
+        expr = parse_target(target, labels)
+        cons = []
+        for t, lo, hi in constraints:
+            if lo > hi:
+                raise InversetError(f"range of {t} has z1 > z2 ({lo:g} > {hi:g}); swap them")
+            cons.append((parse_target(t, labels), float(lo), float(hi)))
+        names = [*expr.layers(), *(n for c in cons for n in c[0].layers())]
+        check_layer_names(model, names)
+        problem = cls(model, expr, goal, domain, space or Direct(domain), cons, labels)
+        problem._validate()
+        return problem
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return model_device(self.model)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return model_dtype(self.model)
+
+    @property
+    def layer_names(self) -> list[str]:
+        names = [*self.target.layers(), *(n for c in self.constraints for n in c[0].layers())]
+        return list(dict.fromkeys([OUTPUT, *names]))
+
+    def session(self) -> contextlib.AbstractContextManager:
+        """Eval mode with frozen weights for the duration of a solve; restored afterwards."""
+        return restore_mode(self.model, train=False, freeze=True)
+
+    # ------------------------------------------------------------------ evaluation
+    def activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One forward pass of model inputs ``x``: every activation the query reads."""
+        self.nfev += int(x.shape[0])
+        return forward(self.model, x, self.layer_names)
+
+    def evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        """Target values of model inputs ``x`` (a batch), differentiable."""
+        return self.target.evaluate(self.activations(x))
+
+    def evaluate_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(target values [B], constraint values [B, m]) for model inputs ``x``."""
+        acts = self.activations(x)
+        v = self.target.evaluate(acts)
+        c = [t.evaluate(acts) for t, _, _ in self.constraints]
+        cv = torch.stack(c, 1) if c else v.new_zeros((v.shape[0], 0))
+        return v, cv
+
+    def constraint_violation(self, cv: torch.Tensor) -> torch.Tensor:
+        """Per point, the summed distance of each constraint value outside its range."""
+        if not self.constraints:
+            return cv.new_zeros(cv.shape[0])
+        lo = cv.new_tensor([c[1] for c in self.constraints])
+        hi = cv.new_tensor([c[2] for c in self.constraints])
+        return ((lo - cv).clamp_min(0) + (cv - hi).clamp_min(0)).sum(1)
+
+    def loss(self, z: torch.Tensor, penalty: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss [B] to minimize, target values [B]) at search variables ``z``."""
+        v, cv = self.evaluate_all(self.space.to_input(z))
+        return self.goal.loss(v) + penalty * self.constraint_violation(cv), v
+
+    @torch.no_grad()
+    def values(self, x: torch.Tensor, chunk: int = 4096) -> np.ndarray:
+        """Target values of model inputs ``x`` as float64 numpy, in chunks, no gradient."""
+        out = []
+        for i in range(0, x.shape[0], chunk):
+            xi = x[i : i + chunk].to(self.device, self.dtype)
+            out.append(self.evaluate(xi).double().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def _validate(self) -> None:
+        gen = torch.Generator().manual_seed(0)
+        z = self.space.box.sample(2, gen, device=self.device, dtype=self.dtype)
+        with torch.no_grad(), self.session():
+            acts = forward(self.model, self.space.to_input(z), self.layer_names)
+            self.target.check(acts)
+            for t, _, _ in self.constraints:
+                t.check(acts)
+            v = self.target.evaluate(acts)
+        if not torch.isfinite(v).all():
+            raise InversetError(
+                f"the model's target {self.target} is not finite ({v.tolist()}) at points of the "
+                "domain; check the model and its input scaling, or narrow the box"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The query as plain data (what a Result records)."""
+        return {
+            "target": str(self.target),
+            "goal": self.goal.to_dict(),
+            "domain": self.domain.to_dict(),
+            "space": self.space.to_dict(),
+            "constraints": [[str(t), lo, hi] for t, lo, hi in self.constraints],
+            "model": getattr(self.model, "source", type(self.model).__name__),
+        }
+
+
+@contextlib.contextmanager
+def timer(timings: dict[str, float], key: str) -> Iterator[None]:
+    """Add the wall time of the block to ``timings[key]``."""
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0

@@ -1,0 +1,47 @@
+"""Progress bars (rich) that cost nothing when turned off."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+
+class _Bar:
+    def __init__(self, progress: Any, task: Any):
+        self._p, self._t = progress, task
+
+    def update(self, advance: float = 1, **fields: Any) -> None:
+        """Advance the bar; ``fields`` show as text after it (e.g. best=1.23)."""
+        if self._p is not None:
+            text = "  ".join(
+                f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()
+            )
+            self._p.update(self._t, advance=advance, info=text)
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool, total: float | None, description: str) -> Iterator[_Bar]:
+    """A rich progress bar on stderr when ``enabled``; a no-op object otherwise."""
+    if not enabled:
+        yield _Bar(None, None)
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    cols = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+    ]
+    with Progress(*cols, console=Console(stderr=True), transient=False) as p:
+        task = p.add_task(description, total=total, info="")
+        yield _Bar(p, task)

@@ -1,0 +1,169 @@
+"""The one answer shape every solver returns (modelled on scipy's ``OptimizeResult``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: What a status means. Every solver uses these words and no others.
+STATUSES = {
+    "optimal": "global optimum proven: gap within tolerance",
+    "converged": "local search finished; best point found, no global proof",
+    "time_limit": "time limit reached; best point so far (and bound, if any) returned",
+    "max_evals": "evaluation budget reached; best point so far returned",
+    "found": "points satisfying the goal (reach/range) were found",
+    "not_found": "no point satisfying the goal was found within the budget (no proof)",
+    "unreachable": "proven: no input in the domain satisfies the goal; see bound",
+    "infeasible": "the domain itself is empty",
+    "interrupted": "stopped by the user; what was found so far is returned",
+}
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, np.generic):
+        return _jsonable(v.item())
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+def _unjson(v: Any) -> Any:
+    if v == "inf":
+        return math.inf
+    if v == "-inf":
+        return -math.inf
+    return v
+
+
+@dataclass
+class Result:
+    """Best input(s) found for a query, how good they are, and how they were found.
+
+    ``x``/``value``: the best input (shape of the model input) and its target value.
+    ``xs``/``values``: every returned point (distinct local optima, samples, ...), best first.
+    ``bound``/``gap``: a proven bound on the optimum and the gap to it, or None.
+    ``status``: one of :data:`STATUSES`. ``arrays``: any further named arrays (images, ...).
+    """
+
+    x: np.ndarray | None
+    value: float | None
+    status: str
+    message: str = ""
+    xs: np.ndarray | None = None
+    values: np.ndarray | None = None
+    bound: float | None = None
+    gap: float | None = None
+    nfev: int = 0
+    solver: str = ""
+    history: dict[str, list] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    query: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}; one of {sorted(STATUSES)}")
+
+    @property
+    def success(self) -> bool:
+        return self.status in {"optimal", "converged", "found"}
+
+    def summary(self) -> dict[str, Any]:
+        """Scalars only: what `--json` prints and `result.json` starts with."""
+        return _jsonable(
+            {
+                "status": self.status,
+                "message": self.message,
+                "value": self.value,
+                "bound": self.bound,
+                "gap": self.gap,
+                "nfev": self.nfev,
+                "solver": self.solver,
+                "x": None if self.x is None else np.asarray(self.x).reshape(-1)[:64].tolist(),
+                "n_points": 0 if self.xs is None else len(self.xs),
+                "timings": self.timings,
+            }
+        )
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``result.json`` (everything but arrays) and ``result.npz`` (arrays)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "status": self.status,
+            "message": self.message,
+            "value": self.value,
+            "bound": self.bound,
+            "gap": self.gap,
+            "nfev": self.nfev,
+            "solver": self.solver,
+            "history": self.history,
+            "timings": self.timings,
+            "query": self.query,
+            "info": self.info,
+            "x_summary": None if self.x is None else np.asarray(self.x).reshape(-1)[:64].tolist(),
+        }
+        arrays = {f"arrays/{k}": np.asarray(v) for k, v in self.arrays.items()}
+        for name in ("x", "xs", "values"):
+            v = getattr(self, name)
+            if v is not None:
+                arrays[name] = np.asarray(v)
+        tmp_json, tmp_npz = d / "result.json.tmp", d / "result.tmp.npz"
+        tmp_json.write_text(json.dumps(_jsonable(meta), indent=2))
+        np.savez_compressed(tmp_npz, **arrays)
+        tmp_npz.replace(d / "result.npz")
+        tmp_json.replace(d / "result.json")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Result:
+        """Read a result written by :meth:`save` (no pickles are loaded)."""
+        from inverset.errors import InversetError
+
+        d = Path(directory)
+        if not (d / "result.json").is_file():
+            raise InversetError(f"{d} holds no result.json; give a directory written by save()")
+        meta = json.loads((d / "result.json").read_text())
+        arrays: dict[str, np.ndarray] = {}
+        if (d / "result.npz").is_file():
+            with np.load(d / "result.npz", allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        extra = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("arrays/")}
+        return cls(
+            x=arrays.get("x"),
+            value=_unjson(meta["value"]),
+            status=meta["status"],
+            message=meta.get("message", ""),
+            xs=arrays.get("xs"),
+            values=arrays.get("values"),
+            bound=_unjson(meta.get("bound")),
+            gap=_unjson(meta.get("gap")),
+            nfev=meta.get("nfev", 0),
+            solver=meta.get("solver", ""),
+            history=meta.get("history", {}),
+            timings=meta.get("timings", {}),
+            query=meta.get("query", {}),
+            info=meta.get("info", {}),
+            arrays=extra,
+        )
+
+    def __repr__(self) -> str:
+        parts = [f"status={self.status!r}", f"value={self.value!r}"]
+        if self.bound is not None:
+            parts += [f"bound={self.bound!r}", f"gap={self.gap!r}"]
+        parts += [f"nfev={self.nfev}", f"solver={self.solver!r}"]
+        if self.message:
+            parts.append(f"message={self.message!r}")
+        return f"Result({', '.join(parts)})"

@@ -1,0 +1,351 @@
+"""Target expressions: what number of the network a query is about.
+
+Grammar (spaces are free between tokens, not inside a reference)::
+
+    expr    := term (('+' | '-') term)*
+    term    := factor (('*' | '/') factor)*
+    factor  := ('-' | '+') factor | NUMBER | REF | ('min' | 'max') '(' expr (',' expr)* ')' | '(' expr ')'
+    REF     := KIND ':' INDEX            # out:3  logit:7  prob:cat  margin:3
+             | LAYER ':' C [',' H ',' W] # fc2:3 (unit)  conv2:5 (channel mean)  conv2:5,1,2 (one neuron)
+
+``out``/``logit`` read the flattened model output, ``prob`` its softmax (sigmoid for a single
+output), ``margin:k`` is ``out_k - max_{j != k} out_j``. Every node evaluates on a batch of
+activations to one value per batch element; solvers that need structure (the exact solver)
+walk the same nodes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from inverset.errors import InversetError
+
+OUTPUT_KINDS = ("out", "logit", "prob", "margin")
+
+
+class Expr:
+    """A node of a target expression."""
+
+    def evaluate(self, acts: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def refs(self) -> list[Ref]:
+        return []
+
+    def layers(self) -> list[str]:
+        """Names of the activations this expression reads ('out' for the model output)."""
+        return list(dict.fromkeys(r.layer for r in self.refs()))
+
+    def check(self, acts: dict[str, torch.Tensor]) -> None:
+        """Raise a clear error if an index is out of range for the activations' shapes."""
+        for r in self.refs():
+            r.check(acts)
+
+    @property
+    def piecewise_linear(self) -> bool:
+        """True when the expression is a piecewise-linear function of activations."""
+        return False
+
+    def __call__(self, acts: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.evaluate(acts)
+
+
+@dataclass(frozen=True)
+class Const(Expr):
+    value: float
+
+    def evaluate(self, acts):
+        ref = next(iter(acts.values()))
+        return torch.full((ref.shape[0],), self.value, dtype=ref.dtype, device=ref.device)
+
+    @property
+    def piecewise_linear(self) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        return f"{self.value:g}"
+
+
+@dataclass(frozen=True)
+class Ref(Expr):
+    """One number read from an activation: ``kind`` is out/logit/prob/margin or 'layer'."""
+
+    kind: str
+    layer: str
+    index: tuple[int, ...]
+    label: str | None = None  # the class name the user wrote, if any
+
+    def refs(self):
+        return [self]
+
+    @property
+    def piecewise_linear(self) -> bool:
+        return self.kind != "prob"
+
+    def _act(self, acts):
+        a = acts[self.layer]
+        return a.reshape(a.shape[0], -1) if self.kind != "layer" else a
+
+    def check(self, acts):
+        a = self._act(acts)
+        if self.kind == "layer":
+            shape = tuple(a.shape[1:])
+            if len(self.index) == 1:
+                n = shape[0] if shape else 1
+                if not 0 <= self.index[0] < n:
+                    what = "channel" if len(shape) > 1 else "unit"
+                    raise InversetError(
+                        f"{self}: {what} {self.index[0]} is out of range; layer {self.layer!r} "
+                        f"has {n} {what}s (0..{n - 1})"
+                    )
+            elif len(self.index) != len(shape) or any(
+                not 0 <= i < s for i, s in zip(self.index, shape, strict=False)
+            ):
+                raise InversetError(
+                    f"{self}: index {','.join(map(str, self.index))} does not fit layer "
+                    f"{self.layer!r} of shape {tuple(shape)}; give C or C,H,W within it"
+                )
+        else:
+            n = a.shape[1]
+            m = 2 if self.kind == "prob" and n == 1 else n
+            if not 0 <= self.index[0] < m:
+                raise InversetError(
+                    f"{self}: index {self.index[0]} is out of range; the model has {m} "
+                    f"outputs (0..{m - 1})"
+                )
+
+    def evaluate(self, acts):
+        a = self._act(acts)
+        k = self.index[0]
+        if self.kind in ("out", "logit"):
+            return a[:, k]
+        if self.kind == "prob":
+            if a.shape[1] == 1:
+                p = torch.sigmoid(a[:, 0])
+                return p if k == 1 else 1 - p
+            return torch.softmax(a, dim=1)[:, k]
+        if self.kind == "margin":
+            others = torch.cat([a[:, :k], a[:, k + 1 :]], dim=1)
+            return a[:, k] - others.amax(1)
+        if len(self.index) == 1:
+            v = a[:, k]
+            return v.reshape(v.shape[0], -1).mean(1) if v.dim() > 1 else v
+        return a[(slice(None), *self.index)]
+
+    def __str__(self) -> str:
+        idx = self.label if self.label is not None else ",".join(map(str, self.index))
+        return f"{self.layer if self.kind == 'layer' else self.kind}:{idx}"
+
+
+@dataclass(frozen=True)
+class Neg(Expr):
+    arg: Expr
+
+    def evaluate(self, acts):
+        return -self.arg.evaluate(acts)
+
+    def refs(self):
+        return self.arg.refs()
+
+    @property
+    def piecewise_linear(self) -> bool:
+        return self.arg.piecewise_linear
+
+    def __str__(self) -> str:
+        return f"-({self.arg})"
+
+
+@dataclass(frozen=True)
+class BinOp(Expr):
+    op: str
+    left: Expr
+    right: Expr
+
+    def evaluate(self, acts):
+        a, b = self.left.evaluate(acts), self.right.evaluate(acts)
+        if self.op == "+":
+            return a + b
+        if self.op == "-":
+            return a - b
+        if self.op == "*":
+            return a * b
+        return a / b
+
+    def refs(self):
+        return self.left.refs() + self.right.refs()
+
+    @property
+    def piecewise_linear(self) -> bool:
+        if not (self.left.piecewise_linear and self.right.piecewise_linear):
+            return False
+        if self.op in "+-":
+            return True
+        if self.op == "*":
+            return isinstance(self.left, Const) or isinstance(self.right, Const)
+        return isinstance(self.right, Const)
+
+    def __str__(self) -> str:
+        return f"({self.left} {self.op} {self.right})"
+
+
+@dataclass(frozen=True)
+class Func(Expr):
+    name: str  # "min" | "max"
+    args: tuple[Expr, ...]
+
+    def evaluate(self, acts):
+        vals = torch.stack([a.evaluate(acts) for a in self.args], dim=1)
+        return vals.amin(1) if self.name == "min" else vals.amax(1)
+
+    def refs(self):
+        return [r for a in self.args for r in a.refs()]
+
+    @property
+    def piecewise_linear(self) -> bool:
+        return all(a.piecewise_linear for a in self.args)
+
+    def __str__(self) -> str:
+        return f"{self.name}({', '.join(map(str, self.args))})"
+
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+      (?P<ref>[\w.]+:(?:\d+(?:,\d+)*|\w+))
+    | (?P<num>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
+    | (?P<name>[A-Za-z_]\w*)
+    | (?P<op>[-+*/(),])
+    )""",
+    re.VERBOSE,
+)
+
+
+class _Parser:
+    def __init__(self, text: str, labels: Sequence[str] | None):
+        self.text, self.labels = text, list(labels) if labels is not None else None
+        self.tokens: list[tuple[str, str, int]] = []
+        pos = 0
+        while pos < len(text):
+            if text[pos:].strip() == "":
+                break
+            m = _TOKEN.match(text, pos)
+            if not m or m.end() == pos:
+                self.fail(f"unexpected character {text[pos:].strip()[0]!r}", pos)
+            kind = m.lastgroup or ""
+            self.tokens.append((kind, m.group(kind), m.start(kind)))
+            pos = m.end()
+        self.i = 0
+
+    def fail(self, why: str, pos: int | None = None):
+        where = f" at position {pos}" if pos is not None else ""
+        raise InversetError(
+            f"malformed target {self.text!r}: {why}{where}; write e.g. 'out:0 - 0.5*out:3', "
+            "'fc2:3', 'conv2:5,1,2', 'prob:cat', 'margin:3', 'min(out:0, out:1)'"
+        )
+
+    def peek(self):
+        return self.tokens[self.i] if self.i < len(self.tokens) else ("end", "", len(self.text))
+
+    def take(self, value: str | None = None):
+        tok = self.peek()
+        if value is not None and tok[1] != value:
+            self.fail(f"expected {value!r}, found {tok[1] or 'the end'!r}", tok[2])
+        self.i += 1
+        return tok
+
+    def parse(self) -> Expr:
+        if not self.tokens:
+            self.fail("it is empty")
+        e = self.expr()
+        if self.i != len(self.tokens):
+            tok = self.peek()
+            self.fail(f"unexpected {tok[1]!r}", tok[2])
+        return e
+
+    def expr(self) -> Expr:
+        e = self.term()
+        while self.peek()[1] in ("+", "-"):
+            op = self.take()[1]
+            e = BinOp(op, e, self.term())
+        return e
+
+    def term(self) -> Expr:
+        e = self.factor()
+        while self.peek()[1] in ("*", "/"):
+            op = self.take()[1]
+            e = BinOp(op, e, self.factor())
+        return e
+
+    def factor(self) -> Expr:
+        kind, val, pos = self.peek()
+        if val in ("-", "+"):
+            self.take()
+            f = self.factor()
+            return f if val == "+" else (Const(-f.value) if isinstance(f, Const) else Neg(f))
+        if kind == "num":
+            self.take()
+            return Const(float(val))
+        if kind == "ref":
+            self.take()
+            return self.ref(val, pos)
+        if kind == "name":
+            if val not in ("min", "max"):
+                self.fail(f"{val!r} needs ':INDEX' (e.g. {val}:0) or is an unknown function", pos)
+            self.take()
+            self.take("(")
+            args = [self.expr()]
+            while self.peek()[1] == ",":
+                self.take()
+                args.append(self.expr())
+            self.take(")")
+            return Func(val, tuple(args))
+        if val == "(":
+            self.take()
+            e = self.expr()
+            self.take(")")
+            return e
+        self.fail(f"unexpected {val or 'end'!r}", pos)
+        raise AssertionError
+
+    def ref(self, text: str, pos: int) -> Ref:
+        layer, idx = text.rsplit(":", 1) if text.count(":") == 1 else text.split(":", 1)
+        label = None
+        if re.fullmatch(r"\d+(,\d+)*", idx):
+            index = tuple(int(v) for v in idx.split(","))
+        else:
+            if layer not in ("prob", "logit", "out", "margin"):
+                self.fail(f"index {idx!r} of {layer!r} must be numbers C or C,H,W", pos)
+            if self.labels is None or idx not in self.labels:
+                known = ", ".join(self.labels[:20]) if self.labels else "none given"
+                raise InversetError(
+                    f"unknown class name {idx!r} in {text!r}; known names: {known} "
+                    "(pass a labels file with --labels, or use the class index)"
+                )
+            index, label = (self.labels.index(idx),), idx
+        if layer in OUTPUT_KINDS:
+            if len(index) != 1:
+                self.fail(f"{layer}: takes one index", pos)
+            return Ref(layer, "out", index, label)
+        return Ref("layer", layer, index)
+
+
+def parse_target(text: str | Expr, labels: Sequence[str] | None = None) -> Expr:
+    """Parse a target expression (an :class:`Expr` passes through unchanged)."""
+    if isinstance(text, Expr):
+        return text
+    if not isinstance(text, str):
+        raise InversetError(f"target must be a string like 'out:0', not {type(text).__name__}")
+    return _Parser(text, labels).parse()
+
+
+def read_labels(path: str) -> list[str]:
+    """Class names, one per line (line i names class i)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise InversetError(f"labels file {p} does not exist; give a text file, one name per line")
+    return [line.strip() for line in p.read_text().splitlines() if line.strip()]
