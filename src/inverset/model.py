@@ -48,7 +48,9 @@ def first_tensor(out: object) -> torch.Tensor:
         return first_tensor(out[0])
     if isinstance(out, dict) and out:
         return first_tensor(next(iter(out.values())))
-    raise InversetError(f"the model returned {type(out).__name__}, not a tensor; wrap it to return one")
+    raise InversetError(
+        f"the model returned {type(out).__name__}, not a tensor; wrap it to return one"
+    )
 
 
 def named_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -79,6 +81,11 @@ def probe(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, torch.Te
         for n in dict.fromkeys(names):
             if n == OUTPUT:
                 continue
+            if isinstance(layers[n], torch.jit.ScriptModule):
+                raise InversetError(
+                    f"layer {n!r} is inside a TorchScript model, which cannot be hooked; target "
+                    "its outputs (out:k), or load the model as an nn.Module or ONNX file"
+                )
 
             def hook(_m, _inp, out, _n=n):
                 acts[_n] = first_tensor(out)
@@ -120,10 +127,11 @@ def layers(model: nn.Module, input_shape: Sequence[int] | None = None) -> list[L
     shapes: dict[str, tuple[int, ...]] = {}
     if shape is not None:
         x = torch.zeros((1, *shape), device=model_device(model), dtype=model_dtype(model))
+        scripted = isinstance(model, torch.jit.ScriptModule)
         with torch.no_grad(), restore_mode(model, train=False):
             acts = {}
             with contextlib.suppress(InversetError):
-                acts = forward(model, x, names)
+                acts = forward(model, x, [] if scripted else names)
         shapes = {k: tuple(v.shape[1:]) for k, v in acts.items() if isinstance(v, torch.Tensor)}
     infos = [LayerInfo(n, type(m).__name__, shapes.get(n)) for n, m in named_layers(model).items()]
     infos.append(LayerInfo(OUTPUT, "output", shapes.get(OUTPUT)))

@@ -65,9 +65,7 @@ class Problem:
             )
         domain = domain if domain is not None else Box()
         shape = (
-            tuple(input_shape)
-            if input_shape is not None
-            else domain.shape or input_shape_of(model)
+            tuple(input_shape) if input_shape is not None else domain.shape or input_shape_of(model)
         )
         if shape is None:
             raise InversetError(

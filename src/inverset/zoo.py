@@ -110,8 +110,9 @@ def diabetes(hidden: tuple[int, ...] = (16, 16), seed: int = 0):
     from sklearn.neural_network import MLPRegressor
 
     d = load_diabetes()
-    reg = MLPRegressor(hidden_layer_sizes=hidden, max_iter=2000, random_state=seed,
-                       learning_rate_init=1e-2)
+    reg = MLPRegressor(
+        hidden_layer_sizes=hidden, max_iter=2000, random_state=seed, learning_rate_init=1e-2
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         reg.fit(d.data, d.target)

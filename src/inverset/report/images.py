@@ -8,8 +8,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def to_hwc(img: np.ndarray) -> np.ndarray:
@@ -44,8 +44,13 @@ def save_grid(
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            ax.imshow(imgs[i], cmap=cmap if imgs[i].ndim == 2 else None, vmin=0, vmax=1,
-                      interpolation="nearest")
+            ax.imshow(
+                imgs[i],
+                cmap=cmap if imgs[i].ndim == 2 else None,
+                vmin=0,
+                vmax=1,
+                interpolation="nearest",
+            )
             if labels is not None and i < len(labels):
                 ax.set_title(str(labels[i]), fontsize=7, y=-0.18)
     if title:
@@ -88,7 +93,10 @@ def save_bars(
 
 
 def save_curve(
-    history: dict[str, list], path: str | Path, x: str = "step", y: str = "best",
+    history: dict[str, list],
+    path: str | Path,
+    x: str = "step",
+    y: str = "best",
     title: str | None = None,
 ) -> Path:
     """Convergence plot of ``history[y]`` against ``history[x]``."""
@@ -109,8 +117,12 @@ def save_curve(
 
 
 def save_histogram(
-    values: np.ndarray, path: str | Path, low: float | None = None, high: float | None = None,
-    title: str | None = None, bins: int = 30,
+    values: np.ndarray,
+    path: str | Path,
+    low: float | None = None,
+    high: float | None = None,
+    title: str | None = None,
+    bins: int = 30,
 ) -> Path:
     """Histogram of target values, with the requested range [low, high] shaded."""
     fig, ax = plt.subplots(figsize=(4.5, 3.0))

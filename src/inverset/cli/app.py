@@ -1,0 +1,247 @@
+"""The typer app and what every command shares: model loading, domain options, output.
+
+The CLI holds no logic the API lacks: commands parse, call the API, and write the Result.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from inverset.domain import Box, read_constraints
+from inverset.errors import InversetError
+
+app = typer.Typer(
+    name="inverset",
+    help="Which inputs drive this output, or this hidden neuron, where I want it?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+# ---------------------------------------------------------------- shared options
+ModelArg = Annotated[
+    str,
+    typer.Argument(
+        help="model file (.onnx, .pt TorchScript/state dict, .joblib) or package.module:factory"
+    ),
+]
+TargetOpt = Annotated[
+    str,
+    typer.Option(
+        "--target", "-t", help="e.g. 'out:0 - out:1', 'fc2:3', 'conv2:5', 'prob:3', 'margin:3'"
+    ),
+]
+BoxOpt = Annotated[str | None, typer.Option("--box", help="LO,HI for every feature (e.g. 0,1)")]
+BoxFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--box-file", help="CSV of data (min/max per column) or rows 'lo,...' and 'hi,...'"
+    ),
+]
+IntegerOpt = Annotated[
+    str | None, typer.Option("--integer", help="flat indices of integer features, e.g. 2,5")
+]
+ConstraintsOpt = Annotated[
+    Path | None, typer.Option("--constraints", help="CSV rows a_1..a_n,b meaning a.x <= b")
+]
+ShapeOpt = Annotated[
+    str | None, typer.Option("--input-shape", help="input shape without batch, e.g. 1,8,8")
+]
+LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="class names, one per line")]
+TrustOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust", help="allow unpickling the model file (runs code: only for files you trust)"
+    ),
+]
+FactoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--factory",
+        help="package.module:function that builds the model; MODEL is then its state dict",
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda:0")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="random seed")]
+TimeOpt = Annotated[float | None, typer.Option("--time-limit", help="seconds")]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", "-o", help="directory for result.json, result.npz and pictures"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print a machine-readable summary on stdout")]
+
+
+def parse_floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InversetError(f"{what} must be numbers separated by commas, got {text!r}") from None
+
+
+def parse_ints(text: str, what: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InversetError(f"{what} must be integers separated by commas, got {text!r}") from None
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_cli_model(
+    model: str,
+    trust: bool = False,
+    factory: str | None = None,
+    device: str = "auto",
+    input_shape: str | None = None,
+):
+    """Load MODEL as the commands do (factory + state dict, pickles only with --trust)."""
+    from inverset.loaders import load_model
+
+    shape = parse_ints(input_shape, "--input-shape") if input_shape else None
+    if factory:
+        m = load_model(factory, weights=model, input_shape=shape)
+    else:
+        m = load_model(model, trust=trust, input_shape=shape)
+    return m.to(resolve_device(device))
+
+
+def build_domain(
+    box: str | None,
+    box_file: Path | None,
+    integer: str | None,
+    constraints: Path | None,
+    input_shape: str | None = None,
+) -> Box:
+    """The Box the options describe (bounds, integers, linear constraints, shape)."""
+    kw: dict[str, Any] = {}
+    if integer:
+        kw["integer"] = parse_ints(integer, "--integer")
+    if constraints:
+        kw["A"], kw["b"] = read_constraints(constraints)
+    if input_shape:
+        kw["shape"] = parse_ints(input_shape, "--input-shape")
+    if box and box_file:
+        raise InversetError("give either --box or --box-file, not both")
+    if box_file:
+        return Box.from_csv(box_file, **kw)
+    if box:
+        v = parse_floats(box, "--box")
+        if len(v) != 2:
+            raise InversetError(
+                f"--box takes LO,HI (two numbers), got {box!r}; per-feature bounds go in --box-file"
+            )
+        return Box(v[0], v[1], **kw)
+    return Box(**kw)
+
+
+def parse_options(options: list[str] | None) -> dict[str, Any]:
+    """``key=value`` solver options; values parsed as int, float, bool or kept as text."""
+    result: dict[str, Any] = {}
+    for item in options or []:
+        if "=" not in item:
+            raise InversetError(f"--option takes key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        low = v.lower()
+        if low in ("true", "false"):
+            result[k] = low == "true"
+            continue
+        for cast in (int, float):
+            try:
+                result[k] = cast(v)
+                break
+            except ValueError:
+                continue
+        else:
+            result[k] = v
+    return result
+
+
+def finish(result, out_dir: Path | None, as_json: bool, names: list[str] | None = None) -> None:
+    """Save the Result first (nothing computed is lost), then pictures, then print."""
+    saved = None
+    if out_dir is not None:
+        saved = result.save(out_dir)
+        from inverset.report.pictures import write_pictures
+
+        try:
+            write_pictures(result, out_dir, names)
+        except Exception as exc:  # pictures are extras; the result is already on disk
+            err.print(f"[yellow]warning:[/] pictures not written ({exc})")
+    if as_json:
+        summary = result.summary()
+        if saved is not None:
+            summary["out"] = str(saved)
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return
+    print_result(result, names)
+    if saved is not None:
+        out.print(f"saved to {saved}/ (result.json, result.npz, pictures)")
+
+
+def print_result(result, names: list[str] | None = None) -> None:
+    import numpy as np
+
+    t = Table(show_header=False, box=None)
+    t.add_row("status", f"[bold]{result.status}[/]")
+    t.add_row("value", f"{result.value:.6g}" if result.value is not None else "-")
+    if result.bound is not None:
+        t.add_row("bound", f"{result.bound:.6g}")
+        t.add_row("gap", f"{result.gap:.3g}" if result.gap is not None else "-")
+    t.add_row("evaluations", str(result.nfev))
+    t.add_row("time", f"{result.timings.get('total', 0):.2f} s")
+    if result.message:
+        t.add_row("message", result.message)
+    out.print(t)
+    if result.x is not None:
+        x = np.asarray(result.x).reshape(-1)
+        if x.size <= 24:
+            names = (
+                names
+                or result.query.get("domain", {}).get("names")
+                or [f"x[{i}]" for i in range(x.size)]
+            )
+            xt = Table(title="best input", box=None)
+            xt.add_column("feature")
+            xt.add_column("value", justify="right")
+            for n, v in zip(names, x, strict=False):
+                xt.add_row(str(n), f"{v:.6g}")
+            out.print(xt)
+
+
+def main() -> None:
+    """Entry point: one-line errors with exit code 2, never a traceback for bad input."""
+    import click
+
+    from inverset.cli import register
+
+    register()
+    try:
+        rv = app(standalone_mode=False)
+    except InversetError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.UsageError as exc:
+        err.print(f"[red]error:[/] {exc.format_message()}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err.print("interrupted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,326 @@
+"""Core commands: layers, maximize, minimize, reach, range, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from inverset.cli.app import (
+    BoxFileOpt,
+    BoxOpt,
+    ConstraintsOpt,
+    DeviceOpt,
+    FactoryOpt,
+    IntegerOpt,
+    JsonOpt,
+    LabelsOpt,
+    ModelArg,
+    OutOpt,
+    SeedOpt,
+    ShapeOpt,
+    TargetOpt,
+    TimeOpt,
+    TrustOpt,
+    app,
+    build_domain,
+    finish,
+    load_cli_model,
+    out,
+    parse_floats,
+    parse_options,
+)
+from inverset.goal import Goal
+
+SolverOpt = Annotated[
+    str,
+    typer.Option(
+        "--solver",
+        help="gradient, exact, basinhopping, annealing, evolution, swarm, cmaes, bayes, auto",
+    ),
+]
+StartsOpt = Annotated[int | None, typer.Option("--starts", help="gradient: parallel starts")]
+StepsOpt = Annotated[int | None, typer.Option("--steps", help="gradient: Adam steps")]
+MaxEvalsOpt = Annotated[int | None, typer.Option("--max-evals", help="model evaluation budget")]
+OptionOpt = Annotated[
+    list[str] | None, typer.Option("--option", help="solver option key=value (repeatable)")
+]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar")]
+
+
+@app.command()
+def layers(
+    model: ModelArg,
+    input_shape: ShapeOpt = None,
+    trust: TrustOpt = False,
+    factory: FactoryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List every layer a target can name, with its output shape."""
+    from inverset.model import layers as list_layers
+
+    m = load_cli_model(model, trust, factory, "cpu", input_shape)
+    infos = list_layers(m)
+    if as_json:
+        sys.stdout.write(
+            json.dumps(
+                [
+                    {"name": i.name, "kind": i.kind, "shape": list(i.shape) if i.shape else None}
+                    for i in infos
+                ]
+            )
+            + "\n"
+        )
+        return
+    shape = getattr(m, "input_shape", None)
+    t = Table(title=f"{model}  (input shape {tuple(shape) if shape else 'unknown'})")
+    t.add_column("layer")
+    t.add_column("type")
+    t.add_column("output shape")
+    t.add_column("target example")
+    for i in infos:
+        example = ""
+        if i.shape is not None and i.name == "out":
+            example = "out:0"
+        elif i.shape is not None:
+            example = f"{i.name}:0" + (" (channel mean)" if len(i.shape) > 1 else "")
+        t.add_row(i.name, i.kind, str(tuple(i.shape)) if i.shape is not None else "?", example)
+    out.print(t)
+
+
+def _run(
+    goal: Goal,
+    model,
+    target,
+    box,
+    box_file,
+    integer,
+    constraints,
+    input_shape,
+    labels,
+    solver,
+    starts,
+    steps,
+    time_limit,
+    max_evals,
+    seed,
+    option,
+    trust,
+    factory,
+    device,
+    out_dir,
+    as_json,
+    progress,
+) -> None:
+    from inverset.api import solve
+    from inverset.target import read_labels
+
+    m = load_cli_model(model, trust, factory, device, input_shape)
+    domain = build_domain(box, box_file, integer, constraints, input_shape)
+    opts = parse_options(option)
+    if starts is not None:
+        opts["starts"] = starts
+    if steps is not None:
+        opts["steps"] = steps
+    result = solve(
+        m,
+        target,
+        goal,
+        domain,
+        solver=solver,
+        labels=read_labels(str(labels)) if labels else None,
+        seed=seed,
+        time_limit=time_limit,
+        max_evals=max_evals,
+        progress=progress and not as_json,
+        **opts,
+    )
+    names = domain.names or getattr(m, "feature_names", None)
+    finish(result, out_dir, as_json, names)
+
+
+def _command(goal_kind: str, doc: str):
+    def command(
+        model: ModelArg,
+        target: TargetOpt,
+        box: BoxOpt = None,
+        box_file: BoxFileOpt = None,
+        integer: IntegerOpt = None,
+        constraints: ConstraintsOpt = None,
+        input_shape: ShapeOpt = None,
+        labels: LabelsOpt = None,
+        solver: SolverOpt = "gradient",
+        starts: StartsOpt = None,
+        steps: StepsOpt = None,
+        time_limit: TimeOpt = None,
+        max_evals: MaxEvalsOpt = None,
+        seed: SeedOpt = 0,
+        option: OptionOpt = None,
+        trust: TrustOpt = False,
+        factory: FactoryOpt = None,
+        device: DeviceOpt = "auto",
+        out_dir: OutOpt = None,
+        as_json: JsonOpt = False,
+        progress: ProgressOpt = True,
+    ) -> None:
+        _run(
+            Goal(goal_kind),
+            model,
+            target,
+            box,
+            box_file,
+            integer,
+            constraints,
+            input_shape,
+            labels,
+            solver,
+            starts,
+            steps,
+            time_limit,
+            max_evals,
+            seed,
+            option,
+            trust,
+            factory,
+            device,
+            out_dir,
+            as_json,
+            progress,
+        )
+
+    command.__doc__ = doc
+    return command
+
+
+app.command("maximize")(
+    _command("maximize", "Find inputs that make the target as large as possible.")
+)
+app.command("minimize")(
+    _command("minimize", "Find inputs that make the target as small as possible.")
+)
+
+
+@app.command()
+def reach(
+    model: ModelArg,
+    target: TargetOpt,
+    value: Annotated[float, typer.Option("--value", help="the target value to reach")],
+    box: BoxOpt = None,
+    box_file: BoxFileOpt = None,
+    integer: IntegerOpt = None,
+    constraints: ConstraintsOpt = None,
+    input_shape: ShapeOpt = None,
+    labels: LabelsOpt = None,
+    solver: SolverOpt = "gradient",
+    starts: StartsOpt = None,
+    steps: StepsOpt = None,
+    time_limit: TimeOpt = None,
+    max_evals: MaxEvalsOpt = None,
+    seed: SeedOpt = 0,
+    option: OptionOpt = None,
+    trust: TrustOpt = False,
+    factory: FactoryOpt = None,
+    device: DeviceOpt = "auto",
+    out_dir: OutOpt = None,
+    as_json: JsonOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Find inputs whose target is as close as possible to --value."""
+    _run(
+        Goal.reach(value),
+        model,
+        target,
+        box,
+        box_file,
+        integer,
+        constraints,
+        input_shape,
+        labels,
+        solver,
+        starts,
+        steps,
+        time_limit,
+        max_evals,
+        seed,
+        option,
+        trust,
+        factory,
+        device,
+        out_dir,
+        as_json,
+        progress,
+    )
+
+
+@app.command("range")
+def range_(
+    model: ModelArg,
+    target: TargetOpt,
+    range_: Annotated[str, typer.Option("--range", help="z1,z2: the target must lie inside")],
+    box: BoxOpt = None,
+    box_file: BoxFileOpt = None,
+    integer: IntegerOpt = None,
+    constraints: ConstraintsOpt = None,
+    input_shape: ShapeOpt = None,
+    labels: LabelsOpt = None,
+    solver: SolverOpt = "gradient",
+    starts: StartsOpt = None,
+    steps: StepsOpt = None,
+    time_limit: TimeOpt = None,
+    max_evals: MaxEvalsOpt = None,
+    seed: SeedOpt = 0,
+    option: OptionOpt = None,
+    trust: TrustOpt = False,
+    factory: FactoryOpt = None,
+    device: DeviceOpt = "auto",
+    out_dir: OutOpt = None,
+    as_json: JsonOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Find inputs whose target lies in [z1, z2]."""
+    z = parse_floats(range_, "--range")
+    if len(z) != 2:
+        from inverset.errors import InversetError
+
+        raise InversetError(f"--range takes z1,z2 (two numbers), got {range_!r}")
+    _run(
+        Goal.range(*z),
+        model,
+        target,
+        box,
+        box_file,
+        integer,
+        constraints,
+        input_shape,
+        labels,
+        solver,
+        starts,
+        steps,
+        time_limit,
+        max_evals,
+        seed,
+        option,
+        trust,
+        factory,
+        device,
+        out_dir,
+        as_json,
+        progress,
+    )
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="where pictures go")] = Path(
+        "demo_out"
+    ),
+    seed: SeedOpt = 0,
+) -> None:
+    """Train two small models on bundled data and ask them questions (no downloads)."""
+    from inverset.demo import run_demo
+
+    run_demo(out_dir, seed=seed, console=out)

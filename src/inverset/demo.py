@@ -1,0 +1,95 @@
+"""``inverset demo``: two small models trained on bundled data, and the questions users ask.
+
+1. A ReLU MLP surrogate of diabetes progression (scikit-learn's bundled data): which patient
+   profile, inside the range of the data, maximizes / minimizes predicted progression?
+2. A small CNN on the bundled 8x8 digits: what is its "ideal 3" (largest margin of class 3)?
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from inverset.api import maximize, minimize
+from inverset.domain import Box
+from inverset.loaders import load_model
+from inverset.report.pictures import write_pictures
+from inverset.zoo import diabetes, digits
+
+
+def run_demo(out_dir: str | Path = "demo_out", seed: int = 0, console: Console | None = None):
+    """Run the demo, write pictures + ``summary.json`` into ``out_dir``, return the summary."""
+    console = console or Console()
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    summary: dict = {}
+
+    console.print("[bold]1. Surrogate:[/] MLPRegressor 10-16-16-1 (ReLU) on sklearn's diabetes")
+    reg, X, y, names = diabetes(seed=seed)
+    model = load_model(reg)
+    box = Box.from_data(X, names=names)
+    best = maximize(model, "out:0", box, starts=64, seed=seed)
+    worst = minimize(model, "out:0", box, starts=64, seed=seed)
+    for name, res in (("maximize", best), ("minimize", worst)):
+        res.save(out / f"diabetes_{name}")
+        write_pictures(res, out / f"diabetes_{name}", names)
+    t = Table(title="inputs that maximize / minimize predicted progression (data's box)")
+    t.add_column("feature")
+    t.add_column("data min", justify="right")
+    t.add_column("data max", justify="right")
+    t.add_column("argmax", justify="right")
+    t.add_column("argmin", justify="right")
+    for i, n in enumerate(names):
+        t.add_row(
+            n,
+            f"{X[:, i].min():.3f}",
+            f"{X[:, i].max():.3f}",
+            f"{best.x[i]:.3f}",
+            f"{worst.x[i]:.3f}",
+        )
+    console.print(t)
+    console.print(
+        f"predicted progression: max {best.value:.2f}, min {worst.value:.2f} "
+        f"(training targets span {y.min():.0f}..{y.max():.0f})"
+    )
+    summary["diabetes"] = {
+        "features": names,
+        "argmax": best.x.tolist(),
+        "max": best.value,
+        "argmin": worst.x.tolist(),
+        "min": worst.value,
+        "status": [best.status, worst.status],
+    }
+
+    console.print("\n[bold]2. Classifier:[/] small CNN on sklearn's 8x8 digits")
+    trained = digits("cnn", seed=seed)
+    cnn = trained.model
+    console.print(f"held-out accuracy {trained.accuracy:.3f}")
+    ideal = maximize(cnn, "margin:3", Box(0, 1, shape=(1, 8, 8)), starts=32, seed=seed)
+    ideal.save(out / "ideal_3")
+    write_pictures(ideal, out / "ideal_3")
+    with torch.no_grad():
+        x = torch.as_tensor(ideal.x[None], dtype=torch.float32)
+        p = torch.softmax(cnn(x), 1)[0]
+    console.print(
+        f"ideal 3: margin {ideal.value:.2f}, classified as {int(p.argmax())} with "
+        f"probability {float(p.max()):.4f}"
+    )
+    summary["ideal_3"] = {
+        "margin": ideal.value,
+        "predicted": int(p.argmax()),
+        "probability": float(p.max()),
+        "status": ideal.status,
+    }
+    summary["seconds"] = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    pngs = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    console.print(f"\nwrote {out}/summary.json and {len(pngs)} pictures: {', '.join(pngs)}")
+    console.print(f"done in {summary['seconds']:.1f} s")
+    return summary

@@ -1,0 +1,73 @@
+"""scikit-learn ``MLPRegressor``/``MLPClassifier`` -> an exactly equivalent torch module."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from inverset.errors import InversetError
+
+_ACTS = {"identity": nn.Identity, "relu": nn.ReLU, "tanh": nn.Tanh, "logistic": nn.Sigmoid}
+
+
+class SklearnMLP(nn.Module):
+    """Layers ``fc1, act1, fc2, act2, ..., out`` in float64, as sklearn computes.
+
+    Regressors output predictions. Classifiers output logits; a binary classifier's single
+    logit z becomes the two logits (0, z), so ``prob:1`` (softmax) equals sklearn's
+    ``predict_proba[:, 1]`` exactly.
+    """
+
+    def __init__(self, est: Any):
+        super().__init__()
+        act = est.activation
+        if act not in _ACTS:
+            raise InversetError(
+                f"sklearn activation {act!r} is not supported; use one of {list(_ACTS)}"
+            )
+        n = len(est.coefs_)
+        for i, (w, b) in enumerate(zip(est.coefs_, est.intercepts_, strict=True)):
+            lin = nn.Linear(w.shape[0], w.shape[1]).double()
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(np.asarray(w, dtype=np.float64).T))
+                lin.bias.copy_(torch.from_numpy(np.asarray(b, dtype=np.float64)))
+            if i < n - 1:
+                self.add_module(f"fc{i + 1}", lin)
+                self.add_module(f"act{i + 1}", _ACTS[act]())
+            else:
+                self.add_module("out", lin)
+        self.n_hidden = n - 1
+        self.out_activation = est.out_activation_
+        self.binary = self.out_activation == "logistic" and est.coefs_[-1].shape[1] == 1
+        self.is_classifier = hasattr(est, "classes_")
+        if self.is_classifier and self.out_activation not in ("softmax", "logistic"):
+            raise InversetError("sklearn classifier with an unknown output activation")
+        if self.is_classifier and self.out_activation == "logistic" and not self.binary:
+            raise InversetError("multilabel MLPClassifier is not supported; fit one per label")
+        self.input_shape = (int(est.coefs_[0].shape[0]),)
+        self.labels = [str(c) for c in est.classes_] if self.is_classifier else None
+        names = getattr(est, "feature_names_in_", None)
+        self.feature_names = [str(f) for f in names] if names is not None else None
+        self.source = f"sklearn {type(est).__name__}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(x.shape[0], -1)
+        for i in range(1, self.n_hidden + 1):
+            h = getattr(self, f"act{i}")(getattr(self, f"fc{i}")(h))
+        z = self.out(h)
+        if self.binary:
+            z = torch.cat([torch.zeros_like(z), z], dim=1)
+        return z
+
+
+def from_sklearn(est: Any) -> SklearnMLP:
+    """Convert a fitted sklearn MLP (checks that it is one and that it is fitted)."""
+    name = type(est).__name__
+    if name not in ("MLPRegressor", "MLPClassifier"):
+        raise InversetError(f"cannot convert a {name}; inverset reads MLPRegressor/MLPClassifier")
+    if not hasattr(est, "coefs_"):
+        raise InversetError(f"the {name} is not fitted; call fit() first")
+    return SklearnMLP(est).eval()

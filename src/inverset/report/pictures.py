@@ -1,0 +1,82 @@
+"""The pictures that go with a saved Result: its inputs, its convergence, its values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from inverset.report.images import save_bars, save_curve, save_grid, save_histogram
+from inverset.result import Result
+
+
+def is_image(shape: tuple[int, ...]) -> bool:
+    """Inputs shaped (C, H, W) with 1, 3 or 4 channels, or (H, W), are drawn as images."""
+    return (len(shape) == 3 and shape[0] in (1, 3, 4) and min(shape[1:]) >= 4) or (
+        len(shape) == 2 and min(shape) >= 4
+    )
+
+
+def write_pictures(
+    result: Result,
+    directory: str | Path,
+    names: list[str] | None = None,
+    max_images: int = 32,
+) -> list[Path]:
+    """PNG files for ``result`` in ``directory``: inputs (image grid or bar chart),
+    convergence plot, and a histogram of returned values when there are several."""
+    d = Path(directory)
+    out: list[Path] = []
+    target = result.query.get("target", "target")
+    if result.x is not None:
+        x = np.asarray(result.x)
+        if is_image(x.shape):
+            xs = result.xs if result.xs is not None else x[None]
+            vals = result.values if result.values is not None else [result.value]
+            labels = [f"{target}={v:.4g}" for v in vals[:max_images]]
+            out.append(
+                save_grid(
+                    xs[:max_images],
+                    d / "inputs.png",
+                    labels,
+                    title=f"{result.query.get('goal', {}).get('kind', '')} {target}",
+                )
+            )
+        else:
+            dom = result.query.get("domain") or {}
+            lo = np.broadcast_to(np.asarray(dom.get("lo", np.nan), dtype=float), x.shape)
+            hi = np.broadcast_to(np.asarray(dom.get("hi", np.nan), dtype=float), x.shape)
+            names = names or dom.get("names")
+            out.append(
+                save_bars(
+                    x,
+                    d / "best_input.png",
+                    names,
+                    lo.reshape(-1),
+                    hi.reshape(-1),
+                    title=f"best input: {target} = {result.value:.5g}",
+                )
+            )
+    if result.history.get("best"):
+        xkey = "step" if result.history.get("step") else "nfev"
+        out.append(
+            save_curve(
+                result.history,
+                d / "convergence.png",
+                x=xkey,
+                y="best",
+                title=f"{result.solver}: best {target}",
+            )
+        )
+    if result.values is not None and len(result.values) > 1:
+        goal = result.query.get("goal", {})
+        out.append(
+            save_histogram(
+                result.values,
+                d / "values.png",
+                goal.get("low"),
+                goal.get("high"),
+                title=f"{target} of returned points",
+            )
+        )
+    return out

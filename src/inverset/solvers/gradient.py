@@ -1,0 +1,316 @@
+"""Gradient search: batched multi-start projected Adam, optional L-BFGS-B polish.
+
+All starts move through the model as one batch. After each Adam step the points are
+projected back onto the domain (box, then linear constraints by alternating projections).
+Integer features are rounded at the end and improved by a batched +-1 neighbour search.
+Returns the best point and the distinct local optima found, with their values.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from inverset.errors import InversetError
+from inverset.problem import Problem
+from inverset.progress import progress_bar
+from inverset.result import Result
+from inverset.space import Direct
+
+
+class _Scaled:
+    """Maps unit coordinates ``u`` to the search variable ``z = lo + s * u`` of a box."""
+
+    def __init__(self, problem: Problem):
+        box = problem.space.box
+        lo, hi = box.tensors(problem.device, problem.dtype)
+        finite = torch.isfinite(lo) & torch.isfinite(hi)
+        self.lo = torch.where(finite, lo, torch.zeros_like(lo))
+        self.s = torch.where(finite, (hi - lo).clamp_min(1e-12), torch.ones_like(lo))
+        self.box = box
+
+    def z(self, u: torch.Tensor) -> torch.Tensor:
+        return self.lo + self.s * u
+
+    def u(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.lo) / self.s
+
+
+def _stop_reason(t0: float, time_limit: float | None, problem: Problem, max_evals: int | None):
+    if time_limit is not None and time.perf_counter() - t0 >= time_limit:
+        return "time_limit"
+    if max_evals is not None and problem.nfev >= max_evals:
+        return "max_evals"
+    return None
+
+
+def solve(
+    problem: Problem,
+    *,
+    seed: int = 0,
+    time_limit: float | None = None,
+    max_evals: int | None = None,
+    progress: bool = False,
+    starts: int = 32,
+    steps: int = 300,
+    lr: float = 0.05,
+    polish: bool = True,
+    patience: int = 40,
+    penalty: float = 10.0,
+) -> Result:
+    """Minimize the goal's loss from ``starts`` random points at once.
+
+    ``lr`` is relative to the box width per feature. ``polish`` runs scipy's L-BFGS-B on the
+    best points (box domains only). ``patience`` stops early when no start improved its loss
+    in that many steps.
+    """
+    if starts < 1:
+        raise InversetError(f"starts must be at least 1, got {starts}")
+    if steps < 0:
+        raise InversetError(f"steps must be >= 0, got {steps}")
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    gen = torch.Generator().manual_seed(int(seed))
+    box = problem.space.box
+    sc = _Scaled(problem)
+    goal = problem.goal
+    history: dict[str, list] = {"step": [], "best": [], "time": [], "nfev": []}
+    # a range goal aims a little inside [z1, z2] so that float noise keeps points inside
+    if goal.kind == "range":
+        from inverset.goal import Goal
+
+        inset = 1e-3 * (goal.high - goal.low)
+        aim = Goal.range(goal.low + inset, goal.high - inset)
+    else:
+        aim = goal
+
+    def losses(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v, cv = problem.evaluate_all(problem.space.to_input(z))
+        return aim.loss(v) + penalty * problem.constraint_violation(cv), v
+
+    status = "converged"
+    with problem.session():
+        z = box.sample(starts, gen, device=problem.device, dtype=problem.dtype)
+        u = sc.u(z).detach().requires_grad_(True)
+        opt = torch.optim.Adam([u], lr=lr)
+        best_loss = torch.full((starts,), math.inf, device=problem.device, dtype=problem.dtype)
+        best_u = u.detach().clone()
+        stale = 0
+        t_adam = time.perf_counter()
+        try:
+            with progress_bar(progress, steps, "gradient search") as bar:
+                for step in range(steps + 1):
+                    for g in opt.param_groups:
+                        g["lr"] = lr * (
+                            0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1)))
+                        )
+                    opt.zero_grad()
+                    loss, v = losses(sc.z(u))
+                    finite = torch.isfinite(loss)
+                    if not finite.any():
+                        raise InversetError(
+                            f"the target {problem.target} became non-finite at every start; "
+                            "check the model's input scaling or narrow the box"
+                        )
+                    ld = torch.where(finite, loss.detach(), torch.full_like(loss, math.inf))
+                    improved = ld < best_loss - 1e-9 * (1 + best_loss.abs().nan_to_num(posinf=0))
+                    best_u[improved] = u.detach()[improved]
+                    best_loss = torch.minimum(best_loss, ld)
+                    stale = 0 if bool(improved.any()) else stale + 1
+                    ib = int(torch.argmin(best_loss))
+                    history["step"].append(step)
+                    history["best"].append(
+                        float(v.detach()[ib])
+                        if improved[ib]
+                        else (history["best"][-1] if history["best"] else float("nan"))
+                    )
+                    history["time"].append(time.perf_counter() - t0)
+                    history["nfev"].append(problem.nfev)
+                    bar.update(1, best=history["best"][-1])
+                    reason = _stop_reason(t0, time_limit, problem, max_evals)
+                    if reason:
+                        status = reason
+                        break
+                    if step == steps or stale >= patience:
+                        break
+                    if goal.kind == "range" and bool((best_loss <= 0).all()):
+                        break
+                    if goal.kind == "reach" and float(best_loss.min()) <= 1e-7 * (
+                        1 + abs(goal.value)
+                    ):
+                        break
+                    torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
+                    u.grad = torch.nan_to_num(u.grad)
+                    opt.step()
+                    with torch.no_grad():
+                        u.copy_(sc.u(box.project(sc.z(u))))
+        except KeyboardInterrupt:
+            status = "interrupted"
+        timings["adam"] = time.perf_counter() - t_adam
+        zs = box.project(sc.z(best_u)).detach()
+        if polish and status == "converged" and box.A is None and goal.kind != "range":
+            tp = time.perf_counter()
+            zs = _polish(problem, losses, zs, sc, top=min(starts, 8))
+            timings["polish"] = time.perf_counter() - tp
+        if box.integer:
+            zs = _integer_search(problem, losses, zs, box)
+        with torch.no_grad():
+            final_loss, _ = losses(zs)
+            x = problem.space.to_input(zs)
+            values, cv = problem.evaluate_all(x)
+            ok = box.contains(zs) & torch.isfinite(final_loss)
+            if problem.constraints:
+                ok &= problem.constraint_violation(cv) <= 1e-9
+            if goal.kind in ("range", "reach"):
+                final_loss = goal.loss(values)
+    return _result(problem, zs, x, values, final_loss, ok, status, history, timings, t0, starts)
+
+
+def _polish(problem, losses, zs, sc, top: int) -> torch.Tensor:
+    """L-BFGS-B from the ``top`` best points at once (their losses are summed; separable)."""
+    from scipy.optimize import minimize
+
+    with torch.no_grad():
+        loss0, _ = losses(zs)
+    order = torch.argsort(loss0)[:top]
+    z0 = zs[order]
+    shape = z0.shape
+    lo = np.broadcast_to(problem.space.box.lower, shape[1:]).reshape(-1)
+    hi = np.broadcast_to(problem.space.box.upper, shape[1:]).reshape(-1)
+    bounds = [
+        (None if not np.isfinite(a) else a, None if not np.isfinite(b) else b)
+        for a, b in zip(np.tile(lo, shape[0]), np.tile(hi, shape[0]), strict=True)
+    ]
+
+    def fg(flat: np.ndarray):
+        zz = torch.as_tensor(flat, dtype=z0.dtype, device=z0.device).reshape(shape)
+        zz.requires_grad_(True)
+        loss, _ = losses(zz)
+        total = loss.sum()
+        if not torch.isfinite(total):
+            return float("inf"), np.zeros_like(flat)
+        total.backward()
+        return float(total.detach()), zz.grad.double().cpu().numpy().reshape(-1)
+
+    res = minimize(
+        fg,
+        z0.detach().double().cpu().numpy().reshape(-1),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": 200},
+    )
+    zp = torch.as_tensor(res.x, dtype=z0.dtype, device=z0.device).reshape(shape)
+    zp = problem.space.box.project(zp)
+    with torch.no_grad():
+        lp, _ = losses(zp)
+    out = zs.clone()
+    better = lp < loss0[order]
+    out[order[better]] = zp[better]
+    return out
+
+
+def _integer_search(problem, losses, zs, box, rounds: int = 25) -> torch.Tensor:
+    """Round integer features, then move each point to its best +-1 integer neighbour
+    (all neighbours of all points in one batch) until none improves."""
+    z = box.project(zs, round_integers=True)
+    idx = list(box.integer)
+    n, d = z.shape[0], len(idx)
+    lo = torch.as_tensor(box.lower.reshape(-1)[idx], dtype=z.dtype, device=z.device)
+    hi = torch.as_tensor(box.upper.reshape(-1)[idx], dtype=z.dtype, device=z.device)
+    with torch.no_grad():
+        cur, _ = losses(z)
+        for _ in range(rounds):
+            flat = z.reshape(n, -1)
+            cand = flat[:, None, :].repeat(1, 2 * d, 1)
+            for j, i in enumerate(idx):
+                cand[:, 2 * j, i] += 1
+                cand[:, 2 * j + 1, i] -= 1
+            sub = cand[:, :, idx]
+            valid = ((sub >= lo) & (sub <= hi)).all(-1)
+            cz = cand.reshape(n * 2 * d, *z.shape[1:])
+            if box.A is not None:
+                valid &= box.contains(cz).reshape(n, 2 * d)
+            cl, _ = losses(cz)
+            cl = torch.where(
+                valid, cl.reshape(n, 2 * d), torch.full_like(valid, math.inf, dtype=cl.dtype)
+            )
+            bl, bj = cl.min(1)
+            move = bl < cur - 1e-12
+            if not bool(move.any()):
+                break
+            flat = flat.clone()
+            flat[move] = cand[move, bj[move]]
+            z = flat.reshape(z.shape)
+            cur = torch.where(move, bl, cur)
+    return z
+
+
+def _result(problem, zs, x, values, loss, ok, status, history, timings, t0, starts) -> Result:
+    goal = problem.goal
+    loss = torch.where(ok, loss, torch.full_like(loss, math.inf)).double().cpu().numpy()
+    order = np.argsort(loss, kind="stable")
+    order = order[np.isfinite(loss[order])]
+    zs_np = zs.detach().double().cpu().numpy()
+    u = zs_np.reshape(len(zs_np), -1)
+    lo = np.broadcast_to(problem.space.box.lower, zs_np.shape[1:]).reshape(-1)
+    hi = np.broadcast_to(problem.space.box.upper, zs_np.shape[1:]).reshape(-1)
+    width = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
+    keep: list[int] = []
+    for i in order:
+        if goal.kind == "range" and loss[i] > 0:
+            continue
+        if all(np.abs((u[i] - u[j]) / np.maximum(width, 1e-12)).max() > 1e-3 for j in keep):
+            keep.append(int(i))
+    vals = values.detach().double().cpu().numpy()
+    xs = x.detach().cpu().numpy()
+    timings["total"] = time.perf_counter() - t0
+    if not len(order):
+        return Result(
+            x=None,
+            value=None,
+            status="not_found" if goal.kind in ("range", "reach") else status,
+            message="no start ended inside the domain and constraints",
+            nfev=problem.nfev,
+            solver="gradient",
+            history=history,
+            timings=timings,
+        )
+    best = int(order[0])
+    if goal.kind == "range":
+        found = len(keep) > 0
+        if status == "converged":
+            status = "found" if found else "not_found"
+        msg = (
+            f"{len(keep)} distinct points inside [{goal.low:g}, {goal.high:g}] from {starts} starts"
+            if found
+            else f"no start reached [{goal.low:g}, {goal.high:g}]; closest value {vals[best]:.6g}"
+        )
+    elif goal.kind == "reach":
+        close = loss[best] <= 1e-4 * max(1.0, abs(goal.value))
+        if status == "converged":
+            status = "found" if close else "not_found"
+        msg = f"closest value {vals[best]:.6g} to {goal.value:g} (|diff| {loss[best]:.3g})"
+    else:
+        msg = f"best of {starts} starts: {vals[best]:.6g}; {len(keep)} distinct local optima"
+    if status in ("time_limit", "max_evals", "interrupted"):
+        msg = f"stopped ({status}); " + msg
+    sel = keep if keep else [best]
+    arrays = {} if isinstance(problem.space, Direct) else {"z": zs_np[sel]}
+    return Result(
+        x=xs[best],
+        value=float(vals[best]),
+        status=status,
+        message=msg,
+        xs=xs[sel],
+        values=vals[sel],
+        nfev=problem.nfev,
+        solver="gradient",
+        history=history,
+        timings=timings,
+        arrays=arrays,
+        info={"starts": starts, "distinct": len(keep)},
+    )
