@@ -4,6 +4,7 @@ from inverset.api import in_range, maximize, minimize, reach, solve
 from inverset.domain import Box
 from inverset.errors import InversetError, UnsupportedModelError
 from inverset.goal import Goal
+from inverset.loaders import load_model
 from inverset.model import layers, probe
 from inverset.problem import Problem
 from inverset.result import Result
@@ -24,6 +25,7 @@ __all__ = [
     "UnsupportedModelError",
     "in_range",
     "layers",
+    "load_model",
     "maximize",
     "minimize",
     "parse_target",

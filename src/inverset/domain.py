@@ -83,6 +83,19 @@ class Box:
                     f"{self.b.shape[0]} entries; give one b per row of A"
                 )
         self.integer = tuple(sorted(int(i) for i in self.integer))
+        if self.integer and self.shape is not None:
+            lo, hi = self._lo.reshape(-1), self._hi.reshape(-1)
+            for i in self.integer:
+                if not 0 <= i < lo.size:
+                    raise InversetError(
+                        f"integer feature {i} is out of range; the input has {lo.size} "
+                        f"features (0..{lo.size - 1})"
+                    )
+                if np.ceil(lo[i]) > np.floor(hi[i]):
+                    raise InversetError(
+                        f"integer feature {i} has bounds [{lo[i]:g}, {hi[i]:g}] holding no whole "
+                        "number; widen the box or drop it from --integer"
+                    )
 
     # ----------------------------------------------------------------- construction
     def with_shape(self, shape: Sequence[int]) -> Box:

@@ -39,6 +39,11 @@ def _jsonable(v: Any) -> Any:
 
 
 def _unjson(v: Any) -> Any:
+    """Inverse of :func:`_jsonable` for infinities, through nested dicts and lists."""
+    if isinstance(v, dict):
+        return {k: _unjson(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_unjson(x) for x in v]
     if v == "inf":
         return math.inf
     if v == "-inf":
@@ -152,10 +157,10 @@ class Result:
             gap=_unjson(meta.get("gap")),
             nfev=meta.get("nfev", 0),
             solver=meta.get("solver", ""),
-            history=meta.get("history", {}),
+            history=_unjson(meta.get("history", {})),
             timings=meta.get("timings", {}),
-            query=meta.get("query", {}),
-            info=meta.get("info", {}),
+            query=_unjson(meta.get("query", {})),
+            info=_unjson(meta.get("info", {})),
             arrays=extra,
         )
 

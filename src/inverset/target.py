@@ -4,9 +4,10 @@ Grammar (spaces are free between tokens, not inside a reference)::
 
     expr    := term (('+' | '-') term)*
     term    := factor (('*' | '/') factor)*
-    factor  := ('-' | '+') factor | NUMBER | REF | ('min' | 'max') '(' expr (',' expr)* ')' | '(' expr ')'
+    factor  := ('-' | '+') factor | NUMBER | REF | '(' expr ')'
+             | ('min' | 'max') '(' expr (',' expr)* ')'
     REF     := KIND ':' INDEX            # out:3  logit:7  prob:cat  margin:3
-             | LAYER ':' C [',' H ',' W] # fc2:3 (unit)  conv2:5 (channel mean)  conv2:5,1,2 (one neuron)
+             | LAYER ':' C [',' H ',' W] # fc2:3 unit, conv2:5 channel mean, conv2:5,1,2 neuron
 
 ``out``/``logit`` read the flattened model output, ``prob`` its softmax (sigmoid for a single
 output), ``margin:k`` is ``out_k - max_{j != k} out_j``. Every node evaluates on a batch of

@@ -9,6 +9,7 @@ only with ``trust=True`` (pickles run code). Loaders record ``input_shape``, ``l
 from __future__ import annotations
 
 import importlib
+import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,7 +85,7 @@ def load_model(
     elif isinstance(source, str | Path):
         text = str(source)
         path = Path(text)
-        if not path.exists() and ":" in text and not path.suffix and "/" not in text:
+        if not path.exists() and re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", text):
             model = _from_factory(text, weights, None)
         else:
             model = _load_file(path, trust)
@@ -166,6 +167,7 @@ def _load_torch(path: Path, trust: bool) -> nn.Module:
     if isinstance(obj, dict):
         raise InversetError(
             f"{path} holds a state dict, not a model; also give the code that builds the model: "
-            "--factory package.module:function (factory=... / load_model('pkg.mod:fn', weights=...))"
+            "--factory package.module:function "
+            "(in Python: load_model('pkg.mod:fn', weights=path))"
         )
     raise InversetError(f"{path} holds a {type(obj).__name__}, not a model")

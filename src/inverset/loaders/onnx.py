@@ -219,7 +219,7 @@ def load_onnx(path: str | Path) -> OnnxModel:
                     lin.bias.copy_(t(np.broadcast_to(bias, (w.shape[0],))))
             add("linear", lin, dyn, out)
         elif op in ("Add", "Sub", "Mul", "Div") and len(dyn) == 1:
-            cname = [i for i in ins if i != dyn[0]][0]
+            cname = next(i for i in ins if i != dyn[0])
             add(
                 op.lower(),
                 ConstOp(op.lower(), t(consts[cname]), const_first=ins[0] == cname),

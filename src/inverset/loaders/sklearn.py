@@ -43,6 +43,8 @@ class SklearnMLP(nn.Module):
         self.out_activation = est.out_activation_
         self.binary = self.out_activation == "logistic" and est.coefs_[-1].shape[1] == 1
         self.is_classifier = hasattr(est, "classes_")
+        if not self.is_classifier and self.out_activation not in ("identity", "exp"):
+            raise InversetError(f"sklearn regressor output {self.out_activation!r} unsupported")
         if self.is_classifier and self.out_activation not in ("softmax", "logistic"):
             raise InversetError("sklearn classifier with an unknown output activation")
         if self.is_classifier and self.out_activation == "logistic" and not self.binary:
@@ -60,6 +62,8 @@ class SklearnMLP(nn.Module):
         z = self.out(h)
         if self.binary:
             z = torch.cat([torch.zeros_like(z), z], dim=1)
+        elif self.out_activation == "exp":
+            z = torch.exp(z)
         return z
 
 

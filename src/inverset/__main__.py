@@ -1,0 +1,5 @@
+"""``python -m inverset`` is the ``inverset`` command."""
+
+from inverset.cli import main
+
+main()

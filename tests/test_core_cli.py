@@ -1,0 +1,147 @@
+"""The CLI end to end, in subprocesses, as a user runs it — including every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import inverset as iv
+from inverset.model import forward
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "inverset", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, digits_cnn):
+    d = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    surrogate = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 1))
+    torch.jit.script(surrogate).save(d / "surrogate.pt")
+    data = np.random.default_rng(0).uniform(-2, 3, (50, 6))
+    np.savetxt(d / "bounds.csv", data, delimiter=",", header="a,b,c,d,e,f", comments="")
+    torch.save(digits_cnn.model.state_dict(), d / "cnn.pt")
+    torch.save(digits_cnn.model, d / "cnn_full.pt")
+    (d / "weird.xyz").write_text("?")
+    (d / "broken.onnx").write_bytes(b"\x00garbage")
+    return d
+
+
+def test_layers_acas(shared):
+    acas = shared / "external/acasxu/ACASXU_run2a_1_1_batch_2000.onnx"
+    p = run("layers", acas)
+    assert p.returncode == 0, p.stderr
+    assert "linear7" in p.stdout and "(50,)" in p.stdout and "(5,)" in p.stdout
+    p = run("layers", acas, "--json")
+    names = [row["name"] for row in json.loads(p.stdout)]
+    assert names[-1] == "out" and "relu6" in names
+
+
+def test_maximize_onnx_json_and_out(shared, tmp_path):
+    acas = shared / "external/acasxu/ACASXU_run2a_1_1_batch_2000.onnx"
+    p = run("maximize", acas, "--target", "out:0 - out:1", "--box=-1,1", "--starts", "64",
+            "--out", tmp_path / "a", "--json")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["status"] == "converged"
+    res = iv.Result.load(tmp_path / "a")
+    model = iv.load_model(acas)
+    with torch.no_grad():
+        y = model(torch.as_tensor(res.x[None], dtype=torch.float32))[0]
+    assert float(y[0] - y[1]) == pytest.approx(summary["value"], abs=1e-4)
+    assert np.abs(res.x).max() <= 1 + 1e-6
+    assert (tmp_path / "a" / "best_input.png").stat().st_size > 1000
+    assert (tmp_path / "a" / "convergence.png").is_file()
+
+
+def test_minimize_box_file_integer(files, tmp_path):
+    p = run("minimize", files / "surrogate.pt", "--target", "out:0", "--box-file",
+            files / "bounds.csv", "--integer", "2,5", "--out", tmp_path / "b")
+    assert p.returncode == 0, p.stderr
+    assert "status" in p.stdout and "best input" in p.stdout
+    res = iv.Result.load(tmp_path / "b")
+    box = iv.Box.from_csv(files / "bounds.csv")
+    assert box.contains(torch.as_tensor(res.x[None])).all()
+    assert res.x[2] == round(res.x[2]) and res.x[5] == round(res.x[5])
+    assert res.query["domain"]["names"] == list("abcdef")
+
+
+def test_reach_hidden_channel_with_factory(files, digits_cnn):
+    p = run("reach", files / "cnn.pt", "--factory", "inverset.zoo:DigitsCNN", "--target",
+            "conv2:5", "--value", "3.0", "--input-shape", "1,8,8", "--box", "0,1", "--json")
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["status"] == "found" and s["value"] == pytest.approx(3.0, abs=1e-3)
+    x = torch.tensor(s["x"], dtype=torch.float32).reshape(1, 1, 8, 8)
+    with torch.no_grad():
+        acts = forward(digits_cnn.model, x, ["conv2"])
+    assert float(acts["conv2"][0, 5].mean()) == pytest.approx(3.0, abs=1e-3)
+
+
+def test_range_prob_with_trusted_pickle(files, digits_cnn):
+    p = run("range", files / "cnn_full.pt", "--trust", "--target", "prob:3", "--range",
+            "0.6,0.7", "--input-shape", "1,8,8", "--box", "0,1", "--json")
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["status"] == "found" and s["n_points"] >= 1
+    x = torch.tensor(s["x"], dtype=torch.float32).reshape(1, 1, 8, 8)
+    prob = torch.softmax(digits_cnn.model(x), 1)[0, 3].item()
+    assert 0.6 <= prob <= 0.7
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["maximize", "{d}/missing.onnx", "-t", "out:0"], "does not exist"),
+        (["maximize", "{d}/broken.onnx", "-t", "out:0"], "not a readable ONNX file"),
+        (["maximize", "{d}/weird.xyz", "-t", "out:0"], "unsupported model file type"),
+        (["maximize", "{d}/cnn_full.pt", "-t", "out:0"], "--trust"),
+        (["maximize", "{d}/cnn.pt", "-t", "out:0"], "--factory"),
+        (["maximize", "{d}/surrogate.pt", "-t", "out:0", "--box", "0,1", "--input-shape", "6",
+          "--starts", "0"], "starts must be at least 1"),
+        (["maximize", "{d}/surrogate.pt", "-t", "out:0", "--box", "0,1", "--input-shape", "6",
+          "--time-limit", "-1"], "time limit must be >= 0"),
+        (["maximize", "{d}/surrogate.pt", "-t", "out:0 +", "--box", "0,1", "--input-shape", "6"],
+         "malformed target"),
+        (["maximize", "{d}/surrogate.pt", "-t", "out:3", "--box", "0,1", "--input-shape", "6"],
+         "out of range"),
+        (["maximize", "{d}/surrogate.pt", "-t", "out:0", "--box", "1,0", "--input-shape", "6"],
+         "lo > hi"),
+        (["maximize", "{d}/surrogate.pt", "-t", "out:0", "--box-file", "{d}/bounds.csv",
+          "--input-shape", "4"], "do not fit the input shape (4,)"),
+        (["range", "{d}/surrogate.pt", "-t", "out:0", "--range", "2,1", "--box", "0,1",
+          "--input-shape", "6"], "z1 > z2"),
+        (["maximize", "{d}/cnn.pt", "--factory", "inverset.zoo:DigitsCNN", "-t", "conv9:1",
+          "--box", "0,1", "--input-shape", "1,8,8"], "unknown layer 'conv9'; valid layers: conv1"),
+        (["maximize", "{d}/cnn.pt", "--factory", "inverset.zoo:DigitsCNN", "-t", "conv2:99",
+          "--box", "0,1", "--input-shape", "1,8,8"], "channel 99 is out of range"),
+        (["maximize", "{d}/surrogate.pt", "-t", "out:0", "--box", "0,1e39", "--input-shape", "6"],
+         "not finite"),
+    ],
+)
+def test_bad_input_one_line_exit_2(files, args, message):
+    p = run(*[a.format(d=files) for a in args])
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), p.stderr
+    assert message in lines[0]
+
+
+def test_demo_runs(tmp_path):
+    p = run("demo", "--out", tmp_path / "demo")
+    assert p.returncode == 0, p.stderr
+    s = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert s["diabetes"]["max"] > s["diabetes"]["min"]
+    assert s["ideal_3"]["predicted"] == 3 and s["ideal_3"]["margin"] > 0
+    assert (tmp_path / "demo" / "ideal_3" / "inputs.png").is_file()

@@ -1,0 +1,87 @@
+"""Box bounds, CSV boxes, integers, linear constraints, projection; Result save/load."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import inverset as iv
+
+
+def test_box_checks_and_shape():
+    with pytest.raises(iv.InversetError, match=r"lo > hi \(2 > 1\) at feature 0; swap"):
+        iv.Box(2, 1)
+    with pytest.raises(iv.InversetError, match="do not fit the input shape"):
+        iv.Box([0, 0, 0], [1, 1, 1], shape=(2,))
+    b = iv.Box([0, 1], [1, 3])
+    assert b.shape == (2,)
+    with pytest.raises(iv.InversetError, match=r"box has 2 bounds but the model input has shape \(5,\)"):
+        b.with_shape((5,))
+    assert iv.Box(0, 1).with_shape((1, 8, 8)).lower.shape == (1, 8, 8)
+
+
+def test_from_csv_data_and_lohi(tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("a,b,c\n1,5,-1\n3,2,0\n2,4,7\n")
+    b = iv.Box.from_csv(data)
+    assert b.names == ["a", "b", "c"]
+    np.testing.assert_array_equal(b.lower, [1, 2, -1])
+    np.testing.assert_array_equal(b.upper, [3, 5, 7])
+    lohi = tmp_path / "lohi.csv"
+    lohi.write_text("bound,x,y\nlo,0,-2\nhi,1,2\n")
+    b = iv.Box.from_csv(lohi)
+    assert b.names == ["x", "y"]
+    np.testing.assert_array_equal(b.upper, [1, 2])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("1,2\n3,oops\n")
+    with pytest.raises(iv.InversetError, match="every cell must be a number"):
+        iv.Box.from_csv(bad)
+
+
+def test_projection_box_polytope_integers():
+    b = iv.Box(0, 1, shape=(2,), A=[[1.0, 1.0]], b=[1.0], integer=[1])
+    x = torch.tensor([[2.0, 2.0], [0.2, 0.3], [0.9, 0.6]])
+    p = b.project(x)
+    assert (p >= -1e-9).all() and (p <= 1 + 1e-9).all()
+    assert (p.sum(1) <= 1 + 1e-6).all()
+    # Dykstra converges to the true projection: (0.9, 0.6) -> (0.65, 0.35)
+    assert torch.allclose(p[2], torch.tensor([0.65, 0.35]), atol=1e-4)
+    assert torch.allclose(p[1], x[1])
+    r = b.project(x, round_integers=True)
+    assert torch.equal(r[:, 1], r[:, 1].round())
+    assert b.contains(torch.tensor([[0.5, 0.0]])).all()
+    assert not b.contains(torch.tensor([[0.5, 0.5]])).any()  # integer feature 1 not whole
+    assert not b.contains(torch.tensor([[1.0, 1.0]])).any()  # violates the sum
+
+
+def test_sample_inside_and_seeded():
+    b = iv.Box([-1, 0, 5], [1, 0.1, 6])
+    s1 = b.sample(500, torch.Generator().manual_seed(3))
+    s2 = b.sample(500, torch.Generator().manual_seed(3))
+    assert torch.equal(s1, s2)
+    assert b.contains(s1).all()
+    assert float(s1[:, 0].min()) < -0.9 and float(s1[:, 0].max()) > 0.9
+
+
+def test_result_roundtrip(tmp_path):
+    r = iv.Result(
+        x=np.arange(4.0).reshape(1, 2, 2), value=1.5, status="optimal", bound=1.5, gap=0.0,
+        xs=np.zeros((3, 1, 2, 2)), values=np.array([1.5, 1.0, 0.5]), nfev=10, solver="exact",
+        history={"step": [0, 1], "best": [1.0, 1.5]}, timings={"total": 0.1},
+        query={"target": "out:0", "bound_inf": math.inf}, arrays={"images": np.ones((2, 3))},
+    )
+    r.save(tmp_path / "r")
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["result.json", "result.npz"]
+    q = iv.Result.load(tmp_path / "r")
+    np.testing.assert_array_equal(q.x, r.x)
+    np.testing.assert_array_equal(q.values, r.values)
+    np.testing.assert_array_equal(q.arrays["images"], np.ones((2, 3)))
+    assert (q.value, q.status, q.bound, q.gap, q.nfev, q.solver) == (1.5, "optimal", 1.5, 0.0, 10, "exact")
+    assert q.history == r.history and q.query["bound_inf"] == math.inf
+    with pytest.raises(iv.InversetError, match="holds no result.json"):
+        iv.Result.load(tmp_path)
+    with pytest.raises(ValueError, match="unknown status"):
+        iv.Result(x=None, value=None, status="great")

@@ -1,0 +1,173 @@
+"""Gradient search finds known optima, stays in the domain, and leaves the model as it was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import inverset as iv
+
+
+def tent(peak: float = 0.3, width: float = 0.2, height: float = 1.0) -> nn.Module:
+    """A ReLU net equal to a tent: 0 outside [peak-width, peak+width], ``height`` at ``peak``."""
+    net = nn.Sequential(nn.Linear(1, 3), nn.ReLU(), nn.Linear(3, 1))
+    s = height / width
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].bias.copy_(torch.tensor([-(peak - width), -peak, -(peak + width)]))
+        net[2].weight.copy_(torch.tensor([[s, -2 * s, s]]))
+        net[2].bias.zero_()
+    return net
+
+
+def bump2d() -> nn.Module:
+    """f(x, y) = 2 - |x - 0.25| - 2|y + 0.5| on [-1, 1]^2 as a ReLU net (max 2 at (0.25, -0.5))."""
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 0], [-1.0, 0], [0, 1.0], [0, -1.0]]))
+        net[0].bias.copy_(torch.tensor([-0.25, 0.25, 0.5, -0.5]))
+        net[2].weight.copy_(torch.tensor([[-1.0, -1.0, -2.0, -2.0]]))
+        net[2].bias.fill_(2.0)
+    return net
+
+
+def test_tent_maximum():
+    res = iv.maximize(tent(0.3), "out:0", iv.Box(0, 1, shape=(1,)), starts=16, seed=0)
+    assert res.status == "converged"
+    assert abs(res.value - 1.0) < 1e-5 and abs(float(res.x[0]) - 0.3) < 1e-5
+    assert res.values[0] == pytest.approx(res.value)
+    assert res.history["best"][-1] == pytest.approx(res.value, abs=1e-5)
+
+
+def test_2d_maximum_and_minimum():
+    net = bump2d()
+    box = iv.Box(-1, 1, shape=(2,))
+    res = iv.maximize(net, "out:0", box, starts=32, seed=1)
+    np.testing.assert_allclose(res.x, [0.25, -0.5], atol=1e-4)
+    assert res.value == pytest.approx(2.0, abs=1e-4)
+    low = iv.minimize(net, "out:0", box, starts=32, seed=1)
+    # the minimum 2 - 1.25 - 3 = -2.25 is at the corner (-1, 1)
+    assert low.value == pytest.approx(-2.25, abs=1e-4)
+    np.testing.assert_allclose(low.x, [-1, 1], atol=1e-4)
+
+
+def test_reach_and_range():
+    net = tent(0.3)
+    box = iv.Box(0, 1, shape=(1,))
+    r = iv.reach(net, "out:0", 0.75, box, seed=0)
+    assert r.status == "found" and abs(r.value - 0.75) < 1e-4
+    assert min(abs(float(r.x[0]) - 0.25), abs(float(r.x[0]) - 0.35)) < 1e-4
+    inside = iv.in_range(net, "out:0", (0.4, 0.5), box, starts=32, seed=0)
+    assert inside.status == "found" and len(inside.xs) >= 4
+    vals = net(torch.as_tensor(inside.xs, dtype=torch.float32)).detach().numpy()[:, 0]
+    assert ((vals >= 0.4) & (vals <= 0.5)).all()
+    # both sides of the tent are found
+    assert inside.xs.min() < 0.3 < inside.xs.max()
+    never = iv.in_range(net, "out:0", (1.5, 2.0), box, starts=8, steps=50, seed=0)
+    assert never.status == "not_found" and never.value <= 1.0 + 1e-6
+
+
+def test_integer_and_linear_constraints():
+    net = bump2d()
+    box = iv.Box(-1, 1, shape=(2,), integer=[1])
+    res = iv.maximize(net, "out:0", box, starts=16, seed=0)
+    assert float(res.x[1]) in (-1.0, 0.0)  # y integral; best y = -1 or 0 (tie at |y+0.5|=0.5)
+    assert res.value == pytest.approx(1.0, abs=1e-4)
+    lin = iv.Box(-1, 1, shape=(2,), A=[[1.0, 0.0]], b=[0.0])  # x <= 0
+    res = iv.maximize(net, "out:0", lin, starts=16, seed=0)
+    np.testing.assert_allclose(res.x, [0.0, -0.5], atol=1e-3)
+    assert res.value == pytest.approx(1.75, abs=1e-3)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), lo=st.floats(-3, 0), width=st.floats(0.01, 4))
+def test_never_leaves_domain(seed, lo, width):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
+    whole = np.ceil(lo) <= np.floor(lo + width)
+    box = iv.Box(lo, lo + width, shape=(3,), integer=[2] if seed % 2 and whole else ())
+    res = iv.maximize(net, "out:0", box, starts=8, steps=30, seed=seed)
+    xs = torch.as_tensor(res.xs)
+    assert box.contains(xs, tol=1e-6).all()
+    got = net(torch.as_tensor(res.x[None], dtype=torch.float32)).item()
+    assert got == pytest.approx(res.value, abs=1e-5)
+
+
+def test_deterministic_and_restores_model():
+    net = bump2d()
+    net.train()
+    net[0].weight.requires_grad_(True)
+    net[2].bias.requires_grad_(False)
+    a = iv.maximize(net, "out:0", iv.Box(-1, 1, shape=(2,)), starts=8, steps=40, seed=7)
+    b = iv.maximize(net, "out:0", iv.Box(-1, 1, shape=(2,)), starts=8, steps=40, seed=7)
+    np.testing.assert_array_equal(a.xs, b.xs)
+    assert net.training and net[0].weight.requires_grad and not net[2].bias.requires_grad
+    assert all(not m._forward_hooks for m in net.modules())
+
+
+def test_no_hooks_left_after_failure():
+    net = bump2d()
+
+    class Boom(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("boom")
+
+    net.append(Boom())
+    with pytest.raises(RuntimeError, match="boom"):
+        iv.maximize(net, "0:1", iv.Box(-1, 1, shape=(2,)))
+    assert all(not m._forward_hooks for m in net.modules())
+
+
+def test_integer_without_whole_number_is_an_error():
+    with pytest.raises(iv.InversetError, match=r"integer feature 1 has bounds \[0.2, 0.8\]"):
+        iv.Box([0, 0.2], [1, 0.8], integer=[1])
+    with pytest.raises(iv.InversetError, match="integer feature 5 is out of range"):
+        iv.Box(0, 1, shape=(2,), integer=[5])
+
+
+def test_bad_arguments():
+    net = bump2d()
+    box = iv.Box(-1, 1, shape=(2,))
+    with pytest.raises(iv.InversetError, match="starts must be at least 1"):
+        iv.maximize(net, "out:0", box, starts=0)
+    with pytest.raises(iv.InversetError, match="time limit must be >= 0"):
+        iv.maximize(net, "out:0", box, time_limit=-1)
+    with pytest.raises(iv.InversetError, match="unknown solver 'magic'; choose one of: gradient"):
+        iv.maximize(net, "out:0", box, solver="magic")
+    with pytest.raises(iv.InversetError, match="input shape is unknown"):
+        iv.maximize(net, "out:0", iv.Box(0, 1))
+
+    class NaNNet(nn.Module):
+        def forward(self, x):
+            return x.sum(1, keepdim=True) * float("nan")
+
+    with pytest.raises(iv.InversetError, match="not finite"):
+        iv.maximize(NaNNet(), "out:0", box)
+
+
+def test_time_limit_returns_best_so_far():
+    net = bump2d()
+    res = iv.maximize(net, "out:0", iv.Box(-1, 1, shape=(2,)), starts=8, steps=10_000,
+                      patience=10_000, time_limit=0.3)
+    assert res.status == "time_limit" and res.x is not None
+    assert res.timings["total"] < 2.0
+
+
+def test_latent_space():
+    gen = nn.Sequential(nn.Linear(1, 2), nn.Tanh())  # a 1-D curve in the 2-D input box
+    with torch.no_grad():
+        gen[0].weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        gen[0].bias.zero_()
+    net = bump2d()
+    dom = iv.Box(-1, 1, shape=(2,))
+    space = iv.Latent(gen, 1, bound=3.0, domain=dom)
+    res = iv.maximize(net, "out:0", dom, space=space, starts=8, seed=0)
+    z = torch.as_tensor(res.arrays["z"][:1], dtype=torch.float32)
+    x = gen(z).detach().numpy()[0]
+    np.testing.assert_allclose(res.x, x, atol=1e-6)
+    # on the curve (t, -t), f = 2 - |t - 0.25| - 2|0.5 - t|: the best is t = 0.5 -> 1.75
+    assert res.value == pytest.approx(1.75, abs=1e-3)

@@ -1,0 +1,140 @@
+"""Loading: ONNX (vs onnxruntime), sklearn (vs predict/predict_proba), TorchScript, factory +
+state dict, and pickles only with trust."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import inverset as iv
+from inverset.loaders import load_model
+
+
+@pytest.mark.parametrize(
+    "rel, lo, hi",
+    [
+        ("acasxu/ACASXU_run2a_1_1_batch_2000.onnx", -0.5, 0.5),
+        ("acasxu/ACASXU_run2a_4_7_batch_2000.onnx", -0.5, 0.5),
+        ("mnistfc/mnist-net_256x2.onnx", 0.0, 1.0),
+        ("mnistfc/mnist-net_256x6.onnx", 0.0, 1.0),
+    ],
+)
+def test_onnx_matches_onnxruntime(shared, rel, lo, hi):
+    ort = pytest.importorskip("onnxruntime")
+    path = shared / "external" / rel
+    model = load_model(path)
+    sess = ort.InferenceSession(str(path))
+    name = sess.get_inputs()[0].name
+    x = np.random.default_rng(0).uniform(lo, hi, (1000, *model.input_shape)).astype(np.float32)
+    ref = np.concatenate([sess.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])
+    with torch.no_grad():
+        got = model(torch.from_numpy(x)).numpy()
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() <= 1e-5
+
+
+def test_onnx_layers_named(shared):
+    model = load_model(shared / "external/acasxu/ACASXU_run2a_1_1_batch_2000.onnx")
+    infos = {i.name: i for i in iv.layers(model)}
+    assert model.input_shape == (1, 1, 5)
+    assert infos["linear1"].shape == (50,) and infos["out"].shape == (5,)
+    assert sum(i.kind == "ReLU" for i in infos.values()) == 6
+
+
+def _fit(est, X, y):
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y)
+
+
+@pytest.mark.parametrize("activation", ["identity", "relu", "tanh", "logistic"])
+def test_sklearn_regressor_exact(activation):
+    from sklearn.datasets import load_diabetes
+    from sklearn.neural_network import MLPRegressor
+
+    X, y = load_diabetes(return_X_y=True)
+    reg = _fit(MLPRegressor(hidden_layer_sizes=(12, 7), activation=activation, max_iter=200, random_state=0), X, y)
+    model = load_model(reg)
+    with torch.no_grad():
+        got = model(torch.from_numpy(X)).numpy()[:, 0]
+    assert np.abs(got - reg.predict(X)).max() <= 1e-6
+    assert [i.name for i in iv.layers(model)] == ["fc1", "act1", "fc2", "act2", "out", "out"][:5] + ["out"]
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_sklearn_classifier_logits_and_probs(binary):
+    from sklearn.datasets import load_breast_cancer, load_digits
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = load_breast_cancer(return_X_y=True) if binary else load_digits(return_X_y=True)
+    X = X / X.max(0).clip(1e-9)
+    clf = _fit(MLPClassifier(hidden_layer_sizes=(16,), max_iter=200, random_state=0), X, y)
+    model = load_model(clf)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(X))
+        probs = torch.softmax(logits, 1).numpy()
+    assert np.abs(probs - clf.predict_proba(X)).max() <= 1e-6
+    assert model.labels == [str(c) for c in clf.classes_]
+    # the prob target reads the same numbers
+    res = iv.maximize(model, "prob:1", iv.Box(0, 1), starts=4, steps=5, polish=False)
+    with torch.no_grad():
+        p = clf.predict_proba(res.x[None])[0, 1]
+    assert abs(res.value - p) <= 1e-6
+
+
+def test_sklearn_errors():
+    from sklearn.linear_model import LinearRegression
+    from sklearn.neural_network import MLPRegressor
+
+    with pytest.raises(iv.InversetError, match="cannot convert a LinearRegression"):
+        load_model(LinearRegression())
+    with pytest.raises(iv.InversetError, match="not fitted"):
+        load_model(MLPRegressor())
+
+
+def _net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
+
+
+def test_torchscript_and_factory_and_pickles(tmp_path):
+    net = _net()
+    x = torch.randn(4, 3)
+    torch.jit.script(net).save(tmp_path / "s.pt")
+    scripted = load_model(tmp_path / "s.pt")
+    assert torch.allclose(scripted(x), net(x))
+    with pytest.raises(iv.InversetError, match="TorchScript model, which cannot be hooked"):
+        iv.maximize(scripted, "0:1", iv.Box(0, 1, shape=(3,)))
+    res = iv.maximize(scripted, "out:1", iv.Box(0, 1, shape=(3,)), starts=4, steps=20)
+    assert res.status == "converged"
+
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    with pytest.raises(iv.InversetError, match="holds a state dict.*--factory"):
+        load_model(tmp_path / "w.pt")
+    m = load_model("tests.test_core_loaders:_net", weights=tmp_path / "w.pt")
+    assert torch.allclose(m(x), net(x))
+
+    torch.save(net, tmp_path / "full.pt")
+    with pytest.raises(iv.InversetError, match="pickled module.*--trust"):
+        load_model(tmp_path / "full.pt")
+    assert torch.allclose(load_model(tmp_path / "full.pt", trust=True)(x), net(x))
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(iv.InversetError, match="does not exist"):
+        load_model(tmp_path / "nope.onnx")
+    (tmp_path / "bad.onnx").write_bytes(b"not an onnx file at all")
+    with pytest.raises(iv.InversetError, match="not a readable ONNX file"):
+        load_model(tmp_path / "bad.onnx")
+    (tmp_path / "m.h5").write_bytes(b"x")
+    with pytest.raises(iv.InversetError, match="unsupported model file type '.h5'"):
+        load_model(tmp_path / "m.h5")
+    (tmp_path / "m.joblib").write_bytes(b"x")
+    with pytest.raises(iv.InversetError, match="pickle.*--trust"):
+        load_model(tmp_path / "m.joblib")

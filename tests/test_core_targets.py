@@ -1,0 +1,118 @@
+"""Every target form evaluates to the value computed by hand; bad targets give clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import inverset as iv
+from inverset.model import forward
+
+
+class Tiny(nn.Module):
+    """fc1 (linear 2->3) -> relu -> conv (as 1x3x1x1 image) -> out 3 logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(2, 3)
+        self.relu = nn.ReLU()
+        self.conv = nn.Conv2d(1, 2, kernel_size=1)
+        self.head = nn.Linear(6, 3)
+        with torch.no_grad():
+            self.fc1.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]]))
+            self.fc1.bias.copy_(torch.tensor([0.0, 0.5, -0.25]))
+            self.conv.weight.copy_(torch.tensor([[[[2.0]]], [[[-1.0]]]]))
+            self.conv.bias.copy_(torch.tensor([0.0, 1.0]))
+            self.head.weight.copy_(torch.arange(18.0).reshape(3, 6) / 10)
+            self.head.bias.zero_()
+
+    def forward(self, x):
+        h = self.relu(self.fc1(x))
+        c = self.conv(h.reshape(-1, 1, 3, 1))
+        return self.head(c.reshape(-1, 6))
+
+
+@pytest.fixture
+def net_and_acts():
+    net = Tiny()
+    x = torch.tensor([[0.3, -0.2], [1.0, 2.0]])
+    acts = forward(net, x, ["fc1", "conv"])
+    return net, x, acts
+
+
+def ev(text, acts, labels=None):
+    return iv.parse_target(text, labels).evaluate(acts)
+
+
+def test_output_refs(net_and_acts):
+    _, x, acts = net_and_acts
+    out = acts["out"]
+    assert torch.allclose(ev("out:2", acts), out[:, 2])
+    assert torch.allclose(ev("logit:1", acts), out[:, 1])
+    p = torch.softmax(out, 1)
+    assert torch.allclose(ev("prob:0", acts), p[:, 0])
+    others = torch.stack([out[:, 0], out[:, 2]], 1).amax(1)
+    assert torch.allclose(ev("margin:1", acts), out[:, 1] - others)
+
+
+def test_hidden_unit_channel_and_neuron(net_and_acts):
+    _, x, acts = net_and_acts
+    h = torch.relu(x @ torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, -1.0]]) + torch.tensor([0, 0.5, -0.25]))
+    fc = x @ torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, -1.0]]) + torch.tensor([0, 0.5, -0.25])
+    assert torch.allclose(ev("fc1:2", acts), fc[:, 2])
+    # conv channel 1 = -h + 1 at every position; its spatial mean and one neuron
+    assert torch.allclose(ev("conv:1", acts), (1 - h).mean(1))
+    assert torch.allclose(ev("conv:0,2,0", acts), 2 * h[:, 2])
+
+
+def test_arithmetic_min_max(net_and_acts):
+    _, _, acts = net_and_acts
+    o = acts["out"]
+    assert torch.allclose(ev("out:0 - 0.5*out:2", acts), o[:, 0] - 0.5 * o[:, 2])
+    assert torch.allclose(ev("-(out:0 + 2) / 4", acts), -(o[:, 0] + 2) / 4)
+    assert torch.allclose(ev("min(out:0, out:1, 3)", acts), torch.minimum(torch.minimum(o[:, 0], o[:, 1]), torch.tensor(3.0)))
+    assert torch.allclose(ev("max(out:0, fc1:1) * 2", acts), 2 * torch.maximum(o[:, 0], acts["fc1"][:, 1]))
+
+
+def test_labels_and_sigmoid_prob(net_and_acts):
+    _, _, acts = net_and_acts
+    assert torch.allclose(ev("prob:cat", acts, ["dog", "cat", "cow"]), torch.softmax(acts["out"], 1)[:, 1])
+    one = {"out": torch.tensor([[0.0], [2.0]])}
+    assert torch.allclose(ev("prob:1", one), torch.sigmoid(one["out"][:, 0]))
+    assert torch.allclose(ev("prob:0", one), 1 - torch.sigmoid(one["out"][:, 0]))
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("out:", "malformed target"),
+        ("out:0 +", "malformed target"),
+        ("foo(out:0)", "unknown function"),
+        ("out:0 $ 1", "unexpected character"),
+        ("prob:zebra", "unknown class name"),
+        ("", "empty"),
+    ],
+)
+def test_malformed(text, fragment):
+    with pytest.raises(iv.InversetError, match=fragment):
+        iv.parse_target(text, ["dog", "cat"])
+
+
+def test_unknown_layer_lists_names_and_index_range():
+    net = Tiny()
+    with pytest.raises(iv.InversetError, match=r"unknown layer 'fc9'.*fc1, relu, conv, head"):
+        iv.maximize(net, "fc9:0", iv.Box(0, 1, shape=(2,)))
+    with pytest.raises(iv.InversetError, match=r"unit 3 is out of range.*3 units \(0..2\)"):
+        iv.maximize(net, "fc1:3", iv.Box(0, 1, shape=(2,)))
+    with pytest.raises(iv.InversetError, match=r"3 outputs \(0..2\)"):
+        iv.maximize(net, "out:5", iv.Box(0, 1, shape=(2,)))
+    with pytest.raises(iv.InversetError, match=r"does not fit layer 'conv'"):
+        iv.maximize(net, "conv:0,9,0", iv.Box(0, 1, shape=(2,)))
+    assert all(not m._forward_hooks for m in net.modules())
+
+
+def test_piecewise_linear_flag():
+    assert iv.parse_target("out:0 - 0.5*max(fc1:1, margin:2)").piecewise_linear
+    assert not iv.parse_target("prob:1").piecewise_linear
+    assert not iv.parse_target("out:0 * out:1").piecewise_linear
