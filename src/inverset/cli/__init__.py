@@ -7,7 +7,13 @@ import importlib
 
 from inverset.cli.app import app, main
 
-COMMAND_MODULES = ["inverset.cli.core"]
+COMMAND_MODULES = [
+    "inverset.cli.core",
+    "inverset.cli.exact",
+    "inverset.cli.featvis",
+    "inverset.cli.sample",
+    "inverset.cli.atlas",
+]
 
 
 def register() -> None:

@@ -281,7 +281,7 @@ def range_(
     as_json: JsonOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
-    """Find inputs whose target lies in [z1, z2]."""
+    """Find inputs whose target lies between z1 and z2 (--range z1,z2)."""
     z = parse_floats(range_, "--range")
     if len(z) != 2:
         from inverset.errors import InversetError
