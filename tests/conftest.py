@@ -16,7 +16,7 @@ SHARED = ROOT.parent / "shared"
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    """``../shared`` beside the checkout: required under CI=true, skipped (with reason) elsewhere."""
+    """``../shared`` beside the checkout: required under CI=true, else skipped with a reason."""
     if not (SHARED / "external").is_dir():
         if os.environ.get("CI") == "true":
             pytest.fail(f"{SHARED}/external is missing; CI must have shared/ beside the checkout")

@@ -18,8 +18,14 @@ from inverset.model import forward
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "2", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "inverset", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "inverset", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +55,18 @@ def test_layers_acas(shared):
 
 def test_maximize_onnx_json_and_out(shared, tmp_path):
     acas = shared / "external/acasxu/ACASXU_run2a_1_1_batch_2000.onnx"
-    p = run("maximize", acas, "--target", "out:0 - out:1", "--box=-1,1", "--starts", "64",
-            "--out", tmp_path / "a", "--json")
+    p = run(
+        "maximize",
+        acas,
+        "--target",
+        "out:0 - out:1",
+        "--box=-1,1",
+        "--starts",
+        "64",
+        "--out",
+        tmp_path / "a",
+        "--json",
+    )
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout)
     assert summary["status"] == "converged"
@@ -65,8 +81,18 @@ def test_maximize_onnx_json_and_out(shared, tmp_path):
 
 
 def test_minimize_box_file_integer(files, tmp_path):
-    p = run("minimize", files / "surrogate.pt", "--target", "out:0", "--box-file",
-            files / "bounds.csv", "--integer", "2,5", "--out", tmp_path / "b")
+    p = run(
+        "minimize",
+        files / "surrogate.pt",
+        "--target",
+        "out:0",
+        "--box-file",
+        files / "bounds.csv",
+        "--integer",
+        "2,5",
+        "--out",
+        tmp_path / "b",
+    )
     assert p.returncode == 0, p.stderr
     assert "status" in p.stdout and "best input" in p.stdout
     res = iv.Result.load(tmp_path / "b")
@@ -77,8 +103,21 @@ def test_minimize_box_file_integer(files, tmp_path):
 
 
 def test_reach_hidden_channel_with_factory(files, digits_cnn):
-    p = run("reach", files / "cnn.pt", "--factory", "inverset.zoo:DigitsCNN", "--target",
-            "conv2:5", "--value", "3.0", "--input-shape", "1,8,8", "--box", "0,1", "--json")
+    p = run(
+        "reach",
+        files / "cnn.pt",
+        "--factory",
+        "inverset.zoo:DigitsCNN",
+        "--target",
+        "conv2:5",
+        "--value",
+        "3.0",
+        "--input-shape",
+        "1,8,8",
+        "--box",
+        "0,1",
+        "--json",
+    )
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout)
     assert s["status"] == "found" and s["value"] == pytest.approx(3.0, abs=1e-3)
@@ -89,8 +128,20 @@ def test_reach_hidden_channel_with_factory(files, digits_cnn):
 
 
 def test_range_prob_with_trusted_pickle(files, digits_cnn):
-    p = run("range", files / "cnn_full.pt", "--trust", "--target", "prob:3", "--range",
-            "0.6,0.7", "--input-shape", "1,8,8", "--box", "0,1", "--json")
+    p = run(
+        "range",
+        files / "cnn_full.pt",
+        "--trust",
+        "--target",
+        "prob:3",
+        "--range",
+        "0.6,0.7",
+        "--input-shape",
+        "1,8,8",
+        "--box",
+        "0,1",
+        "--json",
+    )
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout)
     assert s["status"] == "found" and s["n_points"] >= 1
@@ -107,26 +158,119 @@ def test_range_prob_with_trusted_pickle(files, digits_cnn):
         (["maximize", "{d}/weird.xyz", "-t", "out:0"], "unsupported model file type"),
         (["maximize", "{d}/cnn_full.pt", "-t", "out:0"], "--trust"),
         (["maximize", "{d}/cnn.pt", "-t", "out:0"], "--factory"),
-        (["maximize", "{d}/surrogate.pt", "-t", "out:0", "--box", "0,1", "--input-shape", "6",
-          "--starts", "0"], "starts must be at least 1"),
-        (["maximize", "{d}/surrogate.pt", "-t", "out:0", "--box", "0,1", "--input-shape", "6",
-          "--time-limit", "-1"], "time limit must be >= 0"),
-        (["maximize", "{d}/surrogate.pt", "-t", "out:0 +", "--box", "0,1", "--input-shape", "6"],
-         "malformed target"),
-        (["maximize", "{d}/surrogate.pt", "-t", "out:3", "--box", "0,1", "--input-shape", "6"],
-         "out of range"),
-        (["maximize", "{d}/surrogate.pt", "-t", "out:0", "--box", "1,0", "--input-shape", "6"],
-         "lo > hi"),
-        (["maximize", "{d}/surrogate.pt", "-t", "out:0", "--box-file", "{d}/bounds.csv",
-          "--input-shape", "4"], "do not fit the input shape (4,)"),
-        (["range", "{d}/surrogate.pt", "-t", "out:0", "--range", "2,1", "--box", "0,1",
-          "--input-shape", "6"], "z1 > z2"),
-        (["maximize", "{d}/cnn.pt", "--factory", "inverset.zoo:DigitsCNN", "-t", "conv9:1",
-          "--box", "0,1", "--input-shape", "1,8,8"], "unknown layer 'conv9'; valid layers: conv1"),
-        (["maximize", "{d}/cnn.pt", "--factory", "inverset.zoo:DigitsCNN", "-t", "conv2:99",
-          "--box", "0,1", "--input-shape", "1,8,8"], "channel 99 is out of range"),
-        (["maximize", "{d}/surrogate.pt", "-t", "out:0", "--box", "0,1e39", "--input-shape", "6"],
-         "not finite"),
+        (
+            [
+                "maximize",
+                "{d}/surrogate.pt",
+                "-t",
+                "out:0",
+                "--box",
+                "0,1",
+                "--input-shape",
+                "6",
+                "--starts",
+                "0",
+            ],
+            "starts must be at least 1",
+        ),
+        (
+            [
+                "maximize",
+                "{d}/surrogate.pt",
+                "-t",
+                "out:0",
+                "--box",
+                "0,1",
+                "--input-shape",
+                "6",
+                "--time-limit",
+                "-1",
+            ],
+            "time limit must be >= 0",
+        ),
+        (
+            ["maximize", "{d}/surrogate.pt", "-t", "out:0 +", "--box", "0,1", "--input-shape", "6"],
+            "malformed target",
+        ),
+        (
+            ["maximize", "{d}/surrogate.pt", "-t", "out:3", "--box", "0,1", "--input-shape", "6"],
+            "out of range",
+        ),
+        (
+            ["maximize", "{d}/surrogate.pt", "-t", "out:0", "--box", "1,0", "--input-shape", "6"],
+            "lo > hi",
+        ),
+        (
+            [
+                "maximize",
+                "{d}/surrogate.pt",
+                "-t",
+                "out:0",
+                "--box-file",
+                "{d}/bounds.csv",
+                "--input-shape",
+                "4",
+            ],
+            "do not fit the input shape (4,)",
+        ),
+        (
+            [
+                "range",
+                "{d}/surrogate.pt",
+                "-t",
+                "out:0",
+                "--range",
+                "2,1",
+                "--box",
+                "0,1",
+                "--input-shape",
+                "6",
+            ],
+            "z1 > z2",
+        ),
+        (
+            [
+                "maximize",
+                "{d}/cnn.pt",
+                "--factory",
+                "inverset.zoo:DigitsCNN",
+                "-t",
+                "conv9:1",
+                "--box",
+                "0,1",
+                "--input-shape",
+                "1,8,8",
+            ],
+            "unknown layer 'conv9'; valid layers: conv1",
+        ),
+        (
+            [
+                "maximize",
+                "{d}/cnn.pt",
+                "--factory",
+                "inverset.zoo:DigitsCNN",
+                "-t",
+                "conv2:99",
+                "--box",
+                "0,1",
+                "--input-shape",
+                "1,8,8",
+            ],
+            "channel 99 is out of range",
+        ),
+        (
+            [
+                "maximize",
+                "{d}/surrogate.pt",
+                "-t",
+                "out:0",
+                "--box",
+                "0,1e39",
+                "--input-shape",
+                "6",
+            ],
+            "not finite",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2(files, args, message):

@@ -151,8 +151,15 @@ def test_bad_arguments():
 
 def test_time_limit_returns_best_so_far():
     net = bump2d()
-    res = iv.maximize(net, "out:0", iv.Box(-1, 1, shape=(2,)), starts=8, steps=10_000,
-                      patience=10_000, time_limit=0.3)
+    res = iv.maximize(
+        net,
+        "out:0",
+        iv.Box(-1, 1, shape=(2,)),
+        starts=8,
+        steps=10_000,
+        patience=10_000,
+        time_limit=0.3,
+    )
     assert res.status == "time_limit" and res.x is not None
     assert res.timings["total"] < 2.0
 

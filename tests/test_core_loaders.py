@@ -59,12 +59,18 @@ def test_sklearn_regressor_exact(activation):
     from sklearn.neural_network import MLPRegressor
 
     X, y = load_diabetes(return_X_y=True)
-    reg = _fit(MLPRegressor(hidden_layer_sizes=(12, 7), activation=activation, max_iter=200, random_state=0), X, y)
+    reg = _fit(
+        MLPRegressor(
+            hidden_layer_sizes=(12, 7), activation=activation, max_iter=200, random_state=0
+        ),
+        X,
+        y,
+    )
     model = load_model(reg)
     with torch.no_grad():
         got = model(torch.from_numpy(X)).numpy()[:, 0]
     assert np.abs(got - reg.predict(X)).max() <= 1e-6
-    assert [i.name for i in iv.layers(model)] == ["fc1", "act1", "fc2", "act2", "out", "out"][:5] + ["out"]
+    assert [i.name for i in iv.layers(model)] == ["fc1", "act1", "fc2", "act2", "out", "out"]
 
 
 @pytest.mark.parametrize("binary", [False, True])
@@ -115,13 +121,13 @@ def test_torchscript_and_factory_and_pickles(tmp_path):
     assert res.status == "converged"
 
     torch.save(net.state_dict(), tmp_path / "w.pt")
-    with pytest.raises(iv.InversetError, match="holds a state dict.*--factory"):
+    with pytest.raises(iv.InversetError, match=r"holds a state dict.*--factory"):
         load_model(tmp_path / "w.pt")
     m = load_model("tests.test_core_loaders:_net", weights=tmp_path / "w.pt")
     assert torch.allclose(m(x), net(x))
 
     torch.save(net, tmp_path / "full.pt")
-    with pytest.raises(iv.InversetError, match="pickled module.*--trust"):
+    with pytest.raises(iv.InversetError, match=r"pickled module.*--trust"):
         load_model(tmp_path / "full.pt")
     assert torch.allclose(load_model(tmp_path / "full.pt", trust=True)(x), net(x))
 
@@ -133,8 +139,8 @@ def test_file_errors(tmp_path):
     with pytest.raises(iv.InversetError, match="not a readable ONNX file"):
         load_model(tmp_path / "bad.onnx")
     (tmp_path / "m.h5").write_bytes(b"x")
-    with pytest.raises(iv.InversetError, match="unsupported model file type '.h5'"):
+    with pytest.raises(iv.InversetError, match=r"unsupported model file type '\.h5'"):
         load_model(tmp_path / "m.h5")
     (tmp_path / "m.joblib").write_bytes(b"x")
-    with pytest.raises(iv.InversetError, match="pickle.*--trust"):
+    with pytest.raises(iv.InversetError, match=r"pickle.*--trust"):
         load_model(tmp_path / "m.joblib")

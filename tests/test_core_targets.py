@@ -46,7 +46,7 @@ def ev(text, acts, labels=None):
 
 
 def test_output_refs(net_and_acts):
-    _, x, acts = net_and_acts
+    _, _, acts = net_and_acts
     out = acts["out"]
     assert torch.allclose(ev("out:2", acts), out[:, 2])
     assert torch.allclose(ev("logit:1", acts), out[:, 1])
@@ -58,7 +58,9 @@ def test_output_refs(net_and_acts):
 
 def test_hidden_unit_channel_and_neuron(net_and_acts):
     _, x, acts = net_and_acts
-    h = torch.relu(x @ torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, -1.0]]) + torch.tensor([0, 0.5, -0.25]))
+    h = torch.relu(
+        x @ torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, -1.0]]) + torch.tensor([0, 0.5, -0.25])
+    )
     fc = x @ torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, -1.0]]) + torch.tensor([0, 0.5, -0.25])
     assert torch.allclose(ev("fc1:2", acts), fc[:, 2])
     # conv channel 1 = -h + 1 at every position; its spatial mean and one neuron
@@ -71,13 +73,20 @@ def test_arithmetic_min_max(net_and_acts):
     o = acts["out"]
     assert torch.allclose(ev("out:0 - 0.5*out:2", acts), o[:, 0] - 0.5 * o[:, 2])
     assert torch.allclose(ev("-(out:0 + 2) / 4", acts), -(o[:, 0] + 2) / 4)
-    assert torch.allclose(ev("min(out:0, out:1, 3)", acts), torch.minimum(torch.minimum(o[:, 0], o[:, 1]), torch.tensor(3.0)))
-    assert torch.allclose(ev("max(out:0, fc1:1) * 2", acts), 2 * torch.maximum(o[:, 0], acts["fc1"][:, 1]))
+    assert torch.allclose(
+        ev("min(out:0, out:1, 3)", acts),
+        torch.minimum(torch.minimum(o[:, 0], o[:, 1]), torch.tensor(3.0)),
+    )
+    assert torch.allclose(
+        ev("max(out:0, fc1:1) * 2", acts), 2 * torch.maximum(o[:, 0], acts["fc1"][:, 1])
+    )
 
 
 def test_labels_and_sigmoid_prob(net_and_acts):
     _, _, acts = net_and_acts
-    assert torch.allclose(ev("prob:cat", acts, ["dog", "cat", "cow"]), torch.softmax(acts["out"], 1)[:, 1])
+    assert torch.allclose(
+        ev("prob:cat", acts, ["dog", "cat", "cow"]), torch.softmax(acts["out"], 1)[:, 1]
+    )
     one = {"out": torch.tensor([[0.0], [2.0]])}
     assert torch.allclose(ev("prob:1", one), torch.sigmoid(one["out"][:, 0]))
     assert torch.allclose(ev("prob:0", one), 1 - torch.sigmoid(one["out"][:, 0]))

@@ -1,0 +1,215 @@
+"""Atlas commands: ``inverset atlas`` (a resumable job of many targets, optionally on Ray)
+and ``inverset report`` (rebuild its HTML pages from the saved results)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inverset.cli.app import (
+    BoxFileOpt,
+    BoxOpt,
+    ConstraintsOpt,
+    DeviceOpt,
+    FactoryOpt,
+    IntegerOpt,
+    JsonOpt,
+    ModelArg,
+    SeedOpt,
+    ShapeOpt,
+    TrustOpt,
+    app,
+    build_domain,
+    err,
+    load_cli_model,
+    out,
+    parse_floats,
+    parse_options,
+)
+from inverset.errors import InversetError
+
+
+def parse_ranges(texts: list[str] | None) -> list[tuple[float, float]] | None:
+    """``['0.5,1', '1,2']`` or ``['0.5,1;1,2']`` -> ``[(0.5, 1.0), (1.0, 2.0)]``."""
+    if not texts:
+        return None
+    out_: list[tuple[float, float]] = []
+    for text in texts:
+        for part in text.split(";"):
+            if not part.strip():
+                continue
+            v = parse_floats(part, "--ranges")
+            if len(v) != 2:
+                raise InversetError(f"--ranges takes z1,z2 per range (e.g. 0.5,1), got {part!r}")
+            out_.append((v[0], v[1]))
+    return out_
+
+
+def parse_ray(model: str, extra: list[str]) -> tuple[str, bool, str | None]:
+    """(model, use_ray, address) from MODEL and the arguments typer left over, which may only
+    be ``--ray``, ``--ray ADDRESS`` or ``--ray=ADDRESS`` (typer has no optional-value option)."""
+    extra = list(extra)
+    if model == "--ray" or model.startswith("--ray="):
+        # --ray came before MODEL: typer took it for MODEL and left the positionals over
+        address = model.split("=", 1)[1] if "=" in model else None
+        if any(a.startswith("-") for a in extra) or not 1 <= len(extra) <= (1 if address else 2):
+            raise InversetError(
+                f"cannot tell MODEL from {' '.join([model, *extra])}; write MODEL first"
+            )
+        if len(extra) == 2:
+            address = extra.pop(0)
+        return extra[0], True, address or None
+    if not extra:
+        return model, False, None
+    head = extra[0]
+    if head == "--ray" and len(extra) <= 2 and not any(a.startswith("-") for a in extra[1:]):
+        return model, True, extra[1] if len(extra) == 2 else None
+    if head.startswith("--ray=") and len(extra) == 1:
+        return model, True, head.split("=", 1)[1] or None
+    raise InversetError(f"unknown option or argument {' '.join(extra)}; see inverset atlas --help")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def atlas(
+    ctx: typer.Context,
+    model: ModelArg,
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="job directory: DIR/<target>/, DIR/index.html")
+    ],
+    layer: Annotated[
+        str | None, typer.Option("--layer", "-l", help="layer whose channels/units to take")
+    ] = None,
+    channels: Annotated[
+        str | None,
+        typer.Option("--channels", help="'all' (default with --layer), 0-15 or 0,3,5-7"),
+    ] = None,
+    classes: Annotated[
+        str | None, typer.Option("--classes", help="output classes, e.g. 0-9 or 0-999")
+    ] = None,
+    target: Annotated[
+        list[str] | None, typer.Option("--target", "-t", help="an explicit target (repeatable)")
+    ] = None,
+    mode: Annotated[
+        str, typer.Option("--mode", help="maximize, minimize, visualize or sample")
+    ] = "maximize",
+    ranges: Annotated[
+        list[str] | None,
+        typer.Option("--ranges", help="sample mode: z1,z2 (repeatable, or z1,z2;z3,z4)"),
+    ] = None,
+    box: BoxOpt = None,
+    box_file: BoxFileOpt = None,
+    integer: IntegerOpt = None,
+    constraints: ConstraintsOpt = None,
+    input_shape: ShapeOpt = None,
+    solver: Annotated[str, typer.Option("--solver", help="maximize/minimize solver")] = "gradient",
+    steps: Annotated[int | None, typer.Option("--steps", help="optimizer steps")] = None,
+    starts: Annotated[int | None, typer.Option("--starts", help="gradient: starts")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="sample mode: samples per target")] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="key=value for the mode's call")
+    ] = None,
+    batch: Annotated[
+        int | None, typer.Option("--batch", help="visualize: channels rendered per call (8)")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="parallel worker processes (with --ray: local CPUs)"),
+    ] = None,
+    threads: Annotated[int, typer.Option("--threads", help="torch threads per target")] = 1,
+    time_limit: Annotated[
+        float | None, typer.Option("--time-limit", help="seconds per target")
+    ] = None,
+    job_time_limit: Annotated[
+        float | None,
+        typer.Option("--job-time-limit", help="seconds for the job: no target starts after"),
+    ] = None,
+    seed: SeedOpt = 0,
+    trust: TrustOpt = False,
+    factory: FactoryOpt = None,
+    device: DeviceOpt = "auto",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run one query per target (channels of a layer, classes, targets x ranges) and write
+    each result to DIR/<target>/ as it finishes; rerun to resume. Builds DIR/index.html.
+
+    --ray [ADDRESS] runs the targets as Ray tasks.
+
+    Alone, --ray starts a local Ray cluster with --workers CPUs.
+
+    With an ADDRESS (auto, HOST:6379, ray://HOST:10001), it joins that cluster.
+    """
+    from inverset.jobs import atlas as run_atlas
+
+    model, use_ray, address = parse_ray(model, ctx.args)
+    m = load_cli_model(model, trust, factory, device, input_shape)
+    domain = build_domain(box, box_file, integer, constraints, input_shape)
+    opts = parse_options(option)
+    for key, value in (("steps", steps), ("starts", starts), ("n", n)):
+        if value is not None:
+            opts[key] = value
+    summary = run_atlas(
+        m,
+        out_dir,
+        layer=layer,
+        channels=channels,
+        classes=classes,
+        targets=target,
+        mode=mode,
+        ranges=parse_ranges(ranges),
+        domain=domain,
+        solver=solver,
+        seed=seed,
+        batch=batch,
+        time_limit=time_limit,
+        job_time_limit=job_time_limit,
+        runner="ray" if use_ray else None,
+        workers=workers,
+        ray_address=address,
+        threads=threads,
+        progress=progress and not as_json,
+        **opts,
+    )
+    if as_json:
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "status": summary.status,
+                    "total": summary.total,
+                    "done": summary.done,
+                    "finished": summary.finished,
+                    "skipped": summary.skipped,
+                    "failed": summary.failed,
+                    "remaining": summary.remaining,
+                    "elapsed": summary.elapsed,
+                    "runner": summary.runner,
+                    "out": str(summary.out),
+                    "index": str(summary.index) if summary.index else None,
+                }
+            )
+            + "\n"
+        )
+    else:
+        out.print(summary.describe(), highlight=False)
+        if summary.index is not None:
+            out.print(f"atlas: {summary.index}", highlight=False)
+    if summary.status == "interrupted":
+        raise typer.Exit(130)
+    if summary.status == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    directory: Annotated[Path, typer.Argument(help="the --out directory of an atlas job")],
+) -> None:
+    """(Re)build DIR/index.html and every target's page and pictures from the saved results."""
+    from inverset.report.html import build_report
+
+    with err.status("building the atlas pages"):
+        index = build_report(directory)
+    out.print(f"atlas: {index}", highlight=False)

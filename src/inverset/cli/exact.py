@@ -1,0 +1,107 @@
+"""``inverset certify``: prove a bound on a target over a box, or find a counterexample."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+import typer
+
+from inverset.cli.app import (
+    BoxFileOpt,
+    BoxOpt,
+    ConstraintsOpt,
+    DeviceOpt,
+    FactoryOpt,
+    IntegerOpt,
+    JsonOpt,
+    LabelsOpt,
+    ModelArg,
+    OutOpt,
+    SeedOpt,
+    ShapeOpt,
+    TargetOpt,
+    TimeOpt,
+    TrustOpt,
+    app,
+    build_domain,
+    finish,
+    load_cli_model,
+    out,
+)
+from inverset.errors import InversetError
+
+PROVEN, COUNTEREXAMPLE, UNDECIDED = 0, 1, 3
+
+
+@app.command()
+def certify(
+    model: ModelArg,
+    target: TargetOpt,
+    below: Annotated[
+        float | None, typer.Option("--below", help="prove target < C everywhere in the box")
+    ] = None,
+    above: Annotated[
+        float | None, typer.Option("--above", help="prove target > C everywhere in the box")
+    ] = None,
+    box: BoxOpt = None,
+    box_file: BoxFileOpt = None,
+    integer: IntegerOpt = None,
+    constraints: ConstraintsOpt = None,
+    input_shape: ShapeOpt = None,
+    labels: LabelsOpt = None,
+    method: Annotated[str, typer.Option("--method", help="auto, bab or milp")] = "auto",
+    milp_solver: Annotated[str, typer.Option("--milp-solver", help="highs or scip")] = "highs",
+    time_limit: TimeOpt = None,
+    seed: SeedOpt = 0,
+    trust: TrustOpt = False,
+    factory: FactoryOpt = None,
+    device: DeviceOpt = "auto",
+    out_dir: OutOpt = None,
+    as_json: JsonOpt = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> int:
+    """Is the target always below (or above) C on the box? Answers with a proof or a
+    counterexample, using the exact solver (ReLU networks).
+
+    Exit code 0: proven (the result's bound is a certified max/min on the wrong side of C);
+    1: counterexample found (its input and value are in the result); 3: undecided within the
+    time limit; 2: bad input.
+    """
+    from inverset.api import in_range
+    from inverset.target import read_labels
+
+    if (below is None) == (above is None):
+        raise InversetError("give exactly one of --below C or --above C")
+    m = load_cli_model(model, trust, factory, device, input_shape)
+    domain = build_domain(box, box_file, integer, constraints, input_shape)
+    # the claim fails exactly when the complementary range is reachable
+    bad = (below, math.inf) if below is not None else (-math.inf, above)
+    result = in_range(
+        m,
+        target,
+        bad,
+        domain,
+        solver="exact",
+        labels=read_labels(str(labels)) if labels else None,
+        seed=seed,
+        time_limit=time_limit,
+        progress=progress and not as_json,
+        method=method,
+        milp_solver=milp_solver,
+    )
+    side = f"< {below:g}" if below is not None else f"> {above:g}"
+    if result.status == "unreachable":
+        code = PROVEN
+        verdict = f"PROVEN: {target} {side} on the whole domain ({result.message})"
+    elif result.status == "found":
+        code = COUNTEREXAMPLE
+        verdict = f"COUNTEREXAMPLE: {target} = {result.value:.6g} at the input below, not {side}"
+    else:
+        code = UNDECIDED
+        verdict = f"UNDECIDED ({result.status}): {result.message}"
+    result.info["certify"] = {"claim": f"{target} {side}", "verdict": verdict.split(":")[0]}
+    if not as_json:
+        out.print(verdict)
+    finish(result, out_dir, as_json, domain.names or getattr(m, "feature_names", None))
+    return code

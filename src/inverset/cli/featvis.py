@@ -1,0 +1,185 @@
+"""Feature visualization commands: ``inverset visualize`` and ``inverset dream``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inverset.cli.app import (
+    DeviceOpt,
+    FactoryOpt,
+    JsonOpt,
+    ModelArg,
+    OutOpt,
+    SeedOpt,
+    ShapeOpt,
+    TrustOpt,
+    app,
+    load_cli_model,
+    out,
+    parse_floats,
+)
+from inverset.errors import InversetError
+
+LayerOpt = Annotated[str, typer.Option("--layer", "-l", help="layer name (see `inverset layers`)")]
+RangeOpt = Annotated[
+    str, typer.Option("--range", help="LO,HI: the model's valid input range (default 0,1)")
+]
+MeanOpt = Annotated[
+    str | None,
+    typer.Option("--mean", help="input normalization mean per channel, e.g. .485,.456,.406"),
+]
+StdOpt = Annotated[str | None, typer.Option("--std", help="input normalization std per channel")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar")]
+
+
+def _range(text: str) -> tuple[float, float]:
+    v = parse_floats(text, "--range")
+    if len(v) != 2:
+        raise InversetError(f"--range takes LO,HI, got {text!r}")
+    return v[0], v[1]
+
+
+def _report(result, out_dir: Path | None, as_json: bool, gif: bool) -> None:
+    from inverset.featvis.render import save
+
+    files = save(result, out_dir, gif=gif) if out_dir is not None else []
+    if as_json:
+        summary = result.summary()
+        summary["targets"] = result.info.get("labels")
+        summary["values"] = [float(v) for v in result.values]
+        if out_dir is not None:
+            summary["out"] = str(out_dir)
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return
+    out.print(result.message)
+    for label, v in zip(result.info.get("labels", []), result.values, strict=False):
+        out.print(f"  {label:<24} {float(v):.4g}")
+    out.print(f"time {result.timings.get('total', 0):.1f} s")
+    if files:
+        out.print("saved " + ", ".join(str(f) for f in files))
+
+
+@app.command()
+def visualize(
+    model: ModelArg,
+    layer: LayerOpt = "out",
+    channels: Annotated[
+        str, typer.Option("--channels", "-c", help="'all', 'A-B' or 'a,b,c' (units of the layer)")
+    ] = "all",
+    objective: Annotated[
+        str | None,
+        typer.Option(
+            "--objective",
+            help="channel, neuron, logit, prob or dream (default: channel; logit for out)",
+        ),
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option("--size", help="render size: N or H,W (default: the model's)")
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="optimization steps")] = 256,
+    param: Annotated[str, typer.Option("--param", help="fourier or pixels")] = "fourier",
+    transforms: Annotated[
+        str, typer.Option("--transforms", help="standard (Lucid's, scaled to size) or none")
+    ] = "standard",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="images per batch")] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate")] = 0.05,
+    tv: Annotated[float, typer.Option("--tv", help="total-variation penalty weight")] = 0.0,
+    diversity: Annotated[float, typer.Option("--diversity", help="diversity weight")] = 0.0,
+    alpha: Annotated[bool, typer.Option("--alpha", help="semi-transparent images (RGBA)")] = False,
+    gif: Annotated[bool, typer.Option("--gif", help="also write optimization.gif")] = False,
+    value_range: RangeOpt = "0,1",
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    input_shape: ShapeOpt = None,
+    trust: TrustOpt = False,
+    factory: FactoryOpt = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    progress: ProgressOpt = True,
+    out_dir: OutOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Render one image per unit of a layer that maximizes it (labelled grid in --out)."""
+    from inverset import featvis as fv
+
+    m = load_cli_model(model, trust, factory, device, input_shape)
+    extra = None
+    if tv:
+        extra = -tv * fv.total_variation()
+    if diversity:
+        d = diversity * fv.diversity(layer)
+        extra = d if extra is None else extra + d
+    sz = None
+    if size:
+        v = [int(float(s)) for s in parse_floats(size, "--size")]
+        sz = v[0] if len(v) == 1 else v
+    result = fv.visualize(
+        m,
+        layer=layer,
+        channels=channels,
+        objective=objective,
+        size=sz,
+        steps=steps,
+        param=param,
+        transforms=transforms,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        value_range=_range(value_range),
+        mean=parse_floats(mean, "--mean") if mean else None,
+        std=parse_floats(std, "--std") if std else None,
+        extra=extra,
+        alpha=alpha,
+        frames=16 if gif else 0,
+        progress=progress and not as_json,
+    )
+    _report(result, out_dir, as_json, gif)
+
+
+@app.command()
+def dream(
+    model: ModelArg,
+    image: Annotated[Path, typer.Option("--image", help="photo to dream on (PNG/JPEG)")],
+    layer: LayerOpt,
+    octaves: Annotated[int, typer.Option("--octaves", help="number of octaves")] = 4,
+    octave_scale: Annotated[float, typer.Option("--octave-scale", help="size ratio")] = 1.4,
+    steps: Annotated[int, typer.Option("--steps", help="steps per octave")] = 20,
+    lr: Annotated[float, typer.Option("--lr", help="step size (normalized gradient)")] = 0.02,
+    gif: Annotated[bool, typer.Option("--gif", help="also write optimization.gif")] = False,
+    value_range: RangeOpt = "0,1",
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    input_shape: ShapeOpt = None,
+    trust: TrustOpt = False,
+    factory: FactoryOpt = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    progress: ProgressOpt = True,
+    out_dir: OutOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deep Dream: amplify what a layer sees in a photo, octave by octave."""
+    from inverset import featvis as fv
+
+    m = load_cli_model(model, trust, factory, device, input_shape)
+    result = fv.dream(
+        m,
+        image,
+        layer,
+        octaves=octaves,
+        octave_scale=octave_scale,
+        steps=steps,
+        lr=lr,
+        seed=seed,
+        value_range=_range(value_range),
+        mean=parse_floats(mean, "--mean") if mean else None,
+        std=parse_floats(std, "--std") if std else None,
+        frames=gif,
+        progress=progress and not as_json,
+    )
+    _report(result, out_dir, as_json, gif)

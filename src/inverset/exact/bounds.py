@@ -1,0 +1,182 @@
+"""Sound bounds on an Affine/ReLU chain over many input boxes at once.
+
+``interval`` propagates boxes layer by layer. ``crown`` bounds every pre-activation and the
+outputs with backward linear relaxations (CROWN: the triangle upper line and an adaptive
+0/1 lower line for each unstable ReLU), intersected with the interval bounds. All functions
+take boxes ``lo, hi`` of shape [B, n0] (float64) and work on the whole batch in one pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from inverset.exact.ir import Network
+
+
+@dataclass
+class Bounds:
+    """Pre-activation bounds per ReLU layer and output bounds, for B boxes."""
+
+    pre: list[tuple[torch.Tensor, torch.Tensor]]  # per ReLU layer: (l [B, n_k], u [B, n_k])
+    out_lo: torch.Tensor  # [B, m]
+    out_hi: torch.Tensor  # [B, m]
+    A_hi: torch.Tensor | None = None  # [B, m, n0] input coefficients of the output upper bound
+    c_hi: torch.Tensor | None = None  # [B, m] constants of the output upper bound
+
+    def unstable(self) -> int:
+        """Number of (box, neuron) pairs whose ReLU phase is not fixed."""
+        return int(sum(((lb < 0) & (ub > 0)).sum() for lb, ub in self.pre))
+
+
+def _affine_box(w: torch.Tensor, b: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
+    c, r = (hi + lo) / 2, (hi - lo) / 2
+    mid = c @ w.T + b
+    rad = r @ w.abs().T
+    return mid - rad, mid + rad
+
+
+def interval(net: Network, lo: torch.Tensor, hi: torch.Tensor) -> Bounds:
+    """Interval (box) propagation."""
+    pre = []
+    hl, hu = lo, hi
+    for w, b in zip(net.weights[:-1], net.biases[:-1], strict=True):
+        zl, zu = _affine_box(w, b, hl, hu)
+        pre.append((zl, zu))
+        hl, hu = zl.clamp_min(0), zu.clamp_min(0)
+    ol, ou = _affine_box(net.weights[-1], net.biases[-1], hl, hu)
+    return Bounds(pre, ol, ou)
+
+
+def _relax(lb: torch.Tensor, ub: torch.Tensor):
+    """Upper line (su, tu) and lower slope sl of relu on [lb, ub], per neuron."""
+    active = lb >= 0
+    unstable = (lb < 0) & (ub > 0)
+    denom = (ub - lb).clamp_min(1e-30)
+    zero, one = torch.zeros_like(lb), torch.ones_like(lb)
+    su = torch.where(active, one, torch.where(unstable, ub / denom, zero))
+    tu = torch.where(unstable, -ub * lb / denom, zero)
+    sl = torch.where(active, one, torch.where(unstable & (ub > -lb), one, zero))
+    return su, tu, sl
+
+
+def backward(
+    net: Network,
+    k: int,
+    A: torch.Tensor,
+    const: torch.Tensor,
+    relax: list,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+):
+    """Upper bound of ``A @ h_k + const`` over the boxes (``h_k`` is the output of ReLU layer
+    ``k``; k = -1 means the input). ``A`` is [m, n_k] (the same for every box) or
+    [B, m, n_k]. Returns (upper [B, m], input coefficients [B, m, n0], constant [B, m])."""
+    for j in range(k, -1, -1):
+        su, tu, sl = relax[j]
+        W, bj = net.weights[j], net.biases[j]
+        if A.dim() == 2:  # shared coefficients: fold the per-box slopes into W instead
+            pos, neg = A.clamp_min(0), A.clamp_max(0)
+            const = const + tu @ pos.T + (su * bj) @ pos.T + (sl * bj) @ neg.T
+            A = torch.matmul(pos, su[:, :, None] * W) + torch.matmul(neg, sl[:, :, None] * W)
+            continue
+        pos = A.clamp_min(0)
+        Az = A * sl[:, None, :] + pos * (su - sl)[:, None, :]
+        const = const + (pos @ tu[:, :, None]).squeeze(-1) + Az @ bj
+        A = Az @ W
+    if A.dim() == 2:
+        A = A.expand(lo.shape[0], *A.shape)
+    c, r = (hi + lo) / 2, (hi - lo) / 2
+    ub = const + (A @ c[:, :, None]).squeeze(-1) + (A.abs() @ r[:, :, None]).squeeze(-1)
+    return ub, A, const
+
+
+def _concretize(A: torch.Tensor, c: torch.Tensor, lo, hi, upper: bool) -> torch.Tensor:
+    """max (upper) or min over each box of ``A x + c`` with A [B, n, n0], c [B, n]."""
+    mid, rad = (hi + lo) / 2, (hi - lo) / 2
+    v = (A @ mid[:, :, None]).squeeze(-1) + c
+    r = (A.abs() @ rad[:, :, None]).squeeze(-1)
+    return v + r if upper else v - r
+
+
+def crown(
+    net: Network,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    rows: list[int] | None = None,
+    lower: bool = True,
+    intermediate: str = "crown",
+    init: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> Bounds:
+    """CROWN bounds: every ReLU layer's pre-activations, then output ``rows`` (all by default).
+
+    ``lower=False`` skips the output lower bounds (BaB on a maximization only needs upper).
+    ``intermediate``: how hidden pre-activations are bounded: 'crown' (backward, tightest,
+    cost grows with depth squared), 'forward' (linear bounds in the input carried forward,
+    cheap for few inputs) or 'auto' (forward when the input is narrower than the layers).
+    ``init``: known pre-activation bounds per layer (e.g. of a parent box) to intersect with;
+    neurons they already fix are not recomputed.
+    """
+    B = lo.shape[0]
+    if intermediate == "auto":
+        widths = net.widths()
+        intermediate = "forward" if widths and net.n_inputs * 4 <= min(widths) else "crown"
+    pre: list[tuple[torch.Tensor, torch.Tensor]] = []
+    relax: list = []
+    l_prev, u_prev = lo, hi  # bounds of h_{k-1} (input for k = 0)
+    n0 = lo.shape[1]
+    eye = torch.eye(n0, dtype=lo.dtype, device=lo.device).expand(B, n0, n0)
+    zero = torch.zeros(B, n0, dtype=lo.dtype, device=lo.device)
+    fl = (eye, zero)  # forward mode: lower/upper linear functions of x for h_{k-1}
+    fu = (eye, zero)
+    for k, (w, b) in enumerate(zip(net.weights[:-1], net.biases[:-1], strict=True)):
+        zl, zu = _affine_box(w, b, l_prev, u_prev)
+        if init is not None:
+            zl, zu = torch.maximum(zl, init[k][0]), torch.minimum(zu, init[k][1])
+        if k > 0 and intermediate == "forward":
+            wp, wn = w.clamp_min(0), w.clamp_max(0)
+            Au = torch.matmul(wp, fu[0]) + torch.matmul(wn, fl[0])
+            cu = fu[1] @ wp.T + fl[1] @ wn.T + b
+            Al = torch.matmul(wp, fl[0]) + torch.matmul(wn, fu[0])
+            cl = fl[1] @ wp.T + fu[1] @ wn.T + b
+            zu = torch.minimum(zu, _concretize(Au, cu, lo, hi, True))
+            zl = torch.maximum(zl, _concretize(Al, cl, lo, hi, False))
+        elif k == 0 and intermediate == "forward":
+            Au = Al = w.expand(B, *w.shape)
+            cu = cl = b.expand(B, -1)
+        if k > 0 and intermediate != "forward":
+            rows_k = ((zl < 0) & (zu > 0)).any(0).nonzero().reshape(-1)
+            if rows_k.numel():
+                W = torch.cat([w[rows_k], -w[rows_k]])
+                bb = torch.cat([b[rows_k], -b[rows_k]])
+                ub, _, _ = backward(net, k - 1, W, bb.expand(B, -1), relax, lo, hi)
+                m = rows_k.numel()
+                zu = zu.clone()
+                zl = zl.clone()
+                zu[:, rows_k] = torch.minimum(zu[:, rows_k], ub[:, :m])
+                zl[:, rows_k] = torch.maximum(zl[:, rows_k], -ub[:, m:])
+        pre.append((zl, zu))
+        relax.append(_relax(zl, zu))
+        l_prev, u_prev = zl.clamp_min(0), zu.clamp_min(0)
+        if intermediate == "forward" and k < net.n_relu - 1:
+            su, tu, _sl = relax[-1]
+            lam = su  # relu(z) >= lam * z for lam in [0, 1]; the parallel lower line
+            fu = (Au * su[:, :, None], cu * su + tu)
+            fl = (Al * lam[:, :, None], cl * lam)
+    wL, bL = net.weights[-1], net.biases[-1]
+    idx = list(range(wL.shape[0])) if rows is None else list(rows)
+    W, bb = wL[idx], bL[idx]
+    m = len(idx)
+    if lower:
+        W, bb = torch.cat([W, -W]), torch.cat([bb, -bb])
+    ub, A, c = backward(net, net.n_relu - 1, W, bb.expand(B, -1), relax, lo, hi)
+    il, iu = _affine_box(wL[idx], bL[idx], l_prev, u_prev)
+    out_hi = torch.minimum(ub[:, :m], iu)
+    out_lo = torch.maximum(-ub[:, m:], il) if lower else il
+    return Bounds(pre, out_lo, out_hi, A[:, :m], c[:, :m])
+
+
+def corner(A: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """The box vertex maximizing the linear function with coefficients ``A`` [B, n0]."""
+    return torch.where(A > 0, hi, lo)

@@ -1,0 +1,736 @@
+"""A torch model and a piecewise-linear target -> one chain of affine maps and ReLUs.
+
+Every supported network, together with the query's target (and constraint) expressions,
+becomes ``z_1 = W_1 x + b_1, h_1 = relu(z_1), ..., out = W_L h_{L-1} + b_L`` on the
+flattened input ``x``. Max-pooling, ``min``/``max`` in targets and ``margin:k`` are
+rewritten with ``max(a, b) = b + relu(a - b)``; values needed later (residual branches,
+hidden units a target reads) are carried through ReLU layers as ``relu(v) - relu(-v)``
+(one unit when ``v`` is known to be nonnegative). Bounds, the MILP and branch and bound
+then only ever see Affine/ReLU chains. The model is traced with ``torch.fx``; anything
+that is not affine, ReLU or max-pooling raises :class:`UnsupportedModelError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from inverset.errors import InversetError, UnsupportedModelError
+from inverset.target import BinOp, Const, Expr, Func, Neg, Ref
+
+DT = torch.float64
+
+
+@dataclass
+class Network:
+    """Affine/ReLU chain on the flattened input; ``out`` rows are the compiled expressions
+    (row 0 the target, then one row per extra constraint expression)."""
+
+    weights: list[torch.Tensor]
+    biases: list[torch.Tensor]
+    input_shape: tuple[int, ...]
+    out_names: list[str] = field(default_factory=list)
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self.weights[0].shape[1])
+
+    @property
+    def n_relu(self) -> int:
+        return len(self.weights) - 1
+
+    def widths(self) -> list[int]:
+        return [int(w.shape[0]) for w in self.weights[:-1]]
+
+    def forward(self, x: torch.Tensor, pre: bool = False):
+        """Outputs [B, m] for flat inputs [B, n0] (and the pre-activations if ``pre``)."""
+        h = x.to(self.weights[0].dtype)
+        zs = []
+        for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
+            z = h @ w.T + b
+            zs.append(z)
+            h = z.clamp_min(0)
+        out = h @ self.weights[-1].T + self.biases[-1]
+        return (out, zs) if pre else out
+
+    def select(self, rows: Sequence[int], scale: float = 1.0) -> Network:
+        """The same chain keeping output ``rows`` (times ``scale``)."""
+        idx = list(rows)
+        return Network(
+            [*self.weights[:-1], scale * self.weights[-1][idx]],
+            [*self.biases[:-1], scale * self.biases[-1][idx]],
+            self.input_shape,
+            [self.out_names[i] for i in idx] if self.out_names else [],
+        )
+
+    def to(self, device: torch.device | str) -> Network:
+        return Network(
+            [w.to(device) for w in self.weights],
+            [b.to(device) for b in self.biases],
+            self.input_shape,
+            self.out_names,
+        )
+
+
+class _Sym:
+    """A value of shape ``shape`` (flattened to n) as ``M h + c`` of the current ReLU layer."""
+
+    __slots__ = ("M", "c", "nonneg", "shape")
+
+    def __init__(self, M, c, shape, nonneg):
+        self.M, self.c, self.shape, self.nonneg = M, c, tuple(shape), nonneg
+
+    @property
+    def n(self) -> int:
+        return int(self.c.shape[0])
+
+
+class _Builder:
+    """Accumulates ReLU layers; every live symbolic value is rebased when one is added."""
+
+    def __init__(self, n0: int, device):
+        self.W: list[torch.Tensor] = []
+        self.b: list[torch.Tensor] = []
+        self.H = n0
+        self.device = device
+        self.live: dict[int, _Sym] = {}
+
+    def keep(self, s: _Sym) -> None:
+        self.live[id(s)] = s
+
+    def drop(self, s: _Sym) -> None:
+        self.live.pop(id(s), None)
+
+    def const(self, value: torch.Tensor, shape) -> _Sym:
+        v = value.to(DT).reshape(-1)
+        return _Sym(torch.zeros(v.numel(), self.H, dtype=DT), v.clone(), shape, v >= 0)
+
+    def affine(self, s: _Sym, A: torch.Tensor, d: torch.Tensor, shape, nonneg=None) -> _Sym:
+        n = A.shape[0]
+        nn_ = nonneg if nonneg is not None else torch.zeros(n, dtype=torch.bool)
+        return _Sym(A @ s.M, A @ s.c + d, shape, nn_)
+
+    def add(self, a: _Sym, b: _Sym, sb: float = 1.0) -> _Sym:
+        nonneg = a.nonneg & b.nonneg if sb > 0 else torch.zeros_like(a.nonneg)
+        return _Sym(a.M + sb * b.M, a.c + sb * b.c, a.shape, nonneg)
+
+    def scale(self, a: _Sym, k: float) -> _Sym:
+        nonneg = a.nonneg if k >= 0 else (a.c == 0) & (a.M == 0).all(1)
+        return _Sym(k * a.M, k * a.c, a.shape, nonneg)
+
+    def relu(self, s: _Sym) -> _Sym:
+        """relu(s), adding a layer (and carrying every other live value through it)."""
+        if bool(s.nonneg.all()):
+            return _Sym(s.M, s.c, s.shape, s.nonneg)
+        rows, cs = [s.M], [s.c]
+        plan = []
+        k = s.n
+        for key, t in self.live.items():
+            neg = (~t.nonneg).nonzero().reshape(-1)
+            rows += [t.M, -t.M[neg]]
+            cs += [t.c, -t.c[neg]]
+            plan.append((key, k, neg))
+            k += t.n + neg.numel()
+        self.W.append(torch.cat(rows))
+        self.b.append(torch.cat(cs))
+        H = k
+        self.H = H
+        for key, start, neg in plan:
+            t = self.live[key]
+            M = torch.zeros(t.n, H, dtype=DT)
+            M[torch.arange(t.n), start + torch.arange(t.n)] = 1.0
+            M[neg, start + t.n + torch.arange(neg.numel())] = -1.0
+            t.M, t.c = M, torch.zeros(t.n, dtype=DT)
+        M = torch.zeros(s.n, H, dtype=DT)
+        M[torch.arange(s.n), torch.arange(s.n)] = 1.0
+        return _Sym(M, torch.zeros(s.n, dtype=DT), s.shape, torch.ones(s.n, dtype=torch.bool))
+
+    def cat(self, syms: Sequence[_Sym]) -> _Sym:
+        return _Sym(
+            torch.cat([s.M for s in syms]),
+            torch.cat([s.c for s in syms]),
+            (sum(s.n for s in syms),),
+            torch.cat([s.nonneg for s in syms]),
+        )
+
+    def rows(self, s: _Sym, idx: torch.Tensor, shape=None) -> _Sym:
+        return _Sym(s.M[idx], s.c[idx], shape or (len(idx),), s.nonneg[idx])
+
+    def max_many(self, syms: list[_Sym]) -> _Sym:
+        """Elementwise max of equally sized values: a tournament, one ReLU layer per round."""
+        syms = list(syms)
+        while len(syms) > 1:
+            pairs = len(syms) // 2
+            a = syms[:pairs]
+            b = syms[pairs : 2 * pairs]
+            rest = syms[2 * pairs :]
+            bs = self.cat(b)
+            d = self.add(self.cat(a), bs, -1.0)
+            self.keep(bs)
+            for r in rest:
+                self.keep(r)
+            r_ = self.relu(d)
+            self.drop(bs)
+            for r in rest:
+                self.drop(r)
+            m = self.add(bs, r_)
+            m.nonneg = bs.nonneg | self.cat(a).nonneg
+            n = syms[0].n
+            syms = [
+                self.rows(m, torch.arange(i * n, (i + 1) * n), syms[0].shape) for i in range(pairs)
+            ]
+            syms += rest
+        return syms[0]
+
+    def min_many(self, syms: list[_Sym]) -> _Sym:
+        return self.scale(self.max_many([self.scale(s, -1.0) for s in syms]), -1.0)
+
+
+# ----------------------------------------------------------------------------- tracing
+_AFFINE_MODULES = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.ZeroPad2d,
+)
+
+
+def _loader_types() -> tuple[type, ...]:
+    try:
+        from inverset.loaders import onnx as lo
+    except Exception:  # pragma: no cover - loader missing
+        return ()
+    return tuple(
+        getattr(lo, n) for n in ("ConstOp", "Reshape", "Flatten2D", "_Pad") if hasattr(lo, n)
+    )
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        known = (*_AFFINE_MODULES, *_loader_types(), nn.ReLU, nn.MaxPool2d, nn.MaxPool1d)
+        if isinstance(m, known):
+            return True
+        return super().is_leaf_module(m, qualname)
+
+
+_AFFINE_FUNCS = {
+    torch.add,
+    operator.add,
+    torch.sub,
+    operator.sub,
+    torch.mul,
+    operator.mul,
+    torch.div,
+    operator.truediv,
+    operator.neg,
+    torch.neg,
+    torch.flatten,
+    torch.reshape,
+    torch.squeeze,
+    torch.unsqueeze,
+    F.linear,
+    F.conv2d,
+    F.conv1d,
+    F.avg_pool2d,
+    F.pad,
+    F.dropout,
+    torch.nn.functional.batch_norm,
+}
+_AFFINE_METHODS = {
+    "reshape",
+    "view",
+    "flatten",
+    "squeeze",
+    "unsqueeze",
+    "contiguous",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "neg",
+    "permute",
+    "transpose",
+    "double",
+    "float",
+    "to",
+}
+_RELU_FUNCS = {F.relu, torch.relu}
+
+
+def _unsupported(what: str) -> UnsupportedModelError:
+    return UnsupportedModelError(
+        f"the exact solver cannot handle {what} (it needs Linear/Conv/ReLU/pooling/BatchNorm/"
+        "affine layers only); use --solver gradient"
+    )
+
+
+class _Extractor:
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], needed: set[str]):
+        self.model = model
+        self.shape = tuple(input_shape)
+        self.needed = needed
+        self.b = _Builder(int(np.prod(self.shape)), "cpu")
+        self.pos: dict[str, _Sym] = {}
+
+    def _probe(self, s: _Sym) -> torch.Tensor:
+        """Batch [n+1, *shape]: row 0 is zero, row i+1 the i-th unit vector."""
+        eye = torch.cat([torch.zeros(1, s.n, dtype=DT), torch.eye(s.n, dtype=DT)])
+        return eye.reshape(s.n + 1, *s.shape)
+
+    def _apply_affine(self, s: _Sym, fn, nonneg_keep: bool = False) -> _Sym:
+        out = fn(self._probe(s))
+        if not isinstance(out, torch.Tensor) or out.shape[0] != s.n + 1:
+            raise _unsupported("an operation that changes the batch axis")
+        out = out.to(DT)
+        d = out[0].reshape(-1)
+        A = (out[1:].reshape(s.n, -1) - d).T
+        nonneg = None
+        if nonneg_keep and A.shape[0] == s.n and bool((d == 0).all()):
+            # a pure rearrangement keeps known signs when every row picks one input
+            pick = A.abs().argmax(1)
+            nonneg = s.nonneg[pick] & (A.gather(1, pick[:, None]).reshape(-1) >= 0)
+            nonneg &= (A != 0).sum(1) == 1
+        return self.b.affine(s, A, d, tuple(out.shape[1:]), nonneg)
+
+    def _maxpool(self, s: _Sym, kernel, stride, padding, dilation, ceil_mode, dims: int) -> _Sym:
+        if ceil_mode:
+            raise _unsupported("MaxPool with ceil_mode=True")
+        idx = torch.arange(s.n, dtype=DT).reshape(1, *s.shape)
+        if dims == 1:
+            idx = idx.unsqueeze(-2)
+            kernel, stride = (1, _pair(kernel)[0]), (1, _pair(stride or kernel)[0])
+            padding, dilation = (0, _pair(padding)[0]), (1, _pair(dilation)[0])
+        kernel, stride = _pair(kernel), _pair(stride or kernel)
+        padding, dilation = _pair(padding), _pair(dilation)
+        C = idx.shape[1]
+        padded = F.pad(idx, (padding[1], padding[1], padding[0], padding[0]), value=-1.0)
+        cols = F.unfold(padded, kernel, dilation=dilation, stride=stride)  # [1, C*k, L]
+        k = kernel[0] * kernel[1]
+        cols = cols.reshape(C, k, -1)
+        fill = cols.amax(1, keepdim=True).expand_as(cols)
+        cols = torch.where(cols < 0, fill, cols).long()
+        hout = (idx.shape[2] + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+        wout = cols.shape[2] // hout
+        shape = (C, hout, wout) if dims == 2 else (C, wout)
+        parts = [self.b.rows(s, cols[:, j, :].reshape(-1), shape) for j in range(k)]
+        return self.b.max_many(parts)
+
+    def run(self) -> dict[str, _Sym]:
+        if isinstance(self.model, torch.jit.ScriptModule):
+            self.model = _unscript(self.model)
+        try:
+            gm = fx.GraphModule(self.model, _Tracer().trace(self.model))
+        except Exception as exc:
+            why = f"this model (torch.fx cannot trace it: {type(exc).__name__})"
+            raise _unsupported(why) from None
+        modules = dict(gm.named_modules())
+        nodes = list(gm.graph.nodes)
+        users = {n: len(n.users) for n in nodes}
+        env: dict[fx.Node, object] = {}
+        b = self.b
+
+        def val(a):
+            return fx.node.map_arg(a, lambda n: env[n])
+
+        out_node = None
+        for node in nodes:
+            for inp in node.all_input_nodes:
+                users[inp] -= 1
+                if users[inp] == 0 and isinstance(env.get(inp), _Sym):
+                    s = env[inp]
+                    if not any(s is p for p in self.pos.values()):
+                        b.drop(s)
+            if node.op == "placeholder":
+                if node is not nodes[0]:
+                    raise _unsupported("models with more than one input")
+                s = _Sym(
+                    torch.eye(b.H, dtype=DT),
+                    torch.zeros(b.H, dtype=DT),
+                    self.shape,
+                    torch.zeros(b.H, dtype=torch.bool),
+                )
+                env[node] = s
+            elif node.op == "get_attr":
+                obj = gm
+                for part in node.target.split("."):
+                    obj = getattr(obj, part)
+                env[node] = obj.detach().to("cpu", DT) if isinstance(obj, torch.Tensor) else obj
+            elif node.op == "call_module":
+                env[node] = self._module(
+                    modules[node.target], node, val(node.args), val(node.kwargs)
+                )
+            elif node.op == "call_function":
+                env[node] = self._function(node.target, val(node.args), val(node.kwargs))
+            elif node.op == "call_method":
+                env[node] = self._method(node.target, val(node.args), val(node.kwargs))
+            elif node.op == "output":
+                out_node = node
+                res = val(node.args[0])
+                while isinstance(res, tuple | list):
+                    res = res[0]
+                if isinstance(res, dict):
+                    res = next(iter(res.values()))
+                if not isinstance(res, _Sym):
+                    raise _unsupported("a model whose output does not depend on its input")
+                self.pos["out"] = res
+                b.keep(res)
+            if isinstance(env.get(node), _Sym) and node.op != "output":
+                if users[node] > 0:
+                    b.keep(env[node])
+                if node.op == "call_module" and node.target in self.needed:
+                    self.pos[node.target] = env[node]
+                    b.keep(env[node])
+        assert out_node is not None
+        missing = [n for n in self.needed if n not in self.pos]
+        if missing:
+            raise _unsupported(f"a target on layer {missing[0]!r} (not found in the traced graph)")
+        return self.pos
+
+    # ----------------------------------------------------------------- node handlers
+    def _module(self, m: nn.Module, node, args, kwargs):
+        x = args[0]
+        if not isinstance(x, _Sym):
+            raise _unsupported(f"layer {node.target!r} applied to a constant")
+        name = type(m).__name__
+        if isinstance(m, nn.ReLU):
+            return self.b.relu(x)
+        if isinstance(m, nn.MaxPool2d | nn.MaxPool1d):
+            if m.return_indices:
+                raise _unsupported(f"layer {node.target!r} (MaxPool returning indices)")
+            dims = 2 if isinstance(m, nn.MaxPool2d) else 1
+            return self._maxpool(
+                x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, dims
+            )
+        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and m.training:
+            raise _unsupported(f"layer {node.target!r} (BatchNorm in training mode)")
+        lt = _loader_types()
+        if isinstance(m, _AFFINE_MODULES) or (lt and isinstance(m, lt)):
+            if name == "ConstOp" and m.op == "div" and m.const_first:
+                raise _unsupported(f"layer {node.target!r} (constant divided by the input)")
+            if name == "Flatten2D" and m.axis != 1:
+                raise _unsupported(f"layer {node.target!r} (Flatten that moves the batch axis)")
+            mod = copy.deepcopy(m).to(device="cpu", dtype=DT).eval()
+            keep = isinstance(m, nn.Flatten | nn.Unflatten | nn.Identity | nn.Dropout) or name in (
+                "Reshape",
+                "Flatten2D",
+            )
+            with torch.no_grad():
+                return self._apply_affine(x, mod, nonneg_keep=keep)
+        raise _unsupported(f"layer {node.target!r} of type {name}")
+
+    def _function(self, fn, args, kwargs):
+        syms = [a for a in (*args, *kwargs.values()) if isinstance(a, _Sym)]
+        if fn is getattr:
+            obj, attr = args
+            if isinstance(obj, _Sym):
+                if attr == "shape":
+                    return torch.Size((obj.n + 1, *obj.shape))
+                raise _unsupported(f"reading .{attr} of an activation")
+            return getattr(obj, attr)
+        if fn is operator.getitem and not syms:
+            return args[0][args[1]]
+        if not syms:
+            return fn(*args, **kwargs)
+        if fn in _RELU_FUNCS:
+            return self.b.relu(args[0])
+        if fn is F.max_pool2d or fn is F.max_pool1d:
+            x = args[0]
+            kw = dict(
+                zip(
+                    ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+                    args[1:],
+                    strict=False,
+                )
+            )
+            kw.update(kwargs)
+            dims = 2 if fn is F.max_pool2d else 1
+            return self._maxpool(
+                x,
+                kw["kernel_size"],
+                kw.get("stride"),
+                kw.get("padding", 0),
+                kw.get("dilation", 1),
+                kw.get("ceil_mode", False),
+                dims,
+            )
+        if fn is torch.cat and all(isinstance(a, _Sym) for a in args[0]):
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+            parts = args[0]
+            if dim in (1, -1) and all(len(p.shape) == 1 for p in parts):
+                return self.b.cat(parts)
+            raise _unsupported("torch.cat of activations other than flat vectors")
+        if len(syms) == 2 and fn in (torch.add, operator.add, torch.sub, operator.sub):
+            a, c = args[0], args[1]
+            if a.shape != c.shape:
+                raise _unsupported("adding activations of different shapes")
+            return self.b.add(a, c, 1.0 if fn in (torch.add, operator.add) else -1.0)
+        if len(syms) == 1 and fn in _AFFINE_FUNCS:
+            s = syms[0]
+            if fn in (torch.div, operator.truediv) and args[0] is not s:
+                raise _unsupported("dividing by an activation")
+
+            def f(p):
+                a2 = [p if a is s else a for a in args]
+                k2 = {k: (p if v is s else v) for k, v in kwargs.items()}
+                return fn(*a2, **k2)
+
+            with torch.no_grad():
+                return self._apply_affine(s, f, nonneg_keep=fn in (torch.flatten, torch.reshape))
+        name = getattr(fn, "__name__", str(fn))
+        raise _unsupported(f"the operation {name}")
+
+    def _method(self, name, args, kwargs):
+        obj = args[0]
+        if not isinstance(obj, _Sym):
+            return getattr(obj, name)(*args[1:], **kwargs)
+        if name == "size":
+            full = torch.Size((obj.n + 1, *obj.shape))
+            return full if not args[1:] else full[args[1]]
+        if name == "relu":
+            return self.b.relu(obj)
+        if name == "dim":
+            return len(obj.shape) + 1
+        if name in _AFFINE_METHODS:
+            if name in ("permute", "transpose"):
+                dims = args[1:]
+                if (name == "permute" and dims and dims[0] != 0) or (
+                    name == "transpose" and 0 in dims
+                ):
+                    raise _unsupported("a permute that moves the batch axis")
+
+            def f(p):
+                return getattr(p, name)(*args[1:], **kwargs)
+
+            with torch.no_grad():
+                keep = name in (
+                    "reshape",
+                    "view",
+                    "flatten",
+                    "squeeze",
+                    "unsqueeze",
+                    "contiguous",
+                    "permute",
+                    "transpose",
+                    "double",
+                    "float",
+                    "to",
+                )
+                return self._apply_affine(obj, f, nonneg_keep=keep)
+        raise _unsupported(f"the tensor method .{name}()")
+
+
+def _unscript(m: torch.jit.ScriptModule) -> nn.Module:
+    """A scripted ``nn.Sequential`` of Linear/ReLU/Flatten/Identity/Dropout as a plain one
+    (TorchScript cannot be traced by torch.fx)."""
+    if getattr(m, "original_name", "") != "Sequential":
+        raise _unsupported("a TorchScript model other than a scripted nn.Sequential")
+    layers: list[nn.Module] = []
+    for name, c in m.named_children():
+        kind = getattr(c, "original_name", type(c).__name__)
+        if kind == "Linear":
+            bias = getattr(c, "bias", None)
+            lin = nn.Linear(c.weight.shape[1], c.weight.shape[0], bias=bias is not None)
+            with torch.no_grad():
+                lin.weight.copy_(c.weight)
+                if bias is not None:
+                    lin.bias.copy_(bias)
+            layers.append(lin.to(c.weight.dtype))
+        elif kind in ("ReLU", "Identity", "Dropout"):
+            layers.append(nn.ReLU() if kind == "ReLU" else nn.Identity())
+        elif kind == "Flatten":
+            layers.append(nn.Flatten())
+        else:
+            raise _unsupported(f"layer {name!r} of type {kind} inside a TorchScript model")
+    return nn.Sequential(*layers)
+
+
+def _pair(v):
+    if v is None:
+        return None
+    return tuple(v) if isinstance(v, tuple | list) else (int(v), int(v))
+
+
+# ----------------------------------------------------------------------------- targets
+def _compile(b: _Builder, e: Expr, pos: dict[str, _Sym]) -> _Sym:
+    if not e.refs():
+        val = e.evaluate({"out": torch.zeros(1, 1, dtype=DT)})
+        return b.const(val.reshape(1), (1,))
+    if isinstance(e, Const):
+        return b.const(torch.tensor([e.value]), (1,))
+    if isinstance(e, Ref):
+        return _ref(b, e, pos)
+    if isinstance(e, Neg):
+        return b.scale(_compile(b, e.arg, pos), -1.0)
+    if isinstance(e, BinOp):
+        if e.op in "+-":
+            left = _compile(b, e.left, pos)
+            b.keep(left)
+            right = _compile(b, e.right, pos)
+            b.drop(left)
+            return b.add(left, right, 1.0 if e.op == "+" else -1.0)
+        const_r, const_l = not e.right.refs(), not e.left.refs()
+        ctx = {"out": torch.zeros(1, 1, dtype=DT)}
+        if e.op == "*" and (const_r or const_l):
+            k = float((e.right if const_r else e.left).evaluate(ctx)[0])
+            return b.scale(_compile(b, e.left if const_r else e.right, pos), k)
+        if e.op == "/" and const_r:
+            k = float(e.right.evaluate(ctx)[0])
+            if k == 0:
+                raise InversetError(f"target {e} divides by zero; fix the constant")
+            return b.scale(_compile(b, e.left, pos), 1.0 / k)
+        raise InversetError(
+            f"target {e} multiplies or divides two network values, which is not piecewise "
+            "linear; the exact solver needs constant factors (use --solver gradient)"
+        )
+    if isinstance(e, Func):
+        parts = []
+        for a in e.args:
+            s = _compile(b, a, pos)
+            b.keep(s)
+            parts.append(s)
+        for s in parts:
+            b.drop(s)
+        return b.max_many(parts) if e.name == "max" else b.min_many(parts)
+    raise InversetError(f"target {e} is not supported by the exact solver; use --solver gradient")
+
+
+def _ref(b: _Builder, r: Ref, pos: dict[str, _Sym]) -> _Sym:
+    s = pos[r.layer]
+    if r.kind == "prob":
+        raise InversetError(
+            f"target {r} (a softmax/sigmoid probability) is not piecewise linear; use logit:k "
+            "or margin:k with the exact solver, or --solver gradient"
+        )
+    if r.kind in ("out", "logit"):
+        return b.rows(s, torch.tensor([r.index[0]]))
+    if r.kind == "margin":
+        k = r.index[0]
+        others = [b.rows(s, torch.tensor([j])) for j in range(s.n) if j != k]
+        mine = b.rows(s, torch.tensor([k]))
+        if not others:
+            return b.const(torch.zeros(1), (1,))
+        b.keep(mine)
+        m = b.max_many(others)
+        b.drop(mine)
+        return b.add(mine, m, -1.0)
+    shape = s.shape
+    if len(r.index) == 1 and len(shape) > 1:
+        per = int(np.prod(shape[1:]))
+        idx = torch.arange(r.index[0] * per, (r.index[0] + 1) * per)
+        A = torch.zeros(1, s.n, dtype=DT)
+        A[0, idx] = 1.0 / per
+        return b.affine(s, A, torch.zeros(1, dtype=DT), (1,))
+    if len(r.index) == 1:
+        return b.rows(s, torch.tensor([r.index[0]]))
+    flat = int(np.ravel_multi_index(r.index, shape))
+    return b.rows(s, torch.tensor([flat]))
+
+
+def extract(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    exprs: Sequence[Expr],
+    names: Sequence[str] | None = None,
+) -> Network:
+    """The Affine/ReLU chain computing ``exprs`` (one output row each) from the flat input."""
+    needed = {layer for e in exprs for layer in e.layers() if layer != "out"}
+    ex = _Extractor(model, tuple(input_shape), needed)
+    pos = ex.run()
+    b = ex.b
+    outs = []
+    for e in exprs:
+        s = _compile(b, e, pos)
+        b.keep(s)
+        outs.append(s)
+    final = b.cat(outs)
+    weights = [w.contiguous() for w in b.W] + [final.M.contiguous()]
+    biases = [v.contiguous() for v in b.b] + [final.c.contiguous()]
+    return Network(weights, biases, tuple(input_shape), list(names or [str(e) for e in exprs]))
+
+
+# ----------------------------------------------------------------------------- heads
+@dataclass
+class Head:
+    """A min/max tree over output rows: ``('leaf', i)``, ``('max', [...])``, ``('min', [...])``.
+
+    Bounding the rows one by one and combining their bounds through the tree is much tighter
+    than bounding a ReLU encoding of the same min/max (e.g. ``margin:k`` or VNN-LIB
+    conjunctions)."""
+
+    kind: str
+    index: int = 0
+    children: tuple[Head, ...] = ()
+
+    def apply(self, rows: torch.Tensor) -> torch.Tensor:
+        """The tree on per-row values [..., m] (values or per-row bounds) -> [...]."""
+        if self.kind == "leaf":
+            return rows[..., self.index]
+        vals = torch.stack([c.apply(rows) for c in self.children], -1)
+        return vals.amax(-1) if self.kind == "max" else vals.amin(-1)
+
+
+def split_head(e: Expr, n_out: int) -> tuple[Head, list[Expr]]:
+    """Top-level min/max structure of ``e`` (through negation, constant factors and offsets,
+    and ``margin:k`` of a model with ``n_out`` outputs) as a :class:`Head` over leaf
+    expressions without it."""
+    leaves: list[Expr] = []
+
+    def leaf(x: Expr) -> Head:
+        leaves.append(x)
+        return Head("leaf", len(leaves) - 1)
+
+    def go(x: Expr, k: float, c: float) -> Head:
+        # represents k * x + c
+        if isinstance(x, Func) and len(x.args) > 1:
+            kind = x.name if k >= 0 else ("min" if x.name == "max" else "max")
+            return Head(kind, children=tuple(go(a, k, c) for a in x.args))
+        if isinstance(x, Neg):
+            return go(x.arg, -k, c)
+        if isinstance(x, BinOp) and x.op == "*" and not x.left.refs():
+            return go(x.right, k * _const(x.left), c)
+        if isinstance(x, BinOp) and x.op in "*/" and not x.right.refs():
+            v = _const(x.right)
+            return go(x.left, k * (v if x.op == "*" else 1.0 / v), c)
+        if isinstance(x, BinOp) and x.op in "+-" and not x.right.refs():
+            s = 1.0 if x.op == "+" else -1.0
+            return go(x.left, k, c + k * s * _const(x.right))
+        if isinstance(x, BinOp) and x.op in "+-" and not x.left.refs():
+            s = 1.0 if x.op == "+" else -1.0
+            return go(x.right, s * k, c + k * _const(x.left))
+        if isinstance(x, Ref) and x.kind == "margin":
+            others = [j for j in range(n_out) if j != x.index[0]]
+            if others:
+                mine = Ref("out", "out", (x.index[0],))
+                parts = tuple(BinOp("-", mine, Ref("out", "out", (j,))) for j in others)
+                return go(Func("min", parts) if len(parts) > 1 else parts[0], k, c)
+        return leaf(_affine(x, k, c))
+
+    h = go(e, 1.0, 0.0)
+    return h, leaves
+
+
+def _const(x: Expr) -> float:
+    return float(x.evaluate({"out": torch.zeros(1, 1, dtype=DT)})[0])
+
+
+def _affine(x: Expr, k: float, c: float) -> Expr:
+    e = x if k == 1.0 else BinOp("*", Const(k), x)
+    return e if c == 0.0 else BinOp("+", e, Const(c))

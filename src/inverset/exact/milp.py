@@ -1,0 +1,332 @@
+"""Network -> mixed-integer linear program (big-M with the tightest bounds we have).
+
+:class:`MILPModel` holds columns (inputs ``x``, ReLU outputs ``h``, phase binaries ``d``),
+rows and an objective as plain arrays, so users can add their own constraints and objective
+terms before :meth:`MILPModel.solve` hands it to HiGHS (``highspy``, default) or SCIP
+(``pyscipopt``). For a ReLU with pre-activation bounds ``l < 0 < u``::
+
+    h >= z,  h >= 0,  h <= z - l (1 - d),  h <= u d,  d in {0, 1}
+
+stable ReLUs need no binary (``h = z`` or ``h = 0``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from inverset.errors import InversetError
+from inverset.exact.bounds import Bounds
+from inverset.exact.ir import Network
+
+
+@dataclass
+class MILPSolution:
+    status: str  # optimal | time_limit | infeasible | feasible (decide mode: a solution found)
+    x: np.ndarray | None  # flat input
+    objective: float | None
+    bound: float | None
+    nodes: int = 0
+    seconds: float = 0.0
+    solver: str = "highs"
+
+
+@dataclass
+class MILPModel:
+    """A MILP over the network's inputs; column index arrays say which variable is which.
+
+    ``x`` holds the input columns (flattened input order), ``h[k]``/``d[k]`` the ReLU outputs
+    and binaries of layer k (``d[k][j] == -1`` when neuron j is stable).
+    """
+
+    net: Network
+    lb: list[float] = field(default_factory=list)
+    ub: list[float] = field(default_factory=list)
+    integer: list[bool] = field(default_factory=list)
+    rows: list[tuple[np.ndarray, np.ndarray, float, float]] = field(default_factory=list)
+    obj: dict[int, float] = field(default_factory=dict)
+    obj_const: float = 0.0
+    maximize: bool = True
+    x: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    h: list[np.ndarray] = field(default_factory=list)
+    d: list[np.ndarray] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ building
+    def add_var(self, lb: float, ub: float, integer: bool = False) -> int:
+        self.lb.append(float(lb))
+        self.ub.append(float(ub))
+        self.integer.append(bool(integer))
+        return len(self.lb) - 1
+
+    def add_constraint(self, idx, coef, lo: float = -math.inf, hi: float = math.inf) -> None:
+        """Add ``lo <= sum coef[i] * var[idx[i]] <= hi``."""
+        idx = np.asarray(idx, dtype=np.int64)
+        coef = np.asarray(coef, dtype=np.float64)
+        keep = coef != 0
+        self.rows.append((idx[keep], coef[keep], float(lo), float(hi)))
+
+    def output(self, row: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+        """Output ``row`` of the network as (column indices, coefficients, constant)."""
+        w = self.net.weights[-1][row].double().cpu().numpy()
+        c = float(self.net.biases[-1][row])
+        prev = self.h[-1] if self.h else self.x
+        return prev.copy(), w.copy(), c
+
+    def add_output_constraint(self, row: int, lo: float = -math.inf, hi: float = math.inf):
+        """Require ``lo <= output[row] <= hi``."""
+        idx, w, c = self.output(row)
+        self.add_constraint(idx, w, lo - c, hi - c)
+
+    def set_objective(self, idx, coef, const: float = 0.0, maximize: bool = True) -> None:
+        """Replace the objective by ``sum coef[i] * var[idx[i]] + const``."""
+        self.obj = {}
+        self.add_objective_term(idx, coef)
+        self.obj_const = float(const)
+        self.maximize = maximize
+
+    def add_objective_term(self, idx, coef, const: float = 0.0) -> None:
+        for i, c in zip(
+            np.asarray(idx).tolist(), np.asarray(coef, dtype=float).tolist(), strict=True
+        ):
+            self.obj[int(i)] = self.obj.get(int(i), 0.0) + c
+        self.obj_const += float(const)
+
+    def columns(self, x: np.ndarray) -> np.ndarray:
+        """Values of every column at the flat input ``x`` (a warm start)."""
+        vals = np.zeros(len(self.lb))
+        vals[self.x] = x
+        with torch.no_grad():
+            xt = torch.as_tensor(x, dtype=self.net.weights[0].dtype).reshape(1, -1)
+            _, zs = self.net.forward(xt, pre=True)
+        for k, z in enumerate(zs):
+            z = z[0].cpu().numpy()
+            vals[self.h[k]] = np.maximum(z, 0)
+            on = self.d[k] >= 0
+            vals[self.d[k][on]] = (z[on] > 0).astype(float)
+        return vals
+
+    # ------------------------------------------------------------------ solving
+    def solve(
+        self,
+        solver: str = "highs",
+        time_limit: float | None = None,
+        warm_start: np.ndarray | None = None,
+        first_solution: bool = False,
+        rel_gap: float = 1e-4,
+        abs_gap: float = 1e-4,
+        threads: int = 1,
+    ) -> MILPSolution:
+        """Solve; ``first_solution`` stops at the first feasible point (reachability)."""
+        if solver == "highs":
+            return _solve_highs(
+                self, time_limit, warm_start, first_solution, rel_gap, abs_gap, threads
+            )
+        if solver == "scip":
+            return _solve_scip(self, time_limit, warm_start, first_solution, rel_gap, abs_gap)
+        raise InversetError(f"unknown MILP solver {solver!r}; use 'highs' or 'scip'")
+
+
+def build(
+    net: Network,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    bounds: Bounds,
+    *,
+    integer: tuple[int, ...] = (),
+    A: np.ndarray | None = None,
+    b: np.ndarray | None = None,
+    objective_row: int | None = 0,
+    maximize: bool = True,
+    deadline: float | None = None,
+) -> MILPModel | None:
+    """Big-M model of ``net`` on the box [lo, hi] (flat) with pre-activation ``bounds`` of
+    that box (batch of one), optional integer inputs and rows ``A x <= b``. Returns None when
+    ``deadline`` (a ``time.perf_counter()`` value) passes while building."""
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise InversetError(
+            "the exact solver needs a bounded box on every input; give --box LO,HI or a box file"
+        )
+    m = MILPModel(net)
+    ints = set(integer)
+    m.x = np.array([m.add_var(lo[i], hi[i], i in ints) for i in range(len(lo))], dtype=np.int64)
+    if A is not None:
+        for r in range(A.shape[0]):
+            m.add_constraint(m.x, A[r], -math.inf, float(b[r]))
+    prev = m.x
+    for k, (w, bias) in enumerate(zip(net.weights[:-1], net.biases[:-1], strict=True)):
+        W = w.double().cpu().numpy()
+        bb = bias.double().cpu().numpy()
+        lb = bounds.pre[k][0][0].double().cpu().numpy()
+        ub = bounds.pre[k][1][0].double().cpu().numpy()
+        hcols = np.empty(W.shape[0], dtype=np.int64)
+        dcols = np.full(W.shape[0], -1, dtype=np.int64)
+        for j in range(W.shape[0]):
+            if deadline is not None and j % 32 == 0 and time.perf_counter() > deadline:
+                return None
+            nz = np.nonzero(W[j])[0]
+            idx, coef = prev[nz], W[j, nz]
+            if ub[j] <= 0:
+                hcols[j] = m.add_var(0.0, 0.0)
+            elif lb[j] >= 0:
+                hcols[j] = m.add_var(lb[j], ub[j])
+                m.add_constraint(np.r_[hcols[j], idx], np.r_[1.0, -coef], bb[j], bb[j])
+            else:
+                hj = hcols[j] = m.add_var(0.0, ub[j])
+                dj = dcols[j] = m.add_var(0.0, 1.0, True)
+                m.add_constraint(np.r_[hj, idx], np.r_[1.0, -coef], bb[j], math.inf)
+                m.add_constraint(
+                    np.r_[hj, idx, dj], np.r_[1.0, -coef, -lb[j]], -math.inf, bb[j] - lb[j]
+                )
+                m.add_constraint([hj, dj], [1.0, -ub[j]], -math.inf, 0.0)
+        m.h.append(hcols)
+        m.d.append(dcols)
+        prev = hcols
+    if objective_row is not None:
+        idx, w, c = m.output(objective_row)
+        m.set_objective(idx, w, c, maximize)
+    return m
+
+
+def _csr(model: MILPModel):
+    starts, index, value = [0], [], []
+    lower, upper = [], []
+    for idx, coef, lo, hi in model.rows:
+        index.append(idx)
+        value.append(coef)
+        starts.append(starts[-1] + len(idx))
+        lower.append(lo)
+        upper.append(hi)
+    index = np.concatenate(index) if index else np.zeros(0, dtype=np.int64)
+    value = np.concatenate(value) if value else np.zeros(0)
+    return (
+        np.asarray(starts[:-1], dtype=np.int32),
+        index.astype(np.int32),
+        value,
+        np.asarray(lower),
+        np.asarray(upper),
+    )
+
+
+def _solve_highs(model, time_limit, warm, first, rel_gap, abs_gap, threads) -> MILPSolution:
+    import highspy
+
+    t0 = time.perf_counter()
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("mip_rel_gap", rel_gap)
+    h.setOptionValue("mip_abs_gap", abs_gap)
+    h.setOptionValue("threads", threads)
+    if time_limit is not None:
+        h.setOptionValue("time_limit", max(float(time_limit), 0.01))
+    if first:
+        h.setOptionValue("mip_max_improving_sols", 1)
+    n = len(model.lb)
+    cost = np.zeros(n)
+    for i, c in model.obj.items():
+        cost[i] = c
+    inf = highspy.kHighsInf
+    lb = np.where(np.isfinite(model.lb), model.lb, -inf)
+    ub = np.where(np.isfinite(model.ub), model.ub, inf)
+    h.addVars(n, lb, ub)
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), cost)
+    starts, index, value, lower, upper = _csr(model)
+    lower = np.where(np.isfinite(lower), lower, -inf)
+    upper = np.where(np.isfinite(upper), upper, inf)
+    if len(starts):
+        h.addRows(len(starts), lower, upper, len(index), starts, index, value)
+    ints = np.nonzero(model.integer)[0].astype(np.int32)
+    if len(ints):
+        h.changeColsIntegrality(
+            len(ints), ints, np.array([highspy.HighsVarType.kInteger] * len(ints))
+        )
+    h.changeObjectiveOffset(model.obj_const)
+    h.changeObjectiveSense(
+        highspy.ObjSense.kMaximize if model.maximize else highspy.ObjSense.kMinimize
+    )
+    if warm is not None:
+        sol = highspy.HighsSolution()
+        sol.col_value = list(map(float, warm))
+        sol.value_valid = True
+        h.setSolution(sol)
+    h.run()
+    status = h.getModelStatus()
+    info = h.getInfo()
+    S = highspy.HighsModelStatus
+    has_sol = info.primal_solution_status == 2
+    x = np.asarray(h.getSolution().col_value)[model.x] if has_sol else None
+    obj = float(info.objective_function_value) if has_sol else None
+    bound = float(info.mip_dual_bound) if math.isfinite(info.mip_dual_bound) else None
+    if status == S.kInfeasible:
+        st = "infeasible"
+    elif status == S.kOptimal:
+        st = "optimal"
+    elif first and has_sol:
+        st = "feasible"
+    else:
+        st = "time_limit"
+    return MILPSolution(
+        st, x, obj, bound, int(info.mip_node_count), time.perf_counter() - t0, "highs"
+    )
+
+
+def _solve_scip(model, time_limit, warm, first, rel_gap, abs_gap) -> MILPSolution:
+    from pyscipopt import Model, quicksum
+
+    t0 = time.perf_counter()
+    s = Model()
+    s.hideOutput()
+    s.setParam("limits/gap", rel_gap)
+    s.setParam("limits/absgap", abs_gap)
+    if time_limit is not None:
+        s.setParam("limits/time", max(float(time_limit), 0.01))
+    if first:
+        s.setParam("limits/bestsol", 1)
+    v = [
+        s.addVar(
+            lb=None if not math.isfinite(lo) else lo,
+            ub=None if not math.isfinite(hi) else hi,
+            vtype="I" if it else "C",
+        )
+        for lo, hi, it in zip(model.lb, model.ub, model.integer, strict=True)
+    ]
+    for idx, coef, lo, hi in model.rows:
+        e = quicksum(float(c) * v[i] for i, c in zip(idx.tolist(), coef.tolist(), strict=True))
+        if lo == hi:
+            s.addCons(e == lo)
+            continue
+        if math.isfinite(lo):
+            s.addCons(e >= lo)
+        if math.isfinite(hi):
+            s.addCons(e <= hi)
+    s.setObjective(
+        quicksum(c * v[i] for i, c in model.obj.items()) + model.obj_const,
+        "maximize" if model.maximize else "minimize",
+    )
+    if warm is not None:
+        sol = s.createSol()
+        for var, val in zip(v, warm, strict=True):
+            s.setSolVal(sol, var, float(val))
+        s.addSol(sol)
+    s.optimize()
+    st = s.getStatus()
+    has = s.getNSols() > 0
+    x = None
+    obj = None
+    if has:
+        best = s.getBestSol()
+        x = np.array([s.getSolVal(best, v[i]) for i in model.x])
+        obj = float(s.getObjVal())
+    bound = float(s.getDualbound()) if st != "infeasible" else None
+    if st == "infeasible":
+        status = "infeasible"
+    elif st == "optimal":
+        status = "optimal"
+    elif first and has:
+        status = "feasible"
+    else:
+        status = "time_limit"
+    return MILPSolution(status, x, obj, bound, int(s.getNNodes()), time.perf_counter() - t0, "scip")

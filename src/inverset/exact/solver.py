@@ -1,0 +1,594 @@
+"""``solver="exact"``: certified optimum (or reachability decision) for ReLU networks.
+
+The model and target are compiled to an Affine/ReLU chain (:mod:`inverset.exact.ir`),
+checked against the model on sample points, then solved by input-splitting branch and bound
+with batched CROWN bounds (low-dimensional inputs, boxes) or by a big-M MILP (HiGHS or
+SCIP; integer inputs, linear constraints, extra target ranges, many inputs). Every answer
+is re-evaluated on the original model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from inverset.errors import InversetError, UnsupportedModelError
+from inverset.exact import bab
+from inverset.exact.bounds import crown
+from inverset.exact.ir import Head, Network, extract, split_head
+from inverset.exact.milp import build
+from inverset.problem import Problem
+from inverset.progress import progress_bar
+from inverset.result import Result
+from inverset.space import Direct
+from inverset.target import Neg
+
+BAB_MAX_INPUTS = 16
+
+
+def compile_problem(problem: Problem) -> Network:
+    """The problem's target (row 0) and constraint expressions (rows 1..) as a checked chain."""
+    if not isinstance(problem.space, Direct):
+        raise InversetError(
+            "the exact solver searches model inputs directly, not a generator's latent space; "
+            "use --solver gradient with a latent space"
+        )
+    exprs = [problem.target, *(c[0] for c in problem.constraints)]
+    for e in exprs:
+        if not e.piecewise_linear:
+            raise InversetError(
+                f"target {e} is not piecewise linear (prob:k or a product of network values); "
+                "use logit:k / margin:k with the exact solver, or --solver gradient"
+            )
+    shape = problem.domain.shape
+    with problem.session():
+        net = extract(problem.model, shape, exprs)
+        _check(problem, net)
+    return net
+
+
+def _check(problem: Problem, net: Network) -> None:
+    """The chain must reproduce the model's target and constraint values on sample points."""
+    gen = torch.Generator().manual_seed(1234)
+    x = problem.domain.sample(16, gen, device=problem.device, dtype=problem.dtype)
+    with torch.no_grad():
+        v, cv = problem.evaluate_all(x)
+        ref = torch.cat([v[:, None], cv], 1).double().cpu()
+        got = net.forward(x.reshape(16, -1).double().cpu())
+    err = float((ref - got).abs().max())
+    scale = 1.0 + float(ref.abs().max())
+    tol = 1e-9 if problem.dtype == torch.float64 else 1e-4
+    if not math.isfinite(err) or err > tol * scale:
+        raise UnsupportedModelError(
+            f"the exact solver's linear model disagrees with the network by {err:.3g} on sample "
+            "inputs (a layer it does not understand); use --solver gradient"
+        )
+
+
+def is_supported(problem: Problem) -> bool:
+    """Can the exact solver answer this problem (piecewise-linear net/target, bounded box)?"""
+    if not problem.domain.bounded:
+        return False
+    try:
+        compile_problem(problem)
+    except InversetError:
+        return False
+    return True
+
+
+class _Ctx:
+    """What one solve shares: the chain, the flat domain, the clock, counters."""
+
+    def __init__(self, problem: Problem, net: Network, t0: float, time_limit, tol, seed):
+        self.problem, self.net, self.t0, self.tol, self.seed = problem, net, t0, tol, seed
+        self.deadline = math.inf if time_limit is None else t0 + time_limit
+        dom = problem.domain
+        self.lo = torch.as_tensor(dom.lower.reshape(-1), dtype=torch.float64)
+        self.hi = torch.as_tensor(dom.upper.reshape(-1), dtype=torch.float64)
+        self.nodes = 0
+        self.history: dict[str, list] = {"time": [], "best": [], "bound": []}
+        self.method_used: list[str] = []
+        self.timings: dict[str, float] = {}
+        self.given: torch.Tensor | None = None
+        self._heads: dict[float, tuple[Network, Head]] = {}
+
+    def head_net(self, sense: float) -> tuple[Network, Head]:
+        """``sense * target`` as a min/max head over separately bounded rows."""
+        if sense not in self._heads:
+            p = self.problem
+            e = p.target if sense > 0 else Neg(p.target)
+            gen = torch.Generator().manual_seed(99)
+            x = p.domain.sample(8, gen, dtype=torch.float64).reshape(8, -1)
+            with torch.no_grad(), p.session():
+                out = p.model(x.reshape(8, *p.domain.shape).to(p.device, p.dtype))
+            n_out = int(out.reshape(8, -1).shape[1])
+            head, leaves = split_head(e, n_out)
+            with p.session():
+                net = extract(p.model, p.domain.shape, leaves)
+            with torch.no_grad():
+                a = head.apply(net.forward(x))
+                b = sense * self.net.forward(x)[:, 0]
+            if float((a - b).abs().max()) > 1e-6 * (1 + float(b.abs().max())):
+                net, head = self.net.select([0], sense), Head("leaf", 0)
+            self._heads[sense] = (net, head)
+        return self._heads[sense]
+
+    def remaining(self) -> float | None:
+        if math.isinf(self.deadline):
+            return None
+        return max(self.deadline - time.perf_counter(), 0.0)
+
+    def snap(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` rounded to the model's float precision, nudged inward where rounding left
+        the box (a float32 witness must itself lie in the box)."""
+        if self.problem.dtype != torch.float32:
+            return x
+        x32 = x.float()
+        x32 = torch.where(x32.double() < self.lo, torch.nextafter(x32, x32 + 1), x32)
+        x32 = torch.where(x32.double() > self.hi, torch.nextafter(x32, x32 - 1), x32)
+        return x32.double()
+
+    def model_values(self, x: torch.Tensor) -> np.ndarray:
+        p = self.problem
+        xm = x.reshape(x.shape[0], *p.domain.shape).to(p.device, p.dtype)
+        with torch.no_grad(), p.session():
+            return p.values(xm)
+
+    def feasible(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.problem
+        xm = x.reshape(x.shape[0], *p.domain.shape).to(torch.float64)
+        ok = p.domain.contains(xm, tol=1e-7)
+        if p.constraints:
+            with torch.no_grad():
+                out = self.net.forward(x)
+            for i, (_, lo, hi) in enumerate(p.constraints):
+                ok &= (out[:, i + 1] >= lo - 1e-7) & (out[:, i + 1] <= hi + 1e-7)
+        return ok
+
+
+def _incumbent(
+    ctx: _Ctx, sense: float, threshold: float | None = None, n: int = 512, steps: int = 50
+) -> tuple[torch.Tensor | None, float]:
+    """Sampling, then projected sign-gradient ascent on ``sense * target`` (feasible points
+    only); returns early when a sample already reaches ``threshold``."""
+    p = ctx.problem
+    gen = torch.Generator().manual_seed(ctx.seed)
+    x = p.domain.sample(n, gen, dtype=torch.float64).reshape(n, -1)
+    x = p.domain.project(x.reshape(n, *p.domain.shape), round_integers=True).reshape(n, -1)
+    net = ctx.net.select([0], sense)
+
+    def best(xs):
+        with torch.no_grad():
+            v = net.forward(xs)[:, 0]
+        v = torch.where(ctx.feasible(xs), v, torch.full_like(v, -math.inf))
+        i = int(torch.argmax(v))
+        return (xs[i], float(v[i])) if math.isfinite(float(v[i])) else (None, -math.inf)
+
+    x0, v0 = best(x)
+    if threshold is not None and v0 >= threshold:
+        return x0, v0
+    xs, _ = bab.local_ascent(net, x, ctx.lo, ctx.hi, steps=steps)
+    xs = p.domain.project(xs.reshape(n, *p.domain.shape), round_integers=True).reshape(n, -1)
+    x1, v1 = best(xs)
+    return (x1, v1) if v1 >= v0 else (x0, v0)
+
+
+def _use_milp(ctx: _Ctx, method: str) -> bool:
+    p = ctx.problem
+    needs = bool(p.domain.integer) or p.domain.A is not None or bool(p.constraints)
+    if method == "bab":
+        if needs:
+            raise InversetError(
+                "method 'bab' handles plain boxes only; integer inputs, linear constraints and "
+                "extra target ranges need method 'milp' (or 'auto')"
+            )
+        return False
+    if method == "milp":
+        return True
+    if method != "auto":
+        raise InversetError(f"unknown method {method!r}; use 'auto', 'milp' or 'bab'")
+    return needs or ctx.net.n_inputs > BAB_MAX_INPUTS
+
+
+def _maximize(
+    ctx: _Ctx,
+    sense: float,
+    method: str,
+    milp_solver: str,
+    threshold: float | None,
+    progress: bool,
+    batch: int,
+    threads: int,
+    max_nodes: int | None,
+    branching: str = "auto",
+) -> dict[str, Any]:
+    """Maximize ``sense * target`` (or decide whether it reaches ``threshold``).
+
+    Returns x (flat, float64), value (of sense*target on the chain), bound, status in
+    optimal | time_limit | reached | below | infeasible.
+    """
+    net = ctx.net.select(range(ctx.net.weights[-1].shape[0]))
+    net.weights[-1] = net.weights[-1].clone()
+    net.biases[-1] = net.biases[-1].clone()
+    net.weights[-1][0] *= sense
+    net.biases[-1][0] *= sense
+    x0, v0 = _incumbent(ctx, sense, threshold)
+    if ctx.given is not None:  # a starting point handed in by the caller (e.g. solver auto)
+        xg = ctx.given.reshape(1, -1)
+        vg = float(ctx.net.forward(xg)[0, 0]) * sense
+        if bool(ctx.feasible(xg)[0]) and vg > v0:
+            x0, v0 = xg[0], vg
+    if threshold is not None and v0 >= threshold:
+        return {"x": x0, "value": v0, "bound": None, "status": "reached", "method": "sampling"}
+    if _use_milp(ctx, method):
+        ctx.method_used.append("milp")
+        t = time.perf_counter()
+        b = crown(net, ctx.lo[None], ctx.hi[None], lower=True)
+        hnet, head = ctx.head_net(sense)
+        hb = crown(hnet, ctx.lo[None], ctx.hi[None], lower=False)
+        root = min(float(b.out_hi[0, 0]), float(head.apply(hb.out_hi)[0]))
+        ctx.timings["bounds"] = ctx.timings.get("bounds", 0.0) + time.perf_counter() - t
+        if threshold is not None and root < threshold:
+            return {"x": x0, "value": v0, "bound": root, "status": "below", "method": "crown"}
+        late = {"x": x0, "value": v0, "bound": root, "method": "crown"}
+        if ctx.remaining() == 0.0:
+            return {**late, "status": "time_limit"}
+        t = time.perf_counter()
+        dom = ctx.problem.domain
+        model = build(
+            net,
+            ctx.lo.numpy(),
+            ctx.hi.numpy(),
+            b,
+            integer=tuple(dom.integer),
+            A=dom.A,
+            b=dom.b,
+            deadline=ctx.deadline,
+        )
+        ctx.timings["milp_build"] = ctx.timings.get("milp_build", 0.0) + time.perf_counter() - t
+        if model is None or ctx.remaining() == 0.0:
+            return {**late, "status": "time_limit"}
+        for i, (_, lo, hi) in enumerate(ctx.problem.constraints):
+            model.add_output_constraint(i + 1, lo, hi)
+        if threshold is not None:
+            model.add_output_constraint(0, threshold, math.inf)
+        warm = None
+        if x0 is not None and (threshold is None or v0 >= threshold):
+            warm = model.columns(x0.numpy())
+        sol = model.solve(
+            milp_solver,
+            ctx.remaining(),
+            warm,
+            first_solution=threshold is not None,
+            rel_gap=ctx.tol,
+            abs_gap=ctx.tol,
+            threads=threads,
+        )
+        ctx.nodes += sol.nodes
+        ctx.timings["milp_solve"] = ctx.timings.get("milp_solve", 0.0) + sol.seconds
+        if sol.status == "infeasible":
+            if threshold is not None:
+                return {
+                    "x": x0,
+                    "value": v0,
+                    "bound": threshold,
+                    "status": "below",
+                    "method": milp_solver,
+                    "proof": f"the MILP requiring it is infeasible ({milp_solver})",
+                }
+            return {
+                "x": None,
+                "value": -math.inf,
+                "bound": None,
+                "status": "infeasible",
+                "method": milp_solver,
+            }
+        x, v = x0, v0
+        if sol.x is not None:
+            xs = torch.as_tensor(sol.x, dtype=torch.float64)
+            if dom.integer:
+                xs[list(dom.integer)] = xs[list(dom.integer)].round()
+            vs = float(net.forward(xs[None])[0, 0])
+            if vs > v or x is None:
+                x, v = xs, vs
+        bound = sol.bound if sol.bound is not None else root
+        bound = min(bound, root)
+        if threshold is not None:
+            st = "reached" if v >= threshold else ("below" if bound < threshold else "time_limit")
+        else:
+            gap = bound - v
+            st = (
+                "optimal"
+                if sol.status == "optimal" or gap <= max(ctx.tol, ctx.tol * abs(v))
+                else "time_limit"
+            )
+        return {"x": x, "value": v, "bound": bound, "status": st, "method": milp_solver}
+    ctx.method_used.append("bab")
+    start = time.perf_counter() - ctx.t0
+    with progress_bar(progress, None, "exact branch and bound") as bar:
+
+        def on_round(best, bound, n_open):
+            bar.update(1, best=sense * best, bound=sense * bound, open=n_open)
+
+        hnet, head = ctx.head_net(sense)
+        r = bab.maximize(
+            hnet,
+            ctx.lo,
+            ctx.hi,
+            head=head,
+            incumbent=(x0, v0) if x0 is not None else None,
+            threshold=threshold,
+            tol=ctx.tol,
+            time_limit=ctx.remaining(),
+            max_nodes=max_nodes,
+            batch=batch,
+            on_round=on_round,
+            branching=branching,
+        )
+    ctx.nodes += r.nodes
+    ctx.history["time"] += [start + t for t in r.history["time"]]
+    ctx.history["best"] += [sense * v for v in r.history["best"]]
+    ctx.history["bound"] += [sense * v for v in r.history["bound"]]
+    return {"x": r.x, "value": r.value, "bound": r.bound, "status": r.status, "method": "bab"}
+
+
+def solve(
+    problem: Problem,
+    *,
+    seed: int = 0,
+    time_limit: float | None = None,
+    max_evals: int | None = None,
+    progress: bool = False,
+    method: str = "auto",
+    milp_solver: str = "highs",
+    tol: float = 1e-4,
+    batch: int = 512,
+    threads: int = 1,
+    branching: str = "auto",
+    incumbent: tuple[Any, float] | None = None,
+) -> Result:
+    """Certified answer for a piecewise-linear network over a bounded domain.
+
+    ``method``: 'auto' (branch and bound on input boxes for plain boxes with at most 16
+    inputs, else MILP), 'bab' or 'milp'. ``milp_solver``: 'highs' or 'scip'. ``tol``: a
+    maximum is 'optimal' once bound - value <= max(tol, tol * |value|). ``max_evals`` caps the
+    number of branch-and-bound boxes. ``batch``: boxes split per round. ``branching``: input
+    split rule of branch and bound ('auto', 'relaxation', 'gradient', 'alternate').
+    ``incumbent``: an (x, value) start point (x in the model's input shape) used when better
+    than the solver's own. ``threads``: MILP solver and torch threads during the solve (1 is
+    fastest for small networks).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))  # small batched ops: extra threads only spin
+    try:
+        return _solve(
+            incumbent,
+            problem,
+            seed,
+            time_limit,
+            max_evals,
+            progress,
+            method,
+            milp_solver,
+            tol,
+            batch,
+            threads,
+            branching,
+        )
+    finally:
+        torch.set_num_threads(before)
+
+
+def _solve(
+    incumbent,
+    problem,
+    seed,
+    time_limit,
+    max_evals,
+    progress,
+    method,
+    milp_solver,
+    tol,
+    batch,
+    threads,
+    branching,
+) -> Result:
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    if not problem.domain.bounded:
+        raise InversetError(
+            "the exact solver needs a bounded box on every input; give --box LO,HI or a box file"
+        )
+    net = compile_problem(problem)
+    timings["compile"] = time.perf_counter() - t0
+    ctx = _Ctx(problem, net, t0, time_limit, tol, seed)
+    if incumbent is not None and incumbent[0] is not None:
+        ctx.given = torch.as_tensor(np.asarray(incumbent[0]), dtype=torch.float64).reshape(-1)
+    goal = problem.goal
+    args = (method, milp_solver)
+    kw = {
+        "progress": progress,
+        "batch": batch,
+        "threads": threads,
+        "max_nodes": max_evals,
+        "branching": branching,
+    }
+    info: dict[str, Any] = {"widths": net.widths(), "inputs": net.n_inputs, "tol": tol}
+
+    if goal.kind in ("maximize", "minimize"):
+        sense = float(goal.sense)
+        r = _maximize(ctx, sense, *args, threshold=None, **kw)
+        timings["total"] = time.perf_counter() - t0
+        if r["status"] == "infeasible":
+            return _result(
+                ctx,
+                None,
+                None,
+                "infeasible",
+                "the domain and constraints admit no input (proven by the MILP solver)",
+                None,
+                timings,
+                info,
+                r,
+            )
+        x = ctx.snap(r["x"])
+        value = float(ctx.model_values(x[None])[0])
+        # the bound certifies the network in exact arithmetic; the value is the model's own
+        # (float32) evaluation, which may exceed it by rounding: keep value <= bound
+        bound = sense * max(r["bound"], sense * value)
+        gap = max(sense * (bound - value), 0.0)
+        st = "optimal" if r["status"] == "optimal" else "time_limit"
+        word = "max" if sense > 0 else "min"
+        msg = (
+            f"certified {word}imum {value:.6g} (bound {bound:.6g}, gap {gap:.2g}, {r['method']})"
+            if st == "optimal"
+            else f"stopped at the time limit: best {value:.6g}, certified {word} bound "
+            f"{bound:.6g} (gap {gap:.3g})"
+        )
+        return _result(ctx, x, value, st, msg, bound, timings, info, r, gap)
+
+    # reach / range: decide reachability, then find a witness inside
+    z1, z2 = (goal.value, goal.value) if goal.kind == "reach" else (goal.low, goal.high)
+    anywhere = {"x": None, "value": math.inf, "bound": None, "status": "reached"}
+    hi_side = _maximize(ctx, 1.0, *args, threshold=z1, **kw) if z1 > -math.inf else anywhere
+    if hi_side["status"] == "infeasible":
+        return _result(
+            ctx,
+            None,
+            None,
+            "infeasible",
+            "the domain admits no input",
+            None,
+            timings,
+            info,
+            hi_side,
+        )
+    if hi_side["status"] == "below":
+        b = hi_side["bound"]
+        msg = f"unreachable: the target is at most {b:.6g} < {z1:g} on the whole domain (proven)"
+        if "proof" in hi_side:
+            msg = f"unreachable: no input reaches {z1:g}; {hi_side['proof']}"
+        return _result(ctx, hi_side["x"], None, "unreachable", msg, b, timings, info, hi_side)
+    lo_side = _maximize(ctx, -1.0, *args, threshold=-z2, **kw) if z2 < math.inf else anywhere
+    if lo_side["status"] == "below":
+        b = -lo_side["bound"]
+        msg = f"unreachable: the target is at least {b:.6g} > {z2:g} on the whole domain (proven)"
+        if "proof" in lo_side:
+            msg = f"unreachable: no input goes down to {z2:g}; {lo_side['proof']}"
+        return _result(ctx, lo_side["x"], None, "unreachable", msg, b, timings, info, lo_side)
+    pts = [r["x"] for r in (hi_side, lo_side) if r["x"] is not None]
+    if hi_side["status"] != "reached" or lo_side["status"] != "reached":
+        return _closest(
+            ctx, pts, "time_limit", "time limit before reachability was decided", timings, info
+        )
+    x = _witness(ctx, hi_side["x"], lo_side["x"], z1, z2, args[1], threads)
+    if x is None:
+        return _closest(
+            ctx,
+            pts,
+            "not_found",
+            "reachable, but no witness inside the range was "
+            "pinned down (integer inputs or numerical limits)",
+            timings,
+            info,
+        )
+    return _closest(
+        ctx,
+        [x, *pts],
+        "found",
+        f"witness found: the range [{z1:g}, {z2:g}] is reachable",
+        timings,
+        info,
+    )
+
+
+def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> torch.Tensor | None:
+    """A point with target in [z1, z2] given f(xa) >= z1 and f(xb) <= z2 (bisection on the
+    segment for convex domains; a MILP feasibility problem when inputs are integer)."""
+    goal = ctx.problem.goal
+    ends = [x for x in (xa, xb) if x is not None]
+    vals = ctx.model_values(torch.stack(ends))
+    for x, v in zip(ends, vals, strict=True):
+        if bool(goal.satisfied(torch.tensor([v]), tol=_reach_tol(goal))[0]):
+            return x
+    if len(ends) < 2:
+        return None
+    if ctx.problem.domain.integer or ctx.problem.constraints:
+        dom = ctx.problem.domain
+        b = crown(ctx.net, ctx.lo[None], ctx.hi[None])
+        model = build(
+            ctx.net, ctx.lo.numpy(), ctx.hi.numpy(), b, integer=tuple(dom.integer), A=dom.A, b=dom.b
+        )
+        for i, (_, lo, hi) in enumerate(ctx.problem.constraints):
+            model.add_output_constraint(i + 1, lo, hi)
+        model.add_output_constraint(0, z1, z2)
+        sol = model.solve(milp_solver, ctx.remaining(), first_solution=True, threads=threads)
+        if sol.x is None:
+            return None
+        x = torch.as_tensor(sol.x, dtype=torch.float64)
+        if dom.integer:
+            x[list(dom.integer)] = x[list(dom.integer)].round()
+        return x
+    if not (math.isfinite(z1) and math.isfinite(z2)):
+        return None
+    mid = (z1 + z2) / 2
+    a, b = xa, xb  # f(a) > z2 >= z1 > f(b) here
+    for _ in range(80):
+        m = (a + b) / 2
+        v = float(ctx.model_values(m[None])[0])
+        if bool(goal.satisfied(torch.tensor([v]), tol=_reach_tol(goal))[0]) and (
+            goal.kind == "reach" or abs(v - mid) <= 0.25 * (z2 - z1) or _ == 79
+        ):
+            return m
+        if v > mid:
+            a = m
+        else:
+            b = m
+    return None
+
+
+def _reach_tol(goal) -> float:
+    return 1e-6 * max(1.0, abs(goal.value)) if goal.kind == "reach" else 0.0
+
+
+def _closest(ctx, pts, status, message, timings, info) -> Result:
+    pts = [ctx.snap(p) for p in pts if p is not None]
+    goal = ctx.problem.goal
+    if not pts:
+        return _result(ctx, None, None, status, message, None, timings, info, {})
+    X = torch.stack(pts)
+    vals = ctx.model_values(X)
+    loss = goal.loss(torch.as_tensor(vals)).numpy()
+    i = int(np.argmin(loss))
+    return _result(ctx, X[i], float(vals[i]), status, message, None, timings, info, {})
+
+
+def _result(ctx, x, value, status, message, bound, timings, info, r, gap=None) -> Result:
+    p = ctx.problem
+    timings.update(ctx.timings)
+    timings["total"] = time.perf_counter() - ctx.t0
+    if x is not None:
+        x = ctx.snap(x)
+    if x is not None and value is None:
+        value = float(ctx.model_values(x[None])[0])
+    xm = None if x is None else x.reshape(p.domain.shape).to(p.dtype).cpu().numpy()
+    info = {**info, "method": "+".join(ctx.method_used) or r.get("method", ""), "nodes": ctx.nodes}
+    return Result(
+        x=xm,
+        value=value,
+        status=status,
+        message=message,
+        xs=None if xm is None else xm[None],
+        values=None if value is None else np.array([value]),
+        bound=bound,
+        gap=gap,
+        nfev=p.nfev,
+        solver="exact",
+        history=ctx.history if ctx.history["time"] else {},
+        timings=timings,
+        info=info,
+    )

@@ -1,0 +1,628 @@
+"""Render feature visualizations: many units at once, and Deep Dream from a photo.
+
+:func:`visualize` optimizes one image per target unit, all units of a batch in ONE forward
+pass (image ``i`` maximizes unit ``i``), so every channel of a layer costs a few large batches
+instead of a loop. :func:`dream` amplifies whatever a layer sees in an image, octave by
+octave. Both run the model in eval mode with frozen parameters (restored afterwards), remove
+every hook they add even on errors, follow the model's device, and are deterministic under
+``seed`` on CPU. The forward pass stops at the deepest layer the objective reads when that is
+safe (each read layer runs once per pass), so early layers cost only the layers before them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inverset.errors import InversetError
+from inverset.featvis.objectives import Context, Objective, as_objective
+from inverset.featvis.param import ImageParam, LatentImage, make_param
+from inverset.featvis.transforms import Transform, as_transform
+from inverset.model import (
+    OUTPUT,
+    check_layer_names,
+    first_tensor,
+    input_shape_of,
+    model_device,
+    model_dtype,
+    named_layers,
+    probe,
+    restore_mode,
+)
+from inverset.progress import progress_bar
+from inverset.result import Result
+from inverset.space import Latent
+
+
+class _Stop(Exception):
+    """Raised by a hook once every activation an objective reads has been computed."""
+
+
+@dataclass
+class _Runner:
+    """How rendered images reach the model: resize (fixed-size models) and normalize, then
+    one forward pass that records the objective's layers and stops early where safe."""
+
+    model: nn.Module
+    layers: list[str]
+    model_size: tuple[int, ...] | None  # resize inputs to this spatial size when set
+    mean: torch.Tensor | None
+    std: torch.Tensor | None
+    early_stop: bool
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if self.model_size is not None and tuple(x.shape[2:]) != self.model_size:
+            x = _resize(x, self.model_size)
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        return x
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Callable[[torch.Tensor], dict[str, torch.Tensor]]]:
+        names = [n for n in self.layers if n != OUTPUT]
+        stop = self.early_stop and OUTPUT not in self.layers and bool(names)
+        with probe(self.model, names) as acts:
+            handles = []
+            try:
+                if stop:
+                    mods = named_layers(self.model)
+                    for n in names:
+
+                        def hook(_m, _i, _o):
+                            if all(k in acts for k in names):
+                                raise _Stop
+
+                        handles.append(mods[n].register_forward_hook(hook))
+
+                def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
+                    acts.clear()
+                    with contextlib.suppress(_Stop):
+                        acts[OUTPUT] = first_tensor(self.model(self.prepare(x)))
+                    return dict(acts)
+
+                yield run
+            finally:
+                for h in handles:
+                    h.remove()
+
+
+def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    size = tuple(int(s) for s in size)
+    if tuple(x.shape[2:]) == size:
+        return x
+    if x.dim() == 3:
+        return F.interpolate(x, size=size, mode="linear", align_corners=False)
+    down = size[0] < x.shape[2] or size[1] < x.shape[3]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=down)
+
+
+def _norm(v, c: int, spatial: int, device, dtype) -> torch.Tensor | None:
+    if v is None:
+        return None
+    t = torch.as_tensor(v, dtype=dtype, device=device).reshape(-1)
+    if t.numel() not in (1, c):
+        raise InversetError(f"mean/std need 1 or {c} values (one per channel), got {t.numel()}")
+    return t.expand(c).reshape(1, c, *([1] * spatial)).clone()
+
+
+def _spatial(size, model_shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The render size: the model's when not given; an int means square (or length for 1-D)."""
+    nd = len(model_shape) - 1 if model_shape is not None else 2
+    if size is None:
+        if model_shape is not None:
+            return tuple(model_shape[1:])
+        raise InversetError(
+            "the model records no input shape; pass size= (e.g. 128) or input_shape=(3, H, W)"
+        )
+    if isinstance(size, int):
+        return (int(size),) * nd
+    s = tuple(int(v) for v in size)
+    if len(s) != nd:
+        raise InversetError(f"size {s} has {len(s)} dims but the model takes {nd}-D inputs")
+    return s
+
+
+def _setup(
+    model: nn.Module,
+    layers: list[str],
+    input_shape: Sequence[int] | None,
+    size,
+    mean,
+    std,
+) -> tuple[_Runner, tuple[int, ...], int, dict[str, tuple[int, ...]], str]:
+    """Check layer names, pick the render shape, find out whether the model takes any size
+    (else inputs are resized to its fixed size, and the note says so), read layer shapes."""
+    check_layer_names(model, [n for n in layers if n != OUTPUT])
+    model_shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
+    spatial = _spatial(size, model_shape)
+    c = model_shape[0] if model_shape is not None else 3
+    device, dtype = model_device(model), model_dtype(model)
+    m, s = _norm(mean, c, len(spatial), device, dtype), _norm(std, c, len(spatial), device, dtype)
+    if (m is None) != (s is None):
+        raise InversetError("give both mean and std (input normalization) or neither")
+    names = [n for n in layers if n != OUTPUT]
+    counts = dict.fromkeys(names, 0)
+    runner = _Runner(model, layers, None, m, s, False)
+    note = ""
+
+    def try_size(sp) -> dict[str, torch.Tensor] | None:
+        x = torch.full((1, c, *sp), 0.5, device=device, dtype=dtype)
+        counts.update(dict.fromkeys(names, 0))
+        mods = named_layers(model)
+        hs = []
+        try:
+            for n in names:
+
+                def count(_m, _i, _o, _n=n):
+                    counts[_n] += 1
+
+                hs.append(mods[n].register_forward_hook(count))
+            with runner.session() as run:
+                return run(x)
+        except (RuntimeError, ValueError, IndexError):
+            return None
+        finally:
+            for h in hs:
+                h.remove()
+
+    with torch.no_grad():
+        acts = try_size(spatial)
+        if acts is None:
+            if model_shape is None or tuple(model_shape[1:]) == spatial:
+                raise InversetError(
+                    f"the model fails on a 1x{c}x{'x'.join(map(str, spatial))} input; pass "
+                    "input_shape= with the shape it takes"
+                )
+            runner.model_size = tuple(model_shape[1:])
+            acts = try_size(runner.model_size)
+            if acts is None:
+                raise InversetError(f"the model fails on its own input shape {model_shape}")
+            note = (
+                f"rendered at {'x'.join(map(str, spatial))} and resized to the model's fixed "
+                f"input size {'x'.join(map(str, runner.model_size))}"
+            )
+    runner.early_stop = all(v == 1 for v in counts.values())
+    shapes = {k: tuple(v.shape[1:]) for k, v in acts.items()}
+    return runner, spatial, c, shapes, note
+
+
+def parse_channels(channels, n: int) -> list[int]:
+    """'all' | int | 'A-B' | 'a,b,c' | range | list -> unit indices in [0, n)."""
+    if isinstance(channels, str):
+        text = channels.strip()
+        if text == "all":
+            out = list(range(n))
+        else:
+            out = []
+            try:
+                for part in text.split(","):
+                    if "-" in part.strip()[1:]:
+                        a, b = part.split("-", 1)
+                        out += list(range(int(a), int(b) + 1))
+                    elif part.strip():
+                        out.append(int(part))
+            except ValueError:
+                raise InversetError(
+                    f"channels must be 'all', 'A-B' or 'a,b,c', got {channels!r}"
+                ) from None
+    elif isinstance(channels, int):
+        out = [channels]
+    else:
+        out = [int(v) for v in channels]
+    bad = [u for u in out if not 0 <= u < n]
+    if bad:
+        raise InversetError(f"channel {bad[0]} out of range: the layer has {n} (0..{n - 1})")
+    if not out:
+        raise InversetError("no channels selected")
+    return out
+
+
+def _composite(x, alpha, lo, hi, gen: torch.Generator | None) -> torch.Tensor:
+    """Images with alpha over a random background (training) or mid-grey (final)."""
+    if alpha is None:
+        return x
+    if gen is None:
+        bg = torch.full_like(x, (lo + hi) / 2)
+    else:
+        bg = (lo + (hi - lo) * torch.rand(x.shape, generator=gen)).to(x)
+    return x * alpha + bg * (1 - alpha)
+
+
+def _render_batch(
+    runner: _Runner,
+    param: ImageParam,
+    objective: Objective,
+    target: Objective,
+    transforms: Transform,
+    steps: int,
+    lr: float,
+    value_range: tuple[float, float],
+    gen: torch.Generator,
+    frame_every: int,
+    bar,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[float], list[torch.Tensor]]:
+    lo, hi = value_range
+    c = param.shape[0]
+    opt = torch.optim.Adam(param.parameters(), lr=lr)
+    history, frames = [], []
+    with runner.session() as run:
+        for step in range(steps):
+            img = param()
+            x, a = lo + (hi - lo) * img[:, :c], (img[:, c:] if param.alpha else None)
+            acts = run(transforms(_composite(x, a, lo, hi, gen), gen))
+            v = objective(Context(acts, x, a))
+            opt.zero_grad(set_to_none=True)
+            (-v.sum()).backward()
+            opt.step()
+            history.append(float(v.detach().mean()))
+            if frame_every and step % frame_every == 0:
+                frames.append(img.detach().cpu())
+            bar.update(1, objective=history[-1])
+        with torch.no_grad():
+            img = param()
+            x, a = lo + (hi - lo) * img[:, :c], (img[:, c:] if param.alpha else None)
+            xin = _composite(x, a, lo, hi, None)
+            values = target(Context(run(xin), x, a))
+    if frame_every:
+        frames.append(img.cpu())
+    return img, xin, values, history, frames
+
+
+def visualize(
+    model: nn.Module,
+    layer: str = OUTPUT,
+    channels: str | int | Sequence[int] = "all",
+    objective: str | Objective | None = None,
+    *,
+    size: int | Sequence[int] | None = None,
+    steps: int = 256,
+    param: str | ImageParam | Latent = "fourier",
+    transforms: Transform | Sequence[Transform] | str | None = None,
+    batch_size: int = 32,
+    lr: float = 0.05,
+    seed: int = 0,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    mean: Sequence[float] | float | None = None,
+    std: Sequence[float] | float | None = None,
+    extra: Objective | None = None,
+    alpha: bool = False,
+    decorrelate: bool = True,
+    color_matrix: np.ndarray | None = None,
+    input_shape: Sequence[int] | None = None,
+    frames: int = 0,
+    progress: bool = False,
+) -> Result:
+    """One image per unit of ``layer`` that maximizes it: ``channels`` picks the units
+    ('all', 'A-B', a list/range), rendered ``batch_size`` at a time, one target per image.
+
+    ``objective``: 'channel' (default; spatial mean), 'neuron' (centre position), 'logit' /
+    'prob' (default for ``layer='out'``), 'dream', or an :class:`Objective` (then one batch of
+    ``batch_size`` images is rendered for it and ``channels`` is ignored). ``extra`` is added
+    to every image's objective (e.g. ``-0.05 * total_variation() + diversity(layer)``).
+    ``param``: 'fourier' (1/f spectrum, decorrelated colour), 'pixels', an
+    :class:`ImageParam`, or a core :class:`inverset.space.Latent` (images ``G(z)`` of a
+    generator whose outputs lie in ``value_range``; the generator is frozen meanwhile).
+    Images live in ``value_range`` (the model's valid input range); ``mean``/``std`` normalize
+    them on the way into the model, so the visualization space stays e.g. [0, 1] RGB.
+    ``size`` is the render size (default: the model's input size; a model that only takes
+    its own size gets resized inputs, and ``result.message`` says so); ``frames`` > 0 keeps
+    that many snapshots of the optimization for a GIF.
+
+    Returns a Result with ``arrays['images']`` (N, C[+1 alpha], *size) in ``value_range``,
+    ``arrays['targets']`` (unit per image), ``xs`` the images as the model receives them,
+    ``values`` each image's final target activation; all in target order (not best first).
+    """
+    t0 = time.perf_counter()
+    if steps < 1 or batch_size < 1:
+        raise InversetError("steps and batch_size must be at least 1")
+    lo, hi = (float(v) for v in value_range)
+    if not hi > lo:
+        raise InversetError(f"value_range must be (low, high) with low < high, got {value_range}")
+    custom = isinstance(objective, Objective)
+    if objective is None:
+        objective = "logit" if layer == OUTPUT else "channel"
+    sample = objective if custom else as_objective(objective, layer, 0)
+    read = list(sample.layers) + (list(extra.layers) if extra is not None else [])
+    read = list(dict.fromkeys(read)) or [OUTPUT]
+    count_from = OUTPUT if sample.layers == (OUTPUT,) else layer
+    device = model_device(model)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(restore_mode(model, train=False, freeze=True))
+        if isinstance(param, Latent):
+            if isinstance(param.generator, nn.Module):
+                stack.enter_context(restore_mode(param.generator, train=False, freeze=True))
+            if size is None:
+                size = LatentImage(param, 1, value_range=(lo, hi)).shape[1:]
+        runner, spatial, c, shapes, note = _setup(model, read, input_shape, size, mean, std)
+        if custom:
+            units, labels = list(range(batch_size)), [objective.name] * batch_size
+        else:
+            shape = shapes.get(count_from)
+            if shape is None or len(shape) == 0:
+                raise InversetError(f"layer {layer!r} has no channel axis to visualize")
+            units = parse_channels(channels, shape[0])
+            labels = [f"{layer}:{u}" for u in units]
+        tf = as_transform(transforms, min(spatial))
+        chunks = [units[i : i + batch_size] for i in range(0, len(units), batch_size)]
+        frame_every = max(1, steps // frames) if frames else 0
+        imgs, xins, vals, hist, frame_list = [], [], [], np.zeros(steps), []
+        with progress_bar(progress, steps * len(chunks), "visualize") as bar:
+            for k, chunk in enumerate(chunks):
+                cseed = int(seed) * 100_003 + k
+                p = make_param(
+                    param,
+                    (c, *spatial),
+                    len(chunk),
+                    alpha=alpha,
+                    decorrelate=decorrelate,
+                    color_matrix=color_matrix,
+                    seed=cseed,
+                    value_range=(lo, hi),
+                ).to(device)
+                target = objective if custom else as_objective(objective, layer, chunk)
+                full = target + extra if extra is not None else target
+                img, xin, v, h, fr = _render_batch(
+                    runner,
+                    p,
+                    full,
+                    target,
+                    tf,
+                    steps,
+                    lr,
+                    (lo, hi),
+                    torch.Generator().manual_seed(cseed + 1),
+                    frame_every,
+                    bar,
+                )
+                img = img.clone()
+                img[:, :c] = lo + (hi - lo) * img[:, :c]
+                imgs.append(img.cpu())
+                xins.append(runner.prepare(xin).cpu())
+                vals.append(v.cpu())
+                hist += np.asarray(h) * len(chunk)
+                frame_list.append(fr)
+    images = torch.cat(imgs).numpy()
+    values = torch.cat(vals).double().numpy()
+    best = int(np.argmax(values))
+    arrays = {"images": images, "targets": np.asarray(units)}
+    if frames:
+        stacked = [torch.stack(fr) for fr in frame_list]  # (T, b, C, ...)
+        arrays["frames"] = torch.cat(stacked, 1).numpy()
+        arrays["frames"][:, :, :c] = lo + (hi - lo) * arrays["frames"][:, :, :c]
+    xs = torch.cat(xins).numpy()
+    n = len(units)
+    msg = f"rendered {n} image(s) of {layer if not custom else objective.name} at " + "x".join(
+        map(str, spatial)
+    )
+    msg += f" in {len(chunks)} batch(es)" + (f"; {note}" if note else "")
+    return Result(
+        x=xs[best],
+        value=float(values[best]),
+        status="converged",
+        message=msg,
+        xs=xs,
+        values=values,
+        nfev=steps * n,
+        solver="featvis",
+        history={"step": list(range(1, steps + 1)), "objective": (hist / n).tolist()},
+        timings={"total": time.perf_counter() - t0},
+        query={
+            "kind": "visualize",
+            "layer": layer,
+            "objective": str(objective) if custom else objective,
+            "extra": None if extra is None else str(extra),
+            "targets": labels,
+            "size": list(spatial),
+            "channels_in": c,
+            "steps": steps,
+            "param": param if isinstance(param, str) else _describe(param),
+            "transforms": repr(tf),
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "value_range": [lo, hi],
+            "mean": None if mean is None else np.asarray(mean).tolist(),
+            "std": None if std is None else np.asarray(std).tolist(),
+            "alpha": alpha,
+            "resized_to": None if runner.model_size is None else list(runner.model_size),
+        },
+        info={"labels": labels, "device": str(device)},
+        arrays=arrays,
+    )
+
+
+def _describe(param) -> dict:
+    return param.describe() if isinstance(param, ImageParam) else param.to_dict()
+
+
+def _load_image(image, channels: int, lo: float, hi: float) -> torch.Tensor:
+    """A path, PIL image, (H,W[,C]) array (uint8 or [0,1] floats) or (C,H,W) tensor ->
+    (1, C, H, W) float in [lo, hi]."""
+    if isinstance(image, str | Path):
+        from PIL import Image
+
+        p = Path(image)
+        if not p.is_file():
+            raise InversetError(f"image {p} does not exist")
+        with Image.open(p) as im:
+            image = np.asarray(im.convert("RGB" if channels == 3 else "L"))
+    if isinstance(image, torch.Tensor):
+        t = image.detach().float().cpu()
+        t = t if t.dim() == 3 else t[None]
+    else:
+        a = np.asarray(image)
+        scale = 255.0 if a.dtype == np.uint8 else 1.0
+        a = a.astype(np.float32) / scale
+        if a.ndim == 2:
+            a = a[..., None]
+        t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 0)))
+        t = lo + (hi - lo) * t
+    if t.shape[0] != channels:
+        if t.shape[0] == 3 and channels == 1:
+            t = t.mean(0, keepdim=True)
+        elif t.shape[0] == 1:
+            t = t.expand(channels, *t.shape[1:])
+        else:
+            raise InversetError(f"image has {t.shape[0]} channels; the model takes {channels}")
+    return t[None].clamp(lo, hi)
+
+
+def dream(
+    model: nn.Module,
+    image,
+    layer: str,
+    objective: Objective | None = None,
+    *,
+    octaves: int = 4,
+    octave_scale: float = 1.4,
+    steps: int = 20,
+    lr: float = 0.02,
+    jitter: int = 16,
+    seed: int = 0,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    mean: Sequence[float] | float | None = None,
+    std: Sequence[float] | float | None = None,
+    input_shape: Sequence[int] | None = None,
+    frames: bool = False,
+    progress: bool = False,
+) -> Result:
+    """Deep Dream: amplify what ``layer`` sees in ``image`` (default objective: the layer's
+    mean squared activation), from the smallest octave up, carrying the added detail along.
+
+    Each step adds ``lr * (hi - lo)`` times the gradient normalized by its mean magnitude,
+    after a random roll of up to ``jitter`` pixels. Returns a Result with
+    ``arrays['images']`` (the dream), ``arrays['original']`` and the dream as the model input
+    in ``x``; ``value`` is the objective on the final image.
+    """
+    from inverset.featvis.objectives import deep_dream
+
+    t0 = time.perf_counter()
+    lo, hi = (float(v) for v in value_range)
+    obj = objective if objective is not None else deep_dream(layer)
+    layers = list(obj.layers) or [OUTPUT]
+    device, dtype = model_device(model), model_dtype(model)
+    shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
+    c = shape[0] if shape is not None else 3
+    base = _load_image(image, c, lo, hi).to(device=device, dtype=dtype)
+    full = tuple(base.shape[2:])
+    gen = torch.Generator().manual_seed(int(seed))
+    sizes = [
+        tuple(max(1, round(n / octave_scale**k)) for n in full) for k in reversed(range(octaves))
+    ]
+    history, snapshots = [], []
+    with restore_mode(model, train=False, freeze=True):
+        runner, _, _, _, note = _setup(model, layers, shape or (c, *full), full, mean, std)
+        if runner.model_size is None and shape is not None and min(sizes[0]) < 8:
+            sizes = [s for s in sizes if min(s) >= 8] or [full]
+        detail = torch.zeros_like(_resize(base, sizes[0]))
+        with progress_bar(progress, steps * len(sizes), "dream") as bar, runner.session() as run:
+            for sz in sizes:
+                b = _resize(base, sz)
+                x = (b + _resize(detail, sz)).clamp(lo, hi)
+                for _ in range(steps):
+                    x.requires_grad_(True)
+                    shifts = [
+                        int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=gen)
+                    ]
+                    dims = tuple(range(2, x.dim()))
+                    xr = torch.roll(x, shifts[: len(dims)], dims)
+                    v = obj(Context(run(xr), xr))
+                    (g,) = torch.autograd.grad(v.sum(), x)
+                    with torch.no_grad():
+                        x = (x + lr * (hi - lo) * g / (g.abs().mean() + 1e-12)).clamp(lo, hi)
+                    history.append(float(v.detach().mean()))
+                    bar.update(1, objective=history[-1])
+                if frames:
+                    snapshots.append(_resize(x.detach(), full).cpu())
+                detail = x.detach() - b
+            with torch.no_grad():
+                value = float(obj(Context(run(x), x)).mean())
+                xin = runner.prepare(x).cpu()
+    arrays = {"images": x.detach().cpu().numpy(), "original": base.cpu().numpy()}
+    if frames:
+        arrays["frames"] = torch.stack(snapshots).numpy()
+    msg = f"dreamed {len(sizes)} octave(s) x {steps} steps on {obj}" + (f"; {note}" if note else "")
+    return Result(
+        x=xin[0].numpy(),
+        value=value,
+        status="converged",
+        message=msg,
+        xs=xin.numpy(),
+        values=np.asarray([value]),
+        nfev=steps * len(sizes),
+        solver="dream",
+        history={"step": list(range(1, len(history) + 1)), "objective": history},
+        timings={"total": time.perf_counter() - t0},
+        query={
+            "kind": "dream",
+            "layer": layer,
+            "objective": str(obj),
+            "octaves": [list(s) for s in sizes],
+            "steps": steps,
+            "lr": lr,
+            "jitter": jitter,
+            "seed": seed,
+            "value_range": [lo, hi],
+        },
+        info={"labels": [f"{obj} {value:.3g}"], "device": str(device)},
+        arrays=arrays,
+    )
+
+
+def _tile(images: np.ndarray, ncol: int) -> np.ndarray:
+    """(N, C, H, W) in [0, 1] -> one (H', W', 3) uint8 mosaic (for GIF frames)."""
+    n, c = images.shape[:2]
+    imgs = images[:, :3] if c >= 3 else np.repeat(images[:, :1], 3, 1)
+    if imgs.ndim == 3:  # 1-D signals: draw as a strip
+        imgs = np.repeat(imgs[:, :, None, :], 8, 2)
+    h, w = imgs.shape[2:]
+    nrow = math.ceil(n / ncol)
+    out = np.ones((nrow * (h + 2), ncol * (w + 2), 3))
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        out[r * (h + 2) : r * (h + 2) + h, q * (w + 2) : q * (w + 2) + w] = np.moveaxis(
+            imgs[i], 0, -1
+        )
+    return (np.clip(out, 0, 1) * 255).astype(np.uint8)
+
+
+def save(result: Result, out: str | Path, gif: bool = False, ncol: int | None = None) -> list[Path]:
+    """Write ``result.json``/``result.npz``, ``grid.png`` (each image labelled with its target
+    and final value) and, with ``gif`` and recorded frames, ``optimization.gif``."""
+    from inverset.report.images import save_grid
+
+    out = Path(out)
+    written = [result.save(out)]
+    lo, hi = result.query.get("value_range", [0.0, 1.0])
+    images = (np.asarray(result.arrays["images"]) - lo) / (hi - lo)
+    if result.query.get("alpha"):
+        c = images.shape[1] - 1
+        images = np.concatenate([images[:, :c], images[:, c:] * (hi - lo) + lo], 1)
+    values = np.asarray(result.values).reshape(-1)
+    names = result.info.get("labels") or [str(i) for i in range(len(images))]
+    if result.query.get("kind") == "dream":
+        orig = (np.asarray(result.arrays["original"]) - lo) / (hi - lo)
+        images = np.concatenate([orig, images])
+        labels = ["original", f"dream  {values[0]:.3g}"]
+    else:
+        labels = [f"{n}  {v:.3g}" for n, v in zip(names, values, strict=False)]
+    written.append(save_grid(np.clip(images, 0, 1), out / "grid.png", labels, ncol=ncol))
+    if gif and "frames" in result.arrays:
+        from PIL import Image
+
+        fr = (np.asarray(result.arrays["frames"]) - lo) / (hi - lo)
+        k = ncol or min(fr.shape[1], 8)
+        tiles = [Image.fromarray(_tile(f, k)) for f in fr]
+        path = out / "optimization.gif"
+        tiles[0].save(path, save_all=True, append_images=tiles[1:], duration=120, loop=0)
+        written.append(path)
+    return written

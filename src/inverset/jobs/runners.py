@@ -1,0 +1,324 @@
+"""Where the units of a job run: this process, a local process pool, or a Ray cluster.
+
+Every runner calls the same pure function, :func:`run_unit`, with the same plain-data spec and
+the same per-unit seed, under the same number of torch threads, so the results are identical bit
+for bit whichever runner computes them. A runner only moves work and answers:
+``submit(unit) -> handle`` and ``wait(handles) -> [(handle, outcome)]`` with at least one handle
+finished, where an outcome is ``[(key, Result), ...]`` or the exception the unit raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import re
+import shutil
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
+from concurrent.futures import wait as futures_wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import torch
+from torch import nn
+
+from inverset.errors import InversetError
+from inverset.result import Result
+
+Outcome = list[tuple[str, Result]] | BaseException
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch threads (unchanged when None), restored afterwards."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def run_unit(
+    model: nn.Module, spec: dict[str, Any], unit: dict[str, Any], progress: bool = False
+) -> list[tuple[str, Result]]:
+    """Answer one unit of a job (one target, or a batch of targets one solver call serves)."""
+    from inverset.jobs.atlas import solve_unit
+
+    with torch_threads(spec.get("threads")):
+        return solve_unit(model, spec, unit, progress=progress)
+
+
+class Runner:
+    """Base class: ``slots`` units in flight at once; ``live`` when units show solver progress."""
+
+    name = "runner"
+    slots = 1
+    live = False
+
+    def start(self, model: nn.Module, spec: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def submit(self, unit: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Outcome]]:
+        raise NotImplementedError
+
+    def close(self, abandoned: Sequence[Any] = ()) -> None:
+        """Release workers; ``abandoned`` units (still in flight) are cancelled where the
+        runner can; their targets stay unfinished."""
+
+    def describe(self) -> str:
+        return self.name
+
+
+class InlineRunner(Runner):
+    """Units run one after another in this process (solver progress bars shown)."""
+
+    name = "inline"
+    live = True
+
+    def __init__(self, progress: bool = False) -> None:
+        self._progress = progress
+        self._queue: dict[int, dict[str, Any]] = {}
+        self._next = 0
+
+    def start(self, model: nn.Module, spec: dict[str, Any]) -> None:
+        self._model, self._spec = model, spec
+
+    def submit(self, unit: dict[str, Any]) -> int:
+        self._next += 1
+        self._queue[self._next] = unit
+        return self._next
+
+    def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Outcome]]:
+        h = handles[0]
+        unit = self._queue.pop(h)
+        try:
+            return [(h, run_unit(self._model, self._spec, unit, self._progress))]
+        except InversetError:
+            raise
+        except Exception as exc:
+            return [(h, exc)]
+
+
+# ---------------------------------------------------------------- local process pool
+_WORKER: dict[str, Any] = {}
+
+
+def _pool_init(path: str) -> None:
+    # The file was written moments ago by this job's own process (ProcessRunner.start), in a
+    # private temporary directory: it is not a user file.
+    with open(path, "rb") as f:
+        _WORKER["model"], _WORKER["spec"] = pickle.load(f)
+
+
+def _pool_run(unit: dict[str, Any]) -> list[tuple[str, Result]]:
+    return run_unit(_WORKER["model"], _WORKER["spec"], unit)
+
+
+class ProcessRunner(Runner):
+    """A pool of ``workers`` spawned processes; each loads the model once.
+
+    The model and spec reach the workers through a private temporary file rather than the
+    spawn pipe, so a worker that dies on start-up breaks the pool instead of hanging it.
+    """
+
+    name = "process"
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise InversetError(f"workers must be at least 1, got {workers}")
+        self.slots = int(workers)
+        self._pool: ProcessPoolExecutor | None = None
+        self._dir: str | None = None
+
+    def start(self, model: nn.Module, spec: dict[str, Any]) -> None:
+        import multiprocessing
+        import tempfile
+
+        try:
+            payload = pickle.dumps((model, spec))
+        except Exception as exc:
+            raise InversetError(
+                f"the model cannot be sent to worker processes ({exc}); define its class in an "
+                "importable module, or run without --workers (in this process) or with --ray"
+            ) from None
+        self._dir = tempfile.mkdtemp(prefix="inverset-pool-")
+        path = os.path.join(self._dir, "work.pkl")
+        with open(path, "wb") as f:
+            f.write(payload)
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.slots,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_pool_init,
+            initargs=(path,),
+        )
+
+    def submit(self, unit: dict[str, Any]) -> Future:
+        assert self._pool is not None
+        return self._pool.submit(_pool_run, unit)
+
+    def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Outcome]]:
+        done, _ = futures_wait(handles, return_when=FIRST_COMPLETED)
+        out: list[tuple[Any, Outcome]] = []
+        for f in done:
+            exc = f.exception()
+            if isinstance(exc, InversetError):
+                raise exc
+            if isinstance(exc, BrokenProcessPool):
+                raise InversetError(
+                    "worker processes died (out of memory, or a script that starts a pool "
+                    "without an `if __name__ == '__main__':` guard); fix that, or run "
+                    "without --workers"
+                ) from None
+            out.append((f, exc if exc is not None else f.result()))
+        return out
+
+    def close(self, abandoned: Sequence[Any] = ()) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def describe(self) -> str:
+        return f"process pool ({self.slots} workers)"
+
+
+# ---------------------------------------------------------------- Ray
+def _retryable() -> list[type[BaseException]]:
+    """Exceptions worth another try on another worker (resources, I/O); bad input is not."""
+    return [OSError, MemoryError, RuntimeError]
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT nobody listens at (ray.init would retry for minutes)."""
+    import socket
+
+    m = re.fullmatch(r"(?:ray://)?\[?([^\]]+?)\]?:(\d+)", address.strip())
+    if not m:
+        return  # 'auto' and the like: Ray resolves those itself
+    try:
+        socket.create_connection((m.group(1), int(m.group(2))), timeout=timeout).close()
+    except OSError as exc:
+        raise InversetError(
+            f"nothing answers at the Ray address {address} ({exc.strerror or exc}); start the "
+            "cluster (ray start --head) or give its address as ray status prints it"
+        ) from None
+
+
+class RayRunner(Runner):
+    """Units as Ray tasks: Ray schedules them on the cluster's CPUs (a GPU each when the model
+    is on CUDA). A worker that dies or hits a resource error is retried up to ``retries`` times.
+
+    ``address=None`` starts a local cluster (``num_cpus=workers``), otherwise joins the cluster
+    at ``address`` ('auto' finds a running one). An already initialised Ray is reused and left
+    running; a cluster this runner started is shut down by :meth:`close`.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self, address: str | None = None, workers: int | None = None, retries: int = 3
+    ) -> None:
+        self.address, self.workers, self.retries = address, workers, retries
+        self._started = False
+
+    def start(self, model: nn.Module, spec: dict[str, Any]) -> None:
+        try:
+            import ray
+        except ModuleNotFoundError:
+            raise InversetError(
+                "--ray needs the 'ray' package; install it with: pip install 'inverset[ray]'"
+            ) from None
+        if not ray.is_initialized():
+            if self.address:
+                _check_reachable(self.address)
+                try:
+                    ray.init(address=self.address, log_to_driver=False)
+                except ConnectionError as exc:
+                    raise InversetError(
+                        f"cannot reach the Ray cluster at {self.address} ({exc}); check the "
+                        "address with `ray status` on the head node, and set RAY_AUTH_MODE as "
+                        "the cluster was started with"
+                    ) from None
+            else:
+                ray.init(
+                    address="local",  # a new cluster, never one another user left running
+                    num_cpus=self.workers,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                )
+            self._started = True
+        self._ray = ray
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.slots = max(1, 2 * cpus)
+        cuda = next((p.is_cuda for p in model.parameters()), False)
+        self._remote = ray.remote(
+            num_cpus=1,
+            num_gpus=1 if cuda else 0,
+            max_retries=self.retries,
+            retry_exceptions=_retryable(),
+        )(run_unit)
+        self._model_ref = ray.put(model)
+        self._spec = spec
+        self._cpus = cpus
+
+    def submit(self, unit: dict[str, Any]) -> Any:
+        return self._remote.remote(self._model_ref, self._spec, unit)
+
+    def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Outcome]]:
+        ray = self._ray
+        ready, _ = ray.wait(list(handles), num_returns=1)
+        out: list[tuple[Any, Outcome]] = []
+        for ref in ready:
+            try:
+                out.append((ref, ray.get(ref)))
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.as_instanceof_cause()
+                if isinstance(cause, InversetError):
+                    raise InversetError(str(exc.cause)) from None
+                out.append((ref, cause))
+            except ray.exceptions.RayError as exc:
+                out.append((ref, exc))
+        return out
+
+    def close(self, abandoned: Sequence[Any] = ()) -> None:
+        for ref in abandoned:
+            with contextlib.suppress(Exception):
+                self._ray.cancel(ref)
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+
+    def describe(self) -> str:
+        where = self.address or "local cluster"
+        return f"ray ({where}, {getattr(self, '_cpus', '?')} CPUs)"
+
+
+def make_runner(
+    runner: str | Runner | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    progress: bool = False,
+) -> Runner:
+    """``'inline'``, ``'process'`` or ``'ray'`` (or a Runner); by default a pool when
+    ``workers > 1`` and this process otherwise."""
+    if isinstance(runner, Runner):
+        return runner
+    if runner is None:
+        runner = "process" if workers and workers > 1 else "inline"
+    if runner == "inline":
+        return InlineRunner(progress=progress)
+    if runner == "process":
+        return ProcessRunner(workers or 2)
+    if runner == "ray":
+        return RayRunner(ray_address, workers)
+    raise InversetError(f"unknown runner {runner!r}; choose inline, process or ray")

@@ -1,0 +1,316 @@
+"""A static HTML atlas of a job directory: ``DIR/index.html`` and one page per target.
+
+Only files beside each other (PNG pictures in each target's directory, pages that link to them
+by relative paths): it opens from disk in any browser, offline, with no server and no script.
+Pictures are rebuilt only when their Result is newer than them.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from inverset.report.images import save_bars, save_curve, save_grid, save_histogram, to_hwc
+from inverset.report.pictures import is_image
+from inverset.result import Result, _jsonable
+
+THUMB = "thumb.png"
+CURVE = "convergence.png"
+HIST = "histogram.png"
+SAMPLES = "samples.png"
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.2em;color:#222}
+h1{font-size:1.3em;margin:.2em 0} .meta{color:#555;font-size:.9em;margin-bottom:1em}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px}
+.card{border:1px solid #ddd;border-radius:6px;padding:6px;background:#fafafa;text-align:center}
+.card img{width:100%;height:auto;image-rendering:pixelated;background:#fff;
+ outline:1px solid #ccc}
+.card.wide img{image-rendering:auto}
+.card a{color:#1a4f8a;text-decoration:none;font-weight:600;word-break:break-all}
+.card .v{font-size:.85em;color:#333} .card .s{font-size:.75em;color:#777}
+.pending{color:#999;height:120px;display:flex;align-items:center;justify-content:center}
+.failed{color:#b00}
+table.kv td{padding:2px 10px 2px 0;vertical-align:top} table.kv td:first-child{color:#666}
+.pics img{max-width:100%;margin:4px 8px 4px 0;vertical-align:top;outline:1px solid #ccc}
+.pics img.px{image-rendering:pixelated;width:256px}
+pre{background:#f4f4f4;padding:8px;overflow:auto;font-size:.8em}
+nav a{margin-right:1em}
+"""
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "inf" if math.isinf(v) else f"{v:.5g}"
+    return str(v)
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        f"<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n"
+        f"<body>\n{body}\n</body></html>\n"
+    )
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _stale(pic: Path, src: Path) -> bool:
+    return not pic.is_file() or pic.stat().st_mtime < src.stat().st_mtime
+
+
+def goal_range(result: Result) -> tuple[float, float] | None:
+    """The (z1, z2) a Result was asked to land in, if its query was a range."""
+    goal = result.query.get("goal") or {}
+    if isinstance(goal, dict) and goal.get("low") is not None and goal.get("high") is not None:
+        return float(goal["low"]), float(goal["high"])
+    rng = result.query.get("range")
+    if isinstance(rng, list | tuple) and len(rng) == 2:
+        return float(rng[0]), float(rng[1])
+    return None
+
+
+def in_range_count(result: Result) -> tuple[int, int] | None:
+    """(points whose value lies in the query's range, points returned), for range queries."""
+    rng = goal_range(result)
+    if rng is None or result.values is None:
+        return None
+    v = np.asarray(result.values, dtype=float).reshape(-1)
+    return int(((v >= rng[0]) & (v <= rng[1])).sum()), int(v.size)
+
+
+def metric_line(result: Result) -> str:
+    """The one line a card shows: value, bound and gap, or the in-range count."""
+    parts = []
+    counts = in_range_count(result)
+    if counts is not None:
+        parts.append(f"in range {counts[0]}/{counts[1]}")
+    if result.value is not None:
+        parts.append(f"value {_fmt(result.value)}")
+    if result.bound is not None:
+        parts.append(f"bound {_fmt(result.bound)}")
+    if result.gap is not None:
+        parts.append(f"gap {_fmt(result.gap)}")
+    return " · ".join(parts) or "no value"
+
+
+def _thumbnail(x: np.ndarray, path: Path, size: int = 160) -> None:
+    from PIL import Image
+
+    a = (to_hwc(x) * 255).round().astype(np.uint8)
+    im = Image.fromarray(a)
+    scale = size / max(im.size)
+    if scale >= 2:
+        im = im.resize((im.width * int(scale), im.height * int(scale)), Image.Resampling.NEAREST)
+    elif scale < 1:
+        im.thumbnail((size, size), Image.Resampling.LANCZOS)
+    tmp = path.with_name("tmp-" + path.name)
+    im.save(tmp, format="PNG")
+    tmp.replace(path)
+
+
+def write_target_pictures(result: Result, d: Path, names: list[str] | None = None) -> list[str]:
+    """The pictures of one target in ``d`` (rebuilt when stale); returns their file names."""
+    src = d / "result.json"
+    pics: list[str] = []
+    target = result.query.get("target", d.name)
+    if result.x is not None:
+        x = np.asarray(result.x)
+        image = result.arrays.get("images")  # a rendered image (visualize), alpha dropped
+        if image is not None and np.ndim(image) == 3 and is_image(np.shape(image)):
+            x = np.asarray(image)[: x.shape[0]]
+        if _stale(d / THUMB, src):
+            if is_image(x.shape):
+                _thumbnail(x, d / THUMB)
+            else:
+                dom = result.query.get("domain") or {}
+                lo = np.broadcast_to(np.asarray(_num(dom.get("lo")), dtype=float), x.shape)
+                hi = np.broadcast_to(np.asarray(_num(dom.get("hi")), dtype=float), x.shape)
+                save_bars(
+                    x,
+                    d / THUMB,
+                    names or dom.get("names"),
+                    lo.reshape(-1),
+                    hi.reshape(-1),
+                    title=f"{target}: best input",
+                )
+        pics.append(THUMB)
+        xs = result.xs
+        if xs is not None and len(xs) > 1 and is_image(np.asarray(xs).shape[1:]):
+            if _stale(d / SAMPLES, src):
+                vals = result.values if result.values is not None else [None] * len(xs)
+                save_grid(
+                    np.asarray(xs)[:32],
+                    d / SAMPLES,
+                    [_fmt(None if v is None else float(v)) for v in vals[:32]],
+                    title=f"{target}: returned points",
+                )
+            pics.append(SAMPLES)
+    ykey = next((k for k in ("best", "objective") if result.history.get(k)), None)
+    if ykey is not None:
+        if _stale(d / CURVE, src):
+            xkey = "step" if result.history.get("step") else "nfev"
+            save_curve(result.history, d / CURVE, x=xkey, y=ykey, title=f"{target}: {ykey}")
+        pics.append(CURVE)
+    if result.values is not None and np.asarray(result.values).size > 1:
+        if _stale(d / HIST, src):
+            rng = goal_range(result)
+            save_histogram(
+                result.values,
+                d / HIST,
+                rng[0] if rng else None,
+                rng[1] if rng else None,
+                title=f"{target}: values of returned points",
+            )
+        pics.append(HIST)
+    return pics
+
+
+def _num(v: Any) -> Any:
+    """JSON-stored bounds back to numbers ('inf' strings, None for NaN)."""
+    if isinstance(v, list):
+        return [_num(a) for a in v]
+    if v in ("inf", "-inf"):
+        return float(v)
+    return np.nan if v is None else v
+
+
+def _target_page(
+    key: str, result: Result, pics: list[str], prev: str | None, nxt: str | None
+) -> str:
+    target = result.query.get("target", key)
+    nav = ["<a href='../index.html'>&larr; atlas</a>"]
+    if prev:
+        nav.append(f"<a href='../{quote(prev)}/index.html'>previous</a>")
+    if nxt:
+        nav.append(f"<a href='../{quote(nxt)}/index.html'>next</a>")
+    rows = [
+        ("status", result.status),
+        ("value", _fmt(result.value)),
+        ("bound", _fmt(result.bound)),
+        ("gap", _fmt(result.gap)),
+    ]
+    counts = in_range_count(result)
+    if counts is not None:
+        rng = goal_range(result)
+        rows.append(("in range", f"{counts[0]} of {counts[1]} points in [{rng[0]:g}, {rng[1]:g}]"))
+    rows += [
+        ("evaluations", _fmt(result.nfev)),
+        ("solver", result.solver or "-"),
+        ("time", f"{result.timings.get('total', 0.0):.2f} s"),
+        ("message", result.message or "-"),
+    ]
+    table = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows
+    )
+    captions = {
+        THUMB: "best input",
+        SAMPLES: "returned points",
+        CURVE: "convergence",
+        HIST: "histogram of target values",
+    }
+    pixel = result.x is not None and is_image(np.asarray(result.x).shape)
+    imgs = "".join(
+        f"<figure style='display:inline-block;margin:0;vertical-align:top'>"
+        f"<img src='{p}' alt='{captions[p]}'{' class=px' if p == THUMB and pixel else ''}>"
+        f"<figcaption>{captions[p]}</figcaption></figure>"
+        for p in pics
+    )
+    query = html.escape(json.dumps(_jsonable(result.query), indent=2))
+    info = html.escape(json.dumps(_jsonable({"timings": result.timings, **result.info}), indent=2))
+    body = (
+        f"<nav>{''.join(nav)}</nav><h1>{html.escape(str(target))}</h1>"
+        f"<table class=kv>{table}</table><div class=pics>{imgs}</div>"
+        f"<h2>query</h2><pre>{query}</pre><h2>details</h2><pre>{info}</pre>"
+    )
+    return _page(f"{target} — inverset atlas", body)
+
+
+def build_report(directory: str | Path, names: list[str] | None = None) -> Path:
+    """(Re)build ``directory/index.html`` and each finished target's page and pictures from
+    the saved Results (and ``job.json`` when present). Returns the index path."""
+    from inverset.errors import InversetError
+    from inverset.jobs.atlas import read_job
+
+    out = Path(directory)
+    if not out.is_dir():
+        raise InversetError(f"{out} is not a directory; give the --out of an atlas job")
+    job = read_job(out) or {}
+    if job:
+        entries = [(t["key"], t["target"]) for t in job["targets"]]
+    else:
+        entries = [(p.parent.name, p.parent.name) for p in sorted(out.glob("*/result.json"))]
+    if not entries:
+        raise InversetError(f"{out} holds no results (no */result.json); run an atlas job first")
+    last_run = (job.get("runs") or [{}])[-1]
+    failed = last_run.get("failed") or {}
+    done = [k for k, _ in entries if (out / k / "result.json").is_file()]
+    cards = []
+    for key, target in entries:
+        d = out / key
+        if key not in done:
+            why = failed.get(key)
+            cls, text = ("failed", f"failed: {why}") if why else ("", "pending")
+            cards.append(
+                f"<div class='card {cls}' data-key='{html.escape(key)}'>"
+                f"<div class='pending {cls}'>{html.escape(text)}</div>"
+                f"<div>{html.escape(target)}</div></div>"
+            )
+            continue
+        result = Result.load(d)
+        pics = write_target_pictures(result, d, names)
+        j = done.index(key)
+        prev = done[j - 1] if j > 0 else None
+        nxt = done[j + 1] if j + 1 < len(done) else None
+        _write(d / "index.html", _target_page(key, result, pics, prev, nxt))
+        link = f"{quote(key)}/index.html"
+        img = ""
+        wide = ""
+        if THUMB in pics:
+            img = (
+                f"<a href='{link}'><img src='{quote(key)}/{THUMB}' alt='{html.escape(target)}'></a>"
+            )
+            wide = "" if is_image(np.asarray(result.x).shape) else " wide"
+        cards.append(
+            f"<div class='card{wide}' data-key='{html.escape(key)}'>{img}"
+            f"<div><a href='{link}'>{html.escape(str(result.query.get('target', target)))}</a>"
+            f"{_range_label(result)}</div>"
+            f"<div class=v>{html.escape(metric_line(result))}</div>"
+            f"<div class=s>{html.escape(result.status)}</div></div>"
+        )
+    model = job.get("model", {})
+    meta = [
+        f"{len(done)}/{len(entries)} targets done",
+        f"mode {job.get('mode', '?')}" if job else "",
+        f"model {model.get('class', '')} {model.get('source', '')}".strip() if model else "",
+        f"last run: {last_run.get('status')} on {last_run.get('runner')}" if last_run else "",
+    ]
+    title = f"inverset atlas: {out.resolve().name}"
+    query = job.get("query")
+    body = (
+        f"<h1>{html.escape(title)}</h1>"
+        f"<div class=meta>{html.escape(' · '.join(m for m in meta if m))}</div>"
+        f"<div class=grid>{''.join(cards)}</div>"
+        + (f"<h2>query</h2><pre>{html.escape(json.dumps(query, indent=2))}</pre>" if query else "")
+    )
+    index = out / "index.html"
+    _write(index, _page(title, body))
+    return index
+
+
+def _range_label(result: Result) -> str:
+    rng = goal_range(result)
+    return f" <span class=s>[{rng[0]:g}, {rng[1]:g}]</span>" if rng else ""

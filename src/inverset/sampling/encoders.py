@@ -1,0 +1,82 @@
+"""The encoder E: the space in which sample diversity is measured and pushed.
+
+Hada & Carreira-Perpiñán measure distances on ``E(x)`` rather than on pixels, because pixel
+distances react to tiny changes; their E is the first layers of a trained classifier. Here E is
+one of: a layer of the model itself (read in the same forward pass as the target, so it costs
+nothing extra), the identity (flattened input), or any ``nn.Module`` applied to the input.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from inverset.errors import InversetError
+from inverset.model import check_layer_names, named_layers
+
+_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_ACTIVATIONS = (
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Softplus,
+    nn.ReLU6,
+)
+
+
+def default_layer(model: nn.Module) -> str | None:
+    """The output of the model's first hidden block: the first activation module that follows
+    its first Linear/Conv layer (in registration order), else that layer itself."""
+    first = None
+    for name, m in named_layers(model).items():
+        if first is None and isinstance(m, _WEIGHTED):
+            first = name
+        elif first is not None and isinstance(m, _ACTIVATIONS):
+            return name
+    return first
+
+
+class Encoder:
+    """``E``: features [B, p] of model inputs, either from a model layer or a module."""
+
+    def __init__(self, kind: str, layer: str | None = None, module: nn.Module | None = None):
+        self.kind, self.layer, self.module = kind, layer, module
+
+    def __call__(self, x: torch.Tensor, acts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Features of inputs ``x``; ``acts`` are the activations of the same forward pass."""
+        if self.kind == "layer":
+            e = acts[self.layer]
+        elif self.kind == "identity":
+            e = x
+        else:
+            e = self.module(x)
+        return e.reshape(e.shape[0], -1)
+
+    def describe(self) -> str:
+        if self.kind == "layer":
+            return f"layer {self.layer}"
+        return self.kind if self.kind == "identity" else f"module {type(self.module).__name__}"
+
+
+def make_encoder(model: nn.Module, encoder: str | nn.Module | None) -> Encoder:
+    """Resolve the user's choice: None (default early layer), 'identity', a layer name, a module."""
+    if isinstance(encoder, nn.Module):
+        return Encoder("module", module=encoder)
+    if encoder == "identity":
+        return Encoder("identity")
+    if encoder is None:
+        name = default_layer(model)
+        return Encoder("layer", layer=name) if name else Encoder("identity")
+    if not isinstance(encoder, str):
+        raise InversetError(
+            f"encoder must be None, 'identity', a layer name or an nn.Module, not "
+            f"{type(encoder).__name__}"
+        )
+    check_layer_names(model, [encoder])
+    if encoder == "out":
+        raise InversetError("encoder 'out' is the model output; name a hidden layer or 'identity'")
+    return Encoder("layer", layer=encoder)

@@ -1,0 +1,379 @@
+"""What every black-box solver shares: one batched objective over the unit cube.
+
+Library optimizers (scipy, cma, nevergrad, BoTorch) search ``u`` in ``[0, 1]^d``; the
+:class:`Objective` maps it to the search variable ``z = lo + (hi - lo) * u`` of
+``problem.space.box`` (the input domain for ``Direct``, the latent box for ``Latent``), repairs
+it (integer features rounded; linear constraints ``A z <= b`` by Dykstra projection, or a
+penalty), evaluates a whole batch in one forward pass, counts evaluations, enforces the time
+limit and evaluation budget by raising :class:`StopSearch`, and keeps the best distinct points.
+:func:`run` wraps a search in a session and turns what the objective saw into a ``Result``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from inverset.errors import InversetError
+from inverset.problem import Problem
+from inverset.progress import progress_bar
+from inverset.result import Result
+from inverset.space import Direct
+
+#: a point is inside the domain and the target constraints when its violation is below this
+FEASIBLE_TOL = 1e-6
+
+
+class StopSearch(Exception):
+    """Raised by the objective when the budget is used up or the goal is met."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Objective:
+    """Loss (smaller is better) of a batch of unit-cube points ``u`` of shape ``[S, d]``.
+
+    ``linear='repair'`` projects each point onto ``A z <= b`` before evaluating it (the
+    optimizer keeps its own point, the evaluated one is recorded); ``'penalty'`` evaluates the
+    point as is and adds ``penalty * sum(max(0, A z - b))``. Residual violations (after integer
+    rounding) are always penalized, and only feasible points are ever reported.
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        name: str,
+        *,
+        time_limit: float | None = None,
+        max_evals: int | None = None,
+        linear: str = "repair",
+        penalty: float = 1e3,
+        keep: int = 32,
+        chunk: int = 4096,
+        bar: Any = None,
+    ):
+        box = problem.space.box
+        if not box.bounded:
+            raise InversetError(
+                f"solver {name!r} needs a bounded search box; give finite lo/hi for every "
+                "feature (--box LO,HI or --box-file data.csv)"
+            )
+        if linear not in ("repair", "penalty"):
+            raise InversetError(f"linear must be 'repair' or 'penalty', got {linear!r}")
+        self.problem, self.name, self.box = problem, name, box
+        self.shape = tuple(box.shape)
+        self.lo = np.asarray(box.lower, dtype=np.float64).reshape(-1)
+        self.hi = np.asarray(box.upper, dtype=np.float64).reshape(-1)
+        self.width = self.hi - self.lo
+        self.dim = self.lo.size
+        self.integer = np.asarray(box.integer, dtype=np.int64)
+        self.A = None if box.A is None else np.asarray(box.A, dtype=np.float64)
+        self.b = None if box.b is None else np.asarray(box.b, dtype=np.float64)
+        self.linear, self.penalty, self.keep, self.chunk = linear, penalty, keep, chunk
+        self.time_limit, self.max_evals, self.bar = time_limit, max_evals, bar
+        self.t0 = time.perf_counter()
+        self.nfev = 0
+        self.best_loss = math.inf
+        self.best_z: np.ndarray | None = None
+        self.best_value = math.nan
+        self.history: dict[str, list] = {"nfev": [], "time": [], "best": []}
+        self.arch_loss = np.zeros(0)
+        self.arch_z = np.zeros((0, self.dim))
+        self.arch_v = np.zeros(0)
+        goal = problem.goal
+        self.found_tol = 1e-4 * max(1.0, abs(goal.value)) if goal.kind == "reach" else 0.0
+        self.stop_when_found = goal.kind in ("reach", "range")
+
+    # ------------------------------------------------------------------ budget
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    @property
+    def budgeted(self) -> bool:
+        """True when a time limit or evaluation budget bounds the search."""
+        return self.time_limit is not None or self.max_evals is not None
+
+    @property
+    def remaining_evals(self) -> int | None:
+        return None if self.max_evals is None else max(0, self.max_evals - self.nfev)
+
+    def check(self) -> None:
+        """Raise :class:`StopSearch` when the time limit or the evaluation budget is used up."""
+        if self.time_limit is not None and self.elapsed >= self.time_limit:
+            raise StopSearch("time_limit")
+        if self.max_evals is not None and self.nfev >= self.max_evals:
+            raise StopSearch("max_evals")
+
+    @property
+    def found(self) -> bool:
+        """A reach/range goal is met by the best point."""
+        return self.stop_when_found and self.best_loss <= self.found_tol
+
+    # ------------------------------------------------------------------ mapping
+    def to_z(self, u: np.ndarray) -> np.ndarray:
+        """Unit-cube points to repaired search points (box, linear constraints, integers)."""
+        u = np.clip(np.asarray(u, dtype=np.float64).reshape(-1, self.dim), 0.0, 1.0)
+        z = np.clip(self.lo + self.width * u, self.lo, self.hi)
+        if self.A is not None and self.linear == "repair":
+            zt = torch.as_tensor(z.reshape(-1, *self.shape))
+            z = self.box.project(zt).numpy().reshape(-1, self.dim)
+        if self.integer.size:
+            lo, hi = np.ceil(self.lo[self.integer]), np.floor(self.hi[self.integer])
+            z[:, self.integer] = np.clip(np.round(z[:, self.integer]), lo, hi)
+        return z
+
+    def to_u(self, z: np.ndarray) -> np.ndarray:
+        w = np.where(self.width > 0, self.width, 1.0)
+        return np.clip((np.asarray(z, dtype=np.float64).reshape(-1, self.dim) - self.lo) / w, 0, 1)
+
+    def linear_violation(self, z: np.ndarray) -> np.ndarray:
+        if self.A is None:
+            return np.zeros(len(z))
+        return np.clip(z @ self.A.T - self.b, 0, None).sum(1)
+
+    def _torch(self, z: np.ndarray) -> torch.Tensor:
+        p = self.problem
+        return torch.as_tensor(z.reshape(-1, *self.shape), dtype=p.dtype, device=p.device)
+
+    def _losses(self, zt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, target value, target-constraint violation) of search points ``zt``."""
+        p = self.problem
+        v, cv = p.evaluate_all(p.space.to_input(zt))
+        viol = p.constraint_violation(cv)
+        return p.goal.loss(v) + 10.0 * viol, v, viol
+
+    # ------------------------------------------------------------------ evaluation
+    def __call__(self, u: np.ndarray, late: bool = False) -> np.ndarray:
+        """Losses of the unit-cube points ``u`` ([S, d] or [d]), one forward pass per chunk.
+
+        ``late=True`` evaluates the points even past the time limit (points that were costly
+        to choose, such as a Bayesian round's); the evaluation budget is always kept."""
+        if late:
+            if self.max_evals is not None and self.nfev >= self.max_evals:
+                raise StopSearch("max_evals")
+        else:
+            self.check()
+        u = np.asarray(u, dtype=np.float64)
+        single = u.ndim == 1
+        u = u.reshape(-1, self.dim)
+        cut = self.remaining_evals is not None and len(u) > self.remaining_evals
+        if cut:
+            u = u[: self.remaining_evals]
+        z = self.to_z(u)
+        losses, values, viols = [], [], []
+        with torch.no_grad():
+            for i in range(0, len(z), self.chunk):
+                loss, v, viol = self._losses(self._torch(z[i : i + self.chunk]))
+                losses.append(loss.double().cpu().numpy())
+                values.append(v.double().cpu().numpy())
+                viols.append(viol.double().cpu().numpy())
+        loss = np.concatenate(losses) if losses else np.zeros(0)
+        lin = self.linear_violation(z)
+        loss = loss + self.penalty * lin
+        feasible = (lin <= FEASIBLE_TOL) & (np.concatenate(viols) <= 1e-9)
+        self._record(z, loss, np.concatenate(values), feasible)
+        if cut:
+            raise StopSearch("max_evals")
+        if self.found:
+            raise StopSearch("found")
+        out = np.nan_to_num(loss, nan=1e30, posinf=1e30, neginf=-1e30)
+        return out[0] if single else out
+
+    def value_and_grad(self, u: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss and its gradient in ``u`` at one point, by the model's autograd.
+
+        The gradient is taken at the repaired point (straight through the rounding and the
+        projection), so it is exact wherever no repair was needed.
+        """
+        self.check()
+        u = np.asarray(u, dtype=np.float64).reshape(1, self.dim)
+        z = self.to_z(u)
+        zt = self._torch(z).requires_grad_(True)
+        loss, v, viol = self._losses(zt)
+        (g,) = torch.autograd.grad(loss.sum(), zt, allow_unused=True)
+        if g is None:
+            raise InversetError(
+                f"solver {self.name!r} needs the model's gradient, but the target does not depend "
+                "differentiably on the input; use cmaes, evolution or swarm"
+            )
+        lin = self.linear_violation(z)
+        total = loss.detach().double().cpu().numpy() + self.penalty * lin
+        feasible = (lin <= FEASIBLE_TOL) & (viol.detach().double().cpu().numpy() <= 1e-9)
+        self._record(z, total, v.detach().double().cpu().numpy(), feasible)
+        grad = np.nan_to_num(g.double().cpu().numpy().reshape(-1)) * self.width
+        if self.A is not None:
+            active = (z @ self.A.T - self.b)[0] > 0
+            grad = grad + self.penalty * (self.A[active].sum(0) * self.width)
+        if self.found:
+            raise StopSearch("found")
+        f = float(total[0])
+        return (f, grad) if math.isfinite(f) else (1e30, np.zeros_like(grad))
+
+    def polish(self, u0: np.ndarray, maxiter: int = 200) -> None:
+        """Box-bounded L-BFGS-B from ``u0`` with the model's gradients (continuous boxes only)."""
+        if self.integer.size or self.A is not None:
+            return
+        from scipy.optimize import minimize
+
+        minimize(
+            self.value_and_grad,
+            np.clip(np.asarray(u0, dtype=np.float64).reshape(-1), 0, 1),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(0.0, 1.0)] * self.dim,
+            options={"maxiter": maxiter},
+        )
+
+    # ------------------------------------------------------------------ memory
+    def _record(self, z: np.ndarray, loss: np.ndarray, v: np.ndarray, ok: np.ndarray) -> None:
+        n = len(z)
+        self.nfev += n
+        ok = ok & np.isfinite(loss)
+        if ok.any():
+            i = int(np.argmin(np.where(ok, loss, np.inf)))
+            if loss[i] < self.best_loss:
+                self.best_loss, self.best_z, self.best_value = float(loss[i]), z[i].copy(), v[i]
+                self.history["nfev"].append(self.nfev)
+                self.history["time"].append(self.elapsed)
+                self.history["best"].append(float(v[i]))
+            self._archive(z[ok], loss[ok], v[ok])
+        if self.bar is not None:
+            self.bar.update(n, best=float(self.best_value))
+
+    def _archive(self, z: np.ndarray, loss: np.ndarray, v: np.ndarray) -> None:
+        """Keep the ``keep`` best points that differ by more than 1e-3 of the box width: a new
+        point replaces a worse kept point it is that close to, else it takes the worst slot."""
+        if len(self.arch_loss) >= self.keep:
+            sel = loss < self.arch_loss[-1]
+            z, loss, v = z[sel], loss[sel], v[sel]
+        w = np.where(self.width > 0, self.width, 1.0)
+        for i in np.argsort(loss, kind="stable")[: self.keep]:
+            near = np.abs(self.arch_z - z[i]) <= 1e-3 * w
+            close = np.flatnonzero(near.all(1)) if len(self.arch_z) else np.zeros(0, int)
+            if close.size:
+                j = int(close[0])
+                if loss[i] >= self.arch_loss[j]:
+                    continue
+                self.arch_z[j], self.arch_loss[j], self.arch_v[j] = z[i], loss[i], v[i]
+            elif len(self.arch_loss) < self.keep:
+                self.arch_z = np.concatenate([self.arch_z, z[i][None]])
+                self.arch_loss = np.append(self.arch_loss, loss[i])
+                self.arch_v = np.append(self.arch_v, v[i])
+            elif loss[i] < self.arch_loss[-1]:
+                self.arch_z[-1], self.arch_loss[-1], self.arch_v[-1] = z[i], loss[i], v[i]
+            else:
+                continue
+            order = np.argsort(self.arch_loss, kind="stable")
+            self.arch_z, self.arch_loss, self.arch_v = (
+                self.arch_z[order],
+                self.arch_loss[order],
+                self.arch_v[order],
+            )
+
+    # ------------------------------------------------------------------ answer
+    def result(self, status: str, info: dict[str, Any] | None = None) -> Result:
+        """The Result of everything evaluated so far."""
+        p = self.problem
+        goal = p.goal
+        info = {**(info or {}), "dims": self.dim}
+        timings = {"total": self.elapsed}
+        if self.best_z is None:
+            return Result(
+                x=None,
+                value=None,
+                status="not_found" if goal.kind in ("reach", "range") else status,
+                message=f"{self.name}: no evaluated point lay inside the domain and constraints",
+                nfev=self.nfev,
+                solver=self.name,
+                history=self.history,
+                timings=timings,
+                info=info,
+            )
+        if goal.kind in ("reach", "range"):
+            if self.found:
+                status = "found"
+            elif status in ("converged", "found"):
+                status = "not_found"
+        zs = self.arch_z if len(self.arch_z) else self.best_z[None]
+        vals = self.arch_v if len(self.arch_v) else np.array([self.best_value])
+        if goal.kind == "range" and self.found:
+            inside = self.arch_loss <= 0
+            zs, vals = zs[inside], vals[inside]
+        with torch.no_grad():
+            xs = p.space.to_input(self._torch(zs)).detach().double().cpu().numpy()
+        value = float(self.best_value)
+        if goal.kind == "reach":
+            diff = abs(value - goal.value)
+            msg = f"closest value {value:.6g} to {goal.value:g} (|diff| {diff:.3g})"
+        elif goal.kind == "range":
+            msg = (
+                f"{len(zs)} distinct points inside [{goal.low:g}, {goal.high:g}]"
+                if self.found
+                else f"no point reached [{goal.low:g}, {goal.high:g}]; closest value {value:.6g}"
+            )
+        else:
+            msg = f"best {value:.6g}; {len(zs)} distinct good points kept"
+        msg = f"{self.name}: {msg} after {self.nfev} evaluations in {self.elapsed:.2f} s"
+        if status in ("time_limit", "max_evals", "interrupted"):
+            msg = f"stopped ({status}); {msg}"
+        arrays = {} if isinstance(p.space, Direct) else {"z": zs.reshape(-1, *self.shape)}
+        return Result(
+            x=xs[0],
+            value=value,
+            status=status,
+            message=msg,
+            xs=xs,
+            values=vals,
+            nfev=self.nfev,
+            solver=self.name,
+            history=self.history,
+            timings=timings,
+            info=info,
+            arrays=arrays,
+        )
+
+
+def run(
+    problem: Problem,
+    name: str,
+    search: Callable[[Objective, dict[str, Any]], str | None],
+    *,
+    time_limit: float | None,
+    max_evals: int | None,
+    progress: bool,
+    **objective: Any,
+) -> Result:
+    """Run ``search(objective, info)`` inside a session; stop cleanly on budget, goal or Ctrl-C.
+
+    ``search`` returns None when the library finished on its own ('converged') and may fill
+    ``info`` with what the Result should record (restarts, population sizes, ...).
+    """
+    info: dict[str, Any] = {}
+    with progress_bar(progress, max_evals, name) as bar, problem.session():
+        obj = Objective(
+            problem, name, time_limit=time_limit, max_evals=max_evals, bar=bar, **objective
+        )
+        try:
+            status = search(obj, info) or "converged"
+            obj.check()  # a library that stopped exactly at the budget
+        except StopSearch as stop:
+            status = stop.reason
+        except KeyboardInterrupt:
+            status = "interrupted"
+        return obj.result(status, info)
+
+
+def restart_seeds(seed: int) -> Any:
+    """Independent integer seeds for successive restarts of one solve."""
+    ss = np.random.SeedSequence(int(seed))
+    while True:
+        (child,) = ss.spawn(1)
+        yield int(child.generate_state(1)[0] % (2**31 - 2)) + 1

@@ -1,0 +1,242 @@
+"""``auto``: pick a solver from the model and the domain, and say which and why.
+
+The rule, first match wins:
+
+1. the search box is unbounded -> ``gradient`` (the only solver that needs no bounds);
+2. a latent space, an image-like input (2 or more axes) or more than ``max_blackbox_dims``
+   inputs -> ``gradient`` (batched multi-start Adam scales where black-box search does not);
+3. the exact solver supports the query (a piecewise-linear network small enough to certify)
+   -> a ``gradient`` multi-start (30% of the budget, or until it converges) for an incumbent,
+   then ``exact`` (certified when it finishes; the better of the two answers otherwise);
+4. the target has no usable gradient (zero or non-finite at every probe point) -> ``cmaes``;
+5. a differentiable model with at most ``max_evolution_dims`` inputs -> ``gradient``
+   multi-start for ``gradient_share`` of the budget, then ``evolution`` (differential
+   evolution, restarted until the budget is used, each run polished by L-BFGS-B on the
+   model's gradients); the better answer wins;
+6. otherwise (a differentiable model with more inputs, where populations are slow) ->
+   ``gradient`` multi-start for at least 60% of the budget, then ``basinhopping`` (random hops
+   with gradient local search) for the rest.
+
+``result.message`` starts with the choice and the reason; ``result.info['auto']`` records both
+and what every stage returned.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from inverset.errors import UnsupportedModelError
+from inverset.problem import Problem
+from inverset.result import Result
+from inverset.solvers import get_solver
+from inverset.space import Direct
+
+
+def _exact_supported(problem: Problem) -> tuple[bool, str]:
+    """Whether the exact solver is installed and takes this query (never raises)."""
+    try:
+        from inverset import exact
+    except Exception as exc:
+        return False, f"exact solver unavailable ({type(exc).__name__})"
+    check = getattr(exact, "is_supported", None)
+    if check is None:
+        return False, "exact solver unavailable (no is_supported)"
+    try:
+        ok = bool(check(problem))
+    except UnsupportedModelError as exc:
+        return False, f"exact does not support the model ({exc})"
+    except Exception as exc:
+        return False, f"exact support check failed ({type(exc).__name__}: {exc})"
+    return ok, "piecewise-linear network the exact solver supports" if ok else "exact declined"
+
+
+def _has_gradient(problem: Problem, seed: int, n: int) -> bool:
+    """True when the loss has a finite, non-zero input gradient at one of ``n`` random points."""
+    gen = torch.Generator().manual_seed(int(seed))
+    z = problem.space.box.sample(n, gen, device=problem.device, dtype=problem.dtype)
+    z.requires_grad_(True)
+    try:
+        with problem.session():
+            loss, _ = problem.loss(z)
+            (g,) = torch.autograd.grad(loss.sum(), z, allow_unused=True)
+    except RuntimeError:  # e.g. a model whose output does not require grad
+        return False
+    return g is not None and bool((torch.isfinite(g) & (g != 0)).any())
+
+
+def _better(problem: Problem, a: Result | None, b: Result | None) -> Result | None:
+    """The result whose best value is better for the goal (ties keep ``a``)."""
+    if b is None or b.value is None:
+        return a
+    if a is None or a.value is None:
+        return b
+    la = float(problem.goal.loss(torch.tensor([a.value], dtype=torch.float64))[0])
+    lb = float(problem.goal.loss(torch.tensor([b.value], dtype=torch.float64))[0])
+    return b if lb < la else a
+
+
+def _share(total: float | int | None, frac: float, used: float | int = 0):
+    if total is None:
+        return None
+    rest = total - used
+    return max(rest * frac, 0) if isinstance(total, float) else max(int(rest * frac), 1)
+
+
+def solve(
+    problem: Problem,
+    *,
+    seed: int = 0,
+    time_limit: float | None = None,
+    max_evals: int | None = None,
+    progress: bool = False,
+    max_blackbox_dims: int = 64,
+    max_evolution_dims: int = 12,
+    gradient_share: float = 0.2,
+    **options: Any,
+) -> Result:
+    """Choose and run solvers for the query (options go to the chosen final solver)."""
+    # the first torch optimizer built in a process pays a one-off lazy import (~2 s); pay it
+    # before the clock starts so that a short gradient stage is not spent on it
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    t0 = time.perf_counter()
+    nfev0 = problem.nfev
+    box = problem.space.box
+    latent = not isinstance(problem.space, Direct)
+    dims = box.size
+    image = box.shape is not None and len(box.shape) >= 2
+    tl = float(time_limit) if time_limit is not None else None
+    probe, probed = 8, 0  # points evaluated to see whether the model has a usable gradient
+    share = gradient_share
+
+    stages: list[tuple[str, dict[str, Any]]]
+    exact_ok, exact_why = (False, "")
+    if box.bounded and not (latent or image or dims > max_blackbox_dims):
+        exact_ok, exact_why = _exact_supported(problem)
+    if not box.bounded:
+        why = "the search box is unbounded; only gradient search needs no bounds"
+        stages = [("gradient", options)]
+    elif latent or image or dims > max_blackbox_dims:
+        what = "a latent space" if latent else ("an image-like input" if image else "")
+        what = what or f"{dims} inputs (> {max_blackbox_dims})"
+        why = f"{what}: batched multi-start gradient search"
+        stages = [("gradient", options)]
+    elif exact_ok:
+        why = f"{exact_why}: a gradient multi-start, then exact (certified)"
+        share = max(share, 0.3)
+        stages = [("gradient", {}), ("exact", options)]
+    else:
+        before = problem.nfev
+        smooth = _has_gradient(problem, seed, probe)
+        probed = problem.nfev - before
+        if not smooth:
+            why = f"the target has no usable input gradient: CMA-ES on {dims} inputs ({exact_why})"
+            stages = [("cmaes", options)]
+        elif dims <= max_evolution_dims:
+            why = (
+                f"a differentiable model with {dims} inputs (<= {max_evolution_dims}): gradient "
+                f"multi-start, then differential evolution with gradient polish ({exact_why})"
+            )
+            stages = [("gradient", {}), ("evolution", options)]
+        else:
+            share = max(share, 0.6)
+            why = (
+                f"a differentiable model with {dims} inputs (> {max_evolution_dims}, where "
+                f"population search is slow): gradient multi-start, then basin hopping with "
+                f"gradient local search ({exact_why})"
+            )
+            stages = [("gradient", {}), ("basinhopping", options)]
+
+    best: Result | None = None
+    log: list[dict[str, Any]] = []
+    history: dict[str, list] = {"nfev": [], "time": [], "best": [], "stage": []}
+    statuses: list[str] = []
+    ignored: set[str] = set()
+    for k, (name, opts) in enumerate(stages):
+        last = k == len(stages) - 1
+        elapsed = time.perf_counter() - t0
+        if tl is not None and elapsed >= tl and best is not None:
+            statuses.append("time_limit")
+            break
+        stage_tl = None if tl is None else (tl - elapsed if last else _share(tl, share, elapsed))
+        used = problem.nfev - nfev0
+        if max_evals is not None and used >= max_evals:
+            statuses.append("max_evals")
+            break
+        stage_me = (
+            None
+            if max_evals is None
+            else (max_evals - used if last else _share(max_evals, share, used))
+        )
+        fn = get_solver(name)
+        params = inspect.signature(fn).parameters
+        opts = {k: v for k, v in opts.items() if k in params}
+        ignored.update(k for k in options if k not in params and opts is not options)
+        if name == "exact" and best is not None and best.x is not None and "incumbent" in params:
+            opts["incumbent"] = (np.asarray(best.x), float(best.value))
+        ts, before = time.perf_counter(), problem.nfev
+        try:
+            res = fn(
+                problem,
+                seed=seed,
+                time_limit=stage_tl,
+                max_evals=stage_me,
+                progress=progress,
+                **opts,
+            )
+        except UnsupportedModelError as exc:
+            log.append({"solver": name, "error": str(exc)})
+            if name == "exact":  # fall back to the low-dimensional rule
+                stages.append(("evolution", options))
+                continue
+            raise
+        spent = problem.nfev - before
+        # solvers count from 0 or from the problem's running total: rebase to this solve
+        offset = before - nfev0 - (res.nfev - spent)
+        h = res.history
+        for t, nf, b in zip(h.get("time", []), h.get("nfev", []), h.get("best", []), strict=False):
+            history["time"].append(ts - t0 + t)
+            history["nfev"].append(offset + nf)
+            history["best"].append(b)
+            history["stage"].append(name)
+        log.append(
+            {
+                "solver": name,
+                "status": res.status,
+                "value": res.value,
+                "nfev": spent,
+                "time": time.perf_counter() - ts,
+                "message": res.message,
+            }
+        )
+        statuses.append(res.status)
+        best = _better(problem, best, res)
+        if res.status in ("optimal", "unreachable", "infeasible", "interrupted"):
+            best = res if res.status != "interrupted" else best
+            break
+        if problem.goal.kind in ("reach", "range") and res.status == "found":
+            break
+
+    assert best is not None
+    status = best.status
+    if status not in ("optimal", "unreachable", "infeasible", "found"):
+        for s in ("interrupted", "time_limit", "max_evals"):
+            if s in statuses:
+                status = s
+                break
+    chain = " -> ".join(e["solver"] for e in log)
+    picked = {"picked": chain, "why": why, "stages": log, "probe_nfev": probed}
+    if ignored - {k for _, o in stages for k in o}:
+        picked["ignored_options"] = sorted(ignored)
+    best.info = {**best.info, "auto": picked}
+    best.message = f"auto picked {chain} ({why}); {best.message}"
+    best.status = status
+    best.solver = f"auto:{best.solver}"
+    best.nfev = problem.nfev - nfev0
+    best.history = history
+    best.timings = {**best.timings, "total": time.perf_counter() - t0}
+    return best

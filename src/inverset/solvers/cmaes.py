@@ -1,0 +1,80 @@
+"""CMA-ES (the ``cma`` package), ask/tell with the whole population in one forward pass.
+
+The search runs in the unit cube ``[0, 1]^d`` with cma's ``bounds`` option, so every asked point
+lies in the box. cma has no integer support that survives this scaling: integer features are
+rounded before evaluation (the rounded point is what is recorded and returned). Linear
+constraints ``A x <= b`` are repaired by projection before evaluation (or penalized with
+``linear='penalty'``). Whenever a run stops, CMA-ES restarts with a doubled population (IPOP):
+``restarts`` times without a budget, and until the time limit or evaluation budget is used up
+when one is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from inverset.problem import Problem
+from inverset.result import Result
+from inverset.solvers._common import Objective, restart_seeds, run
+
+
+def solve(
+    problem: Problem,
+    *,
+    seed: int = 0,
+    time_limit: float | None = None,
+    max_evals: int | None = None,
+    progress: bool = False,
+    popsize: int | None = None,
+    sigma0: float = 0.3,
+    tolfun: float = 1e-11,
+    restarts: int = 4,
+    polish: bool = False,
+    linear: str = "repair",
+) -> Result:
+    """Minimize the query's loss with CMA-ES from a random start in the box.
+
+    ``popsize`` defaults to cma's ``4 + 3 ln(d)``; ``sigma0`` is relative to the box width.
+    ``polish`` finishes each run with L-BFGS-B on the model's gradients (continuous boxes).
+    """
+    import cma
+
+    def search(obj: Objective, info: dict[str, Any]) -> None:
+        lam = popsize or 4 + int(3 * np.log(max(obj.dim, 1)))
+        info.update(runs=0, popsizes=[])
+        for s in restart_seeds(seed):
+            rng = np.random.default_rng(s)
+            opts = {
+                "bounds": [0.0, 1.0],
+                "popsize": lam,
+                "seed": s,
+                "verbose": -9,
+                "tolfun": tolfun,
+                "tolx": 1e-12,
+            }
+            if obj.remaining_evals is not None:
+                opts["maxfevals"] = obj.remaining_evals
+            x0 = rng.uniform(0.1, 0.9, obj.dim) if obj.dim > 1 else rng.uniform(0.1, 0.9, 2)
+            es = cma.CMAEvolutionStrategy(x0, sigma0, opts)
+            while not es.stop():
+                xs = np.asarray(es.ask())
+                es.tell(list(xs), list(obj(xs[:, : obj.dim])))
+            info["runs"] += 1
+            info["popsizes"].append(lam)
+            if polish:
+                obj.polish(obj.to_u(obj.best_z))
+            if not obj.budgeted and info["runs"] > restarts:
+                return
+            lam *= 2
+
+    return run(
+        problem,
+        "cmaes",
+        search,
+        time_limit=time_limit,
+        max_evals=max_evals,
+        progress=progress,
+        linear=linear,
+    )

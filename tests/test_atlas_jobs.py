@@ -1,0 +1,300 @@
+"""Atlas jobs: target expansion, interruption and resume, atomic writes, the process pool,
+job identity and the job time limit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from inverset import Box, InversetError, Result
+from inverset.jobs import atlas, load_atlas
+from inverset.jobs.atlas import derive_seed, expand_targets, parse_indices, target_key
+
+FAST = {"steps": 15, "starts": 4, "polish": False, "domain": Box(0, 1), "seed": 7, "report": False}
+KEYS16 = [f"conv1_{c}" for c in range(16)]
+
+
+def assert_same(a: Result, b: Result) -> None:
+    """Bit-for-bit the same answer (timings aside)."""
+    assert a.status == b.status and a.value == b.value and a.solver == b.solver
+    for name in ("x", "xs", "values"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    for name in ("best", "step", "nfev"):
+        np.testing.assert_array_equal(a.history.get(name), b.history.get(name), err_msg=name)
+    assert sorted(a.arrays) == sorted(b.arrays)
+    for name in a.arrays:
+        np.testing.assert_array_equal(a.arrays[name], b.arrays[name], err_msg=name)
+    assert a.query["target"] == b.query["target"]
+
+
+def target_dirs(out) -> list[str]:
+    return sorted(p.name for p in out.iterdir() if p.is_dir())
+
+
+@pytest.fixture(scope="module")
+def baseline(digits_cnn, tmp_path_factory):
+    """All 16 channels of conv1, uninterrupted, in this process."""
+    out = tmp_path_factory.mktemp("atlas") / "full"
+    s = atlas(digits_cnn.model, out, layer="conv1", **FAST)
+    assert s.status == "complete" and s.finished == 16 and s.remaining == []
+    return load_atlas(out)
+
+
+def test_parse_indices_and_keys():
+    assert parse_indices("all", 4, "channels") == [0, 1, 2, 3]
+    assert parse_indices("0-2,5,7-8", 10, "channels") == [0, 1, 2, 5, 7, 8]
+    assert parse_indices([3, 1, 3], 5, "classes") == [1, 3]
+    with pytest.raises(InversetError, match="out of range; there are 16"):
+        parse_indices("0-16", 16, "conv1 channels")
+    with pytest.raises(InversetError, match="ends before it starts"):
+        parse_indices("5-2", 16, "channels")
+    with pytest.raises(InversetError, match="must be 'all'"):
+        parse_indices("a-b", 16, "channels")
+    assert target_key("conv1:3") == "conv1_3"
+    assert target_key("out:0 - 0.5*out:3", (0.5, 1)) == "out_0-0.5_out_3__0.5_1"
+    assert derive_seed(7, "conv1_3") == derive_seed(7, "conv1_3") != derive_seed(8, "conv1_3")
+
+
+def test_expand_targets_layers_classes_ranges(digits_cnn):
+    m = digits_cnn.model
+    items = expand_targets(m, layer="conv1")
+    assert [it["target"] for it in items] == [f"conv1:{c}" for c in range(16)]
+    items = expand_targets(m, layer="fc1", channels="60-63")
+    assert [it["key"] for it in items] == ["fc1_60", "fc1_61", "fc1_62", "fc1_63"]
+    items = expand_targets(m, classes="0-9", ranges=[(0, 1), (2, 3)])
+    assert len(items) == 20 and items[1]["key"] == "out_0__2_3" and items[1]["range"] == (2, 3)
+    items = expand_targets(m, targets=["out:1 - out:7", "relu2:3"])
+    assert [it["key"] for it in items] == ["out_1-out_7", "relu2_3"]
+    with pytest.raises(InversetError, match="unknown layer 'conv9'"):
+        expand_targets(m, layer="conv9")
+    with pytest.raises(InversetError, match="out of range; there are 10"):
+        expand_targets(m, classes="0-10")
+    with pytest.raises(InversetError, match="share the directory name"):
+        expand_targets(m, targets=["out:1", "out:1"])
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(digits_cnn, baseline, tmp_path):
+    out = tmp_path / "job"
+    seen: list[str] = []
+
+    def stop_after_five(key: str, result: Result) -> None:
+        seen.append(key)
+        if len(seen) == 5:
+            raise KeyboardInterrupt
+
+    s = atlas(digits_cnn.model, out, layer="conv1", on_result=stop_after_five, **FAST)
+    assert s.status == "interrupted"
+    assert target_dirs(out) == sorted(KEYS16[:5])
+    assert s.remaining == KEYS16[5:] and s.finished == 5
+    # a target whose writing was cut short: only its temporary directory exists
+    half = out / ".tmp-conv1_9-deadbeef"
+    half.mkdir()
+    (half / "result.json.tmp").write_text("{")
+    s = atlas(digits_cnn.model, out, layer="conv1", **FAST)
+    assert s.status == "complete" and s.skipped == 5 and s.finished == 11 and s.remaining == []
+    assert target_dirs(out) == sorted(KEYS16), "every target exactly once, no temporaries"
+    assert not (out / ".lock").exists()
+    got = load_atlas(out)
+    assert list(got) == KEYS16
+    for k in KEYS16:
+        assert_same(got[k], baseline[k])
+    job = json.loads((out / "job.json").read_text())
+    assert [r["status"] for r in job["runs"]] == ["interrupted", "complete"]
+    assert job["query"]["seed"] == 7 and job["query"]["options"]["steps"] == 15
+    assert [t["key"] for t in job["targets"]] == KEYS16
+    # the per-target seed depends on the job seed and the target, not on the order of runs
+    assert got["conv1_3"].query["seed"] == derive_seed(7, "conv1_3")
+
+
+def test_ctrl_c_inside_a_solver_writes_nothing_half_done(digits_cnn, baseline, tmp_path):
+    """Ctrl-C while a target is being solved: the solver returns what it has, flagged
+    'interrupted'; the job keeps it off disk, stops, and a rerun redoes that target."""
+    calls = {"n": 0, "at": 0}
+    after: list[int] = []  # forward passes done when each target was written
+
+    def count(_module, _inp):
+        calls["n"] += 1
+        if calls["n"] == calls["at"]:
+            raise KeyboardInterrupt
+
+    handle = digits_cnn.model.conv1.register_forward_pre_hook(count)
+    try:
+        atlas(
+            digits_cnn.model,
+            tmp_path / "count",
+            layer="conv1",
+            channels="0-5",
+            on_result=lambda k, r: after.append(calls["n"]),
+            **FAST,
+        )
+        calls["n"], calls["at"] = 0, (after[1] + after[2]) // 2  # in the middle of target 3
+        out = tmp_path / "job"
+        s = atlas(digits_cnn.model, out, layer="conv1", channels="0-5", **FAST)
+    finally:
+        handle.remove()
+    assert calls["at"] <= calls["n"] < after[2], "Ctrl-C came inside the third target's solve"
+    assert s.status == "interrupted" and s.finished == 2
+    written = target_dirs(out)
+    assert written == KEYS16[:2]
+    for k in written:
+        assert Result.load(out / k).status != "interrupted"
+    s = atlas(digits_cnn.model, out, layer="conv1", channels="0-5", **FAST)
+    assert s.status == "complete" and target_dirs(out) == sorted(KEYS16[:6])
+    for k, r in load_atlas(out).items():
+        assert_same(r, baseline[k])
+
+
+def test_process_pool_equals_in_process(digits_cnn, baseline, tmp_path):
+    s = atlas(digits_cnn.model, tmp_path / "pool", layer="conv1", channels="0-3", workers=2, **FAST)
+    assert s.status == "complete" and s.runner == "process pool (2 workers)"
+    got = load_atlas(tmp_path / "pool")
+    assert list(got) == KEYS16[:4]
+    for k, r in got.items():
+        assert_same(r, baseline[k])
+
+
+def test_visualize_batches_channels_and_splits_results(digits_cnn, tmp_path):
+    kw = {"mode": "visualize", "steps": 8, "domain": Box(0, 1), "seed": 1, "report": False}
+    s = atlas(digits_cnn.model, tmp_path / "a", layer="conv1", channels="0-5", batch=4, **kw)
+    assert s.status == "complete" and s.finished == 6
+    job = json.loads((tmp_path / "a" / "job.json").read_text())
+    assert [u["keys"] for u in job["units"]] == [KEYS16[:4], KEYS16[4:6]]
+    got = load_atlas(tmp_path / "a")
+    for c, (k, r) in enumerate(got.items()):
+        assert r.query["target"] == f"conv1:{c}" and r.solver == "featvis"
+        assert r.arrays["images"].shape == (1, 8, 8) and r.x.shape == (1, 8, 8)
+        assert int(r.arrays["targets"]) == c
+        # the stored value is the channel's mean activation at the stored input
+        with torch.no_grad():
+            acts = digits_cnn.model.conv1(torch.as_tensor(r.x[None], dtype=torch.float32))
+        assert abs(float(acts[0, c].mean()) - r.value) < 1e-5, k
+    # the same job resumed from a partial directory gives the same images
+    s2 = atlas(
+        digits_cnn.model,
+        tmp_path / "b",
+        layer="conv1",
+        channels="0-5",
+        batch=4,
+        on_result=lambda k, r: (_ for _ in ()).throw(KeyboardInterrupt),
+        **kw,
+    )
+    assert s2.status == "interrupted" and s2.finished == 1
+    atlas(digits_cnn.model, tmp_path / "b", layer="conv1", channels="0-5", batch=4, **kw)
+    for k, r in load_atlas(tmp_path / "b").items():
+        np.testing.assert_array_equal(r.arrays["images"], got[k].arrays["images"])
+
+
+def test_sample_mode_pairs_targets_with_ranges(digits_cnn, tmp_path):
+    s = atlas(
+        digits_cnn.model,
+        tmp_path / "s",
+        classes="2",
+        mode="sample",
+        ranges=[(1, 3), (5, 7)],
+        n=6,
+        domain=Box(0, 1),
+        seed=0,
+        exact_check=False,
+        report=False,
+    )
+    assert s.status == "complete"
+    got = load_atlas(tmp_path / "s")
+    assert list(got) == ["out_2__1_3", "out_2__5_7"]
+    for (lo, hi), r in zip([(1, 3), (5, 7)], got.values(), strict=True):
+        assert r.query["goal"] == {"kind": "range", "low": lo, "high": hi}
+        with torch.no_grad():
+            v = digits_cnn.model(torch.as_tensor(r.xs, dtype=torch.float32))[:, 2].numpy()
+        assert len(v) >= 1 and ((v >= lo - 1e-4) & (v <= hi + 1e-4)).all()
+
+
+def test_job_time_limit_and_identity(digits_cnn, tmp_path):
+    out = tmp_path / "j"
+    s = atlas(digits_cnn.model, out, layer="conv1", job_time_limit=0, **FAST)
+    assert s.status == "job_time_limit" and s.finished == 0 and s.remaining == KEYS16
+    assert "job_time_limit: 16 remaining" in s.describe()
+    with pytest.raises(InversetError, match=r"different job: its query \(seed\) differs"):
+        atlas(digits_cnn.model, out, layer="conv1", **{**FAST, "seed": 8})
+    with pytest.raises(InversetError, match="different job: its targets differ"):
+        atlas(digits_cnn.model, out, layer="conv1", channels="0-3", **FAST)
+    other = type(digits_cnn.model)()
+    with pytest.raises(InversetError, match="different job: its model differs"):
+        atlas(other, out, layer="conv1", input_shape=(1, 8, 8), **FAST)
+
+
+def test_bad_input_is_one_clear_error(digits_cnn, tmp_path):
+    m = digits_cnn.model
+    with pytest.raises(InversetError, match="--mode sample needs --ranges"):
+        atlas(m, tmp_path / "x", classes="0-1", mode="sample")
+    with pytest.raises(InversetError, match="ranges apply to --mode sample"):
+        atlas(m, tmp_path / "x", classes="0-1", ranges=[(0, 1)])
+    with pytest.raises(InversetError, match="unknown mode 'dream'"):
+        atlas(m, tmp_path / "x", classes="0-1", mode="dream")
+    with pytest.raises(InversetError, match="visualize renders channels of a layer"):
+        atlas(m, tmp_path / "x", targets=["out:1 - out:2"], mode="visualize")
+    with pytest.raises(InversetError, match="'steps' is not an option of sample"):
+        atlas(m, tmp_path / "x", classes="0-1", mode="sample", ranges=[(0, 1)], steps=3)
+    with pytest.raises(InversetError, match="'stpes' is not an option of solver 'gradient'"):
+        atlas(m, tmp_path / "x", classes="0-1", stpes=3)
+    with pytest.raises(InversetError, match="no targets"):
+        atlas(m, tmp_path / "x")
+    local = nn.Sequential(nn.Linear(3, 2))
+    local.forward = lambda x: x  # an instance attribute pickle cannot send to a worker
+    with pytest.raises(InversetError, match="cannot be sent to worker processes"):
+        atlas(local, tmp_path / "y", classes="all", input_shape=(3,), workers=2, report=False)
+
+
+def test_a_failing_target_is_reported_and_the_rest_finish(tmp_path):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(3, 3))
+    failed = []
+
+    def fail_once_in_a_solve(_mod, inp):  # the 4 starts of out:0's first gradient step
+        if inp[0].shape[0] == 4 and not failed:
+            failed.append(1)
+            raise RuntimeError("boom")
+
+    handle = m[0].register_forward_pre_hook(fail_once_in_a_solve)
+    try:
+        s = atlas(
+            m,
+            tmp_path / "f",
+            classes="0-1",
+            input_shape=(3,),
+            domain=Box(-1, 1),
+            steps=5,
+            starts=4,
+            report=False,
+        )
+    finally:
+        handle.remove()
+    assert s.status == "failed" and list(s.failed) == ["out_0"] and "boom" in s.failed["out_0"]
+    assert s.remaining == ["out_0"] and target_dirs(tmp_path / "f") == ["out_1"]
+    assert "1 failed: out_0 (RuntimeError: boom)" in s.describe()
+    s = atlas(
+        m,
+        tmp_path / "f",
+        classes="0-1",
+        input_shape=(3,),
+        domain=Box(-1, 1),
+        steps=5,
+        starts=4,
+        report=False,
+    )
+    assert s.status == "complete" and s.skipped == 1 and s.finished == 1
+
+
+def test_an_unreachable_ray_address_fails_fast():
+    import socket
+
+    from inverset.jobs.runners import _check_reachable
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with pytest.raises(InversetError, match=f"nothing answers at the Ray address 127.0.0.1:{port}"):
+        _check_reachable(f"127.0.0.1:{port}")
+    _check_reachable("auto")  # resolved by Ray itself

@@ -1,0 +1,137 @@
+"""Soundness of the exact solver's network compilation and bounds."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from inverset.errors import InversetError, UnsupportedModelError
+from inverset.exact import crown, extract, interval
+from inverset.exact.ir import split_head
+from inverset.model import forward
+from inverset.target import parse_target
+
+
+def _mlp(sizes, seed):
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(sizes):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1]).double()
+
+
+def _values(model, expr, x):
+    with torch.no_grad():
+        return expr.evaluate(forward(model, x, expr.layers())).double()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_in=st.integers(1, 4),
+    widths=st.lists(st.integers(1, 12), min_size=1, max_size=3),
+    n_out=st.integers(2, 3),
+    target=st.sampled_from(["out:0", "margin:0", "max(out:0, -out:0)", "0:0 - 2*out:0"]),
+)
+def test_bounds_contain_every_value(seed, n_in, widths, n_out, target):
+    model = _mlp([n_in, *widths, n_out], seed)
+    expr = parse_target(target)
+    net = extract(model, (n_in,), [expr])
+    g = torch.Generator().manual_seed(seed)
+    B = 5
+    c = torch.rand(B, n_in, generator=g, dtype=torch.float64) * 4 - 2
+    r = torch.rand(B, n_in, generator=g, dtype=torch.float64) * 1.5
+    lo, hi = c - r, c + r
+    pts = lo[:, None] + (hi - lo)[:, None] * torch.rand(
+        B, 64, n_in, generator=g, dtype=torch.float64
+    )
+    pts[:, 0], pts[:, 1] = lo, hi  # corners too
+    vals = _values(model, expr, pts.reshape(-1, n_in)).reshape(B, 64)
+    out, zs = net.forward(pts.reshape(-1, n_in), pre=True)
+    assert torch.allclose(out[:, 0].reshape(B, 64), vals, atol=1e-9)
+    for bounds in (
+        interval(net, lo, hi),
+        crown(net, lo, hi),
+        crown(net, lo, hi, intermediate="forward"),
+    ):
+        assert (bounds.out_hi[:, :1] >= vals - 1e-9).all()
+        assert (bounds.out_lo[:, :1] <= vals + 1e-9).all()
+        for (zl, zu), z in zip(bounds.pre, zs, strict=True):
+            z = z.reshape(B, 64, -1)
+            assert (zl[:, None] <= z + 1e-9).all() and (zu[:, None] >= z - 1e-9).all()
+    # per-row bounds combined through the min/max head bound the target too
+    head, leaves = split_head(expr, n_out)
+    hnet = extract(model, (n_in,), leaves)
+    hb = crown(hnet, lo, hi, lower=False)
+    assert (head.apply(hb.out_hi)[:, None] >= vals - 1e-9).all()
+    assert torch.allclose(head.apply(hnet.forward(pts.reshape(-1, n_in))).reshape(B, 64), vals)
+
+
+def test_crown_is_tighter_than_interval_on_a_deep_net():
+    model = _mlp([3, 20, 20, 20, 1], 0)
+    net = extract(model, (3,), [parse_target("out:0")])
+    lo, hi = -torch.ones(1, 3, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64)
+    assert float(crown(net, lo, hi).out_hi) < 0.5 * float(interval(net, lo, hi).out_hi)
+
+
+def test_conv_pool_batchnorm_and_hidden_targets_compile_exactly():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1),
+        nn.BatchNorm2d(3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(3, 2, 2),
+        nn.ReLU(),
+        nn.AvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Linear(2, 3),
+    )
+    model[1].running_mean.uniform_(-1, 1)
+    model[1].running_var.uniform_(0.5, 2)
+    model.eval()
+    x = torch.rand(20, 1, 4, 4)
+    for t in ["out:1", "margin:2", "4:1", "3:2,1,0", "min(out:0, 5:1 + 1)"]:
+        expr = parse_target(t)
+        net = extract(model, (1, 4, 4), [expr])
+        assert torch.allclose(
+            net.forward(x.reshape(20, -1).double())[:, 0], _values(model, expr, x)
+        )
+        b = crown(
+            net, torch.zeros(1, 16, dtype=torch.float64), torch.ones(1, 16, dtype=torch.float64)
+        )
+        assert float(b.out_hi[0, 0]) >= float(_values(model, expr, x).max()) - 1e-6
+
+
+def test_residual_function_graph_traces():
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(3, 3)
+            self.b = nn.Linear(3, 2)
+
+        def forward(self, x):
+            h = torch.relu(self.a(x)) + x * 2 - 1
+            return self.b(h.reshape(x.shape[0], -1))
+
+    torch.manual_seed(1)
+    m = Res().eval()
+    expr = parse_target("out:0 - out:1")
+    net = extract(m, (3,), [expr])
+    x = torch.randn(30, 3)
+    assert torch.allclose(net.forward(x.double())[:, 0], _values(m, expr, x), atol=1e-6)
+
+
+def test_unsupported_layers_and_targets_fail_clearly():
+    m = nn.Sequential(nn.Linear(2, 3), nn.Sigmoid(), nn.Linear(3, 1))
+    with pytest.raises(UnsupportedModelError, match=r"Sigmoid.*--solver gradient"):
+        extract(m, (2,), [parse_target("out:0")])
+    m2 = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
+    with pytest.raises(InversetError, match="not piecewise linear"):
+        extract(m2, (2,), [parse_target("prob:1")])

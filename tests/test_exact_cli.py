@@ -1,0 +1,54 @@
+"""``inverset certify`` and ``--solver exact`` from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+import inverset.cli.exact  # noqa: F401  (registers the certify command)
+from inverset import Result
+from inverset.cli import register
+from inverset.cli.app import app
+
+
+def _model(tmp_path):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 1))
+    path = tmp_path / "small.pt"
+    torch.jit.script(m).save(str(path))
+    with torch.no_grad():
+        grid = torch.stack(torch.meshgrid(*[torch.linspace(-1, 1, 201)] * 2, indexing="ij"), -1)
+        top = float(m(grid.reshape(-1, 2)).max())
+    return path, top
+
+
+def _run(args):
+    register()
+    return CliRunner().invoke(app, args, standalone_mode=False, catch_exceptions=False)
+
+
+def test_certify_proves_or_finds_a_counterexample(tmp_path):
+    path, top = _model(tmp_path)
+    base = ["certify", str(path), "--target", "out:0", "--box", "-1,1", "--input-shape", "2"]
+    r = _run([*base, "--below", f"{top + 0.05}", "--no-progress", "--out", str(tmp_path / "a")])
+    assert r.return_value == 0 and "PROVEN" in r.output
+    saved = Result.load(tmp_path / "a")
+    assert saved.status == "unreachable" and top <= saved.bound < top + 0.05
+    r = _run([*base, "--below", f"{top - 0.05}", "--no-progress", "--json"])
+    assert r.return_value == 1
+    summary = json.loads(r.output.strip().splitlines()[-1])
+    assert summary["status"] == "found" and summary["value"] >= top - 0.05
+    r = _run([*base, "--above", "-100", "--no-progress"])
+    assert r.return_value == 0 and "PROVEN" in r.output
+
+
+def test_maximize_with_the_exact_solver(tmp_path):
+    path, top = _model(tmp_path)
+    args = ["maximize", str(path), "--target", "out:0", "--box", "-1,1", "--input-shape", "2"]
+    r = _run([*args, "--solver", "exact", "--json", "--no-progress"])
+    summary = json.loads(r.output.strip().splitlines()[-1])
+    assert summary["status"] == "optimal" and summary["solver"] == "exact"
+    assert summary["value"] >= top - 1e-6 and summary["bound"] >= summary["value"]

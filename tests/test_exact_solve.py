@@ -1,0 +1,272 @@
+"""The exact solver against brute force, an independent MILP, and real networks."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import Bounds, LinearConstraint, milp, minimize
+from torch import nn
+
+import inverset as iv
+from inverset.exact import build_milp, crown, is_supported
+from inverset.problem import Problem
+
+
+def _mlp(sizes, seed):
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(sizes):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def _f(model, target="out:0"):
+    expr = iv.parse_target(target)
+    from inverset.model import forward
+
+    def f(x):
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+            return expr.evaluate(forward(model, x, expr.layers())).double().numpy()
+
+    return f
+
+
+def _brute_max(f, lo, hi, n):
+    """Dense grid, then L-BFGS-B polish from the 5 best grid points (a numerical gradient)."""
+    axes = [np.linspace(a, b, n) for a, b in zip(lo, hi, strict=True)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(lo))
+    v = f(grid)
+    best = float(v.max())
+    for i in np.argsort(-v)[:5]:
+        r = minimize(
+            lambda x: -f(x[None])[0],
+            grid[i],
+            bounds=list(zip(lo, hi, strict=True)),
+            method="L-BFGS-B",
+        )
+        best = max(best, -float(r.fun))
+    return best
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("dim", [1, 2])
+@pytest.mark.parametrize("target", ["out:0", "margin:1", "min(out:0, out:2) - 0.5*2:3"])
+def test_equals_brute_force(seed, dim, target):
+    model = _mlp([dim, 16, 16, 3], seed)
+    lo, hi = [-2.0] * dim, [1.5] * dim
+    brute = _brute_max(_f(model, target), lo, hi, 20001 if dim == 1 else 301)
+    for method in ("bab", "milp"):
+        r = iv.maximize(model, target, iv.Box(lo, hi), solver="exact", method=method)
+        assert r.status == "optimal"
+        assert r.value == pytest.approx(brute, abs=2e-4)
+        assert r.bound >= brute - 1e-6  # the certificate is never below a reached value
+        assert r.value <= r.bound + 1e-6
+        assert float(_f(model, target)(r.x[None])[0]) == pytest.approx(r.value, abs=1e-6)
+    r = iv.minimize(model, target, iv.Box(lo, hi), solver="exact")
+    brute_min = -_brute_max(lambda x: -_f(model, target)(x), lo, hi, 20001 if dim == 1 else 301)
+    assert r.status == "optimal" and r.value == pytest.approx(brute_min, abs=2e-4)
+    assert r.bound <= brute_min + 1e-6
+
+
+def test_deep_net_branch_and_bound_equals_brute_force():
+    # five ReLU layers: children of a split reuse their parent's hidden-layer bounds
+    model = _mlp([2, 10, 10, 10, 10, 10, 2], 11)
+    lo, hi = [-1.0, -1.0], [1.0, 1.0]
+    for target in ("out:0", "margin:1"):
+        brute = _brute_max(_f(model, target), lo, hi, 201)
+        r = iv.maximize(model, target, iv.Box(lo, hi), solver="exact", method="bab")
+        assert r.status == "optimal" and r.value == pytest.approx(brute, abs=2e-4)
+        assert r.bound >= brute - 1e-6
+
+
+def _scipy_milp_max(model, lo, hi, A=None, b=None, integer=()):
+    """An independent big-M formulation (interval-arithmetic M) solved by scipy's HiGHS."""
+    Ws = [m.weight.detach().double().numpy() for m in model if isinstance(m, nn.Linear)]
+    bs = [m.bias.detach().double().numpy() for m in model if isinstance(m, nn.Linear)]
+    n0 = len(lo)
+    nvar = n0 + sum(2 * w.shape[0] for w in Ws[:-1])
+    rows, rlo, rhi = [], [], []
+    vlo, vhi = list(lo), list(hi)
+    integ = [1 if i in integer else 0 for i in range(n0)]
+    prev, cur_lo, cur_hi = list(range(n0)), np.array(lo), np.array(hi)
+    col = n0
+    for W, bb in zip(Ws[:-1], bs[:-1], strict=True):
+        zlo = bb + np.clip(W, 0, None) @ cur_lo + np.clip(W, None, 0) @ cur_hi
+        zhi = bb + np.clip(W, 0, None) @ cur_hi + np.clip(W, None, 0) @ cur_lo
+        hcols = []
+        for j in range(W.shape[0]):
+            h, d = col, col + 1
+            col += 2
+            vlo += [0.0, 0.0]
+            vhi += [max(zhi[j], 0.0), 1.0]
+            integ += [0, 1]
+            base = np.zeros(nvar)
+            base[prev] = -W[j]
+            r1 = base.copy()
+            r1[h] = 1  # h - Wx >= b
+            rows.append(r1), rlo.append(bb[j]), rhi.append(np.inf)
+            r2 = base.copy()
+            r2[h], r2[d] = 1, -zlo[j]  # h - Wx - l d <= b - l   (h <= z - l (1 - d))
+            rows.append(r2), rlo.append(-np.inf), rhi.append(bb[j] - zlo[j])
+            r3 = np.zeros(nvar)
+            r3[h], r3[d] = 1, -max(zhi[j], 0.0)  # h <= u d
+            rows.append(r3), rlo.append(-np.inf), rhi.append(0.0)
+            hcols.append(h)
+        prev, cur_lo, cur_hi = hcols, np.clip(zlo, 0, None), np.clip(zhi, 0, None)
+    c = np.zeros(nvar)
+    c[prev] = -Ws[-1][0]
+    cons = [LinearConstraint(np.array(rows), rlo, rhi)]
+    if A is not None:
+        Af = np.zeros((A.shape[0], nvar))
+        Af[:, :n0] = A
+        cons.append(LinearConstraint(Af, -np.inf, b))
+    res = milp(
+        c,
+        constraints=cons,
+        integrality=integ,
+        bounds=Bounds(vlo, vhi),
+        options={"mip_rel_gap": 1e-9},
+    )
+    assert res.success
+    return -res.fun + float(bs[-1][0])
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_equals_independent_scipy_milp(seed):
+    model = _mlp([3, 8, 8, 1], seed)
+    lo, hi = [-1.0, -2.0, 0.0], [1.0, 1.0, 2.0]
+    A, b = np.array([[1.0, 1.0, 1.0]]), np.array([0.5])
+    ref = _scipy_milp_max(model, lo, hi)
+    r = iv.maximize(model, "out:0", iv.Box(lo, hi), solver="exact", method="bab")
+    assert r.value == pytest.approx(ref, abs=1e-4) and r.status == "optimal"
+    ref_c = _scipy_milp_max(model, lo, hi, A, b)
+    r = iv.maximize(model, "out:0", iv.Box(lo, hi, A=A, b=b), solver="exact")
+    assert r.value == pytest.approx(ref_c, abs=1e-4) and r.status == "optimal"
+    assert float(A[0] @ r.x) <= b[0] + 1e-6
+    r = iv.maximize(
+        model, "out:0", iv.Box(lo, hi), solver="exact", milp_solver="scip", method="milp"
+    )
+    assert r.value == pytest.approx(ref, abs=1e-4)
+
+
+def test_integer_inputs_are_respected():
+    model = _mlp([3, 10, 10, 1], 7)
+    lo, hi = [-3, -2, -1], [3, 2, 4]
+    grid = np.array(
+        list(itertools.product(*[range(a, b + 1) for a, b in zip(lo, hi, strict=True)]))
+    )
+    best = float(_f(model)(grid).max())
+    r = iv.maximize(model, "out:0", iv.Box(lo, hi, integer=[0, 1, 2]), solver="exact")
+    assert r.status == "optimal"
+    assert np.allclose(r.x, np.round(r.x))
+    assert r.value == pytest.approx(best, abs=1e-5)
+    # mixed: two integer features, one continuous; value beats every integer-grid point
+    r2 = iv.maximize(model, "out:0", iv.Box(lo, hi, integer=[0, 2]), solver="exact")
+    assert r2.x[0] == round(r2.x[0]) and r2.x[2] == round(r2.x[2])
+    assert r2.value >= best - 1e-6 and r2.bound >= r2.value - 1e-6
+
+
+def test_ranges_unreachable_or_witnessed():
+    model = _mlp([2, 16, 16, 1], 2)
+    box = iv.Box(-1, 1, shape=(2,))
+    top = iv.maximize(model, "out:0", box, solver="exact")
+    bottom = iv.minimize(model, "out:0", box, solver="exact")
+    r = iv.in_range(model, "out:0", (top.value + 0.01, top.value + 1), box, solver="exact")
+    assert r.status == "unreachable" and r.bound < top.value + 0.01
+    r = iv.in_range(model, "out:0", (bottom.value - 1, bottom.value - 0.01), box, solver="exact")
+    assert r.status == "unreachable" and r.bound > bottom.value - 0.01
+    mid = (top.value + bottom.value) / 2
+    for z1, z2 in [(mid - 0.01, mid + 0.01), (top.value - 1e-3, top.value), (bottom.value, mid)]:
+        r = iv.in_range(model, "out:0", (z1, z2), box, solver="exact")
+        assert r.status == "found"
+        v = float(_f(model)(r.x[None])[0])
+        assert z1 <= v <= z2 and r.value == pytest.approx(v)
+        assert np.all(np.abs(r.x) <= 1)
+    r = iv.reach(model, "out:0", mid, box, solver="exact")
+    assert r.status == "found" and abs(float(_f(model)(r.x[None])[0]) - mid) < 1e-5
+    r = iv.reach(model, "out:0", top.value + 0.5, box, solver="exact")
+    assert r.status == "unreachable"
+
+
+def test_extra_constraints_use_the_milp():
+    model = _mlp([2, 12, 12, 2], 8)
+    box = iv.Box(-1, 1, shape=(2,))
+    free = iv.maximize(model, "out:0", box, solver="exact")
+    lim = float(_f(model, "out:1")(free.x[None])[0]) - 0.05
+    r = iv.maximize(model, "out:0", box, solver="exact", constraints=[("out:1", -10.0, lim)])
+    assert r.status == "optimal" and r.info["method"] == "milp"
+    assert float(_f(model, "out:1")(r.x[None])[0]) <= lim + 1e-5
+    assert r.value <= free.value + 1e-6
+
+
+def test_user_extended_milp_model():
+    model = _mlp([2, 8, 1], 9)
+    p = Problem.build(model, "out:0", iv.Goal.maximize(), iv.Box(-1, 1, shape=(2,)))
+    from inverset.exact import compile_problem
+
+    net = compile_problem(p)
+    lo, hi = -np.ones(2), np.ones(2)
+    b = crown(net, torch.as_tensor(lo)[None], torch.as_tensor(hi)[None])
+    m = build_milp(net, lo, hi, b)
+    m.add_constraint(m.x, [1.0, -1.0], 0.0, 0.0)  # x0 == x1
+    m.add_objective_term([m.x[0]], [-0.1])
+    sol = m.solve()
+    assert sol.status == "optimal" and abs(sol.x[0] - sol.x[1]) < 1e-7
+    t = np.linspace(-1, 1, 4001)
+    xs = np.stack([t, t], 1)
+    ref = (_f(model)(xs) - 0.1 * t).max()
+    assert sol.objective == pytest.approx(ref, abs=1e-4)
+
+
+def test_time_limit_returns_incumbent_and_bound():
+    model = _mlp([8, 64, 64, 64, 1], 0)
+    t = time.perf_counter()
+    r = iv.maximize(model, "out:0", iv.Box(-1, 1, shape=(8,)), solver="exact", time_limit=2.0)
+    assert time.perf_counter() - t < 4.0
+    assert r.status == "time_limit" and r.x is not None
+    assert r.bound > r.value and r.gap == pytest.approx(r.bound - r.value)
+    assert math.isfinite(r.value)
+
+
+def test_is_supported_and_clear_errors():
+    ok = Problem.build(_mlp([2, 4, 1], 0), "out:0", iv.Goal.maximize(), iv.Box(-1, 1, shape=(2,)))
+    assert is_supported(ok)
+    sig = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1))
+    bad = Problem.build(sig, "out:0", iv.Goal.maximize(), iv.Box(-1, 1, shape=(2,)))
+    assert not is_supported(bad)
+    with pytest.raises(iv.UnsupportedModelError, match="Tanh"):
+        iv.maximize(sig, "out:0", iv.Box(-1, 1, shape=(2,)), solver="exact")
+    unb = Problem.build(_mlp([2, 4, 1], 0), "out:0", iv.Goal.maximize(), iv.Box(shape=(2,)))
+    assert not is_supported(unb)
+    with pytest.raises(iv.InversetError, match="bounded box"):
+        iv.maximize(_mlp([2, 4, 1], 0), "out:0", iv.Box(shape=(2,)), solver="exact")
+
+
+def test_acasxu_through_the_loader(shared):
+    from inverset.exact.vnnlib import read_vnnlib
+
+    root = shared / "external" / "acasxu"
+    model = iv.load_model(str(root / "ACASXU_run2a_2_1_batch_2000.onnx"))
+    prop = read_vnnlib(root / "prop_2.vnnlib")
+    lo, hi = prop.boxes[0]
+    box = iv.Box(lo, hi).with_shape(model.input_shape)
+    r = iv.in_range(model, prop.target(), (0.0, math.inf), box, solver="exact", time_limit=30)
+    assert r.status == "found"  # VNN-COMP: prop 2 is violated on network 2_1
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(root / "ACASXU_run2a_2_1_batch_2000.onnx"))
+    name = sess.get_inputs()[0].name
+    y = sess.run(None, {name: r.x.reshape(1, 1, 1, 5).astype(np.float32)})[0].reshape(-1)
+    assert y[0] >= y[1:].max() - 1e-6 and np.all(r.x.reshape(-1) >= lo - 1e-9)
+    assert np.all(r.x.reshape(-1) <= hi + 1e-9)
+    model = iv.load_model(str(root / "ACASXU_run2a_1_1_batch_2000.onnx"))
+    prop = read_vnnlib(root / "prop_1.vnnlib")
+    box = iv.Box(*prop.boxes[0]).with_shape(model.input_shape)
+    r = iv.in_range(model, prop.target(), (0.0, math.inf), box, solver="exact", time_limit=30)
+    assert r.status == "unreachable" and r.bound < 0  # prop 1 holds on network 1_1

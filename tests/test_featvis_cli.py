@@ -1,0 +1,126 @@
+"""`inverset visualize` and `inverset dream` end to end, in subprocesses, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import inverset as iv
+
+
+class Ran:
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """Run the CLI entry point in-process (as `inverset ARGS`), returning code and output."""
+    import inverset.cli.featvis  # noqa: F401  (registers the commands whatever the list says)
+    from inverset.cli import main
+
+    def go(*args) -> Ran:
+        monkeypatch.setattr(sys, "argv", ["inverset", *map(str, args)])
+        monkeypatch.setenv("COLUMNS", "200")
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        out = capsys.readouterr()
+        return Ran(code, out.out, out.err)
+
+    return go
+
+
+@pytest.fixture(scope="module")
+def cnn_file(tmp_path_factory, digits_cnn):
+    d = tmp_path_factory.mktemp("fvcli")
+    torch.save(digits_cnn.model.state_dict(), d / "cnn.pt")
+    return d / "cnn.pt"
+
+
+MODEL = ["--factory", "inverset.zoo:DigitsCNN", "--input-shape", "1,8,8"]
+
+
+def test_visualize_channels_writes_grid_and_result(run, cnn_file, tmp_path, digits_cnn):
+    p = run(
+        "visualize",
+        cnn_file,
+        *MODEL,
+        "--layer",
+        "conv2",
+        "--channels",
+        "0-5",
+        "--steps",
+        40,
+        "--param",
+        "pixels",
+        "--gif",
+        "--no-progress",
+        "--json",
+        "--out",
+        tmp_path,
+    )
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["status"] == "converged"
+    assert summary["targets"] == [f"conv2:{c}" for c in range(6)]
+    for f in ("grid.png", "optimization.gif", "result.json", "result.npz"):
+        assert (tmp_path / f).is_file(), f
+    r = iv.Result.load(tmp_path)
+    assert r.arrays["images"].shape == (6, 1, 8, 8)
+    from inverset.model import forward
+
+    with torch.no_grad():
+        a = forward(digits_cnn.model, torch.tensor(r.xs), ["conv2"])["conv2"].mean((-2, -1))
+    np.testing.assert_allclose(summary["values"], np.diag(a[:, :6].numpy()), rtol=1e-4, atol=1e-5)
+
+
+def test_dream_command(run, cnn_file, tmp_path, digits_cnn):
+    from PIL import Image
+
+    img = (digits_cnn.X[3].reshape(8, 8) * 255).astype(np.uint8)
+    Image.fromarray(img).resize((16, 16)).save(tmp_path / "digit.png")
+    p = run(
+        "dream",
+        cnn_file,
+        *MODEL,
+        "--image",
+        tmp_path / "digit.png",
+        "--layer",
+        "relu2",
+        "--octaves",
+        2,
+        "--steps",
+        5,
+        "--no-progress",
+        "--out",
+        tmp_path / "d",
+    )
+    assert p.returncode == 0, p.stderr
+    assert "resized to the model's fixed input size 8x8" in p.stdout
+    assert (tmp_path / "d" / "grid.png").is_file()
+    r = iv.Result.load(tmp_path / "d")
+    assert r.arrays["images"].shape == (1, 1, 16, 16)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layer", "conv9"], "unknown layer 'conv9'; valid layers: conv1"),
+        (["--layer", "conv2", "--channels", "0-99"], "channel 32 out of range"),
+        (["--layer", "conv2", "--param", "wavelet"], "unknown param 'wavelet'"),
+        (["--layer", "conv2", "--range", "1"], "--range takes LO,HI"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(run, cnn_file, args, message):
+    p = run("visualize", cnn_file, *MODEL, "--steps", 2, "--no-progress", *args)
+    assert p.returncode == 2
+    assert message in p.stderr
+    assert "Traceback" not in p.stderr

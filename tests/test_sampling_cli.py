@@ -1,0 +1,103 @@
+"""``inverset sample`` end to end in subprocesses: generator, intersection, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from inverset.result import Result
+
+# the command module is imported explicitly, so this test does not depend on its registration
+RUN = "import inverset.cli.sample; from inverset.cli.app import main; main()"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-c", RUN, "sample", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, digits_cnn):
+    from inverset.sampling.vae import Decoder
+
+    d = tmp_path_factory.mktemp("sample_cli")
+    torch.save(digits_cnn.model.state_dict(), d / "cnn.pt")
+    torch.manual_seed(0)
+    torch.save(Decoder(8).state_dict(), d / "dec.pt")
+    return d
+
+
+def test_sample_with_generator_intersection_and_resume(files, tmp_path, digits_cnn):
+    out = tmp_path / "run"
+    common = [
+        files / "cnn.pt", "--factory", "inverset.zoo:DigitsCNN", "--input-shape", "1,8,8",
+        "--target", "logit:1", "--range", "-4,0", "--intersect", "logit:7:-6,-1",
+        "--generator", "inverset.sampling.vae:Decoder", "--generator-weights", files / "dec.pt",
+        "--out", out, "--json",
+    ]  # fmt: skip
+    p = run(*common, "-n", "40")
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["status"] == "found" and s["n_points"] == 40, s
+    assert (out / "samples_000.npz").is_file() and (out / "state.json").is_file()
+    p = run(*common, "-n", "40")  # the directory holds a run: refuse without --resume
+    assert p.returncode == 2 and "--resume" in p.stderr
+    p = run(*common, "-n", "70", "--resume")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["n_points"] == 70
+    r = Result.load(out)
+    assert r.status == "found" and len(r.xs) == 70 and r.arrays["z"].shape == (70, 8)
+    assert len(np.unique(r.xs.reshape(70, -1).round(6), axis=0)) == 70
+    with torch.no_grad():
+        logits = digits_cnn.model(torch.as_tensor(r.xs, dtype=torch.float32)).numpy()
+    # the decoder here is untrained (any decoder is a generator); the model is the same weights
+    assert ((logits[:, 1] >= -4) & (logits[:, 1] <= 0)).all()
+    assert ((logits[:, 7] >= -6) & (logits[:, 7] <= -1)).all()
+    assert r.info["diversity"] > 0 and r.info["encoder"] == "layer relu1"
+
+
+def test_sample_input_space_prints_summary(files, tmp_path):
+    p = run(
+        files / "cnn.pt", "--factory", "inverset.zoo:DigitsCNN", "--input-shape", "1,8,8",
+        "--target", "conv2:5", "--range", "0.6,0.8", "-n", "30", "--out", tmp_path / "o",
+        "--no-progress", "--option", "step=0.05",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "found" in p.stdout and "accepted 30" in p.stdout and "diversity" in p.stdout
+    assert (tmp_path / "o" / "inputs.png").is_file()
+
+
+def test_sample_bad_input_is_one_line(files):
+    p = run(
+        files / "cnn.pt", "--factory", "inverset.zoo:DigitsCNN", "--input-shape", "1,8,8",
+        "--target", "logit:1", "--range", "0,1", "--intersect", "fc1",
+    )  # fmt: skip
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "--intersect takes TARGET:z1,z2" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_parse_helpers():
+    from inverset.cli.sample import parse_intersect, parse_range
+    from inverset.errors import InversetError
+
+    assert parse_range("-4,0.5") == (-4.0, 0.5)
+    assert parse_intersect("conv2:5,1,2:0.5,1") == ("conv2:5,1,2", 0.5, 1.0)
+    assert parse_intersect("prob:cat:0.2,0.9") == ("prob:cat", 0.2, 0.9)
+    for bad in ("1", "a,b", "1,2,3"):
+        with pytest.raises(InversetError, match="--range"):
+            parse_range(bad)
+    for bad in ("fc1", "fc1:3", ":0,1"):
+        with pytest.raises(InversetError, match="--intersect"):
+            parse_intersect(bad)

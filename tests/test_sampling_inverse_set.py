@@ -1,0 +1,258 @@
+"""Inverse-set sampling: analytic inverse set, intersections, resume, digits, unreachable."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from inverset.domain import Box
+from inverset.errors import InversetError
+from inverset.model import forward
+from inverset.sampling import default_layer, sample
+from inverset.space import Latent
+
+
+def logistic_model(d: int = 8) -> tuple[nn.Module, np.ndarray, float]:
+    """The paper's §3.1 example: sigma(w.x + c) on the [0, 1] cube (w, c returned)."""
+    m = nn.Sequential(nn.Linear(d, 1), nn.Sigmoid())
+    w = torch.randn(1, d, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        m[0].weight.copy_(w)
+        m[0].bias.fill_(-float(w.sum()) / 2)
+    m.input_shape = (d,)
+    return m, w.numpy()[0].astype(np.float64), float(m[0].bias.detach())
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+@pytest.mark.parametrize("z1,z2", [(0.6, 1.0), (0.3, 0.7)])
+def test_logistic_inverse_set_is_halfspace_slab_in_box(z1, z2):
+    m, w, c = logistic_model()
+    r = sample(m, "out:0", (z1, z2), n=200, domain=Box(0, 1), encoder="identity", seed=0)
+    assert r.status == "found", r.message
+    xs = r.xs.astype(np.float64)
+    assert xs.shape == (200, 8)
+    # the analytic inverse set: logit(z1) <= w.x + c (<= logit(z2)) and 0 <= x <= 1
+    a = xs @ w + c
+    assert (a >= logit(z1) - 1e-4).all()
+    if z2 < 1:
+        assert (a <= logit(z2) + 1e-4).all()
+    assert xs.min() >= 0 and xs.max() <= 1
+    np.testing.assert_allclose(r.values, 1 / (1 + np.exp(-a)), atol=1e-5)
+    # no duplicates, and the samples spread over the set: every coordinate spans the cube
+    assert len(np.unique(xs.round(6), axis=0)) == 200
+    assert (xs.min(0) <= 0.1).all() and (xs.max(0) >= 0.9).sum() >= 7
+    if z2 < 1:  # both ends of the range are reached (lowest and highest eighth)
+        width = z2 - z1
+        assert r.values.min() < z1 + width / 8 and r.values.max() > z2 - width / 8
+    info = r.info
+    assert info["accepted"] == 200 and info["verified"] == 200
+    assert info["generated"] == info["accepted"] + info["rejected"]
+    assert info["diversity"] > 0.5
+    assert info["seed_steps"] <= 800 and info["sample_steps"] <= 200
+
+
+def test_intersection_satisfies_every_range(digits_cnn):
+    model = digits_cnn.model
+    x0 = torch.from_numpy(digits_cnn.X[3:4])
+    with torch.no_grad():
+        acts = forward(model, x0, ["fc1"])
+    a, b = float(acts["fc1"][0, 3]), float(acts["out"][0, 3])
+    r = sample(
+        model,
+        "fc1:3",
+        (a - 1, a + 1),
+        n=100,
+        domain=Box(0, 1),
+        intersect=[("logit:3", b - 1, b + 1)],
+    )
+    assert r.status == "found", r.message
+    with torch.no_grad():
+        acts = forward(model, torch.as_tensor(r.xs), ["fc1"])
+    f1, f2 = acts["fc1"][:, 3].numpy(), acts["out"][:, 3].numpy()
+    assert ((f1 >= a - 1) & (f1 <= a + 1)).all()
+    assert ((f2 >= b - 1) & (f2 <= b + 1)).all()
+    np.testing.assert_allclose(r.arrays["constraints"][:, 0], f2, atol=1e-4)
+    assert r.xs.min() >= 0 and r.xs.max() <= 1
+
+
+def test_digits_hidden_channel_range(digits_cnn):
+    model = digits_cnn.model
+    r = sample(model, "conv2:5", (0.6, 0.8), n=150, domain=Box(0, 1), seed=1)
+    assert r.status == "found", r.message
+    assert default_layer(model) == "relu1" and r.info["encoder"] == "layer relu1"
+    with torch.no_grad():
+        acts = forward(model, torch.as_tensor(r.xs), ["conv2"])
+    v = acts["conv2"][:, 5].mean((1, 2)).numpy()
+    assert ((v >= 0.6) & (v <= 0.8)).all()
+    np.testing.assert_allclose(r.values, v, atol=1e-5)
+    # the 140 samples after the 10 seeds came within 100 walk steps
+    assert r.info["sample_steps"] <= 100
+    assert r.info["diversity"] > 1.0
+
+
+class Interrupt:
+    """A callback raising KeyboardInterrupt once ``at`` samples are accepted (a Ctrl-C)."""
+
+    def __init__(self, at: int):
+        self.at, self.fired = at, False
+
+    def __call__(self, state):
+        if not self.fired and state["phase"] == "sampling" and state["accepted"] >= self.at:
+            self.fired = True
+            raise KeyboardInterrupt
+
+
+def test_interrupt_keeps_samples_and_resume_reaches_n_without_duplicates(tmp_path):
+    m, w, c = logistic_model()
+    out = tmp_path / "run"
+    kw = dict(domain=Box(0, 1), encoder="identity", out=out, K=10)
+    r1 = sample(m, "out:0", (0.3, 0.7), n=150, callback=Interrupt(60), **kw)
+    assert r1.status == "interrupted"
+    assert "resume" in r1.message
+    k = len(r1.xs)
+    assert 60 <= k < 150
+    state = json.loads((out / "state.json").read_text())
+    assert state["accepted"] == k and sum(ch["count"] for ch in state["chunks"]) == k
+    assert (out / "samples_000.npz").is_file()
+    with pytest.raises(InversetError, match="resume"):
+        sample(m, "out:0", (0.3, 0.7), n=150, **kw)
+    with pytest.raises(InversetError, match="different query"):
+        sample(m, "out:0", (0.2, 0.7), n=150, resume=True, **kw)
+    r2 = sample(m, "out:0", (0.3, 0.7), n=150, resume=True, **kw)
+    assert r2.status == "found", r2.message
+    assert len(r2.xs) == 150 and r2.info.get("resumed")
+    np.testing.assert_array_equal(r2.xs[:k], r1.xs)  # what was kept is kept, in order
+    assert len(np.unique(r2.xs.round(7), axis=0)) == 150
+    a = r2.xs.astype(np.float64) @ w + c
+    assert ((a >= logit(0.3) - 1e-4) & (a <= logit(0.7) + 1e-4)).all()
+    # and a finished run resumed with a larger n continues to it
+    r3 = sample(m, "out:0", (0.3, 0.7), n=180, resume=True, **kw)
+    assert r3.status == "found" and len(r3.xs) == 180
+    np.testing.assert_array_equal(r3.xs[:150], r2.xs)
+
+
+def test_time_limit_returns_partial_and_saved(tmp_path):
+    m, _, _ = logistic_model()
+    r = sample(m, "out:0", (0.3, 0.7), n=100000, domain=Box(0, 1), time_limit=1.0, out=tmp_path)
+    assert r.status == "time_limit"
+    assert 0 < len(r.xs) < 100000
+    assert json.loads((tmp_path / "state.json").read_text())["accepted"] == len(r.xs)
+
+
+def relu_net() -> nn.Module:
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
+    m.input_shape = (3,)
+    return m
+
+
+def test_unreachable_range_is_proven_when_exact_solver_exists():
+    pytest.importorskip("inverset.exact")
+    r = sample(relu_net(), "out:0", (100.0, 101.0), n=50, domain=Box(0, 1), max_outer=3)
+    assert r.status == "unreachable", r.message
+    assert r.bound is not None and r.bound < 100.0
+    assert r.info["outer_iterations"] == 1
+
+
+def test_unreachable_without_exact_check_stops_after_budget():
+    r = sample(
+        relu_net(), "out:0", (100.0, 101.0), n=50, domain=Box(0, 1), max_outer=2, exact_check=False
+    )
+    assert r.status == "not_found"
+    assert "seeding found no point" in r.message and "2 outer iterations" in r.message
+    assert len(r.xs) == 0
+
+
+def test_latent_space_with_any_decoder(digits_cnn):
+    """Any decoder module is a generator: here a fixed random one (4-d code -> 8x8 image)."""
+    torch.manual_seed(0)
+    dec = nn.Sequential(nn.Linear(4, 64), nn.Sigmoid(), nn.Unflatten(1, (1, 8, 8)))
+    space = Latent(dec, 4, domain=Box(0, 1, shape=(1, 8, 8)))
+    with torch.no_grad():
+        z = torch.randn(256, 4, generator=torch.Generator().manual_seed(0))
+        v = digits_cnn.model(dec(z))[:, 0].numpy()
+    lo, hi = (float(q) for q in np.quantile(v, [0.6, 0.9]))
+    r = sample(digits_cnn.model, "logit:0", (lo, hi), n=60, domain=Box(0, 1), space=space)
+    assert r.status == "found", r.message
+    assert r.arrays["z"].shape == (60, 4) and np.abs(r.arrays["z"]).max() <= 3.0 + 1e-6
+    with torch.no_grad():
+        x = dec(torch.as_tensor(r.arrays["z"], dtype=torch.float32))
+        vv = digits_cnn.model(x)[:, 0].numpy()
+    np.testing.assert_allclose(x.numpy(), r.xs, atol=1e-5)
+    assert ((vv >= lo) & (vv <= hi)).all()
+    assert r.query["space"]["kind"] == "Latent"
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(range=(1.0, 1.0)), "z1 < z2"),
+        (dict(range=(0.2, 0.5), intersect=[("out:0", 0.5, 0.1)]), "z1 < z2"),
+        (dict(range=(0.2, 0.5), encoder="nope"), "unknown layer"),
+        (dict(range=(0.2, 0.5), resume=True), "output directory"),
+        (dict(range=(0.2, 0.5), diversity="x"), "diversity"),
+    ],
+)
+def test_bad_input_is_one_line_error(kw, match):
+    m, _, _ = logistic_model()
+    with pytest.raises(InversetError, match=match):
+        sample(m, "out:0", n=5, domain=Box(0, 1), **kw)
+
+
+SIGTERM_SCRIPT = """
+import sys, torch
+from torch import nn
+from inverset.domain import Box
+from inverset.sampling import sample
+torch.set_num_threads(1)
+m = nn.Sequential(nn.Linear(8, 1), nn.Sigmoid())
+w = torch.randn(1, 8, generator=torch.Generator().manual_seed(1))
+with torch.no_grad():
+    m[0].weight.copy_(w)
+    m[0].bias.fill_(-float(w.sum()) / 2)
+m.input_shape = (8,)
+r = sample(m, "out:0", (0.3, 0.7), n=10**7, domain=Box(0, 1), encoder="identity", out=sys.argv[1])
+print(r.status, len(r.xs))
+"""
+
+
+def test_sigterm_keeps_samples(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from inverset.result import Result
+
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGTERM_SCRIPT, str(out)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            f = out / "state.json"
+            if f.is_file() and json.loads(f.read_text()).get("accepted", 0) > 0:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and stdout.startswith("interrupted"), stdout
+    k = int(stdout.split()[1])
+    state = json.loads((out / "state.json").read_text())
+    assert state["accepted"] == k > 0
+    r = Result.load(out)
+    assert r.status == "interrupted" and len(r.xs) == k

@@ -1,0 +1,219 @@
+"""Black-box and Bayesian solvers: known optima, the domain, budgets, seeds, latent spaces."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import inverset as iv
+from inverset.errors import InversetError
+
+BLACKBOX = ["basinhopping", "annealing", "evolution", "swarm", "cmaes"]
+ALL = [*BLACKBOX, "bayes"]
+#: BoTorch rounds take seconds on a busy machine: only some of its tests run by default
+ALL_SLOW_BAYES = [*BLACKBOX, pytest.param("bayes", marks=pytest.mark.slow)]
+#: smaller settings that keep each test to a few seconds (BoTorch rounds, hops, generations)
+SMALL = {
+    "bayes": {"batch": 3, "num_restarts": 2, "raw_samples": 64},
+    "basinhopping": {"niter": 15},
+    "annealing": {"maxiter": 100},
+    "swarm": {"popsize": 20, "generations": 40},
+}
+#: how close each solver must get to a known optimum with its default settings
+TOL = {"swarm": 2e-2, "bayes": 1e-3}
+
+
+def tent(peak: float = 0.3, width: float = 0.2, height: float = 1.0) -> nn.Module:
+    """A ReLU net equal to a tent: 0 outside [peak-width, peak+width], ``height`` at ``peak``."""
+    net = nn.Sequential(nn.Linear(1, 3), nn.ReLU(), nn.Linear(3, 1))
+    s = height / width
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].bias.copy_(torch.tensor([-(peak - width), -peak, -(peak + width)]))
+        net[2].weight.copy_(torch.tensor([[s, -2 * s, s]]))
+        net[2].bias.zero_()
+    return net
+
+
+def bump2d() -> nn.Module:
+    """f(x, y) = 2 - |x - 0.25| - 2|y + 0.5| as a ReLU net (max 2 at (0.25, -0.5))."""
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 0], [-1.0, 0], [0, 1.0], [0, -1.0]]))
+        net[0].bias.copy_(torch.tensor([-0.25, 0.25, 0.5, -0.5]))
+        net[2].weight.copy_(torch.tensor([[-1.0, -1.0, -2.0, -2.0]]))
+        net[2].bias.fill_(2.0)
+    return net
+
+
+def linear3() -> nn.Module:
+    """f(x) = 3 x0 + 2 x1 + x2."""
+    net = nn.Linear(3, 1)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[3.0, 2.0, 1.0]]))
+        net.bias.zero_()
+    return net
+
+
+def rugged(dims: int = 12, seed: int = 0) -> nn.Module:
+    """A random tanh net with many local optima (no solver finishes it in one second)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(dims, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1)
+    )
+
+
+def opts(name: str, budgeted: bool = False) -> dict:
+    """Small settings; without a budget BoTorch also gets a fixed number of rounds."""
+    o = dict(SMALL.get(name, {}))
+    if name == "bayes" and not budgeted:
+        o.update(rounds=3, polish=True)  # the GP finds the basin, L-BFGS-B the peak
+    return o
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_tent_peak(name):
+    res = iv.maximize(
+        tent(0.3), "out:0", iv.Box(0, 1, shape=(1,)), solver=name, seed=0, **opts(name)
+    )
+    tol = TOL.get(name, 1e-4)
+    assert res.solver == name
+    assert res.value == pytest.approx(1.0, abs=tol)
+    assert abs(float(res.x[0]) - 0.3) < tol / 5 + 1e-6
+    assert res.values[0] == pytest.approx(res.value)
+    assert res.nfev > 0 and res.history["best"][-1] == pytest.approx(res.value)
+    assert res.status == "converged"
+
+
+@pytest.mark.parametrize("name", ALL_SLOW_BAYES)
+def test_2d_max_and_min(name):
+    net, box = bump2d(), iv.Box(-1, 1, shape=(2,))
+    tol = TOL.get(name, 1e-4)
+    kw = {**opts(name), "rounds": 10} if name == "bayes" else opts(name)
+    hi = iv.maximize(net, "out:0", box, solver=name, seed=1, **kw)
+    assert hi.value == pytest.approx(2.0, abs=tol)
+    np.testing.assert_allclose(hi.x, [0.25, -0.5], atol=tol)
+    lo = iv.minimize(net, "out:0", box, solver=name, seed=1, **kw)
+    assert lo.value == pytest.approx(-2.25, abs=tol)  # at the corner (-1, 1)
+    # every returned point lies in the box, best first
+    assert bool(box.with_shape((2,)).contains(torch.as_tensor(hi.xs)).all())
+    assert np.all(np.diff(hi.values) <= 1e-12)
+
+
+@pytest.mark.parametrize("name", ALL_SLOW_BAYES)
+def test_integers_and_linear_constraints(name):
+    # max 3 x0 + 2 x1 + x2 on [0, 5]^3, x0 and x2 whole, x0 + x1 + x2 <= 7: 19 at (5, 2, 0)
+    box = iv.Box(0, 5, shape=(3,), integer=[0, 2], A=[[1.0, 1.0, 1.0]], b=[7.0])
+    budget = 60 if name == "bayes" else 1500
+    res = iv.maximize(linear3(), "out:0", box, solver=name, seed=0, max_evals=budget, **opts(name))
+    xs = torch.as_tensor(res.xs)
+    assert bool(box.contains(xs).all()), "a returned point leaves the domain"
+    assert np.all(res.xs[:, [0, 2]] == np.round(res.xs[:, [0, 2]]))
+    assert np.all(res.xs.sum(1) <= 7 + 1e-6)
+    # 60 BoTorch evaluations only have to land within 20%; the others must find the optimum
+    tol = {"bayes": 3.8, "swarm": 0.3}.get(name, 1e-3)
+    assert res.value == pytest.approx(19.0, abs=tol)
+    assert res.nfev <= budget
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_time_limit(name):
+    box = iv.Box(-2, 2, shape=(12,))
+    t = time.perf_counter()
+    res = iv.maximize(
+        rugged(), "out:0", box, solver=name, seed=0, time_limit=1.0, **opts(name, budgeted=True)
+    )
+    took = time.perf_counter() - t
+    assert res.status == "time_limit"
+    assert took < 1.6, f"{name} took {took:.2f} s for a 1 s limit"
+    assert res.x is not None and bool(box.with_shape((12,)).contains(torch.as_tensor(res.x[None])))
+
+
+@pytest.mark.parametrize("name", ALL_SLOW_BAYES)
+def test_max_evals_and_seed(name):
+    box = iv.Box(-2, 2, shape=(4,))
+    net = rugged(4, seed=3)
+    budget = 20 if name == "bayes" else 300
+    kw = opts(name, budgeted=True)
+    a = iv.maximize(net, "out:0", box, solver=name, seed=5, max_evals=budget, **kw)
+    b = iv.maximize(net, "out:0", box, solver=name, seed=5, max_evals=budget, **kw)
+    assert a.status == "max_evals" and a.nfev == budget
+    assert a.value == b.value
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(a.history["best"], b.history["best"])
+
+
+@pytest.mark.parametrize("name", ALL_SLOW_BAYES)
+def test_latent_space(name):
+    # x = G(z) = z / 2 with z in [-2, 2]^2 covers [-1, 1]^2: the max 2 is at z = (0.5, -1)
+    gen = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        gen.weight.copy_(0.5 * torch.eye(2))
+    space = iv.Latent(gen, 2, bound=2.0)
+    res = iv.maximize(
+        bump2d(), "out:0", solver=name, space=space, input_shape=(2,), seed=2, **opts(name)
+    )
+    tol = TOL.get(name, 1e-4)
+    assert res.value == pytest.approx(2.0, abs=tol)
+    np.testing.assert_allclose(res.x, [0.25, -0.5], atol=tol)
+    np.testing.assert_allclose(res.arrays["z"][0], [0.5, -1.0], atol=2 * tol)
+
+
+@pytest.mark.parametrize("name", BLACKBOX)
+def test_reach_and_range(name):
+    net, box = tent(0.3), iv.Box(0, 1, shape=(1,))
+    r = iv.reach(net, "out:0", 0.5, box, solver=name, seed=0)
+    assert r.status == "found" and abs(r.value - 0.5) <= 1e-4
+    g = iv.in_range(net, "out:0", (0.6, 0.7), box, solver=name, seed=0)
+    assert g.status == "found"
+    assert np.all((g.values >= 0.6) & (g.values <= 0.7))
+
+
+def test_target_constraints_are_kept():
+    # maximize x + y on [-1, 1]^2 while the bump stays >= 1.5 (a diamond around (0.25, -0.5))
+    net = nn.Sequential(bump2d())
+    both = nn.Sequential(nn.Linear(2, 2))
+    with torch.no_grad():
+        both[0].weight.copy_(torch.eye(2))
+        both[0].bias.zero_()
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bump, self.ident = net, both
+
+        def forward(self, x):
+            return torch.cat([self.bump(x), self.ident(x)], 1)
+
+    res = iv.maximize(
+        Two(),
+        "out:1 + out:2",
+        iv.Box(-1, 1, shape=(2,)),
+        solver="evolution",
+        constraints=[("out:0", 1.5, 10.0)],
+        seed=0,
+    )
+    with torch.no_grad():
+        bump = bump2d()(torch.as_tensor(res.xs, dtype=torch.float32)).squeeze(1)
+    assert bool((bump >= 1.5 - 1e-5).all())
+    # on the diamond |x - .25| + 2|y + .5| <= .5 the max of x + y is .25 + .5 - .5 = 0.25
+    assert res.value == pytest.approx(0.25, abs=1e-3)
+
+
+def test_bad_inputs():
+    with pytest.raises(InversetError, match="bounded"):
+        iv.maximize(tent(), "out:0", iv.Box(shape=(1,)), solver="cmaes")
+    with pytest.raises(InversetError, match="up to 40"):
+        iv.maximize(nn.Linear(50, 1), "out:0", iv.Box(0, 1, shape=(50,)), solver="bayes")
+    with pytest.raises(InversetError, match="linear"):
+        iv.maximize(tent(), "out:0", iv.Box(0, 1, shape=(1,)), solver="evolution", linear="x")
+
+
+def test_model_left_as_it_was():
+    net = tent().train()
+    iv.maximize(net, "out:0", iv.Box(0, 1, shape=(1,)), solver="basinhopping", max_evals=50)
+    assert net.training and all(p.requires_grad for p in net.parameters())
