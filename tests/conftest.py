@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -12,6 +14,16 @@ torch.set_num_threads(2)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+
+
+def need(module: str) -> Any:
+    """Import an optional integration; skip without it, but fail under CI=true, where
+    ``.ci/run`` installs every extra and a skipped test would hide a broken install."""
+    if os.environ.get("CI") == "true":
+        return importlib.import_module(module)
+    return pytest.importorskip(
+        module, reason=f"{module} is not installed (pip install -e '.[all]')"
+    )
 
 
 @pytest.fixture(scope="session")

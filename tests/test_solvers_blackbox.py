@@ -14,8 +14,6 @@ from inverset.errors import InversetError
 
 BLACKBOX = ["basinhopping", "annealing", "evolution", "swarm", "cmaes"]
 ALL = [*BLACKBOX, "bayes"]
-#: BoTorch rounds take seconds on a busy machine: only some of its tests run by default
-ALL_SLOW_BAYES = [*BLACKBOX, pytest.param("bayes", marks=pytest.mark.slow)]
 #: smaller settings that keep each test to a few seconds (BoTorch rounds, hops, generations)
 SMALL = {
     "bayes": {"batch": 3, "num_restarts": 2, "raw_samples": 64},
@@ -89,7 +87,7 @@ def test_tent_peak(name):
     assert res.status == "converged"
 
 
-@pytest.mark.parametrize("name", ALL_SLOW_BAYES)
+@pytest.mark.parametrize("name", ALL)
 def test_2d_max_and_min(name):
     net, box = bump2d(), iv.Box(-1, 1, shape=(2,))
     tol = TOL.get(name, 1e-4)
@@ -104,7 +102,7 @@ def test_2d_max_and_min(name):
     assert np.all(np.diff(hi.values) <= 1e-12)
 
 
-@pytest.mark.parametrize("name", ALL_SLOW_BAYES)
+@pytest.mark.parametrize("name", ALL)
 def test_integers_and_linear_constraints(name):
     # max 3 x0 + 2 x1 + x2 on [0, 5]^3, x0 and x2 whole, x0 + x1 + x2 <= 7: 19 at (5, 2, 0)
     box = iv.Box(0, 5, shape=(3,), integer=[0, 2], A=[[1.0, 1.0, 1.0]], b=[7.0])
@@ -133,7 +131,7 @@ def test_time_limit(name):
     assert res.x is not None and bool(box.with_shape((12,)).contains(torch.as_tensor(res.x[None])))
 
 
-@pytest.mark.parametrize("name", ALL_SLOW_BAYES)
+@pytest.mark.parametrize("name", ALL)
 def test_max_evals_and_seed(name):
     box = iv.Box(-2, 2, shape=(4,))
     net = rugged(4, seed=3)
@@ -147,7 +145,7 @@ def test_max_evals_and_seed(name):
     np.testing.assert_array_equal(a.history["best"], b.history["best"])
 
 
-@pytest.mark.parametrize("name", ALL_SLOW_BAYES)
+@pytest.mark.parametrize("name", ALL)
 def test_latent_space(name):
     # x = G(z) = z / 2 with z in [-2, 2]^2 covers [-1, 1]^2: the max 2 is at z = (0.5, -1)
     gen = nn.Linear(2, 2, bias=False)

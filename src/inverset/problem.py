@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,9 +65,15 @@ class Problem:
                 f"{type(model).__name__}"
             )
         domain = domain if domain is not None else Box()
-        shape = (
-            tuple(input_shape) if input_shape is not None else domain.shape or input_shape_of(model)
-        )
+        model_shape = input_shape_of(model)
+        shape = tuple(input_shape) if input_shape is not None else domain.shape or model_shape
+        if (
+            input_shape is None
+            and model_shape is not None
+            and shape is not None
+            and math.prod(shape) == math.prod(model_shape)
+        ):
+            shape = model_shape  # a flat box of the right size takes the model's own layout
         if shape is None:
             raise InversetError(
                 "the input shape is unknown; give it (input_shape=(1, 8, 8) / --input-shape "
