@@ -287,5 +287,8 @@ def test_demo_runs(tmp_path):
     assert p.returncode == 0, p.stderr
     s = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert s["diabetes"]["max"] > s["diabetes"]["min"]
+    proof = s["diabetes"]["certified_max"]
+    assert proof["status"] == "optimal"
+    assert proof["value"] - 1e-3 <= s["diabetes"]["max"] <= proof["bound"] + 1e-6
     assert s["ideal_3"]["predicted"] == 3 and s["ideal_3"]["margin"] > 0
     assert (tmp_path / "demo" / "ideal_3" / "inputs.png").is_file()

@@ -13,6 +13,8 @@ stable ReLUs need no binary (``h = z`` or ``h = 0``).
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -211,11 +213,27 @@ def _csr(model: MILPModel):
     )
 
 
+def _new_highs():
+    """A silent ``highspy.Highs``. Its first construction in a process prints a banner on the C
+    stdout before any option can be set, which would corrupt ``--json`` output: swallow it."""
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            return highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _solve_highs(model, time_limit, warm, first, rel_gap, abs_gap, threads) -> MILPSolution:
     import highspy
 
     t0 = time.perf_counter()
-    h = highspy.Highs()
+    h = _new_highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("mip_rel_gap", rel_gap)
     h.setOptionValue("mip_abs_gap", abs_gap)

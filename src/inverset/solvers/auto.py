@@ -3,7 +3,7 @@
 The rule, first match wins:
 
 1. the search box is unbounded -> ``gradient`` (the only solver that needs no bounds);
-2. a latent space, an image-like input (2 or more axes) or more than ``max_blackbox_dims``
+2. a latent space, an image-like input (2 or more axes longer than 1) or more than ``max_blackbox_dims``
    inputs -> ``gradient`` (batched multi-start Adam scales where black-box search does not);
 3. the exact solver supports the query (a piecewise-linear network small enough to certify)
    -> a ``gradient`` multi-start (30% of the budget, or until it converges) for an incumbent,
@@ -108,7 +108,8 @@ def solve(
     box = problem.space.box
     latent = not isinstance(problem.space, Direct)
     dims = box.size
-    image = box.shape is not None and len(box.shape) >= 2
+    # image-like: two or more non-trivial axes ((1, 8, 8) is; ACAS Xu's (1, 1, 5) is not)
+    image = box.shape is not None and sum(n > 1 for n in box.shape) >= 2
     tl = float(time_limit) if time_limit is not None else None
     probe, probed = 8, 0  # points evaluated to see whether the model has a usable gradient
     share = gradient_share
@@ -152,6 +153,7 @@ def solve(
             stages = [("gradient", {}), ("basinhopping", options)]
 
     best: Result | None = None
+    proven: float | None = None
     log: list[dict[str, Any]] = []
     history: dict[str, list] = {"nfev": [], "time": [], "best": [], "stage": []}
     statuses: list[str] = []
@@ -214,6 +216,8 @@ def solve(
             }
         )
         statuses.append(res.status)
+        if res.bound is not None and problem.goal.kind in ("maximize", "minimize"):
+            proven = res.bound  # a proof holds whichever answer wins
         best = _better(problem, best, res)
         if res.status in ("optimal", "unreachable", "infeasible", "interrupted"):
             best = res if res.status != "interrupted" else best
@@ -222,6 +226,9 @@ def solve(
             break
 
     assert best is not None
+    if proven is not None and best.value is not None:
+        best.bound = proven
+        best.gap = abs(proven - best.value)
     status = best.status
     if status not in ("optimal", "unreachable", "infeasible", "found"):
         for s in ("interrupted", "time_limit", "max_evals"):
