@@ -3,8 +3,9 @@
 The rule, first match wins:
 
 1. the search box is unbounded -> ``gradient`` (the only solver that needs no bounds);
-2. a latent space, an image-like input (2 or more axes longer than 1) or more than ``max_blackbox_dims``
-   inputs -> ``gradient`` (batched multi-start Adam scales where black-box search does not);
+2. a latent space, an image-like input (2 or more axes longer than 1) or more than
+   ``max_blackbox_dims`` inputs -> ``gradient`` (batched multi-start Adam scales where
+   black-box search does not);
 3. the exact solver supports the query (a piecewise-linear network small enough to certify)
    -> a ``gradient`` multi-start (30% of the budget, or until it converges) for an incumbent,
    then ``exact`` (certified when it finishes; the better of the two answers otherwise);
