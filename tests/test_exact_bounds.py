@@ -58,6 +58,7 @@ def test_bounds_contain_every_value(seed, n_in, widths, n_out, target):
         interval(net, lo, hi),
         crown(net, lo, hi),
         crown(net, lo, hi, intermediate="forward"),
+        crown(net, lo, hi, alpha_steps=4),
     ):
         assert (bounds.out_hi[:, :1] >= vals - 1e-9).all()
         assert (bounds.out_lo[:, :1] <= vals + 1e-9).all()
@@ -70,6 +71,23 @@ def test_bounds_contain_every_value(seed, n_in, widths, n_out, target):
     hb = crown(hnet, lo, hi, lower=False)
     assert (head.apply(hb.out_hi)[:, None] >= vals - 1e-9).all()
     assert torch.allclose(head.apply(hnet.forward(pts.reshape(-1, n_in))).reshape(B, 64), vals)
+
+
+def test_optimized_slopes_tighten_crown_and_stay_sound():
+    model = _mlp([4, 24, 24, 24, 1], 1)
+    net = extract(model, (4,), [parse_target("out:0")])
+    g = torch.Generator().manual_seed(0)
+    c = torch.rand(16, 4, generator=g, dtype=torch.float64) * 2 - 1
+    lo, hi = c - 0.3, c + 0.3
+    plain, tight = crown(net, lo, hi), crown(net, lo, hi, alpha_steps=20)
+    assert (tight.out_hi <= plain.out_hi + 1e-12).all()
+    assert float((plain.out_hi - tight.out_hi).mean()) > 0.02 * float(plain.out_hi.abs().mean())
+    pts = lo[:, None] + (hi - lo)[:, None] * torch.rand(
+        16, 256, 4, generator=g, dtype=torch.float64
+    )
+    v = net.forward(pts.reshape(-1, 4))[:, 0].reshape(16, 256)
+    lin = (tight.A_hi[:, 0, None, :] * pts).sum(-1) + tight.c_hi[:, :1]
+    assert (tight.out_hi[:, :1] >= v - 1e-9).all() and (lin >= v - 1e-9).all()
 
 
 def test_crown_is_tighter_than_interval_on_a_deep_net():

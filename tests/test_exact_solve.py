@@ -78,9 +78,11 @@ def test_deep_net_branch_and_bound_equals_brute_force():
     # five ReLU layers: children of a split reuse their parent's hidden-layer bounds
     model = _mlp([2, 10, 10, 10, 10, 10, 2], 11)
     lo, hi = [-1.0, -1.0], [1.0, 1.0]
-    for target in ("out:0", "margin:1"):
+    for target, alpha in (("out:0", 0), ("margin:1", 0), ("out:0", 5)):
         brute = _brute_max(_f(model, target), lo, hi, 201)
-        r = iv.maximize(model, target, iv.Box(lo, hi), solver="exact", method="bab")
+        r = iv.maximize(
+            model, target, iv.Box(lo, hi), solver="exact", method="bab", alpha_steps=alpha
+        )
         assert r.status == "optimal" and r.value == pytest.approx(brute, abs=2e-4)
         assert r.bound >= brute - 1e-6
 

@@ -82,6 +82,7 @@ def maximize(
     batch: int = 512,
     on_round=None,
     branching: str = "auto",
+    alpha_steps: int = 0,
 ) -> BaBResult:
     """Certified maximum of ``head(net(x))`` (default: output row 0) over the box [lo, hi]
     (1-D tensors). Row bounds are combined through the head's min/max tree.
@@ -92,6 +93,7 @@ def maximize(
     on shallow nets), 'gradient' (where the bound's input slope times width is largest),
     'alternate' (the two by turns; the most robust on deep nets such as ACAS Xu) or 'auto'
     (relaxation up to three ReLU layers, else alternate).
+    ``alpha_steps``: optimized-slope (alpha-CROWN) steps on every box's output bound.
     """
     t0 = time.perf_counter()
     deadline = math.inf if time_limit is None else t0 + time_limit
@@ -117,7 +119,7 @@ def maximize(
         return list(zip(parts[:n], parts[n:], strict=True))
 
     def bound_boxes(L, U, P=None):
-        b = crown(net, L, U, lower=False, init=unpack(P))
+        b = crown(net, L, U, lower=False, init=unpack(P), alpha_steps=alpha_steps)
         packed = torch.cat([p[0] for p in b.pre] + [p[1] for p in b.pre], 1) if reuse else None
         ub = head.apply(b.out_hi)
         corners = corner(b.A_hi, L[:, None, :], U[:, None, :]).reshape(-1, L.shape[1])

@@ -108,6 +108,7 @@ def crown(
     lower: bool = True,
     intermediate: str = "crown",
     init: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    alpha_steps: int = 0,
 ) -> Bounds:
     """CROWN bounds: every ReLU layer's pre-activations, then output ``rows`` (all by default).
 
@@ -117,6 +118,9 @@ def crown(
     cheap for few inputs) or 'auto' (forward when the input is narrower than the layers).
     ``init``: known pre-activation bounds per layer (e.g. of a parent box) to intersect with;
     neurons they already fix are not recomputed.
+    ``alpha_steps``: optimized slopes (alpha-CROWN on the output rows): that many Adam steps on
+    the lower slopes of the unstable ReLUs, per box and row, keeping the tightest bound seen
+    (every slope in [0, 1] is sound, so each iterate is a valid bound).
     """
     B = lo.shape[0]
     if intermediate == "auto":
@@ -171,10 +175,43 @@ def crown(
     if lower:
         W, bb = torch.cat([W, -W]), torch.cat([bb, -bb])
     ub, A, c = backward(net, net.n_relu - 1, W, bb.expand(B, -1), relax, lo, hi)
+    if alpha_steps > 0 and net.n_relu > 0:
+        ub, A, c = _optimize_slopes(net, W, bb, relax, pre, lo, hi, (ub, A, c), alpha_steps)
     il, iu = _affine_box(wL[idx], bL[idx], l_prev, u_prev)
     out_hi = torch.minimum(ub[:, :m], iu)
     out_lo = torch.maximum(-ub[:, m:], il) if lower else il
     return Bounds(pre, out_lo, out_hi, A[:, :m], c[:, :m])
+
+
+def _optimize_slopes(net, W, bb, relax, pre, lo, hi, start, steps: int, lr: float = 0.2):
+    """alpha-CROWN on the output rows ``W h + bb``: one lower slope per (box, row, unstable
+    neuron), optimized by Adam on the sum of upper bounds; returns the tightest (ub, A, c)."""
+    B, m = lo.shape[0], W.shape[0]
+    best_ub, best_A, best_c = (t.detach().clone() for t in start)
+    unstable = [((lb < 0) & (ub > 0))[:, None, :] for lb, ub in pre]
+    init = [r[2][:, None, :].expand(B, m, -1) for r in relax]
+    alphas = [a.clone().requires_grad_(True) for a in init]
+    opt = torch.optim.Adam(alphas, lr=lr)
+    Wb = W.expand(B, *W.shape)
+    for _ in range(steps):
+        A, const = Wb, bb.expand(B, -1)
+        for j in range(net.n_relu - 1, -1, -1):
+            su, tu, _ = relax[j]
+            sl = torch.where(unstable[j], alphas[j].clamp(0, 1), init[j])
+            pos = A.clamp_min(0)
+            Az = torch.where(A >= 0, A * su[:, None, :], A * sl)
+            const = const + (pos @ tu[:, :, None]).squeeze(-1) + Az @ net.biases[j]
+            A = Az @ net.weights[j]
+        ub = _concretize(A, const, lo, hi, True)
+        with torch.no_grad():
+            better = ub < best_ub
+            best_ub = torch.where(better, ub, best_ub)
+            best_A = torch.where(better[:, :, None], A, best_A)
+            best_c = torch.where(better, const, best_c)
+        opt.zero_grad()
+        ub.sum().backward()
+        opt.step()
+    return best_ub, best_A, best_c
 
 
 def corner(A: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
