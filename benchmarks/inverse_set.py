@@ -140,10 +140,15 @@ def main() -> None:
     space = Latent(vae.decoder, vae.dim, bound=3.0, domain=Box(0, 1, shape=(1, 8, 8)))
     enc = make_encoder(model, None)
     methods = {
-        "(a) ours (defaults: K=10, sq, step 0.1)": lambda s: ours(
+        "(a) ours (defaults: K=10, sq, plain walk step 0.025)": lambda s: ours(
             model, space, a.target, z1, z2, a.n, s
         ),
-        "(a) ours, step 0.02": lambda s: ours(model, space, a.target, z1, z2, a.n, s, step=0.02),
+        "(a) ours, Adam walk step 0.1": lambda s: ours(
+            model, space, a.target, z1, z2, a.n, s, walk_optimizer="adam", step=0.1
+        ),
+        "(a) ours, Adam walk step 0.02": lambda s: ours(
+            model, space, a.target, z1, z2, a.n, s, walk_optimizer="adam", step=0.02
+        ),
         "(a) ours, memory = last batch only": lambda s: ours(
             model, space, a.target, z1, z2, a.n, s, memory="last"
         ),
@@ -157,8 +162,8 @@ def main() -> None:
         "(a) ours, walk margin 0 (whole range)": lambda s: ours(
             model, space, a.target, z1, z2, a.n, s, walk_margin=0.0
         ),
-        "(a) ours, paper's plain step (sgd)": lambda s: ours(
-            model, space, a.target, z1, z2, a.n, s, optimizer="sgd", step=0.05
+        "(a) ours, plain steps in seeding too (paper)": lambda s: ours(
+            model, space, a.target, z1, z2, a.n, s, optimizer="sgd"
         ),
         "(b) multi-start projected gradient": lambda s: multistart(
             model, space, a.target, z1, z2, a.n, s
@@ -169,7 +174,7 @@ def main() -> None:
     seeds = [int(s) for s in a.seeds.split(",")]
     print(f"query: {a.target} in [{z1:g}, {z2:g}], n={a.n}, E={enc.describe()}, seeds {seeds}")
     head = (
-        f"{'method':40s} {'in range':>10s} {'E-div':>13s} {'grad/sample':>11s} "
+        f"{'method':52s} {'in range':>10s} {'E-div':>13s} {'grad/sample':>11s} "
         f"{'fwd/sample':>10s} {'ms/sample':>9s} {'steps':>9s}  range coverage (8 bins)"
     )
     print(head)
@@ -204,7 +209,7 @@ def main() -> None:
         div = np.array([r[2] for r in rows])
         ge, fe, ms = (np.mean([r[i] for r in rows]) for i in (3, 4, 5))
         print(
-            f"{name:40s} {f'{good.sum()}/{tot.sum()}':>10s} "
+            f"{name:52s} {f'{good.sum()}/{tot.sum()}':>10s} "
             f"{f'{div.mean():.3f}±{div.std():.3f}':>13s} {ge:11.1f} {fe:10.1f} {ms:9.2f} "
             f"{rows[0][6]:>9s}  {[r[7] for r in rows]}"
         )

@@ -119,7 +119,8 @@ def sample(
         if k not in known or k in ("callback", "domain", "space", "out", "resume"):
             raise InversetError(
                 f"unknown sampler option {k!r}; e.g. step, lr, mu0, alpha, inner_steps, max_outer, "
-                "margin, walk_margin, diversity, memory, weight, restart, max_steps, optimizer"
+                "margin, walk_margin, diversity, memory, weight, restart, max_steps, optimizer, "
+                "walk_optimizer"
             )
     m = load_cli_model(model, trust, factory, device, input_shape)
     domain = build_domain(box, box_file, None, None, input_shape)
