@@ -36,7 +36,7 @@ def test_certify_proves_or_finds_a_counterexample(tmp_path):
     r = _run([*base, "--below", f"{top + 0.05}", "--no-progress", "--out", str(tmp_path / "a")])
     assert r.return_value == 0 and "PROVEN" in r.output
     saved = Result.load(tmp_path / "a")
-    assert saved.status == "unreachable" and top <= saved.bound < top + 0.05
+    assert saved.status == "unreachable" and top <= saved.bound <= top + 0.05
     r = _run([*base, "--below", f"{top - 0.05}", "--no-progress", "--json"])
     assert r.return_value == 1
     summary = json.loads(r.output.strip().splitlines()[-1])
