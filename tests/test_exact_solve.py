@@ -272,3 +272,20 @@ def test_acasxu_through_the_loader(shared):
     box = iv.Box(*prop.boxes[0]).with_shape(model.input_shape)
     r = iv.in_range(model, prop.target(), (0.0, math.inf), box, solver="exact", time_limit=30)
     assert r.status == "unreachable" and r.bound < 0  # prop 1 holds on network 1_1
+
+
+def test_binary_sklearn_classifier_is_certified():
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    clf = MLPClassifier((8, 8), max_iter=60, random_state=0).fit(X[:, :6], y)
+    model = iv.load_model(clf)
+    box = iv.Box.from_data(X[:, :6])
+    r = iv.maximize(model, "margin:1", box, solver="exact", time_limit=60)
+    assert r.status == "optimal" and r.bound >= r.value - 1e-9
+    p = clf.predict_proba(r.x[None])[0, 1]
+    assert r.value == pytest.approx(np.log(p / (1 - p)), abs=1e-6)  # sklearn's own logit
+    g = iv.maximize(model, "margin:1", box, starts=64, seed=0)
+    assert g.value <= r.bound + 1e-6

@@ -17,8 +17,8 @@ class SklearnMLP(nn.Module):
     """Layers ``fc1, act1, fc2, act2, ..., out`` in float64, as sklearn computes.
 
     Regressors output predictions. Classifiers output logits; a binary classifier's single
-    logit z becomes the two logits (0, z), so ``prob:1`` (softmax) equals sklearn's
-    ``predict_proba[:, 1]`` exactly.
+    logit z becomes the two logits (0, z) (its ``out`` layer gets a zero first row), so
+    ``prob:1`` (softmax) equals sklearn's ``predict_proba[:, 1]`` exactly.
     """
 
     def __init__(self, est: Any):
@@ -29,7 +29,11 @@ class SklearnMLP(nn.Module):
                 f"sklearn activation {act!r} is not supported; use one of {list(_ACTS)}"
             )
         n = len(est.coefs_)
+        binary = est.out_activation_ == "logistic" and est.coefs_[-1].shape[1] == 1
         for i, (w, b) in enumerate(zip(est.coefs_, est.intercepts_, strict=True)):
+            if i == n - 1 and binary:  # logits (0, z) from one plain Linear layer: row 0 is zero
+                w = np.concatenate([np.zeros_like(w), w], axis=1)
+                b = np.concatenate([np.zeros_like(b), b])
             lin = nn.Linear(w.shape[0], w.shape[1]).double()
             with torch.no_grad():
                 lin.weight.copy_(torch.from_numpy(np.asarray(w, dtype=np.float64).T))
@@ -41,7 +45,7 @@ class SklearnMLP(nn.Module):
                 self.add_module("out", lin)
         self.n_hidden = n - 1
         self.out_activation = est.out_activation_
-        self.binary = self.out_activation == "logistic" and est.coefs_[-1].shape[1] == 1
+        self.binary = binary
         self.is_classifier = hasattr(est, "classes_")
         if not self.is_classifier and self.out_activation not in ("identity", "exp"):
             raise InversetError(f"sklearn regressor output {self.out_activation!r} unsupported")
@@ -60,9 +64,7 @@ class SklearnMLP(nn.Module):
         for i in range(1, self.n_hidden + 1):
             h = getattr(self, f"act{i}")(getattr(self, f"fc{i}")(h))
         z = self.out(h)
-        if self.binary:
-            z = torch.cat([torch.zeros_like(z), z], dim=1)
-        elif self.out_activation == "exp":
+        if self.out_activation == "exp":
             z = torch.exp(z)
         return z
 
