@@ -274,6 +274,7 @@ def test_acasxu_through_the_loader(shared):
     assert r.status == "unreachable" and r.bound < 0  # prop 1 holds on network 1_1
 
 
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
 def test_binary_sklearn_classifier_is_certified():
     from sklearn.datasets import load_breast_cancer
     from sklearn.neural_network import MLPClassifier
