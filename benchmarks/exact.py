@@ -141,6 +141,7 @@ def run_vnn(name, onnx_path, vnn_path, time_limit):
             break
         if r.status != "unreachable":
             answer = "timeout"
+            print(f"  ({name}: {r.status}: {r.message})", flush=True)
             break
         bound = r.bound if bound is None else max(bound, r.bound)
     row(name, "inverset (decide)", answer, val, bound, time.perf_counter() - t)

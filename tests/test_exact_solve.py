@@ -290,3 +290,16 @@ def test_binary_sklearn_classifier_is_certified():
     assert r.value == pytest.approx(np.log(p / (1 - p)), abs=1e-6)  # sklearn's own logit
     g = iv.maximize(model, "margin:1", box, starts=64, seed=0)
     assert g.value <= r.bound + 1e-6
+
+
+def test_milp_runs_after_another_highs_user_changed_the_thread_count():
+    highspy = pytest.importorskip("highspy")
+    other = highspy.Highs()  # e.g. Pyomo's HiGHS interface, earlier in the same process
+    other.setOptionValue("output_flag", False)
+    other.setOptionValue("threads", 2)
+    other.addVars(1, np.array([0.0]), np.array([1.0]))
+    other.run()
+    model = _mlp([2, 8, 1], 0)
+    r = iv.maximize(model, "out:0", iv.Box(-1, 1, shape=(2,)), solver="exact", method="milp")
+    assert r.status == "optimal"
+    assert r.value == pytest.approx(_brute_max(_f(model), [-1, -1], [1, 1], 201), abs=2e-4)

@@ -270,7 +270,12 @@ def _solve_highs(model, time_limit, warm, first, rel_gap, abs_gap, threads) -> M
         sol.col_value = list(map(float, warm))
         sol.value_valid = True
         h.setSolution(sol)
-    h.run()
+    if h.run() == highspy.HighsStatus.kError:
+        # HiGHS keeps one thread scheduler per process: a solve started earlier with another
+        # thread count (e.g. through Pyomo) makes this run refuse; reset it and run again
+        highspy.Highs.resetGlobalScheduler(True)
+        if h.run() == highspy.HighsStatus.kError:
+            raise InversetError("HiGHS failed to run the MILP; try milp_solver='scip'")
     status = h.getModelStatus()
     info = h.getInfo()
     S = highspy.HighsModelStatus
