@@ -271,6 +271,21 @@ def test_range_prob_with_trusted_pickle(files, digits_cnn):
             ],
             "not finite",
         ),
+        (
+            [
+                "maximize",
+                "{d}/surrogate.pt",
+                "-t",
+                "out:0",
+                "--box",
+                "0,1",
+                "--input-shape",
+                "6",
+                "--option",
+                "nope=1",
+            ],
+            "unknown option 'nope' for solver 'gradient'; its options: starts, steps",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2(files, args, message):

@@ -14,7 +14,7 @@ from inverset.errors import InversetError
 from inverset.goal import Goal
 from inverset.problem import Problem
 from inverset.result import Result
-from inverset.solvers import get_solver
+from inverset.solvers import check_options, get_solver
 from inverset.space import Space
 from inverset.target import Expr
 
@@ -53,6 +53,7 @@ def solve(
         constraints=constraints,
     )
     fn = get_solver(solver)
+    check_options(solver, fn, options)
     result = fn(
         problem,
         seed=seed,

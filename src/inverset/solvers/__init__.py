@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterable
 
 from inverset.errors import InversetError
 
@@ -34,3 +35,21 @@ def get_solver(name: str) -> Callable:
             f"install it with: pip install 'inverset[all]'"
         ) from None
     return getattr(mod, func)
+
+
+#: what every solver takes from the query itself, not as a solver option
+COMMON = ("problem", "seed", "time_limit", "max_evals", "progress")
+
+
+def check_options(name: str, fn: Callable, options: Iterable[str]) -> None:
+    """Raise a one-line error for options the solver does not take, listing the ones it does
+    (solvers that forward ``**options``, such as ``auto``, accept anything)."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [k for k in params if k not in COMMON]
+    bad = [k for k in options if k not in params or k in COMMON[:1]]
+    if bad:
+        raise InversetError(
+            f"unknown option {bad[0]!r} for solver {name!r}; its options: {', '.join(valid)}"
+        )
