@@ -9,8 +9,10 @@ is re-evaluated on the original model.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -348,6 +350,17 @@ def _maximize(
     return {"x": r.x, "value": r.value, "bound": r.bound, "status": r.status, "method": "bab"}
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Torch on ``n`` threads for the solve (small batched ops: extra threads only spin)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def solve(
     problem: Problem,
     *,
@@ -380,151 +393,121 @@ def solve(
     than the solver's own. ``threads``: MILP solver and torch threads during the solve (1 is
     fastest for small networks).
     """
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(threads)))  # small batched ops: extra threads only spin
-    try:
-        return _solve(
-            incumbent,
-            problem,
-            seed,
-            time_limit,
-            max_evals,
-            progress,
-            method,
-            milp_solver,
-            tol,
-            batch,
-            threads,
-            branching,
-            alpha_steps,
-        )
-    finally:
-        torch.set_num_threads(before)
+    with _torch_threads(threads):
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        if not problem.domain.bounded:
+            raise InversetError(
+                "the exact solver needs a bounded box on every input; "
+                "give --box LO,HI or a box file"
+            )
+        net = compile_problem(problem)
+        timings["compile"] = time.perf_counter() - t0
+        ctx = _Ctx(problem, net, t0, time_limit, tol, seed)
+        if incumbent is not None and incumbent[0] is not None:
+            ctx.given = torch.as_tensor(np.asarray(incumbent[0]), dtype=torch.float64).reshape(-1)
+        goal = problem.goal
+        args = (method, milp_solver)
+        kw = {
+            "progress": progress,
+            "batch": batch,
+            "threads": threads,
+            "max_nodes": max_evals,
+            "branching": branching,
+        }
+        kw["alpha_steps"] = alpha_steps
+        info: dict[str, Any] = {"widths": net.widths(), "inputs": net.n_inputs, "tol": tol}
 
+        if goal.kind in ("maximize", "minimize"):
+            sense = float(goal.sense)
+            r = _maximize(ctx, sense, *args, threshold=None, **kw)
+            timings["total"] = time.perf_counter() - t0
+            if r["status"] == "infeasible":
+                return _result(
+                    ctx,
+                    None,
+                    None,
+                    "infeasible",
+                    "the domain and constraints admit no input (proven by the MILP solver)",
+                    None,
+                    timings,
+                    info,
+                    r,
+                )
+            x = ctx.snap(r["x"])
+            value = float(ctx.model_values(x[None])[0])
+            # the bound certifies the network in exact arithmetic; the value is the model's own
+            # (float32) evaluation, which may exceed it by rounding: keep value <= bound
+            bound = sense * max(r["bound"], sense * value)
+            gap = max(sense * (bound - value), 0.0)
+            st = "optimal" if r["status"] == "optimal" else "time_limit"
+            word = "max" if sense > 0 else "min"
+            msg = (
+                f"certified {word}imum {value:.6g} "
+                f"(bound {bound:.6g}, gap {gap:.2g}, {r['method']})"
+                if st == "optimal"
+                else f"stopped at the time limit: best {value:.6g}, certified {word} bound "
+                f"{bound:.6g} (gap {gap:.3g})"
+            )
+            return _result(ctx, x, value, st, msg, bound, timings, info, r, gap)
 
-def _solve(
-    incumbent,
-    problem,
-    seed,
-    time_limit,
-    max_evals,
-    progress,
-    method,
-    milp_solver,
-    tol,
-    batch,
-    threads,
-    branching,
-    alpha_steps,
-) -> Result:
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    if not problem.domain.bounded:
-        raise InversetError(
-            "the exact solver needs a bounded box on every input; give --box LO,HI or a box file"
-        )
-    net = compile_problem(problem)
-    timings["compile"] = time.perf_counter() - t0
-    ctx = _Ctx(problem, net, t0, time_limit, tol, seed)
-    if incumbent is not None and incumbent[0] is not None:
-        ctx.given = torch.as_tensor(np.asarray(incumbent[0]), dtype=torch.float64).reshape(-1)
-    goal = problem.goal
-    args = (method, milp_solver)
-    kw = {
-        "progress": progress,
-        "batch": batch,
-        "threads": threads,
-        "max_nodes": max_evals,
-        "branching": branching,
-    }
-    kw["alpha_steps"] = alpha_steps
-    info: dict[str, Any] = {"widths": net.widths(), "inputs": net.n_inputs, "tol": tol}
-
-    if goal.kind in ("maximize", "minimize"):
-        sense = float(goal.sense)
-        r = _maximize(ctx, sense, *args, threshold=None, **kw)
-        timings["total"] = time.perf_counter() - t0
-        if r["status"] == "infeasible":
+        # reach / range: decide reachability, then find a witness inside
+        z1, z2 = (goal.value, goal.value) if goal.kind == "reach" else (goal.low, goal.high)
+        anywhere = {"x": None, "value": math.inf, "bound": None, "status": "reached"}
+        hi_side = _maximize(ctx, 1.0, *args, threshold=z1, **kw) if z1 > -math.inf else anywhere
+        if hi_side["status"] == "infeasible":
             return _result(
                 ctx,
                 None,
                 None,
                 "infeasible",
-                "the domain and constraints admit no input (proven by the MILP solver)",
+                "the domain admits no input",
                 None,
                 timings,
                 info,
-                r,
+                hi_side,
             )
-        x = ctx.snap(r["x"])
-        value = float(ctx.model_values(x[None])[0])
-        # the bound certifies the network in exact arithmetic; the value is the model's own
-        # (float32) evaluation, which may exceed it by rounding: keep value <= bound
-        bound = sense * max(r["bound"], sense * value)
-        gap = max(sense * (bound - value), 0.0)
-        st = "optimal" if r["status"] == "optimal" else "time_limit"
-        word = "max" if sense > 0 else "min"
-        msg = (
-            f"certified {word}imum {value:.6g} (bound {bound:.6g}, gap {gap:.2g}, {r['method']})"
-            if st == "optimal"
-            else f"stopped at the time limit: best {value:.6g}, certified {word} bound "
-            f"{bound:.6g} (gap {gap:.3g})"
-        )
-        return _result(ctx, x, value, st, msg, bound, timings, info, r, gap)
-
-    # reach / range: decide reachability, then find a witness inside
-    z1, z2 = (goal.value, goal.value) if goal.kind == "reach" else (goal.low, goal.high)
-    anywhere = {"x": None, "value": math.inf, "bound": None, "status": "reached"}
-    hi_side = _maximize(ctx, 1.0, *args, threshold=z1, **kw) if z1 > -math.inf else anywhere
-    if hi_side["status"] == "infeasible":
-        return _result(
-            ctx,
-            None,
-            None,
-            "infeasible",
-            "the domain admits no input",
-            None,
-            timings,
-            info,
-            hi_side,
-        )
-    if hi_side["status"] == "below":
-        b = hi_side["bound"]
-        msg = f"unreachable: the target is at most {b:.6g} < {z1:g} on the whole domain (proven)"
-        if "proof" in hi_side:
-            msg = f"unreachable: no input reaches {z1:g}; {hi_side['proof']}"
-        return _result(ctx, hi_side["x"], None, "unreachable", msg, b, timings, info, hi_side)
-    lo_side = _maximize(ctx, -1.0, *args, threshold=-z2, **kw) if z2 < math.inf else anywhere
-    if lo_side["status"] == "below":
-        b = -lo_side["bound"]
-        msg = f"unreachable: the target is at least {b:.6g} > {z2:g} on the whole domain (proven)"
-        if "proof" in lo_side:
-            msg = f"unreachable: no input goes down to {z2:g}; {lo_side['proof']}"
-        return _result(ctx, lo_side["x"], None, "unreachable", msg, b, timings, info, lo_side)
-    pts = [r["x"] for r in (hi_side, lo_side) if r["x"] is not None]
-    if hi_side["status"] != "reached" or lo_side["status"] != "reached":
-        return _closest(
-            ctx, pts, "time_limit", "time limit before reachability was decided", timings, info
-        )
-    x = _witness(ctx, hi_side["x"], lo_side["x"], z1, z2, args[1], threads)
-    if x is None:
+        if hi_side["status"] == "below":
+            b = hi_side["bound"]
+            msg = (
+                f"unreachable: the target is at most {b:.6g} < {z1:g} on the whole domain (proven)"
+            )
+            if "proof" in hi_side:
+                msg = f"unreachable: no input reaches {z1:g}; {hi_side['proof']}"
+            return _result(ctx, hi_side["x"], None, "unreachable", msg, b, timings, info, hi_side)
+        lo_side = _maximize(ctx, -1.0, *args, threshold=-z2, **kw) if z2 < math.inf else anywhere
+        if lo_side["status"] == "below":
+            b = -lo_side["bound"]
+            msg = (
+                f"unreachable: the target is at least {b:.6g} > {z2:g} on the whole domain (proven)"
+            )
+            if "proof" in lo_side:
+                msg = f"unreachable: no input goes down to {z2:g}; {lo_side['proof']}"
+            return _result(ctx, lo_side["x"], None, "unreachable", msg, b, timings, info, lo_side)
+        pts = [r["x"] for r in (hi_side, lo_side) if r["x"] is not None]
+        if hi_side["status"] != "reached" or lo_side["status"] != "reached":
+            return _closest(
+                ctx, pts, "time_limit", "time limit before reachability was decided", timings, info
+            )
+        x = _witness(ctx, hi_side["x"], lo_side["x"], z1, z2, args[1], threads)
+        if x is None:
+            return _closest(
+                ctx,
+                pts,
+                "not_found",
+                "reachable, but no witness inside the range was "
+                "pinned down (integer inputs or numerical limits)",
+                timings,
+                info,
+            )
         return _closest(
             ctx,
-            pts,
-            "not_found",
-            "reachable, but no witness inside the range was "
-            "pinned down (integer inputs or numerical limits)",
+            [x, *pts],
+            "found",
+            f"witness found: the range [{z1:g}, {z2:g}] is reachable",
             timings,
             info,
         )
-    return _closest(
-        ctx,
-        [x, *pts],
-        "found",
-        f"witness found: the range [{z1:g}, {z2:g}] is reachable",
-        timings,
-        info,
-    )
 
 
 def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> torch.Tensor | None:
