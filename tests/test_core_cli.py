@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -150,146 +151,50 @@ def test_range_prob_with_trusted_pickle(files, digits_cnn):
     assert 0.6 <= prob <= 0.7
 
 
+CNN = "maximize {d}/cnn.pt --factory inverset.zoo:DigitsCNN"
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["maximize", "{d}/missing.onnx", "-t", "out:0"], "does not exist"),
-        (["maximize", "{d}/broken.onnx", "-t", "out:0"], "not a readable ONNX file"),
-        (["maximize", "{d}/weird.xyz", "-t", "out:0"], "unsupported model file type"),
-        (["maximize", "{d}/cnn_full.pt", "-t", "out:0"], "--trust"),
-        (["maximize", "{d}/cnn.pt", "-t", "out:0"], "--factory"),
+        ("maximize {d}/missing.onnx -t out:0", "does not exist"),
+        ("maximize {d}/broken.onnx -t out:0", "not a readable ONNX file"),
+        ("maximize {d}/weird.xyz -t out:0", "unsupported model file type"),
+        ("maximize {d}/cnn_full.pt -t out:0", "--trust"),
+        ("maximize {d}/cnn.pt -t out:0", "--factory"),
         (
-            [
-                "maximize",
-                "{d}/surrogate.pt",
-                "-t",
-                "out:0",
-                "--box",
-                "0,1",
-                "--input-shape",
-                "6",
-                "--starts",
-                "0",
-            ],
+            "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 --starts 0",
             "starts must be at least 1",
         ),
         (
-            [
-                "maximize",
-                "{d}/surrogate.pt",
-                "-t",
-                "out:0",
-                "--box",
-                "0,1",
-                "--input-shape",
-                "6",
-                "--time-limit",
-                "-1",
-            ],
+            "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 --time-limit -1",
             "time limit must be >= 0",
         ),
+        ("maximize {d}/surrogate.pt -t 'out:0 +' --box 0,1 --input-shape 6", "malformed target"),
+        ("maximize {d}/surrogate.pt -t out:3 --box 0,1 --input-shape 6", "out of range"),
+        ("maximize {d}/surrogate.pt -t out:0 --box 1,0 --input-shape 6", "lo > hi"),
         (
-            ["maximize", "{d}/surrogate.pt", "-t", "out:0 +", "--box", "0,1", "--input-shape", "6"],
-            "malformed target",
-        ),
-        (
-            ["maximize", "{d}/surrogate.pt", "-t", "out:3", "--box", "0,1", "--input-shape", "6"],
-            "out of range",
-        ),
-        (
-            ["maximize", "{d}/surrogate.pt", "-t", "out:0", "--box", "1,0", "--input-shape", "6"],
-            "lo > hi",
-        ),
-        (
-            [
-                "maximize",
-                "{d}/surrogate.pt",
-                "-t",
-                "out:0",
-                "--box-file",
-                "{d}/bounds.csv",
-                "--input-shape",
-                "4",
-            ],
+            "maximize {d}/surrogate.pt -t out:0 --box-file {d}/bounds.csv --input-shape 4",
             "do not fit the input shape (4,)",
         ),
+        ("range {d}/surrogate.pt -t out:0 --range 2,1 --box 0,1 --input-shape 6", "z1 > z2"),
         (
-            [
-                "range",
-                "{d}/surrogate.pt",
-                "-t",
-                "out:0",
-                "--range",
-                "2,1",
-                "--box",
-                "0,1",
-                "--input-shape",
-                "6",
-            ],
-            "z1 > z2",
-        ),
-        (
-            [
-                "maximize",
-                "{d}/cnn.pt",
-                "--factory",
-                "inverset.zoo:DigitsCNN",
-                "-t",
-                "conv9:1",
-                "--box",
-                "0,1",
-                "--input-shape",
-                "1,8,8",
-            ],
+            f"{CNN} -t conv9:1 --box 0,1 --input-shape 1,8,8",
             "unknown layer 'conv9'; valid layers: conv1",
         ),
         (
-            [
-                "maximize",
-                "{d}/cnn.pt",
-                "--factory",
-                "inverset.zoo:DigitsCNN",
-                "-t",
-                "conv2:99",
-                "--box",
-                "0,1",
-                "--input-shape",
-                "1,8,8",
-            ],
+            f"{CNN} -t conv2:99 --box 0,1 --input-shape 1,8,8",
             "channel 99 is out of range",
         ),
+        ("maximize {d}/surrogate.pt -t out:0 --box 0,1e39 --input-shape 6", "not finite"),
         (
-            [
-                "maximize",
-                "{d}/surrogate.pt",
-                "-t",
-                "out:0",
-                "--box",
-                "0,1e39",
-                "--input-shape",
-                "6",
-            ],
-            "not finite",
-        ),
-        (
-            [
-                "maximize",
-                "{d}/surrogate.pt",
-                "-t",
-                "out:0",
-                "--box",
-                "0,1",
-                "--input-shape",
-                "6",
-                "--option",
-                "nope=1",
-            ],
+            "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 --option nope=1",
             "unknown option 'nope' for solver 'gradient'; its options: starts, steps",
         ),
     ],
 )
 def test_bad_input_one_line_exit_2(files, args, message):
-    p = run(*[a.format(d=files) for a in args])
+    p = run(*[a.format(d=files) for a in shlex.split(args)])
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert "Traceback" not in p.stderr
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
