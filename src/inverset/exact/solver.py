@@ -105,6 +105,13 @@ class _Ctx:
         self.timings: dict[str, float] = {}
         self.given: torch.Tensor | None = None
         self._heads: dict[float, tuple[Network, Head]] = {}
+        self._unstable: int | None = None
+
+    def root_unstable(self) -> int:
+        """Unstable ReLUs of the CROWN bounds on the whole box (computed once per solve)."""
+        if self._unstable is None:
+            self._unstable = crown(self.net, self.lo[None], self.hi[None], lower=False).unstable()
+        return self._unstable
 
     def head_net(self, sense: float) -> tuple[Network, Head]:
         """``sense * target`` as a min/max head over separately bounded rows."""
@@ -203,7 +210,7 @@ def _use_milp(ctx: _Ctx, method: str) -> bool:
         raise InversetError(f"unknown method {method!r}; use 'auto', 'milp' or 'bab'")
     if needs or ctx.net.n_inputs > BAB_MAX_INPUTS:
         return True
-    return crown(ctx.net, ctx.lo[None], ctx.hi[None], lower=False).unstable() <= MILP_MAX_UNSTABLE
+    return ctx.root_unstable() <= MILP_MAX_UNSTABLE
 
 
 def _maximize(

@@ -45,13 +45,12 @@ class SklearnMLP(nn.Module):
                 self.add_module("out", lin)
         self.n_hidden = n - 1
         self.out_activation = est.out_activation_
-        self.binary = binary
         self.is_classifier = hasattr(est, "classes_")
         if not self.is_classifier and self.out_activation not in ("identity", "exp"):
             raise InversetError(f"sklearn regressor output {self.out_activation!r} unsupported")
         if self.is_classifier and self.out_activation not in ("softmax", "logistic"):
             raise InversetError("sklearn classifier with an unknown output activation")
-        if self.is_classifier and self.out_activation == "logistic" and not self.binary:
+        if self.is_classifier and self.out_activation == "logistic" and not binary:
             raise InversetError("multilabel MLPClassifier is not supported; fit one per label")
         self.input_shape = (int(est.coefs_[0].shape[0]),)
         self.labels = [str(c) for c in est.classes_] if self.is_classifier else None

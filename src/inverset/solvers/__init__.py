@@ -48,7 +48,7 @@ def check_options(name: str, fn: Callable, options: Iterable[str]) -> None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     valid = [k for k in params if k not in COMMON]
-    bad = [k for k in options if k not in params or k in COMMON[:1]]
+    bad = [k for k in options if k not in valid]
     if bad:
         raise InversetError(
             f"unknown option {bad[0]!r} for solver {name!r}; its options: {', '.join(valid)}"
