@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import torch
@@ -16,23 +16,27 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
-def need(module: str) -> Any:
-    """Import an optional integration; skip without it, but fail under CI=true, where
-    ``.ci/run`` installs every extra and a skipped test would hide a broken install."""
+def missing(reason: str) -> NoReturn:
+    """Skip a test whose requirement is absent, but fail under CI=true, where ``.ci/run``
+    provides everything and a skipped test would hide a broken set-up."""
     if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (required under CI=true)")
+    pytest.skip(reason)
+
+
+def need(module: str) -> Any:
+    """Import an optional integration, or :func:`missing`."""
+    try:
         return importlib.import_module(module)
-    return pytest.importorskip(
-        module, reason=f"{module} is not installed (pip install -e '.[all]')"
-    )
+    except ImportError:
+        missing(f"{module} is not installed (pip install -e '.[all]')")
 
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    """``../shared`` beside the checkout: required under CI=true, else skipped with a reason."""
+    """``../shared`` beside the checkout (the third-party networks)."""
     if not (SHARED / "external").is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{SHARED}/external is missing; CI must have shared/ beside the checkout")
-        pytest.skip(f"{SHARED}/external not found beside the checkout (third-party networks)")
+        missing(f"{SHARED}/external not found; CI must have shared/ beside the checkout")
     return SHARED
 
 

@@ -20,6 +20,7 @@ from torch import nn
 from inverset import Box, Result
 from inverset.jobs import atlas
 from inverset.report.html import build_report, in_range_count, metric_line
+from tests.conftest import missing
 
 FLAGS = [
     "--headless",
@@ -52,9 +53,7 @@ def chromium() -> str:
         path = shutil.which(name)
         if path:
             return path
-    if os.environ.get("CI") == "true":
-        pytest.fail("chromium is missing under CI; .ci/run installs Debian's chromium")
-    pytest.skip("chromium is not installed (apt-get install -y chromium chromium-driver)")
+    missing("chromium is not installed (apt-get install -y chromium chromium-driver)")
 
 
 def browse(page: Path, profile: Path, *args: str) -> str:
