@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -14,6 +16,20 @@ torch.set_num_threads(2)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+
+
+def cli(*args: Any, threads: int = 2, timeout: float = 300, cwd: Any = None):
+    """Run ``inverset ARGS`` in a subprocess as a user would (wide columns, few threads);
+    returns the ``subprocess.CompletedProcess``."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "inverset", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def missing(reason: str) -> NoReturn:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -14,10 +13,8 @@ import torch
 from inverset.cli.atlas import parse_ranges, parse_ray
 from inverset.errors import InversetError
 from inverset.jobs import load_atlas
-from tests.conftest import need
+from tests.conftest import cli, need
 
-# Imports the command module itself, so these tests hold whether or not cli/__init__.py lists it.
-ENTRY = "import sys, inverset.cli.atlas; from inverset.cli import main; main()"
 JOB = [
     "--factory",
     "inverset.zoo:DigitsCNN",
@@ -36,14 +33,7 @@ JOB = [
 
 
 def run(*args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-c", ENTRY, *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    return cli(*args, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,18 +13,11 @@ from torch import nn
 
 import inverset as iv
 from inverset.model import forward
+from tests.conftest import cli
 
 
-def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "inverset", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
+def run(*args, cwd=None) -> subprocess.CompletedProcess:
+    return cli(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 from inverset.result import Result
-
-# the command module is imported explicitly, so this test does not depend on its registration
-RUN = "import inverset.cli.sample; from inverset.cli.app import main; main()"
+from tests.conftest import cli
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-c", RUN, "sample", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+def run(*args) -> subprocess.CompletedProcess:
+    return cli("sample", *args, threads=1)
 
 
 @pytest.fixture(scope="module")
