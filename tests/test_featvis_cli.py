@@ -20,7 +20,6 @@ class Ran:
 @pytest.fixture
 def run(capsys, monkeypatch):
     """Run the CLI entry point in-process (as `inverset ARGS`), returning code and output."""
-    import inverset.cli.featvis  # noqa: F401  (registers the commands whatever the list says)
     from inverset.cli import main
 
     def go(*args) -> Ran:
