@@ -254,24 +254,21 @@ _AFFINE_FUNCS = {
     F.dropout,
     torch.nn.functional.batch_norm,
 }
-_AFFINE_METHODS = {
+#: tensor methods that only move or cast values (so they keep non-negativity)
+_LAYOUT_METHODS = {
     "reshape",
     "view",
     "flatten",
     "squeeze",
     "unsqueeze",
     "contiguous",
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "neg",
     "permute",
     "transpose",
     "double",
     "float",
     "to",
 }
+_AFFINE_METHODS = _LAYOUT_METHODS | {"add", "sub", "mul", "div", "neg"}
 _RELU_FUNCS = {F.relu, torch.relu}
 
 
@@ -520,20 +517,7 @@ class _Extractor:
                 return getattr(p, name)(*args[1:], **kwargs)
 
             with torch.no_grad():
-                keep = name in (
-                    "reshape",
-                    "view",
-                    "flatten",
-                    "squeeze",
-                    "unsqueeze",
-                    "contiguous",
-                    "permute",
-                    "transpose",
-                    "double",
-                    "float",
-                    "to",
-                )
-                return self._apply_affine(obj, f, nonneg_keep=keep)
+                return self._apply_affine(obj, f, nonneg_keep=name in _LAYOUT_METHODS)
         raise _unsupported(f"the tensor method .{name}()")
 
 
