@@ -257,33 +257,23 @@ def test_a_failing_target_is_reported_and_the_rest_finish(tmp_path):
             failed.append(1)
             raise RuntimeError("boom")
 
+    job = {
+        "classes": "0-1",
+        "input_shape": (3,),
+        "domain": Box(-1, 1),
+        "steps": 5,
+        "starts": 4,
+        "report": False,
+    }
     handle = m[0].register_forward_pre_hook(fail_once_in_a_solve)
     try:
-        s = atlas(
-            m,
-            tmp_path / "f",
-            classes="0-1",
-            input_shape=(3,),
-            domain=Box(-1, 1),
-            steps=5,
-            starts=4,
-            report=False,
-        )
+        s = atlas(m, tmp_path / "f", **job)
     finally:
         handle.remove()
     assert s.status == "failed" and list(s.failed) == ["out_0"] and "boom" in s.failed["out_0"]
     assert s.remaining == ["out_0"] and target_dirs(tmp_path / "f") == ["out_1"]
     assert "1 failed: out_0 (RuntimeError: boom)" in s.describe()
-    s = atlas(
-        m,
-        tmp_path / "f",
-        classes="0-1",
-        input_shape=(3,),
-        domain=Box(-1, 1),
-        steps=5,
-        starts=4,
-        report=False,
-    )
+    s = atlas(m, tmp_path / "f", **job)
     assert s.status == "complete" and s.skipped == 1 and s.finished == 1
 
 
