@@ -72,7 +72,8 @@ def backward(
 ):
     """Upper bound of ``A @ h_k + const`` over the boxes (``h_k`` is the output of ReLU layer
     ``k``; k = -1 means the input). ``A`` is [m, n_k] (the same for every box) or
-    [B, m, n_k]. Returns (upper [B, m], input coefficients [B, m, n0], constant [B, m])."""
+    [B, m, n_k]; with the latter, ``relax``'s lower slopes may also be per row, [B, m, n_j]
+    (optimized slopes). Returns (upper [B, m], input coefficients [B, m, n0], constant [B, m])."""
     for j in range(k, -1, -1):
         su, tu, sl = relax[j]
         W, bj = net.weights[j], net.biases[j]
@@ -82,7 +83,8 @@ def backward(
             A = torch.matmul(pos, su[:, :, None] * W) + torch.matmul(neg, sl[:, :, None] * W)
             continue
         pos = A.clamp_min(0)
-        Az = A * sl[:, None, :] + pos * (su - sl)[:, None, :]
+        sl = sl[:, None, :] if sl.dim() == 2 else sl  # lower slopes per box, or per box and row
+        Az = A * sl + pos * (su[:, None, :] - sl)
         const = const + (pos @ tu[:, :, None]).squeeze(-1) + Az @ bj
         A = Az @ W
     if A.dim() == 2:
@@ -192,17 +194,14 @@ def _optimize_slopes(net, W, bb, relax, pre, lo, hi, start, steps: int, lr: floa
     init = [r[2][:, None, :].expand(B, m, -1) for r in relax]
     alphas = [a.clone().requires_grad_(True) for a in init]
     opt = torch.optim.Adam(alphas, lr=lr)
-    Wb = W.expand(B, *W.shape)
     for _ in range(steps):
-        A, const = Wb, bb.expand(B, -1)
-        for j in range(net.n_relu - 1, -1, -1):
-            su, tu, _ = relax[j]
-            sl = torch.where(unstable[j], alphas[j].clamp(0, 1), init[j])
-            pos = A.clamp_min(0)
-            Az = torch.where(A >= 0, A * su[:, None, :], A * sl)
-            const = const + (pos @ tu[:, :, None]).squeeze(-1) + Az @ net.biases[j]
-            A = Az @ net.weights[j]
-        ub = _concretize(A, const, lo, hi, True)
+        slopes = [
+            (su, tu, torch.where(u, a.clamp(0, 1), a0))
+            for (su, tu, _), u, a, a0 in zip(relax, unstable, alphas, init, strict=True)
+        ]
+        ub, A, const = backward(
+            net, net.n_relu - 1, W.expand(B, *W.shape), bb.expand(B, -1), slopes, lo, hi
+        )
         with torch.no_grad():
             better = ub < best_ub
             best_ub = torch.where(better, ub, best_ub)
