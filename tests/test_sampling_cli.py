@@ -75,6 +75,12 @@ def test_sample_bad_input_is_one_line(files):
     )  # fmt: skip
     assert p.returncode == 2, p.stdout + p.stderr
     assert "--intersect takes TARGET:z1,z2" in p.stderr and "Traceback" not in p.stderr
+    p = run(
+        files / "cnn.pt", "--factory", "inverset.zoo:DigitsCNN", "--input-shape", "1,8,8",
+        "--target", "logit:1", "--range", "0,1", "--option", "out=x",
+    )  # fmt: skip
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert "unknown option 'out' for the sampler; its options: n, encoder" in p.stderr
 
 
 def test_parse_helpers():

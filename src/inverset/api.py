@@ -53,7 +53,7 @@ def solve(
         constraints=constraints,
     )
     fn = get_solver(solver)
-    check_options(solver, fn, options)
+    check_options(f"solver {solver!r}", fn, options)
     result = fn(
         problem,
         seed=seed,

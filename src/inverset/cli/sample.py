@@ -102,26 +102,21 @@ def sample(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar")] = True,
 ) -> None:
     """Sample the inverse set: -n diverse inputs with z1 <= TARGET <= z2 (Hada et al.)."""
-    import inspect
-
     from inverset.domain import Box
     from inverset.model import model_device
     from inverset.sampling import sample as run_sample
+    from inverset.solvers import check_options
     from inverset.space import Latent
     from inverset.target import read_labels
 
     z1, z2 = parse_range(range_)
     opts = parse_options(option)
-    known = [
-        k for k, p in inspect.signature(run_sample).parameters.items() if p.default is not p.empty
-    ]
-    for k in opts:
-        if k not in known or k in ("callback", "domain", "space", "out", "resume"):
-            raise InversetError(
-                f"unknown sampler option {k!r}; e.g. step, lr, mu0, alpha, inner_steps, max_outer, "
-                "margin, walk_margin, diversity, memory, weight, restart, max_steps, optimizer, "
-                "walk_optimizer"
-            )
+    check_options(
+        "the sampler",
+        run_sample,
+        opts,
+        exclude=("model", "target", "range", "callback", "domain", "space", "out", "resume"),
+    )
     m = load_cli_model(model, trust, factory, device, input_shape)
     domain = build_domain(box, box_file, None, None, input_shape)
     if not domain.bounded and box is None and box_file is None:

@@ -41,15 +41,17 @@ def get_solver(name: str) -> Callable:
 COMMON = ("problem", "seed", "time_limit", "max_evals", "progress")
 
 
-def check_options(name: str, fn: Callable, options: Iterable[str]) -> None:
-    """Raise a one-line error for options the solver does not take, listing the ones it does
-    (solvers that forward ``**options``, such as ``auto``, accept anything)."""
+def check_options(
+    name: str, fn: Callable, options: Iterable[str], exclude: Iterable[str] = COMMON
+) -> None:
+    """Raise a one-line error for options ``fn`` (solver or sampler ``name``) does not take,
+    listing the ones it does; functions that forward ``**options`` (``auto``) accept anything."""
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    valid = [k for k in params if k not in COMMON]
+    valid = [k for k in params if k not in set(exclude)]
     bad = [k for k in options if k not in valid]
     if bad:
         raise InversetError(
-            f"unknown option {bad[0]!r} for solver {name!r}; its options: {', '.join(valid)}"
+            f"unknown option {bad[0]!r} for {name}; its options: {', '.join(valid)}"
         )
