@@ -157,6 +157,26 @@ def test_equals_independent_scipy_milp(seed):
     assert r.value == pytest.approx(ref, abs=1e-4)
 
 
+@pytest.mark.parametrize("seed", [6, 7])
+def test_polish_finds_the_exact_maximum_of_its_neighbourhood(seed):
+    from inverset.exact.ir import extract
+    from inverset.exact.polish import polish
+
+    model = _mlp([4, 16, 16, 1], seed).double()
+    net = extract(model, (4,), [iv.parse_target("out:0")])
+    lo, hi = -torch.ones(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
+    x0 = torch.tensor([0.3, -0.95, 0.1, 0.6], dtype=torch.float64)
+    # no limit on unstable ReLUs: the neighbourhood is x0 +- (hi - lo) / 16, clipped to the box
+    x, v = polish(net, x0, lo, hi, max_unstable=10**6, time_limit=30.0)
+    r = (hi - lo) / 16
+    box_lo, box_hi = torch.maximum(x0 - r, lo), torch.minimum(x0 + r, hi)
+    ref = _scipy_milp_max(model.float(), box_lo.tolist(), box_hi.tolist())
+    assert v == pytest.approx(ref, abs=1e-5)
+    assert v >= float(net.forward(x0[None])[0, 0]) - 1e-12
+    assert bool(((x >= box_lo - 1e-9) & (x <= box_hi + 1e-9)).all())
+    assert float(_f(model.float())(x[None].numpy())[0]) == pytest.approx(v, abs=1e-5)
+
+
 def test_integer_inputs_are_respected():
     model = _mlp([3, 10, 10, 1], 7)
     lo, hi = [-3, -2, -1], [3, 2, 4]

@@ -4,9 +4,10 @@ Each round takes the ``batch`` open boxes with the largest upper bounds, halves 
 one dimension (see ``branching`` of :func:`maximize`), bounds all children in one batched
 CROWN pass, and evaluates the network at every child's centre and at the vertices maximizing
 its linear upper bounds (incumbents), plus a few projected gradient steps from the best of
-them. Boxes that cannot beat the incumbent by more than the
-tolerance (or cannot reach the threshold in decision mode) are dropped; the largest upper
-bound of a dropped box is remembered so that the reported bound stays sound.
+them and an exact MILP search of a small box around the best point (:mod:`.polish`). Boxes
+that cannot beat the incumbent by more than the tolerance (or cannot reach the threshold in
+decision mode) are dropped; the largest upper bound of a dropped box is remembered so that
+the reported bound stays sound.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from inverset.exact.bounds import corner, crown
 from inverset.exact.ir import Head, Network
+from inverset.exact.polish import polish
 
 LEAF = Head("leaf", 0)
 
@@ -161,8 +163,27 @@ def maximize(
     def level() -> float:
         return threshold if threshold is not None else best_v + eps()
 
+    polished = [-math.inf, t0]  # value last polished, and when
+
+    def polish_incumbent() -> None:
+        # exact local search around the incumbent once the search has run a while, again when
+        # the incumbent improved, at most every 2 s and with 5% of the time left
+        now = time.perf_counter()
+        if head.kind != "leaf" or best_v <= polished[0] or now - polished[1] < 0.5:
+            return
+        if polished[0] > -math.inf and now - polished[1] < 2.0:
+            return
+        budget = min(1.0, 0.05 * (deadline - now))
+        polished[:] = [best_v, now]
+        if budget > 0.05:
+            got = polish(net, best_x, lo, hi, row=head.index, time_limit=budget)
+            if got is not None:
+                take(got[0][None], torch.tensor([got[1]]))
+            polished[1] = time.perf_counter()
+
     status = "time_limit"
     while True:
+        polish_incumbent()
         keep = ub >= level()
         if not bool(keep.all()):
             dropped = max(dropped, float(ub[~keep].max()))

@@ -124,6 +124,9 @@ class _Ctx:
                 out = p.model(x.reshape(8, *p.domain.shape).to(p.device, p.dtype))
             n_out = int(out.reshape(8, -1).shape[1])
             head, leaves = split_head(e, n_out)
+            if head.kind == "leaf":  # no min/max at the top: the compiled chain is the head
+                self._heads[sense] = (self.net.select([0], sense), Head("leaf", 0))
+                return self._heads[sense]
             with p.session():
                 net = extract(p.model, p.domain.shape, leaves)
             with torch.no_grad():
@@ -186,7 +189,7 @@ def _incumbent(
         return (xs[i], float(v[i])) if math.isfinite(float(v[i])) else (None, -math.inf)
 
     x0, v0 = best(x)
-    if threshold is not None and v0 >= threshold:
+    if (threshold is not None and v0 >= threshold) or steps == 0:
         return x0, v0
     xs, _ = bab.local_ascent(net, x, ctx.lo, ctx.hi, steps=steps)
     xs = p.domain.project(xs.reshape(n, *p.domain.shape), round_integers=True).reshape(n, -1)
@@ -236,7 +239,10 @@ def _maximize(
     net.biases[-1] = net.biases[-1].clone()
     net.weights[-1][0] *= sense
     net.biases[-1][0] *= sense
-    x0, v0 = _incumbent(ctx, sense, threshold)
+    use_milp = _use_milp(ctx, method)
+    # a MILP with few binaries finds its own optimum at once: sampling is start enough
+    small = use_milp and ctx.root_unstable() <= MILP_MAX_UNSTABLE
+    x0, v0 = _incumbent(ctx, sense, threshold, steps=0 if small else 50)
     if ctx.given is not None:  # a starting point handed in by the caller (e.g. solver auto)
         xg = ctx.given.reshape(1, -1)
         vg = float(ctx.net.forward(xg)[0, 0]) * sense
@@ -244,13 +250,15 @@ def _maximize(
             x0, v0 = xg[0], vg
     if threshold is not None and v0 >= threshold:
         return {"x": x0, "value": v0, "bound": None, "status": "reached", "method": "sampling"}
-    if _use_milp(ctx, method):
+    if use_milp:
         ctx.method_used.append("milp")
         t = time.perf_counter()
         b = crown(net, ctx.lo[None], ctx.hi[None], lower=True)
+        root = float(b.out_hi[0, 0])
         hnet, head = ctx.head_net(sense)
-        hb = crown(hnet, ctx.lo[None], ctx.hi[None], lower=False)
-        root = min(float(b.out_hi[0, 0]), float(head.apply(hb.out_hi)[0]))
+        if head.kind != "leaf":  # min/max targets: their rows bounded apart are tighter
+            hb = crown(hnet, ctx.lo[None], ctx.hi[None], lower=False)
+            root = min(root, float(head.apply(hb.out_hi)[0]))
         ctx.timings["bounds"] = ctx.timings.get("bounds", 0.0) + time.perf_counter() - t
         if threshold is not None and root < threshold:
             return {"x": x0, "value": v0, "bound": root, "status": "below", "method": "crown"}
