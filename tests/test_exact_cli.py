@@ -52,3 +52,8 @@ def test_maximize_with_the_exact_solver(tmp_path):
     summary = json.loads(r.output.strip().splitlines()[-1])
     assert summary["status"] == "optimal" and summary["solver"] == "exact"
     assert summary["value"] >= top - 1e-6 and summary["bound"] >= summary["value"]
+    assert summary["info"]["method"] == "milp"  # few unstable ReLUs: auto picks the MILP
+    r = _run([*args, "--solver", "exact", "--option", "method=bab", "--json", "--no-progress"])
+    summary = json.loads(r.output.strip().splitlines()[-1])
+    assert summary["status"] == "optimal" and summary["value"] >= top - 1e-6
+    assert summary["info"]["method"] == "bab" and summary["info"]["nodes"] > 1

@@ -99,6 +99,7 @@ class Result:
                 "x": None if self.x is None else np.asarray(self.x).reshape(-1)[:64].tolist(),
                 "n_points": 0 if self.xs is None else len(self.xs),
                 "timings": self.timings,
+                "info": self.info,
             }
         )
 

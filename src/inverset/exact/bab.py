@@ -167,9 +167,10 @@ def maximize(
 
     def polish_incumbent() -> None:
         # exact local search around the incumbent once the search has run a while, again when
-        # the incumbent improved, at most every 2 s and with 5% of the time left
+        # the incumbent improved (by more than the tolerance: points polished already come
+        # back with rounding-level gains), at most every 2 s and with 5% of the time left
         now = time.perf_counter()
-        if head.kind != "leaf" or best_v <= polished[0] or now - polished[1] < 0.5:
+        if head.kind != "leaf" or best_v <= polished[0] + eps() or now - polished[1] < 0.5:
             return
         if polished[0] > -math.inf and now - polished[1] < 2.0:
             return
@@ -178,8 +179,8 @@ def maximize(
         if budget > 0.05:
             got = polish(net, best_x, lo, hi, row=head.index, time_limit=budget)
             if got is not None:
-                take(got[0][None], torch.tensor([got[1]]))
-            polished[1] = time.perf_counter()
+                take(got[0][None], torch.tensor([got[1]], dtype=got[0].dtype))
+            polished[:] = [best_v, time.perf_counter()]
 
     status = "time_limit"
     while True:
