@@ -9,6 +9,7 @@ ascent 0.066859, polished 0.067397 in 0.13 s with 17 binaries).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 
@@ -34,7 +35,10 @@ def polish(
 ) -> tuple[torch.Tensor, float] | None:
     """Maximize output ``row`` of ``net`` over a box around ``x`` inside [lo, hi] (1-D
     tensors); returns (point, value on the chain) or None when the MILP found nothing better
-    than ``x`` within ``time_limit`` seconds."""
+    than ``x`` within ``time_limit`` seconds, or when HiGHS (extra ``exact``) is not installed:
+    branch and bound itself needs only torch."""
+    if importlib.util.find_spec("highspy") is None:
+        return None
     t0 = time.perf_counter()
     r = (hi - lo) / 16
     for _ in range(8):
