@@ -20,7 +20,7 @@ import torch
 
 from inverset.errors import InversetError, UnsupportedModelError
 from inverset.exact import bab
-from inverset.exact.bounds import crown
+from inverset.exact.bounds import Bounds, crown
 from inverset.exact.ir import Head, Network, extract, split_head
 from inverset.exact.milp import build
 from inverset.problem import Problem
@@ -105,13 +105,18 @@ class _Ctx:
         self.timings: dict[str, float] = {}
         self.given: torch.Tensor | None = None
         self._heads: dict[float, tuple[Network, Head]] = {}
-        self._unstable: int | None = None
+        self._root: Bounds | None = None
+
+    def root_bounds(self) -> Bounds:
+        """CROWN bounds of every row on the whole box (computed once per solve: the method
+        choice, both senses' MILPs and the witness search share them)."""
+        if self._root is None:
+            self._root = crown(self.net, self.lo[None], self.hi[None])
+        return self._root
 
     def root_unstable(self) -> int:
-        """Unstable ReLUs of the CROWN bounds on the whole box (computed once per solve)."""
-        if self._unstable is None:
-            self._unstable = crown(self.net, self.lo[None], self.hi[None], lower=False).unstable()
-        return self._unstable
+        """Unstable ReLUs at the root."""
+        return self.root_bounds().unstable()
 
     def head_net(self, sense: float) -> tuple[Network, Head]:
         """``sense * target`` as a min/max head over separately bounded rows."""
@@ -253,8 +258,8 @@ def _maximize(
     if use_milp:
         ctx.method_used.append("milp")
         t = time.perf_counter()
-        b = crown(net, ctx.lo[None], ctx.hi[None], lower=True)
-        root = float(b.out_hi[0, 0])
+        b = ctx.root_bounds()  # hidden-layer bounds do not depend on the sense
+        root = float(b.out_hi[0, 0]) if sense > 0 else -float(b.out_lo[0, 0])
         hnet, head = ctx.head_net(sense)
         if head.kind != "leaf":  # min/max targets: their rows bounded apart are tighter
             hb = crown(hnet, ctx.lo[None], ctx.hi[None], lower=False)
@@ -538,7 +543,7 @@ def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> torch.Tensor | 
         return None
     if ctx.problem.domain.integer or ctx.problem.constraints:
         dom = ctx.problem.domain
-        b = crown(ctx.net, ctx.lo[None], ctx.hi[None])
+        b = ctx.root_bounds()
         model = build(
             ctx.net, ctx.lo.numpy(), ctx.hi.numpy(), b, integer=tuple(dom.integer), A=dom.A, b=dom.b
         )
