@@ -170,17 +170,15 @@ def maximize(
         # the incumbent improved (by more than the tolerance: points polished already come
         # back with rounding-level gains), at most every 2 s and with 5% of the time left
         now = time.perf_counter()
-        if head.kind != "leaf" or best_v <= polished[0] + eps() or now - polished[1] < 0.5:
-            return
-        if polished[0] > -math.inf and now - polished[1] < 2.0:
+        wait = 0.5 if polished[0] == -math.inf else 2.0
+        if head.kind != "leaf" or best_v <= polished[0] + eps() or now - polished[1] < wait:
             return
         budget = min(1.0, 0.05 * (deadline - now))
-        polished[:] = [best_v, now]
         if budget > 0.05:
             got = polish(net, best_x, lo, hi, row=head.index, time_limit=budget)
             if got is not None:
                 take(got[0][None], torch.tensor([got[1]], dtype=got[0].dtype))
-            polished[:] = [best_v, time.perf_counter()]
+        polished[:] = [best_v, time.perf_counter()]
 
     status = "time_limit"
     while True:

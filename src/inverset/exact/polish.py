@@ -34,9 +34,9 @@ def polish(
     max_unstable: int = MAX_UNSTABLE,
 ) -> tuple[torch.Tensor, float] | None:
     """Maximize output ``row`` of ``net`` over a box around ``x`` inside [lo, hi] (1-D
-    tensors); returns (point, value on the chain) or None when the MILP found nothing better
-    than ``x`` within ``time_limit`` seconds, or when HiGHS (extra ``exact``) is not installed:
-    branch and bound itself needs only torch."""
+    tensors), warm-started at ``x``; returns (best point found, its value on the chain), or
+    None when the MILP found no point within ``time_limit`` seconds or HiGHS (extra
+    ``exact``) is not installed: branch and bound itself needs only torch."""
     if importlib.util.find_spec("highspy") is None:
         return None
     t0 = time.perf_counter()
