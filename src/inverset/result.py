@@ -107,20 +107,9 @@ class Result:
         """Write ``result.json`` (everything but arrays) and ``result.npz`` (arrays)."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "status": self.status,
-            "message": self.message,
-            "value": self.value,
-            "bound": self.bound,
-            "gap": self.gap,
-            "nfev": self.nfev,
-            "solver": self.solver,
-            "history": self.history,
-            "timings": self.timings,
-            "query": self.query,
-            "info": self.info,
-            "x_summary": None if self.x is None else np.asarray(self.x).reshape(-1)[:64].tolist(),
-        }
+        meta = self.summary()
+        meta["x_summary"] = meta.pop("x")
+        meta.update(history=self.history, query=self.query)
         arrays = {f"arrays/{k}": np.asarray(v) for k, v in self.arrays.items()}
         for name in ("x", "xs", "values"):
             v = getattr(self, name)
