@@ -1,11 +1,14 @@
-"""ACAS Xu instances of VNN-COMP 2021 decided by inverset's exact solver.
+"""ACAS Xu and MNIST-FC instances of VNN-COMP 2021 decided by inverset's exact solver.
 
 Each instance (network, property, timeout) becomes "is g = max_i min_j (d_ij - c_ij . Y) >= 0
 reachable on the property's input box(es)?" (see inverset.exact.vnnlib): ``unsat`` when the
 solver proves the maximum of g below 0 on every box, ``sat`` with a witness otherwise, re-checked
-on the loaded network (and on onnxruntime). Usage::
+on the loaded network (and on onnxruntime). ``--method`` runs one of the solver's methods
+instead of its own choice, so the methods can be compared on the same instances (e.g.
+``--suite mnistfc --method milp``). Usage::
 
-    python benchmarks/vnncomp.py [--limit N] [--props 1,2] [--timeout-scale 1.0] [--every K]
+    python benchmarks/vnncomp.py [--suite acasxu|mnistfc] [--limit N] [--props 1,2]
+        [--nets 256x2] [--timeout-scale 1.0] [--every K] [--method auto|bab|relu|milp]
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ import torch
 import inverset as iv
 from inverset.exact.vnnlib import read_vnnlib
 
-ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "external" / "acasxu"
+EXTERNAL = Path(__file__).resolve().parents[1].parent / "shared" / "external"
+ROOT = EXTERNAL / "acasxu"
 
 
-def decide(model, prop, timeout: float, seed: int = 0):
+def decide(model, prop, timeout: float, seed: int = 0, method: str = "auto"):
     """('sat'|'unsat'|'timeout', witness or None, bound info) for one instance."""
     t0 = time.perf_counter()
     g = prop.target()
@@ -35,7 +39,16 @@ def decide(model, prop, timeout: float, seed: int = 0):
         if left <= 0:
             return "timeout", None, bounds
         box = iv.Box(lo, hi).with_shape(model.input_shape)
-        r = iv.in_range(model, g, (0.0, math.inf), box, solver="exact", time_limit=left, seed=seed)
+        r = iv.in_range(
+            model,
+            g,
+            (0.0, math.inf),
+            box,
+            solver="exact",
+            time_limit=left,
+            seed=seed,
+            method=method,
+        )
         if r.status == "found":
             return "sat", r.x, bounds
         if r.status != "unreachable":
@@ -64,13 +77,19 @@ def main() -> None:
     ap.add_argument("--props", default=None, help="only these properties, e.g. 1,2,5")
     ap.add_argument("--every", type=int, default=1, help="every K-th selected instance")
     ap.add_argument("--timeout-scale", type=float, default=1.0)
-    ap.add_argument("--root", type=Path, default=ROOT)
+    ap.add_argument("--suite", choices=["acasxu", "mnistfc"], default="acasxu")
+    ap.add_argument("--nets", default=None, help="only networks whose name contains one of these")
+    ap.add_argument("--method", default="auto", help="the exact solver's method")
+    ap.add_argument("--root", type=Path, default=None, help="the suite's folder")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    rows = list(csv.reader((args.root / "acasxu_instances.csv").open()))
+    args.root = args.root or EXTERNAL / args.suite
+    rows = list(csv.reader((args.root / f"{args.suite}_instances.csv").open()))
     if args.props:
-        keep = {f"prop_{p}.vnnlib" for p in args.props.split(",")}
-        rows = [r for r in rows if r[1].strip() in keep]
+        keep = {p.strip() for p in args.props.split(",")}
+        rows = [r for r in rows if r[1].strip()[5:-7] in keep]
+    if args.nets:
+        rows = [r for r in rows if any(n in r[0] for n in args.nets.split(","))]
     rows = rows[:: args.every][: args.limit]
     models: dict[str, torch.nn.Module] = {}
     print(f"{'network':34} {'prop':6} {'limit':>6} {'answer':8} {'time s':>7}  witness")
@@ -84,15 +103,18 @@ def main() -> None:
         prop = read_vnnlib(args.root / prop_file)
         limit = float(timeout) * args.timeout_scale
         t = time.perf_counter()
-        answer, x, _ = decide(models[net], prop, limit)
+        answer, x, _ = decide(models[net], prop, limit, method=args.method)
         dt = time.perf_counter() - t
         total += dt
         counts[answer] += 1
         wit = ""
         if x is not None:
             ok = check_witness(path, prop, x)
-            wit = ("ok " if ok else "BAD ") + np.array2string(
-                np.asarray(x).reshape(-1), precision=5, separator=","
+            flat = np.asarray(x).reshape(-1)
+            wit = ("ok " if ok else "BAD ") + (
+                np.array2string(flat, precision=5, separator=",")
+                if flat.size <= 8
+                else f"({flat.size} values)"
             )
         print(f"{net:34} {prop_file[:-7]:6} {limit:6.0f} {answer:8} {dt:7.2f}  {wit}", flush=True)
     print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -12,7 +13,8 @@ from torch import nn
 
 from inverset.errors import InversetError, UnsupportedModelError
 from inverset.exact import crown, extract, interval
-from inverset.exact.ir import split_head
+from inverset.exact.ir import Head, split_head
+from inverset.exact.relu_bab import _Nodes
 from inverset.model import forward
 from inverset.target import parse_target
 
@@ -59,6 +61,7 @@ def test_bounds_contain_every_value(seed, n_in, widths, n_out, target):
         crown(net, lo, hi),
         crown(net, lo, hi, intermediate="forward"),
         crown(net, lo, hi, alpha_steps=4),
+        crown(net, lo, hi, alpha_steps=4, alpha_hidden=4),
     ):
         assert (bounds.out_hi[:, :1] >= vals - 1e-9).all()
         assert (bounds.out_lo[:, :1] <= vals + 1e-9).all()
@@ -71,6 +74,41 @@ def test_bounds_contain_every_value(seed, n_in, widths, n_out, target):
     hb = crown(hnet, lo, hi, lower=False)
     assert (head.apply(hb.out_hi)[:, None] >= vals - 1e-9).all()
     assert torch.allclose(head.apply(hnet.forward(pts.reshape(-1, n_in))).reshape(B, 64), vals)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_in=st.integers(1, 6),
+    widths=st.lists(st.integers(2, 10), min_size=1, max_size=3),
+    frac=st.floats(0.0, 1.0),
+)
+def test_split_node_bounds_contain_every_value_of_their_region(seed, n_in, widths, frac):
+    """beta-CROWN bounds of a ReLU-phase node hold at every point following its splits, and a
+    fully split node's linear program is attained and never beaten there."""
+    model = _mlp([n_in, *widths, 2], seed)
+    net = extract(model, (n_in,), [parse_target("out:0"), parse_target("out:1")])
+    head = Head("max", children=(Head("leaf", 0), Head("leaf", 1)))
+    lo, hi = -torch.ones(n_in, dtype=torch.float64), torch.ones(n_in, dtype=torch.float64)
+    nodes = _Nodes(net, lo, hi, head, steps=3)
+    g = torch.Generator().manual_seed(seed)
+    pts = lo + (hi - lo) * torch.rand(4096, n_in, generator=g, dtype=torch.float64)
+    out, zs = net.forward(pts, pre=True)
+    z = torch.cat(zs, 1)
+    unstable = (nodes.L < 0) & (nodes.U > 0)
+    phase = torch.where(z[0] >= 0, 1, -1).to(torch.int8)  # point 0's phases
+    choose = unstable & (torch.rand(unstable.shape, generator=g) < frac)
+    for S in (torch.where(choose, phase, 0).to(torch.int8), torch.where(unstable, phase, 0)):
+        inside = ((z * S.double()) >= 0).all(1)
+        assert bool(inside[0])
+        rows, _, pick = nodes.bound(S[None].to(torch.int8), nodes.root_rows, -math.inf, steps=5)
+        assert (rows[0] >= out[inside] - 1e-9).all()
+        if int(pick[0]) < 0:  # no unstable ReLU left: a linear region, solved exactly
+            v, x = nodes.linear_region(S.to(torch.int8))
+            best = float(head.apply(out[inside]).max())
+            assert v >= best - 1e-7
+            got = float(head.apply(net.forward(torch.as_tensor(x)[None]))[0])
+            assert got == pytest.approx(v, abs=1e-6)
 
 
 def test_optimized_slopes_tighten_crown_and_stay_sound():

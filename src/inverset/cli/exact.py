@@ -50,7 +50,9 @@ def certify(
     constraints: ConstraintsOpt = None,
     input_shape: ShapeOpt = None,
     labels: LabelsOpt = None,
-    method: Annotated[str, typer.Option("--method", help="auto, bab or milp")] = "auto",
+    method: Annotated[
+        str, typer.Option("--method", help="auto, bab (input splits), relu (ReLU splits), milp")
+    ] = "auto",
     milp_solver: Annotated[str, typer.Option("--milp-solver", help="highs or scip")] = "highs",
     time_limit: TimeOpt = None,
     seed: SeedOpt = 0,

@@ -70,6 +70,43 @@ def local_ascent(
     return best_x, best_v
 
 
+def end_of_round(
+    ub: torch.Tensor,
+    dropped: float,
+    best_v: float,
+    threshold: float | None,
+    eps: float,
+    history: dict[str, list],
+    t0: float,
+    on_round=None,
+) -> str | None:
+    """Record a round (history, progress callback) of a branch and bound over open nodes with
+    upper bounds ``ub`` and say whether the search is over: 'reached', 'below', 'optimal' or
+    None (go on). ``dropped``: the largest bound of a node pruned so far."""
+    bound = max(dropped, float(ub.max())) if ub.numel() else dropped
+    bound = max(bound, best_v)
+    history["time"].append(time.perf_counter() - t0)
+    history["best"].append(best_v)
+    history["bound"].append(bound)
+    history["open"].append(int(ub.numel()))
+    if on_round is not None:
+        on_round(best_v, bound, int(ub.numel()))
+    if threshold is not None and best_v >= threshold:
+        return "reached"
+    if ub.numel() == 0:
+        return "below" if threshold is not None else "optimal"
+    if threshold is None and bound - best_v <= eps:
+        return "optimal"
+    return None
+
+
+def final_bound(ub: torch.Tensor, dropped: float, best_v: float, below: bool) -> float:
+    """The certified bound when the search stops (at least the best value, unless every node
+    was proven below the threshold)."""
+    bound = max(dropped, float(ub.max())) if ub.numel() else dropped
+    return bound if below else max(bound, best_v)
+
+
 def maximize(
     net: Network,
     lo: torch.Tensor,
@@ -188,22 +225,9 @@ def maximize(
             dropped = max(dropped, float(ub[~keep].max()))
             L, U, ub, split = L[keep], U[keep], ub[keep], split[keep]
             P = P[keep] if P is not None else None
-        bound = max(dropped, float(ub.max())) if ub.numel() else dropped
-        bound = max(bound, best_v)
-        history["time"].append(time.perf_counter() - t0)
-        history["best"].append(best_v)
-        history["bound"].append(bound)
-        history["open"].append(int(ub.numel()))
-        if on_round is not None:
-            on_round(best_v, bound, int(ub.numel()))
-        if threshold is not None and best_v >= threshold:
-            status = "reached"
-            break
-        if ub.numel() == 0:
-            status = "below" if threshold is not None else "optimal"
-            break
-        if threshold is None and bound - best_v <= eps():
-            status = "optimal"
+        done = end_of_round(ub, dropped, best_v, threshold, eps(), history, t0, on_round)
+        if done is not None:
+            status = done
             break
         now = time.perf_counter()
         if now + 0.5 * per_box * 2 * min(size, ub.numel()) >= deadline or (
@@ -233,8 +257,7 @@ def maximize(
         ub = torch.cat([ub[rest], ubc])
         split = torch.cat([split[rest], splitc])
         P = torch.cat([P[rest], Pc]) if reuse else None
-    bound = max(dropped, float(ub.max())) if ub.numel() else dropped
-    bound = max(bound, best_v) if threshold is None or status != "below" else bound
+    bound = final_bound(ub, dropped, best_v, threshold is not None and status == "below")
     return BaBResult(status, best_x, best_v, bound, nodes, rounds, history)
 
 

@@ -69,11 +69,16 @@ def backward(
     relax: list,
     lo: torch.Tensor,
     hi: torch.Tensor,
+    beta: list | None = None,
+    trace: list | None = None,
 ):
     """Upper bound of ``A @ h_k + const`` over the boxes (``h_k`` is the output of ReLU layer
     ``k``; k = -1 means the input). ``A`` is [m, n_k] (the same for every box) or
     [B, m, n_k]; with the latter, ``relax``'s lower slopes may also be per row, [B, m, n_j]
-    (optimized slopes). Returns (upper [B, m], input coefficients [B, m, n0], constant [B, m])."""
+    (optimized slopes). ``beta[j]`` ([B, m, n_j] or None): Lagrangian terms added to the
+    coefficients of layer j's pre-activations (beta-CROWN split conditions, see
+    :mod:`.relu_bab`). ``trace``, when given, collects the coefficients of every ``h_j``
+    (last layer first). Returns (upper [B, m], input coefficients [B, m, n0], constant [B, m])."""
     for j in range(k, -1, -1):
         su, tu, sl = relax[j]
         W, bj = net.weights[j], net.biases[j]
@@ -82,9 +87,13 @@ def backward(
             const = const + tu @ pos.T + (su * bj) @ pos.T + (sl * bj) @ neg.T
             A = torch.matmul(pos, su[:, :, None] * W) + torch.matmul(neg, sl[:, :, None] * W)
             continue
+        if trace is not None:
+            trace.append(A)
         pos = A.clamp_min(0)
         sl = sl[:, None, :] if sl.dim() == 2 else sl  # lower slopes per box, or per box and row
         Az = A * sl + pos * (su[:, None, :] - sl)
+        if beta is not None and beta[j] is not None:
+            Az = Az + beta[j]
         const = const + (pos @ tu[:, :, None]).squeeze(-1) + Az @ bj
         A = Az @ W
     if A.dim() == 2:
@@ -111,6 +120,7 @@ def crown(
     intermediate: str = "crown",
     init: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     alpha_steps: int = 0,
+    alpha_hidden: int = 0,
 ) -> Bounds:
     """CROWN bounds: every ReLU layer's pre-activations, then output ``rows`` (all by default).
 
@@ -123,6 +133,8 @@ def crown(
     ``alpha_steps``: optimized slopes (alpha-CROWN on the output rows): that many Adam steps on
     the lower slopes of the unstable ReLUs, per box and row, keeping the tightest bound seen
     (every slope in [0, 1] is sound, so each iterate is a valid bound).
+    ``alpha_hidden``: the same for every hidden layer's unstable pre-activation bounds, layer
+    by layer (costly: for one root box, e.g. before branching on ReLU phases).
     """
     B = lo.shape[0]
     if intermediate == "auto":
@@ -156,7 +168,11 @@ def crown(
             if rows_k.numel():
                 W = torch.cat([w[rows_k], -w[rows_k]])
                 bb = torch.cat([b[rows_k], -b[rows_k]])
-                ub, _, _ = backward(net, k - 1, W, bb.expand(B, -1), relax, lo, hi)
+                ub, A_k, c_k = backward(net, k - 1, W, bb.expand(B, -1), relax, lo, hi)
+                if alpha_hidden > 0:
+                    ub, _, _ = _optimize_slopes(
+                        net, W, bb, relax[:k], pre[:k], lo, hi, (ub, A_k, c_k), alpha_hidden, k=k
+                    )
                 m = rows_k.numel()
                 zu = zu.clone()
                 zl = zl.clone()
@@ -185,9 +201,11 @@ def crown(
     return Bounds(pre, out_lo, out_hi, A[:, :m], c[:, :m])
 
 
-def _optimize_slopes(net, W, bb, relax, pre, lo, hi, start, steps: int, lr: float = 0.2):
-    """alpha-CROWN on the output rows ``W h + bb``: one lower slope per (box, row, unstable
-    neuron), optimized by Adam on the sum of upper bounds; returns the tightest (ub, A, c)."""
+def _optimize_slopes(net, W, bb, relax, pre, lo, hi, start, steps: int, lr=0.2, k=None):
+    """alpha-CROWN on the rows ``W h + bb`` of layer ``k`` (default: the output): one lower
+    slope per (box, row, unstable neuron), optimized by Adam on the sum of upper bounds;
+    returns the tightest (ub, A, c)."""
+    k = net.n_relu if k is None else k
     B, m = lo.shape[0], W.shape[0]
     best_ub, best_A, best_c = (t.detach().clone() for t in start)
     unstable = [((lb < 0) & (ub > 0))[:, None, :] for lb, ub in pre]
@@ -199,9 +217,7 @@ def _optimize_slopes(net, W, bb, relax, pre, lo, hi, start, steps: int, lr: floa
             (su, tu, torch.where(u, a.clamp(0, 1), a0))
             for (su, tu, _), u, a, a0 in zip(relax, unstable, alphas, init, strict=True)
         ]
-        ub, A, const = backward(
-            net, net.n_relu - 1, W.expand(B, *W.shape), bb.expand(B, -1), slopes, lo, hi
-        )
+        ub, A, const = backward(net, k - 1, W.expand(B, *W.shape), bb.expand(B, -1), slopes, lo, hi)
         with torch.no_grad():
             better = ub < best_ub
             best_ub = torch.where(better, ub, best_ub)
