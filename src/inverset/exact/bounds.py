@@ -8,6 +8,8 @@ take boxes ``lo, hi`` of shape [B, n0] (float64) and work on the whole batch in 
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -121,6 +123,7 @@ def crown(
     init: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     alpha_steps: int = 0,
     alpha_hidden: int = 0,
+    deadline: float = math.inf,
 ) -> Bounds:
     """CROWN bounds: every ReLU layer's pre-activations, then output ``rows`` (all by default).
 
@@ -135,6 +138,8 @@ def crown(
     (every slope in [0, 1] is sound, so each iterate is a valid bound).
     ``alpha_hidden``: the same for every hidden layer's unstable pre-activation bounds, layer
     by layer (costly: for one root box, e.g. before branching on ReLU phases).
+    ``deadline`` (a ``time.perf_counter()`` value): slope optimization stops there (each
+    iterate is sound, so the bounds are only less tight).
     """
     B = lo.shape[0]
     if intermediate == "auto":
@@ -171,7 +176,17 @@ def crown(
                 ub, A_k, c_k = backward(net, k - 1, W, bb.expand(B, -1), relax, lo, hi)
                 if alpha_hidden > 0:
                     ub, _, _ = _optimize_slopes(
-                        net, W, bb, relax[:k], pre[:k], lo, hi, (ub, A_k, c_k), alpha_hidden, k=k
+                        net,
+                        W,
+                        bb,
+                        relax[:k],
+                        pre[:k],
+                        lo,
+                        hi,
+                        (ub, A_k, c_k),
+                        alpha_hidden,
+                        k=k,
+                        deadline=deadline,
                     )
                 m = rows_k.numel()
                 zu = zu.clone()
@@ -194,14 +209,18 @@ def crown(
         W, bb = torch.cat([W, -W]), torch.cat([bb, -bb])
     ub, A, c = backward(net, net.n_relu - 1, W, bb.expand(B, -1), relax, lo, hi)
     if alpha_steps > 0 and net.n_relu > 0:
-        ub, A, c = _optimize_slopes(net, W, bb, relax, pre, lo, hi, (ub, A, c), alpha_steps)
+        ub, A, c = _optimize_slopes(
+            net, W, bb, relax, pre, lo, hi, (ub, A, c), alpha_steps, deadline=deadline
+        )
     il, iu = _affine_box(wL[idx], bL[idx], l_prev, u_prev)
     out_hi = torch.minimum(ub[:, :m], iu)
     out_lo = torch.maximum(-ub[:, m:], il) if lower else il
     return Bounds(pre, out_lo, out_hi, A[:, :m], c[:, :m])
 
 
-def _optimize_slopes(net, W, bb, relax, pre, lo, hi, start, steps: int, lr=0.2, k=None):
+def _optimize_slopes(
+    net, W, bb, relax, pre, lo, hi, start, steps: int, lr=0.2, k=None, deadline=math.inf
+):
     """alpha-CROWN on the rows ``W h + bb`` of layer ``k`` (default: the output): one lower
     slope per (box, row, unstable neuron), optimized by Adam on the sum of upper bounds;
     returns the tightest (ub, A, c)."""
@@ -213,6 +232,8 @@ def _optimize_slopes(net, W, bb, relax, pre, lo, hi, start, steps: int, lr=0.2, 
     alphas = [a.clone().requires_grad_(True) for a in init]
     opt = torch.optim.Adam(alphas, lr=lr)
     for _ in range(steps):
+        if time.perf_counter() > deadline:
+            break
         slopes = [
             (su, tu, torch.where(u, a.clamp(0, 1), a0))
             for (su, tu, _), u, a, a0 in zip(relax, unstable, alphas, init, strict=True)

@@ -34,10 +34,18 @@ class _Nodes:
     """What bounding a batch of nodes (split patterns) needs: the root's intermediate bounds
     and the layer layout of the flat pattern vector."""
 
-    def __init__(self, net: Network, lo: torch.Tensor, hi: torch.Tensor, head: Head, steps: int):
+    def __init__(self, net, lo, hi, head: Head, steps: int, deadline: float = math.inf):
         self.net, self.lo, self.hi, self.head = net, lo, hi, head
         # optimized slopes for every layer's bounds, once: each node reuses them
-        root = crown(net, lo[None], hi[None], lower=False, alpha_hidden=steps, alpha_steps=steps)
+        root = crown(
+            net,
+            lo[None],
+            hi[None],
+            lower=False,
+            alpha_hidden=steps,
+            alpha_steps=steps,
+            deadline=deadline,
+        )
         self.L = torch.cat([p[0][0] for p in root.pre])
         self.U = torch.cat([p[1][0] for p in root.pre])
         self.sizes = net.widths()
@@ -228,7 +236,8 @@ def maximize(
     """
     t0 = time.perf_counter()
     deadline = math.inf if time_limit is None else t0 + time_limit
-    nodes_ = _Nodes(net, lo, hi, head, steps)
+    # the root's optimized bounds take at most a third of the time limit
+    nodes_ = _Nodes(net, lo, hi, head, steps, t0 + (deadline - t0) / 3)
     n = int(nodes_.L.numel())
     best_x, best_v = (lo + hi) / 2, -math.inf
     if incumbent is not None and incumbent[0] is not None:
