@@ -101,8 +101,12 @@ def test_split_node_bounds_contain_every_value_of_their_region(seed, n_in, width
     for S in (torch.where(choose, phase, 0).to(torch.int8), torch.where(unstable, phase, 0)):
         inside = ((z * S.double()) >= 0).all(1)
         assert bool(inside[0])
-        rows, _, pick = nodes.bound(S[None].to(torch.int8), nodes.root_rows, -math.inf, steps=5)
+        S1 = S[None].to(torch.int8)
+        rows, _, pick, warm = nodes.bound(S1, nodes.root_rows, -math.inf, steps=5)
         assert (rows[0] >= out[inside] - 1e-9).all()
+        # warm-started from the optimized slopes and multipliers: still sound
+        again, _, _, _ = nodes.bound(S1, nodes.root_rows, -math.inf, steps=3, warm=warm)
+        assert (again[0] >= out[inside] - 1e-9).all()
         if int(pick[0]) < 0:  # no unstable ReLU left: a linear region, solved exactly
             v, x = nodes.linear_region(S.to(torch.int8))
             best = float(head.apply(out[inside]).max())

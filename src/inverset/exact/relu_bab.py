@@ -24,6 +24,7 @@ from inverset.exact.bounds import _relax, backward, corner, crown
 from inverset.exact.ir import Head, Network
 
 LR_BETA = 0.1
+WARM = True
 #: nodes recompute their hidden-layer bounds through their splits when the input has at most
 #: this many dimensions (12-20 inputs: 10-15% tighter bounds at 30 s; MNIST's 784: 6x fewer
 #: nodes per second and a looser bound at 60 s)
@@ -72,7 +73,15 @@ class _Nodes:
             pre = crown(self.net, lo, hi, lower=False, init=pre).pre
         return pre
 
-    def bound(self, S: torch.Tensor, rows: torch.Tensor, level: float, steps: int, lr=0.1):
+    def bound(
+        self,
+        S: torch.Tensor,
+        rows: torch.Tensor,
+        level: float,
+        steps: int,
+        lr=0.1,
+        warm: torch.Tensor | None = None,
+    ):
         """Tighter upper bounds of the output rows of the nodes S [B, n] (split phase +1/-1,
         0 free) whose current row bounds are ``rows`` [B, m].
 
@@ -95,8 +104,16 @@ class _Nodes:
         c0 = net.biases[-1][ri][:, None]
         lo, hi = self.lo[None].expand(P, -1), self.hi[None].expand(P, -1)
         init = [r[2][:, None, :] for r in relax]
-        alphas = [a.clone().requires_grad_(True) for a in init]
-        betas = [torch.zeros(P, 1, n, dtype=dt).requires_grad_(True) for n in self.sizes]
+        if warm is None or not WARM:
+            alphas = [a.clone().requires_grad_(True) for a in init]
+            betas = [torch.zeros(P, 1, n, dtype=dt).requires_grad_(True) for n in self.sizes]
+        else:
+            wa, wb = warm[bi].to(dt).chunk(2, dim=1)
+            alphas = [
+                torch.where(u, a[:, None, :], a0).requires_grad_(True)
+                for a, u, a0 in zip(self.layers(wa), unstable, init, strict=True)
+            ]
+            betas = [b[:, None, :].clone().requires_grad_(True) for b in self.layers(wb)]
         groups = [
             {"params": [a for a, u in zip(alphas, unstable, strict=True) if bool(u.any())]},
             {"params": [bt for bt, has in zip(betas, split, strict=True) if has], "lr": LR_BETA},
@@ -135,7 +152,15 @@ class _Nodes:
         new[bi, ri] = torch.minimum(rows[bi, ri], got)
         coeffs = [t.detach()[:, 0, :] for t in best[2][::-1]]
         pick = self._branch(new, bi, ri, coeffs, pre, Sj, S.shape[0])
-        return new, best[1][:, 0, :], pick
+        first = torch.ones(P, dtype=torch.bool)
+        first[1:] = bi[1:] != bi[:-1]
+        with torch.no_grad():
+            params = torch.cat(
+                [a[:, 0].clamp(0, 1) for a in alphas] + [b[:, 0].clamp_min(0) for b in betas], 1
+            )
+        out = torch.zeros(S.shape[0], params.shape[1], dtype=torch.float32)
+        out[bi[first]] = params[first].float()
+        return new, best[1][:, 0, :], pick, out
 
     def _branch(self, rows, bi, ri, coeffs, pre, Sj, B) -> torch.Tensor:
         """Per node, the free unstable ReLU whose triangle relaxation costs the rows that
@@ -226,7 +251,7 @@ def maximize(
     max_nodes: int | None = None,
     batch: int = 256,
     on_round=None,
-    steps: int = 20,
+    steps: int = 10,
 ) -> BaBResult:
     """Certified maximum of ``head(net(x))`` over the box [lo, hi] by splitting ReLU phases.
 
@@ -237,7 +262,7 @@ def maximize(
     t0 = time.perf_counter()
     deadline = math.inf if time_limit is None else t0 + time_limit
     # the root's optimized bounds take at most a third of the time limit
-    nodes_ = _Nodes(net, lo, hi, head, steps, t0 + (deadline - t0) / 3)
+    nodes_ = _Nodes(net, lo, hi, head, max(steps, 20), t0 + (deadline - t0) / 3)
     n = int(nodes_.L.numel())
     best_x, best_v = (lo + hi) / 2, -math.inf
     if incumbent is not None and incumbent[0] is not None:
@@ -258,9 +283,9 @@ def maximize(
     def level() -> float:
         return threshold if threshold is not None else best_v + eps()
 
-    def evaluate(S: torch.Tensor, rows: torch.Tensor):
+    def evaluate(S: torch.Tensor, rows: torch.Tensor, warm=None):
         """Row bounds, incumbents and next splits of the nodes S; linear regions exactly."""
-        rows, A, pick = nodes_.bound(S, rows, level(), steps)
+        rows, A, pick, wout = nodes_.bound(S, rows, level(), steps, warm=warm)
         take(corner(A, lo[None, :], hi[None, :]))
         ub = head.apply(rows)
         for i in (pick < 0).nonzero().reshape(-1).tolist():
@@ -268,10 +293,10 @@ def maximize(
             ub[i] = min(float(ub[i]), v)
             if x is not None:
                 take(torch.as_tensor(x, dtype=lo.dtype)[None])
-        return rows, ub, pick
+        return rows, ub, pick, wout
 
     S = torch.zeros(1, n, dtype=torch.int8)
-    R, ub, pick = evaluate(S, nodes_.root_rows)
+    R, ub, pick, Wm = evaluate(S, nodes_.root_rows)
     xs, _ = local_ascent(net, best_x[None], lo, hi, head=head)
     take(xs)
     nodes, rounds, size, dropped = 1, 0, min(batch, 8), -math.inf
@@ -280,7 +305,7 @@ def maximize(
         keep = ub >= level()
         if not bool(keep.all()):
             dropped = max(dropped, float(ub[~keep].max()))
-            S, R, ub, pick = S[keep], R[keep], ub[keep], pick[keep]
+            S, R, ub, pick, Wm = S[keep], R[keep], ub[keep], pick[keep], Wm[keep]
         done = end_of_round(ub, dropped, best_v, threshold, eps(), history, t0, on_round)
         if done is not None:
             status = done
@@ -301,7 +326,7 @@ def maximize(
         Sc[rows_, pick[top].repeat(2)] = torch.cat(
             [torch.ones(k, dtype=torch.int8), -torch.ones(k, dtype=torch.int8)]
         )
-        Rc, ubc, pickc = evaluate(Sc, R[top].repeat(2, 1))
+        Rc, ubc, pickc, Wc = evaluate(Sc, R[top].repeat(2, 1), Wm[top].repeat(2, 1))
         if rounds % 4 == 3:
             xs, _ = local_ascent(net, best_x[None], lo, hi, steps=20, head=head)
             take(xs)
@@ -315,5 +340,6 @@ def maximize(
         R = torch.cat([R[rest], Rc])
         ub = torch.cat([ub[rest], ubc])
         pick = torch.cat([pick[rest], pickc])
+        Wm = torch.cat([Wm[rest], Wc])
     bound = final_bound(ub, dropped, best_v, threshold is not None and status == "below")
     return BaBResult(status, best_x, best_v, bound, nodes, rounds, history)
