@@ -4,10 +4,12 @@ Splitting input boxes (:mod:`.bab`) is hopeless in hundreds of dimensions (an MN
 Here a node fixes some unstable ReLUs active (z >= 0) or inactive (z <= 0) on the whole box.
 Its bound is CROWN's with those ReLUs linear and each split condition added as a Lagrangian
 term ``beta * z`` (beta-CROWN, Wang et al., NeurIPS 2021); the lower slopes (alpha) and the
-multipliers (beta >= 0) of all nodes of a round are optimized together by a few Adam steps.
-Every iterate is a sound bound, so the tightest seen is kept. Intermediate bounds are the
-root's, clamped by each node's splits. A node whose ReLUs are all fixed is a linear region:
-each output row's maximum there is a linear program, solved exactly (scipy's HiGHS).
+multipliers (beta >= 0) of all nodes of a round are optimized together by a few Adam steps,
+each child starting from its parent's (its new split's multiplier from 0). Every iterate is a
+sound bound, so the tightest seen is kept. Intermediate bounds are the root's (with optimized
+slopes), clamped by each node's splits and, for inputs of up to 64 dimensions, recomputed
+through them. A node whose ReLUs are all fixed is a linear region: its maximum there is a
+linear program, solved exactly (scipy's HiGHS).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from inverset.exact.bounds import _relax, backward, corner, crown
 from inverset.exact.ir import Head, Network
 
 LR_BETA = 0.1
-WARM = True
 #: nodes recompute their hidden-layer bounds through their splits when the input has at most
 #: this many dimensions (12-20 inputs: 10-15% tighter bounds at 30 s; MNIST's 784: 6x fewer
 #: nodes per second and a looser bound at 60 s)
@@ -86,8 +87,10 @@ class _Nodes:
         0 free) whose current row bounds are ``rows`` [B, m].
 
         Under a max (or single-row) head, rows already below ``level`` cannot matter and are
-        not bounded again. Returns (row bounds [B, m], the input coefficients [P, n0] of every
-        row bounded, the unstable free ReLU to split next per node, -1 for a linear region)."""
+        not bounded again. ``warm`` [B, 2n]: slopes and multipliers to start from (a
+        parent's). Returns (row bounds [B, m], the input coefficients [P, n0] of every row
+        bounded, the unstable free ReLU to split next per node (-1 for a linear region), the
+        optimized slopes and multipliers per node [B, 2n] for its children)."""
         net = self.net
         live = rows >= level if self.head.kind in ("leaf", "max") else torch.ones_like(rows)
         live = live.bool()
@@ -104,7 +107,7 @@ class _Nodes:
         c0 = net.biases[-1][ri][:, None]
         lo, hi = self.lo[None].expand(P, -1), self.hi[None].expand(P, -1)
         init = [r[2][:, None, :] for r in relax]
-        if warm is None or not WARM:
+        if warm is None:
             alphas = [a.clone().requires_grad_(True) for a in init]
             betas = [torch.zeros(P, 1, n, dtype=dt).requires_grad_(True) for n in self.sizes]
         else:
