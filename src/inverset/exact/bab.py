@@ -87,8 +87,7 @@ def end_of_round(
     """Record a round (history, progress callback) of a branch and bound over open nodes with
     upper bounds ``ub`` and say whether the search is over: 'reached', 'below', 'optimal' or
     None (go on). ``dropped``: the largest bound of a node pruned so far."""
-    bound = max(dropped, float(ub.max())) if ub.numel() else dropped
-    bound = max(bound, best_v)
+    bound = final_bound(ub, dropped, best_v, below=False)
     history["time"].append(time.perf_counter() - t0)
     history["best"].append(best_v)
     history["bound"].append(bound)
