@@ -333,13 +333,13 @@ class _Extractor:
     def run(self) -> dict[str, _Sym]:
         if isinstance(self.model, torch.jit.ScriptModule):
             self.model = _unscript(self.model)
-        try:
-            gm = fx.GraphModule(self.model, _Tracer().trace(self.model))
+        try:  # the graph alone: a GraphModule would also generate and compile Python code
+            graph = _Tracer(autowrap_modules=()).trace(self.model)
         except Exception as exc:
             why = f"this model (torch.fx cannot trace it: {type(exc).__name__})"
             raise _unsupported(why) from None
-        modules = dict(gm.named_modules())
-        nodes = list(gm.graph.nodes)
+        modules = dict(self.model.named_modules())
+        nodes = list(graph.nodes)
         users = {n: len(n.users) for n in nodes}
         env: dict[fx.Node, object] = {}
         b = self.b
@@ -366,7 +366,7 @@ class _Extractor:
                 )
                 env[node] = s
             elif node.op == "get_attr":
-                obj = gm
+                obj = self.model
                 for part in node.target.split("."):
                     obj = getattr(obj, part)
                 env[node] = obj.detach().to("cpu", DT) if isinstance(obj, torch.Tensor) else obj
@@ -418,6 +418,10 @@ class _Extractor:
             )
         if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and m.training:
             raise _unsupported(f"layer {node.target!r} (BatchNorm in training mode)")
+        if type(m) is nn.Linear and len(x.shape) == 1:  # the common case, without a probe
+            W = m.weight.detach().to("cpu", DT)
+            d = torch.zeros(W.shape[0], dtype=DT) if m.bias is None else m.bias.detach()
+            return self.b.affine(x, W, d.to("cpu", DT), (W.shape[0],))
         lt = _loader_types()
         if isinstance(m, _AFFINE_MODULES) or (lt and isinstance(m, lt)):
             if name == "ConstOp" and m.op == "div" and m.const_first:

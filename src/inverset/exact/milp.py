@@ -266,6 +266,10 @@ def _solve_highs(model, time_limit, warm, first, rel_gap, abs_gap, threads) -> M
         highspy.ObjSense.kMaximize if model.maximize else highspy.ObjSense.kMinimize
     )
     if warm is not None:
+        # with a start point the feasibility-jump heuristic finds nothing the search needs and
+        # costs ~3 ms per solve (diabetes 10-16-16-1: 6.0 -> 2.9 ms; same nodes on the wine,
+        # breast-cancer and random 10-16-16-1 / 12-16-16-16-1 nets, 0-25% faster)
+        h.setOptionValue("mip_heuristic_run_feasibility_jump", False)
         sol = highspy.HighsSolution()
         sol.col_value = list(map(float, warm))
         sol.value_valid = True
