@@ -9,6 +9,7 @@ instead of its own choice, so the methods can be compared on the same instances 
 
     python benchmarks/vnncomp.py [--suite acasxu|mnistfc] [--limit N] [--props 1,2]
         [--nets 256x2] [--timeout-scale 1.0] [--every K] [--method auto|bab|relu|milp]
+        [--threads N]
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ EXTERNAL = Path(__file__).resolve().parents[1].parent / "shared" / "external"
 ROOT = EXTERNAL / "acasxu"
 
 
-def decide(model, prop, timeout: float, seed: int = 0, method: str = "auto"):
+def decide(model, prop, timeout: float, seed: int = 0, method: str = "auto", threads: int = 1):
     """('sat'|'unsat'|'timeout', witness or None, bound info) for one instance."""
     t0 = time.perf_counter()
     g = prop.target()
@@ -48,6 +49,7 @@ def decide(model, prop, timeout: float, seed: int = 0, method: str = "auto"):
             time_limit=left,
             seed=seed,
             method=method,
+            threads=threads,
         )
         if r.status == "found":
             return "sat", r.x, bounds
@@ -81,6 +83,7 @@ def main() -> None:
     ap.add_argument("--nets", default=None, help="only networks whose name contains one of these")
     ap.add_argument("--method", default="auto", help="the exact solver's method")
     ap.add_argument("--root", type=Path, default=None, help="the suite's folder")
+    ap.add_argument("--threads", type=int, default=1, help="the solver's threads")
     args = ap.parse_args()
     torch.set_num_threads(1)
     args.root = args.root or EXTERNAL / args.suite
@@ -103,7 +106,7 @@ def main() -> None:
         prop = read_vnnlib(args.root / prop_file)
         limit = float(timeout) * args.timeout_scale
         t = time.perf_counter()
-        answer, x, _ = decide(models[net], prop, limit, method=args.method)
+        answer, x, _ = decide(models[net], prop, limit, method=args.method, threads=args.threads)
         dt = time.perf_counter() - t
         total += dt
         counts[answer] += 1

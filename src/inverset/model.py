@@ -155,3 +155,17 @@ def restore_mode(model: nn.Module, train: bool = False, freeze: bool = True) -> 
             m.training = t
         for p, g in grads.items():
             p.requires_grad_(g)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch threads (unchanged when None), restored afterwards."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

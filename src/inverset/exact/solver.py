@@ -10,10 +10,8 @@ is re-evaluated on the original model.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,6 +22,7 @@ from inverset.exact import bab, relu_bab
 from inverset.exact.bounds import Bounds, crown
 from inverset.exact.ir import Head, Network, extract, split_head
 from inverset.exact.milp import build
+from inverset.model import torch_threads
 from inverset.problem import Problem
 from inverset.progress import progress_bar
 from inverset.result import Result
@@ -405,17 +404,6 @@ def _maximize(
     return {"x": r.x, "value": r.value, "bound": r.bound, "status": r.status, "method": chosen}
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Torch on ``n`` threads for the solve (small batched ops: extra threads only spin)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(n)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def solve(
     problem: Problem,
     *,
@@ -427,7 +415,7 @@ def solve(
     milp_solver: str = "highs",
     tol: float = 1e-4,
     batch: int = 512,
-    threads: int = 1,
+    threads: int | None = None,
     branching: str = "auto",
     incumbent: tuple[Any, float] | None = None,
     alpha_steps: int = 0,
@@ -447,10 +435,13 @@ def solve(
     plain CROWN. On ACAS Xu, 3 steps halved the hardest instance (4_2 prop 2: 97 s -> 50 s)
     but slowed most others, so it is an option, not the default.
     ``incumbent``: an (x, value) start point (x in the model's input shape) used when better
-    than the solver's own. ``threads``: MILP solver and torch threads during the solve (1 is
-    fastest for small networks).
+    than the solver's own. ``threads``: torch and MILP solver threads during the solve; None
+    (default) = torch's own count. Batched bound passes gain from more cores (2 cores against
+    1: ACAS Xu's 186 instances 105 s vs 159 s, MNIST-FC 256x2's 29 decided 19 s vs 31 s);
+    small nets and MILPs neither gain nor lose.
     """
-    with _torch_threads(threads):
+    threads = torch.get_num_threads() if threads is None else max(1, int(threads))
+    with torch_threads(threads):
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         if not problem.domain.bounded:

@@ -14,33 +14,19 @@ import os
 import pickle
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as futures_wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-import torch
 from torch import nn
 
 from inverset.errors import InversetError
+from inverset.model import torch_threads
 from inverset.result import Result
 
 Outcome = list[tuple[str, Result]] | BaseException
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch threads (unchanged when None), restored afterwards."""
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def run_unit(

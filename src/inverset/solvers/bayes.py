@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from inverset.errors import InversetError
+from inverset.model import torch_threads
 from inverset.problem import Problem
 from inverset.result import Result
 from inverset.solvers._common import Objective, StopSearch, run
@@ -113,24 +114,19 @@ def solve(
         if polish:
             obj.polish(obj.to_u(obj.best_z))
 
-    threads = torch.get_num_threads()
-    try:
-        # a GP on a few hundred points is many tiny ops: extra threads only add contention
-        # (tenfold slower on a busy machine), so BoTorch runs single-threaded
-        torch.set_num_threads(1)
-        with torch.random.fork_rng():
-            torch.manual_seed(int(seed))
-            return run(
-                problem,
-                "bayes",
-                search,
-                time_limit=time_limit,
-                max_evals=max_evals,
-                progress=progress,
-                linear=linear,
-            )
-    finally:
-        torch.set_num_threads(threads)
+    # a GP on a few hundred points is many tiny ops: extra threads only add contention
+    # (tenfold slower on a busy machine), so BoTorch runs single-threaded
+    with torch_threads(1), torch.random.fork_rng():
+        torch.manual_seed(int(seed))
+        return run(
+            problem,
+            "bayes",
+            search,
+            time_limit=time_limit,
+            max_evals=max_evals,
+            progress=progress,
+            linear=linear,
+        )
 
 
 def _training_set(U: np.ndarray, Y: np.ndarray, max_points: int):
