@@ -10,10 +10,11 @@ only) are not dependencies; each runs when installed: ``pip install omlt pyomo``
 HiGHS through Pyomo), ``pip install pyscipopt-ml`` (SCIP), ``pip install
 gurobi-machinelearning gurobipy`` (Gurobi under the wheel's size-limited licence; models over
 its limit are reported as ``licence``). Peers run with their default thread counts, inverset
-with one thread.
+with ``--threads`` torch threads (default one).
 
     python benchmarks/exact.py [--nets small,mid,medium,diabetes,acas,mnist]
         [--time-limit 60] [--medium-time-limit 600] [--peer-time-limit 120] [--no-peers]
+        [--threads 1]
 """
 
 from __future__ import annotations
@@ -240,8 +241,9 @@ def main() -> None:
     ap.add_argument("--medium-time-limit", type=float, default=600.0)
     ap.add_argument("--peer-time-limit", type=float, default=120.0)
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="inverset's torch threads")
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     nets = args.nets.split(",")
     head = ("net", "solver", "status", "value", "bound", "time s", "runs")
     print("{:24} {:22} {:12} {:>11} {:>11} {:>8} {:>4}".format(*head))
