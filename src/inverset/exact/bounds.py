@@ -97,12 +97,16 @@ def backward(
         if trace is not None:
             trace.append(A)
         pos = A.clamp_min(0)
+        const = const + (pos @ tu[:, :, None]).squeeze(-1)
         sl = sl[:, None, :] if sl.dim() == 2 else sl  # lower slopes per box, or per box and row
-        Az = A * sl
-        Az.addcmul_(pos, su[:, None, :] - sl)
+        if A.requires_grad or sl.requires_grad or su.requires_grad:
+            Az = A * sl
+            Az.addcmul_(pos, su[:, None, :] - sl)
+        else:  # nothing to differentiate: pos's memory becomes Az
+            Az = pos.mul_(su[:, None, :] - sl).addcmul_(A, sl)
         if beta is not None and beta[j] is not None:
             Az.add_(beta[j])
-        const = const + (pos @ tu[:, :, None]).squeeze(-1) + Az @ bj
+        const = const + Az @ bj
         A = Az @ W
     if A.dim() == 2:
         A = A.expand(lo.shape[0], *A.shape)
