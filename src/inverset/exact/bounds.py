@@ -84,6 +84,17 @@ def backward(
     for j in range(k, -1, -1):
         su, tu, sl = relax[j]
         W, bj = net.weights[j], net.biases[j]
+        m, p = A.shape[-2], W.shape[1]  # rows; width of the layer below
+        if A.dim() == 2 and p * (m + 10) < 15 * m:
+            # coefficients shared by every box, onto a narrow layer (few inputs: ACAS Xu's 5,
+            # the medium net's 8): fold the per-box slopes into W, a [B, n, p] temporary.
+            # Estimated work 2mnp + 10np against 15mn + mnp for a [B, m, n] one (elementwise
+            # work on a new tensor costs ~5 multiply-adds); 512 boxes, m = 128, n = 64, p = 8:
+            # 4 ms vs 18 ms
+            pos, neg = A.clamp_min(0), A.clamp_max(0)
+            const = const + tu @ pos.T + (su * bj) @ pos.T + (sl * bj) @ neg.T
+            A = torch.matmul(pos, su[:, :, None] * W) + torch.matmul(neg, sl[:, :, None] * W)
+            continue
         # Az = A * (su where A > 0 else sl), built in place on a fresh temporary: every new
         # [B, m, n] tensor is a large allocation whose page faults cost 4-5x the arithmetic
         # (512 x 128 x 64 doubles: 19 ms vs 4 ms); then one matrix product for all boxes
