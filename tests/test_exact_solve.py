@@ -393,3 +393,25 @@ def test_milp_runs_after_another_highs_user_changed_the_thread_count():
     r = iv.maximize(model, "out:0", iv.Box(-1, 1, shape=(2,)), solver="exact", method="milp")
     assert r.status == "optimal"
     assert r.value == pytest.approx(_brute_max(_f(model), [-1, -1], [1, 1], 201), abs=2e-4)
+
+
+def test_solve_runs_on_the_threads_asked_for_and_restores_torch(monkeypatch):
+    from inverset.exact import bab
+
+    seen: list[int] = []
+    real = bab.maximize
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bab, "maximize", spy)
+    model = _mlp([2, 16, 16, 1], 0)
+    box = iv.Box(-1, 1, shape=(2,))
+    before = torch.get_num_threads()
+    one = iv.maximize(model, "out:0", box, solver="exact", method="bab", threads=1)
+    default = iv.maximize(model, "out:0", box, solver="exact", method="bab")
+    assert seen == [1, before]  # threads=1, then torch's own count
+    assert torch.get_num_threads() == before
+    assert one.status == default.status == "optimal"
+    assert one.value == pytest.approx(default.value, abs=1e-6)
