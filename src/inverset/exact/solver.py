@@ -129,10 +129,15 @@ class _Ctx:
             self._milp = self.root_bounds()
             if self.root_unstable() > MILP_MAX_UNSTABLE:
                 lo, hi = self.lo[None], self.hi[None]
-                now = time.perf_counter()
-                stop = now + (self.deadline - now) / 4  # at most a quarter of the time left
+                stop = self.share(0.25)
                 self._milp = crown(self.net, lo, hi, alpha_hidden=20, alpha_steps=20, deadline=stop)
         return self._milp
+
+    def share(self, fraction: float) -> float:
+        """The ``time.perf_counter()`` deadline of a step allowed ``fraction`` of the time
+        left (infinite without a time limit)."""
+        now = time.perf_counter()
+        return now + (self.deadline - now) * fraction
 
     def root_unstable(self) -> int:
         """Unstable ReLUs at the root."""
@@ -218,9 +223,7 @@ def _incumbent(
     x0, v0 = best(x)
     if (threshold is not None and v0 >= threshold) or steps == 0:
         return x0, v0
-    now = time.perf_counter()
-    stop = now + (ctx.deadline - now) / 4  # at most a quarter of the time left
-    xs, _ = bab.local_ascent(net, x, ctx.lo, ctx.hi, steps=steps, deadline=stop)
+    xs, _ = bab.local_ascent(net, x, ctx.lo, ctx.hi, steps=steps, deadline=ctx.share(0.25))
     xs = p.domain.project(xs.reshape(n, *p.domain.shape), round_integers=True).reshape(n, -1)
     x1, v1 = best(xs)
     return (x1, v1) if v1 >= v0 else (x0, v0)
