@@ -121,6 +121,12 @@ def test_unknown_layer_lists_names_and_index_range():
     assert all(not m._forward_hooks for m in net.modules())
 
 
+def test_margin_of_a_single_output_says_what_to_use_instead():
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    with pytest.raises(iv.InversetError, match=r"needs at least 2 outputs.*use out:0"):
+        iv.maximize(net, "margin:0", iv.Box(0, 1, shape=(2,)), steps=2, starts=1)
+
+
 def test_piecewise_linear_flag():
     assert iv.parse_target("out:0 - 0.5*max(fc1:1, margin:2)").piecewise_linear
     assert not iv.parse_target("prob:1").piecewise_linear

@@ -284,6 +284,41 @@ def test_time_limit_returns_incumbent_and_bound(method):
     assert math.isfinite(r.value)
 
 
+@pytest.mark.parametrize("method", ["auto", "bab", "relu", "milp"])
+def test_a_net_without_relus_is_certified_by_every_method(method):
+    torch.manual_seed(0)
+    lin = nn.Linear(4, 2)
+    w, b = lin.weight.detach().double()[0], float(lin.bias.detach()[0])
+    exact = b + float(torch.maximum(-w, 2 * w).sum())  # max of w.x + b over [-1, 2]^4
+    r = iv.maximize(lin, "out:0", iv.Box(-1, 2, shape=(4,)), solver="exact", method=method)
+    assert r.status == "optimal"
+    assert r.value == pytest.approx(exact, abs=1e-5) and r.bound == pytest.approx(exact, abs=1e-5)
+
+
+@pytest.mark.parametrize("method", ["bab", "relu", "milp"])
+def test_reaching_the_maximum_within_tolerance_is_found_not_unreachable(method):
+    torch.manual_seed(31)
+    model = nn.Sequential(
+        nn.Linear(2, 10), nn.ReLU(), nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 1)
+    )
+    box = iv.Box([-0.75, -0.21], [1.8, 1.24])
+    best = iv.maximize(model, "out:0", box, solver="exact", method="bab")
+    corner = torch.tensor([[1.8, -0.21]], dtype=torch.float64)  # where the maximum is
+    assert np.allclose(best.x, corner[0].numpy(), atol=1e-6)
+    with torch.no_grad():
+        top = float(model.double()(corner)[0, 0])
+    model.float()
+    # a value just above the maximum, within reach's tolerance (1e-6): reached at the corner
+    r = iv.reach(model, "out:0", top + 1e-8, box, solver="exact", method=method, time_limit=20)
+    assert r.status == "found" and abs(r.value - top) <= 1e-6
+
+
+def test_nan_range_ends_are_refused():
+    for rng in [(math.nan, 1.0), (0.0, math.nan), (-math.inf, math.nan)]:
+        with pytest.raises(iv.InversetError, match="NaN end"):
+            iv.in_range(_mlp([2, 4, 1], 0), "out:0", rng, iv.Box(-1, 1, shape=(2,)), solver="exact")
+
+
 def test_is_supported_and_clear_errors():
     ok = Problem.build(_mlp([2, 4, 1], 0), "out:0", iv.Goal.maximize(), iv.Box(-1, 1, shape=(2,)))
     assert is_supported(ok)

@@ -30,6 +30,10 @@ class Goal:
         if self.kind == "range":
             if self.low is None or self.high is None:
                 raise InversetError("range needs two numbers z1,z2, e.g. --range 0.6,0.7")
+            if math.isnan(self.low) or math.isnan(self.high):
+                raise InversetError(
+                    f"range [{self.low}, {self.high}] has a NaN end; give numbers (inf allowed)"
+                )
             if self.low > self.high:
                 raise InversetError(
                     f"range has z1 > z2 ({self.low:g} > {self.high:g}); write it as z1,z2 "

@@ -112,6 +112,11 @@ class Ref(Expr):
                 )
         else:
             n = a.shape[1]
+            if self.kind == "margin" and n == 1:
+                raise InversetError(
+                    f"{self}: a margin needs at least 2 outputs and the model has 1; for a "
+                    "single-logit binary classifier use out:0 (margin of class 1) or -out:0"
+                )
             m = 2 if self.kind == "prob" and n == 1 else n
             if not 0 <= self.index[0] < m:
                 raise InversetError(

@@ -239,7 +239,8 @@ def _method(ctx: _Ctx, method: str) -> str:
                 f"method {method!r} handles plain boxes only; integer inputs, linear constraints "
                 "and extra target ranges need method 'milp' (or 'auto')"
             )
-        return method
+        # a chain without ReLUs has no phases to split: its boxes are bounded exactly
+        return "bab" if method == "relu" and ctx.net.n_relu == 0 else method
     if method == "milp":
         return method
     if method != "auto":
@@ -503,9 +504,18 @@ def solve(
             return _result(ctx, x, value, st, msg, bound, timings, info, r, gap)
 
         # reach / range: decide reachability, then find a witness inside
-        z1, z2 = (goal.value, goal.value) if goal.kind == "reach" else (goal.low, goal.high)
+        # a reach goal is met within its tolerance: the range it asks for
+        rt = _reach_tol(goal)
+        z1, z2 = (
+            (goal.value - rt, goal.value + rt) if goal.kind == "reach" else (goal.low, goal.high)
+        )
+        # the bounds are float64 arithmetic without outward rounding: decide 'unreachable' only
+        # beyond a rounding margin (a target exactly at the optimum stays reachable)
+        pad1, pad2 = (1e-12 * (1.0 + abs(z)) for z in (z1, z2))
         anywhere = {"x": None, "value": math.inf, "bound": None, "status": "reached"}
-        hi_side = _maximize(ctx, 1.0, *args, threshold=z1, **kw) if z1 > -math.inf else anywhere
+        hi_side = (
+            _maximize(ctx, 1.0, *args, threshold=z1 - pad1, **kw) if z1 > -math.inf else anywhere
+        )
         if hi_side["status"] == "infeasible":
             return _result(
                 ctx,
@@ -526,7 +536,9 @@ def solve(
             if "proof" in hi_side:
                 msg = f"unreachable: no input reaches {z1:g}; {hi_side['proof']}"
             return _result(ctx, hi_side["x"], None, "unreachable", msg, b, timings, info, hi_side)
-        lo_side = _maximize(ctx, -1.0, *args, threshold=-z2, **kw) if z2 < math.inf else anywhere
+        lo_side = (
+            _maximize(ctx, -1.0, *args, threshold=-z2 - pad2, **kw) if z2 < math.inf else anywhere
+        )
         if lo_side["status"] == "below":
             b = -lo_side["bound"]
             msg = (
@@ -566,6 +578,8 @@ def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> torch.Tensor | 
     segment for convex domains; a MILP feasibility problem when inputs are integer)."""
     goal = ctx.problem.goal
     ends = [x for x in (xa, xb) if x is not None]
+    if not ends:
+        return None
     vals = ctx.model_values(torch.stack(ends))
     for x, v in zip(ends, vals, strict=True):
         if bool(goal.satisfied(torch.tensor([v]), tol=_reach_tol(goal))[0]):
