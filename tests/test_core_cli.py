@@ -32,6 +32,9 @@ def files(tmp_path_factory, digits_cnn):
     torch.save(digits_cnn.model, d / "cnn_full.pt")
     (d / "weird.xyz").write_text("?")
     (d / "broken.onnx").write_bytes(b"\x00garbage")
+    (d / "two_columns.csv").write_text("1,1\n")
+    (d / "infeasible.csv").write_text("1,0,0,0,0,0,-5\n")  # x0 <= -5 in a box [0, 1]
+    (d / "three.txt").write_text("a\nb\nc\n")
     return d
 
 
@@ -181,6 +184,35 @@ CNN = "maximize {d}/cnn.pt --factory inverset.zoo:DigitsCNN"
         (
             "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 --option nope=1",
             "unknown option 'nope' for solver 'gradient'; its options: starts, steps",
+        ),
+        ("range {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6", "Missing option '--range'"),
+        ("maximize {d}/surrogate.pt -t out:0 --bogus", "No such option: --bogus"),
+        ("frobnicate", "No such command 'frobnicate'"),
+        ("maximize {d}/surrogate.pt -t out:0 --starts abc", "Invalid value for '--starts'"),
+        ("maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 7", "fails on inputs"),
+        ("maximize {d}/surrogate.pt -t out:0 --input-shape 6 --device cuda:99", "not available"),
+        ("maximize {d}/surrogate.pt -t out:0 --input-shape 6 --device gpu", "unknown device 'gpu'"),
+        (
+            "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 --option starts=abc",
+            "option 'starts' of solver 'gradient' takes an integer, got 'abc'",
+        ),
+        (
+            "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 --option lr=-1",
+            "lr must be > 0",
+        ),
+        (
+            "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 "
+            "--constraints {d}/two_columns.csv",
+            "linear constraints have 1 columns but the input has 6 features",
+        ),
+        (
+            "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 "
+            "--constraints {d}/infeasible.csv",
+            "have no point inside the box",
+        ),
+        (
+            "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 --labels {d}/three.txt",
+            "3 class names for a model with 2 classes",
         ),
     ],
 )

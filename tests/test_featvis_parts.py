@@ -147,3 +147,9 @@ def test_channel_parsing():
         parse_channels("0-9", 8)
     with pytest.raises(iv.InversetError, match="'all'"):
         parse_channels("a-b", 8)
+
+
+def test_a_vector_input_is_not_rendered_as_a_one_pixel_image():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    with pytest.raises(iv.InversetError, match=r"\(784, 1\) has no picture axes.*1,28,28"):
+        fv.visualize(model, layer="out", channels=[0], input_shape=(784, 1), steps=2)

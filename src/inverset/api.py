@@ -72,6 +72,11 @@ def solve(
         **result.query,
     }
     result.timings.setdefault("total", time.perf_counter() - t0)
+    if goal.kind in ("maximize", "minimize") and not problem.space.box.bounded and result.message:
+        result.message += (
+            "; the search space is unbounded, so the value may grow without limit: give a "
+            "box (domain=iv.Box(lo, hi) / --box LO,HI)"
+        )
     return result
 
 

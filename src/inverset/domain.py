@@ -82,6 +82,8 @@ class Box:
                     f"linear constraints: A has {self.A.shape[0]} rows but b has "
                     f"{self.b.shape[0]} entries; give one b per row of A"
                 )
+            if self.shape is not None:
+                self._check_constraints()
         self.integer = tuple(sorted(int(i) for i in self.integer))
         if self.integer and self.shape is not None:
             lo, hi = self._lo.reshape(-1), self._hi.reshape(-1)
@@ -96,6 +98,30 @@ class Box:
                         f"integer feature {i} has bounds [{lo[i]:g}, {hi[i]:g}] holding no whole "
                         "number; widen the box or drop it from --integer"
                     )
+
+    def _check_constraints(self) -> None:
+        """``A`` must have one column per feature and ``A x <= b`` a point inside the box (a
+        linear program, HiGHS through scipy)."""
+        from scipy.optimize import linprog
+
+        assert self.A is not None and self.b is not None
+        n = int(np.prod(self.shape))
+        if self.A.shape[1] != n:
+            raise InversetError(
+                f"linear constraints have {self.A.shape[1]} columns but the input has {n} "
+                f"features; give rows a_1..a_{n},b"
+            )
+        lo, hi = (np.broadcast_to(v, self.shape).reshape(-1) for v in (self._lo, self._hi))
+        bounds = [
+            (None if a == -np.inf else a, None if c == np.inf else c)
+            for a, c in zip(lo, hi, strict=True)
+        ]
+        res = linprog(np.zeros(n), A_ub=self.A, b_ub=self.b, bounds=bounds, method="highs")
+        if res.status == 2:
+            raise InversetError(
+                "the linear constraints A x <= b have no point inside the box; check their "
+                "signs and right-hand sides against the bounds"
+            )
 
     # ----------------------------------------------------------------- construction
     def with_shape(self, shape: Sequence[int]) -> Box:

@@ -134,7 +134,8 @@ def layers(model: nn.Module, input_shape: Sequence[int] | None = None) -> list[L
                 acts = forward(model, x, [] if scripted else names)
         shapes = {k: tuple(v.shape[1:]) for k, v in acts.items() if isinstance(v, torch.Tensor)}
     infos = [LayerInfo(n, type(m).__name__, shapes.get(n)) for n, m in named_layers(model).items()]
-    infos.append(LayerInfo(OUTPUT, "output", shapes.get(OUTPUT)))
+    if OUTPUT not in names:  # a last layer named 'out' (scikit-learn models) is the output
+        infos.append(LayerInfo(OUTPUT, "output", shapes.get(OUTPUT)))
     return infos
 
 

@@ -157,8 +157,24 @@ class Problem:
         gen = torch.Generator().manual_seed(0)
         z = self.space.box.sample(2, gen, device=self.device, dtype=self.dtype)
         with torch.no_grad(), self.session():
-            acts = forward(self.model, self.space.to_input(z), self.layer_names)
+            x = self.space.to_input(z)
+            try:
+                acts = forward(self.model, x, self.layer_names)
+            except (RuntimeError, ValueError, IndexError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise InversetError(
+                    f"the model fails on inputs of shape {tuple(x.shape[1:])} ({first}); pass the "
+                    "shape it takes (input_shape= / --input-shape)"
+                ) from exc
             self.target.check(acts)
+            if self.labels is not None and OUTPUT in acts:
+                n = int(acts[OUTPUT].reshape(acts[OUTPUT].shape[0], -1).shape[1])
+                n = 2 if n == 1 else n  # one logit: a binary classifier
+                if len(self.labels) != n:
+                    raise InversetError(
+                        f"{len(self.labels)} class names for a model with {n} classes; give "
+                        "one name per class (line i names class i)"
+                    )
             for t, _, _ in self.constraints:
                 t.check(acts)
             v = self.target.evaluate(acts)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from inverset.domain import Box, read_constraints
@@ -95,10 +96,22 @@ def parse_ints(text: str, what: str) -> list[int]:
 
 
 def resolve_device(device: str) -> str:
-    if device == "auto":
-        import torch
+    """'auto' -> CUDA when present, else the CPU; a named device must exist here."""
+    import torch
 
+    if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InversetError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and (
+        not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()
+    ):
+        raise InversetError(
+            f"device {device!r} is not available (this torch sees "
+            f"{torch.cuda.device_count()} CUDA devices); use --device cpu or auto"
+        )
     return device
 
 
@@ -205,7 +218,7 @@ def print_result(result, names: list[str] | None = None) -> None:
     t.add_row("evaluations", str(result.nfev))
     t.add_row("time", f"{result.timings.get('total', 0):.2f} s")
     if result.message:
-        t.add_row("message", result.message)
+        t.add_row("message", escape(result.message))
     out.print(t)
     if result.x is not None:
         x = np.asarray(result.x).reshape(-1)
@@ -219,8 +232,21 @@ def print_result(result, names: list[str] | None = None) -> None:
             xt.add_column("feature")
             xt.add_column("value", justify="right")
             for n, v in zip(names, x, strict=False):
-                xt.add_row(str(n), f"{v:.6g}")
+                xt.add_row(escape(str(n)), f"{v:.6g}")
             out.print(xt)
+
+
+def _click_errors() -> tuple[type[Exception], ...]:
+    """Usage errors of click and of the copy of click that typer >= 0.29 carries (missing or
+    unknown options, bad values, unknown commands)."""
+    import click
+
+    kinds: list[type[Exception]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:
+        return tuple(kinds)
+    return (*kinds, ClickException)
 
 
 def main() -> None:
@@ -233,10 +259,10 @@ def main() -> None:
     try:
         rv = app(standalone_mode=False)
     except InversetError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.UsageError as exc:
-        err.print(f"[red]error:[/] {exc.format_message()}", highlight=False, soft_wrap=True)
+    except _click_errors() as exc:
+        err.print(f"[red]error:[/] {escape(exc.format_message())}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except click.exceptions.Abort:
         err.print("interrupted")

@@ -104,6 +104,6 @@ def certify(
         verdict = f"UNDECIDED ({result.status}): {result.message}"
     result.info["certify"] = {"claim": f"{target} {side}", "verdict": verdict.split(":")[0]}
     if not as_json:
-        out.print(verdict)
+        out.print(verdict, markup=False)
     finish(result, out_dir, as_json, domain.names or getattr(m, "feature_names", None))
     return code

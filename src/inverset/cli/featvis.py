@@ -56,9 +56,9 @@ def _report(result, out_dir: Path | None, as_json: bool, gif: bool) -> None:
             summary["out"] = str(out_dir)
         sys.stdout.write(json.dumps(summary) + "\n")
         return
-    out.print(result.message)
+    out.print(result.message, markup=False)
     for label, v in zip(result.info.get("labels", []), result.values, strict=False):
-        out.print(f"  {label:<24} {float(v):.4g}")
+        out.print(f"  {label:<24} {float(v):.4g}", markup=False)
     out.print(f"time {result.timings.get('total', 0):.1f} s")
     if files:
         out.print("saved " + ", ".join(str(f) for f in files))

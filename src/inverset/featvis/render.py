@@ -144,6 +144,12 @@ def _setup(
     check_layer_names(model, [n for n in layers if n != OUTPUT])
     model_shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
     spatial = _spatial(size, model_shape)
+    if all(v == 1 for v in spatial):  # (784, 1): a vector, not a picture
+        raise InversetError(
+            f"the input shape {model_shape} has no picture axes to render (channels first, "
+            "then height and width); if the model reshapes a picture, pass its shape, e.g. "
+            "input_shape=(1, 28, 28) / --input-shape 1,28,28"
+        )
     c = model_shape[0] if model_shape is not None else 3
     device, dtype = model_device(model), model_dtype(model)
     m, s = _norm(mean, c, len(spatial), device, dtype), _norm(std, c, len(spatial), device, dtype)
@@ -573,7 +579,7 @@ def dream(
             "seed": seed,
             "value_range": [lo, hi],
         },
-        info={"labels": [f"{obj} {value:.3g}"], "device": str(device)},
+        info={"labels": [str(obj)], "device": str(device)},
         arrays=arrays,
     )
 

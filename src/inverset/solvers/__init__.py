@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from inverset.errors import InversetError
 
@@ -55,3 +55,13 @@ def check_options(
         raise InversetError(
             f"unknown option {bad[0]!r} for {name}; its options: {', '.join(valid)}"
         )
+    if not isinstance(options, Mapping):
+        return
+    for k, v in options.items():
+        default = params[k].default
+        kinds = {bool: (bool,), int: (int,), float: (int, float)}.get(type(default))
+        if kinds is None:  # no default or not a plain number: the solver checks it
+            continue
+        if not isinstance(v, kinds) or (isinstance(v, bool) and type(default) is not bool):
+            what = {bool: "true or false", int: "an integer", float: "a number"}[type(default)]
+            raise InversetError(f"option {k!r} of {name} takes {what}, got {v!r}")

@@ -105,9 +105,13 @@ class Objective:
     def remaining_evals(self) -> int | None:
         return None if self.max_evals is None else max(0, self.max_evals - self.nfev)
 
+    @property
+    def over_time(self) -> bool:
+        return self.time_limit is not None and self.elapsed >= self.time_limit
+
     def check(self) -> None:
         """Raise :class:`StopSearch` when the time limit or the evaluation budget is used up."""
-        if self.time_limit is not None and self.elapsed >= self.time_limit:
+        if self.over_time:
             raise StopSearch("time_limit")
         if self.max_evals is not None and self.nfev >= self.max_evals:
             raise StopSearch("max_evals")
@@ -169,8 +173,14 @@ class Objective:
             u = u[: self.remaining_evals]
         z = self.to_z(u)
         losses, values, viols = [], [], []
+        late_stop = False
         with torch.no_grad():
             for i in range(0, len(z), self.chunk):
+                # a large population (DE in hundreds of dimensions) is several chunks: keep
+                # what was evaluated and stop on time
+                if i and not late and self.over_time:
+                    z, late_stop = z[:i], True
+                    break
                 loss, v, viol = self._losses(self._torch(z[i : i + self.chunk]))
                 losses.append(loss.double().cpu().numpy())
                 values.append(v.double().cpu().numpy())
@@ -182,6 +192,8 @@ class Objective:
         self._record(z, loss, np.concatenate(values), feasible)
         if cut:
             raise StopSearch("max_evals")
+        if late_stop:
+            raise StopSearch("time_limit")
         if self.found:
             raise StopSearch("found")
         out = np.nan_to_num(loss, nan=1e30, posinf=1e30, neginf=-1e30)
@@ -354,7 +366,9 @@ def run(
     """Run ``search(objective, info)`` inside a session; stop cleanly on budget, goal or Ctrl-C.
 
     ``search`` returns None when the library finished on its own ('converged') and may fill
-    ``info`` with what the Result should record (restarts, population sizes, ...).
+    ``info`` with what the Result should record (restarts, population sizes, ...). Solvers
+    import their library inside ``search``, where the clock runs: a first import can take
+    seconds (nevergrad about 2 s) and counts against the time limit.
     """
     info: dict[str, Any] = {}
     with progress_bar(progress, max_evals, name) as bar, problem.session():

@@ -40,9 +40,10 @@ def solve(
     ``local_search=False`` gives plain generalized simulated annealing without L-BFGS-B.
     Without a budget, annealing runs ``1 + restarts`` times.
     """
-    from scipy.optimize import dual_annealing
 
     def search(obj: Objective, info: dict[str, Any]) -> None:
+        from scipy.optimize import dual_annealing
+
         dim = max(obj.dim, 1)
         info.update(runs=0)
         minimizer = {

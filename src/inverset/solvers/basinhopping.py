@@ -50,9 +50,10 @@ def solve(
     linear: str = "penalty",
 ) -> Result:
     """Minimize the query's loss by basin hopping; ``stepsize`` is relative to the box width."""
-    from scipy.optimize import basinhopping
 
     def search(obj: Objective, info: dict[str, Any]) -> None:
+        from scipy.optimize import basinhopping
+
         rng = np.random.default_rng(seed)
         u0 = rng.uniform(0.0, 1.0, (max(init, 1), obj.dim))
         losses = obj(u0)

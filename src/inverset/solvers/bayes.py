@@ -60,15 +60,16 @@ def solve(
             f"bayes handles up to {max_dims} search dimensions, this query has {dims}; use "
             "cmaes, evolution or gradient, or search a low-dimensional Latent space"
         )
-    from botorch.acquisition.logei import qLogExpectedImprovement
-    from botorch.fit import fit_gpytorch_mll
-    from botorch.models import SingleTaskGP
-    from botorch.models.transforms.outcome import Standardize
-    from botorch.optim import optimize_acqf
-    from gpytorch.mlls import ExactMarginalLogLikelihood
-    from torch.quasirandom import SobolEngine
 
     def search(obj: Objective, info: dict[str, Any]) -> None:
+        from botorch.acquisition.logei import qLogExpectedImprovement
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import SingleTaskGP
+        from botorch.models.transforms.outcome import Standardize
+        from botorch.optim import optimize_acqf
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+        from torch.quasirandom import SobolEngine
+
         d = obj.dim
         n0 = init or 2 * d + 2
         if obj.remaining_evals is not None:

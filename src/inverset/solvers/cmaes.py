@@ -39,9 +39,10 @@ def solve(
     ``popsize`` defaults to cma's ``4 + 3 ln(d)``; ``sigma0`` is relative to the box width.
     ``polish`` finishes each run with L-BFGS-B on the model's gradients (continuous boxes).
     """
-    import cma
 
     def search(obj: Objective, info: dict[str, Any]) -> None:
+        import cma
+
         lam = popsize or 4 + int(3 * np.log(max(obj.dim, 1)))
         info.update(runs=0, popsizes=[])
         for s in restart_seeds(seed):

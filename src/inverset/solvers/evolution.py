@@ -41,9 +41,10 @@ def solve(
 ) -> Result:
     """Minimize the query's loss with DE; ``popsize`` is scipy's multiplier (population
     ``popsize * dims``). Without a budget, DE runs ``1 + restarts`` times."""
-    from scipy.optimize import differential_evolution
 
     def search(obj: Objective, info: dict[str, Any]) -> None:
+        from scipy.optimize import differential_evolution
+
         integrality = None
         if obj.integer.size:
             integrality = np.zeros(obj.dim, dtype=bool)

@@ -39,10 +39,14 @@ class _Scaled:
         return (z - self.lo) / self.s
 
 
-def _stop_reason(t0: float, time_limit: float | None, problem: Problem, max_evals: int | None):
+def _stop_reason(
+    t0: float, time_limit: float | None, problem: Problem, max_evals: int | None, reserve: int
+):
+    """'time_limit', 'max_evals' (when ``reserve`` more evaluations would exceed the budget)
+    or None."""
     if time_limit is not None and time.perf_counter() - t0 >= time_limit:
         return "time_limit"
-    if max_evals is not None and problem.nfev >= max_evals:
+    if max_evals is not None and problem.nfev + reserve > max_evals:
         return "max_evals"
     return None
 
@@ -71,6 +75,10 @@ def solve(
         raise InversetError(f"starts must be at least 1, got {starts}")
     if steps < 0:
         raise InversetError(f"steps must be >= 0, got {steps}")
+    if not lr > 0:
+        raise InversetError(f"lr must be > 0, got {lr}")
+    if max_evals is not None:  # room for one step and the final evaluation of every start
+        starts = max(1, min(starts, (max_evals - problem.nfev) // 2))
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     gen = torch.Generator().manual_seed(int(seed))
@@ -101,7 +109,7 @@ def solve(
         stale = 0
         t_adam = time.perf_counter()
         try:
-            with progress_bar(progress, steps, "gradient search") as bar:
+            with progress_bar(progress, steps + 1, "gradient search") as bar:
                 for step in range(steps + 1):
                     for g in opt.param_groups:
                         g["lr"] = lr * (
@@ -130,7 +138,8 @@ def solve(
                     history["time"].append(time.perf_counter() - t0)
                     history["nfev"].append(problem.nfev)
                     bar.update(1, best=history["best"][-1])
-                    reason = _stop_reason(t0, time_limit, problem, max_evals)
+                    # the next step and the final evaluation each cost one pass over the starts
+                    reason = _stop_reason(t0, time_limit, problem, max_evals, 2 * starts)
                     if reason:
                         status = reason
                         break
@@ -144,6 +153,8 @@ def solve(
                         break
                     torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
                     u.grad = torch.nan_to_num(u.grad)
+                    if step == 0:
+                        _move_flat_starts(u, gen)
                     opt.step()
                     with torch.no_grad():
                         u.copy_(sc.u(box.project(sc.z(u))))
@@ -151,16 +162,23 @@ def solve(
             status = "interrupted"
         timings["adam"] = time.perf_counter() - t_adam
         zs = box.project(sc.z(best_u)).detach()
-        if polish and status == "converged" and box.A is None and goal.kind != "range":
+        top = min(starts, 8)
+        # evaluations left after the final one (no limit: None)
+        left = None if max_evals is None else max_evals - problem.nfev - starts
+        # polishing evaluates every start, then ``calls`` times the best, then those again
+        calls = None if left is None else (left - starts - top) // top
+        plain = status == "converged" and box.A is None and goal.kind != "range"
+        if polish and plain and (calls is None or calls >= 3):
             tp = time.perf_counter()
-            zs = _polish(problem, losses, zs, sc, top=min(starts, 8))
+            zs = _polish(problem, losses, zs, sc, top, calls)
             timings["polish"] = time.perf_counter() - tp
         if box.integer:
-            zs = _integer_search(problem, losses, zs, box)
+            left = None if max_evals is None else max_evals - problem.nfev - starts
+            zs = _integer_search(problem, losses, zs, box, budget=left)
         with torch.no_grad():
-            final_loss, _ = losses(zs)
             x = problem.space.to_input(zs)
             values, cv = problem.evaluate_all(x)
+            final_loss = aim.loss(values) + penalty * problem.constraint_violation(cv)
             ok = box.contains(zs) & torch.isfinite(final_loss)
             if problem.constraints:
                 ok &= problem.constraint_violation(cv) <= 1e-9
@@ -169,8 +187,28 @@ def solve(
     return _result(problem, zs, x, values, final_loss, ok, status, history, timings, t0, starts)
 
 
-def _polish(problem, losses, zs, sc, top: int) -> torch.Tensor:
-    """L-BFGS-B from the ``top`` best points at once (their losses are summed; separable)."""
+def _move_flat_starts(u: torch.Tensor, gen: torch.Generator) -> None:
+    """Starts whose gradient is exactly zero sit on a flat region (random images on the
+    MNIST-FC nets switch off every ReLU of a layer) where Adam cannot move: put them on the
+    box's lower and upper corners, its centre, and random points near either corner (unit
+    coordinates), where such nets usually respond."""
+    flat = (u.grad.reshape(len(u), -1) == 0).all(1)
+    k = int(flat.sum())
+    if k == 0:
+        return
+    ones = (1,) * (u.dim() - 1)
+    scale = 0.5 * torch.rand((k, *ones), generator=gen, dtype=torch.float64)
+    near = scale * torch.rand((k, *u.shape[1:]), generator=gen, dtype=torch.float64)
+    new = torch.where(torch.arange(k).reshape(-1, *ones) % 2 == 0, near, 1 - near)
+    for i, corner in enumerate((0.0, 1.0, 0.5)[:k]):
+        new[i] = corner
+    with torch.no_grad():
+        u[flat] = new.to(u)
+
+
+def _polish(problem, losses, zs, sc, top: int, calls: int | None = None) -> torch.Tensor:
+    """L-BFGS-B from the ``top`` best points at once (their losses are summed; separable),
+    at most ``calls`` loss evaluations of them (default: its own iteration limit)."""
     from scipy.optimize import minimize
 
     with torch.no_grad():
@@ -201,7 +239,7 @@ def _polish(problem, losses, zs, sc, top: int) -> torch.Tensor:
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
-        options={"maxiter": 200},
+        options={"maxiter": 200} if calls is None else {"maxiter": 200, "maxfun": calls - 1},
     )
     zp = torch.as_tensor(res.x, dtype=z0.dtype, device=z0.device).reshape(shape)
     zp = problem.space.box.project(zp)
@@ -213,17 +251,26 @@ def _polish(problem, losses, zs, sc, top: int) -> torch.Tensor:
     return out
 
 
-def _integer_search(problem, losses, zs, box, rounds: int = 25) -> torch.Tensor:
+def _integer_search(
+    problem, losses, zs, box, rounds: int = 25, budget: int | None = None
+) -> torch.Tensor:
     """Round integer features, then move each point to its best +-1 integer neighbour
-    (all neighbours of all points in one batch) until none improves."""
+    (all neighbours of all points in one batch) until none improves or a round would take
+    more than ``budget`` evaluations in all."""
     z = box.project(zs, round_integers=True)
     idx = list(box.integer)
     n, d = z.shape[0], len(idx)
+    if budget is not None and budget < n:
+        return z
     lo = torch.as_tensor(box.lower.reshape(-1)[idx], dtype=z.dtype, device=z.device)
     hi = torch.as_tensor(box.upper.reshape(-1)[idx], dtype=z.dtype, device=z.device)
     with torch.no_grad():
         cur, _ = losses(z)
+        used = n
         for _ in range(rounds):
+            used += 2 * n * d
+            if budget is not None and used > budget:
+                break
             flat = z.reshape(n, -1)
             cand = flat[:, None, :].repeat(1, 2 * d, 1)
             for j, i in enumerate(idx):
@@ -258,13 +305,14 @@ def _result(problem, zs, x, values, loss, ok, status, history, timings, t0, star
     u = zs_np.reshape(len(zs_np), -1)
     lo = np.broadcast_to(problem.space.box.lower, zs_np.shape[1:]).reshape(-1)
     hi = np.broadcast_to(problem.space.box.upper, zs_np.shape[1:]).reshape(-1)
-    width = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
-    keep: list[int] = []
-    for i in order:
-        if goal.kind == "range" and loss[i] > 0:
-            continue
-        if all(np.abs((u[i] - u[j]) / np.maximum(width, 1e-12)).max() > 1e-3 for j in keep):
-            keep.append(int(i))
+    width = np.maximum(np.where(np.isfinite(hi - lo), hi - lo, 1.0), 1e-12)
+    # distinct points: the best of those that agree to 1e-3 of the box width in every
+    # feature (one sort, not a pairwise comparison: thousands of starts in many dimensions)
+    cand = order if goal.kind != "range" else order[loss[order] <= 0]
+    base = np.where(np.isfinite(lo), lo, 0.0)
+    keys = np.round((u[cand] - base) / width * 1e3).astype(np.int64)
+    first = np.unique(keys, axis=0, return_index=True)[1] if len(cand) else np.zeros(0, int)
+    keep = [int(i) for i in cand[np.sort(first)]]
     vals = values.detach().double().cpu().numpy()
     xs = x.detach().cpu().numpy()
     timings["total"] = time.perf_counter() - t0

@@ -39,9 +39,10 @@ def solve(
     ``generations`` caps the run when no budget is given; ``polish`` finishes with L-BFGS-B on
     the model's gradients from the best particle (continuous boxes only).
     """
-    import nevergrad as ng
 
     def search(obj: Objective, info: dict[str, Any]) -> None:
+        import nevergrad as ng
+
         # clipping (not nevergrad's default bouncing) lets particles sit on the bounds, where
         # the optima of piecewise-linear models often are
         param = ng.p.Array(init=np.full(obj.dim, 0.5)).set_mutation(sigma=0.3)
