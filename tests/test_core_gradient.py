@@ -107,6 +107,20 @@ def test_integer_without_whole_number_is_an_error():
         iv.Box(0, 1, shape=(2,), integer=[5])
 
 
+def test_option_values_are_checked_against_the_solver_defaults():
+    net, box = bump2d(), iv.Box(-1, 1, shape=(2,))
+    ok = iv.maximize(net, "out:0", box, starts=np.int64(4), steps=np.int32(5), lr=np.float32(0.1))
+    assert ok.info["starts"] == 4
+    for bad, message in [
+        ({"starts": 4.0}, "takes an integer, got 4.0"),
+        ({"starts": True}, "takes an integer, got True"),
+        ({"polish": 1}, "takes true or false, got 1"),
+        ({"lr": "x"}, "takes a number, got 'x'"),
+    ]:
+        with pytest.raises(iv.InversetError, match=message):
+            iv.maximize(net, "out:0", box, **bad)
+
+
 def test_bad_arguments():
     net = bump2d()
     box = iv.Box(-1, 1, shape=(2,))

@@ -6,6 +6,9 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping
+from numbers import Integral, Real
+
+import numpy as np
 
 from inverset.errors import InversetError
 
@@ -59,9 +62,10 @@ def check_options(
         return
     for k, v in options.items():
         default = params[k].default
-        kinds = {bool: (bool,), int: (int,), float: (int, float)}.get(type(default))
+        kinds = {bool: (bool, np.bool_), int: (Integral,), float: (Real,)}.get(type(default))
         if kinds is None:  # no default or not a plain number: the solver checks it
             continue
-        if not isinstance(v, kinds) or (isinstance(v, bool) and type(default) is not bool):
+        wrong_bool = isinstance(v, bool | np.bool_) and type(default) is not bool
+        if not isinstance(v, kinds) or wrong_bool:
             what = {bool: "true or false", int: "an integer", float: "a number"}[type(default)]
             raise InversetError(f"option {k!r} of {name} takes {what}, got {v!r}")
