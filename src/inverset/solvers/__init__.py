@@ -48,7 +48,9 @@ def check_options(
     name: str, fn: Callable, options: Iterable[str], exclude: Iterable[str] = COMMON
 ) -> None:
     """Raise a one-line error for options ``fn`` (solver or sampler ``name``) does not take,
-    listing the ones it does; functions that forward ``**options`` (``auto``) accept anything."""
+    listing the ones it does, and (``options`` a dict) for values not of their default's kind:
+    integer, number or true/false. Functions that forward ``**options`` (``auto``) accept
+    anything."""
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
