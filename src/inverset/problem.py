@@ -25,7 +25,7 @@ from inverset.model import (
     restore_mode,
 )
 from inverset.space import Direct, Space
-from inverset.target import Expr, parse_target
+from inverset.target import Expr, n_classes, parse_target
 
 
 @dataclass
@@ -168,8 +168,7 @@ class Problem:
                 ) from exc
             self.target.check(acts)
             if self.labels is not None and OUTPUT in acts:
-                n = int(acts[OUTPUT].reshape(acts[OUTPUT].shape[0], -1).shape[1])
-                n = 2 if n == 1 else n  # one logit: a binary classifier
+                n = n_classes(int(acts[OUTPUT].reshape(acts[OUTPUT].shape[0], -1).shape[1]))
                 if len(self.labels) != n:
                     raise InversetError(
                         f"{len(self.labels)} class names for a model with {n} classes; give "

@@ -117,7 +117,7 @@ class Ref(Expr):
                     f"{self}: a margin needs at least 2 outputs and the model has 1; for a "
                     "single-logit binary classifier use out:0 (margin of class 1) or -out:0"
                 )
-            m = 2 if self.kind == "prob" and n == 1 else n
+            m = n_classes(n) if self.kind == "prob" else n
             if not 0 <= self.index[0] < m:
                 raise InversetError(
                     f"{self}: index {self.index[0]} is out of range; the model has {m} "
@@ -336,6 +336,12 @@ class _Parser:
                 self.fail(f"{layer}: takes one index", pos)
             return Ref(layer, "out", index, label)
         return Ref("layer", layer, index)
+
+
+def n_classes(n_outputs: int) -> int:
+    """Classes of a classifier with ``n_outputs`` logits: one logit is a binary classifier
+    (``prob:1`` its sigmoid, ``prob:0`` one minus it)."""
+    return 2 if n_outputs == 1 else n_outputs
 
 
 def parse_target(text: str | Expr, labels: Sequence[str] | None = None) -> Expr:

@@ -95,9 +95,16 @@ def solve(
     else:
         aim = goal
 
+    def loss_of(v: torch.Tensor, cv: torch.Tensor) -> torch.Tensor:
+        return aim.loss(v) + penalty * problem.constraint_violation(cv)
+
     def losses(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         v, cv = problem.evaluate_all(problem.space.to_input(z))
-        return aim.loss(v) + penalty * problem.constraint_violation(cv), v
+        return loss_of(v, cv), v
+
+    def left() -> int | None:
+        """Evaluations of the budget left after the final one (no budget: None)."""
+        return None if max_evals is None else max_evals - problem.nfev - starts
 
     status = "converged"
     with problem.session():
@@ -163,22 +170,19 @@ def solve(
         timings["adam"] = time.perf_counter() - t_adam
         zs = box.project(sc.z(best_u)).detach()
         top = min(starts, 8)
-        # evaluations left after the final one (no limit: None)
-        left = None if max_evals is None else max_evals - problem.nfev - starts
         # polishing evaluates every start, then ``calls`` times the best, then those again
-        calls = None if left is None else (left - starts - top) // top
+        calls = None if max_evals is None else (left() - starts - top) // top
         plain = status == "converged" and box.A is None and goal.kind != "range"
         if polish and plain and (calls is None or calls >= 3):
             tp = time.perf_counter()
             zs = _polish(problem, losses, zs, sc, top, calls)
             timings["polish"] = time.perf_counter() - tp
         if box.integer:
-            left = None if max_evals is None else max_evals - problem.nfev - starts
-            zs = _integer_search(problem, losses, zs, box, budget=left)
+            zs = _integer_search(problem, losses, zs, box, budget=left())
         with torch.no_grad():
             x = problem.space.to_input(zs)
             values, cv = problem.evaluate_all(x)
-            final_loss = aim.loss(values) + penalty * problem.constraint_violation(cv)
+            final_loss = loss_of(values, cv)
             ok = box.contains(zs) & torch.isfinite(final_loss)
             if problem.constraints:
                 ok &= problem.constraint_violation(cv) <= 1e-9
