@@ -235,3 +235,25 @@ def test_demo_runs(tmp_path):
     assert proof["value"] - 1e-3 <= s["diabetes"]["max"] <= proof["bound"] + 1e-6
     assert s["ideal_3"]["predicted"] == 3 and s["ideal_3"]["margin"] > 0
     assert (tmp_path / "demo" / "ideal_3" / "inputs.png").is_file()
+
+
+def test_a_corrupt_saved_result_is_a_clear_error(tmp_path):
+    (tmp_path / "result.json").write_text("{bad")
+    with pytest.raises(iv.InversetError, match="is not a saved result"):
+        iv.Result.load(tmp_path)
+    (tmp_path / "result.json").write_text('{"status": "found", "value": 1.0}')
+    np.savez(tmp_path / "result.npz", x=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(iv.InversetError, match="pickles"):
+        iv.Result.load(tmp_path)
+
+
+@pytest.mark.parametrize(("low", "high"), [(-np.inf, -5.0), (3.0, np.inf)])
+def test_a_histogram_shades_a_half_infinite_range(tmp_path, low, high):
+    import warnings
+
+    from inverset.report.images import save_histogram
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        save_histogram(np.linspace(-8, 4, 50), tmp_path / "h.png", low=low, high=high)
+    assert (tmp_path / "h.png").stat().st_size > 1000

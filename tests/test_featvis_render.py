@@ -236,3 +236,50 @@ def test_forward_stops_at_the_deepest_layer_read():
     assert tail.calls == 1  # only the setup pass (shapes) ran the whole model
     fv.visualize(model, layer="1", size=16, steps=5, extra=0.0 * fv.class_logit(0))
     assert tail.calls == 1 + 1 + 5 + 1  # the output is read: setup, 5 steps, final pass
+
+
+def test_a_float64_model_is_visualized_and_its_target_rises(digits_cnn):
+    """scikit-learn models load as float64: the image parameterization follows the model."""
+    model = digits_cnn.model.double()
+    try:
+        for param in ("fourier", "pixels"):
+            r = fv.visualize(model, layer="out", channels=[3], steps=40, param=param)
+            x0 = torch.full((1, 1, 8, 8), 0.5, dtype=torch.float64)
+            with torch.no_grad():
+                start = float(model(x0)[0, 3])
+                end = float(model(torch.as_tensor(r.x)[None].double())[0, 3])
+            assert end == pytest.approx(r.value, abs=1e-6)
+            assert end > start + 1.0, (param, start, end)
+    finally:
+        model.float()
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        (dict(octaves=0), "octaves"),
+        (dict(octave_scale=0.0), "octave_scale"),
+        (dict(value_range=(1.0, 0.0)), "value_range"),
+        (dict(std=0.0, mean=0.5), "std must be positive"),
+    ],
+)
+def test_dream_options_are_checked(digits_cnn, kw, match):
+    with pytest.raises(iv.InversetError, match=match):
+        fv.dream(digits_cnn.model, digits_cnn.X[0].reshape(8, 8), "relu2", steps=2, **kw)
+
+
+def test_an_unreadable_image_is_a_clear_error(digits_cnn, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    with pytest.raises(iv.InversetError, match=r"cannot read .* as an image"):
+        fv.dream(digits_cnn.model, bad, "relu2", steps=2)
+
+
+def test_grey_images_with_alpha_are_saved_as_rgba(digits_cnn, tmp_path):
+    from PIL import Image
+
+    r = fv.visualize(digits_cnn.model, layer="conv2", channels=[0, 1], steps=5, alpha=True)
+    assert r.arrays["images"].shape == (2, 2, 8, 8)
+    fv.save(r, tmp_path)
+    with Image.open(tmp_path / "grid.png") as im:
+        assert im.size[0] > 0

@@ -148,6 +148,72 @@ def test_time_limit_returns_partial_and_saved(tmp_path):
     assert json.loads((tmp_path / "state.json").read_text())["accepted"] == len(r.xs)
 
 
+def test_time_limit_holds_with_many_samples_and_resume_gets_the_limit_again(tmp_path):
+    """Thousands of samples: the diversity of all pairs would take longer than the run, so it
+    is estimated on a random subset; a resumed run gets its own time limit, not what is left
+    of the first."""
+    import time
+
+    m, _, _ = logistic_model()
+    kw = dict(domain=Box(0, 1), out=tmp_path, encoder="identity")
+    t = time.perf_counter()
+    r = sample(m, "out:0", (0.3, 0.7), n=10**6, time_limit=2.0, **kw)
+    assert time.perf_counter() - t < 3.0
+    k = len(r.xs)
+    assert r.status == "time_limit" and k > 2000, k
+    assert r.info["diversity_of"].startswith("2000 random samples")
+    sub = r.xs[np.random.default_rng(1).choice(k, 300, replace=False)].reshape(300, -1)
+    d = np.sqrt(((sub[:, None] - sub[None]) ** 2).sum(-1))
+    assert r.info["diversity_input"] == pytest.approx(d.sum() / (300 * 299), rel=0.05)
+    r2 = sample(m, "out:0", (0.3, 0.7), n=10**6, time_limit=1.0, resume=True, **kw)
+    assert r2.status == "time_limit" and len(r2.xs) > k + 500, (k, len(r2.xs))
+
+
+def test_integer_features_are_sampled_as_whole_numbers():
+    m, w, c = logistic_model()
+    dom = Box(0, 3, shape=(8,), integer=[0, 1, 2])
+    r = sample(m, "out:0", (0.3, 0.7), n=60, domain=dom, encoder="identity")
+    assert r.status == "found", r.message
+    x = r.xs.astype(np.float64)
+    np.testing.assert_array_equal(x[:, :3], np.round(x[:, :3]))
+    assert len(np.unique(x[:, :3], axis=0)) > 5
+    a = x @ w + c
+    assert ((a >= logit(0.3) - 1e-4) & (a <= logit(0.7) + 1e-4)).all()
+
+
+def test_one_walker_does_not_stall_on_its_sample():
+    m, _, _ = logistic_model()
+    for seed in range(4):
+        r = sample(m, "out:0", (0.3, 0.7), n=7, K=1, domain=Box(0, 1), seed=seed, max_steps=200)
+        assert r.status == "found", (seed, r.message)
+
+
+def test_latent_space_keeps_the_query_domain(digits_cnn):
+    """The query's box applies to G(z) even when the Latent space was built without it."""
+    torch.manual_seed(0)
+    dec = nn.Sequential(nn.Linear(4, 64), nn.Sigmoid(), nn.Unflatten(1, (1, 8, 8)))
+    r = sample(
+        digits_cnn.model,
+        "logit:0",
+        (-100.0, 100.0),
+        n=20,
+        domain=Box(0, 0.3),
+        space=Latent(dec, 4),
+    )
+    assert r.status == "found", r.message
+    assert r.xs.max() <= 0.3 + 1e-6 and r.info["failed_verification"] == 0
+
+
+def test_resuming_with_other_weights_is_refused(tmp_path):
+    m, _, _ = logistic_model()
+    kw = dict(domain=Box(0, 1), out=tmp_path, encoder="identity", n=20)
+    assert sample(m, "out:0", (0.3, 0.7), **kw).status == "found"
+    with torch.no_grad():
+        m[0].bias += 0.1
+    with pytest.raises(InversetError, match="weights differ"):
+        sample(m, "out:0", (0.3, 0.7), resume=True, **kw)
+
+
 def relu_net() -> nn.Module:
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
@@ -200,6 +266,11 @@ def test_latent_space_with_any_decoder(digits_cnn):
         (dict(range=(0.2, 0.5), encoder="nope"), "unknown layer"),
         (dict(range=(0.2, 0.5), resume=True), "output directory"),
         (dict(range=(0.2, 0.5), diversity="x"), "diversity"),
+        (dict(range=(0.2, 0.5), K=2.5), "whole number"),
+        (dict(range=(0.2, 0.5), neighbours=0), "neighbours"),
+        (dict(range=(0.2, 0.5), mu0=0.0), "mu0"),
+        (dict(range=(0.2, 0.5), time_limit=-1.0), "time limit"),
+        (dict(range=(0.2, 0.5), time_limit=math.nan), "time limit"),
     ],
 )
 def test_bad_input_is_one_line_error(kw, match):

@@ -7,6 +7,7 @@ so a model handed to inverset comes back exactly as it was.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,16 @@ def model_dtype(model: nn.Module) -> torch.dtype:
         if t.is_floating_point():
             return t.dtype
     return torch.float32
+
+
+def fingerprint(model: nn.Module) -> str:
+    """A short SHA-256 of the model's parameters and buffers (names, shapes, values): tells two
+    sets of weights of the same architecture apart, e.g. before resuming a saved run."""
+    h = hashlib.sha256()
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def input_shape_of(model: nn.Module) -> tuple[int, ...] | None:

@@ -24,7 +24,7 @@ from inverset.model import (
     model_dtype,
     restore_mode,
 )
-from inverset.space import Direct, Space
+from inverset.space import Direct, Latent, Space
 from inverset.target import Expr, n_classes, parse_target
 
 
@@ -91,6 +91,8 @@ class Problem:
             cons.append((parse_target(t, labels), float(lo), float(hi)))
         names = [*expr.layers(), *(n for c in cons for n in c[0].layers())]
         check_layer_names(model, names)
+        if isinstance(space, Latent):
+            space = space.with_domain(domain)
         problem = cls(model, expr, goal, domain, space or Direct(domain), cons, labels)
         problem._validate()
         return problem
@@ -157,14 +159,20 @@ class Problem:
         gen = torch.Generator().manual_seed(0)
         z = self.space.box.sample(2, gen, device=self.device, dtype=self.dtype)
         with torch.no_grad(), self.session():
-            x = self.space.to_input(z)
+            try:
+                x = self.space.to_input(z)
+            except (RuntimeError, ValueError, IndexError) as exc:
+                raise InversetError(
+                    f"the generator fails on codes of shape {tuple(z.shape[1:])} "
+                    f"({_first_line(exc)}); give "
+                    "the latent size it takes (Latent(G, dim) / --latent-dim)"
+                ) from exc
             try:
                 acts = forward(self.model, x, self.layer_names)
             except (RuntimeError, ValueError, IndexError) as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise InversetError(
-                    f"the model fails on inputs of shape {tuple(x.shape[1:])} ({first}); pass the "
-                    "shape it takes (input_shape= / --input-shape)"
+                    f"the model fails on inputs of shape {tuple(x.shape[1:])} "
+                    f"({_first_line(exc)}); pass the shape it takes (input_shape= / --input-shape)"
                 ) from exc
             self.target.check(acts)
             if self.labels is not None and OUTPUT in acts:
@@ -193,6 +201,11 @@ class Problem:
             "constraints": [[str(t), lo, hi] for t, lo, hi in self.constraints],
             "model": getattr(self.model, "source", type(self.model).__name__),
         }
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager

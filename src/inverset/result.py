@@ -130,11 +130,22 @@ class Result:
         d = Path(directory)
         if not (d / "result.json").is_file():
             raise InversetError(f"{d} holds no result.json; give a directory written by save()")
-        meta = json.loads((d / "result.json").read_text())
+        try:
+            meta = json.loads((d / "result.json").read_text())
+            if not isinstance(meta, dict) or "status" not in meta:
+                raise ValueError("not a result (no status)")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InversetError(f"{d / 'result.json'} is not a saved result ({exc})") from exc
         arrays: dict[str, np.ndarray] = {}
         if (d / "result.npz").is_file():
-            with np.load(d / "result.npz", allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
+            try:
+                with np.load(d / "result.npz", allow_pickle=False) as z:
+                    arrays = {k: z[k] for k in z.files}
+            except (ValueError, OSError, EOFError) as exc:
+                raise InversetError(
+                    f"{d / 'result.npz'} is not a saved result's arrays ({exc}); object arrays "
+                    "(pickles) are never loaded"
+                ) from exc
         extra = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("arrays/")}
         return cls(
             x=arrays.get("x"),

@@ -58,8 +58,14 @@ class Latent(Space):
         self.box = Box(-self.bound, self.bound, shape=self.shape)
         self.domain = domain
 
+    def with_domain(self, domain: Box) -> Latent:
+        """This space clamping into ``domain`` too (a query's domain; one given here wins)."""
+        return Latent(self.generator, self.shape, self.bound, self.domain or domain)
+
     def to_input(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.generator(z)
+        """``G(z)`` in the dtype of ``z`` (the model's), whatever the generator's dtype."""
+        gdtype = next((t.dtype for t in self.generator.parameters()), z.dtype)
+        x = self.generator(z.to(gdtype)).to(z.dtype)
         if self.domain is not None and self.domain.shape is not None:
             x = x.reshape(x.shape[0], *self.domain.shape)
             lo, hi = self.domain.tensors(x.device, x.dtype)

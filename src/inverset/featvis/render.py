@@ -111,7 +111,21 @@ def _norm(v, c: int, spatial: int, device, dtype) -> torch.Tensor | None:
     t = torch.as_tensor(v, dtype=dtype, device=device).reshape(-1)
     if t.numel() not in (1, c):
         raise InversetError(f"mean/std need 1 or {c} values (one per channel), got {t.numel()}")
+    if not torch.isfinite(t).all():
+        raise InversetError(f"mean/std must be finite numbers, got {v}")
     return t.expand(c).reshape(1, c, *([1] * spatial)).clone()
+
+
+def _value_range(value_range) -> tuple[float, float]:
+    lo, hi = (float(v) for v in value_range)
+    if not hi > lo or not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InversetError(f"value_range must be (low, high) with low < high, got {value_range}")
+    return lo, hi
+
+
+def _check_std(std) -> None:
+    if std is not None and not (np.asarray(std, dtype=np.float64) > 0).all():
+        raise InversetError(f"std must be positive (it divides the input), got {std}")
 
 
 def _spatial(size, model_shape: tuple[int, ...] | None) -> tuple[int, ...]:
@@ -330,9 +344,8 @@ def visualize(
     t0 = time.perf_counter()
     if steps < 1 or batch_size < 1:
         raise InversetError("steps and batch_size must be at least 1")
-    lo, hi = (float(v) for v in value_range)
-    if not hi > lo:
-        raise InversetError(f"value_range must be (low, high) with low < high, got {value_range}")
+    lo, hi = _value_range(value_range)
+    _check_std(std)
     custom = isinstance(objective, Objective)
     if objective is None:
         objective = "logit" if layer == OUTPUT else "channel"
@@ -373,7 +386,7 @@ def visualize(
                     color_matrix=color_matrix,
                     seed=cseed,
                     value_range=(lo, hi),
-                ).to(device)
+                ).to(device=device, dtype=model_dtype(model))
                 target = objective if custom else as_objective(objective, layer, chunk)
                 full = target + extra if extra is not None else target
                 img, xin, v, h, fr = _render_batch(
@@ -459,8 +472,11 @@ def _load_image(image, channels: int, lo: float, hi: float) -> torch.Tensor:
         p = Path(image)
         if not p.is_file():
             raise InversetError(f"image {p} does not exist")
-        with Image.open(p) as im:
-            image = np.asarray(im.convert("RGB" if channels == 3 else "L"))
+        try:
+            with Image.open(p) as im:
+                image = np.asarray(im.convert("RGB" if channels == 3 else "L"))
+        except OSError as exc:  # PIL.UnidentifiedImageError included
+            raise InversetError(f"cannot read {p} as an image ({exc}); give a PNG or JPEG") from exc
     if isinstance(image, torch.Tensor):
         t = image.detach().float().cpu()
         t = t if t.dim() == 3 else t[None]
@@ -512,7 +528,16 @@ def dream(
     from inverset.featvis.objectives import deep_dream
 
     t0 = time.perf_counter()
-    lo, hi = (float(v) for v in value_range)
+    lo, hi = _value_range(value_range)
+    _check_std(std)
+    if isinstance(octaves, bool) or not isinstance(octaves, int) or octaves < 1:
+        raise InversetError(f"octaves must be a whole number >= 1, got {octaves!r}")
+    if not octave_scale >= 1 or not math.isfinite(octave_scale):
+        raise InversetError(
+            f"octave_scale must be a number >= 1 (1.4 is usual), got {octave_scale}"
+        )
+    if steps < 1:
+        raise InversetError(f"steps must be at least 1, got {steps}")
     obj = objective if objective is not None else deep_dream(layer)
     layers = list(obj.layers) or [OUTPUT]
     device, dtype = model_device(model), model_dtype(model)

@@ -13,12 +13,15 @@ import numpy as np
 
 
 def to_hwc(img: np.ndarray) -> np.ndarray:
-    """(C,H,W) or (H,W) or (H,W,C) image -> (H,W) or (H,W,3) float in [0,1] for display."""
+    """(C,H,W) or (H,W) or (H,W,C) image -> (H,W), (H,W,3) or (H,W,4) float in [0,1] for
+    display (a grey image with alpha becomes RGBA)."""
     a = np.asarray(img, dtype=np.float64)
-    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4):
+    if a.ndim == 3 and a.shape[0] in (1, 2, 3, 4) and a.shape[-1] not in (1, 2, 3, 4):
         a = np.moveaxis(a, 0, -1)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
+    if a.ndim == 3 and a.shape[-1] == 2:  # grey and alpha: shown as RGBA
+        a = np.concatenate([a[..., :1]] * 3 + [a[..., 1:]], -1)
     if a.ndim == 1:
         a = a[None, :]
     lo, hi = np.nanmin(a), np.nanmax(a)
@@ -127,10 +130,15 @@ def save_histogram(
     """Histogram of target values, with the requested range [low, high] shaded."""
     fig, ax = plt.subplots(figsize=(4.5, 3.0))
     v = np.asarray(values, dtype=np.float64).reshape(-1)
-    if low is not None and high is not None:
-        ax.axvspan(low, high, color="#cde3c5", label="range")
     if v.size:
-        ax.hist(v, bins=bins, color="#3b6ea8")
+        ax.hist(v, bins=bins, color="#3b6ea8", zorder=2)
+    if low is not None and high is not None:
+        # an infinite end is drawn to the edge of the plot (axvspan cannot take inf)
+        left, right = ax.get_xlim()
+        lo = low if np.isfinite(low) else min(left, high)
+        hi = high if np.isfinite(high) else max(right, low)
+        ax.axvspan(lo, hi, color="#cde3c5", label="range", zorder=1)
+        ax.set_xlim(min(left, lo), max(right, hi))
     ax.set_xlabel("target value")
     ax.set_ylabel("count")
     if title:

@@ -56,7 +56,7 @@ from torch import nn
 from inverset.domain import Box
 from inverset.errors import InversetError
 from inverset.goal import Goal
-from inverset.model import forward
+from inverset.model import fingerprint, forward
 from inverset.problem import Problem
 from inverset.progress import progress_bar
 from inverset.result import Result
@@ -67,6 +67,12 @@ from inverset.space import Direct, Latent, Space
 #: acceptance keeps this fraction of the range width away from its ends, so that a point
 #: accepted in one batch stays inside when re-evaluated alone (float noise of batching)
 ACCEPT_INSET = 1e-6
+#: the exact reachability check is skipped with less time left than this (it needs about a
+#: second to compile and bound the model, which would overrun the time limit)
+EXACT_MIN_SECONDS = 2.0
+#: diversity (mean pairwise distance) of more samples than this is estimated on this many of
+#: them, drawn at random: all pairs of 20,000 samples would take longer than the run
+DIVERSITY_PAIRS_OF = 2000
 
 
 class _Stop(Exception):
@@ -167,10 +173,14 @@ def sample(
     accepted; ``resume`` continues a run there. ``callback(state)`` runs after every step.
     """
     z1, z2, cons = _parse_ranges(target, range, intersect)
-    if n < 1:
-        raise InversetError(f"n must be at least 1, got {n}")
-    if K < 1:
-        raise InversetError(f"K (walkers) must be at least 1, got {K}")
+    for name, v in (("n", n), ("K (walkers)", K), ("neighbours", neighbours)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise InversetError(f"{name} must be a whole number >= 1, got {v!r}")
+    for name, v in (("mu0", mu0), ("alpha", alpha), ("lr", lr), ("step", step)):
+        if not v > 0 or not math.isfinite(v):
+            raise InversetError(f"{name} must be a positive number, got {v!r}")
+    if time_limit is not None and not time_limit >= 0:
+        raise InversetError(f"time limit must be >= 0 seconds, got {time_limit}")
     for name, opt in (("optimizer", optimizer), ("walk_optimizer", walk_optimizer)):
         if opt not in ("adam", "sgd"):
             raise InversetError(f"{name} must be 'adam' or 'sgd', got {opt!r}")
@@ -220,6 +230,7 @@ def sample(
     query = {
         **problem.to_dict(),
         "solver": "inverse_set",
+        "weights": fingerprint(model),
         "encoder": enc.describe(),
         "K": K,
         "seed": seed,
@@ -345,8 +356,14 @@ class _Sampler:
         return torch.log(near + 1e-2).mean(1)
 
     def check(self) -> None:
-        if self.time_limit is not None and self.elapsed >= self.time_limit:
+        if self.time_limit is not None and self.left() <= 0:
             raise _Stop("time_limit")
+
+    def left(self) -> float:
+        """Seconds of this call's time limit left (a resumed run gets the whole limit again)."""
+        if self.time_limit is None:
+            return math.inf
+        return self.time_limit - (time.perf_counter() - self.t0)
 
     @property
     def elapsed(self) -> float:
@@ -454,9 +471,12 @@ class _Sampler:
         if not direct.domain.bounded or not is_supported(direct):
             self.c["exact_check"] = "model or domain not supported by the exact solver; skipped"
             return None
-        budget = self.o["exact_time"]
-        if self.time_limit is not None:
-            budget = max(0.0, min(budget, self.time_limit - self.elapsed))
+        budget = min(self.o["exact_time"], self.left())
+        if budget < EXACT_MIN_SECONDS:
+            self.c["exact_check"] = (
+                f"skipped: less than {EXACT_MIN_SECONDS:g} s of the time limit left"
+            )
+            return None
         r = exact_solve(direct, seed=self.seed, time_limit=budget)
         self.c["exact_check"] = (
             r.message if r.message.startswith(r.status) else f"{r.status}: {r.message}"
@@ -556,8 +576,13 @@ class _Sampler:
         idx = torch.nonzero(outside >= self.o["restart"]).flatten()
         pool = torch.as_tensor(np.concatenate(self.acc["u"]), dtype=self.dt, device=self.dev)
         pick = torch.randint(0, pool.shape[0], (len(idx),), generator=self.gen)
+        # a small random move off the sample: at an accepted sample that is the centroid of
+        # the memory (one sample, or K = 1) the diversity gradient is zero and the walker
+        # would stay put
+        noise = torch.rand((len(idx), *u.shape[1:]), generator=self.gen, dtype=torch.float64)
         with torch.no_grad():
-            u[idx] = pool[pick.to(self.dev)]
+            moved = pool[pick.to(self.dev)] + self.o["step"] * (2 * noise.to(self.dev, self.dt) - 1)
+            u[idx] = self.project(moved)
         if opt is not None:
             st = opt.state.get(u, {})
             for key in ("exp_avg", "exp_avg_sq"):
@@ -568,7 +593,14 @@ class _Sampler:
 
     def accept(self, u, V, E, x, feas, latent) -> torch.Tensor:
         """Record the feasible walkers that are not exact repeats of an accepted sample (up to
-        n in all) and their E features; returns the mask of walkers taken."""
+        n in all) and their E features; returns the mask of walkers taken. With integer
+        features the candidates are the walkers rounded to whole numbers, evaluated again
+        (the walk itself stays continuous)."""
+        if self.box.integer and not latent:
+            with torch.no_grad():
+                u = self.u(self.box.project(self.z(u.detach()), round_integers=True))
+                V, E, x = self.evaluate(u)
+            feas = self.feasible(V)
         cand = torch.nonzero(feas).flatten().tolist()
         if not cand:
             return torch.zeros_like(feas)
@@ -711,6 +743,8 @@ class _Sampler:
         info["accepted"] = accepted
         info["diversity"] = _mean_pairwise(E)
         info["diversity_input"] = _mean_pairwise(xs.reshape(len(xs), -1)) if len(xs) > 1 else None
+        if accepted > DIVERSITY_PAIRS_OF:
+            info["diversity_of"] = f"{DIVERSITY_PAIRS_OF} random samples of {accepted}"
         info["grad_evals"] = (self.c["seed_steps"] + self.c["sample_steps"]) * o["K"]
         info["seconds_per_sample"] = self.elapsed / accepted if accepted else None
         rng = self.describe_ranges()
@@ -718,15 +752,21 @@ class _Sampler:
         if status == "found" and accepted >= n:
             message = f"{accepted} samples, all verified in {rng}, after {steps}"
         else:
-            if status == "found":
-                status = "not_found"
             why = {
                 "no_seed": f"seeding found no point in {rng} after {self.c['outer_iterations']} "
                 f"outer iterations ({self.c['seed_steps']} steps)",
                 "not_found": f"the walk used its budget of {o['max_steps']} steps",
+                "found": "every sample was taken",
                 "time_limit": "time limit reached",
                 "interrupted": "interrupted",
             }.get(status, status)
+            if info["failed_verification"]:
+                why += (
+                    f" but {info['failed_verification']} failed verification on the model and "
+                    "domain"
+                )
+            if status == "found":
+                status = "not_found"
             resumable = status in ("interrupted", "time_limit", "not_found")
             if status == "no_seed":
                 status = "not_found"
@@ -791,10 +831,14 @@ class _Sampler:
         return " and ".join(parts)
 
 
-def _mean_pairwise(E: np.ndarray, chunk: int = 1024) -> float | None:
-    """Mean Euclidean distance over all pairs of rows (the paper's diversity metric)."""
+def _mean_pairwise(E: np.ndarray, chunk: int = 1024, seed: int = 0) -> float | None:
+    """Mean Euclidean distance over all pairs of rows (the paper's diversity metric); over
+    ``DIVERSITY_PAIRS_OF`` random rows when there are more (an unbiased estimate)."""
     if len(E) < 2:
         return None
+    if len(E) > DIVERSITY_PAIRS_OF:
+        pick = np.random.default_rng(seed).choice(len(E), DIVERSITY_PAIRS_OF, replace=False)
+        E = E[pick]
     e = torch.as_tensor(E, dtype=torch.float64)
     total = 0.0
     for i in builtins.range(0, len(e), chunk):

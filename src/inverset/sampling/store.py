@@ -53,10 +53,13 @@ class SampleStore:
                     "continue it, or choose another output directory"
                 )
             self.state = json.loads(state_file.read_text())
-            if self.state.get("query") != self.query:
+            old = self.state.get("query") or {}
+            if old != self.query:
+                keys = sorted(k for k in {*old, *self.query} if old.get(k) != self.query.get(k))
                 raise InversetError(
-                    f"the run in {self.dir} answered a different query; resume it with the same "
-                    "model, target, ranges, space and encoder, or choose another directory"
+                    f"the run in {self.dir} answered a different query ({', '.join(keys)} "
+                    "differ); resume it with the same model and weights, target, ranges, space "
+                    "and encoder, or choose another directory"
                 )
             self.chunks = list(self.state.get("chunks", []))
         self.dir.mkdir(parents=True, exist_ok=True)
