@@ -126,6 +126,9 @@ def test_torchscript_and_factory_and_pickles(tmp_path):
         load_model(tmp_path / "w.pt")
     m = load_model("tests.test_core_loaders:_net", weights=tmp_path / "w.pt")
     assert torch.allclose(m(x), net(x))
+    torch.save({"0.weight": torch.zeros(5, 3), "9.bias": torch.zeros(2)}, tmp_path / "bad.pt")
+    with pytest.raises(iv.InversetError, match=r'Missing key.*"0.bias".*Unexpected key.*"9.bias"'):
+        load_model("tests.test_core_loaders:_net", weights=tmp_path / "bad.pt")
 
     torch.save(net, tmp_path / "full.pt")
     with pytest.raises(iv.InversetError, match=r"pickled module.*--trust"):

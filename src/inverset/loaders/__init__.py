@@ -42,8 +42,12 @@ def _from_factory(spec: str, weights: str | Path | None, device: str | None) -> 
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise InversetError(f"weights {weights} do not fit {spec}: {first}") from None
+            # torch's message: a header line, then one line per missing/unexpected/misshaped key
+            lines = [ln.strip() for ln in str(exc).strip().splitlines()]
+            detail = "; ".join(ln for ln in lines[1:] if ln) or lines[0]
+            if len(detail) > 300:
+                detail = detail[:300] + " ..."
+            raise InversetError(f"weights {weights} do not fit {spec}: {detail}") from None
     model.source = spec
     return model
 
