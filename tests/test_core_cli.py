@@ -197,7 +197,7 @@ CNN = "maximize {d}/cnn.pt --factory inverset.zoo:DigitsCNN"
             "option 'starts' of solver 'gradient' takes an integer, got 'abc'",
         ),
         (
-            "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 --option lr=-1",
+            "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 --option lr=0",
             "lr must be > 0",
         ),
         (
@@ -257,3 +257,10 @@ def test_a_histogram_shades_a_half_infinite_range(tmp_path, low, high):
         warnings.simplefilter("error")
         save_histogram(np.linspace(-8, 4, 50), tmp_path / "h.png", low=low, high=high)
     assert (tmp_path / "h.png").stat().st_size > 1000
+
+
+def test_option_values_parse_numbers_tuples_and_text():
+    from inverset.cli.app import parse_options
+
+    got = parse_options(["a=3", "b=0.5", "c=true", "mutation=0.5,1.0", "s=best1bin", "t=x,1"])
+    assert got == {"a": 3, "b": 0.5, "c": True, "mutation": (0.5, 1.0), "s": "best1bin", "t": "x,1"}

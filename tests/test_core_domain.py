@@ -37,6 +37,12 @@ def test_from_csv_data_and_lohi(tmp_path):
     b = iv.Box.from_csv(lohi)
     assert b.names == ["x", "y"]
     np.testing.assert_array_equal(b.upper, [1, 2])
+    bare = tmp_path / "bare.csv"  # lo/hi rows without a header line
+    bare.write_text("lo,0,-2\nhi,1,2\n")
+    b = iv.Box.from_csv(bare)
+    assert b.names is None
+    np.testing.assert_array_equal(b.lower, [0, -2])
+    np.testing.assert_array_equal(b.upper, [1, 2])
     bad = tmp_path / "bad.csv"
     bad.write_text("1,2\n3,oops\n")
     with pytest.raises(iv.InversetError, match="every cell must be a number"):

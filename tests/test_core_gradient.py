@@ -220,3 +220,60 @@ def test_latent_space():
     np.testing.assert_allclose(res.x, x, atol=1e-6)
     # on the curve (t, -t), f = 2 - |t - 0.25| - 2|0.5 - t|: the best is t = 0.5 -> 1.75
     assert res.value == pytest.approx(1.75, abs=1e-3)
+
+
+def test_one_sided_ranges():
+    net = tent(0.3)
+    box = iv.Box(0, 1, shape=(1,))
+    up = iv.in_range(net, "out:0", (0.9, float("inf")), box, seed=0)
+    down = iv.in_range(net, "out:0", (float("-inf"), 0.2), box, seed=0)
+    assert up.status == "found" and (up.values >= 0.9).all()
+    assert down.status == "found" and (down.values <= 0.2).all()
+
+
+def test_a_point_in_range_is_found_even_when_the_budget_stops_the_search():
+    """Not every start reaches the range before max_evals: the ones that did answer it."""
+    net = tent(0.3)
+    box = iv.Box(0, 1, shape=(1,))
+    r = iv.in_range(net, "out:0", (0.95, 0.99), box, starts=32, max_evals=200, seed=0)
+    assert r.status == "found" and r.success and "stopped (max_evals)" in r.message
+    assert ((r.values >= 0.95) & (r.values <= 0.99)).all()
+
+
+def test_time_limit_holds_through_polish_and_integer_search():
+    """L-BFGS-B polish and the +-1 integer search stop at the time limit too (wide nets:
+    every polish call or neighbour round costs a noticeable fraction of a second)."""
+    import time
+
+    torch.manual_seed(0)
+    deep = nn.Sequential(
+        nn.Linear(200, 4096), nn.Tanh(), nn.Linear(4096, 4096), nn.Tanh(), nn.Linear(4096, 1)
+    )
+    wide = nn.Sequential(nn.Linear(400, 2048), nn.Tanh(), nn.Linear(2048, 1))
+    iv.maximize(wide, "out:0", iv.Box(0, 1, shape=(400,)), starts=1, steps=1)  # warm up
+    for net, box in (
+        (deep, iv.Box(0, 1, shape=(200,))),
+        (wide, iv.Box(0, 1, shape=(400,), integer=range(400))),
+    ):
+        t = time.perf_counter()
+        r = iv.maximize(net, "out:0", box, starts=32, steps=5, time_limit=1.0, seed=0)
+        assert time.perf_counter() - t < 2.0, box.integer
+        assert r.status == "time_limit" and r.x is not None
+        if box.integer:
+            np.testing.assert_array_equal(r.x, np.round(r.x))
+
+
+def test_no_feasible_point_is_not_a_success():
+    box = iv.Box(0, 1, shape=(2,), integer=[0, 1], A=[[1, 1], [-1, -1]], b=[1.5, -1.2])
+    r = iv.maximize(nn.Linear(2, 1), "out:0", box, seed=0)
+    assert r.x is None and r.status == "not_found" and not r.success
+
+
+def test_a_latent_space_keeps_the_query_box_and_refuses_what_it_cannot_keep():
+    torch.manual_seed(0)
+    gen = nn.Sequential(nn.Linear(2, 3))  # unbounded outputs
+    net = nn.Linear(3, 1)
+    r = iv.maximize(net, "out:0", iv.Box(0, 0.5, shape=(3,)), space=iv.Latent(gen, 2), seed=0)
+    assert r.x.min() >= 0 and r.x.max() <= 0.5
+    with pytest.raises(iv.InversetError, match="box bounds only"):
+        iv.maximize(net, "out:0", iv.Box(0, 1, shape=(3,), integer=[0]), space=iv.Latent(gen, 2))

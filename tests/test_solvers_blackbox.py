@@ -193,3 +193,31 @@ def test_model_left_as_it_was():
     net = tent().train()
     iv.maximize(net, "out:0", iv.Box(0, 1, shape=(1,)), solver="basinhopping", max_evals=50)
     assert net.training and all(p.requires_grad for p in net.parameters())
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "match"),
+    [
+        ("swarm", dict(popsize=0), "popsize and generations must be at least 1"),
+        ("cmaes", dict(popsize=-2), "rejected its options"),
+        ("cmaes", dict(sigma0=0.0), "sigma0"),
+        ("bayes", dict(batch=0), "batch must be at least 1"),
+        ("bayes", dict(init=-5), "init must be at least 1"),
+        ("evolution", dict(strategy="bogus"), "rejected its options"),
+        ("evolution", dict(mutation=2.5), "rejected its options"),
+        ("annealing", dict(visit=1.0), "visit"),
+        ("annealing", dict(maxiter=0), "maxiter"),
+        ("basinhopping", dict(T=-1.0), "T "),
+        ("basinhopping", dict(stepsize=-0.1), "stepsize"),
+    ],
+)
+def test_bad_option_values_are_one_line_errors(name, options, match):
+    with pytest.raises(InversetError, match=match):
+        iv.maximize(bump2d(), "out:0", iv.Box(-1, 1, shape=(2,)), solver=name, **options)
+
+
+def test_no_feasible_point_is_not_a_success():
+    box = iv.Box(0, 1, shape=(2,), integer=[0, 1], A=[[1, 1], [-1, -1]], b=[1.5, -1.2])
+    for name in ("evolution", "cmaes"):
+        r = iv.maximize(nn.Linear(2, 1), "out:0", box, solver=name, max_evals=200)
+        assert r.x is None and not r.success, (name, r.status)

@@ -161,7 +161,8 @@ class Box:
             except ValueError:
                 return False
 
-        if not all(is_num(c) for c in rows[0]):
+        first = rows[0][0].strip().lower() if rows[0] else ""
+        if not all(is_num(c) for c in rows[0]) and first not in ("lo", "hi"):
             names, rows = [c.strip() for c in rows[0]], rows[1:]
         labelled = {r[0].strip().lower(): r[1:] for r in rows if not is_num(r[0])}
         try:

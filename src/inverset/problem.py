@@ -92,6 +92,11 @@ class Problem:
         names = [*expr.layers(), *(n for c in cons for n in c[0].layers())]
         check_layer_names(model, names)
         if isinstance(space, Latent):
+            if domain.integer or domain.A is not None:
+                raise InversetError(
+                    "a Latent space keeps G(z) inside box bounds only; integer features and "
+                    "linear constraints need a search of the inputs themselves (drop space=)"
+                )
             space = space.with_domain(domain)
         problem = cls(model, expr, goal, domain, space or Direct(domain), cons, labels)
         problem._validate()
@@ -169,6 +174,8 @@ class Problem:
                 ) from exc
             try:
                 acts = forward(self.model, x, self.layer_names)
+            except InversetError:
+                raise
             except (RuntimeError, ValueError, IndexError) as exc:
                 raise InversetError(
                     f"the model fails on inputs of shape {tuple(x.shape[1:])} "

@@ -163,7 +163,8 @@ def build_domain(
 
 
 def parse_options(options: list[str] | None) -> dict[str, Any]:
-    """``key=value`` solver options; values parsed as int, float, bool or kept as text."""
+    """``key=value`` solver options; values parsed as int, float, bool, a tuple of numbers
+    (``mutation=0.5,1.0``) or kept as text."""
     result: dict[str, Any] = {}
     for item in options or []:
         if "=" not in item:
@@ -173,15 +174,21 @@ def parse_options(options: list[str] | None) -> dict[str, Any]:
         if low in ("true", "false"):
             result[k] = low == "true"
             continue
-        for cast in (int, float):
-            try:
-                result[k] = cast(v)
-                break
-            except ValueError:
-                continue
-        else:
-            result[k] = v
+        result[k] = _number(v)
+        if isinstance(result[k], str) and "," in v:
+            parts = [_number(p) for p in v.split(",")]
+            if not any(isinstance(p, str) for p in parts):
+                result[k] = tuple(parts)
     return result
+
+
+def _number(v: str) -> int | float | str:
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            continue
+    return v
 
 
 def finish(result, out_dir: Path | None, as_json: bool, names: list[str] | None = None) -> None:

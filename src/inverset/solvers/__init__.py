@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from collections.abc import Callable, Iterable, Mapping
 from numbers import Integral, Real
 
@@ -71,3 +72,8 @@ def check_options(
         if not isinstance(v, kinds) or wrong_bool:
             what = {bool: "true or false", int: "an integer", float: "a number"}[type(default)]
             raise InversetError(f"option {k!r} of {name} takes {what}, got {v!r}")
+        if isinstance(default, bool):
+            continue
+        # sizes, counts, steps and rates: a positive default means the value cannot be negative
+        if not math.isfinite(v) or (default > 0 and v < 0):
+            raise InversetError(f"option {k!r} of {name} must be a finite number >= 0, got {v!r}")

@@ -298,11 +298,18 @@ class Objective:
         info = {**(info or {}), "dims": self.dim}
         timings = {"total": self.elapsed}
         if self.best_z is None:
+            why = (
+                f"no point was evaluated ({status.replace('_', ' ')})"
+                if self.nfev == 0
+                else "no evaluated point lay inside the domain and constraints"
+            )
             return Result(
                 x=None,
                 value=None,
-                status="not_found" if goal.kind in ("reach", "range") else status,
-                message=f"{self.name}: no evaluated point lay inside the domain and constraints",
+                status="not_found"
+                if goal.kind in ("reach", "range") or status == "converged"
+                else status,
+                message=f"{self.name}: {why}",
                 nfev=self.nfev,
                 solver=self.name,
                 history=self.history,
@@ -382,6 +389,16 @@ def run(
             status = stop.reason
         except KeyboardInterrupt:
             status = "interrupted"
+        except InversetError:
+            raise
+        except (ValueError, TypeError, AssertionError, ArithmeticError, RuntimeError) as exc:
+            if obj.nfev:  # raised after evaluating points: not about the options
+                raise
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InversetError(
+                f"{name} rejected its options before evaluating anything ({text}); check the "
+                "values given with --option / as keyword arguments"
+            ) from None
         return obj.result(status, info)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from inverset.errors import InversetError
 from inverset.problem import Problem
 from inverset.result import Result
 from inverset.solvers._common import Objective, restart_seeds, run
@@ -40,6 +41,10 @@ def solve(
     ``local_search=False`` gives plain generalized simulated annealing without L-BFGS-B.
     Without a budget, annealing runs ``1 + restarts`` times.
     """
+    if maxiter < 1:  # scipy loops without evaluating anything at maxiter=0
+        raise InversetError(f"maxiter must be at least 1, got {maxiter}")
+    if not 1 < visit <= 3:  # scipy's range for the visiting distribution's parameter
+        raise InversetError(f"visit must be in (1, 3], got {visit}")
 
     def search(obj: Objective, info: dict[str, Any]) -> None:
         from scipy.optimize import dual_annealing

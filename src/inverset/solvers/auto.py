@@ -71,14 +71,15 @@ def _has_gradient(problem: Problem, seed: int, n: int) -> bool:
 
 
 def _better(problem: Problem, a: Result | None, b: Result | None) -> Result | None:
-    """The result whose best value is better for the goal (ties keep ``a``)."""
+    """The result whose best value is better for the goal (ties keep ``a`` unless only ``b``
+    answered the query: 'found' beats a limit's status at the same value)."""
     if b is None or b.value is None:
         return a
     if a is None or a.value is None:
         return b
     la = float(problem.goal.loss(torch.tensor([a.value], dtype=torch.float64))[0])
     lb = float(problem.goal.loss(torch.tensor([b.value], dtype=torch.float64))[0])
-    return b if lb < la else a
+    return b if lb < la or (lb == la and b.success and not a.success) else a
 
 
 def _share(total: float | int | None, frac: float, used: float | int = 0):

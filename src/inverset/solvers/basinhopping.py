@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from inverset.errors import InversetError
 from inverset.problem import Problem
 from inverset.result import Result
 from inverset.solvers._common import Objective, run
@@ -50,6 +51,8 @@ def solve(
     linear: str = "penalty",
 ) -> Result:
     """Minimize the query's loss by basin hopping; ``stepsize`` is relative to the box width."""
+    if T is not None and not T >= 0:
+        raise InversetError(f"T (the acceptance temperature) must be >= 0, got {T}")
 
     def search(obj: Objective, info: dict[str, Any]) -> None:
         from scipy.optimize import basinhopping

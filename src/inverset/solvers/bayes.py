@@ -54,6 +54,14 @@ def solve(
     with one). The GP is fitted to at most ``max_points``
     points (the best half and the most recent half) to keep each round fast.
     """
+    for name, v in (
+        ("batch", batch),
+        ("init", init),
+        ("rounds", rounds),
+        ("max_points", max_points),
+    ):
+        if v is not None and v < 1:
+            raise InversetError(f"{name} must be at least 1, got {v}")
     dims = problem.space.box.size
     if dims > max_dims:
         raise InversetError(

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from inverset.errors import InversetError
 from inverset.problem import Problem
 from inverset.result import Result
 from inverset.solvers._common import Objective, restart_seeds, run
@@ -39,6 +40,10 @@ def solve(
     ``popsize`` defaults to cma's ``4 + 3 ln(d)``; ``sigma0`` is relative to the box width.
     ``polish`` finishes each run with L-BFGS-B on the model's gradients (continuous boxes).
     """
+    if not sigma0 > 0:
+        raise InversetError(
+            f"sigma0 (the initial step, relative to the box) must be > 0, got {sigma0}"
+        )
 
     def search(obj: Objective, info: dict[str, Any]) -> None:
         import cma

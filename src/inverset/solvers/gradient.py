@@ -14,6 +14,10 @@ import time
 import numpy as np
 import torch
 
+# torch.optim's first optimizer imports torch._dynamo (1-2 s): import it with this module,
+# when the solver is chosen, so that it is not charged to the first search's time limit
+import torch._dynamo
+
 from inverset.errors import InversetError
 from inverset.problem import Problem
 from inverset.progress import progress_bar
@@ -90,7 +94,10 @@ def solve(
     if goal.kind == "range":
         from inverset.goal import Goal
 
-        inset = 1e-3 * (goal.high - goal.low)
+        width = goal.high - goal.low
+        ends = [abs(v) for v in (goal.low, goal.high) if math.isfinite(v)]
+        # one-sided ranges: a relative margin from the finite end (none for (-inf, inf))
+        inset = 1e-3 * width if math.isfinite(width) else 1e-6 * max([1.0, *ends]) * len(ends)
         aim = Goal.range(goal.low + inset, goal.high - inset)
     else:
         aim = goal
@@ -105,6 +112,8 @@ def solve(
     def left() -> int | None:
         """Evaluations of the budget left after the final one (no budget: None)."""
         return None if max_evals is None else max_evals - problem.nfev - starts
+
+    deadline = math.inf if time_limit is None else t0 + time_limit
 
     status = "converged"
     with problem.session():
@@ -175,10 +184,12 @@ def solve(
         plain = status == "converged" and box.A is None and goal.kind != "range"
         if polish and plain and (calls is None or calls >= 3):
             tp = time.perf_counter()
-            zs = _polish(problem, losses, zs, sc, top, calls)
+            zs = _polish(problem, losses, zs, sc, top, calls, deadline)
             timings["polish"] = time.perf_counter() - tp
         if box.integer:
-            zs = _integer_search(problem, losses, zs, box, budget=left())
+            zs = _integer_search(problem, losses, zs, box, budget=left(), deadline=deadline)
+        if status == "converged" and time.perf_counter() > deadline:
+            status = "time_limit"  # the polish or the integer search was cut short
         with torch.no_grad():
             x = problem.space.to_input(zs)
             values, cv = problem.evaluate_all(x)
@@ -210,9 +221,16 @@ def _move_flat_starts(u: torch.Tensor, gen: torch.Generator) -> None:
         u[flat] = new.to(u)
 
 
-def _polish(problem, losses, zs, sc, top: int, calls: int | None = None) -> torch.Tensor:
+class _Halt(Exception):
+    """The polish's budget or deadline is used up (raised from inside scipy's loop)."""
+
+
+def _polish(
+    problem, losses, zs, sc, top: int, calls: int | None = None, deadline: float = math.inf
+) -> torch.Tensor:
     """L-BFGS-B from the ``top`` best points at once (their losses are summed; separable),
-    at most ``calls`` loss evaluations of them (default: its own iteration limit)."""
+    at most ``calls`` loss evaluations of them (default: its own iteration limit) and not
+    past ``deadline`` (``time.perf_counter()``); it keeps the best point it evaluated."""
     from scipy.optimize import minimize
 
     with torch.no_grad():
@@ -227,7 +245,13 @@ def _polish(problem, losses, zs, sc, top: int, calls: int | None = None) -> torc
         for a, b in zip(np.tile(lo, shape[0]), np.tile(hi, shape[0]), strict=True)
     ]
 
+    start = z0.detach().double().cpu().numpy().reshape(-1)
+    seen = {"n": 0, "f": math.inf, "x": start}
+
     def fg(flat: np.ndarray):
+        if (calls is not None and seen["n"] >= calls - 1) or time.perf_counter() > deadline:
+            raise _Halt
+        seen["n"] += 1
         zz = torch.as_tensor(flat, dtype=z0.dtype, device=z0.device).reshape(shape)
         zz.requires_grad_(True)
         loss, _ = losses(zz)
@@ -235,17 +259,19 @@ def _polish(problem, losses, zs, sc, top: int, calls: int | None = None) -> torc
         if not torch.isfinite(total):
             return float("inf"), np.zeros_like(flat)
         total.backward()
-        return float(total.detach()), zz.grad.double().cpu().numpy().reshape(-1)
+        f = float(total.detach())
+        if f < seen["f"]:
+            seen["f"], seen["x"] = f, flat.copy()
+        return f, zz.grad.double().cpu().numpy().reshape(-1)
 
-    res = minimize(
-        fg,
-        z0.detach().double().cpu().numpy().reshape(-1),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=bounds,
-        options={"maxiter": 200} if calls is None else {"maxiter": 200, "maxfun": calls - 1},
-    )
-    zp = torch.as_tensor(res.x, dtype=z0.dtype, device=z0.device).reshape(shape)
+    try:
+        res = minimize(
+            fg, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 200}
+        )
+        best = res.x
+    except _Halt:
+        best = seen["x"]
+    zp = torch.as_tensor(best, dtype=z0.dtype, device=z0.device).reshape(shape)
     zp = problem.space.box.project(zp)
     with torch.no_grad():
         lp, _ = losses(zp)
@@ -256,11 +282,17 @@ def _polish(problem, losses, zs, sc, top: int, calls: int | None = None) -> torc
 
 
 def _integer_search(
-    problem, losses, zs, box, rounds: int = 25, budget: int | None = None
+    problem,
+    losses,
+    zs,
+    box,
+    rounds: int = 25,
+    budget: int | None = None,
+    deadline: float = math.inf,
 ) -> torch.Tensor:
     """Round integer features, then move each point to its best +-1 integer neighbour
-    (all neighbours of all points in one batch) until none improves or a round would take
-    more than ``budget`` evaluations in all."""
+    (all neighbours of all points in one batch) until none improves, a round would take
+    more than ``budget`` evaluations in all, or ``deadline`` has passed."""
     z = box.project(zs, round_integers=True)
     idx = list(box.integer)
     n, d = z.shape[0], len(idx)
@@ -273,7 +305,7 @@ def _integer_search(
         used = n
         for _ in range(rounds):
             used += 2 * n * d
-            if budget is not None and used > budget:
+            if (budget is not None and used > budget) or time.perf_counter() > deadline:
                 break
             flat = z.reshape(n, -1)
             cand = flat[:, None, :].repeat(1, 2 * d, 1)
@@ -285,7 +317,12 @@ def _integer_search(
             cz = cand.reshape(n * 2 * d, *z.shape[1:])
             if box.A is not None:
                 valid &= box.contains(cz).reshape(n, 2 * d)
-            cl, _ = losses(cz)
+            parts = []
+            for i in range(0, len(cz), 4096):  # chunks: one round on 784 inputs is 50k points
+                if time.perf_counter() > deadline:
+                    return z
+                parts.append(losses(cz[i : i + 4096])[0])
+            cl = torch.cat(parts)
             cl = torch.where(
                 valid, cl.reshape(n, 2 * d), torch.full_like(valid, math.inf, dtype=cl.dtype)
             )
@@ -324,7 +361,9 @@ def _result(problem, zs, x, values, loss, ok, status, history, timings, t0, star
         return Result(
             x=None,
             value=None,
-            status="not_found" if goal.kind in ("range", "reach") else status,
+            status="not_found"
+            if goal.kind in ("range", "reach") or status == "converged"
+            else status,
             message="no start ended inside the domain and constraints",
             nfev=problem.nfev,
             solver="gradient",
@@ -332,9 +371,10 @@ def _result(problem, zs, x, values, loss, ok, status, history, timings, t0, star
             timings=timings,
         )
     best = int(order[0])
+    stopped = status if status in ("time_limit", "max_evals", "interrupted") else None
     if goal.kind == "range":
         found = len(keep) > 0
-        if status == "converged":
+        if found or status == "converged":  # a point in range answers the query, stopped or not
             status = "found" if found else "not_found"
         msg = (
             f"{len(keep)} distinct points inside [{goal.low:g}, {goal.high:g}] from {starts} starts"
@@ -343,13 +383,13 @@ def _result(problem, zs, x, values, loss, ok, status, history, timings, t0, star
         )
     elif goal.kind == "reach":
         close = loss[best] <= 1e-4 * max(1.0, abs(goal.value))
-        if status == "converged":
+        if close or status == "converged":
             status = "found" if close else "not_found"
         msg = f"closest value {vals[best]:.6g} to {goal.value:g} (|diff| {loss[best]:.3g})"
     else:
         msg = f"best of {starts} starts: {vals[best]:.6g}; {len(keep)} distinct local optima"
-    if status in ("time_limit", "max_evals", "interrupted"):
-        msg = f"stopped ({status}); " + msg
+    if stopped:
+        msg = f"stopped ({stopped}); " + msg
     sel = keep if keep else [best]
     arrays = {} if isinstance(problem.space, Direct) else {"z": zs_np[sel]}
     return Result(

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from inverset.errors import InversetError
 from inverset.problem import Problem
 from inverset.result import Result
 from inverset.solvers._common import Objective, run
@@ -39,6 +40,10 @@ def solve(
     ``generations`` caps the run when no budget is given; ``polish`` finishes with L-BFGS-B on
     the model's gradients from the best particle (continuous boxes only).
     """
+    if popsize < 1 or generations < 1:
+        raise InversetError(
+            f"popsize and generations must be at least 1, got {popsize} and {generations}"
+        )
 
     def search(obj: Objective, info: dict[str, Any]) -> None:
         import nevergrad as ng
