@@ -13,3 +13,10 @@ class InversetError(ValueError):
 
 class UnsupportedModelError(InversetError):
     """The model holds a layer that the requested solver cannot handle."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): what a
+    one-line error quotes from a library's longer message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

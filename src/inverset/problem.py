@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from inverset.domain import Box
-from inverset.errors import InversetError
+from inverset.errors import InversetError, first_line
 from inverset.goal import Goal
 from inverset.model import (
     OUTPUT,
@@ -169,8 +169,8 @@ class Problem:
             except (RuntimeError, ValueError, IndexError) as exc:
                 raise InversetError(
                     f"the generator fails on codes of shape {tuple(z.shape[1:])} "
-                    f"({_first_line(exc)}); give "
-                    "the latent size it takes (Latent(G, dim) / --latent-dim)"
+                    f"({first_line(exc)}); give the latent size it takes (Latent(G, dim) / "
+                    "--latent-dim)"
                 ) from exc
             try:
                 acts = forward(self.model, x, self.layer_names)
@@ -179,7 +179,7 @@ class Problem:
             except (RuntimeError, ValueError, IndexError) as exc:
                 raise InversetError(
                     f"the model fails on inputs of shape {tuple(x.shape[1:])} "
-                    f"({_first_line(exc)}); pass the shape it takes (input_shape= / --input-shape)"
+                    f"({first_line(exc)}); pass the shape it takes (input_shape= / --input-shape)"
                 ) from exc
             self.target.check(acts)
             if self.labels is not None and OUTPUT in acts:
@@ -208,11 +208,6 @@ class Problem:
             "constraints": [[str(t), lo, hi] for t, lo, hi in self.constraints],
             "model": getattr(self.model, "source", type(self.model).__name__),
         }
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from inverset.errors import InversetError
+from inverset.errors import InversetError, first_line
 from inverset.problem import Problem
 from inverset.progress import progress_bar
 from inverset.result import Result
@@ -394,10 +394,9 @@ def run(
         except (ValueError, TypeError, AssertionError, ArithmeticError, RuntimeError) as exc:
             if obj.nfev:  # raised after evaluating points: not about the options
                 raise
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InversetError(
-                f"{name} rejected its options before evaluating anything ({text}); check the "
-                "values given with --option / as keyword arguments"
+                f"{name} rejected its options before evaluating anything ({first_line(exc)}); "
+                "check the values given with --option / as keyword arguments"
             ) from None
         return obj.result(status, info)
 
