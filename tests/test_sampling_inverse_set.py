@@ -162,11 +162,11 @@ def test_time_limit_holds_with_many_samples_and_resume_gets_the_limit_again(tmp_
     k = len(r.xs)
     assert r.status == "time_limit" and k > 2000, k
     assert r.info["diversity_of"].startswith("2000 random samples")
-    sub = r.xs[np.random.default_rng(1).choice(k, 300, replace=False)].reshape(300, -1)
-    d = np.sqrt(((sub[:, None] - sub[None]) ** 2).sum(-1))
-    assert r.info["diversity_input"] == pytest.approx(d.sum() / (300 * 299), rel=0.05)
+    e = torch.as_tensor(r.xs.reshape(k, -1), dtype=torch.float64)
+    every_pair = sum(float(torch.cdist(e[i : i + 1024], e).sum()) for i in range(0, k, 1024))
+    assert r.info["diversity_input"] == pytest.approx(every_pair / (k * (k - 1)), rel=0.03)
     r2 = sample(m, "out:0", (0.3, 0.7), n=10**6, time_limit=1.0, resume=True, **kw)
-    assert r2.status == "time_limit" and len(r2.xs) > k + 500, (k, len(r2.xs))
+    assert r2.status == "time_limit" and len(r2.xs) > k + 100, (k, len(r2.xs))
 
 
 def test_integer_features_are_sampled_as_whole_numbers():
