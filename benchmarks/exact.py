@@ -70,17 +70,13 @@ def linear_layers(model: nn.Module) -> Chain:
 
 
 def value_at(model: nn.Module, target: str | Expr, x: np.ndarray) -> float:
-    from inverset.model import forward
+    from inverset.model import forward, input_shape_of, model_dtype
 
     expr = iv.parse_target(target) if isinstance(target, str) else target
-    dtype = next(model.parameters(), torch.zeros((), dtype=torch.float32)).dtype
-    xt = torch.as_tensor(np.asarray(x), dtype=dtype).reshape(1, *model_shape(model, x))
+    shape = input_shape_of(model) or np.shape(x)
+    xt = torch.as_tensor(np.asarray(x), dtype=model_dtype(model)).reshape(1, *shape)
     with torch.no_grad():
         return float(expr.evaluate(forward(model, xt, expr.layers()))[0])
-
-
-def model_shape(model: nn.Module, x: np.ndarray) -> tuple[int, ...]:
-    return tuple(getattr(model, "input_shape", np.shape(x)))
 
 
 def omlt_solve(chain: Chain, lo, hi, time_limit: float, require: Comparisons | None = None):

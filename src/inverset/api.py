@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +13,7 @@ from inverset.errors import InversetError
 from inverset.goal import Goal
 from inverset.problem import Problem
 from inverset.result import Result
-from inverset.solvers import check_options, get_solver
+from inverset.solvers import check_options, check_time_limit, get_solver
 from inverset.space import Space
 from inverset.target import Expr
 
@@ -37,8 +36,7 @@ def solve(
     **options: Any,
 ) -> Result:
     """Answer one query with the named solver; the Result records the query it answered."""
-    if time_limit is not None and not (time_limit >= 0 and not math.isnan(time_limit)):
-        raise InversetError(f"time limit must be >= 0 seconds, got {time_limit}")
+    check_time_limit(time_limit)
     if max_evals is not None and max_evals < 1:
         raise InversetError(f"max_evals must be >= 1, got {max_evals}")
     t0 = time.perf_counter()

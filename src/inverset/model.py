@@ -36,13 +36,15 @@ def model_dtype(model: nn.Module) -> torch.dtype:
 
 
 def fingerprint(model: nn.Module) -> str:
-    """A short SHA-256 of the model's parameters and buffers (names, shapes, values): tells two
-    sets of weights of the same architecture apart, e.g. before resuming a saved run."""
+    """SHA-256 of the model's state dict (names, dtypes, shapes, values): tells two sets of
+    weights of the same architecture apart, e.g. before resuming a saved run or job."""
     h = hashlib.sha256()
-    for name, t in [*model.named_parameters(), *model.named_buffers()]:
-        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        a = t.detach().cpu()
+        h.update(str(a.dtype).encode() + str(tuple(a.shape)).encode())
+        h.update(a.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if a.numel() else b"")
+    return h.hexdigest()
 
 
 def input_shape_of(model: nn.Module) -> tuple[int, ...] | None:

@@ -369,11 +369,12 @@ def visualize(
             if shape is None or len(shape) == 0:
                 raise InversetError(f"layer {layer!r} has no channel axis to visualize")
             units = parse_channels(channels, shape[0])
-            # what each image raises: a class for logit/prob, the whole layer for dream
-            prefix = {"logit": "logit", "prob": "prob"}.get(objective, layer)
-            labels = [f"{prefix}:{u}" for u in units]
+            # what each image raises: the whole layer for dream, a class for logit/prob
             if objective == "dream":
                 labels = [f"dream {layer} (seed {k})" for k in range(len(units))]
+            else:
+                prefix = objective if objective in ("logit", "prob") else layer
+                labels = [f"{prefix}:{u}" for u in units]
         tf = as_transform(transforms, min(spatial))
         chunks = [units[i : i + batch_size] for i in range(0, len(units), batch_size)]
         frame_every = max(1, steps // frames) if frames else 0

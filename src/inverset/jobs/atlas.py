@@ -34,6 +34,7 @@ from inverset.domain import Box
 from inverset.errors import InversetError
 from inverset.model import (
     check_layer_names,
+    fingerprint,
     forward,
     input_shape_of,
     layers,
@@ -99,16 +100,10 @@ def derive_seed(seed: int, name: str) -> int:
 
 def model_fingerprint(model: nn.Module) -> dict[str, Any]:
     """Class name, source and a SHA-256 of the weights: a resumed job must use the same model."""
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        a = t.detach().cpu()
-        h.update(str(a.dtype).encode() + str(tuple(a.shape)).encode())
-        h.update(a.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if a.numel() else b"")
     return {
         "class": type(model).__name__,
         "source": str(getattr(model, "source", "")),
-        "sha256": h.hexdigest(),
+        "sha256": fingerprint(model),
     }
 
 

@@ -62,6 +62,7 @@ from inverset.progress import progress_bar
 from inverset.result import Result
 from inverset.sampling.encoders import Encoder, make_encoder
 from inverset.sampling.store import SampleStore
+from inverset.solvers import check_time_limit
 from inverset.space import Direct, Latent, Space
 
 #: acceptance keeps this fraction of the range width away from its ends, so that a point
@@ -179,8 +180,7 @@ def sample(
     for name, v in (("mu0", mu0), ("alpha", alpha), ("lr", lr), ("step", step)):
         if not v > 0 or not math.isfinite(v):
             raise InversetError(f"{name} must be a positive number, got {v!r}")
-    if time_limit is not None and not time_limit >= 0:
-        raise InversetError(f"time limit must be >= 0 seconds, got {time_limit}")
+    check_time_limit(time_limit)
     for name, opt in (("optimizer", optimizer), ("walk_optimizer", walk_optimizer)):
         if opt not in ("adam", "sgd"):
             raise InversetError(f"{name} must be 'adam' or 'sgd', got {opt!r}")

@@ -45,6 +45,12 @@ def get_solver(name: str) -> Callable:
 COMMON = ("problem", "seed", "time_limit", "max_evals", "progress")
 
 
+def check_time_limit(time_limit: float | None) -> None:
+    """A time limit is None (none) or a number of seconds >= 0 (not NaN)."""
+    if time_limit is not None and not time_limit >= 0:
+        raise InversetError(f"time limit must be >= 0 seconds, got {time_limit}")
+
+
 def check_options(
     name: str, fn: Callable, options: Iterable[str], exclude: Iterable[str] = COMMON
 ) -> None:

@@ -43,12 +43,10 @@ class _Scaled:
         return (z - self.lo) / self.s
 
 
-def _stop_reason(
-    t0: float, time_limit: float | None, problem: Problem, max_evals: int | None, reserve: int
-):
-    """'time_limit', 'max_evals' (when ``reserve`` more evaluations would exceed the budget)
-    or None."""
-    if time_limit is not None and time.perf_counter() - t0 >= time_limit:
+def _stop_reason(deadline: float, problem: Problem, max_evals: int | None, reserve: int):
+    """'time_limit' (past ``deadline``, a ``time.perf_counter()`` value), 'max_evals' (when
+    ``reserve`` more evaluations would exceed the budget) or None."""
+    if time.perf_counter() >= deadline:
         return "time_limit"
     if max_evals is not None and problem.nfev + reserve > max_evals:
         return "max_evals"
@@ -155,7 +153,7 @@ def solve(
                     history["nfev"].append(problem.nfev)
                     bar.update(1, best=history["best"][-1])
                     # the next step and the final evaluation each cost one pass over the starts
-                    reason = _stop_reason(t0, time_limit, problem, max_evals, 2 * starts)
+                    reason = _stop_reason(deadline, problem, max_evals, 2 * starts)
                     if reason:
                         status = reason
                         break
