@@ -241,6 +241,9 @@ def test_bad_input_is_one_clear_error(digits_cnn, tmp_path):
         atlas(m, tmp_path / "x", classes="0-1", stpes=3)
     with pytest.raises(InversetError, match="no targets"):
         atlas(m, tmp_path / "x")
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(InversetError, match="job time limit must be >= 0 seconds"):
+            atlas(m, tmp_path / "x", classes="0-1", job_time_limit=bad)
     local = nn.Sequential(nn.Linear(3, 2))
     local.forward = lambda x: x  # an instance attribute pickle cannot send to a worker
     with pytest.raises(InversetError, match="cannot be sent to worker processes"):

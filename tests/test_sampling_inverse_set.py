@@ -130,13 +130,14 @@ def test_interrupt_keeps_samples_and_resume_reaches_n_without_duplicates(tmp_pat
     r2 = sample(m, "out:0", (0.3, 0.7), n=150, resume=True, **kw)
     assert r2.status == "found", r2.message
     assert len(r2.xs) == 150 and r2.info.get("resumed")
+    assert r2.nfev > r1.nfev > 0  # evaluations count over the runs resumed
     np.testing.assert_array_equal(r2.xs[:k], r1.xs)  # what was kept is kept, in order
     assert len(np.unique(r2.xs.round(7), axis=0)) == 150
     a = r2.xs.astype(np.float64) @ w + c
     assert ((a >= logit(0.3) - 1e-4) & (a <= logit(0.7) + 1e-4)).all()
     # and a finished run resumed with a larger n continues to it
     r3 = sample(m, "out:0", (0.3, 0.7), n=180, resume=True, **kw)
-    assert r3.status == "found" and len(r3.xs) == 180
+    assert r3.status == "found" and len(r3.xs) == 180 and r3.nfev > r2.nfev
     np.testing.assert_array_equal(r3.xs[:150], r2.xs)
 
 

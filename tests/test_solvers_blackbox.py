@@ -221,3 +221,64 @@ def test_no_feasible_point_is_not_a_success():
     for name in ("evolution", "cmaes"):
         r = iv.maximize(nn.Linear(2, 1), "out:0", box, solver=name, max_evals=200)
         assert r.x is None and not r.success, (name, r.status)
+
+
+class Bowl(nn.Module):
+    """f(x) = -|x - c|^2: a smooth peak of 0 at c, which only a local polish pins down."""
+
+    def __init__(self, c: list[float]):
+        super().__init__()
+        self.register_buffer("c", torch.tensor(c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -((x - self.c) ** 2).sum(1, keepdim=True)
+
+
+@pytest.mark.parametrize("name", ["swarm", "cmaes", "evolution", "bayes"])
+def test_polish_runs_inside_a_budget(name):
+    """A budget no longer leaves the final polish out: its share is kept for it."""
+    net, box = Bowl([0.31, -0.42]), iv.Box(-1, 1, shape=(2,))
+    kw = {**SMALL.get(name, {}), "polish": True}
+    budget = 40 if name == "bayes" else 200
+    if name == "bayes":
+        kw["init"] = 6
+    r = iv.maximize(net, "out:0", box, solver=name, seed=0, max_evals=budget, **kw)
+    assert r.info.get("polish_evals", 0) > 0, r.info
+    assert r.value == pytest.approx(0.0, abs=1e-9)
+    np.testing.assert_allclose(r.x, [0.31, -0.42], atol=1e-4)
+    assert r.nfev <= budget and r.status in ("max_evals", "converged")
+    t = time.perf_counter()
+    r = iv.maximize(net, "out:0", box, solver=name, seed=0, time_limit=1.5, **kw)
+    assert time.perf_counter() - t < 2.2
+    assert r.info.get("polish_evals", 0) > 0 and r.value == pytest.approx(0.0, abs=1e-9)
+
+
+def test_an_iteration_cap_is_not_convergence():
+    """scipy's DE stopped by maxiter has not converged: 'step_limit', not a success."""
+    r = iv.maximize(bump2d(), "out:0", iv.Box(-1, 1, shape=(2,)), solver="evolution", maxiter=2)
+    assert r.status == "step_limit" and not r.success and r.x is not None
+    assert "stopped (step_limit)" in r.message
+    r = iv.maximize(bump2d(), "out:0", iv.Box(-1, 1, shape=(2,)), solver="evolution")
+    assert r.status == "converged" and r.success
+
+
+def test_evolution_in_many_dimensions_keeps_its_time_limit():
+    """784 inputs: scipy's population of 15 x 784 took seconds per generation before any
+    evaluation; the capped population evaluates points and stops on time."""
+    # a first import counts against the limit: imported here, it is not what is tested
+    import scipy.optimize
+    import scipy.stats  # noqa: F401
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+    box = iv.Box(0, 1, shape=(784,))
+    t = time.perf_counter()
+    r = iv.maximize(net, "out:3", box, solver="evolution", time_limit=1.0)
+    assert time.perf_counter() - t < 1.7
+    assert r.status == "time_limit" and r.nfev >= 1000 and r.info["popsize"] == 1000
+    assert bool(box.contains(torch.as_tensor(r.x[None])).all())
+    with torch.no_grad():
+        start = net(torch.rand(1000, 784))[:, 3].max()
+    assert r.value > float(start)  # the search improved on its own first population
+    with pytest.raises(InversetError, match="init must be one of latinhypercube"):
+        iv.maximize(net, "out:3", box, solver="evolution", init="sobl")

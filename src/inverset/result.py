@@ -16,6 +16,8 @@ STATUSES = {
     "converged": "local search finished; best point found, no global proof",
     "time_limit": "time limit reached; best point so far (and bound, if any) returned",
     "max_evals": "evaluation budget reached; best point so far returned",
+    "step_limit": "the solver's iteration cap came before its own convergence test passed; "
+    "best point so far returned",
     "found": "points satisfying the goal (reach/range) were found",
     "not_found": "no point satisfying the goal was found within the budget (no proof)",
     "unreachable": "proven: no input in the domain satisfies the goal; see bound",

@@ -669,7 +669,7 @@ def atlas(
             )
     if batch is not None and batch < 1:
         raise InversetError(f"batch must be at least 1, got {batch}")
-    if job_time_limit is not None and job_time_limit < 0:
+    if job_time_limit is not None and not job_time_limit >= 0:
         raise InversetError(f"job time limit must be >= 0 seconds, got {job_time_limit}")
     if not isinstance(model, nn.Module):
         raise InversetError("model must be a torch.nn.Module (use inverset.load_model)")

@@ -289,6 +289,7 @@ class _Sampler:
         }
         self.t0 = time.perf_counter()
         self.elapsed_before = 0.0
+        self.nfev_before = 0  # evaluations of the runs this one resumes
         self.time_limit: float | None = None
 
     # ------------------------------------------------------------------ evaluation
@@ -670,7 +671,14 @@ class _Sampler:
             }
         phase = "sampling" if walkers is not None else "seeding"
         st.flush(
-            {"phase": phase, "accepted": self.n_acc, "elapsed": self.elapsed, **self.c}, walkers
+            {
+                "phase": phase,
+                "accepted": self.n_acc,
+                "elapsed": self.elapsed,
+                "nfev": self.nfev_before + self.p.nfev,
+                **self.c,
+            },
+            walkers,
         )
         self.last_flush = time.perf_counter()
 
@@ -693,6 +701,7 @@ class _Sampler:
             if k in st.state:
                 self.c[k] = st.state[k]
         self.elapsed_before = float(st.state.get("elapsed", 0.0))
+        self.nfev_before = int(st.state.get("nfev", 0))
         self.sigma = float(w["sigma"])
         self.gen.set_state(torch.as_tensor(w["gen"], dtype=torch.uint8))
         t = lambda a: torch.as_tensor(a, dtype=self.dt, device=self.dev)  # noqa: E731
@@ -728,7 +737,7 @@ class _Sampler:
                 status="unreachable",
                 message=f"inverse set is empty: {r.message}",
                 bound=r.bound,
-                nfev=p.nfev,
+                nfev=self.nfev_before + p.nfev,
                 solver="inverse_set",
                 timings=timings,
                 info=info,
@@ -791,7 +800,7 @@ class _Sampler:
             message=message,
             xs=xs,
             values=V[:, 0],
-            nfev=p.nfev,
+            nfev=self.nfev_before + p.nfev,
             solver="inverse_set",
             history={},
             timings=timings,

@@ -27,6 +27,9 @@ from inverset.space import Direct
 
 #: a point is inside the domain and the target constraints when its violation is below this
 FEASIBLE_TOL = 1e-6
+#: Share of a time limit or evaluation budget kept for the final gradient polish
+#: (``polish=True``) of a population or Bayesian search that would otherwise use it all.
+POLISH_SHARE = 0.1
 
 
 class StopSearch(Exception):
@@ -80,6 +83,7 @@ class Objective:
         self.time_limit, self.max_evals, self.bar = time_limit, max_evals, bar
         self.t0 = time.perf_counter()
         self.nfev = 0
+        self.polish_nfev = 0
         self.best_loss = math.inf
         self.best_z: np.ndarray | None = None
         self.best_value = math.nan
@@ -108,6 +112,22 @@ class Objective:
     @property
     def over_time(self) -> bool:
         return self.time_limit is not None and self.elapsed >= self.time_limit
+
+    @property
+    def can_polish(self) -> bool:
+        """The gradient polish runs on continuous boxes without linear constraints."""
+        return not self.integer.size and self.A is None
+
+    def polish_due(self) -> str | None:
+        """With a budget and a polish that can run (continuous box, no ``A``): the budget's name
+        once only the share kept for the final polish is left, else None."""
+        if not self.can_polish:
+            return None
+        if self.time_limit is not None and self.elapsed >= (1 - POLISH_SHARE) * self.time_limit:
+            return "time_limit"
+        if self.max_evals is not None and self.nfev >= (1 - POLISH_SHARE) * self.max_evals:
+            return "max_evals"
+        return None
 
     def check(self) -> None:
         """Raise :class:`StopSearch` when the time limit or the evaluation budget is used up."""
@@ -231,18 +251,22 @@ class Objective:
 
     def polish(self, u0: np.ndarray, maxiter: int = 200) -> None:
         """Box-bounded L-BFGS-B from ``u0`` with the model's gradients (continuous boxes only)."""
-        if self.integer.size or self.A is not None:
+        if not self.can_polish:
             return
         from scipy.optimize import minimize
 
-        minimize(
-            self.value_and_grad,
-            np.clip(np.asarray(u0, dtype=np.float64).reshape(-1), 0, 1),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=[(0.0, 1.0)] * self.dim,
-            options={"maxiter": maxiter},
-        )
+        before = self.nfev
+        try:
+            minimize(
+                self.value_and_grad,
+                np.clip(np.asarray(u0, dtype=np.float64).reshape(-1), 0, 1),
+                jac=True,
+                method="L-BFGS-B",
+                bounds=[(0.0, 1.0)] * self.dim,
+                options={"maxiter": maxiter},
+            )
+        finally:
+            self.polish_nfev += self.nfev - before
 
     # ------------------------------------------------------------------ memory
     def _record(self, z: np.ndarray, loss: np.ndarray, v: np.ndarray, ok: np.ndarray) -> None:
@@ -296,6 +320,8 @@ class Objective:
         p = self.problem
         goal = p.goal
         info = {**(info or {}), "dims": self.dim}
+        if self.polish_nfev:
+            info["polish_evals"] = self.polish_nfev
         timings = {"total": self.elapsed}
         if self.best_z is None:
             why = (
@@ -341,7 +367,7 @@ class Objective:
         else:
             msg = f"best {value:.6g}; {len(zs)} distinct good points kept"
         msg = f"{self.name}: {msg} after {self.nfev} evaluations in {self.elapsed:.2f} s"
-        if status in ("time_limit", "max_evals", "interrupted"):
+        if status in ("time_limit", "max_evals", "interrupted", "step_limit"):
             msg = f"stopped ({status}); {msg}"
         arrays = {} if isinstance(p.space, Direct) else {"z": zs.reshape(-1, *self.shape)}
         return Result(

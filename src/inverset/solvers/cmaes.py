@@ -45,11 +45,12 @@ def solve(
             f"sigma0 (the initial step, relative to the box) must be > 0, got {sigma0}"
         )
 
-    def search(obj: Objective, info: dict[str, Any]) -> None:
+    def search(obj: Objective, info: dict[str, Any]) -> str | None:
         import cma
 
         lam = popsize or 4 + int(3 * np.log(max(obj.dim, 1)))
         info.update(runs=0, popsizes=[])
+        capped = False  # a run stopped at cma's iteration cap, not at its tolerances
         for s in restart_seeds(seed):
             rng = np.random.default_rng(s)
             opts = {
@@ -64,15 +65,22 @@ def solve(
                 opts["maxfevals"] = obj.remaining_evals
             x0 = rng.uniform(0.1, 0.9, obj.dim) if obj.dim > 1 else rng.uniform(0.1, 0.9, 2)
             es = cma.CMAEvolutionStrategy(x0, sigma0, opts)
+            stopped = None
             while not es.stop():
+                stopped = polish and obj.polish_due()
+                if stopped:
+                    break
                 xs = np.asarray(es.ask())
                 es.tell(list(xs), list(obj(xs[:, : obj.dim])))
             info["runs"] += 1
             info["popsizes"].append(lam)
+            capped = capped or "maxiter" in es.stop()
             if polish:
                 obj.polish(obj.to_u(obj.best_z))
+            if stopped:
+                return stopped
             if not obj.budgeted and info["runs"] > restarts:
-                return
+                return "step_limit" if capped else None
             lam *= 2
 
     return run(

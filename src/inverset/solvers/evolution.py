@@ -7,7 +7,9 @@ repaired by projecting each trial point before it is evaluated (or penalized wit
 ``linear='penalty'``). With a time limit or evaluation budget, DE restarts from a fresh
 population whenever it converges, until the budget is used up. ``polish`` finishes each run
 with box-bounded L-BFGS-B on the model's own gradients (continuous boxes only), instead of
-scipy's finite-difference polish.
+scipy's finite-difference polish. In many dimensions the population ``popsize * dims`` is
+capped at ``max_population`` (drawn by the same ``init`` rule): scipy's own bookkeeping on
+15 x 784 points takes seconds per generation, before any model evaluation.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from inverset.errors import InversetError
 from inverset.problem import Problem
 from inverset.result import Result
 from inverset.solvers._common import Objective, restart_seeds, run
@@ -38,11 +41,17 @@ def solve(
     polish: bool = True,
     restarts: int = 0,
     linear: str = "repair",
+    max_population: int = 1000,
 ) -> Result:
     """Minimize the query's loss with DE; ``popsize`` is scipy's multiplier (population
-    ``popsize * dims``). Without a budget, DE runs ``1 + restarts`` times."""
+    ``popsize * dims``, at most ``max_population``). Without a budget, DE runs ``1 + restarts``
+    times."""
+    if init not in INITS:
+        raise InversetError(f"init must be one of {', '.join(INITS)}; got {init!r}")
+    if max_population < 5:  # scipy's smallest population
+        raise InversetError(f"max_population must be at least 5, got {max_population}")
 
-    def search(obj: Objective, info: dict[str, Any]) -> None:
+    def search(obj: Objective, info: dict[str, Any]) -> str | None:
         from scipy.optimize import differential_evolution
 
         integrality = None
@@ -63,7 +72,13 @@ def solve(
         def f(zt: np.ndarray) -> np.ndarray:
             return obj(obj.to_u(np.atleast_2d(zt.T)))
 
-        info.update(popsize=popsize * obj.dim, runs=0)
+        def due(intermediate_result: Any) -> bool:  # scipy's callback: True stops the run
+            return obj.over_time or bool(polish and obj.polish_due())
+
+        size = popsize * obj.dim
+        capped_size = size > max_population
+        info.update(popsize=min(size, max_population), runs=0)
+        capped = False  # a run stopped at maxiter, not at its tolerance
         for s in restart_seeds(seed):
             res = differential_evolution(
                 f,
@@ -76,16 +91,21 @@ def solve(
                 recombination=recombination,
                 rng=np.random.default_rng(s),
                 polish=False,
-                init=init,
+                init=_population(init, max_population, bounds, s) if capped_size else init,
                 updating="deferred",
                 vectorized=True,
                 integrality=integrality,
+                callback=due,
             )
             info["runs"] += 1
+            capped = capped or res.nit >= maxiter
             if polish:
                 obj.polish(obj.to_u(res.x))
+            stopped = polish and obj.polish_due()
+            if stopped:
+                return stopped
             if not obj.budgeted and info["runs"] > restarts:
-                return
+                return "step_limit" if capped else None
 
     return run(
         problem,
@@ -96,3 +116,25 @@ def solve(
         progress=progress,
         linear=linear,
     )
+
+
+#: scipy's initial population rules: the quasi-random ones by name in ``scipy.stats.qmc``
+INITS = {"latinhypercube": "LatinHypercube", "sobol": "Sobol", "halton": "Halton", "random": ""}
+
+
+def _population(init: str, n: int, bounds: list[tuple[float, float]], seed: int) -> np.ndarray:
+    """``n`` first points in ``bounds`` by scipy's rule ``init``, for a capped population."""
+    import warnings
+
+    from scipy.stats import qmc
+
+    rng = np.random.default_rng(seed)
+    d = len(bounds)
+    if INITS[init]:
+        with warnings.catch_warnings():  # Sobol prefers powers of two: any n is fine here
+            warnings.simplefilter("ignore")
+            u = getattr(qmc, INITS[init])(d, rng=rng).random(n)
+    else:
+        u = rng.uniform(size=(n, d))
+    lo, hi = np.asarray(bounds, dtype=np.float64).T
+    return lo + u * (hi - lo)

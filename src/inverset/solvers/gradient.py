@@ -1,4 +1,4 @@
-"""Gradient search: batched multi-start projected Adam, optional L-BFGS-B polish.
+"""Gradient search: batched multi-start projected Adam, optional L-BFGS-B (or SLSQP) polish.
 
 All starts move through the model as one batch. After each Adam step the points are
 projected back onto the domain (box, then linear constraints by alternating projections).
@@ -70,8 +70,8 @@ def solve(
     """Minimize the goal's loss from ``starts`` random points at once.
 
     ``lr`` is relative to the box width per feature. ``polish`` runs scipy's L-BFGS-B on the
-    best points (box domains only). ``patience`` stops early when no start improved its loss
-    in that many steps.
+    best points (SLSQP under linear constraints ``A x <= b``; not for range goals).
+    ``patience`` stops early when no start improved its loss in that many steps.
     """
     if starts < 1:
         raise InversetError(f"starts must be at least 1, got {starts}")
@@ -179,7 +179,7 @@ def solve(
         top = min(starts, 8)
         # polishing evaluates every start, then ``calls`` times the best, then those again
         calls = None if max_evals is None else (left() - starts - top) // top
-        plain = status == "converged" and box.A is None and goal.kind != "range"
+        plain = status == "converged" and goal.kind != "range"
         if polish and plain and (calls is None or calls >= 3):
             tp = time.perf_counter()
             zs = _polish(problem, losses, zs, sc, top, calls, deadline)
@@ -223,54 +223,70 @@ class _Halt(Exception):
     """The polish's budget or deadline is used up (raised from inside scipy's loop)."""
 
 
+#: SLSQP (the polish under linear constraints) keeps dense n x n matrices: up to this many inputs
+SLSQP_MAX_DIMS = 5000
+
+
 def _polish(
     problem, losses, zs, sc, top: int, calls: int | None = None, deadline: float = math.inf
 ) -> torch.Tensor:
-    """L-BFGS-B from the ``top`` best points at once (their losses are summed; separable),
-    at most ``calls`` loss evaluations of them (default: its own iteration limit) and not
-    past ``deadline`` (``time.perf_counter()``); it keeps the best point it evaluated."""
-    from scipy.optimize import minimize
+    """L-BFGS-B from the ``top`` best points at once (their losses are summed; separable), or
+    under linear constraints ``A x <= b`` SLSQP from each in turn (projected Adam stalls on
+    their faces); at most ``calls`` loss evaluations per point (default: the method's own
+    iteration limit) and not past ``deadline`` (``time.perf_counter()``). A point is only
+    replaced by a better one."""
+    from scipy.optimize import LinearConstraint, minimize
 
+    box = problem.space.box
     with torch.no_grad():
         loss0, _ = losses(zs)
     order = torch.argsort(loss0)[:top]
     z0 = zs[order]
-    shape = z0.shape
-    lo = np.broadcast_to(problem.space.box.lower, shape[1:]).reshape(-1)
-    hi = np.broadcast_to(problem.space.box.upper, shape[1:]).reshape(-1)
-    bounds = [
-        (None if not np.isfinite(a) else a, None if not np.isfinite(b) else b)
-        for a, b in zip(np.tile(lo, shape[0]), np.tile(hi, shape[0]), strict=True)
-    ]
+    if box.A is not None and z0[0].numel() > SLSQP_MAX_DIMS:
+        return zs
+    lo = np.broadcast_to(box.lower, z0.shape[1:]).reshape(-1)
+    hi = np.broadcast_to(box.upper, z0.shape[1:]).reshape(-1)
 
-    start = z0.detach().double().cpu().numpy().reshape(-1)
-    seen = {"n": 0, "f": math.inf, "x": start}
+    def descend(start_z: torch.Tensor) -> torch.Tensor:
+        shape, k = start_z.shape, start_z.shape[0]
+        bounds = [
+            (None if not np.isfinite(a) else a, None if not np.isfinite(b) else b)
+            for a, b in zip(np.tile(lo, k), np.tile(hi, k), strict=True)
+        ]
+        start = start_z.detach().double().cpu().numpy().reshape(-1)
+        seen = {"n": 0, "f": math.inf, "x": start}
 
-    def fg(flat: np.ndarray):
-        if (calls is not None and seen["n"] >= calls - 1) or time.perf_counter() > deadline:
-            raise _Halt
-        seen["n"] += 1
-        zz = torch.as_tensor(flat, dtype=z0.dtype, device=z0.device).reshape(shape)
-        zz.requires_grad_(True)
-        loss, _ = losses(zz)
-        total = loss.sum()
-        if not torch.isfinite(total):
-            return float("inf"), np.zeros_like(flat)
-        total.backward()
-        f = float(total.detach())
-        if f < seen["f"]:
-            seen["f"], seen["x"] = f, flat.copy()
-        return f, zz.grad.double().cpu().numpy().reshape(-1)
+        def fg(flat: np.ndarray):
+            if (calls is not None and seen["n"] >= calls - 1) or time.perf_counter() > deadline:
+                raise _Halt
+            seen["n"] += 1
+            zz = torch.as_tensor(flat, dtype=z0.dtype, device=z0.device).reshape(shape)
+            zz.requires_grad_(True)
+            loss, _ = losses(zz)
+            total = loss.sum()
+            if not torch.isfinite(total):
+                return float("inf"), np.zeros_like(flat)
+            total.backward()
+            f = float(total.detach())
+            if f < seen["f"]:
+                seen["f"], seen["x"] = f, flat.copy()
+            return f, zz.grad.double().cpu().numpy().reshape(-1)
 
-    try:
-        res = minimize(
-            fg, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 200}
-        )
-        best = res.x
-    except _Halt:
-        best = seen["x"]
-    zp = torch.as_tensor(best, dtype=z0.dtype, device=z0.device).reshape(shape)
-    zp = problem.space.box.project(zp)
+        if box.A is None:
+            how = {"method": "L-BFGS-B"}
+        else:
+            how = {"method": "SLSQP", "constraints": [LinearConstraint(box.A, -np.inf, box.b)]}
+        try:
+            best = minimize(fg, start, jac=True, bounds=bounds, options={"maxiter": 200}, **how).x
+        except _Halt:
+            best = seen["x"]
+        return torch.as_tensor(best, dtype=z0.dtype, device=z0.device).reshape(shape)
+
+    if box.A is None:
+        zp = descend(z0)
+    else:
+        zp = torch.cat([descend(z0[i : i + 1]) for i in range(len(z0))])
+    zp = box.project(zp)
     with torch.no_grad():
         lp, _ = losses(zp)
     out = zs.clone()
