@@ -116,6 +116,7 @@ def solve(
     status = "converged"
     with problem.session():
         z = box.sample(starts, gen, device=problem.device, dtype=problem.dtype)
+        z = _sparse_starts(z, sc, gen)
         u = sc.u(z).detach().requires_grad_(True)
         opt = torch.optim.Adam([u], lr=lr)
         best_loss = torch.full((starts,), math.inf, device=problem.device, dtype=problem.dtype)
@@ -200,19 +201,48 @@ def solve(
     return _result(problem, zs, x, values, final_loss, ok, status, history, timings, t0, starts)
 
 
+#: inputs from which a quarter of the starts are sparse corner points (image-like domains)
+SPARSE_STARTS_DIMS = 100
+
+
+def _sparse_points(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+    """Unit-coordinate points with 0.5-5% of the features at 1 and the rest at 0: strokes on
+    a dark background, like the digits image classifiers are trained on."""
+    k, ones = shape[0], (1,) * (len(shape) - 1)
+    density = 0.005 + 0.045 * torch.rand((k, *ones), generator=gen, dtype=torch.float64)
+    return (torch.rand(shape, generator=gen, dtype=torch.float64) < density).double()
+
+
+def _sparse_starts(z: torch.Tensor, sc: _Scaled, gen: torch.Generator) -> torch.Tensor:
+    """In a bounded box of many inputs, every fourth start becomes a sparse corner point:
+    ReLU image classifiers (the MNIST-FC nets) respond most near such points, and uniform
+    random images can switch them off almost entirely."""
+    box = sc.box
+    if z[0].numel() < SPARSE_STARTS_DIMS or not box.bounded or len(z) < 4:
+        return z
+    idx = torch.arange(3, len(z), 4)
+    sparse = _sparse_points((len(idx), *z.shape[1:]), gen).to(z)
+    z = z.clone()
+    z[idx] = box.project(sc.z(sparse))
+    return z
+
+
 def _move_flat_starts(u: torch.Tensor, gen: torch.Generator) -> None:
     """Starts whose gradient is exactly zero sit on a flat region (random images on the
     MNIST-FC nets switch off every ReLU of a layer) where Adam cannot move: put them on the
-    box's lower and upper corners, its centre, and random points near either corner (unit
-    coordinates), where such nets usually respond."""
+    box's lower and upper corners, its centre, then in turn (unit coordinates) on random
+    points near the lower corner, sparse points (:func:`_sparse_points`), and the mirror images
+    of both near the upper corner: where such nets respond."""
     flat = (u.grad.reshape(len(u), -1) == 0).all(1)
     k = int(flat.sum())
     if k == 0:
         return
-    ones = (1,) * (u.dim() - 1)
+    ones, shape = (1,) * (u.dim() - 1), (k, *u.shape[1:])
     scale = 0.5 * torch.rand((k, *ones), generator=gen, dtype=torch.float64)
-    near = scale * torch.rand((k, *u.shape[1:]), generator=gen, dtype=torch.float64)
-    new = torch.where(torch.arange(k).reshape(-1, *ones) % 2 == 0, near, 1 - near)
+    near = scale * torch.rand(shape, generator=gen, dtype=torch.float64)
+    kind = torch.arange(k).reshape(-1, *ones) % 4
+    near = torch.where(kind >= 2, 1 - near, near)
+    new = torch.where(kind % 2 == 0, near, _sparse_points(shape, gen))
     for i, corner in enumerate((0.0, 1.0, 0.5)[:k]):
         new[i] = corner
     with torch.no_grad():
@@ -282,10 +312,9 @@ def _polish(
             best = seen["x"]
         return torch.as_tensor(best, dtype=z0.dtype, device=z0.device).reshape(shape)
 
-    if box.A is None:
-        zp = descend(z0)
-    else:
-        zp = torch.cat([descend(z0[i : i + 1]) for i in range(len(z0))])
+    # separable under a box: all points at once; under A x <= b, SLSQP from each in turn
+    pieces = [z0] if box.A is None else [z0[i : i + 1] for i in range(len(z0))]
+    zp = torch.cat([descend(p) for p in pieces])
     zp = box.project(zp)
     with torch.no_grad():
         lp, _ = losses(zp)
