@@ -223,6 +223,13 @@ def test_job_time_limit_and_identity(digits_cnn, tmp_path):
     other = type(digits_cnn.model)()
     with pytest.raises(InversetError, match="different job: its model differs"):
         atlas(other, out, layer="conv1", input_shape=(1, 8, 8), **FAST)
+    # the same weights read from another path (moved, copied, relative) resume the job
+    digits_cnn.model.source = str(tmp_path / "elsewhere" / "cnn.pt")
+    try:
+        s = atlas(digits_cnn.model, out, layer="conv1", job_time_limit=0, **FAST)
+    finally:
+        del digits_cnn.model.source
+    assert s.status == "job_time_limit" and s.remaining == KEYS16
 
 
 def test_bad_input_is_one_clear_error(digits_cnn, tmp_path):

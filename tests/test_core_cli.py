@@ -35,6 +35,8 @@ def files(tmp_path_factory, digits_cnn):
     (d / "two_columns.csv").write_text("1,1\n")
     (d / "infeasible.csv").write_text("1,0,0,0,0,0,-5\n")  # x0 <= -5 in a box [0, 1]
     (d / "three.txt").write_text("a\nb\nc\n")
+    (d / "nan.csv").write_text("1,0,0,0,0,nan,1\n")
+    (d / "failing.py").write_text("def build():\n    raise ValueError('no weights here')\n")
     return d
 
 
@@ -214,10 +216,35 @@ CNN = "maximize {d}/cnn.pt --factory inverset.zoo:DigitsCNN"
             "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 --labels {d}/three.txt",
             "3 class names for a model with 2 classes",
         ),
+        (
+            "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 "
+            "--constraints {d}/nan.csv",
+            "row 0 holds nan or inf",
+        ),
+        (
+            "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 --out {d}/nan.csv",
+            "output directory {d}/nan.csv is a file",
+        ),
+        (
+            "sample {d}/surrogate.pt -t out:0 --range 0,1 --box 0,1 --input-shape 6 "
+            "--out {d}/nan.csv/run",
+            "is inside {d}/nan.csv, which is a file",
+        ),
+        ("atlas {d}/surrogate.pt -t out:0 --input-shape 6 --out {d}/nan.csv", "is a file"),
+        ("layers {d}/surrogate.pt --input-shape 7", "the model fails on inputs of shape (7,)"),
+        (
+            "atlas {d}/surrogate.pt -t out:0 --input-shape 7 --out {d}/atlas7",
+            "the model fails on inputs of shape (7,)",
+        ),
+        (
+            "maximize {d}/cnn.pt --factory failing:build -t out:0",
+            "factory 'failing:build' failed (ValueError: no weights here)",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2(files, args, message):
-    p = run(*[a.format(d=files) for a in shlex.split(args)])
+    message = message.format(d=files)
+    p = run(*[a.format(d=files) for a in shlex.split(args)], cwd=files)
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert "Traceback" not in p.stderr
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]

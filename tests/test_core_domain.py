@@ -47,6 +47,22 @@ def test_from_csv_data_and_lohi(tmp_path):
     bad.write_text("1,2\n3,oops\n")
     with pytest.raises(iv.InversetError, match="every cell must be a number"):
         iv.Box.from_csv(bad)
+    gaps = tmp_path / "gaps.csv"  # Excel's BOM, a missing value: the rest of the column counts
+    gaps.write_text("\ufeffage,bmi\n30,nan\n50,22\n,31\n", encoding="utf-8")
+    b = iv.Box.from_csv(gaps)
+    assert b.names == ["age", "bmi"]
+    np.testing.assert_array_equal(b.lower, [30, 22])
+    np.testing.assert_array_equal(b.upper, [50, 31])
+    empty = tmp_path / "empty_col.csv"
+    empty.write_text("age,bmi\n30,nan\n50,nan\n")
+    with pytest.raises(iv.InversetError, match=r"column 1 \(bmi\) has no value"):
+        iv.Box.from_csv(empty)
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("lo,0,0\nhi,1,1\n5,5,5\n")
+    with pytest.raises(iv.InversetError, match="lo/hi rows and 1 other rows"):
+        iv.Box.from_csv(mixed)
+    with pytest.raises(iv.InversetError, match="row 1 holds nan or inf"):
+        iv.Box(0, 1, shape=(2,), A=[[1, 1], [np.nan, 1]], b=[1, 1])
 
 
 def test_projection_box_polytope_integers():

@@ -148,3 +148,20 @@ def test_file_errors(tmp_path):
     (tmp_path / "m.joblib").write_bytes(b"x")
     with pytest.raises(iv.InversetError, match=r"pickle.*--trust"):
         load_model(tmp_path / "m.joblib")
+
+
+def test_a_factory_in_the_current_directory_is_found(tmp_path, monkeypatch):
+    """The `inverset` console script does not put the current directory on sys.path (as
+    `python -m` does): a factory in ./mynet.py is still found."""
+    import sys
+
+    (tmp_path / "mynet_here.py").write_text(
+        "from torch import nn\ndef build():\n    return nn.Sequential(nn.Linear(3, 2))\n"
+    )
+    net = nn.Sequential(nn.Linear(3, 2))
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    model = load_model("mynet_here:build", weights=tmp_path / "w.pt")
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(model(x), net(x))

@@ -92,6 +92,26 @@ def test_labels_and_sigmoid_prob(net_and_acts):
     assert torch.allclose(ev("prob:0", one), 1 - torch.sigmoid(one["out"][:, 0]))
 
 
+def test_quoted_and_numeric_class_names(net_and_acts):
+    """Names with spaces or slashes are quoted; a number that names another class is refused
+    as ambiguous; a comma right after an output reference separates arguments."""
+    _, _, acts = net_and_acts
+    sm = torch.softmax(acts["out"], 1)
+    names = ["a", "T-shirt/top", "b c"]
+    assert torch.allclose(ev('prob:"T-shirt/top"', acts, names), sm[:, 1])
+    assert torch.allclose(ev("prob:'b c' - prob:a", acts, names), sm[:, 2] - sm[:, 0])
+    e = iv.parse_target('prob:"T-shirt/top" - prob:a', names)
+    assert str(iv.parse_target(str(e), names)) == str(e)  # read back as written
+    digits = ["1", "2", "3"]  # scikit-learn classes_ [1, 2, 3]
+    with pytest.raises(iv.InversetError, match="ambiguous: class index 1 is named '2'"):
+        iv.parse_target("prob:1", digits)
+    assert torch.allclose(ev('prob:"1"', acts, digits), sm[:, 0])
+    assert torch.allclose(ev("prob:0", acts, digits), sm[:, 0])  # no class is named 0
+    assert torch.allclose(ev("logit:1", acts, ["0", "1", "2"]), acts["out"][:, 1])
+    both = torch.maximum(acts["out"][:, 0], torch.ones_like(acts["out"][:, 0]))
+    assert torch.allclose(ev("max(out:0,1)", acts), both)
+
+
 @pytest.mark.parametrize(
     "text, fragment",
     [

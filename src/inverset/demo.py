@@ -19,13 +19,14 @@ from inverset.api import maximize, minimize
 from inverset.domain import Box
 from inverset.loaders import load_model
 from inverset.report.pictures import write_pictures
+from inverset.result import output_directory
 from inverset.zoo import diabetes, digits
 
 
 def run_demo(out_dir: str | Path = "demo_out", seed: int = 0, console: Console | None = None):
     """Run the demo, write pictures + ``summary.json`` into ``out_dir``, return the summary."""
     console = console or Console()
-    out = Path(out_dir)
+    out = output_directory(out_dir)
     t0 = time.perf_counter()
     summary: dict = {}
 
@@ -95,7 +96,6 @@ def run_demo(out_dir: str | Path = "demo_out", seed: int = 0, console: Console |
         "status": ideal.status,
     }
     summary["seconds"] = time.perf_counter() - t0
-    out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     pngs = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
     console.print(f"\nwrote {out}/summary.json and {len(pngs)} pictures: {', '.join(pngs)}")

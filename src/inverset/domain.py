@@ -82,6 +82,12 @@ class Box:
                     f"linear constraints: A has {self.A.shape[0]} rows but b has "
                     f"{self.b.shape[0]} entries; give one b per row of A"
                 )
+            if not (np.isfinite(self.A).all() and np.isfinite(self.b).all()):
+                row = int(np.flatnonzero(~np.isfinite(np.c_[self.A, self.b]).all(1))[0])
+                raise InversetError(
+                    f"linear constraints: row {row} holds nan or inf; every a_i and b must be "
+                    "a finite number"
+                )
             if self.shape is not None:
                 self._check_constraints()
         self.integer = tuple(sorted(int(i) for i in self.integer))
@@ -148,15 +154,18 @@ class Box:
         path = Path(path)
         if not path.is_file():
             raise InversetError(f"box file {path} does not exist; give a CSV of data or lo/hi rows")
-        with path.open(newline="") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # utf-8-sig: Excel's BOM
             rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
         if not rows:
             raise InversetError(f"box file {path} is empty; give a CSV of data or lo/hi rows")
         names = None
 
+        def cell(s: str) -> float:  # an empty cell is a missing value
+            return float(s) if s.strip() else np.nan
+
         def is_num(s: str) -> bool:
             try:
-                float(s)
+                cell(s)
                 return True
             except ValueError:
                 return False
@@ -167,13 +176,18 @@ class Box:
         labelled = {r[0].strip().lower(): r[1:] for r in rows if not is_num(r[0])}
         try:
             if "lo" in labelled and "hi" in labelled:
+                if len(rows) != 2:
+                    raise InversetError(
+                        f"box file {path} has lo/hi rows and {len(rows) - 2} other rows; give "
+                        "either two rows lo and hi, or rows of data"
+                    )
                 lo = np.array([float(v) for v in labelled["lo"]])
                 hi = np.array([float(v) for v in labelled["hi"]])
                 if names is not None:
                     names = names[1:]
             else:
-                data = np.array([[float(v) for v in r] for r in rows], dtype=np.float64)
-                lo, hi = data.min(axis=0), data.max(axis=0)
+                data = np.array([[cell(v) for v in r] for r in rows], dtype=np.float64)
+                lo, hi = _data_range(data, names, path)
         except ValueError as exc:
             raise InversetError(f"box file {path}: {exc}; every cell must be a number") from None
         return cls(lo, hi, names=names, **kw)
@@ -182,7 +196,7 @@ class Box:
     def from_data(cls, data: np.ndarray, **kw: Any) -> Box:
         """The smallest box holding every row of ``data`` (features in columns)."""
         data = np.asarray(data, dtype=np.float64)
-        return cls(data.min(axis=0), data.max(axis=0), **kw)
+        return cls(*_data_range(data, kw.get("names")), **kw)
 
     # ----------------------------------------------------------------- queries
     @property
@@ -311,6 +325,23 @@ class Box:
             b=None if d.get("b") is None else np.asarray(d["b"]),
             names=d.get("names"),
         )
+
+
+def _data_range(
+    data: np.ndarray, names: Sequence[str] | None = None, path: Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column min and max of data rows, missing values (NaN) left out; a column with no
+    value at all is a one-line error naming it."""
+    empty = np.isnan(data).all(axis=0)
+    if empty.any():
+        j = int(np.flatnonzero(empty)[0])
+        name = f" ({names[j]})" if names is not None and j < len(names) else ""
+        where = f"box file {path}: " if path is not None else ""
+        raise InversetError(
+            f"{where}column {j}{name} has no value (only missing ones); fill it in or give "
+            "lo/hi rows"
+        )
+    return np.nanmin(data, axis=0), np.nanmax(data, axis=0)
 
 
 def read_constraints(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

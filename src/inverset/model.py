@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from inverset.errors import InversetError
+from inverset.errors import InversetError, first_line
 
 OUTPUT = "out"  # the model output; `logit`, `prob` and `margin` refs read it too
 
@@ -117,6 +117,27 @@ def forward(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> dict[str
         return dict(acts)
 
 
+def shape_error(x: torch.Tensor, exc: Exception) -> InversetError:
+    """The one-line error for a model that fails on inputs shaped like ``x``."""
+    return InversetError(
+        f"the model fails on inputs of shape {tuple(x.shape[1:])} ({first_line(exc)}); pass "
+        "the shape it takes (input_shape= / --input-shape)"
+    )
+
+
+def forward_checked(
+    model: nn.Module, x: torch.Tensor, names: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """:func:`forward` for a first pass on a shape the user gave: a model that fails on it is
+    a one-line error naming the shape, not a traceback from deep inside the model."""
+    try:
+        return forward(model, x, names)
+    except InversetError:
+        raise
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise shape_error(x, exc) from exc
+
+
 @dataclass
 class LayerInfo:
     name: str
@@ -142,9 +163,12 @@ def layers(model: nn.Module, input_shape: Sequence[int] | None = None) -> list[L
         x = torch.zeros((1, *shape), device=model_device(model), dtype=model_dtype(model))
         scripted = isinstance(model, torch.jit.ScriptModule)
         with torch.no_grad(), restore_mode(model, train=False):
-            acts = {}
-            with contextlib.suppress(InversetError):
+            try:
                 acts = forward(model, x, [] if scripted else names)
+            except InversetError:
+                acts = {}
+            except (RuntimeError, ValueError, IndexError) as exc:
+                raise shape_error(x, exc) from exc
         shapes = {k: tuple(v.shape[1:]) for k, v in acts.items() if isinstance(v, torch.Tensor)}
     infos = [LayerInfo(n, type(m).__name__, shapes.get(n)) for n, m in named_layers(model).items()]
     if OUTPUT not in names:  # a last layer named 'out' (scikit-learn models) is the output

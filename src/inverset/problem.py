@@ -19,6 +19,7 @@ from inverset.model import (
     OUTPUT,
     check_layer_names,
     forward,
+    forward_checked,
     input_shape_of,
     model_device,
     model_dtype,
@@ -172,15 +173,7 @@ class Problem:
                     f"({first_line(exc)}); give the latent size it takes (Latent(G, dim) / "
                     "--latent-dim)"
                 ) from exc
-            try:
-                acts = forward(self.model, x, self.layer_names)
-            except InversetError:
-                raise
-            except (RuntimeError, ValueError, IndexError) as exc:
-                raise InversetError(
-                    f"the model fails on inputs of shape {tuple(x.shape[1:])} "
-                    f"({first_line(exc)}); pass the shape it takes (input_shape= / --input-shape)"
-                ) from exc
+            acts = forward_checked(self.model, x, self.layer_names)
             self.target.check(acts)
             if self.labels is not None and OUTPUT in acts:
                 n = n_classes(int(acts[OUTPUT].reshape(acts[OUTPUT].shape[0], -1).shape[1]))

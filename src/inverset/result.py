@@ -26,6 +26,23 @@ STATUSES = {
 }
 
 
+def output_directory(path: str | Path, create: bool = True) -> Path:
+    """``path`` as a directory to write into (made when ``create``); a one-line error when it
+    or one of its parents is an existing file, so no search runs only to fail at saving."""
+    from inverset.errors import InversetError
+
+    d = Path(path)
+    for p in (d, *d.parents):
+        if p.exists() and not p.is_dir():
+            where = "is" if p == d else f"is inside {p}, which is"
+            raise InversetError(
+                f"output directory {d} {where} a file; give a directory path (e.g. --out runs/a)"
+            )
+    if create:
+        d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}
@@ -107,8 +124,7 @@ class Result:
 
     def save(self, directory: str | Path) -> Path:
         """Write ``result.json`` (everything but arrays) and ``result.npz`` (arrays)."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
+        d = output_directory(directory)
         meta = self.summary()
         meta["x_summary"] = meta.pop("x")
         meta.update(history=self.history, query=self.query)

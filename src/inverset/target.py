@@ -7,7 +7,11 @@ Grammar (spaces are free between tokens, not inside a reference)::
     factor  := ('-' | '+') factor | NUMBER | REF | '(' expr ')'
              | ('min' | 'max') '(' expr (',' expr)* ')'
     REF     := KIND ':' INDEX            # out:3  logit:7  prob:cat  margin:3
+             | KIND ':' QUOTED            # prob:"T-shirt/top"  prob:"1" (a class's name)
              | LAYER ':' C [',' H ',' W] # fc2:3 unit, conv2:5 channel mean, conv2:5,1,2 neuron
+
+A class's name is its label (``--labels``, scikit-learn's ``classes_``); a number is a class
+index unless quoted, and a number that is another class's name is refused as ambiguous.
 
 ``out``/``logit`` read the flattened model output, ``prob`` its softmax (sigmoid for a single
 output), ``margin:k`` is ``out_k - max_{j != k} out_j``. Every node evaluates on a batch of
@@ -143,7 +147,11 @@ class Ref(Expr):
         return a[(slice(None), *self.index)]
 
     def __str__(self) -> str:
-        idx = self.label if self.label is not None else ",".join(map(str, self.index))
+        """The reference as the parser reads it back (names other than plain words quoted)."""
+        idx = ",".join(map(str, self.index))
+        if self.label is not None:
+            plain = re.fullmatch(r"\w+", self.label) and not self.label.isdigit()
+            idx = self.label if plain else f'"{self.label}"'
         return f"{self.layer if self.kind == 'layer' else self.kind}:{idx}"
 
 
@@ -220,7 +228,8 @@ class Func(Expr):
 
 _TOKEN = re.compile(
     r"""\s*(?:
-      (?P<ref>[\w.]+:(?:\d+(?:,\d+)*|\w+))
+      (?P<ref>(?:out|logit|prob|margin):(?:"[^"]*"|'[^']*'|\w+)
+             |[\w.]+:(?:\d+(?:,\d+)*|\w+))
     | (?P<num>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
     | (?P<name>[A-Za-z_]\w*)
     | (?P<op>[-+*/(),])
@@ -317,10 +326,22 @@ class _Parser:
         raise AssertionError
 
     def ref(self, text: str, pos: int) -> Ref:
-        layer, idx = text.rsplit(":", 1) if text.count(":") == 1 else text.split(":", 1)
+        layer, idx = text.split(":", 1)
         label = None
-        if re.fullmatch(r"\d+(,\d+)*", idx):
+        quoted = idx[:1] in ("'", '"')
+        if quoted:
+            idx = idx[1:-1]
+        if re.fullmatch(r"\d+(,\d+)*", idx) and not quoted:
             index = tuple(int(v) for v in idx.split(","))
+            named = self.labels.index(idx) if self.labels and idx in self.labels else None
+            if layer in OUTPUT_KINDS and named is not None and named != index[0]:
+                at = int(idx)
+                other = f" is named {self.labels[at]!r}" if at < len(self.labels) else " is none"
+                raise InversetError(
+                    f"{text!r} is ambiguous: class index {at}{other}, and the class named "
+                    f'{idx!r} is index {named}; write {layer}:"{idx}" for the class named '
+                    f"{idx}, or {layer}:INDEX for a class index that is no class's name"
+                )
         else:
             if layer not in ("prob", "logit", "out", "margin"):
                 self.fail(f"index {idx!r} of {layer!r} must be numbers C or C,H,W", pos)

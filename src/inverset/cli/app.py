@@ -17,6 +17,7 @@ from rich.table import Table
 
 from inverset.domain import Box, read_constraints
 from inverset.errors import InversetError
+from inverset.result import output_directory
 
 app = typer.Typer(
     name="inverset",
@@ -74,9 +75,24 @@ FactoryOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda:0")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="random seed")]
 TimeOpt = Annotated[float | None, typer.Option("--time-limit", help="seconds")]
+
+
+def checked_out(path: Path | None) -> Path | None:
+    """``--out`` checked before any work: an existing file there is an error now, not after a
+    search whose result could then not be saved."""
+    if path is not None:
+        output_directory(path, create=False)
+    return path
+
+
 OutOpt = Annotated[
     Path | None,
-    typer.Option("--out", "-o", help="directory for result.json, result.npz and pictures"),
+    typer.Option(
+        "--out",
+        "-o",
+        help="directory for result.json, result.npz and pictures",
+        callback=checked_out,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print a machine-readable summary on stdout")]
 

@@ -24,6 +24,7 @@ from inverset.cli.app import (
     TrustOpt,
     app,
     build_domain,
+    checked_out,
     err,
     load_cli_model,
     out,
@@ -78,7 +79,13 @@ def atlas(
     ctx: typer.Context,
     model: ModelArg,
     out_dir: Annotated[
-        Path, typer.Option("--out", "-o", help="job directory: DIR/<target>/, DIR/index.html")
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="job directory: DIR/<target>/, DIR/index.html",
+            callback=checked_out,
+        ),
     ],
     layer: Annotated[
         str | None, typer.Option("--layer", "-l", help="layer whose channels/units to take")

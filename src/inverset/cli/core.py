@@ -28,6 +28,7 @@ from inverset.cli.app import (
     TrustOpt,
     app,
     build_domain,
+    checked_out,
     finish,
     load_cli_model,
     out,
@@ -315,9 +316,9 @@ def range_(
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="where pictures go")] = Path(
-        "demo_out"
-    ),
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="where pictures go", callback=checked_out)
+    ] = Path("demo_out"),
     seed: SeedOpt = 0,
 ) -> None:
     """Train two small models on bundled data and ask them questions (no downloads)."""

@@ -22,6 +22,7 @@ from inverset.cli.app import (
     TrustOpt,
     app,
     build_domain,
+    checked_out,
     finish,
     load_cli_model,
     out,
@@ -96,7 +97,12 @@ def sample(
     device: DeviceOpt = "auto",
     out_dir: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="directory: samples are written there as accepted"),
+        typer.Option(
+            "--out",
+            "-o",
+            help="directory: samples are written there as accepted",
+            callback=checked_out,
+        ),
     ] = None,
     as_json: JsonOpt = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar")] = True,

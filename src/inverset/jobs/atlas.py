@@ -35,14 +35,14 @@ from inverset.errors import InversetError
 from inverset.model import (
     check_layer_names,
     fingerprint,
-    forward,
+    forward_checked,
     input_shape_of,
     layers,
     model_device,
     model_dtype,
     restore_mode,
 )
-from inverset.result import Result, _jsonable
+from inverset.result import Result, _jsonable, output_directory
 from inverset.target import parse_target
 
 MODES = ("maximize", "minimize", "visualize", "sample")
@@ -99,7 +99,8 @@ def derive_seed(seed: int, name: str) -> int:
 
 
 def model_fingerprint(model: nn.Module) -> dict[str, Any]:
-    """Class name, source and a SHA-256 of the weights: a resumed job must use the same model."""
+    """Class name, source and a SHA-256 of the weights: a resumed job must use the same class
+    and weights (the source path is recorded, not compared)."""
     return {
         "class": type(model).__name__,
         "source": str(getattr(model, "source", "")),
@@ -177,7 +178,7 @@ def _check_targets(model: nn.Module, items: list[dict[str, Any]], domain: Box | 
         raise InversetError("the input shape is unknown; give input_shape / --input-shape")
     x = torch.zeros((1, *shape), device=model_device(model), dtype=model_dtype(model))
     with torch.no_grad(), restore_mode(model):
-        acts = forward(model, x, names)
+        acts = forward_checked(model, x, names)
     for e in exprs:
         e.check(acts)
 
@@ -433,8 +434,16 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def _check_same_job(old: dict[str, Any], new: dict[str, Any], out: Path) -> None:
     fresh = json.loads(json.dumps(_jsonable(new), default=str))
+
+    def same(k: str) -> bool:
+        a, b = old.get(k), fresh.get(k)
+        if k == "model" and isinstance(a, dict) and isinstance(b, dict):
+            # the weights decide, not the path they were read from (moved, copied, relative)
+            return all(a.get(q) == b.get(q) for q in ("class", "sha256"))
+        return a == b
+
     for k in IDENTITY:
-        if old.get(k) != fresh.get(k):
+        if not same(k):
             detail = ""
             if k == "query":
                 diff = [q for q in fresh[k] if old[k].get(q) != fresh[k].get(q)]
@@ -721,8 +730,7 @@ def atlas(
         },
         "units": [{"keys": u["keys"], "seed": u["seed"]} for u in units],
     }
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_directory(out)
     with job_lock(out):
         old = read_job(out)
         if old is not None:

@@ -9,7 +9,10 @@ only with ``trust=True`` (pickles run code). Loaders record ``input_shape``, ``l
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import sys
+import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from inverset.errors import InversetError
+from inverset.errors import InversetError, first_line
 
 
 def _is_sklearn(obj: Any) -> bool:
@@ -27,14 +30,22 @@ def _is_sklearn(obj: Any) -> bool:
 
 def _from_factory(spec: str, weights: str | Path | None, device: str | None) -> nn.Module:
     mod_name, _, fn_name = spec.partition(":")
+    if os.getcwd() not in sys.path:  # as `python -m` does: mymod.py here is importable
+        sys.path.append(os.getcwd())
     try:
         fn = getattr(importlib.import_module(mod_name), fn_name)
     except (ImportError, AttributeError) as exc:
         raise InversetError(
-            f"cannot import factory {spec!r} ({exc}); give it as package.module:function "
-            "importable from here"
+            f"cannot import factory {spec!r} ({exc}); give it as package.module:function, "
+            "importable from the current directory or PYTHONPATH"
         ) from None
-    model = fn()
+    try:
+        model = fn()
+    except Exception as exc:  # the user's own code: any error, reported in one line
+        raise InversetError(
+            f"factory {spec!r} failed ({type(exc).__name__}: {first_line(exc)}); it must build "
+            "the model when called with no arguments"
+        ) from None
     if not isinstance(model, nn.Module):
         raise InversetError(f"factory {spec!r} returned {type(model).__name__}, not an nn.Module")
     if weights is not None:
@@ -155,7 +166,10 @@ def _load_torch(path: Path, trust: bool) -> nn.Module:
             model.source = str(path)
             return model
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust)
+        with warnings.catch_warnings():  # the refusal below says it in one line
+            if not trust:
+                warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as exc:
         msg = str(exc)
         if not trust and ("weights_only" in msg or "Unsupported global" in msg):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from inverset.errors import InversetError
-from inverset.result import _jsonable
+from inverset.result import _jsonable, output_directory
 
 STATE = "state.json"
 WALKERS = "walkers.npz"
@@ -40,7 +40,7 @@ class SampleStore:
     FIELDS = ("x", "values", "constraints", "z")
 
     def __init__(self, directory: str | Path, query: dict[str, Any], resume: bool):
-        self.dir = Path(directory)
+        self.dir = output_directory(directory, create=False)
         self.query = _jsonable(query)
         self.chunks: list[dict[str, Any]] = []
         self.state: dict[str, Any] = {}
