@@ -248,6 +248,9 @@ def test_bad_input_is_one_clear_error(digits_cnn, tmp_path):
         atlas(m, tmp_path / "x", classes="0-1", stpes=3)
     with pytest.raises(InversetError, match="no targets"):
         atlas(m, tmp_path / "x")
+    for name in ("workers", "threads", "batch"):
+        with pytest.raises(InversetError, match=f"{name} must be at least 1, got 0"):
+            atlas(m, tmp_path / "x", classes="0-1", **{name: 0})
     for bad in (-1.0, float("nan")):
         with pytest.raises(InversetError, match="job time limit must be >= 0 seconds"):
             atlas(m, tmp_path / "x", classes="0-1", job_time_limit=bad)

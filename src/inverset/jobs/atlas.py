@@ -676,8 +676,9 @@ def atlas(
                 "visualize takes no per-target time limit; bound it with steps=... "
                 "(--steps) or the whole job with --job-time-limit"
             )
-    if batch is not None and batch < 1:
-        raise InversetError(f"batch must be at least 1, got {batch}")
+    for name, v in (("batch", batch), ("workers", workers), ("threads", threads)):
+        if v is not None and v < 1:
+            raise InversetError(f"{name} must be at least 1, got {v}")
     if job_time_limit is not None and not job_time_limit >= 0:
         raise InversetError(f"job time limit must be >= 0 seconds, got {job_time_limit}")
     if not isinstance(model, nn.Module):
