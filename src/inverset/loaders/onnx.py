@@ -92,12 +92,33 @@ class Transpose(nn.Module):
 
 
 class Softmax(nn.Module):
-    def __init__(self, axis: int):
+    """ONNX Softmax. Before opset 13 (``coerce_2d``) the input is seen as 2-D: the softmax
+    runs over all axes from ``axis`` on together, not over ``axis`` alone."""
+
+    def __init__(self, axis: int, coerce_2d: bool = False):
         super().__init__()
-        self.axis = axis
+        self.axis, self.coerce_2d = axis, coerce_2d
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(x, self.axis)
+        if not self.coerce_2d:
+            return torch.softmax(x, self.axis)
+        flat = x.flatten(self.axis % x.dim())
+        return torch.softmax(flat, -1).reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}" + (", coerce_2d=True" if self.coerce_2d else "")
+
+
+class BatchNorm(nn.BatchNorm2d):
+    """Inference BatchNormalization over dim 1 of an input of any rank >= 2.
+
+    ONNX applies it to (B, C), (B, C, L) and (B, C, H, W) alike; ``F.batch_norm`` in eval
+    mode does too, only ``BatchNorm2d`` insists on 4-D. A ``BatchNorm2d`` subclass so the
+    exact solver still folds it as an affine layer."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected an input with 2 or more dimensions (got {input.dim()}D)")
 
 
 class Concat(nn.Module):
@@ -141,6 +162,112 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
+#: how to avoid the Shape/Gather/Concat subgraph that ``x.view(x.size(0), -1)`` exports
+_SHAPE_FIX = (
+    "export with torch.flatten(x, 1) or nn.Flatten() instead of x.view(x.size(0), -1), "
+    "or without dynamic_axes"
+)
+#: ops evaluated at load time when all their inputs are constants (shape arithmetic)
+_FOLD_OPS = ("Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Reshape", "Identity")
+_SHAPE_OPS = (*_FOLD_OPS, "Shape", "Expand", "ConstantOfShape", "Range", "Size")
+
+
+def _opset(proto: Any) -> int:
+    """The default-domain opset of a model (it fixes defaults such as Softmax's axis)."""
+    for o in proto.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    return 13
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _constant(at: dict[str, Any], where: str) -> np.ndarray:
+    """The tensor of a Constant node, whichever of its value attributes holds it."""
+    from onnx import numpy_helper
+
+    if "value" in at:
+        return numpy_helper.to_array(at["value"])
+    for key, dtype in (
+        ("value_float", np.float32),
+        ("value_floats", np.float32),
+        ("value_int", np.int64),
+        ("value_ints", np.int64),
+    ):
+        if key in at:
+            return np.array(at[key], dtype=dtype)
+    kind = next(iter(at), "no value")
+    raise InversetError(
+        f"{where}: Constant given by {kind} is not supported; store it as a numeric tensor "
+        "(Constant value=... or an initializer)"
+    )
+
+
+def _bias(c: np.ndarray, n: int) -> np.ndarray | None:
+    """A constant bias as one value per output (shape (n,)), or None when it varies along
+    another axis than the last (e.g. per batch row) and so cannot be a Linear's bias."""
+    c = np.asarray(c, dtype=np.float32)
+    if c.ndim == 0 or (all(d == 1 for d in c.shape[:-1]) and c.shape[-1] in (1, n)):
+        return np.broadcast_to(c.reshape(-1), (n,)).copy()
+    return None
+
+
+def _fold(
+    op: str, args: list[tuple[np.ndarray, np.ndarray] | None], at: dict[str, Any], opset: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluate a shape op on constants. Each value comes with a mask that marks the
+    entries holding the batch size (taken from a Shape node), which follow the values."""
+    from onnx import helper
+
+    x, xm = args[0]
+
+    def arg(i: int) -> np.ndarray | None:
+        return args[i][0] if len(args) > i and args[i] is not None else None
+
+    if op == "Identity":
+        return x, xm
+    if op == "Cast":
+        return x.astype(helper.tensor_dtype_to_np_dtype(at["to"])), xm
+    if op == "Gather":
+        idx, axis = arg(1).astype(np.int64), at.get("axis", 0)
+        return np.take(x, idx, axis=axis), np.take(xm, idx, axis=axis)
+    if op == "Unsqueeze":
+        axes = tuple(int(a) for a in (at["axes"] if opset < 13 else arg(1)))
+        return np.expand_dims(x, axes), np.expand_dims(xm, axes)
+    if op == "Squeeze":
+        axes = at.get("axes") if opset < 13 else arg(1)
+        if axes is None:
+            axes = [i for i, d in enumerate(x.shape) if d == 1]
+        axes = tuple(int(a) for a in axes)
+        return np.squeeze(x, axes), np.squeeze(xm, axes)
+    if op == "Concat":
+        parts = [a for a in args if a is not None]
+        axis = at.get("axis", 0)
+        return (
+            np.concatenate([p[0] for p in parts], axis),
+            np.concatenate([p[1] for p in parts], axis),
+        )
+    if op == "Slice":
+        if opset < 10:
+            starts, ends, axes, steps = at["starts"], at["ends"], at.get("axes"), None
+        else:
+            starts, ends, axes, steps = arg(1), arg(2), arg(3), arg(4)
+        axes = range(len(starts)) if axes is None else axes
+        steps = [1] * len(starts) if steps is None else steps
+        sl = [slice(None)] * x.ndim
+        for a, s, e, st in zip(axes, starts, ends, steps, strict=True):
+            sl[int(a)] = slice(int(s), int(e), int(st))
+        return x[tuple(sl)], xm[tuple(sl)]
+    if op == "Reshape":
+        shape = [int(s) for s in arg(1)]
+        if not at.get("allowzero", 0):
+            shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+        return x.reshape(shape), xm.reshape(shape)
+    raise AssertionError(op)
+
+
 def load_onnx(path: str | Path) -> OnnxModel:
     """Convert an ONNX file to an :class:`OnnxModel` (float32, batch axis free)."""
     try:
@@ -156,14 +283,18 @@ def load_onnx(path: str | Path) -> OnnxModel:
     except Exception as exc:  # onnx raises DecodeError and friends
         raise InversetError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
     g = proto.graph
+    opset = _opset(proto)
     consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    # folded shape values: True where an entry is the batch size (free at run time)
+    masks: dict[str, np.ndarray] = {}
     inputs = [i for i in g.input if i.name not in consts]
     if len(inputs) != 1 or len(g.output) != 1:
         raise InversetError(
             f"{path}: inverset reads ONNX graphs with one input and one output "
             f"(found {len(inputs)} inputs, {len(g.output)} outputs)"
         )
-    dims = [d.dim_value if d.dim_value > 0 else 1 for d in inputs[0].type.tensor_type.shape.dim]
+    in_dims = list(inputs[0].type.tensor_type.shape.dim)
+    dims = [d.dim_value if d.dim_value > 0 else 1 for d in in_dims]
     input_shape = tuple(dims[1:]) if len(dims) > 1 else (1,)
     uses = Counter(i for n in g.node for i in n.input)
     counts: Counter = Counter()
@@ -177,26 +308,83 @@ def load_onnx(path: str | Path) -> OnnxModel:
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.array(a, dtype=np.float32))
 
+    def folded(name: str) -> tuple[np.ndarray, np.ndarray]:
+        value = np.asarray(consts[name])
+        return value, masks.get(name, np.zeros(value.shape, dtype=bool))
+
+    def shape_of(name: str, where: str) -> tuple[int, ...]:
+        """Shape of a computed tensor, from a run of the nodes converted so far on a batch
+        of 2 (the Shape node then reads the batch size at run time, the rest is fixed)."""
+        if any(d.dim_value <= 0 for d in in_dims[1:]):
+            raise InversetError(
+                f"{where}: Shape of a tensor when the input has dynamic non-batch axes is "
+                f"not supported; {_SHAPE_FIX}"
+            )
+        env = {inputs[0].name: torch.zeros(2, *input_shape)}
+        with torch.no_grad():
+            for _, module, step_ins, step_out in steps:
+                env[step_out] = module(*[env[i] for i in step_ins])
+        shape = tuple(env[name].shape)
+        if not shape or shape[0] != 2:
+            raise InversetError(
+                f"{where}: Shape of a tensor whose first axis is not the batch is not "
+                f"supported; {_SHAPE_FIX}"
+            )
+        return shape
+
     skip: set[int] = set()
     for k, node in enumerate(nodes):
         if k in skip:
             continue
         op, ins, out, at = node.op_type, list(node.input), node.output[0], _attrs(node)
+        where = f"{path}: node {node.name or out!r} ({op})"
         dyn = [i for i in ins if i and i not in consts]
         if op == "Constant":
-            consts[out] = numpy_helper.to_array(at["value"])
+            consts[out] = _constant(at, where)
             continue
-        if dyn == [] and op in ("Reshape", "Shape", "Cast", "Unsqueeze", "Squeeze", "Concat"):
-            raise InversetError(f"{path}: constant-folding of {op} is not supported")
+        if op == "Shape":
+            if dyn:
+                vals = np.array(shape_of(dyn[0], where), dtype=np.int64)
+            else:
+                vals = np.array(np.shape(consts[ins[0]]), dtype=np.int64)
+            mask = (np.arange(len(vals)) == 0) if dyn else np.zeros(len(vals), dtype=bool)
+            sl = slice(at.get("start", 0), at.get("end"))
+            consts[out], masks[out] = vals[sl], mask[sl]
+            continue
+        if dyn == [] and op in _FOLD_OPS:
+            args = [folded(i) if i else None for i in ins]
+            try:
+                consts[out], masks[out] = _fold(op, args, at, opset)
+            except (ValueError, IndexError, KeyError, TypeError) as exc:
+                raise InversetError(
+                    f"{where}: cannot evaluate this shape computation ({type(exc).__name__}); "
+                    f"{_SHAPE_FIX}"
+                ) from None
+            continue
+        if op != "Reshape" and any(masks[i].any() for i in ins if i in masks):
+            raise InversetError(
+                f"{where}: {op} of a value computed from the batch size is not supported; "
+                f"{_SHAPE_FIX}"
+            )
         if op in ("MatMul", "Gemm") and len(dyn) == 1 and ins[0] == dyn[0]:
             w = consts[ins[1]].astype(np.float32)
-            bias = consts[ins[2]].astype(np.float32) if op == "Gemm" and len(ins) > 2 else None
+            if w.ndim != 2:
+                raise InversetError(f"{where}: only a 2-D weight is supported (got {w.shape})")
+            n_out = w.shape[0] if op == "Gemm" and at.get("transB", 0) else w.shape[1]
+            bias = None
             if op == "Gemm":
                 if at.get("transA", 0):
-                    raise InversetError(f"{path}: Gemm with transA=1 is not supported")
+                    raise InversetError(f"{where}: Gemm with transA=1 is not supported")
                 w = w if at.get("transB", 0) else w.T
                 w = w * at.get("alpha", 1.0)
-                if bias is not None:
+                if len(ins) > 2 and ins[2]:
+                    c = consts[ins[2]]
+                    bias = _bias(c, n_out)
+                    if bias is None:
+                        raise InversetError(
+                            f"{where}: bias C of shape {tuple(np.shape(c))} does not broadcast "
+                            f"to ({n_out},); export the bias with one value per output"
+                        )
                     bias = bias * at.get("beta", 1.0)
             else:
                 w = w.T  # MatMul(x, W): W is (in, out)
@@ -208,15 +396,16 @@ def load_onnx(path: str | Path) -> OnnxModel:
                     and out in nodes[nxt].input
                 ):
                     other = [i for i in nodes[nxt].input if i != out]
-                    if other and other[0] in consts:
-                        bias = consts[other[0]].astype(np.float32).reshape(-1)
-                        skip.add(nxt)
-                        out = nodes[nxt].output[0]
+                    if other and other[0] in consts and other[0] not in masks:
+                        bias = _bias(consts[other[0]], n_out)
+                        if bias is not None:
+                            skip.add(nxt)
+                            out = nodes[nxt].output[0]
             lin = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None)
             with torch.no_grad():
                 lin.weight.copy_(t(w))
                 if bias is not None:
-                    lin.bias.copy_(t(np.broadcast_to(bias, (w.shape[0],))))
+                    lin.bias.copy_(t(bias))
             add("linear", lin, dyn, out)
         elif op in ("Add", "Sub", "Mul", "Div") and len(dyn) == 1:
             cname = next(i for i in ins if i != dyn[0])
@@ -237,28 +426,40 @@ def load_onnx(path: str | Path) -> OnnxModel:
         elif op == "LeakyRelu":
             add("leakyrelu", nn.LeakyReLU(at.get("alpha", 0.01)), dyn, out)
         elif op == "Softmax":
-            add("softmax", Softmax(at.get("axis", -1)), dyn, out)
+            # before opset 13: axis 1 by default, over the input flattened to 2-D from axis
+            coerce = opset < 13
+            add("softmax", Softmax(at.get("axis", 1 if coerce else -1), coerce), dyn, out)
         elif op == "Flatten":
             axis = at.get("axis", 1)
             add("flatten", nn.Flatten(1) if axis == 1 else Flatten2D(axis), dyn, out)
         elif op == "Reshape":
-            add("reshape", Reshape(tuple(int(s) for s in consts[ins[1]])), dyn, out)
+            shape, batch = folded(ins[1])
+            if batch[1:].any():
+                raise InversetError(
+                    f"{where}: a Reshape that moves the batch size off the first axis is not "
+                    f"supported; {_SHAPE_FIX}"
+                )
+            add("reshape", Reshape(tuple(int(s) for s in shape)), dyn, out)
         elif op in ("Identity", "Dropout"):
             add("identity", nn.Identity(), dyn[:1], out)
         elif op == "Transpose":
             add("transpose", Transpose(tuple(at["perm"])), dyn, out)
         elif op == "Concat":
             if len(dyn) != len(ins):
-                raise InversetError(f"{path}: Concat with constant inputs is not supported")
+                raise InversetError(f"{where}: Concat with constant inputs is not supported")
             add("concat", Concat(at.get("axis", 1)), dyn, out)
         elif op == "Conv":
             w = consts[ins[1]]
             if w.ndim != 4:
-                raise InversetError(f"{path}: only 2-D Conv is supported (weight {w.shape})")
-            pads = list(at.get("pads", [0, 0, 0, 0]))
-            if at.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-                raise InversetError(f"{path}: Conv auto_pad is not supported; export with pads")
+                raise InversetError(f"{where}: only 2-D Conv is supported (weight {w.shape})")
+            mode = _text(at.get("auto_pad", "NOTSET"))
+            if mode not in ("NOTSET", "VALID"):
+                raise InversetError(
+                    f"{where}: Conv auto_pad={mode} is not supported; export with explicit pads"
+                )
+            pads = [0, 0, 0, 0] if mode == "VALID" else list(at.get("pads", [0, 0, 0, 0]))
             sym = pads[0] == pads[2] and pads[1] == pads[3]
+            has_bias = len(ins) > 2 and bool(ins[2])
             conv = nn.Conv2d(
                 w.shape[1] * at.get("group", 1),
                 w.shape[0],
@@ -267,19 +468,25 @@ def load_onnx(path: str | Path) -> OnnxModel:
                 padding=(pads[0], pads[1]) if sym else 0,
                 dilation=tuple(at.get("dilations", [1, 1])),
                 groups=at.get("group", 1),
-                bias=len(ins) > 2,
+                bias=has_bias,
             )
             with torch.no_grad():
                 conv.weight.copy_(t(w))
-                if len(ins) > 2:
+                if has_bias:
                     conv.bias.copy_(t(consts[ins[2]]))
             if not sym:
                 add("pad", _Pad((pads[1], pads[3], pads[0], pads[2])), dyn, out + "__pad")
                 dyn = [out + "__pad"]
             add("conv", conv, dyn, out)
         elif op == "BatchNormalization":
+            if at.get("training_mode", 0) or not at.get("spatial", 1):
+                bad = "training_mode=1" if at.get("training_mode", 0) else "spatial=0"
+                raise InversetError(
+                    f"{where}: BatchNormalization with {bad} is not supported; export the "
+                    "model in eval mode"
+                )
             scale, bias, mean, var = (t(consts[i]) for i in ins[1:5])
-            bn = nn.BatchNorm2d(scale.shape[0], eps=at.get("epsilon", 1e-5))
+            bn = BatchNorm(scale.shape[0], eps=at.get("epsilon", 1e-5))
             with torch.no_grad():
                 bn.weight.copy_(scale)
                 bn.bias.copy_(bias)
@@ -288,26 +495,13 @@ def load_onnx(path: str | Path) -> OnnxModel:
             bn.eval()
             add("batchnorm", bn, dyn, out)
         elif op in ("MaxPool", "AveragePool"):
-            pads = list(at.get("pads", [0, 0, 0, 0]))
-            if pads[0] != pads[2] or pads[1] != pads[3]:
-                raise InversetError(f"{path}: asymmetric {op} padding is not supported")
-            kw = dict(
-                kernel_size=tuple(at["kernel_shape"]),
-                stride=tuple(at.get("strides", at["kernel_shape"])),
-                padding=(pads[0], pads[1]),
-                ceil_mode=bool(at.get("ceil_mode", 0)),
-            )
-            if op == "MaxPool":
-                add("maxpool", nn.MaxPool2d(**kw), dyn, out)
-            else:
-                add(
-                    "avgpool",
-                    nn.AvgPool2d(count_include_pad=bool(at.get("count_include_pad", 0)), **kw),
-                    dyn,
-                    out,
-                )
+            add(*_pool(op, at, node, where), dyn, out)
         elif op == "GlobalAveragePool":
             add("avgpool", nn.AdaptiveAvgPool2d(1), dyn, out)
+        elif op in _SHAPE_OPS:
+            raise InversetError(
+                f"{where}: ONNX operator {op} on a computed tensor is not supported; {_SHAPE_FIX}"
+            )
         else:
             raise InversetError(
                 f"{path}: ONNX operator {op} is not supported by inverset's converter; "
@@ -317,6 +511,44 @@ def load_onnx(path: str | Path) -> OnnxModel:
     model = OnnxModel(steps, inputs[0].name, g.output[0].name, input_shape, str(path))
     model.eval()
     return model
+
+
+def _pool(op: str, at: dict[str, Any], node: Any, where: str) -> tuple[str, nn.Module]:
+    """MaxPool/AveragePool as ``nn.MaxPool2d``/``nn.AvgPool2d`` with the ONNX defaults
+    (stride 1, no padding, no dilation); what torch cannot match is an error."""
+    kernel = tuple(int(k) for k in at["kernel_shape"])
+    if len(kernel) != 2:
+        raise InversetError(f"{where}: only 2-D pooling is supported (kernel {kernel})")
+    mode = _text(at.get("auto_pad", "NOTSET"))
+    if mode not in ("NOTSET", "VALID"):
+        raise InversetError(
+            f"{where}: {op} auto_pad={mode} is not supported; export with explicit pads"
+        )
+    pads = [0, 0, 0, 0] if mode == "VALID" else [int(p) for p in at.get("pads", [0, 0, 0, 0])]
+    if pads[0] != pads[2] or pads[1] != pads[3]:
+        raise InversetError(f"{where}: asymmetric {op} padding {pads} is not supported")
+    dilation = tuple(int(d) for d in at.get("dilations", [1, 1]))
+    if op == "AveragePool" and dilation != (1, 1):
+        raise InversetError(
+            f"{where}: AveragePool with dilations={list(dilation)} is not supported; "
+            "export it without dilation"
+        )
+    reach = [d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True)]
+    if any(2 * p > r for p, r in zip(pads[:2], reach, strict=True)):
+        raise InversetError(
+            f"{where}: {op} pads {pads} larger than half the kernel are not supported"
+        )
+    if op == "MaxPool" and len(node.output) > 1 and node.output[1]:
+        raise InversetError(f"{where}: MaxPool's Indices output is not supported")
+    kw: dict[str, Any] = dict(
+        kernel_size=kernel,
+        stride=tuple(int(s) for s in at.get("strides", [1, 1])),
+        padding=(pads[0], pads[1]),
+        ceil_mode=bool(at.get("ceil_mode", 0)),
+    )
+    if op == "MaxPool":
+        return "maxpool", nn.MaxPool2d(dilation=dilation, **kw)
+    return "avgpool", nn.AvgPool2d(count_include_pad=bool(at.get("count_include_pad", 0)), **kw)
 
 
 class _Pad(nn.Module):
