@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from torch import nn
 from typer.testing import CliRunner
@@ -57,3 +58,32 @@ def test_maximize_with_the_exact_solver(tmp_path):
     summary = json.loads(r.output.strip().splitlines()[-1])
     assert summary["status"] == "optimal" and summary["value"] >= top - 1e-6
     assert summary["info"]["method"] == "bab" and summary["info"]["nodes"] > 1
+
+
+def test_infinite_claims_and_internal_errors(tmp_path, monkeypatch):
+    """certify --below inf is bad input (exit 2); an unexpected exception is exit 4, never
+    the 'counterexample' code 1."""
+    import subprocess
+    import sys
+
+    path, _ = _model(tmp_path)
+    base = [sys.executable, "-m", "inverset", "certify", str(path), "-t", "out:0", "--box=-1,1"]
+    p = subprocess.run(
+        [*base, "--input-shape", "2", "--below", "inf"], capture_output=True, text=True
+    )
+    assert p.returncode == 2 and "takes a finite number" in p.stderr and "Traceback" not in p.stderr
+    import importlib
+
+    cli_app = importlib.import_module(
+        "inverset.cli.app"
+    )  # the module (the package's `app` is typer's)
+    core = importlib.import_module("inverset.cli.core")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(core, "load_cli_model", broken)
+    monkeypatch.setattr(sys, "argv", ["inverset", "layers", str(path)])
+    with pytest.raises(SystemExit) as exit_:
+        cli_app.main()
+    assert exit_.value.code == cli_app.INTERNAL_ERROR == 4

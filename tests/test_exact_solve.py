@@ -450,3 +450,116 @@ def test_solve_runs_on_the_threads_asked_for_and_restores_torch(monkeypatch):
     assert torch.get_num_threads() == before
     assert one.status == default.status == "optimal"
     assert one.value == pytest.approx(default.value, abs=1e-6)
+
+
+class _Cat(nn.Module):
+    """Two branches concatenated (torch.cat of activations) before a ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(2, 4), nn.Linear(2, 4), nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.c(torch.relu(torch.cat([self.a(x), self.b(x)], dim=1)))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        _Cat,
+        lambda: nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.MaxPool1d(2), nn.Linear(4, 1)),
+        lambda: nn.Sequential(  # MaxPool2d on (H, W): torch pools it as one channel
+            nn.Linear(2, 16),
+            nn.Unflatten(1, (4, 4)),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(4, 1),
+        ),
+    ],
+)
+def test_concatenated_and_channelless_pooled_activations(make):
+    """These crashed inside the network extraction (TypeError, RuntimeError)."""
+    torch.manual_seed(0)
+    model = make().eval()
+    r = iv.maximize(model, "out:0", iv.Box(-1, 1, shape=(2,)), solver="exact")
+    assert r.status == "optimal"
+    best = _brute_max(_f(model), [-1, -1], [1, 1], 201)
+    assert r.value >= best - 1e-5 and r.bound >= best - 1e-6
+
+
+def test_integer_inputs_between_attainable_values_are_unreachable():
+    """f = relu(x) + 0.5 relu(-x) on whole x in [-3, 3] takes 0, 0.5, 1, 1, 1.5, 2, 3: no
+    input lands in [2.2, 2.8], though values on both sides are reached; the witness MILP's
+    infeasibility is the proof. An integer domain with no point at all is 'infeasible'."""
+    net = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 1))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        net[0].bias.zero_()
+        net[2].weight.copy_(torch.tensor([[1.0, 0.5]]))
+        net[2].bias.zero_()
+    box = iv.Box(-3, 3, shape=(1,), integer=[0])
+    r = iv.in_range(net, "out:0", (2.2, 2.8), box, solver="exact")
+    assert r.status == "unreachable" and "MILP requiring it is infeasible" in r.message
+    r = iv.in_range(net, "out:0", (1.2, 1.6), box, solver="exact")
+    assert r.status == "found" and float(r.x[0]) == -3.0 and r.value == pytest.approx(1.5)
+    empty = iv.Box(-1, 1, shape=(2,), integer=[0], A=[[1.0, 0.0], [-1.0, 0.0]], b=[0.6, -0.4])
+    two = _mlp([2, 4, 1], 0)
+    for go in (
+        lambda: iv.maximize(two, "out:0", empty, solver="exact"),
+        lambda: iv.reach(two, "out:0", 0.1, empty, solver="exact"),
+    ):
+        assert go().status == "infeasible"
+    r = iv.maximize(two, "out:0", empty, solver="exact", time_limit=0.001)
+    assert r.x is None and r.status in ("time_limit", "infeasible")  # crashed before
+
+
+def test_stops_without_a_proof_say_why():
+    net = _mlp([2, 6, 6, 3], 2)
+    target, box = "min(max(out:0, out:1), out:2)", iv.Box(-1, 1, shape=(2,))
+    r = iv.maximize(net, target, box, solver="exact", method="relu")
+    if r.status != "optimal":  # ReLU-phase splits end on linear regions of a min/max target
+        assert r.status == "converged" and "method='milp' decides it" in r.message
+    exact = iv.maximize(net, target, box, solver="exact", method="milp")
+    assert exact.status == "optimal" and r.value <= exact.value + 1e-6 <= r.bound + 2e-6
+    r = iv.maximize(
+        _mlp([2, 32, 32, 1], 0), "out:0", box, solver="exact", method="bab", max_evals=1
+    )
+    assert r.status == "max_evals" and "node budget" in r.message
+
+
+def test_exact_options_and_constant_factors():
+    net, box = _mlp([2, 8, 1], 0), iv.Box(-1, 1, shape=(2,))
+    for opts, match in (
+        ({"method": "bab", "batch": 0}, "batch must be a whole number >= 1"),
+        ({"threads": "abc"}, "threads must be a whole number"),
+        ({"method": "bab", "branching": "foo"}, "unknown branching 'foo'"),
+        ({"method": "bab", "milp_solver": "foo"}, "unknown milp_solver 'foo'"),
+        ({"incumbent": ([0.1, 0.2, 0.3], 0.0)}, "the incumbent has 3 values but the input has 2"),
+    ):
+        with pytest.raises(iv.InversetError, match=match):
+            iv.maximize(net, "out:0", box, solver="exact", **opts)
+    for rng in ((math.inf, math.inf), (-math.inf, -math.inf)):
+        with pytest.raises(iv.InversetError, match="holds no finite value"):
+            iv.in_range(net, "out:0", rng, box, solver="exact")
+    one = iv.maximize(net, "out:0", box, solver="exact")
+    two = iv.maximize(net, "(1 + 1) * out:0", box, solver="exact")
+    quarter = iv.maximize(net, "out:0 / (2 * 2)", box, solver="exact")
+    assert two.value == pytest.approx(2 * one.value) and quarter.value == pytest.approx(
+        one.value / 4
+    )
+
+
+def test_scip_keeps_the_time_limit(shared):
+    """SCIP's model is built in Python (about a second per 100k coefficients): the time
+    limit covers the import, the build and the solve."""
+    from inverset.exact.vnnlib import read_vnnlib
+
+    root = shared / "external" / "mnistfc"
+    m = iv.load_model(root / "mnist-net_256x6.onnx")
+    p = read_vnnlib(root / "prop_1_0.05.vnnlib")
+    box = iv.Box(*p.boxes[0]).with_shape(m.input_shape)
+    t = time.perf_counter()
+    r = iv.maximize(
+        m, p.target(), box, solver="exact", method="milp", milp_solver="scip", time_limit=1.0
+    )
+    assert time.perf_counter() - t < 1.9 and r.status == "time_limit"

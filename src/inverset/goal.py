@@ -34,6 +34,11 @@ class Goal:
                 raise InversetError(
                     f"range [{self.low}, {self.high}] has a NaN end; give numbers (inf allowed)"
                 )
+            if self.low == math.inf or self.high == -math.inf:
+                raise InversetError(
+                    f"range [{self.low:g}, {self.high:g}] holds no finite value; give a finite "
+                    "end on the side the range is bounded"
+                )
             if self.low > self.high:
                 raise InversetError(
                     f"range has z1 > z2 ({self.low:g} > {self.high:g}); write it as z1,z2 "

@@ -198,9 +198,10 @@ class BinOp(Expr):
             return False
         if self.op in "+-":
             return True
+        # a factor without network values is a constant, e.g. (1 + 1) * out:0, out:0 / (2 * 2)
         if self.op == "*":
-            return isinstance(self.left, Const) or isinstance(self.right, Const)
-        return isinstance(self.right, Const)
+            return not self.left.refs() or not self.right.refs()
+        return not self.right.refs()
 
     def __str__(self) -> str:
         return f"({self.left} {self.op} {self.right})"

@@ -272,6 +272,10 @@ def _click_errors() -> tuple[type[Exception], ...]:
     return (*kinds, ClickException)
 
 
+#: exit code of an unexpected exception (answers use 0, 1 and 3; bad input 2)
+INTERNAL_ERROR = 4
+
+
 def main() -> None:
     """Entry point: one-line errors with exit code 2, never a traceback for bad input."""
     import click
@@ -293,4 +297,12 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except Exception:  # a bug: show it, with a code no command gives an answer (certify: 0-3)
+        import traceback
+
+        traceback.print_exc()
+        err.print(
+            "[red]internal error[/] (the traceback above is a bug in inverset; please report it)"
+        )
+        sys.exit(INTERNAL_ERROR)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -68,13 +68,16 @@ def certify(
 
     Exit code 0: proven (the result's bound is a certified max/min on the wrong side of C);
     1: counterexample found (its input and value are in the result); 3: undecided within the
-    time limit; 2: bad input.
+    time limit; 2: bad input; 4: an internal error (a bug, with its traceback).
     """
     from inverset.api import in_range
     from inverset.target import read_labels
 
     if (below is None) == (above is None):
         raise InversetError("give exactly one of --below C or --above C")
+    c = below if below is not None else above
+    if not math.isfinite(c):
+        raise InversetError(f"--below/--above takes a finite number C, got {c}")
     m = load_cli_model(model, trust, factory, device, input_shape)
     domain = build_domain(box, box_file, integer, constraints, input_shape)
     # the claim fails exactly when the complementary range is reachable

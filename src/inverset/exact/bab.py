@@ -27,7 +27,9 @@ LEAF = Head("leaf", 0)
 
 @dataclass
 class BaBResult:
-    status: str  # optimal | time_limit | reached (best >= threshold) | below (bound < threshold)
+    # optimal | time_limit | max_evals (node budget) | reached (best >= threshold) | below
+    # (bound < threshold) | incomplete (nothing left to split, no proof: relu_bab, min heads)
+    status: str
     x: torch.Tensor | None
     value: float
     bound: float
@@ -233,9 +235,10 @@ def maximize(
             status = done
             break
         now = time.perf_counter()
-        if now + 0.5 * per_box * 2 * min(size, ub.numel()) >= deadline or (
-            max_nodes is not None and nodes >= max_nodes
-        ):
+        if max_nodes is not None and nodes >= max_nodes:
+            status = "max_evals"
+            break
+        if now + 0.5 * per_box * 2 * min(size, ub.numel()) >= deadline:
             break
         k = min(size, ub.numel())
         top = torch.topk(ub, k).indices if k < ub.numel() else torch.arange(ub.numel())

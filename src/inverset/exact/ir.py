@@ -311,6 +311,11 @@ class _Extractor:
         if ceil_mode:
             raise _unsupported("MaxPool with ceil_mode=True")
         idx = torch.arange(s.n, dtype=DT).reshape(1, *s.shape)
+        bare = len(s.shape) == dims  # (L,) or (H, W): torch pools it as one channel
+        if bare:
+            idx = idx.unsqueeze(1)
+        elif len(s.shape) != dims + 1:
+            raise _unsupported(f"MaxPool{dims}d on an activation of shape {tuple(s.shape)}")
         if dims == 1:
             idx = idx.unsqueeze(-2)
             kernel, stride = (1, _pair(kernel)[0]), (1, _pair(stride or kernel)[0])
@@ -326,7 +331,7 @@ class _Extractor:
         cols = torch.where(cols < 0, fill, cols).long()
         hout = (idx.shape[2] + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
         wout = cols.shape[2] // hout
-        shape = (C, hout, wout) if dims == 2 else (C, wout)
+        shape = ((C, hout, wout) if dims == 2 else (C, wout))[1 if bare else 0 :]
         parts = [self.b.rows(s, cols[:, j, :].reshape(-1), shape) for j in range(k)]
         return self.b.max_many(parts)
 
@@ -438,7 +443,13 @@ class _Extractor:
         raise _unsupported(f"layer {node.target!r} of type {name}")
 
     def _function(self, fn, args, kwargs):
-        syms = [a for a in (*args, *kwargs.values()) if isinstance(a, _Sym)]
+        # activations may sit inside a list argument (torch.cat, torch.stack)
+        flat = [
+            b
+            for a in (*args, *kwargs.values())
+            for b in (a if isinstance(a, list | tuple) else [a])
+        ]
+        syms = [a for a in flat if isinstance(a, _Sym)]
         if fn is getattr:
             obj, attr = args
             if isinstance(obj, _Sym):
@@ -472,12 +483,14 @@ class _Extractor:
                 kw.get("ceil_mode", False),
                 dims,
             )
-        if fn is torch.cat and all(isinstance(a, _Sym) for a in args[0]):
+        if fn is torch.cat:
             dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
             parts = args[0]
+            if not all(isinstance(a, _Sym) for a in parts):
+                raise _unsupported("torch.cat of activations with constant tensors")
             if dim in (1, -1) and all(len(p.shape) == 1 for p in parts):
                 return self.b.cat(parts)
-            raise _unsupported("torch.cat of activations other than flat vectors")
+            raise _unsupported("torch.cat of activations other than flat vectors on dim 1")
         if len(syms) == 2 and fn in (torch.add, operator.add, torch.sub, operator.sub):
             a, c = args[0], args[1]
             if a.shape != c.shape:

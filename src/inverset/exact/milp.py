@@ -238,8 +238,6 @@ def _solve_highs(model, time_limit, warm, first, rel_gap, abs_gap, threads) -> M
     h.setOptionValue("mip_rel_gap", rel_gap)
     h.setOptionValue("mip_abs_gap", abs_gap)
     h.setOptionValue("threads", threads)
-    if time_limit is not None:
-        h.setOptionValue("time_limit", max(float(time_limit), 0.01))
     if first:
         h.setOptionValue("mip_max_improving_sols", 1)
     n = len(model.lb)
@@ -274,6 +272,8 @@ def _solve_highs(model, time_limit, warm, first, rel_gap, abs_gap, threads) -> M
         sol.col_value = list(map(float, warm))
         sol.value_valid = True
         h.setSolution(sol)
+    if time_limit is not None:  # what is left after passing the model to HiGHS
+        h.setOptionValue("time_limit", max(float(time_limit) - (time.perf_counter() - t0), 0.01))
     if h.run() == highspy.HighsStatus.kError:
         # HiGHS keeps one thread scheduler per process: a solve started earlier with another
         # thread count (e.g. through Pyomo) makes this run refuse; reset it and run again
@@ -301,15 +301,13 @@ def _solve_highs(model, time_limit, warm, first, rel_gap, abs_gap, threads) -> M
 
 
 def _solve_scip(model, time_limit, warm, first, rel_gap, abs_gap) -> MILPSolution:
+    t0 = time.perf_counter()  # a first import of pyscipopt takes about a second: it counts
     from pyscipopt import Model, quicksum
 
-    t0 = time.perf_counter()
     s = Model()
     s.hideOutput()
     s.setParam("limits/gap", rel_gap)
     s.setParam("limits/absgap", abs_gap)
-    if time_limit is not None:
-        s.setParam("limits/time", max(float(time_limit), 0.01))
     if first:
         s.setParam("limits/bestsol", 1)
     v = [
@@ -320,7 +318,10 @@ def _solve_scip(model, time_limit, warm, first, rel_gap, abs_gap) -> MILPSolutio
         )
         for lo, hi, it in zip(model.lb, model.ub, model.integer, strict=True)
     ]
-    for idx, coef, lo, hi in model.rows:
+    for k, (idx, coef, lo, hi) in enumerate(model.rows):
+        # building in Python takes about a second per 100k coefficients: keep the limit
+        if time_limit is not None and k % 256 == 0 and time.perf_counter() - t0 > time_limit:
+            return MILPSolution("time_limit", None, None, None, 0, time.perf_counter() - t0, "scip")
         e = quicksum(float(c) * v[i] for i, c in zip(idx.tolist(), coef.tolist(), strict=True))
         if lo == hi:
             s.addCons(e == lo)
@@ -338,6 +339,8 @@ def _solve_scip(model, time_limit, warm, first, rel_gap, abs_gap) -> MILPSolutio
         for var, val in zip(v, warm, strict=True):
             s.setSolVal(sol, var, float(val))
         s.addSol(sol)
+    if time_limit is not None:  # what is left after building the model in Python
+        s.setParam("limits/time", max(float(time_limit) - (time.perf_counter() - t0), 0.01))
     s.optimize()
     st = s.getStatus()
     has = s.getNSols() > 0

@@ -315,9 +315,13 @@ def maximize(
             break
         splittable = pick >= 0
         if not bool(splittable.any()):  # only linear regions left (min heads: not exact)
+            status = "incomplete"
             break
         now = time.perf_counter()
-        if now >= deadline or (max_nodes is not None and nodes >= max_nodes):
+        if max_nodes is not None and nodes >= max_nodes:
+            status = "max_evals"
+            break
+        if now >= deadline:
             break
         order = torch.argsort(torch.where(splittable, ub, -math.inf), descending=True)
         top = order[: min(size, int(splittable.sum()))]

@@ -46,6 +46,15 @@ MILP_MAX_UNSTABLE = 24
 RELU_MIN_UNSTABLE = 64
 
 
+#: how a search ended without an answer: its status, and what the message says
+STOPS = {
+    "time_limit": "stopped at the time limit",
+    "max_evals": "stopped at the node budget (max_evals)",
+    "incomplete": "branch and bound on ReLU phases could split no further (a min/max target "
+    "over linear regions; method='milp' decides it)",
+}
+
+
 def compile_problem(problem: Problem) -> Network:
     """The problem's target (row 0) and constraint expressions (rows 1..) as a checked chain."""
     if not isinstance(problem.space, Direct):
@@ -169,6 +178,38 @@ class _Ctx:
             self._heads[sense] = (net, head)
         return self._heads[sense]
 
+    def milp(self, net: Network | None = None, deadline: float = math.inf):
+        """The MILP of ``net`` (default: the compiled problem) over the domain (box, integers,
+        A x <= b) with the problem's target constraints, or None when building it ran past
+        ``deadline``."""
+        dom = self.problem.domain
+        model = build(
+            net if net is not None else self.net,
+            self.lo.numpy(),
+            self.hi.numpy(),
+            self.milp_bounds(),
+            integer=tuple(dom.integer),
+            A=dom.A,
+            b=dom.b,
+            deadline=deadline,
+        )
+        if model is not None:
+            self.add_constraints(model)
+        return model
+
+    def add_constraints(self, model) -> None:
+        for i, (_, lo, hi) in enumerate(self.problem.constraints):
+            model.add_output_constraint(i + 1, lo, hi)
+
+    def domain_feasible(self, milp_solver: str) -> bool:
+        """Whether any input satisfies the domain and the target constraints (a MILP
+        feasibility problem; True when undecided in the time left)."""
+        model = self.milp(deadline=self.deadline)
+        if model is None:
+            return True
+        sol = model.solve(milp_solver, self.remaining(), first_solution=True)
+        return sol.status != "infeasible"
+
     def remaining(self) -> float | None:
         if math.isinf(self.deadline):
             return None
@@ -243,13 +284,36 @@ def _method(ctx: _Ctx, method: str) -> str:
         return "bab" if method == "relu" and ctx.net.n_relu == 0 else method
     if method == "milp":
         return method
-    if method != "auto":
-        raise InversetError(f"unknown method {method!r}; use 'auto', 'milp', 'bab' or 'relu'")
     if needs:
         return "milp"
     if ctx.net.n_inputs > BAB_MAX_INPUTS:
         return "relu" if ctx.root_unstable() > RELU_MIN_UNSTABLE else "milp"
     return "milp" if ctx.root_unstable() <= MILP_MAX_UNSTABLE else "bab"
+
+
+def _check_options(problem, method, milp_solver, batch, branching, alpha_steps, threads, inc):
+    """One-line errors for option values the search would only trip over later (or never,
+    when another method runs: a misspelt name is still an error)."""
+    choices = {
+        "method": (method, ("auto", "milp", "bab", "relu")),
+        "milp_solver": (milp_solver, ("highs", "scip")),
+        "branching": (branching, ("auto", "relaxation", "gradient", "alternate")),
+    }
+    for name, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise InversetError(f"unknown {name} {value!r}; use {', '.join(map(repr, allowed))}")
+    for name, value, least in (("batch", batch, 1), ("alpha_steps", alpha_steps, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise InversetError(f"{name} must be a whole number >= {least}, got {value!r}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise InversetError(f"threads must be a whole number >= 1 (or None), got {threads!r}")
+    if inc is not None and inc[0] is not None:
+        size = int(np.asarray(inc[0]).size)
+        if size != problem.domain.size:
+            raise InversetError(
+                f"the incumbent has {size} values but the input has {problem.domain.size}; give "
+                "a point of the model's input shape"
+            )
 
 
 def _maximize(
@@ -304,21 +368,10 @@ def _maximize(
             return {**late, "status": "time_limit"}
         t = time.perf_counter()
         dom = ctx.problem.domain
-        model = build(
-            net,
-            ctx.lo.numpy(),
-            ctx.hi.numpy(),
-            b,
-            integer=tuple(dom.integer),
-            A=dom.A,
-            b=dom.b,
-            deadline=ctx.deadline,
-        )
+        model = ctx.milp(net, ctx.deadline)
         ctx.timings["milp_build"] = ctx.timings.get("milp_build", 0.0) + time.perf_counter() - t
         if model is None or ctx.remaining() == 0.0:
             return {**late, "status": "time_limit"}
-        for i, (_, lo, hi) in enumerate(ctx.problem.constraints):
-            model.add_output_constraint(i + 1, lo, hi)
         if threshold is not None:
             model.add_output_constraint(0, threshold, math.inf)
         warm = None
@@ -336,7 +389,8 @@ def _maximize(
         ctx.nodes += sol.nodes
         ctx.timings["milp_solve"] = ctx.timings.get("milp_solve", 0.0) + sol.seconds
         if sol.status == "infeasible":
-            if threshold is not None:
+            # no input reaches the threshold, unless there is no input at all
+            if threshold is not None and (x0 is not None or ctx.domain_feasible(milp_solver)):
                 return {
                     "x": x0,
                     "value": v0,
@@ -444,7 +498,8 @@ def solve(
     1: ACAS Xu's 186 instances 105 s vs 159 s, MNIST-FC 256x2's 29 decided 19 s vs 31 s);
     small nets and MILPs neither gain nor lose.
     """
-    threads = torch.get_num_threads() if threads is None else max(1, int(threads))
+    _check_options(problem, method, milp_solver, batch, branching, alpha_steps, threads, incumbent)
+    threads = torch.get_num_threads() if threads is None else threads
     with torch_threads(threads):
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
@@ -486,21 +541,36 @@ def solve(
                     info,
                     r,
                 )
+            if r["x"] is None:  # stopped before any input of the domain was found
+                b = None if r["bound"] is None else sense * r["bound"]
+                proven = "" if b is None else f"; certified bound {b:.6g}"
+                return _result(
+                    ctx,
+                    None,
+                    None,
+                    "time_limit",
+                    f"stopped at the time limit before any feasible input was found{proven}",
+                    b,
+                    timings,
+                    info,
+                    r,
+                )
             x = ctx.snap(r["x"])
             value = float(ctx.model_values(x[None])[0])
             # the bound certifies the network in exact arithmetic; the value is the model's own
             # (float32) evaluation, which may exceed it by rounding: keep value <= bound
             bound = sense * max(r["bound"], sense * value)
             gap = max(sense * (bound - value), 0.0)
-            st = "optimal" if r["status"] == "optimal" else "time_limit"
+            st = r["status"] if r["status"] in STOPS else "optimal"
             word = "max" if sense > 0 else "min"
             msg = (
                 f"certified {word}imum {value:.6g} "
                 f"(bound {bound:.6g}, gap {gap:.2g}, {r['method']})"
                 if st == "optimal"
-                else f"stopped at the time limit: best {value:.6g}, certified {word} bound "
+                else f"{STOPS[st]}: best {value:.6g}, certified {word} bound "
                 f"{bound:.6g} (gap {gap:.3g})"
             )
+            st = "converged" if st == "incomplete" else st
             return _result(ctx, x, value, st, msg, bound, timings, info, r, gap)
 
         # reach / range: decide reachability, then find a witness inside
@@ -548,18 +618,42 @@ def solve(
                 msg = f"unreachable: no input goes down to {z2:g}; {lo_side['proof']}"
             return _result(ctx, lo_side["x"], None, "unreachable", msg, b, timings, info, lo_side)
         pts = [r["x"] for r in (hi_side, lo_side) if r["x"] is not None]
-        if hi_side["status"] != "reached" or lo_side["status"] != "reached":
-            return _closest(
-                ctx, pts, "time_limit", "time limit before reachability was decided", timings, info
+        stops = [r["status"] for r in (hi_side, lo_side) if r["status"] in STOPS]
+        if stops:
+            why = STOPS[stops[0]]
+            st = "not_found" if stops[0] == "incomplete" else stops[0]
+            return _closest(ctx, pts, st, f"{why} before reachability was decided", timings, info)
+        x, why = _witness(ctx, hi_side["x"], lo_side["x"], z1, z2, args[1], threads)
+        if why == "infeasible":
+            return _result(
+                ctx,
+                None,
+                None,
+                "unreachable",
+                f"unreachable: the target reaches values on both sides of [{z1:g}, {z2:g}] but "
+                f"none inside it; the MILP requiring it is infeasible ({args[1]})",
+                None,
+                timings,
+                info,
+                {},
             )
-        x = _witness(ctx, hi_side["x"], lo_side["x"], z1, z2, args[1], threads)
         if x is None:
+            connected = not (ctx.problem.domain.integer or ctx.problem.constraints)
             return _closest(
                 ctx,
                 pts,
-                "not_found",
-                "reachable, but no witness inside the range was "
-                "pinned down (integer inputs or numerical limits)",
+                "time_limit" if why == "time_limit" else "not_found",
+                f"the target takes values on both sides of [{z1:g}, {z2:g}]"
+                + (
+                    " (so, on this connected domain, inside it too)"
+                    if connected
+                    else ", but the integer inputs or target constraints may skip the range"
+                )
+                + (
+                    "; the time limit came before a witness was found"
+                    if why == "time_limit"
+                    else "; no witness inside it was pinned down (numerical limits)"
+                ),
                 timings,
                 info,
             )
@@ -573,37 +667,48 @@ def solve(
         )
 
 
-def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> torch.Tensor | None:
+def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> tuple[torch.Tensor | None, str]:
     """A point with target in [z1, z2] given f(xa) >= z1 and f(xb) <= z2 (bisection on the
-    segment for convex domains; a MILP feasibility problem when inputs are integer)."""
+    segment for convex domains; a MILP feasibility problem when inputs are integer or target
+    constraints apply), as (x, ''), or (None, why): 'infeasible' (the MILP proves that no input
+    has its target in the range), 'time_limit' or 'numerical'."""
     goal = ctx.problem.goal
+
+    def inside(x: torch.Tensor) -> bool:
+        v = ctx.model_values(ctx.snap(x)[None])
+        return bool(goal.satisfied(torch.as_tensor(v), tol=_reach_tol(goal))[0])
+
     ends = [x for x in (xa, xb) if x is not None]
-    if not ends:
-        return None
-    vals = ctx.model_values(torch.stack(ends))
-    for x, v in zip(ends, vals, strict=True):
-        if bool(goal.satisfied(torch.tensor([v]), tol=_reach_tol(goal))[0]):
-            return x
+    for x in ends:
+        if inside(x):
+            return x, ""
     if len(ends) < 2:
-        return None
+        return None, "numerical"
     if ctx.problem.domain.integer or ctx.problem.constraints:
-        dom = ctx.problem.domain
-        b = ctx.milp_bounds()
-        model = build(
-            ctx.net, ctx.lo.numpy(), ctx.hi.numpy(), b, integer=tuple(dom.integer), A=dom.A, b=dom.b
-        )
-        for i, (_, lo, hi) in enumerate(ctx.problem.constraints):
-            model.add_output_constraint(i + 1, lo, hi)
-        model.add_output_constraint(0, z1, z2)
-        sol = model.solve(milp_solver, ctx.remaining(), first_solution=True, threads=threads)
-        if sol.x is None:
-            return None
-        x = torch.as_tensor(sol.x, dtype=torch.float64)
-        if dom.integer:
-            x[list(dom.integer)] = x[list(dom.integer)].round()
-        return x
+        # the range as asked (its infeasibility is the proof), then inset by a rounding margin
+        # when the MILP's point misses it on the model's own float arithmetic
+        pad = 1e-6 * (1.0 + max(abs(z) for z in (z1, z2) if math.isfinite(z)))
+        for k, (lo, hi) in enumerate(((z1, z2), (z1 + pad, z2 - pad))):
+            if k and not lo < hi:
+                break
+            model = ctx.milp(deadline=ctx.deadline)
+            if model is None:
+                return None, "time_limit"
+            model.add_output_constraint(0, lo, hi)
+            sol = model.solve(milp_solver, ctx.remaining(), first_solution=True, threads=threads)
+            if sol.status == "infeasible":
+                return None, "infeasible" if k == 0 else "numerical"
+            if sol.x is None:
+                return None, "time_limit"
+            x = torch.as_tensor(sol.x, dtype=torch.float64)
+            if ctx.problem.domain.integer:
+                idx = list(ctx.problem.domain.integer)
+                x[idx] = x[idx].round()
+            if inside(x):
+                return x, ""
+        return None, "numerical"
     if not (math.isfinite(z1) and math.isfinite(z2)):
-        return None
+        return None, "numerical"
     mid = (z1 + z2) / 2
     a, b = xa, xb  # f(a) > z2 >= z1 > f(b) here
     for _ in range(80):
@@ -612,12 +717,12 @@ def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> torch.Tensor | 
         if bool(goal.satisfied(torch.tensor([v]), tol=_reach_tol(goal))[0]) and (
             goal.kind == "reach" or abs(v - mid) <= 0.25 * (z2 - z1) or _ == 79
         ):
-            return m
+            return m, ""
         if v > mid:
             a = m
         else:
             b = m
-    return None
+    return None, "numerical"
 
 
 def _reach_tol(goal) -> float:
