@@ -31,6 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+# inverset's one-time import (torch.optim's first optimizer loads it, 1-2 s), outside the
+# timings as the peers' imports are
+import torch._dynamo
 from torch import nn
 
 import inverset as iv

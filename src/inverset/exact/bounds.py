@@ -14,10 +14,6 @@ from dataclasses import dataclass
 
 import torch
 
-# slope optimization builds torch.optim optimizers, whose first one imports torch._dynamo
-# (about 2 s): import it with the exact solver, not on the first solve's clock
-import torch._dynamo
-
 from inverset.exact.ir import Network
 
 
