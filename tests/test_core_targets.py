@@ -102,6 +102,9 @@ def test_quoted_and_numeric_class_names(net_and_acts):
     assert torch.allclose(ev("prob:'b c' - prob:a", acts, names), sm[:, 2] - sm[:, 0])
     e = iv.parse_target('prob:"T-shirt/top" - prob:a', names)
     assert str(iv.parse_target(str(e), names)) == str(e)  # read back as written
+    quoted = ['say "hi"', "b"]
+    e = iv.parse_target("prob:'say \"hi\"'", quoted)
+    assert str(iv.parse_target(str(e), quoted)) == str(e)
     digits = ["1", "2", "3"]  # scikit-learn classes_ [1, 2, 3]
     with pytest.raises(iv.InversetError, match="ambiguous: class index 1 is named '2'"):
         iv.parse_target("prob:1", digits)

@@ -507,6 +507,7 @@ def test_integer_inputs_between_attainable_values_are_unreachable():
     for go in (
         lambda: iv.maximize(two, "out:0", empty, solver="exact"),
         lambda: iv.reach(two, "out:0", 0.1, empty, solver="exact"),
+        lambda: iv.in_range(two, "out:0", (-math.inf, 0.0), empty, solver="exact"),
     ):
         assert go().status == "infeasible"
     r = iv.maximize(two, "out:0", empty, solver="exact", time_limit=0.001)

@@ -117,7 +117,9 @@ def test_max_evals_and_seed(name):
     kw = opts(name, budgeted=True)
     a = iv.maximize(net, "out:0", box, solver=name, seed=5, max_evals=budget, **kw)
     b = iv.maximize(net, "out:0", box, solver=name, seed=5, max_evals=budget, **kw)
-    assert a.status == "max_evals" and a.nfev == budget
+    assert a.status == "max_evals"
+    # evolution polishes by default: the last 10% is the polish's, which may end sooner
+    assert a.nfev == budget or (a.info.get("polish_evals") and a.nfev <= budget)
     assert a.value == b.value
     np.testing.assert_array_equal(a.x, b.x)
     np.testing.assert_array_equal(a.history["best"], b.history["best"])
@@ -246,10 +248,10 @@ def test_polish_runs_inside_a_budget(name):
     assert r.info.get("polish_evals", 0) > 0, r.info
     assert r.value == pytest.approx(0.0, abs=1e-9)
     np.testing.assert_allclose(r.x, [0.31, -0.42], atol=1e-4)
-    assert r.nfev <= budget and r.status in ("max_evals", "converged")
+    assert r.nfev <= budget and r.status == "max_evals"
     t = time.perf_counter()
-    r = iv.maximize(net, "out:0", box, solver=name, seed=0, time_limit=1.5, **kw)
-    assert time.perf_counter() - t < 2.2
+    r = iv.maximize(net, "out:0", box, solver=name, seed=0, time_limit=3.0, **kw)
+    assert time.perf_counter() - t < 3.7  # the polish's share is 0.3 s: room under load
     assert r.info.get("polish_evals", 0) > 0 and r.value == pytest.approx(0.0, abs=1e-9)
 
 
@@ -282,3 +284,31 @@ def test_evolution_in_many_dimensions_keeps_its_time_limit():
     assert r.value > float(start)  # the search improved on its own first population
     with pytest.raises(InversetError, match="init must be one of latinhypercube"):
         iv.maximize(net, "out:3", box, solver="evolution", init="sobl")
+
+
+class Blackbox(nn.Module):
+    """A model without gradients (a wrapped numpy predictor): peak 0 at x = 0.3."""
+
+    def forward(self, x):
+        y = -((x.detach().cpu().numpy() - 0.3) ** 2).sum(1, keepdims=True)
+        return torch.as_tensor(y, dtype=x.dtype, device=x.device)
+
+
+@pytest.mark.parametrize("name", ["evolution", "swarm", "cmaes"])
+def test_polish_is_skipped_on_a_model_without_gradients(name):
+    """Population search is for such models: the polish stays out of the way, budget or not
+    (a budgeted run crashed in torch's autograd)."""
+    box = iv.Box(-1, 1, shape=(3,))
+    kw = {**SMALL.get(name, {}), "polish": True}
+    r = iv.maximize(Blackbox(), "out:0", box, solver=name, seed=0, max_evals=600, **kw)
+    assert r.status == "max_evals" and r.nfev == 600 and r.value > -0.05
+    assert "polish_evals" not in r.info
+
+
+def test_the_polish_reserve_holds_when_a_generation_would_cross_it():
+    """150 points per generation and a budget of 400: the search stops at 360 evaluations
+    (its 90%) and the polish gets the rest."""
+    net, box = Bowl([0.31, -0.42]), iv.Box(-1, 1, shape=(2,))
+    r = iv.maximize(net, "out:0", box, solver="evolution", popsize=75, max_evals=400, seed=0)
+    assert r.nfev <= 400 and r.info.get("polish_evals", 0) > 0
+    assert r.value == pytest.approx(0.0, abs=1e-9)

@@ -151,7 +151,8 @@ class Ref(Expr):
         idx = ",".join(map(str, self.index))
         if self.label is not None:
             plain = re.fullmatch(r"\w+", self.label) and not self.label.isdigit()
-            idx = self.label if plain else f'"{self.label}"'
+            quote = "'" if '"' in self.label else '"'
+            idx = self.label if plain else f"{quote}{self.label}{quote}"
         return f"{self.layer if self.kind == 'layer' else self.kind}:{idx}"
 
 

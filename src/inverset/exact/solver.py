@@ -614,6 +614,10 @@ def solve(
         lo_side = (
             _maximize(ctx, -1.0, *args, threshold=-z2 - pad2, **kw) if z2 < math.inf else anywhere
         )
+        if lo_side["status"] == "infeasible":
+            return _result(
+                ctx, None, None, "infeasible", "the domain admits no input", None, timings, info, {}
+            )
         if lo_side["status"] == "below":
             b = -lo_side["bound"]
             msg = (

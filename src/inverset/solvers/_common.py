@@ -40,6 +40,10 @@ class StopSearch(Exception):
         self.reason = reason
 
 
+class NoGradient(InversetError):
+    """The target does not depend differentiably on the input (a gradient-based step needs it)."""
+
+
 class Objective:
     """Loss (smaller is better) of a batch of unit-cube points ``u`` of shape ``[S, d]``.
 
@@ -60,6 +64,7 @@ class Objective:
         penalty: float = 1e3,
         keep: int = 32,
         chunk: int = 4096,
+        polish: bool = False,
         bar: Any = None,
     ):
         box = problem.space.box
@@ -84,6 +89,10 @@ class Objective:
         self.t0 = time.perf_counter()
         self.nfev = 0
         self.polish_nfev = 0
+        self.polish_note: str | None = None
+        # with a budget and polish=True, the search gets 90% of it and the polish the rest
+        # (run() turns the reserve on once it knows the model has gradients)
+        self.polish_wanted, self.reserving, self.main_stop = polish, False, ""
         self.best_loss = math.inf
         self.best_z: np.ndarray | None = None
         self.best_value = math.nan
@@ -106,35 +115,40 @@ class Objective:
         return self.time_limit is not None or self.max_evals is not None
 
     @property
+    def _share(self) -> float:
+        """The part of the budget the search may use (all but the polish's reserve)."""
+        return 1.0 - POLISH_SHARE if self.reserving else 1.0
+
+    @property
+    def main_time_limit(self) -> float | None:
+        return None if self.time_limit is None else self._share * self.time_limit
+
+    @property
     def remaining_evals(self) -> int | None:
-        return None if self.max_evals is None else max(0, self.max_evals - self.nfev)
+        if self.max_evals is None:
+            return None
+        return max(0, int(self._share * self.max_evals) - self.nfev)
 
     @property
     def over_time(self) -> bool:
-        return self.time_limit is not None and self.elapsed >= self.time_limit
+        return self.time_limit is not None and self.elapsed >= self.main_time_limit
 
     @property
     def can_polish(self) -> bool:
         """The gradient polish runs on continuous boxes without linear constraints."""
         return not self.integer.size and self.A is None
 
-    def polish_due(self) -> str | None:
-        """With a budget and a polish that can run (continuous box, no ``A``): the budget's name
-        once only the share kept for the final polish is left, else None."""
-        if not self.can_polish:
-            return None
-        if self.time_limit is not None and self.elapsed >= (1 - POLISH_SHARE) * self.time_limit:
-            return "time_limit"
-        if self.max_evals is not None and self.nfev >= (1 - POLISH_SHARE) * self.max_evals:
-            return "max_evals"
-        return None
+    def stop(self, budget: str) -> StopSearch:
+        """The stop for a used-up ``budget``: 'polish' while the polish's reserve is kept."""
+        self.main_stop = budget
+        return StopSearch("polish" if self.reserving else budget)
 
     def check(self) -> None:
         """Raise :class:`StopSearch` when the time limit or the evaluation budget is used up."""
         if self.over_time:
-            raise StopSearch("time_limit")
-        if self.max_evals is not None and self.nfev >= self.max_evals:
-            raise StopSearch("max_evals")
+            raise self.stop("time_limit")
+        if self.remaining_evals == 0:
+            raise self.stop("max_evals")
 
     @property
     def found(self) -> bool:
@@ -181,8 +195,8 @@ class Objective:
         ``late=True`` evaluates the points even past the time limit (points that were costly
         to choose, such as a Bayesian round's); the evaluation budget is always kept."""
         if late:
-            if self.max_evals is not None and self.nfev >= self.max_evals:
-                raise StopSearch("max_evals")
+            if self.remaining_evals == 0:
+                raise self.stop("max_evals")
         else:
             self.check()
         u = np.asarray(u, dtype=np.float64)
@@ -211,9 +225,9 @@ class Objective:
         feasible = (lin <= FEASIBLE_TOL) & (np.concatenate(viols) <= 1e-9)
         self._record(z, loss, np.concatenate(values), feasible)
         if cut:
-            raise StopSearch("max_evals")
+            raise self.stop("max_evals")
         if late_stop:
-            raise StopSearch("time_limit")
+            raise self.stop("time_limit")
         if self.found:
             raise StopSearch("found")
         out = np.nan_to_num(loss, nan=1e30, posinf=1e30, neginf=-1e30)
@@ -230,9 +244,11 @@ class Objective:
         z = self.to_z(u)
         zt = self._torch(z).requires_grad_(True)
         loss, v, viol = self._losses(zt)
-        (g,) = torch.autograd.grad(loss.sum(), zt, allow_unused=True)
+        g = None
+        if loss.requires_grad:
+            (g,) = torch.autograd.grad(loss.sum(), zt, allow_unused=True)
         if g is None:
-            raise InversetError(
+            raise NoGradient(
                 f"solver {self.name!r} needs the model's gradient, but the target does not depend "
                 "differentiably on the input; use cmaes, evolution or swarm"
             )
@@ -249,8 +265,29 @@ class Objective:
         f = float(total[0])
         return (f, grad) if math.isfinite(f) else (1e30, np.zeros_like(grad))
 
+    def differentiable(self) -> bool:
+        """Whether the loss has a gradient (one evaluation, at the box's centre)."""
+        try:
+            self.value_and_grad(np.full(self.dim, 0.5))
+        except NoGradient:
+            return False
+        return True
+
+    def final_polish(self) -> str:
+        """Polish the best point with the reserve kept for it. The run's status is the budget
+        that stopped the search (more of it may find more), however much the polish used."""
+        self.reserving = False
+        self.polish_note = f"the search used its 90% of the {self.main_stop.replace('_', ' ')}"
+        try:
+            if self.best_z is not None:
+                self.polish(self.to_u(self.best_z))
+        except StopSearch as stop:
+            return stop.reason
+        return self.main_stop
+
     def polish(self, u0: np.ndarray, maxiter: int = 200) -> None:
-        """Box-bounded L-BFGS-B from ``u0`` with the model's gradients (continuous boxes only)."""
+        """Box-bounded L-BFGS-B from ``u0`` with the model's gradients (continuous boxes only;
+        a model without gradients is noted in the result and left unpolished)."""
         if not self.can_polish:
             return
         from scipy.optimize import minimize
@@ -265,6 +302,8 @@ class Objective:
                 bounds=[(0.0, 1.0)] * self.dim,
                 options={"maxiter": maxiter},
             )
+        except NoGradient:
+            self.polish_note = "skipped: the target has no gradient"
         finally:
             self.polish_nfev += self.nfev - before
 
@@ -322,6 +361,8 @@ class Objective:
         info = {**(info or {}), "dims": self.dim}
         if self.polish_nfev:
             info["polish_evals"] = self.polish_nfev
+        if self.polish_note:
+            info["polish"] = self.polish_note
         timings = {"total": self.elapsed}
         if self.best_z is None:
             why = (
@@ -408,7 +449,11 @@ def run(
         obj = Objective(
             problem, name, time_limit=time_limit, max_evals=max_evals, bar=bar, **objective
         )
+        probed = 0  # evaluations before the search (the gradient probe)
         try:
+            if obj.polish_wanted and obj.budgeted and obj.can_polish:
+                obj.reserving = obj.differentiable()
+                probed = obj.nfev
             status = search(obj, info) or "converged"
             obj.check()  # a library that stopped exactly at the budget
         except StopSearch as stop:
@@ -418,12 +463,17 @@ def run(
         except InversetError:
             raise
         except (ValueError, TypeError, AssertionError, ArithmeticError, RuntimeError) as exc:
-            if obj.nfev:  # raised after evaluating points: not about the options
+            if obj.nfev > probed:  # raised after evaluating points: not about the options
                 raise
             raise InversetError(
                 f"{name} rejected its options before evaluating anything ({first_line(exc)}); "
                 "check the values given with --option / as keyword arguments"
             ) from None
+        if status == "polish":  # the search used its share: the polish gets the rest
+            try:
+                status = obj.final_polish()
+            except KeyboardInterrupt:
+                status = "interrupted"
         return obj.result(status, info)
 
 

@@ -27,7 +27,7 @@ from inverset.errors import InversetError
 from inverset.model import torch_threads
 from inverset.problem import Problem
 from inverset.result import Result
-from inverset.solvers._common import POLISH_SHARE, Objective, StopSearch, run
+from inverset.solvers._common import Objective, run
 
 
 def solve(
@@ -69,7 +69,7 @@ def solve(
             "cmaes, evolution or gradient, or search a low-dimensional Latent space"
         )
 
-    def search(obj: Objective, info: dict[str, Any]) -> str | None:
+    def search(obj: Objective, info: dict[str, Any]) -> None:
         from botorch.acquisition.logei import qLogExpectedImprovement
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskGP
@@ -88,20 +88,12 @@ def solve(
         info.update(init=n0, batch=batch, rounds=0)
         last = 0.0
         limit = rounds if rounds is not None else (None if obj.budgeted else 25)
-        stopped = None
-        keep = polish and obj.can_polish and obj.time_limit is not None
-        share = POLISH_SHARE * obj.time_limit if keep else 0.0
         while limit is None or info["rounds"] < limit:
-            # a round would end past the limit (less the polish's share): stop before it
-            if obj.time_limit is not None and obj.elapsed + last > obj.time_limit - share:
-                if not keep:
-                    raise StopSearch("time_limit")
-                stopped = "time_limit"
-            stopped = stopped or (polish and obj.polish_due())
-            if stopped:
-                break
+            # a round that would end past the limit (its search share) does not start
+            if obj.time_limit is not None and obj.elapsed + last > obj.main_time_limit:
+                raise obj.stop("time_limit")
             t = time.perf_counter()
-            left = None if obj.time_limit is None else obj.time_limit - obj.elapsed
+            left = None if obj.time_limit is None else obj.main_time_limit - obj.elapsed
             X_t, Y_t = _training_set(U, Y, max_points)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -131,7 +123,6 @@ def solve(
             last = time.perf_counter() - t
         if polish:
             obj.polish(obj.to_u(obj.best_z))
-        return stopped or None
 
     # a GP on a few hundred points is many tiny ops: extra threads only add contention
     # (tenfold slower on a busy machine), so BoTorch runs single-threaded
@@ -145,6 +136,7 @@ def solve(
             max_evals=max_evals,
             progress=progress,
             linear=linear,
+            polish=polish,
         )
 
 

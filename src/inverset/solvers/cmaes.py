@@ -65,11 +65,7 @@ def solve(
                 opts["maxfevals"] = obj.remaining_evals
             x0 = rng.uniform(0.1, 0.9, obj.dim) if obj.dim > 1 else rng.uniform(0.1, 0.9, 2)
             es = cma.CMAEvolutionStrategy(x0, sigma0, opts)
-            stopped = None
             while not es.stop():
-                stopped = polish and obj.polish_due()
-                if stopped:
-                    break
                 xs = np.asarray(es.ask())
                 es.tell(list(xs), list(obj(xs[:, : obj.dim])))
             info["runs"] += 1
@@ -77,8 +73,6 @@ def solve(
             capped = capped or "maxiter" in es.stop()
             if polish:
                 obj.polish(obj.to_u(obj.best_z))
-            if stopped:
-                return stopped
             if not obj.budgeted and info["runs"] > restarts:
                 return "step_limit" if capped else None
             lam *= 2
@@ -91,4 +85,5 @@ def solve(
         max_evals=max_evals,
         progress=progress,
         linear=linear,
+        polish=polish,
     )

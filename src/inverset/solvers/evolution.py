@@ -73,7 +73,7 @@ def solve(
             return obj(obj.to_u(np.atleast_2d(zt.T)))
 
         def due(intermediate_result: Any) -> bool:  # scipy's callback: True stops the run
-            return obj.over_time or bool(polish and obj.polish_due())
+            return obj.over_time
 
         size = popsize * obj.dim
         capped_size = size > max_population
@@ -99,11 +99,10 @@ def solve(
             )
             info["runs"] += 1
             capped = capped or res.nit >= maxiter
+            if obj.over_time:  # stopped between generations
+                obj.check()
             if polish:
                 obj.polish(obj.to_u(res.x))
-            stopped = polish and obj.polish_due()
-            if stopped:
-                return stopped
             if not obj.budgeted and info["runs"] > restarts:
                 return "step_limit" if capped else None
 
@@ -115,6 +114,7 @@ def solve(
         max_evals=max_evals,
         progress=progress,
         linear=linear,
+        polish=polish,
     )
 
 

@@ -116,7 +116,8 @@ def solve(
     status = "converged"
     with problem.session():
         z = box.sample(starts, gen, device=problem.device, dtype=problem.dtype)
-        z = _sparse_starts(z, sc, gen)
+        if isinstance(problem.space, Direct):
+            z = _sparse_starts(z, sc, gen)
         u = sc.u(z).detach().requires_grad_(True)
         opt = torch.optim.Adam([u], lr=lr)
         best_loss = torch.full((starts,), math.inf, device=problem.device, dtype=problem.dtype)
@@ -169,7 +170,7 @@ def solve(
                     torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
                     u.grad = torch.nan_to_num(u.grad)
                     if step == 0:
-                        _move_flat_starts(u, gen)
+                        _move_flat_starts(u, gen, isinstance(problem.space, Direct))
                     opt.step()
                     with torch.no_grad():
                         u.copy_(sc.u(box.project(sc.z(u))))
@@ -219,7 +220,7 @@ def _sparse_starts(z: torch.Tensor, sc: _Scaled, gen: torch.Generator) -> torch.
     random images can switch them off almost entirely."""
     box = sc.box
     if z[0].numel() < SPARSE_STARTS_DIMS or not box.bounded or len(z) < 4:
-        return z
+        return z  # (callers pass input-space searches only: a latent code is no image)
     idx = torch.arange(3, len(z), 4)
     sparse = _sparse_points((len(idx), *z.shape[1:]), gen).to(z)
     z = z.clone()
@@ -227,12 +228,13 @@ def _sparse_starts(z: torch.Tensor, sc: _Scaled, gen: torch.Generator) -> torch.
     return z
 
 
-def _move_flat_starts(u: torch.Tensor, gen: torch.Generator) -> None:
+def _move_flat_starts(u: torch.Tensor, gen: torch.Generator, image_like: bool = True) -> None:
     """Starts whose gradient is exactly zero sit on a flat region (random images on the
     MNIST-FC nets switch off every ReLU of a layer) where Adam cannot move: put them on the
     box's lower and upper corners, its centre, then in turn (unit coordinates) on random
-    points near the lower corner, sparse points (:func:`_sparse_points`), and the mirror images
-    of both near the upper corner: where such nets respond."""
+    points near the lower corner, sparse points (:func:`_sparse_points`; ``image_like``, i.e.
+    input space, else more near-corner points), and the mirror images of both near the upper
+    corner: where such nets respond."""
     flat = (u.grad.reshape(len(u), -1) == 0).all(1)
     k = int(flat.sum())
     if k == 0:
@@ -241,8 +243,9 @@ def _move_flat_starts(u: torch.Tensor, gen: torch.Generator) -> None:
     scale = 0.5 * torch.rand((k, *ones), generator=gen, dtype=torch.float64)
     near = scale * torch.rand(shape, generator=gen, dtype=torch.float64)
     kind = torch.arange(k).reshape(-1, *ones) % 4
-    near = torch.where(kind >= 2, 1 - near, near)
-    new = torch.where(kind % 2 == 0, near, _sparse_points(shape, gen))
+    sparse = _sparse_points(shape, gen) if image_like else near
+    new = torch.where(kind % 2 == 0, near, sparse)
+    new = torch.where(kind >= 2, 1 - new, new)
     for i, corner in enumerate((0.0, 1.0, 0.5)[:k]):
         new[i] = corner
     with torch.no_grad():
@@ -253,8 +256,9 @@ class _Halt(Exception):
     """The polish's budget or deadline is used up (raised from inside scipy's loop)."""
 
 
-#: SLSQP (the polish under linear constraints) keeps dense n x n matrices: up to this many inputs
-SLSQP_MAX_DIMS = 5000
+#: SLSQP (the polish under linear constraints) solves a dense least-squares problem per
+#: iteration, O(n^3) and not interruptible: up to this many inputs (3,000 took 40 s)
+SLSQP_MAX_DIMS = 500
 
 
 def _polish(
@@ -302,10 +306,13 @@ def _polish(
                 seen["f"], seen["x"] = f, flat.copy()
             return f, zz.grad.double().cpu().numpy().reshape(-1)
 
-        if box.A is None:
-            how = {"method": "L-BFGS-B"}
-        else:
-            how = {"method": "SLSQP", "constraints": [LinearConstraint(box.A, -np.inf, box.b)]}
+        def on_time(*_):  # between iterations too, not only when the model is evaluated
+            if time.perf_counter() > deadline:
+                raise _Halt
+
+        how = {"method": "L-BFGS-B", "callback": on_time}
+        if box.A is not None:
+            how.update(method="SLSQP", constraints=[LinearConstraint(box.A, -np.inf, box.b)])
         try:
             best = minimize(fg, start, jac=True, bounds=bounds, options={"maxiter": 200}, **how).x
         except _Halt:

@@ -45,7 +45,7 @@ def solve(
             f"popsize and generations must be at least 1, got {popsize} and {generations}"
         )
 
-    def search(obj: Objective, info: dict[str, Any]) -> str | None:
+    def search(obj: Objective, info: dict[str, Any]) -> None:
         import nevergrad as ng
 
         # clipping (not nevergrad's default bouncing) lets particles sit on the bounds, where
@@ -60,11 +60,7 @@ def solve(
             param, budget=budget, num_workers=popsize
         )
         info.update(popsize=popsize, generations=0)
-        stopped = None
         while budget is None or opt.num_ask < budget:
-            stopped = polish and obj.polish_due()
-            if stopped:
-                break
             n = popsize if budget is None else min(popsize, budget - opt.num_ask)
             cands = [opt.ask() for _ in range(n)]
             losses = obj(np.stack([c.value for c in cands]))
@@ -73,7 +69,6 @@ def solve(
             info["generations"] += 1
         if polish:
             obj.polish(obj.to_u(obj.best_z))
-        return stopped or None
 
     return run(
         problem,
@@ -83,4 +78,5 @@ def solve(
         max_evals=max_evals,
         progress=progress,
         linear=linear,
+        polish=polish,
     )
