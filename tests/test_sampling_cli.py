@@ -96,3 +96,36 @@ def test_parse_helpers():
     for bad in ("fc1", "fc1:3", ":0,1"):
         with pytest.raises(InversetError, match="--intersect"):
             parse_intersect(bad)
+
+
+def test_sample_integer_features_and_linear_constraints(tmp_path):
+    """--integer and --constraints, as in the other commands: whole numbers, sum(x) <= 2."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+    torch.jit.script(net).save(str(tmp_path / "s4.pt"))
+    (tmp_path / "c.csv").write_text("1,1,1,1,2\n")
+    args = ["-t", "out:0", "--range", "0,0.1", "--box", "0,3", "--input-shape", "4"]
+    p = run(
+        tmp_path / "s4.pt",
+        *args,
+        "--integer",
+        "0,1",
+        "--constraints",
+        tmp_path / "c.csv",
+        "-n",
+        "30",
+        "--no-progress",
+        "--out",
+        tmp_path / "s",
+    )
+    assert p.returncode == 0, p.stderr
+    r = Result.load(tmp_path / "s")
+    x = r.xs.reshape(len(r.xs), -1).astype(np.float64)
+    assert r.status == "found" and len(x) == 30
+    np.testing.assert_array_equal(x[:, :2], np.round(x[:, :2]))
+    assert (x.sum(1) <= 2 + 1e-5).all()
+    with torch.no_grad():
+        v = net(torch.as_tensor(x, dtype=torch.float32))[:, 0].numpy()
+    assert ((v >= -1e-5) & (v <= 0.1 + 1e-5)).all()

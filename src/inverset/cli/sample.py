@@ -10,8 +10,10 @@ import typer
 from inverset.cli.app import (
     BoxFileOpt,
     BoxOpt,
+    ConstraintsOpt,
     DeviceOpt,
     FactoryOpt,
+    IntegerOpt,
     JsonOpt,
     LabelsOpt,
     ModelArg,
@@ -81,6 +83,8 @@ def sample(
     walkers: Annotated[int, typer.Option("-K", "--walkers", help="seeds / walkers per step")] = 10,
     box: BoxOpt = None,
     box_file: BoxFileOpt = None,
+    integer: IntegerOpt = None,
+    constraints: ConstraintsOpt = None,
     input_shape: ShapeOpt = None,
     labels: LabelsOpt = None,
     time_limit: TimeOpt = None,
@@ -124,9 +128,9 @@ def sample(
         exclude=("model", "target", "range", "callback", "domain", "space", "out", "resume"),
     )
     m = load_cli_model(model, trust, factory, device, input_shape)
-    domain = build_domain(box, box_file, None, None, input_shape)
+    domain = build_domain(box, box_file, integer, constraints, input_shape)
     if not domain.bounded and box is None and box_file is None:
-        domain = Box(0, 1, shape=domain.shape)
+        domain = Box(0, 1, shape=domain.shape, integer=domain.integer, A=domain.A, b=domain.b)
     space = None
     if generator is not None:
         from inverset.loaders import load_model
