@@ -280,10 +280,16 @@ def _unsupported(what: str) -> UnsupportedModelError:
 
 
 class _Extractor:
-    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], needed: set[str]):
+    def __init__(
+        self,
+        model: nn.Module,
+        input_shape: tuple[int, ...],
+        needed: set[str],
+        need_out: bool = True,
+    ):
         self.model = model
         self.shape = tuple(input_shape)
-        self.needed = needed
+        self.needed, self.need_out = needed, need_out
         self.b = _Builder(int(np.prod(self.shape)), "cpu")
         self.pos: dict[str, _Sym] = {}
 
@@ -400,6 +406,10 @@ class _Extractor:
                 if node.op == "call_module" and node.target in self.needed:
                     self.pos[node.target] = env[node]
                     b.keep(env[node])
+            if not self.need_out and self.needed and self.needed <= self.pos.keys():
+                # hidden targets only: the layers after them would only carry their values
+                # through more ReLUs (looser bounds) and may not even be supported
+                return self.pos
         assert out_node is not None
         missing = [n for n in self.needed if n not in self.pos]
         if missing:
@@ -652,8 +662,8 @@ def extract(
     names: Sequence[str] | None = None,
 ) -> Network:
     """The Affine/ReLU chain computing ``exprs`` (one output row each) from the flat input."""
-    needed = {layer for e in exprs for layer in e.layers() if layer != "out"}
-    ex = _Extractor(model, tuple(input_shape), needed)
+    layers = {layer for e in exprs for layer in e.layers()}
+    ex = _Extractor(model, tuple(input_shape), layers - {"out"}, need_out="out" in layers)
     pos = ex.run()
     b = ex.b
     outs = []
