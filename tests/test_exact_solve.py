@@ -542,7 +542,7 @@ def test_exact_options_and_constant_factors():
     for rng in ((math.inf, math.inf), (-math.inf, -math.inf)):
         with pytest.raises(iv.InversetError, match="holds no finite value"):
             iv.in_range(net, "out:0", rng, box, solver="exact")
-    one = iv.maximize(net, "out:0", box, solver="exact")
+    one = iv.maximize(net, "out:0", box, solver="exact", threads=np.int64(1), batch=np.int32(64))
     two = iv.maximize(net, "(1 + 1) * out:0", box, solver="exact")
     quarter = iv.maximize(net, "out:0 / (2 * 2)", box, solver="exact")
     assert two.value == pytest.approx(2 * one.value) and quarter.value == pytest.approx(
