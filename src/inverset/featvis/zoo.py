@@ -8,6 +8,7 @@ Needs ``pip install 'inverset[examples]'``.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from inverset.errors import InversetError
@@ -42,12 +43,11 @@ def efficientnet_lite(variant: int = 0) -> nn.Module:
         def forward(self, inputs):
             return super().forward((inputs - MEAN) / STD)
 
-    import contextlib
-    import io
-
-    name = f"efficientnet-lite{variant}"
-    with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
-        model = EfficientNetLite01.from_pretrained(name, weights_path=File.get_model_file_path())
+    model = EfficientNetLite01.from_name(f"efficientnet-lite{variant}")
+    # the package's own loader calls torch.load without weights_only: a full unpickle on the
+    # older torch versions this project allows; the weight file is a plain state dict
+    state = torch.load(File.get_model_file_path(), map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
     model.input_shape = (3, 224, 224) if variant == 0 else (3, 240, 240)
     return model.eval()
 
