@@ -16,10 +16,14 @@ Lucent does not install on this torch/Python without help; it runs in a throwawa
     /tmp/lucentvenv/bin/pip install --no-deps torch-lucent==0.1.8 'kornia<=0.4.1' tqdm decorator
     # plus two shims: torchvision/transforms.py (Normalize) and IPython/display.py (display)
 
+Both sides start from the same seed (``--seed``, default 0): inverset's ``visualize(seed=...)``,
+and in Lucent's worker torch's and numpy's global generators (its image parameterization draws
+from torch, its transforms from numpy), so that each side is reproducible run to run.
+
 Times are CPU seconds of the rendering process (``time.process_time``, one thread), not wall
 time: the machine is shared, and wall time there measures the neighbours' load.
 
-Run: ``python benchmarks/featvis.py [--steps 256] [--models cnn,lite0] [--threads 1]``.
+Run: ``python benchmarks/featvis.py [--steps 256] [--models cnn,lite0] [--threads 1] [--seed 0]``.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ def channel_means(model: nn.Module, layer: str, images: np.ndarray, size: int) -
     return a[torch.arange(len(x)), torch.arange(len(x))].mean((-2, -1)).numpy()
 
 
-def run_inverset(model, layer, n, size, steps) -> tuple[float, np.ndarray]:
+def run_inverset(model, layer, n, size, steps, seed: int = 0) -> tuple[float, np.ndarray]:
     from inverset import featvis as fv
 
     t = time.process_time()
@@ -94,6 +98,7 @@ def run_inverset(model, layer, n, size, steps) -> tuple[float, np.ndarray]:
         steps=steps,
         batch_size=n,
         transforms=fv.transforms.lucid(),
+        seed=seed,
     )
     return time.process_time() - t, r.arrays["images"]
 
@@ -104,6 +109,8 @@ def lucent_worker(args) -> None:
     from lucent.optvis import objectives, param, render, transform
 
     model = build(args.worker)
+    torch.manual_seed(args.seed)  # Lucent draws its initial image from torch's global RNG
+    np.random.seed(args.seed)  # and its jitter, scale and rotation from numpy's
     layer = LAYERS[args.worker].replace(".", "_")
     obj = sum(objectives.channel(layer, i, batch=i) for i in range(args.n))
     t = time.process_time()
@@ -122,7 +129,9 @@ def lucent_worker(args) -> None:
     print(json.dumps({"seconds": dt}))
 
 
-def run_lucent(name, n, size, steps, threads) -> tuple[float | None, np.ndarray | None, str]:
+def run_lucent(
+    name, n, size, steps, threads, seed: int = 0
+) -> tuple[float | None, np.ndarray | None, str]:
     if not Path(LUCENT_PYTHON).exists():
         return None, None, f"Lucent venv not found at {LUCENT_PYTHON} (see module docstring)"
     with tempfile.TemporaryDirectory() as d:
@@ -130,7 +139,7 @@ def run_lucent(name, n, size, steps, threads) -> tuple[float | None, np.ndarray 
         env = dict(os.environ, PYTHONPATH=f"{HERE.parent / 'src'}:{HERE}")
         cmd = [LUCENT_PYTHON, str(Path(__file__).resolve()), "--worker", name, "--out", str(out)]
         cmd += ["--n", str(n), "--size", str(size), "--steps", str(steps)]
-        cmd += ["--threads", str(threads)]
+        cmd += ["--threads", str(threads), "--seed", str(seed)]
         p = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if p.returncode != 0:
             last = (p.stderr.strip().splitlines() or ["?"])[-1]
@@ -146,6 +155,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--steps", default="256", help="steps, or one per model: 256,64")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0, help="both sides' random seed")
     ap.add_argument("--worker", default=None)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -185,10 +195,10 @@ def main() -> None:
     for name in args.models.split(","):
         n_steps = int(steps.get(name, args.steps.split(",")[-1]))
         model, layer = build(name), LAYERS[name]
-        dt, imgs = run_inverset(model, layer, args.n, args.size, n_steps)
+        dt, imgs = run_inverset(model, layer, args.n, args.size, n_steps, args.seed)
         act = channel_means(model, layer, imgs, args.size)
         show(name, n_steps, "inverset", dt, args.n / dt, act.mean(), act.min(), "-", "")
-        ldt, limgs, why = run_lucent(name, args.n, args.size, n_steps, args.threads)
+        ldt, limgs, why = run_lucent(name, args.n, args.size, n_steps, args.threads, args.seed)
         if ldt is None:
             show(name, n_steps, "lucent", None, None, None, None, None, why)
             continue

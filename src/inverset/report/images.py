@@ -30,23 +30,60 @@ def to_hwc(img: np.ndarray) -> np.ndarray:
     return np.clip(a, 0, 1)
 
 
-def save_grid(
-    images: np.ndarray | Sequence[np.ndarray],
-    path: str | Path,
+#: save_grid's layout, in inches: image width, gaps between columns and rows, label font
+TILE_W, GAP_X, GAP_Y, LABEL_PT, TITLE_PT = 1.6, 0.2, 0.12, 7.0, 9.0
+
+
+def _lines(text: str) -> int:
+    return text.count("\n") + 1
+
+
+def _fit_width(fig, texts: Sequence, width_px: float, smallest: float) -> None:
+    """Shrink each text's font until it is at most ``width_px`` wide (not below ``smallest``)."""
+    renderer = fig.canvas.get_renderer()
+    for t in texts:
+        w = t.get_window_extent(renderer).width
+        if w > width_px:
+            t.set_fontsize(max(smallest, t.get_fontsize() * width_px / w))
+
+
+def grid_figure(
+    images: np.ndarray | Sequence[np.ndarray | None],
     labels: Sequence[str] | None = None,
     ncol: int | None = None,
     title: str | None = None,
     cmap: str = "gray",
-) -> Path:
-    """Save images (N,C,H,W / N,H,W / N,H,W,C) as one PNG grid, each with a label under it."""
-    imgs = [to_hwc(im) for im in images]
+):
+    """The figure :func:`save_grid` writes: tiles laid out by hand, with a band under each row
+    sized to its labels' line count and one on top for the title, so that no label is covered
+    by the next row's images or cut off by the figure's edge. A ``None`` image is a blank tile."""
+    import textwrap
+
+    imgs = [None if im is None else to_hwc(im) for im in images]
     n = len(imgs)
     ncol = ncol or min(n, 8) or 1
     nrow = max(1, -(-n // ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(1.8 * ncol, 2.0 * nrow), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
+    labels = [str(v) for v in labels[:n]] if labels is not None else []
+    ratio = max([im.shape[0] / im.shape[1] for im in imgs if im is not None] or [1.0])
+    img_h = TILE_W * float(np.clip(ratio, 0.1, 2.5))
+    line = LABEL_PT * 1.3 / 72
+    rows = [labels[r * ncol : (r + 1) * ncol] for r in range(nrow)]
+    bands = [0.05 + line * max([_lines(t) for t in row] or [0]) for row in rows]
+    fig_w = ncol * (TILE_W + GAP_X)
+    title = textwrap.fill(title, max(20, int(fig_w * 13))) if title else None
+    top = (0.12 + _lines(title) * TITLE_PT * 1.3 / 72) if title else GAP_Y
+    fig_h = top + sum(img_h + b + GAP_Y for b in bands)
+    fig = plt.figure(figsize=(fig_w, fig_h))
+    texts = []
+    y = fig_h - top  # top edge of the current row, inches from the figure's bottom
+    for r in range(nrow):
+        for c in range(ncol):
+            i = r * ncol + c
+            if i >= n or imgs[i] is None:
+                continue
+            x0 = c * (TILE_W + GAP_X) + GAP_X / 2
+            ax = fig.add_axes((x0 / fig_w, (y - img_h) / fig_h, TILE_W / fig_w, img_h / fig_h))
+            ax.axis("off")
             ax.imshow(
                 imgs[i],
                 cmap=cmap if imgs[i].ndim == 2 else None,
@@ -54,11 +91,28 @@ def save_grid(
                 vmax=1,
                 interpolation="nearest",
             )
-            if labels is not None and i < len(labels):
-                ax.set_title(str(labels[i]), fontsize=7, y=-0.18)
+            if i < len(labels):
+                xc, yl = (x0 + TILE_W / 2) / fig_w, (y - img_h - 0.03) / fig_h
+                texts.append(fig.text(xc, yl, labels[i], fontsize=LABEL_PT, ha="center", va="top"))
+        y -= img_h + bands[r] + GAP_Y
+    _fit_width(fig, texts, (TILE_W + 0.8 * GAP_X) * fig.dpi, 4.0)
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        t = fig.suptitle(title, fontsize=TITLE_PT, y=1 - 0.06 / fig_h, va="top")
+        _fit_width(fig, [t], 0.98 * fig_w * fig.dpi, 5.0)
+    return fig
+
+
+def save_grid(
+    images: np.ndarray | Sequence[np.ndarray | None],
+    path: str | Path,
+    labels: Sequence[str] | None = None,
+    ncol: int | None = None,
+    title: str | None = None,
+    cmap: str = "gray",
+) -> Path:
+    """Save images (N,C,H,W / N,H,W / N,H,W,C) as one PNG grid, each with a label under it
+    (a ``None`` image leaves its tile blank)."""
+    fig = grid_figure(images, labels, ncol, title, cmap)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -139,6 +193,39 @@ def save_histogram(
         hi = high if np.isfinite(high) else max(right, low)
         ax.axvspan(lo, hi, color="#cde3c5", label="range", zorder=1)
         ax.set_xlim(min(left, lo), max(right, hi))
+    ax.set_xlabel("target value")
+    ax.set_ylabel("count")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_range_histograms(
+    groups: Sequence[tuple[str, np.ndarray, float, float]],
+    path: str | Path,
+    title: str | None = None,
+    bins: int = 60,
+) -> Path:
+    """One histogram of several runs' target values on shared bins, each run ``(name, values,
+    low, high)`` in its own colour with its own range shaded in a light shade of it."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    colours = plt.get_cmap("tab10").colors
+    vals = [np.asarray(v, dtype=np.float64).reshape(-1) for _, v, _, _ in groups]
+    ends = [e for _, _, lo, hi in groups for e in (lo, hi) if np.isfinite(e)]
+    pool = np.concatenate([*vals, np.asarray(ends, dtype=np.float64)])
+    edges = np.histogram_bin_edges(pool, bins=bins) if pool.size else bins
+    for k, ((name, _, low, high), v) in enumerate(zip(groups, vals, strict=True)):
+        colour = colours[k % len(colours)]
+        if pool.size:  # an infinite end is shaded to the edge of the data (axvspan needs finite)
+            low, high = max(low, pool.min()), min(high, pool.max())
+        ax.axvspan(low, high, color=colour, alpha=0.15, zorder=1, lw=0)
+        ax.hist(v, bins=edges, color=colour, zorder=2, label=f"{name}: {len(v)}")
+    ax.legend(fontsize=7, title="range: samples", title_fontsize=7)
     ax.set_xlabel("target value")
     ax.set_ylabel("count")
     if title:

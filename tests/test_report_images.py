@@ -1,0 +1,84 @@
+"""Image grids: every tile's label is readable (not under another image, not off the figure)."""
+
+from __future__ import annotations
+
+import matplotlib.figure
+import numpy as np
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.text import Text
+
+from inverset.report.images import save_grid
+
+
+def _drawn_grid(monkeypatch, tmp_path, images, labels, ncol, title):
+    """Run save_grid and return the figure it saved (drawn) with the label texts by string."""
+    saved = []
+    real = matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        saved.append(fig)
+        return real(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    save_grid(images, tmp_path / "grid.png", labels, ncol=ncol, title=title)
+    (fig,) = saved
+    FigureCanvasAgg(fig)  # plt.close detached the figure from its canvas
+    fig.set_dpi(110)
+    fig.canvas.draw()
+    texts = fig.findobj(lambda a: isinstance(a, Text) and a.get_visible() and a.get_text())
+    return fig, {t.get_text(): t for t in texts}
+
+
+@pytest.mark.parametrize(("n", "ncol"), [(20, 10), (30, 10), (7, 3), (1, 1)])
+def test_grid_labels_clear_of_images_and_inside_the_figure(monkeypatch, tmp_path, n, ncol):
+    rng = np.random.default_rng(0)
+    images = rng.random((n, 1, 8, 8))
+    labels = [f"[{i},{i + 3}]\n{i + 0.25:.2f}" if i % ncol == 0 else f"{i:.2f}" for i in range(n)]
+    fig, texts = _drawn_grid(monkeypatch, tmp_path, images, labels, ncol, "a title (top)")
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    boxes = [im.get_window_extent(renderer) for ax in fig.axes for im in ax.get_images()]
+    assert len(boxes) == n
+    for s in labels:
+        b = texts[s].get_window_extent(renderer)
+        assert page.x0 <= b.x0 and b.x1 <= page.x1 and page.y0 <= b.y0 and b.y1 <= page.y1, s
+        hit = [(round(o.x0), round(o.y0)) for o in boxes if b.overlaps(o)]
+        assert not hit, f"label {s!r} at {b} lies on images at {hit}"
+    title = texts["a title (top)"].get_window_extent(renderer)
+    assert page.y1 >= title.y1 and not any(title.overlaps(o) for o in boxes)
+    label_boxes = [texts[s].get_window_extent(renderer) for s in labels]
+    for i, a in enumerate(label_boxes):
+        assert not any(a.overlaps(b) for b in label_boxes[i + 1 :]), labels[i]
+
+
+def test_grid_none_is_a_blank_tile(monkeypatch, tmp_path):
+    images = [np.zeros((8, 8)), None, np.ones((8, 8))]
+    fig, texts = _drawn_grid(monkeypatch, tmp_path, images, ["a", "", "c"], 3, None)
+    assert sum(len(ax.get_images()) for ax in fig.axes) == 2
+    assert sorted(texts) == ["a", "c"]
+
+
+def test_range_histograms_draw_each_runs_samples_over_its_range(monkeypatch, tmp_path):
+    from inverset.report.images import save_range_histograms
+
+    saved = []
+    real = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(
+        matplotlib.figure.Figure,
+        "savefig",
+        lambda fig, *a, **k: (saved.append(fig), real(fig, *a, **k))[1],
+    )
+    groups = [("low", np.array([0.5, 1.0, 2.5]), 0.0, 3.0), ("high", np.full(4, 12.5), 12, 15)]
+    save_range_histograms(groups, tmp_path / "h.png", bins=10)
+    (ax,) = saved[0].axes
+    counts = [sum(b.get_height() for b in bars) for bars in ax.containers]
+    assert counts == [3, 4]
+    bars = {id(b) for c in ax.containers for b in c}
+    spans = [p.get_extents() for p in ax.patches if id(p) not in bars]
+    to_data = ax.transData.inverted()
+    spans_x = sorted(
+        tuple(np.round(to_data.transform([[e.x0, 0], [e.x1, 0]])[:, 0], 3)) for e in spans
+    )
+    assert spans_x == [(0.0, 3.0), (12.0, 15.0)]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["low: 3", "high: 4"]
