@@ -213,9 +213,12 @@ def test_sample_mode_pairs_targets_with_ranges(digits_cnn, tmp_path):
 
 def test_job_time_limit_and_identity(digits_cnn, tmp_path):
     out = tmp_path / "j"
+    # the limit counts from the first target's start and each run starts one: runs progress
     s = atlas(digits_cnn.model, out, layer="conv1", job_time_limit=0, **FAST)
-    assert s.status == "job_time_limit" and s.finished == 0 and s.remaining == KEYS16
-    assert "job_time_limit: 16 remaining" in s.describe()
+    assert s.status == "job_time_limit" and s.finished == 1 and s.remaining == KEYS16[1:]
+    assert "job_time_limit: 15 remaining" in s.describe()
+    s = atlas(digits_cnn.model, out, layer="conv1", job_time_limit=0, **FAST)
+    assert s.finished == 1 and s.skipped == 1 and s.remaining == KEYS16[2:]
     with pytest.raises(InversetError, match=r"different job: its query \(seed\) differs"):
         atlas(digits_cnn.model, out, layer="conv1", **{**FAST, "seed": 8})
     with pytest.raises(InversetError, match="different job: its targets differ"):
@@ -229,7 +232,7 @@ def test_job_time_limit_and_identity(digits_cnn, tmp_path):
         s = atlas(digits_cnn.model, out, layer="conv1", job_time_limit=0, **FAST)
     finally:
         del digits_cnn.model.source
-    assert s.status == "job_time_limit" and s.remaining == KEYS16
+    assert s.status == "job_time_limit" and s.skipped == 2 and s.remaining == KEYS16[3:]
 
 
 def test_bad_input_is_one_clear_error(digits_cnn, tmp_path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,3 +47,21 @@ def progress_bar(enabled: bool, total: float | None, description: str) -> Iterat
     with Progress(*cols, console=Console(stderr=True), transient=False) as p:
         task = p.add_task(description, total=total, info="")
         yield _Bar(p, task)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt for the duration (main thread only), so a terminated
+    run keeps what it found exactly as a Ctrl-C does (long jobs: sampling, atlases)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum, _frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

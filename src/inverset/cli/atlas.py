@@ -132,7 +132,11 @@ def atlas(
     ] = None,
     job_time_limit: Annotated[
         float | None,
-        typer.Option("--job-time-limit", help="seconds for the job: no target starts after"),
+        typer.Option(
+            "--job-time-limit",
+            help="seconds for the job from its first target's start: no target starts after "
+            "(each run starts at least one)",
+        ),
     ] = None,
     seed: SeedOpt = 0,
     trust: TrustOpt = False,
@@ -149,6 +153,9 @@ def atlas(
     Alone, --ray starts a local Ray cluster with --workers CPUs.
 
     With an ADDRESS (auto, HOST:6379, ray://HOST:10001), it joins that cluster.
+
+    Exit status: 0 all done or stopped by --job-time-limit, 1 some targets failed, 2 bad input,
+    130 interrupted (Ctrl-C or SIGTERM; rerun to resume).
     """
     from inverset.jobs import atlas as run_atlas
 
@@ -206,7 +213,7 @@ def atlas(
             out.print(f"atlas: {summary.index}", highlight=False)
     if summary.status == "interrupted":
         raise typer.Exit(130)
-    if summary.status == "failed":
+    if summary.failed:  # under --job-time-limit too: a script checking $? must see them
         raise typer.Exit(1)
 
 

@@ -42,6 +42,7 @@ from inverset.model import (
     model_dtype,
     restore_mode,
 )
+from inverset.progress import sigterm_as_interrupt
 from inverset.result import Result, _jsonable, output_directory
 from inverset.target import parse_target
 
@@ -51,6 +52,8 @@ IDENTITY = ("mode", "model", "targets", "query")
 #: Targets one visualize call renders together (fixed per job, so results never depend on
 #: which targets were already finished when a job was resumed).
 DEFAULT_BATCH = {"visualize": 8}
+#: longest target directory name (file names stop at 255 bytes; temporaries add about 20)
+MAX_KEY = 120
 
 
 # ---------------------------------------------------------------- targets
@@ -84,11 +87,28 @@ def parse_indices(spec: str | Sequence[int] | range, count: int | None, what: st
     return out
 
 
+def _num(v: float) -> str:
+    """A range end as short as ``:g`` writes it, or exactly (repr) when ``:g`` would round it:
+    8.0000001 and 8.0000002 stay two numbers."""
+    text = f"{float(v):g}"
+    return text if float(text) == float(v) else repr(float(v))
+
+
+def _label(target: str, rng: Sequence[float] | None) -> str:
+    """A target with its range, as messages name it."""
+    return target if rng is None else f"{target} in [{_num(rng[0])}, {_num(rng[1])}]"
+
+
 def target_key(target: str, rng: Sequence[float] | None = None) -> str:
-    """A directory (and URL) safe name for a target, and its range if any."""
+    """A directory (and URL) safe name for a target, and its range if any. A name longer
+    than ``MAX_KEY`` is cut and ends in a hash of the whole name, so it stays distinct and
+    fits a file name (with the temporary directory's prefix and suffix)."""
     key = re.sub(r"[^A-Za-z0-9.-]+", "_", target.replace(" ", "")).strip("_.") or "target"
     if rng is not None:
-        key += "__" + re.sub(r"[^A-Za-z0-9.-]+", "_", f"{rng[0]:g}_{rng[1]:g}")
+        key += "__" + re.sub(r"[^A-Za-z0-9.-]+", "_", f"{_num(rng[0])}_{_num(rng[1])}")
+    if len(key) > MAX_KEY:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+        key = key[: MAX_KEY - len(digest) - 1].rstrip("_.") + "_" + digest
     return key
 
 
@@ -159,10 +179,10 @@ def expand_targets(
             key = target_key(t, r)
             if key in seen:
                 raise InversetError(
-                    f"targets {seen[key]!r} and {t!r} share the directory name {key!r}; "
-                    "list each target once"
+                    f"targets {seen[key]!r} and {_label(t, r)!r} share the directory name "
+                    f"{key!r}; list each target{' and range' if r is not None else ''} once"
                 )
-            seen[key] = t
+            seen[key] = _label(t, r)
             out.append({"key": key, "target": t, "layer": lay, "channel": ch, "range": r})
     return out
 
@@ -370,23 +390,81 @@ def split_result(res: Result, unit: dict[str, Any]) -> list[tuple[str, Result]]:
 
 
 # ---------------------------------------------------------------- the directory
-def is_done(out: Path, key: str) -> bool:
-    return (out / key / "result.json").is_file()
+def job_id(job: dict[str, Any]) -> str:
+    """A short hash of what decides a target's answer: the mode, the model's class and
+    weights, and the query (numbers compared by value, as job.json is: 5 and 5.0 are one).
+    Each result records it, so a result.json of another query is never taken for this job's."""
+
+    def canon(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k): canon(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [canon(x) for x in v]
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        return v
+
+    model = job.get("model") or {}
+    data = {"mode": job.get("mode"), "query": job.get("query"), "model": model}
+    data = json.loads(json.dumps(_jsonable(data), default=str))
+    data["model"] = [model.get("class"), model.get("sha256")]
+    text = json.dumps(canon(data), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def unit_seeds(job: dict[str, Any]) -> dict[str, int]:
+    """Each target key's unit seed, from a job record."""
+    return {k: int(u["seed"]) for u in job.get("units", []) for k in u["keys"]}
+
+
+def target_state(out: Path, key: str, seed: int | None = None, ident: str | None = None) -> str:
+    """``'done'``, ``'absent'``, ``'partial'`` (a directory without result.json: an unfinished
+    or emptied target, replaced when it is written) or ``'foreign'``: a result.json that is not
+    this job's (another query's result, or a file). With ``seed`` (the unit's) and ``ident``
+    (:func:`job_id`) a result is this job's when it records them; results written before
+    atlases recorded ``ident`` match on key and seed."""
+    d = out / key
+    if not d.exists():
+        return "absent"
+    if not d.is_dir():
+        return "foreign"
+    p = d / "result.json"
+    if not p.is_file():
+        return "partial"
+    if seed is None:
+        return "done"
+    try:
+        mark = json.loads(p.read_text())["info"]["job"]
+        ours = mark["key"] == key and mark["seed"] == seed and mark.get("id") in (None, ident)
+    except (OSError, ValueError, KeyError, TypeError):
+        ours = False
+    return "done" if ours else "foreign"
+
+
+def is_done(out: Path, key: str, seed: int | None = None, ident: str | None = None) -> bool:
+    """``out/key`` holds a finished result (this job's, given ``seed`` and ``ident``)."""
+    return target_state(out, key, seed, ident) == "done"
 
 
 def write_target(out: Path, key: str, result: Result) -> Path:
-    """Save ``result`` as ``out/key`` atomically: into a temporary directory, then one rename."""
+    """Save ``result`` as ``out/key`` atomically: into a temporary directory, then one rename.
+    A directory already there without a result.json (unfinished, or its result deleted) is
+    moved aside first and removed."""
     final = out / key
     tmp = out / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+    old = out / f".tmp-old-{key}-{uuid.uuid4().hex[:8]}"
     try:
         result.save(tmp)
+        if final.is_dir() and not (final / "result.json").is_file():
+            os.rename(final, old)
         os.rename(tmp, final)
     except OSError:
-        if not is_done(out, key):
+        if not (final / "result.json").is_file():
             raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        for d in (tmp, old):
+            if d.exists():
+                shutil.rmtree(d, ignore_errors=True)
     return final
 
 
@@ -455,15 +533,16 @@ def _check_same_job(old: dict[str, Any], new: dict[str, Any], out: Path) -> None
 
 
 def load_atlas(out: str | Path) -> dict[str, Result]:
-    """Every finished target's Result in ``out``, in job order."""
+    """Every finished target's Result in ``out``, in job order (with job.json, only the
+    results of that job)."""
     out = Path(out)
     job = read_job(out)
-    keys = (
-        [t["key"] for t in job["targets"]]
-        if job
-        else sorted(p.parent.name for p in out.glob("*/result.json"))
-    )
-    return {k: Result.load(out / k) for k in keys if is_done(out, k)}
+    if not job:
+        keys = sorted(p.parent.name for p in out.glob("*/result.json"))
+        return {k: Result.load(out / k) for k in keys}
+    seeds, ident = unit_seeds(job), job.get("id", job_id(job))
+    keys = [t["key"] for t in job["targets"]]
+    return {k: Result.load(out / k) for k in keys if is_done(out, k, seeds.get(k), ident)}
 
 
 # ---------------------------------------------------------------- the job
@@ -495,8 +574,12 @@ class AtlasSummary:
             f"already there) in {self.elapsed:.1f} s on {self.runner}"
         )
         if self.failed:
+            why: dict[str, list[str]] = {}
+            for k, v in self.failed.items():
+                why.setdefault(v, []).append(k)
             msg += f"; {len(self.failed)} failed: " + ", ".join(
-                f"{k} ({v})" for k, v in list(self.failed.items())[:5]
+                ", ".join(ks[:5]) + (" ..." if len(ks) > 5 else "") + f" ({v})"
+                for v, ks in list(why.items())[:5]
             )
         if self.remaining and self.status != "complete":
             shown = ", ".join(self.remaining[:8]) + (" ..." if len(self.remaining) > 8 else "")
@@ -559,6 +642,19 @@ class _JobProgress:
         self._p.update(self._total, advance=n, info=info)
 
 
+class _BadQuery(Exception):
+    """An InversetError from the units that is about the query, not about a target (the job
+    has nothing done): the job is refused as bad input, as an up-front check would."""
+
+
+def _names_target(message: str, unit: dict[str, Any]) -> bool:
+    """The message names one of the unit's targets (so it is about that target)."""
+    flat = message.replace(" ", "")
+    return any(t.replace(" ", "") in flat for t in unit["targets"]) or any(
+        k in message for k in unit["keys"]
+    )
+
+
 def _drive(
     run: Any,
     model: nn.Module,
@@ -566,44 +662,68 @@ def _drive(
     todo: list[dict[str, Any]],
     out: Path,
     bar: _JobProgress,
-    t0: float,
     job_time_limit: float | None,
     on_result: Callable[[str, Result], None] | None,
+    ident: str,
+    done: set[str],
 ) -> tuple[str, int, dict[str, str]]:
     """Keep ``run.slots`` units in flight, write each answer as it comes; returns (status,
-    targets written, failures). Ctrl-C (or an 'interrupted' answer) stops it cleanly."""
+    targets written, failures). Ctrl-C (or an 'interrupted' answer) stops it cleanly.
+
+    ``job_time_limit`` counts from the first unit's start, and at least that unit starts, so
+    every run makes progress. A unit's error is its targets' failure; but while the job has
+    nothing ``done``, an InversetError naming none of the unit's targets, or one from every
+    unit, is about the query: :class:`_BadQuery`. Workers that can run no more
+    (:class:`RunnerFailed`) fail the units in flight and stop the run."""
+    from inverset.errors import first_line
+    from inverset.jobs.runners import RunnerFailed
+
     failed: dict[str, str] = {}
     finished = 0
     status = "complete"
     pending = list(todo)
     inflight: dict[Any, dict[str, Any]] = {}
+    starting: dict[str, Any] | None = None
+    query_errors: list[str] = []
+    clock: float | None = None
+    fresh = not done
     try:
         run.start(model, spec)
         bar.show()
         while pending or inflight:
             while pending and len(inflight) < run.slots:
-                if job_time_limit is not None and time.monotonic() - t0 >= job_time_limit:
+                if (
+                    job_time_limit is not None
+                    and clock is not None
+                    and time.monotonic() - clock >= job_time_limit
+                ):
                     status = "job_time_limit"
                     break
-                unit = pending.pop(0)
-                handle = run.submit(unit)
-                inflight[handle] = unit
-                bar.started(handle, unit)
+                starting = pending.pop(0)
+                handle = run.submit(starting)
+                clock = time.monotonic() if clock is None else clock
+                inflight[handle], starting = starting, None
+                bar.started(handle, inflight[handle])
             if not inflight:
                 break
             for handle, outcome in run.wait(list(inflight)):
                 unit = inflight.pop(handle)
                 if isinstance(outcome, BaseException):
+                    why = first_line(outcome)
+                    if isinstance(outcome, InversetError) and fresh and not finished:
+                        if not _names_target(why, unit):
+                            raise _BadQuery(why)
+                        query_errors.append(why)
                     for k in unit["keys"]:
-                        failed[k] = f"{type(outcome).__name__}: {outcome}".splitlines()[0]
+                        failed[k] = f"{type(outcome).__name__}: {why}"
                     bar.finished(handle, 0, f"failed {unit['keys'][0]}")
                     continue
                 if any(r.status == "interrupted" for _, r in outcome):
                     raise KeyboardInterrupt
                 for key, res in outcome:
-                    if is_done(out, key):
+                    if key in done:  # a batch redone for its other targets
                         continue
-                    res.info = {**res.info, "job": {"key": key, "seed": unit["seed"]}}
+                    res.info = {**res.info, "job": {"key": key, "seed": unit["seed"], "id": ident}}
                     write_target(out, key, res)
                     finished += 1
                     if on_result is not None:
@@ -611,8 +731,19 @@ def _drive(
                 last = outcome[-1][1]
                 value = "" if last.value is None else f"{outcome[-1][0]}={last.value:.4g}"
                 bar.finished(handle, len(outcome), value)
+        if fresh and not finished and status == "complete" and len(query_errors) == len(todo):
+            more = len(failed) - 1
+            raise _BadQuery(
+                query_errors[0] + (f" (and {more} more targets failed)" if more else "")
+            )
     except KeyboardInterrupt:
         status = "interrupted"
+    except RunnerFailed as exc:
+        status = "failed"
+        lost = [*inflight.values(), *([starting] if starting else [])]
+        for unit in lost:
+            for k in unit["keys"]:
+                failed[k] = str(exc)
     finally:
         run.close(list(inflight))
     return status, finished, failed
@@ -658,9 +789,12 @@ def atlas(
     results match bit for bit. A rerun skips finished targets. ``time_limit`` bounds each
     target, ``job_time_limit`` the job (no new target starts after it). ``on_result(key,
     result)`` is called after each target is written. ``out/index.html`` is (re)built at the
-    end unless ``report=False``. Ctrl-C stops the job cleanly; rerun to resume.
+    end unless ``report=False``. Ctrl-C or SIGTERM stops the job cleanly (workers end with
+    it); rerun to resume. A unit's error fails its targets and the rest go on; an error about
+    the query itself (every target failing alike, nothing done yet) raises InversetError and
+    leaves no job behind, so the corrected call starts afresh.
     """
-    from inverset.jobs.runners import make_runner
+    from inverset.solvers import check_time_limit
 
     if mode not in MODES:
         raise InversetError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -681,6 +815,7 @@ def atlas(
             raise InversetError(f"{name} must be at least 1, got {v}")
     if job_time_limit is not None and not job_time_limit >= 0:
         raise InversetError(f"job time limit must be >= 0 seconds, got {job_time_limit}")
+    check_time_limit(time_limit)  # the same check every unit's call makes
     if not isinstance(model, nn.Module):
         raise InversetError("model must be a torch.nn.Module (use inverset.load_model)")
     t0 = time.monotonic()
@@ -695,6 +830,12 @@ def atlas(
     )
     _check_targets(model, items, domain, input_shape)
     check_options(mode, solver, options)
+    if mode in ("maximize", "minimize"):
+        from inverset.solvers import check_options as check_solver_options
+        from inverset.solvers import get_solver
+
+        # the kinds of the options' values, checked as inverset.maximize checks them
+        check_solver_options(f"solver {solver!r}", get_solver(solver), options)
     batch = batch or DEFAULT_BATCH.get(mode, 1)
     units = plan_units(items, mode, batch, seed)
     unit_of = {k: i for i, u in enumerate(units) for k in u["keys"]}
@@ -731,56 +872,122 @@ def atlas(
         },
         "units": [{"keys": u["keys"], "seed": u["seed"]} for u in units],
     }
+    job["id"] = job_id(job)
     out = output_directory(out)
-    with job_lock(out):
-        old = read_job(out)
-        if old is not None:
+    with sigterm_as_interrupt(), job_lock(out):
+        summary = _run_job(
+            model,
+            out,
+            job,
+            spec,
+            units,
+            make_runner_args=(runner, workers, ray_address, progress),
+            title=f"atlas {mode} {layer or ''}".strip(),
+            job_time_limit=job_time_limit,
+            on_result=on_result,
+            progress=progress,
+            t0=t0,
+        )
+        if report:
+            from inverset.report.html import build_report
+
+            summary.index = build_report(out)
+    return summary
+
+
+def _adopt(out: Path, old: dict[str, Any] | None, job: dict[str, Any]) -> None:
+    """Take over ``out/job.json``'s history when it is the same job. A different job is
+    refused when the old one has a finished target (nothing computed is lost); one with
+    none is replaced. A result.json there that is not this job's is refused too: recomputing
+    into its directory would destroy it."""
+    if old is not None:
+        try:
             _check_same_job(old, job, out)
             job["created"], job["runs"] = old.get("created"), old.get("runs", [])
-        else:
-            job["created"], job["runs"] = datetime.now(UTC).isoformat(), []
-        import inverset
+            job["id"] = old.get("id", job["id"])  # what its results record
+        except InversetError:
+            seeds, old_id = unit_seeds(old), old.get("id", job_id(old))
+            if any(is_done(out, k, sd, old_id) for k, sd in seeds.items()):
+                raise
+            old = None
+    ident = job["id"]
+    if old is None:
+        job["created"], job["runs"] = datetime.now(UTC).isoformat(), []
+    seeds = unit_seeds(job)
+    foreign = [k for k, sd in seeds.items() if target_state(out, k, sd, ident) == "foreign"]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise InversetError(
+            f"{out / foreign[0]}{more} holds a result that is not this job's (another query's "
+            "result.json, or a file); move it away, or write the atlas to another --out"
+        )
 
-        job["inverset"] = inverset.__version__
-        _write_json(out / "job.json", job)
-        todo = [u for u in units if not all(is_done(out, k) for k in u["keys"])]
-        skipped = sum(is_done(out, it["key"]) for it in items)
-        run = make_runner(runner, workers, ray_address, progress)
-        started = datetime.now(UTC).isoformat()
-        title = f"atlas {mode} {layer or ''}".strip()
-        with _JobProgress(progress, len(items), skipped, title, not run.live) as bar:
+
+def _run_job(
+    model: nn.Module,
+    out: Path,
+    job: dict[str, Any],
+    spec: dict[str, Any],
+    units: list[dict[str, Any]],
+    *,
+    make_runner_args: tuple[Any, ...],
+    title: str,
+    job_time_limit: float | None,
+    on_result: Callable[[str, Result], None] | None,
+    progress: bool,
+    t0: float,
+) -> AtlasSummary:
+    """Run a job whose directory is locked: record it, drive its unfinished units, record the
+    run. A query the units refuse (:class:`_BadQuery`) restores job.json as it was."""
+    import inverset
+    from inverset.jobs.runners import make_runner
+
+    old = read_job(out)
+    _adopt(out, old, job)
+    job["inverset"] = inverset.__version__
+    seeds = unit_seeds(job)
+    keys = [t["key"] for t in job["targets"]]
+    done = {k for k in keys if is_done(out, k, seeds[k], job["id"])}
+    _write_json(out / "job.json", job)
+    todo = [u for u in units if not all(k in done for k in u["keys"])]
+    run = make_runner(*make_runner_args)
+    started = datetime.now(UTC).isoformat()
+    try:
+        with _JobProgress(progress, len(keys), len(done), title, not run.live) as bar:
             status, finished, failed = _drive(
-                run, model, spec, todo, out, bar, t0, job_time_limit, on_result
+                run, model, spec, todo, out, bar, job_time_limit, on_result, job["id"], done
             )
-        remaining = [it["key"] for it in items if not is_done(out, it["key"])]
-        if status == "complete" and failed:
-            status = "failed"
-        summary = AtlasSummary(
-            out=out,
-            status=status,
-            total=len(items),
-            skipped=skipped,
-            finished=finished,
-            failed=failed,
-            remaining=remaining,
-            elapsed=time.monotonic() - t0,
-            runner=run.describe(),
-        )
-        job["runs"].append(
-            {
-                "started": started,
-                "runner": summary.runner,
-                "status": status,
-                "finished": finished,
-                "failed": failed,
-                "remaining": len(remaining),
-                "elapsed": summary.elapsed,
-                "job_time_limit": job_time_limit,
-            }
-        )
-        _write_json(out / "job.json", job)
-    if report:
-        from inverset.report.html import build_report
-
-        summary.index = build_report(out)
+    except _BadQuery as exc:
+        if old is None:
+            (out / "job.json").unlink(missing_ok=True)
+        else:
+            _write_json(out / "job.json", old)
+        raise InversetError(str(exc)) from None
+    remaining = [k for k in keys if not is_done(out, k, seeds[k], job["id"])]
+    if status == "complete" and failed:
+        status = "failed"
+    summary = AtlasSummary(
+        out=out,
+        status=status,
+        total=len(keys),
+        skipped=len(done),
+        finished=finished,
+        failed=failed,
+        remaining=remaining,
+        elapsed=time.monotonic() - t0,
+        runner=run.describe(),
+    )
+    job["runs"].append(
+        {
+            "started": started,
+            "runner": summary.runner,
+            "status": status,
+            "finished": finished,
+            "failed": failed,
+            "remaining": len(remaining),
+            "elapsed": summary.elapsed,
+            "job_time_limit": job_time_limit,
+        }
+    )
+    _write_json(out / "job.json", job)
     return summary

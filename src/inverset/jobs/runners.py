@@ -4,7 +4,8 @@ Every runner calls the same pure function, :func:`run_unit`, with the same plain
 the same per-unit seed, under the same number of torch threads, so the results are identical bit
 for bit whichever runner computes them. A runner only moves work and answers:
 ``submit(unit) -> handle`` and ``wait(handles) -> [(handle, outcome)]`` with at least one handle
-finished, where an outcome is ``[(key, Result), ...]`` or the exception the unit raised.
+finished, where an outcome is ``[(key, Result), ...]`` or the exception the unit raised (an
+:class:`InversetError` too: the job decides whether it is about the target or the query).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import os
 import pickle
 import re
 import shutil
+import signal
+import sys
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as futures_wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -87,35 +91,92 @@ class InlineRunner(Runner):
         unit = self._queue.pop(h)
         try:
             return [(h, run_unit(self._model, self._spec, unit, self._progress))]
-        except InversetError:
-            raise
         except Exception as exc:
             return [(h, exc)]
 
 
 # ---------------------------------------------------------------- local process pool
 _WORKER: dict[str, Any] = {}
+#: written by a worker that cannot load the job (beside the job file), read by the parent
+INIT_ERROR = "init-error.txt"
+#: why a worker may die without a word, when no worker wrote INIT_ERROR
+WORKER_DIED = (
+    "a worker process died (out of memory or killed, or the model's class cannot be imported "
+    "by a fresh Python process: define it in an importable module, not in the script that "
+    "runs the job)"
+)
+
+
+class WorkerDied(RuntimeError):
+    """A unit's failure when the pool broke under it twice (the first time it is retried)."""
+
+
+class RunnerFailed(Exception):
+    """The runner cannot run units any more (its workers keep dying); the message says why."""
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when its parent dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
 
 def _pool_init(path: str) -> None:
+    """Load the job into a new worker. Ctrl-C goes to the whole process group: the parent
+    handles it and ends the workers, so they ignore SIGINT (no traceback from each)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     # The file was written moments ago by this job's own process (ProcessRunner.start), in a
     # private temporary directory: it is not a user file.
-    with open(path, "rb") as f:
-        _WORKER["model"], _WORKER["spec"] = pickle.load(f)
+    try:
+        with open(path, "rb") as f:
+            _WORKER["model"], _WORKER["spec"] = pickle.load(f)
+    except Exception as exc:
+        # the parent reads why (e.g. a class defined in __main__ of the parent's script)
+        with (
+            contextlib.suppress(OSError),
+            open(os.path.join(os.path.dirname(path), INIT_ERROR), "w") as f,
+        ):
+            f.write(f"{type(exc).__name__}: {exc}".splitlines()[0])
+        os._exit(1)
 
 
 def _pool_run(unit: dict[str, Any]) -> list[tuple[str, Result]]:
     return run_unit(_WORKER["model"], _WORKER["spec"], unit)
 
 
+@dataclass
+class _Task:
+    """A unit in the pool: its current future and how many pools it was sent to."""
+
+    unit: dict[str, Any]
+    future: Future
+    tries: int = 1
+
+
+def _broken(f: Future) -> bool:
+    """The future's pool broke before it finished (so it has no answer)."""
+    if f.cancelled() or not f.done():
+        return True
+    return isinstance(f.exception(), BrokenProcessPool)
+
+
 class ProcessRunner(Runner):
     """A pool of ``workers`` spawned processes; each loads the model once.
 
     The model and spec reach the workers through a private temporary file rather than the
-    spawn pipe, so a worker that dies on start-up breaks the pool instead of hanging it.
+    spawn pipe, so a worker that dies on start-up breaks the pool instead of hanging it. When
+    the pool breaks (a worker died), the units in flight are retried once in a fresh pool;
+    a unit it breaks under again fails. A worker that cannot load the model, or three breaks
+    without a unit finishing in between, stop the runner (:class:`RunnerFailed`).
     """
 
     name = "process"
+    #: pools broken in a row, with no unit finishing in between, before the runner gives up
+    MAX_BREAKS = 3
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
@@ -123,9 +184,12 @@ class ProcessRunner(Runner):
         self.slots = int(workers)
         self._pool: ProcessPoolExecutor | None = None
         self._dir: str | None = None
+        self._tasks: dict[int, _Task] = {}
+        self._ready: list[tuple[int, Outcome]] = []
+        self._next = 0
+        self._breaks = 0
 
     def start(self, model: nn.Module, spec: dict[str, Any]) -> None:
-        import multiprocessing
         import tempfile
 
         try:
@@ -136,40 +200,114 @@ class ProcessRunner(Runner):
                 "importable module, or run without --workers (in this process) or with --ray"
             ) from None
         self._dir = tempfile.mkdtemp(prefix="inverset-pool-")
-        path = os.path.join(self._dir, "work.pkl")
-        with open(path, "wb") as f:
+        self._path = os.path.join(self._dir, "work.pkl")
+        with open(self._path, "wb") as f:
             f.write(payload)
-        self._pool = ProcessPoolExecutor(
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        import multiprocessing
+
+        return ProcessPoolExecutor(
             max_workers=self.slots,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_pool_init,
-            initargs=(path,),
+            initargs=(self._path,),
         )
 
-    def submit(self, unit: dict[str, Any]) -> Future:
+    def submit(self, unit: dict[str, Any]) -> int:
         assert self._pool is not None
-        return self._pool.submit(_pool_run, unit)
+        try:
+            future = self._pool.submit(_pool_run, unit)
+        except BrokenProcessPool:
+            self._recover()
+            future = self._pool.submit(_pool_run, unit)
+        self._next += 1
+        self._tasks[self._next] = _Task(unit, future)
+        return self._next
 
     def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Outcome]]:
-        done, _ = futures_wait(handles, return_when=FIRST_COMPLETED)
-        out: list[tuple[Any, Outcome]] = []
-        for f in done:
-            exc = f.exception()
-            if isinstance(exc, InversetError):
-                raise exc
-            if isinstance(exc, BrokenProcessPool):
-                raise InversetError(
-                    "worker processes died (out of memory, or a script that starts a pool "
-                    "without an `if __name__ == '__main__':` guard); fix that, or run "
-                    "without --workers"
-                ) from None
-            out.append((f, exc if exc is not None else f.result()))
-        return out
+        wanted = set(handles)
+        while True:
+            out = [(h, o) for h, o in self._ready if h in wanted]
+            if out:
+                self._ready = [(h, o) for h, o in self._ready if h not in wanted]
+                return out
+            by_future = {self._tasks[h].future: h for h in handles if h in self._tasks}
+            done, _ = futures_wait(by_future, return_when=FIRST_COMPLETED)
+            broke = False
+            for f in done:
+                if _broken(f):
+                    broke = True
+                    continue
+                h = by_future[f]
+                del self._tasks[h]
+                self._breaks = 0
+                exc = f.exception()
+                out.append((h, exc if exc is not None else f.result()))
+            if out:
+                return out
+            if broke:
+                self._recover()
+
+    def _recover(self) -> None:
+        """The pool broke: start a fresh one and resubmit the units it lost that were not
+        retried yet; the others' failures wait in ``_ready``."""
+        assert self._dir is not None
+        self._kill_pool()
+        futures_wait([t.future for t in self._tasks.values()], timeout=10)
+        lost = {h: t for h, t in self._tasks.items() if _broken(t.future)}
+        self._breaks += 1
+        note = os.path.join(self._dir, INIT_ERROR)
+        if os.path.exists(note):
+            with open(note) as f:
+                why = f.read().strip()
+            raise RunnerFailed(
+                f"the worker processes cannot load the model ({why}); define its class in an "
+                "importable module (not in the script that runs the job), or run without "
+                "--workers"
+            )
+        if self._breaks >= self.MAX_BREAKS:
+            raise RunnerFailed(
+                f"the worker pool broke {self._breaks} times in a row without finishing a "
+                f"target: {WORKER_DIED}; or run without --workers"
+            )
+        self._pool = self._new_pool()
+        for h, t in lost.items():
+            if t.tries >= 2:
+                del self._tasks[h]
+                self._ready.append((h, WorkerDied(f"{WORKER_DIED}, twice")))
+            else:
+                t.tries += 1
+                t.future = self._pool.submit(_pool_run, t.unit)
+
+    def _kill_pool(self) -> None:
+        """End the pool now: running units are abandoned, their workers terminated (a stuck
+        one killed), so neither this process's exit nor the next pool waits for them."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.terminate()
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.join(2)
+                if p.is_alive():
+                    p.kill()
+                    p.join(2)
 
     def close(self, abandoned: Sequence[Any] = ()) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            if abandoned:
+                self._kill_pool()
+            else:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+        self._tasks.clear()
+        self._ready.clear()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -268,10 +406,9 @@ class RayRunner(Runner):
             try:
                 out.append((ref, ray.get(ref)))
             except ray.exceptions.RayTaskError as exc:
-                cause = exc.as_instanceof_cause()
-                if isinstance(cause, InversetError):
-                    raise InversetError(str(exc.cause)) from None
-                out.append((ref, cause))
+                cause = exc.cause  # an InversetError as raised, others with Ray's traceback
+                bad = isinstance(cause, InversetError)
+                out.append((ref, cause if bad else exc.as_instanceof_cause()))
             except ray.exceptions.RayError as exc:
                 out.append((ref, exc))
         return out

@@ -40,12 +40,9 @@ Every returned sample is re-evaluated on the model at the end and lies in all it
 from __future__ import annotations
 
 import builtins
-import contextlib
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +55,7 @@ from inverset.errors import InversetError
 from inverset.goal import Goal
 from inverset.model import fingerprint, forward
 from inverset.problem import Problem
-from inverset.progress import progress_bar
+from inverset.progress import progress_bar, sigterm_as_interrupt
 from inverset.result import Result
 from inverset.sampling.encoders import Encoder, make_encoder
 from inverset.sampling.store import SampleStore
@@ -80,24 +77,6 @@ class _Stop(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt for the duration (main thread only), so a terminated
-    run flushes its samples exactly as a Ctrl-C does."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(_signum, _frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def _parse_ranges(
@@ -236,7 +215,7 @@ def sample(
         "seed": seed,
     }
     store = SampleStore(out, query, resume) if out is not None else None
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         result = sampler.run(store, time_limit, progress)
     result.query = {**query, "options": options, "time_limit": time_limit}
     if out is not None:
