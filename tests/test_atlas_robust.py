@@ -67,6 +67,35 @@ class Die(nn.Module):
             open(mark, "w").close()
             os._exit(1)
         return self.fc(x)
+
+
+class Poisoned(nn.Module):
+    """The first unit solved anywhere is poisoned: its process exits 0.5 s into the solve,
+    and so does any process that solves it again (known by its first input, which the unit's
+    seed fixes). Others wait 0.5 s at their first solve, so a neighbour is in flight."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        where = os.environ.get("POISON_DIR")
+        if where and x.requires_grad and not hasattr(self, "seen"):
+            self.seen = True
+            mark, me = os.path.join(where, "poison"), repr(float(x.detach().double().sum()))
+            try:
+                fd = os.open(mark, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, me.encode())
+                os.close(fd)
+                first = me
+            except FileExistsError:
+                first = open(mark).read()
+            time.sleep(0.5)
+            if me == first:
+                open(os.path.join(where, f"died-{os.getpid()}"), "w").close()
+                os._exit(1)
+        return self.fc(x)
 '''
 
 FAST = {"steps": 5, "starts": 2, "polish": False, "report": False}
@@ -197,6 +226,25 @@ def test_a_worker_that_dies_is_retried_in_a_fresh_pool(tmp_path, monkeypatch):
     for k in got:
         assert got[k].value == ref[k].value
         assert abs(value_at(Die(), got[k], int(k[-1])) - got[k].value) < 1e-6
+
+
+def test_a_unit_in_flight_beside_a_dying_one_is_not_blamed(tmp_path, monkeypatch):
+    """Two units in flight, one worker dies: both are suspects and rerun alone; the unit
+    whose worker dies again fails, the other finishes (it used to fail as well)."""
+    write_models(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("POISON_DIR", str(tmp_path))
+    from robustmods import Poisoned
+
+    kw = {"classes": "0-1", "input_shape": (4,), "domain": Box(0, 1), **FAST}
+    s = atlas(Poisoned(), tmp_path / "pool", runner="process", workers=2, **kw)
+    assert len(list(tmp_path.glob("died-*"))) == 2, "the poisoned unit killed two workers"
+    assert s.finished == 1 and len(s.failed) == 1, s.describe()
+    (why,) = s.failed.values()
+    assert why.startswith("WorkerDied") and "twice" in why
+    (key,) = load_atlas(tmp_path / "pool")
+    got = load_atlas(tmp_path / "pool")[key]
+    assert got.value == pytest.approx(value_at(Poisoned(), got, int(key[-1])), abs=1e-6)
 
 
 def test_a_model_class_the_workers_cannot_import_fails_the_run_with_the_cause(tmp_path):
@@ -399,3 +447,41 @@ def test_failed_targets_exit_1_even_when_the_job_time_limit_stops_the_run(
     assert exit_.value.code == 1, text
     assert "job_time_limit" in text or "job time limit" in text, text
     assert "prob_1" in text and "not piecewise linear" in text, text
+
+
+def test_a_job_written_under_the_old_key_rule_still_resumes(tmp_path, monkeypatch):
+    import importlib
+
+    atlas_module = importlib.import_module("inverset.jobs.atlas")
+    m = small()
+    kw = {"input_shape": (3,), "domain": Box(-1, 1), "report": False}
+    fast = {"steps": 5, "starts": 2}
+    long_target = "out:0 + " * 22 + "out:1"
+    # what the previous version wrote: ranges to 6 digits, no length cap, no job id
+    with monkeypatch.context() as patch:
+        patch.setattr(atlas_module, "_num", lambda v: f"{float(v):g}")
+        patch.setattr(atlas_module, "MAX_KEY", 10_000)
+        first = atlas(
+            m, tmp_path / "r", classes="0", mode="sample", ranges=[[0.1234567, 1.0]], n=3, **kw
+        )
+        atlas(m, tmp_path / "l", targets=[long_target, "out:2"], **kw, **fast)
+    for d in ("r", "l"):
+        job = json.loads((tmp_path / d / "job.json").read_text())
+        job.pop("id")
+        (tmp_path / d / "job.json").write_text(json.dumps(job))
+    assert first.finished == 1 and (tmp_path / "r" / "out_0__0.123457_1" / "result.json").is_file()
+    again = atlas(
+        m, tmp_path / "r", classes="0", mode="sample", ranges=[[0.1234567, 1.0]], n=3, **kw
+    )
+    assert again.skipped == 1 and again.finished == 0
+    again = atlas(m, tmp_path / "l", targets=[long_target, "out:2"], **kw, **fast)
+    assert again.skipped == 2 and again.finished == 0
+    assert len(load_atlas(tmp_path / "l")) == 2
+
+
+def test_a_target_error_naming_the_target_as_parsed_fails_that_target_alone(tmp_path):
+    m = small()
+    kw = {"input_shape": (3,), "domain": Box(-1, 1), "solver": "exact", "report": False}
+    s = atlas(m, tmp_path / "job", targets=["prob:1 - 0.5*prob:2", "out:0"], **kw)
+    assert list(s.failed) == ["prob_1-0.5_prob_2"] and s.finished == 1
+    assert "(prob:1 - (0.5 * prob:2)) is not piecewise linear" in s.failed["prob_1-0.5_prob_2"]

@@ -82,3 +82,17 @@ def test_range_histograms_draw_each_runs_samples_over_its_range(monkeypatch, tmp
     )
     assert spans_x == [(0.0, 3.0), (12.0, 15.0)]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["low: 3", "high: 4"]
+
+
+def test_grid_labels_longer_than_a_tile_wrap_instead_of_running_together(monkeypatch, tmp_path):
+    labels = [f"out:{i} = 0.123456789, a label far wider than its tile goes on" for i in range(6)]
+    images = np.random.default_rng(0).random((6, 3, 16, 16))
+    fig, texts = _drawn_grid(monkeypatch, tmp_path, images, labels, 3, None)
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    shown = {" ".join(t.split()): texts[t] for t in texts}
+    boxes = [shown[s].get_window_extent(renderer) for s in labels]  # every word kept
+    for i, b in enumerate(boxes):
+        assert page.x0 <= b.x0 and b.x1 <= page.x1, labels[i]
+        assert not any(b.overlaps(o) for o in boxes[i + 1 :]), labels[i]
+        assert shown[labels[i]].get_fontsize() >= 6, "wrapped, not shrunk to illegible"

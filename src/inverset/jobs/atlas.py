@@ -203,6 +203,24 @@ def _check_targets(model: nn.Module, items: list[dict[str, Any]], domain: Box | 
         e.check(acts)
 
 
+def _keep_keys(items: list[dict[str, Any]], out: str | Path) -> None:
+    """Targets already in ``out/job.json`` keep the directory names it gives them, so a job
+    written under an earlier key rule (ranges to 6 digits, no length cap) still resumes: keys
+    name the directories and seed the units. Unchanged when that would make two keys equal."""
+    old = read_job(out) if Path(out).is_dir() else None
+    if not old:
+        return
+
+    def ident(target: str, rng: Sequence[float] | None) -> tuple:
+        return target, None if rng is None else tuple(float(v) for v in rng)
+
+    known = {ident(t["target"], t.get("range")): t["key"] for t in old.get("targets", [])}
+    keys = [known.get(ident(it["target"], it["range"]), it["key"]) for it in items]
+    if len(set(keys)) == len(keys):
+        for it, key in zip(items, keys, strict=True):
+            it["key"] = key
+
+
 def plan_units(items: list[dict[str, Any]], mode: str, batch: int, seed: int) -> list[dict]:
     """Group targets into units (``batch`` channels of one layer per visualize call, else one
     target per unit), each with its seed."""
@@ -648,11 +666,14 @@ class _BadQuery(Exception):
 
 
 def _names_target(message: str, unit: dict[str, Any]) -> bool:
-    """The message names one of the unit's targets (so it is about that target)."""
+    """The message names one of the unit's targets (so it is about that target), as the
+    user wrote it or as errors print it (``-out:2`` prints ``-(out:2)``)."""
     flat = message.replace(" ", "")
-    return any(t.replace(" ", "") in flat for t in unit["targets"]) or any(
-        k in message for k in unit["keys"]
-    )
+    forms = {t.replace(" ", "") for t in unit["targets"]}
+    for t in unit["targets"]:
+        with contextlib.suppress(InversetError):  # e.g. prob:cat needs labels the unit has
+            forms.add(str(parse_target(t)).replace(" ", ""))
+    return any(f in flat for f in forms) or any(k in message for k in unit["keys"])
 
 
 def _drive(
@@ -837,6 +858,7 @@ def atlas(
         # the kinds of the options' values, checked as inverset.maximize checks them
         check_solver_options(f"solver {solver!r}", get_solver(solver), options)
     batch = batch or DEFAULT_BATCH.get(mode, 1)
+    _keep_keys(items, out)
     units = plan_units(items, mode, batch, seed)
     unit_of = {k: i for i, u in enumerate(units) for k in u["keys"]}
     spec = {

@@ -150,11 +150,12 @@ def _pool_run(unit: dict[str, Any]) -> list[tuple[str, Result]]:
 
 @dataclass
 class _Task:
-    """A unit in the pool: its current future and how many pools it was sent to."""
+    """A unit of the runner: its future in the pool (None while it waits to be sent) and how
+    many pool breaks it was in flight for."""
 
     unit: dict[str, Any]
-    future: Future
-    tries: int = 1
+    future: Future | None = None
+    breaks: int = 0
 
 
 def _broken(f: Future) -> bool:
@@ -169,8 +170,9 @@ class ProcessRunner(Runner):
 
     The model and spec reach the workers through a private temporary file rather than the
     spawn pipe, so a worker that dies on start-up breaks the pool instead of hanging it. When
-    the pool breaks (a worker died), the units in flight are retried once in a fresh pool;
-    a unit it breaks under again fails. A worker that cannot load the model, or three breaks
+    the pool breaks (a worker died), the units in flight are suspects: a fresh pool runs them
+    one at a time (new units wait), so the one that kills its worker again is caught alone and
+    fails, and the others finish. A worker that cannot load the model, or three breaks
     without a unit finishing in between, stop the runner (:class:`RunnerFailed`).
     """
 
@@ -186,6 +188,9 @@ class ProcessRunner(Runner):
         self._dir: str | None = None
         self._tasks: dict[int, _Task] = {}
         self._ready: list[tuple[int, Outcome]] = []
+        self._solo: list[int] = []  # suspects of a break, to run alone, in order
+        self._held: list[int] = []  # units submitted while suspects run
+        self._suspect: int | None = None  # the suspect sent last
         self._next = 0
         self._breaks = 0
 
@@ -216,15 +221,35 @@ class ProcessRunner(Runner):
         )
 
     def submit(self, unit: dict[str, Any]) -> int:
+        self._next += 1
+        self._tasks[self._next] = _Task(unit)
+        self._held.append(self._next)
+        self._pump()
+        return self._next
+
+    def _pump(self) -> None:
+        """Send what may run now: the next suspect once the pool is empty; every held unit
+        once no suspect is left to run or running."""
+        if self._solo:
+            if not any(t.future is not None for t in self._tasks.values()):
+                self._suspect = self._solo.pop(0)
+                self._send(self._suspect)
+            return
+        last = self._tasks.get(self._suspect) if self._suspect is not None else None
+        if last is not None and last.future is not None:
+            return  # the last suspect runs alone too
+        self._suspect = None
+        held, self._held = self._held, []
+        for h in held:
+            self._send(h)
+
+    def _send(self, h: int) -> None:
         assert self._pool is not None
         try:
-            future = self._pool.submit(_pool_run, unit)
-        except BrokenProcessPool:
+            self._tasks[h].future = self._pool.submit(_pool_run, self._tasks[h].unit)
+        except BrokenProcessPool:  # a worker died while idle: nothing of this unit ran
             self._recover()
-            future = self._pool.submit(_pool_run, unit)
-        self._next += 1
-        self._tasks[self._next] = _Task(unit, future)
-        return self._next
+            self._tasks[h].future = self._pool.submit(_pool_run, self._tasks[h].unit)
 
     def wait(self, handles: Sequence[Any]) -> list[tuple[Any, Outcome]]:
         wanted = set(handles)
@@ -233,7 +258,16 @@ class ProcessRunner(Runner):
             if out:
                 self._ready = [(h, o) for h, o in self._ready if h not in wanted]
                 return out
-            by_future = {self._tasks[h].future: h for h in handles if h in self._tasks}
+            self._pump()
+            by_future = {
+                t.future: h
+                for h in handles
+                if (t := self._tasks.get(h)) is not None and t.future is not None
+            }
+            if not by_future:  # every wanted unit waits behind others' suspects
+                by_future = {t.future: h for h, t in self._tasks.items() if t.future is not None}
+            if not by_future:
+                raise RuntimeError("process runner: units wait but none is running")
             done, _ = futures_wait(by_future, return_when=FIRST_COMPLETED)
             broke = False
             for f in done:
@@ -244,19 +278,26 @@ class ProcessRunner(Runner):
                 del self._tasks[h]
                 self._breaks = 0
                 exc = f.exception()
-                out.append((h, exc if exc is not None else f.result()))
-            if out:
-                return out
+                outcome = exc if exc is not None else f.result()
+                if h in wanted:
+                    out.append((h, outcome))
+                else:
+                    self._ready.append((h, outcome))
             if broke:
                 self._recover()
+            self._pump()
+            if out:
+                return out
 
     def _recover(self) -> None:
-        """The pool broke: start a fresh one and resubmit the units it lost that were not
-        retried yet; the others' failures wait in ``_ready``."""
+        """The pool broke: start a fresh one. The units it lost become suspects, run alone
+        next; one that was alone in flight for its second break is the cause and fails (its
+        failure waits in ``_ready``)."""
         assert self._dir is not None
         self._kill_pool()
-        futures_wait([t.future for t in self._tasks.values()], timeout=10)
-        lost = {h: t for h, t in self._tasks.items() if _broken(t.future)}
+        sent = [t.future for t in self._tasks.values() if t.future is not None]
+        futures_wait(sent, timeout=10)
+        lost = {h: t for h, t in self._tasks.items() if t.future is not None and _broken(t.future)}
         self._breaks += 1
         note = os.path.join(self._dir, INIT_ERROR)
         if os.path.exists(note):
@@ -274,12 +315,12 @@ class ProcessRunner(Runner):
             )
         self._pool = self._new_pool()
         for h, t in lost.items():
-            if t.tries >= 2:
+            t.future, t.breaks = None, t.breaks + 1
+            if len(lost) == 1 and t.breaks >= 2:
                 del self._tasks[h]
                 self._ready.append((h, WorkerDied(f"{WORKER_DIED}, twice")))
             else:
-                t.tries += 1
-                t.future = self._pool.submit(_pool_run, t.unit)
+                self._solo.append(h)
 
     def _kill_pool(self) -> None:
         """End the pool now: running units are abandoned, their workers terminated (a stuck
@@ -308,6 +349,9 @@ class ProcessRunner(Runner):
                 self._pool = None
         self._tasks.clear()
         self._ready.clear()
+        self._solo.clear()
+        self._held.clear()
+        self._suspect = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None

@@ -32,10 +32,20 @@ def to_hwc(img: np.ndarray) -> np.ndarray:
 
 #: save_grid's layout, in inches: image width, gaps between columns and rows, label font
 TILE_W, GAP_X, GAP_Y, LABEL_PT, TITLE_PT = 1.6, 0.2, 0.12, 7.0, 9.0
+#: characters of a LABEL_PT label that fit under one tile
+LABEL_CHARS = 30
 
 
 def _lines(text: str) -> int:
     return text.count("\n") + 1
+
+
+def _wrap(text: object) -> str:
+    """A label's lines wrapped to about LABEL_CHARS characters: wider than its tile, it would
+    run into its neighbours (shrinking alone stops at a legible size)."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(ln, LABEL_CHARS) or ln for ln in str(text).split("\n"))
 
 
 def _fit_width(fig, texts: Sequence, width_px: float, smallest: float) -> None:
@@ -63,7 +73,7 @@ def grid_figure(
     n = len(imgs)
     ncol = ncol or min(n, 8) or 1
     nrow = max(1, -(-n // ncol))
-    labels = [str(v) for v in labels[:n]] if labels is not None else []
+    labels = [_wrap(v) for v in labels[:n]] if labels is not None else []
     ratio = max([im.shape[0] / im.shape[1] for im in imgs if im is not None] or [1.0])
     img_h = TILE_W * float(np.clip(ratio, 0.1, 2.5))
     line = LABEL_PT * 1.3 / 72
