@@ -97,12 +97,61 @@ def test_pool_matches_onnxruntime(tmp_path, op, attrs):
     [
         ("MaxPool", {"kernel_shape": [2, 2], "auto_pad": "SAME_UPPER"}, ["auto_pad=SAME_UPPER"]),
         ("AveragePool", {"kernel_shape": [2, 2], "auto_pad": "SAME_LOWER"}, ["SAME_LOWER"]),
+        ("MaxPool", {"kernel_shape": [2, 2], "auto_pad": "SAME_UPPER"}, ["asymmetric", "6x6"]),
         ("AveragePool", {"kernel_shape": [2, 2], "dilations": [2, 2]}, ["dilations=[2, 2]"]),
     ],
 )
 def test_pool_unsupported_attributes(tmp_path, op, attrs, words):
     path = _save(tmp_path, [oh.make_node(op, ["x"], ["y"], **attrs)], [None, 1, 6, 6], opset=19)
     _one_line_error(path, op, *words)
+
+
+@pytest.mark.parametrize(
+    "op, attrs, in_shape",
+    [
+        ("MaxPool", {"kernel_shape": [3, 3], "auto_pad": "SAME_UPPER"}, [None, 2, 7, 6]),
+        (
+            "MaxPool",
+            {"kernel_shape": [2, 2], "strides": [2, 2], "auto_pad": "SAME_UPPER"},
+            [None, 2, 6, 8],
+        ),
+        (
+            "AveragePool",
+            {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_LOWER"},
+            [None, 2, 7, 7],
+        ),
+    ],
+)
+def test_pool_auto_pad_same_matches_onnxruntime(tmp_path, op, attrs, in_shape):
+    path = _save(tmp_path, [oh.make_node(op, ["x"], ["y"], **attrs)], in_shape)
+    assert _diff(path, _f32(3, *in_shape[1:])) <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"auto_pad": "SAME_UPPER"},
+        {"auto_pad": "SAME_LOWER"},
+        {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
+        {"auto_pad": "SAME_LOWER", "strides": [2, 1]},
+    ],
+    ids=str,
+)
+@pytest.mark.parametrize("kernel", [(3, 3), (4, 2)])
+def test_conv_auto_pad_same_matches_onnxruntime(tmp_path, attrs, kernel):
+    w, b = _f32(4, 2, *kernel), _f32(4)
+    node = oh.make_node("Conv", ["x", "W", "b"], ["y"], **attrs)
+    path = _save(tmp_path, [node], [None, 2, 9, 8], {"W": w, "b": b})
+    assert _diff(path, _f32(3, 2, 9, 8)) <= 1e-5
+
+
+def test_auto_pad_same_needs_a_fixed_input_size_and_no_dilation(tmp_path):
+    node = oh.make_node("Conv", ["x", "W"], ["y"], auto_pad="SAME_UPPER")
+    path = _save(tmp_path, [node], [None, 2, None, None], {"W": _f32(4, 2, 3, 3)})
+    _one_line_error(path, "Conv auto_pad=SAME_UPPER needs the input's size")
+    node = oh.make_node("Conv", ["x", "W"], ["y"], auto_pad="SAME_LOWER", dilations=[2, 1])
+    path = _save(tmp_path, [node], [None, 2, 9, 8], {"W": _f32(4, 2, 3, 3)}, name="d")
+    _one_line_error(path, "Conv auto_pad=SAME_LOWER with dilations is not supported")
 
 
 def test_conv_auto_pad_valid(tmp_path):

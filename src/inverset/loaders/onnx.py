@@ -9,6 +9,7 @@ named by kind and position (``linear1``, ``relu1``, ...) so targets read like ``
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -312,6 +313,15 @@ def load_onnx(path: str | Path) -> OnnxModel:
         value = np.asarray(consts[name])
         return value, masks.get(name, np.zeros(value.shape, dtype=bool))
 
+    def spatial(name: str, where: str, what: str) -> tuple[int, int]:
+        """Height and width of a computed tensor (``what`` needs them: SAME padding)."""
+        if any(d.dim_value <= 0 for d in in_dims[1:]):
+            raise InversetError(
+                f"{where}: {what} needs the input's size, which the ONNX file leaves free; "
+                "export with a fixed input size or explicit pads"
+            )
+        return shape_of(name, where)[2:4]
+
     def shape_of(name: str, where: str) -> tuple[int, ...]:
         """Shape of a computed tensor, from a run of the nodes converted so far on a batch
         of 2 (the Shape node then reads the batch size at run time, the rest is fixed)."""
@@ -453,11 +463,22 @@ def load_onnx(path: str | Path) -> OnnxModel:
             if w.ndim != 4:
                 raise InversetError(f"{where}: only 2-D Conv is supported (weight {w.shape})")
             mode = _text(at.get("auto_pad", "NOTSET"))
-            if mode not in ("NOTSET", "VALID"):
-                raise InversetError(
-                    f"{where}: Conv auto_pad={mode} is not supported; export with explicit pads"
-                )
+            if mode not in ("NOTSET", "VALID", *SAME):
+                raise InversetError(f"{where}: Conv auto_pad={mode} is not supported")
             pads = [0, 0, 0, 0] if mode == "VALID" else list(at.get("pads", [0, 0, 0, 0]))
+            if mode in SAME:
+                if any(int(d) != 1 for d in at.get("dilations", [1, 1])):
+                    raise InversetError(
+                        f"{where}: Conv auto_pad={mode} with dilations is not supported (nor "
+                        "by onnxruntime); export with explicit pads"
+                    )
+                pads = same_pads(
+                    mode,
+                    spatial(dyn[0], where, f"Conv auto_pad={mode}"),
+                    w.shape[2:],
+                    at.get("strides", [1, 1]),
+                    at.get("dilations", [1, 1]),
+                )
             sym = pads[0] == pads[2] and pads[1] == pads[3]
             has_bias = len(ins) > 2 and bool(ins[2])
             conv = nn.Conv2d(
@@ -495,7 +516,9 @@ def load_onnx(path: str | Path) -> OnnxModel:
             bn.eval()
             add("batchnorm", bn, dyn, out)
         elif op in ("MaxPool", "AveragePool"):
-            add(*_pool(op, at, node, where), dyn, out)
+            mode = _text(at.get("auto_pad", "NOTSET"))
+            size = spatial(dyn[0], where, f"{op} auto_pad={mode}") if mode in SAME else None
+            add(*_pool(op, at, node, where, size), dyn, out)
         elif op == "GlobalAveragePool":
             add("avgpool", nn.AdaptiveAvgPool2d(1), dyn, out)
         elif op in _SHAPE_OPS:
@@ -513,21 +536,52 @@ def load_onnx(path: str | Path) -> OnnxModel:
     return model
 
 
-def _pool(op: str, at: dict[str, Any], node: Any, where: str) -> tuple[str, nn.Module]:
+#: ONNX auto_pad modes that pad to an output of ceil(size / stride)
+SAME = ("SAME_UPPER", "SAME_LOWER")
+
+
+def same_pads(
+    mode: str,
+    size: Sequence[int],
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+) -> list[int]:
+    """ONNX ``auto_pad=SAME_UPPER/SAME_LOWER`` as explicit pads ``[top, left, bottom, right]``
+    for an input of spatial ``size``: an output of ``ceil(size / stride)``, the odd extra
+    row or column at the end (UPPER) or at the start (LOWER)."""
+    begin, end = [], []
+    for n, k, s, d in zip(size, kernel, strides, dilations, strict=True):
+        total = max((-(-int(n) // int(s)) - 1) * int(s) + (int(k) - 1) * int(d) + 1 - int(n), 0)
+        small, big = total // 2, total - total // 2
+        begin.append(small if mode == "SAME_UPPER" else big)
+        end.append(big if mode == "SAME_UPPER" else small)
+    return begin + end
+
+
+def _pool(
+    op: str, at: dict[str, Any], node: Any, where: str, size: Sequence[int] | None = None
+) -> tuple[str, nn.Module]:
     """MaxPool/AveragePool as ``nn.MaxPool2d``/``nn.AvgPool2d`` with the ONNX defaults
-    (stride 1, no padding, no dilation); what torch cannot match is an error."""
+    (stride 1, no padding, no dilation); ``size`` (the input's height and width) resolves
+    SAME padding. What torch cannot match is an error."""
     kernel = tuple(int(k) for k in at["kernel_shape"])
     if len(kernel) != 2:
         raise InversetError(f"{where}: only 2-D pooling is supported (kernel {kernel})")
     mode = _text(at.get("auto_pad", "NOTSET"))
-    if mode not in ("NOTSET", "VALID"):
-        raise InversetError(
-            f"{where}: {op} auto_pad={mode} is not supported; export with explicit pads"
-        )
+    if mode not in ("NOTSET", "VALID", *SAME):
+        raise InversetError(f"{where}: {op} auto_pad={mode} is not supported")
     pads = [0, 0, 0, 0] if mode == "VALID" else [int(p) for p in at.get("pads", [0, 0, 0, 0])]
-    if pads[0] != pads[2] or pads[1] != pads[3]:
-        raise InversetError(f"{where}: asymmetric {op} padding {pads} is not supported")
     dilation = tuple(int(d) for d in at.get("dilations", [1, 1]))
+    if mode in SAME:
+        assert size is not None
+        pads = same_pads(mode, size, kernel, at.get("strides", [1, 1]), dilation)
+    if pads[0] != pads[2] or pads[1] != pads[3]:
+        raise InversetError(
+            f"{where}: asymmetric {op} padding {pads}"
+            + (f" (auto_pad={mode} on a {size[0]}x{size[1]} input)" if mode in SAME else "")
+            + " is not supported"
+        )
     if op == "AveragePool" and dilation != (1, 1):
         raise InversetError(
             f"{where}: AveragePool with dilations={list(dilation)} is not supported; "
