@@ -917,11 +917,11 @@ def atlas(
     return summary
 
 
-def _adopt(out: Path, old: dict[str, Any] | None, job: dict[str, Any]) -> None:
+def _adopt(out: Path, old: dict[str, Any] | None, job: dict[str, Any]) -> set[str]:
     """Take over ``out/job.json``'s history when it is the same job. A different job is
     refused when the old one has a finished target (nothing computed is lost); one with
     none is replaced. A result.json there that is not this job's is refused too: recomputing
-    into its directory would destroy it."""
+    into its directory would destroy it. Returns the keys of this job's finished targets."""
     if old is not None:
         try:
             _check_same_job(old, job, out)
@@ -935,14 +935,15 @@ def _adopt(out: Path, old: dict[str, Any] | None, job: dict[str, Any]) -> None:
     ident = job["id"]
     if old is None:
         job["created"], job["runs"] = datetime.now(UTC).isoformat(), []
-    seeds = unit_seeds(job)
-    foreign = [k for k, sd in seeds.items() if target_state(out, k, sd, ident) == "foreign"]
+    states = {k: target_state(out, k, sd, ident) for k, sd in unit_seeds(job).items()}
+    foreign = [k for k, state in states.items() if state == "foreign"]
     if foreign:
         more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
         raise InversetError(
             f"{out / foreign[0]}{more} holds a result that is not this job's (another query's "
             "result.json, or a file); move it away, or write the atlas to another --out"
         )
+    return {k for k, state in states.items() if state == "done"}
 
 
 def _run_job(
@@ -965,11 +966,10 @@ def _run_job(
     from inverset.jobs.runners import make_runner
 
     old = read_job(out)
-    _adopt(out, old, job)
+    done = _adopt(out, old, job)
     job["inverset"] = inverset.__version__
     seeds = unit_seeds(job)
     keys = [t["key"] for t in job["targets"]]
-    done = {k for k in keys if is_done(out, k, seeds[k], job["id"])}
     _write_json(out / "job.json", job)
     todo = [u for u in units if not all(k in done for k in u["keys"])]
     run = make_runner(*make_runner_args)

@@ -313,19 +313,16 @@ def load_onnx(path: str | Path) -> OnnxModel:
         value = np.asarray(consts[name])
         return value, masks.get(name, np.zeros(value.shape, dtype=bool))
 
-    def spatial(name: str, where: str, what: str) -> tuple[int, int]:
-        """Height and width of a computed tensor (``what`` needs them: SAME padding)."""
-        if any(d.dim_value <= 0 for d in in_dims[1:]):
-            raise InversetError(
-                f"{where}: {what} needs the input's size, which the ONNX file leaves free; "
-                "export with a fixed input size or explicit pads"
-            )
-        return shape_of(name, where)[2:4]
-
-    def shape_of(name: str, where: str) -> tuple[int, ...]:
+    def shape_of(name: str, where: str, need: str | None = None) -> tuple[int, ...]:
         """Shape of a computed tensor, from a run of the nodes converted so far on a batch
-        of 2 (the Shape node then reads the batch size at run time, the rest is fixed)."""
+        of 2 (the Shape node then reads the batch size at run time, the rest is fixed).
+        ``need``: what asks for it, when not a Shape node (SAME padding)."""
         if any(d.dim_value <= 0 for d in in_dims[1:]):
+            if need is not None:
+                raise InversetError(
+                    f"{where}: {need} needs the input's size, which the ONNX file leaves free; "
+                    "export with a fixed input size or explicit pads"
+                )
             raise InversetError(
                 f"{where}: Shape of a tensor when the input has dynamic non-batch axes is "
                 f"not supported; {_SHAPE_FIX}"
@@ -474,7 +471,7 @@ def load_onnx(path: str | Path) -> OnnxModel:
                     )
                 pads = same_pads(
                     mode,
-                    spatial(dyn[0], where, f"Conv auto_pad={mode}"),
+                    shape_of(dyn[0], where, f"Conv auto_pad={mode}")[2:],
                     w.shape[2:],
                     at.get("strides", [1, 1]),
                     at.get("dilations", [1, 1]),
@@ -517,7 +514,7 @@ def load_onnx(path: str | Path) -> OnnxModel:
             add("batchnorm", bn, dyn, out)
         elif op in ("MaxPool", "AveragePool"):
             mode = _text(at.get("auto_pad", "NOTSET"))
-            size = spatial(dyn[0], where, f"{op} auto_pad={mode}") if mode in SAME else None
+            size = shape_of(dyn[0], where, f"{op} auto_pad={mode}")[2:] if mode in SAME else None
             add(*_pool(op, at, node, where, size), dyn, out)
         elif op == "GlobalAveragePool":
             add("avgpool", nn.AdaptiveAvgPool2d(1), dyn, out)

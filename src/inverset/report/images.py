@@ -112,6 +112,20 @@ def grid_figure(
     return fig
 
 
+def _write(fig, path: str | Path, ax=None, title: str | None = None) -> Path:
+    """Every picture's last step: the title on ``ax`` and a tight layout (a figure laid out
+    by hand, without ``ax``, is kept as it is), then the PNG at ``path``, figure closed."""
+    if ax is not None:
+        if title:
+            ax.set_title(title, fontsize=9)
+        fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def save_grid(
     images: np.ndarray | Sequence[np.ndarray | None],
     path: str | Path,
@@ -122,12 +136,7 @@ def save_grid(
 ) -> Path:
     """Save images (N,C,H,W / N,H,W / N,H,W,C) as one PNG grid, each with a label under it
     (a ``None`` image leaves its tile blank)."""
-    fig = grid_figure(images, labels, ncol, title, cmap)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _write(grid_figure(images, labels, ncol, title, cmap), path)
 
 
 def save_bars(
@@ -149,14 +158,7 @@ def save_bars(
         ax.vlines(np.arange(len(v))[ok], lo_[ok], hi_[ok], color="#999", lw=1)
     ax.set_xticks(range(len(v)), names[: len(v)], rotation=60, ha="right", fontsize=7)
     ax.axhline(0, color="k", lw=0.5)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _write(fig, path, ax, title)
 
 
 def save_curve(
@@ -173,14 +175,7 @@ def save_curve(
         ax.plot(xs, history[y], color="#3b6ea8")
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _write(fig, path, ax, title)
 
 
 def save_histogram(
@@ -205,14 +200,7 @@ def save_histogram(
         ax.set_xlim(min(left, lo), max(right, hi))
     ax.set_xlabel("target value")
     ax.set_ylabel("count")
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _write(fig, path, ax, title)
 
 
 def save_range_histograms(
@@ -238,11 +226,4 @@ def save_range_histograms(
     ax.legend(fontsize=7, title="range: samples", title_fontsize=7)
     ax.set_xlabel("target value")
     ax.set_ylabel("count")
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _write(fig, path, ax, title)
