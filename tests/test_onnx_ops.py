@@ -95,10 +95,18 @@ def test_pool_matches_onnxruntime(tmp_path, op, attrs):
 @pytest.mark.parametrize(
     "op, attrs, words",
     [
-        ("MaxPool", {"kernel_shape": [2, 2], "auto_pad": "SAME_UPPER"}, ["auto_pad=SAME_UPPER"]),
-        ("AveragePool", {"kernel_shape": [2, 2], "auto_pad": "SAME_LOWER"}, ["SAME_LOWER"]),
-        ("MaxPool", {"kernel_shape": [2, 2], "auto_pad": "SAME_UPPER"}, ["asymmetric", "6x6"]),
         ("AveragePool", {"kernel_shape": [2, 2], "dilations": [2, 2]}, ["dilations=[2, 2]"]),
+        (
+            "MaxPool",
+            {"kernel_shape": [2, 2], "pads": [0, 0, 1, 1], "ceil_mode": 1},
+            ["ceil_mode=1", "pads [0, 0, 1, 1]", "ceil_mode=0"],
+        ),
+        ("MaxPool", {"kernel_shape": [2, 2], "pads": [2, 0, 0, 0]}, ["as large as the kernel"]),
+        (
+            "MaxPool",
+            {"kernel_shape": [2, 3], "dilations": [2, 1], "auto_pad": "SAME_LOWER"},
+            ["SAME_LOWER with dilations", "explicit pads"],
+        ),
     ],
 )
 def test_pool_unsupported_attributes(tmp_path, op, attrs, words):
@@ -120,11 +128,72 @@ def test_pool_unsupported_attributes(tmp_path, op, attrs, words):
             {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_LOWER"},
             [None, 2, 7, 7],
         ),
+        # uneven SAME padding (TensorFlow's 2x2 pools on odd sizes): padded by hand
+        ("MaxPool", {"kernel_shape": [2, 2], "auto_pad": "SAME_UPPER"}, [None, 1, 6, 6]),
+        (
+            "MaxPool",
+            {"kernel_shape": [2, 2], "strides": [2, 2], "auto_pad": "SAME_UPPER"},
+            [None, 2, 7, 5],
+        ),
+        ("AveragePool", {"kernel_shape": [2, 2], "auto_pad": "SAME_LOWER"}, [None, 1, 6, 6]),
+        (
+            "AveragePool",
+            {"kernel_shape": [2, 2], "strides": [2, 2], "auto_pad": "SAME_UPPER"},
+            [None, 3, 7, 7],
+        ),
+        (
+            "AveragePool",
+            {
+                "kernel_shape": [2, 2],
+                "strides": [2, 2],
+                "auto_pad": "SAME_UPPER",
+                "count_include_pad": 1,
+            },
+            [None, 3, 7, 7],
+        ),
+        # explicit uneven pads, and pads over half the kernel
+        ("MaxPool", {"kernel_shape": [3, 3], "pads": [0, 2, 1, 0]}, [None, 2, 7, 6]),
+        ("MaxPool", {"kernel_shape": [3, 3], "pads": [2, 2, 2, 2]}, [None, 2, 5, 5]),
+        (
+            "MaxPool",
+            {"kernel_shape": [2, 3], "dilations": [2, 1], "pads": [1, 0, 0, 2]},
+            [None, 2, 7, 6],
+        ),
+        (
+            "AveragePool",
+            {"kernel_shape": [3, 2], "strides": [2, 1], "pads": [2, 0, 1, 1]},
+            [None, 2, 7, 6],
+        ),
     ],
 )
 def test_pool_auto_pad_same_matches_onnxruntime(tmp_path, op, attrs, in_shape):
     path = _save(tmp_path, [oh.make_node(op, ["x"], ["y"], **attrs)], in_shape)
     assert _diff(path, _f32(3, *in_shape[1:])) <= 1e-5
+
+
+@pytest.mark.parametrize("pool", ["MaxPool", "AveragePool"])
+def test_uneven_same_pool_exact_solver(tmp_path, pool):
+    """A conv net with TensorFlow's uneven SAME pooling (2x2/2 on 3x3) is certified, and the
+    certified optimum is what onnxruntime computes at its x and no sample beats it."""
+    inits = {"W": _f32(2, 1, 3, 3), "c": _f32(2), "V": _f32(1, 8), "d": _f32(1)}
+    nodes = [
+        oh.make_node("Conv", ["x", "W", "c"], ["h"]),
+        oh.make_node("Relu", ["h"], ["r"]),
+        oh.make_node(
+            pool, ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2], auto_pad="SAME_UPPER"
+        ),
+        oh.make_node("Flatten", ["p"], ["f"]),
+        oh.make_node("Gemm", ["f", "V", "d"], ["y"], transB=1),
+    ]
+    path = _save(tmp_path, nodes, [None, 1, 5, 5], inits)
+    x = RNG.uniform(0, 1, (4000, 1, 5, 5)).astype(np.float32)
+    assert _diff(path, x) <= 1e-5
+    res = iv.maximize(load_model(path), "out:0", iv.Box(0, 1, shape=(1, 5, 5)), solver="exact")
+    assert res.status == "optimal"
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"x": x})[0].max() <= res.bound + 1e-5
+    at_x = sess.run(None, {"x": np.asarray(res.x, dtype=np.float32)[None]})[0][0, 0]
+    assert abs(at_x - res.value) <= 1e-4
 
 
 @pytest.mark.parametrize(

@@ -219,7 +219,9 @@ def _loader_types() -> tuple[type, ...]:
     except Exception:  # pragma: no cover - loader missing
         return ()
     return tuple(
-        getattr(lo, n) for n in ("ConstOp", "Reshape", "Flatten2D", "_Pad") if hasattr(lo, n)
+        getattr(lo, n)
+        for n in ("ConstOp", "Reshape", "Flatten2D", "_Pad", "PaddedPool")
+        if hasattr(lo, n)
     )
 
 
@@ -313,7 +315,11 @@ class _Extractor:
             nonneg &= (A != 0).sum(1) == 1
         return self.b.affine(s, A, d, tuple(out.shape[1:]), nonneg)
 
-    def _maxpool(self, s: _Sym, kernel, stride, padding, dilation, ceil_mode, dims: int) -> _Sym:
+    def _maxpool(
+        self, s: _Sym, kernel, stride, padding, dilation, ceil_mode, dims: int, sides=None
+    ) -> _Sym:
+        """Max pooling as a max over the rows each window reads; ``sides`` (left, right, top,
+        bottom) pads each side on its own, else ``padding`` pads both sides alike."""
         if ceil_mode:
             raise _unsupported("MaxPool with ceil_mode=True")
         idx = torch.arange(s.n, dtype=DT).reshape(1, *s.shape)
@@ -329,13 +335,15 @@ class _Extractor:
         kernel, stride = _pair(kernel), _pair(stride or kernel)
         padding, dilation = _pair(padding), _pair(dilation)
         C = idx.shape[1]
-        padded = F.pad(idx, (padding[1], padding[1], padding[0], padding[0]), value=-1.0)
+        if sides is None:
+            sides = (padding[1], padding[1], padding[0], padding[0])
+        padded = F.pad(idx, tuple(sides), value=-1.0)
         cols = F.unfold(padded, kernel, dilation=dilation, stride=stride)  # [1, C*k, L]
         k = kernel[0] * kernel[1]
         cols = cols.reshape(C, k, -1)
         fill = cols.amax(1, keepdim=True).expand_as(cols)
         cols = torch.where(cols < 0, fill, cols).long()
-        hout = (idx.shape[2] + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+        hout = (padded.shape[2] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
         wout = cols.shape[2] // hout
         shape = ((C, hout, wout) if dims == 2 else (C, wout))[1 if bare else 0 :]
         parts = [self.b.rows(s, cols[:, j, :].reshape(-1), shape) for j in range(k)]
@@ -431,6 +439,9 @@ class _Extractor:
             return self._maxpool(
                 x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, dims
             )
+        if name == "PaddedPool" and m.kind == "maxpool":
+            pool = (m.kernel, m.stride, 0, m.dilation, False, 2)
+            return self._maxpool(x, *pool, sides=m.pad)
         if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and m.training:
             raise _unsupported(f"layer {node.target!r} (BatchNorm in training mode)")
         if type(m) is nn.Linear and len(x.shape) == 1:  # the common case, without a probe

@@ -8,6 +8,7 @@ named by kind and position (``linear1``, ``relu1``, ...) so targets read like ``
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -572,34 +573,82 @@ def _pool(
     dilation = tuple(int(d) for d in at.get("dilations", [1, 1]))
     if mode in SAME:
         assert size is not None
+        if dilation != (1, 1):  # onnxruntime pads as if undilated, against the spec
+            raise InversetError(
+                f"{where}: {op} auto_pad={mode} with dilations is not supported (runtimes "
+                "disagree on its padding); export with explicit pads"
+            )
         pads = same_pads(mode, size, kernel, at.get("strides", [1, 1]), dilation)
-    if pads[0] != pads[2] or pads[1] != pads[3]:
-        raise InversetError(
-            f"{where}: asymmetric {op} padding {pads}"
-            + (f" (auto_pad={mode} on a {size[0]}x{size[1]} input)" if mode in SAME else "")
-            + " is not supported"
-        )
     if op == "AveragePool" and dilation != (1, 1):
         raise InversetError(
             f"{where}: AveragePool with dilations={list(dilation)} is not supported; "
             "export it without dilation"
         )
     reach = [d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True)]
-    if any(2 * p > r for p, r in zip(pads[:2], reach, strict=True)):
+    if any(p >= r for p, r in zip(pads, reach + reach, strict=True)):
         raise InversetError(
-            f"{where}: {op} pads {pads} larger than half the kernel are not supported"
+            f"{where}: {op} pads {pads} as large as the kernel are not supported (a window "
+            "could hold only padding)"
         )
     if op == "MaxPool" and len(node.output) > 1 and node.output[1]:
         raise InversetError(f"{where}: MaxPool's Indices output is not supported")
+    stride = tuple(int(s) for s in at.get("strides", [1, 1]))
+    ceil_mode = bool(at.get("ceil_mode", 0))
+    include_pad = bool(at.get("count_include_pad", 0))
+    even = pads[0] == pads[2] and pads[1] == pads[3]
+    if not even or any(2 * p > r for p, r in zip(pads[:2], reach, strict=True)):
+        # torch pools pad the same on both sides, at most half the kernel: pad explicitly
+        if ceil_mode:
+            raise InversetError(
+                f"{where}: {op} with ceil_mode=1 and pads {pads} is not supported; export it "
+                "with ceil_mode=0"
+            )
+        kind = "maxpool" if op == "MaxPool" else "avgpool"
+        side = (pads[1], pads[3], pads[0], pads[2])
+        return kind, PaddedPool(kind, side, kernel, stride, dilation, include_pad)
     kw: dict[str, Any] = dict(
-        kernel_size=kernel,
-        stride=tuple(int(s) for s in at.get("strides", [1, 1])),
-        padding=(pads[0], pads[1]),
-        ceil_mode=bool(at.get("ceil_mode", 0)),
+        kernel_size=kernel, stride=stride, padding=(pads[0], pads[1]), ceil_mode=ceil_mode
     )
     if op == "MaxPool":
         return "maxpool", nn.MaxPool2d(dilation=dilation, **kw)
-    return "avgpool", nn.AvgPool2d(count_include_pad=bool(at.get("count_include_pad", 0)), **kw)
+    return "avgpool", nn.AvgPool2d(count_include_pad=include_pad, **kw)
+
+
+class PaddedPool(nn.Module):
+    """2-D max or average pooling with its own padding on each side (``pad`` = left, right,
+    top, bottom), as ONNX allows and torch's pools do not (uneven SAME padding from
+    TensorFlow exports). Padding never wins a max; an average counts it only with
+    ``count_include_pad``."""
+
+    def __init__(
+        self,
+        kind: str,
+        pad: tuple[int, int, int, int],
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        dilation: tuple[int, int] = (1, 1),
+        count_include_pad: bool = False,
+    ):
+        super().__init__()
+        self.kind, self.pad, self.kernel, self.stride = kind, tuple(pad), kernel, stride
+        self.dilation, self.count_include_pad = dilation, count_include_pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "maxpool":
+            padded = F.pad(x, self.pad, value=-math.inf)
+            return F.max_pool2d(padded, self.kernel, self.stride, dilation=self.dilation)
+        total = F.avg_pool2d(F.pad(x, self.pad), self.kernel, self.stride)
+        if self.count_include_pad:
+            return total
+        ones = torch.ones((1, 1, *x.shape[-2:]), dtype=x.dtype, device=x.device)
+        return total / F.avg_pool2d(F.pad(ones, self.pad), self.kernel, self.stride)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.kind}, pad={self.pad}, kernel={self.kernel}, stride={self.stride}"
+            + (f", dilation={self.dilation}" if self.dilation != (1, 1) else "")
+            + (", count_include_pad=True" if self.count_include_pad else "")
+        )
 
 
 class _Pad(nn.Module):
