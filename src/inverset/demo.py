@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -23,7 +24,9 @@ from inverset.result import output_directory
 from inverset.zoo import diabetes, digits
 
 
-def run_demo(out_dir: str | Path = "demo_out", seed: int = 0, console: Console | None = None):
+def run_demo(
+    out_dir: str | Path = "demo_out", seed: int = 0, console: Console | None = None
+) -> dict[str, Any]:
     """Run the demo, write pictures + ``summary.json`` into ``out_dir``, return the summary."""
     console = console or Console()
     out = output_directory(out_dir)

@@ -215,13 +215,21 @@ class Box:
     def bounded(self) -> bool:
         return bool(np.isfinite(self._lo).all() and np.isfinite(self._hi).all())
 
-    def tensors(self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32):
+    def tensors(
+        self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(lo, hi) as tensors of ``shape`` on ``device``."""
         lo = torch.as_tensor(self._lo, dtype=dtype, device=device)
         hi = torch.as_tensor(self._hi, dtype=dtype, device=device)
         return lo, hi
 
-    def sample(self, n: int, generator: torch.Generator, device=None, dtype=torch.float32):
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
         """``n`` points drawn uniformly in the box (a standard normal where unbounded)."""
         assert self.shape is not None, "box needs a shape before sampling"
         u = torch.rand((n, *self.shape), generator=generator, dtype=torch.float64)
@@ -234,7 +242,9 @@ class Box:
         x = torch.where(torch.isfinite(hi) & ~fin, hi - g.abs(), x)
         return self.project(x.to(device=device, dtype=dtype), round_integers=False)
 
-    def project(self, x: torch.Tensor, *, round_integers: bool = False, iters: int = 50):
+    def project(
+        self, x: torch.Tensor, *, round_integers: bool = False, iters: int = 50
+    ) -> torch.Tensor:
         """Nearest point of the domain (exact for the box; Dykstra's alternating projections
         when linear constraints are present). Integer features are rounded on request."""
         lo, hi = self.tensors(x.device, x.dtype)

@@ -6,6 +6,7 @@ Used by the demo, the examples and the tests; nothing is downloaded.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,10 +99,12 @@ def digits(arch: str = "cnn", seed: int = 0, epochs: int = 15) -> Trained:
     return Trained(model, X, y, [f"px{i}" for i in range(64)], float(acc))
 
 
-def diabetes(hidden: tuple[int, ...] = (16, 16), seed: int = 0):
+def diabetes(
+    hidden: tuple[int, ...] = (16, 16), seed: int = 0
+) -> tuple[Any, np.ndarray, np.ndarray, list[str]]:
     """A scikit-learn ReLU ``MLPRegressor`` on the diabetes data (10 features, as shipped).
 
-    Returns the fitted regressor, the data and the feature names.
+    Returns the fitted regressor, the data, the targets and the feature names.
     """
     import warnings
 

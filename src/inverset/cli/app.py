@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,7 +17,10 @@ from rich.table import Table
 
 from inverset.domain import Box, read_constraints
 from inverset.errors import InversetError
-from inverset.result import output_directory
+from inverset.result import Result, output_directory
+
+if TYPE_CHECKING:
+    import torch
 
 app = typer.Typer(
     name="inverset",
@@ -137,7 +140,7 @@ def load_cli_model(
     factory: str | None = None,
     device: str = "auto",
     input_shape: str | None = None,
-):
+) -> torch.nn.Module:
     """Load MODEL as the commands do (factory + state dict, pickles only with --trust)."""
     from inverset.loaders import load_model
 
@@ -207,7 +210,9 @@ def _number(v: str) -> int | float | str:
     return v
 
 
-def finish(result, out_dir: Path | None, as_json: bool, names: list[str] | None = None) -> None:
+def finish(
+    result: Result, out_dir: Path | None, as_json: bool, names: list[str] | None = None
+) -> None:
     """Save the Result first (nothing computed is lost), then pictures, then print."""
     saved = None
     if out_dir is not None:
@@ -229,7 +234,7 @@ def finish(result, out_dir: Path | None, as_json: bool, names: list[str] | None 
         out.print(f"saved to {saved}/ (result.json, result.npz, pictures)")
 
 
-def print_result(result, names: list[str] | None = None) -> None:
+def print_result(result: Result, names: list[str] | None = None) -> None:
     import numpy as np
 
     t = Table(show_header=False, box=None)

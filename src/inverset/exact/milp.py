@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from inverset.errors import InversetError
 from inverset.exact.bounds import Bounds
@@ -64,7 +65,9 @@ class MILPModel:
         self.integer.append(bool(integer))
         return len(self.lb) - 1
 
-    def add_constraint(self, idx, coef, lo: float = -math.inf, hi: float = math.inf) -> None:
+    def add_constraint(
+        self, idx: ArrayLike, coef: ArrayLike, lo: float = -math.inf, hi: float = math.inf
+    ) -> None:
         """Add ``lo <= sum coef[i] * var[idx[i]] <= hi``."""
         idx = np.asarray(idx, dtype=np.int64)
         coef = np.asarray(coef, dtype=np.float64)
@@ -78,19 +81,22 @@ class MILPModel:
         prev = self.h[-1] if self.h else self.x
         return prev.copy(), w.copy(), c
 
-    def add_output_constraint(self, row: int, lo: float = -math.inf, hi: float = math.inf):
+    def add_output_constraint(self, row: int, lo: float = -math.inf, hi: float = math.inf) -> None:
         """Require ``lo <= output[row] <= hi``."""
         idx, w, c = self.output(row)
         self.add_constraint(idx, w, lo - c, hi - c)
 
-    def set_objective(self, idx, coef, const: float = 0.0, maximize: bool = True) -> None:
+    def set_objective(
+        self, idx: ArrayLike, coef: ArrayLike, const: float = 0.0, maximize: bool = True
+    ) -> None:
         """Replace the objective by ``sum coef[i] * var[idx[i]] + const``."""
         self.obj = {}
         self.add_objective_term(idx, coef)
         self.obj_const = float(const)
         self.maximize = maximize
 
-    def add_objective_term(self, idx, coef, const: float = 0.0) -> None:
+    def add_objective_term(self, idx: ArrayLike, coef: ArrayLike, const: float = 0.0) -> None:
+        """Add ``sum coef[i] * var[idx[i]] + const`` to the objective."""
         for i, c in zip(
             np.asarray(idx).tolist(), np.asarray(coef, dtype=float).tolist(), strict=True
         ):

@@ -261,7 +261,9 @@ def alpha_mean() -> Objective:
     return Objective(fn, "alpha")
 
 
-def as_objective(obj: Objective | str, layer: str, units) -> Objective:
+def as_objective(
+    obj: Objective | str, layer: str, units: int | Sequence[int] | torch.Tensor
+) -> Objective:
     """An objective by name for ``units`` at ``layer``: 'channel', 'neuron', 'logit', 'prob',
     'dream'; an :class:`Objective` is returned unchanged."""
     if isinstance(obj, Objective):

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -41,6 +42,9 @@ from inverset.model import (
 from inverset.progress import progress_bar
 from inverset.result import Result
 from inverset.space import Latent
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 
 class _Stop(Exception):
@@ -215,7 +219,7 @@ def _setup(
     return runner, spatial, c, shapes, note
 
 
-def parse_channels(channels, n: int) -> list[int]:
+def parse_channels(channels: str | int | Sequence[int] | range, n: int) -> list[int]:
     """'all' | int | 'A-B' | 'a,b,c' | range | list -> unit indices in [0, n)."""
     if isinstance(channels, str):
         text = channels.strip()
@@ -505,7 +509,7 @@ def _load_image(image, channels: int, lo: float, hi: float) -> torch.Tensor:
 
 def dream(
     model: nn.Module,
-    image,
+    image: str | Path | np.ndarray | torch.Tensor | PILImage,
     layer: str,
     objective: Objective | None = None,
     *,
