@@ -384,6 +384,28 @@ def test_view_batch_flatten_with_dynamic_axes(tmp_path, opset):
     assert _diff(path, _f32(3, 1, 8, 8)) <= 1e-5
 
 
+@pytest.mark.parametrize("opset", [13, 18])
+def test_tensorflow_flatten_reduceprod_is_folded(tmp_path, opset):
+    """TensorFlow's flatten: Reshape(x, Concat(Shape(x)[:1], ReduceProd(Shape(x)[1:])))."""
+    axes = {"axes": [0]} if opset < 18 else {}
+    inputs = ["tail"] if opset < 18 else ["tail", "axis0"]
+    nodes = [
+        oh.make_node("Shape", ["x"], ["s"]),
+        oh.make_node("Constant", [], ["one"], value_ints=[1]),
+        oh.make_node("Constant", [], ["end"], value_ints=[4]),
+        oh.make_node("Constant", [], ["zero"], value_ints=[0]),
+        oh.make_node("Constant", [], ["axis0"], value_ints=[0]),
+        oh.make_node("Slice", ["s", "zero", "one"], ["b"]),
+        oh.make_node("Slice", ["s", "one", "end"], ["tail"]),
+        oh.make_node("ReduceProd", inputs, ["n"], keepdims=1, **axes),
+        oh.make_node("Concat", ["b", "n"], ["shape"], axis=0),
+        oh.make_node("Reshape", ["x", "shape"], ["f"]),
+        oh.make_node("Gemm", ["f", "W"], ["y"], transB=1),
+    ]
+    path = _save(tmp_path, nodes, [None, 2, 3, 4], {"W": _f32(5, 24)}, opset=opset)
+    assert _diff(path, _f32(3, 2, 3, 4)) <= 1e-5
+
+
 def test_batch_size_arithmetic_names_the_fix(tmp_path):
     nodes = [
         oh.make_node("Shape", ["x"], ["s"]),

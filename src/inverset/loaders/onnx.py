@@ -170,7 +170,10 @@ _SHAPE_FIX = (
     "or without dynamic_axes"
 )
 #: ops evaluated at load time when all their inputs are constants (shape arithmetic)
-_FOLD_OPS = ("Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Reshape", "Identity")
+_FOLD_OPS = (
+    *("Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Reshape", "Identity"),
+    "ReduceProd",
+)
 _SHAPE_OPS = (*_FOLD_OPS, "Shape", "Expand", "ConstantOfShape", "Range", "Size")
 
 
@@ -267,6 +270,14 @@ def _fold(
         if not at.get("allowzero", 0):
             shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
         return x.reshape(shape), xm.reshape(shape)
+    if op == "ReduceProd":  # TensorFlow exports flatten to prod(shape[1:])
+        axes = at.get("axes") if opset < 18 else arg(1)
+        if axes is None or len(axes) == 0:
+            if at.get("noop_with_empty_axes", 0):
+                return x, xm
+            axes = range(x.ndim)
+        axes, keep = tuple(int(a) for a in axes), bool(at.get("keepdims", 1))
+        return np.prod(x, axis=axes, keepdims=keep), np.any(xm, axis=axes, keepdims=keep)
     raise AssertionError(op)
 
 
