@@ -84,12 +84,12 @@ def ours(model, space, target, z1, z2, n, seed, **kw) -> dict:
 def multistart(model, space, target, z1, z2, n, seed, steps=300, lr=0.05) -> dict:
     """n independent projected-Adam descents on the distance to the range, batched, each
     stopped at its first step in the range (see the module docstring)."""
-    from inverset.solvers.gradient import _Scaled
+    from inverset.solvers.gradient import Scaled
 
     p = Problem.build(model, target, Goal.range(z1, z2), Box(0, 1), space=space)
     inset = 1e-3 * (z2 - z1)  # as the gradient solver: float noise keeps stopped points inside
     aim = Goal.range(z1 + inset, z2 - inset)
-    sc, box = _Scaled(p), p.space.box
+    sc, box = Scaled(p), p.space.box
     gen = torch.Generator().manual_seed(seed)
     u = sc.u(box.sample(n, gen, device=p.device, dtype=p.dtype)).requires_grad_(True)
     opt = torch.optim.Adam([u], lr=lr)

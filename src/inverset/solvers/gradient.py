@@ -25,7 +25,7 @@ from inverset.result import Result
 from inverset.space import Direct
 
 
-class _Scaled:
+class Scaled:
     """Maps unit coordinates ``u`` to the search variable ``z = lo + s * u`` of a box."""
 
     def __init__(self, problem: Problem):
@@ -85,7 +85,7 @@ def solve(
     timings: dict[str, float] = {}
     gen = torch.Generator().manual_seed(int(seed))
     box = problem.space.box
-    sc = _Scaled(problem)
+    sc = Scaled(problem)
     goal = problem.goal
     history: dict[str, list] = {"step": [], "best": [], "time": [], "nfev": []}
     # a range goal aims a little inside [z1, z2] so that float noise keeps points inside
@@ -214,7 +214,7 @@ def _sparse_points(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor
     return (torch.rand(shape, generator=gen, dtype=torch.float64) < density).double()
 
 
-def _sparse_starts(z: torch.Tensor, sc: _Scaled, gen: torch.Generator) -> torch.Tensor:
+def _sparse_starts(z: torch.Tensor, sc: Scaled, gen: torch.Generator) -> torch.Tensor:
     """In a bounded box of many inputs, every fourth start becomes a sparse corner point:
     ReLU image classifiers (the MNIST-FC nets) respond most near such points, and uniform
     random images can switch them off almost entirely."""
