@@ -236,8 +236,13 @@ def test_ranges_unreachable_or_witnessed():
         assert np.all(np.abs(r.x) <= 1)
     r = iv.reach(model, "out:0", mid, box, solver="exact")
     assert r.status == "found" and abs(float(_f(model)(r.x[None])[0]) - mid) < 1e-5
-    r = iv.reach(model, "out:0", top.value + 0.5, box, solver="exact")
-    assert r.status == "unreachable"
+    # an unreachable value: the nearest inputs are the certified optimum of that side
+    for value, ref in ((top.value + 0.5, top), (bottom.value - 0.5, bottom)):
+        for method in ("milp", "bab"):
+            r = iv.reach(model, "out:0", value, box, solver="exact", method=method)
+            assert r.status == "unreachable" and r.value == pytest.approx(ref.value, abs=1e-4)
+            assert float(_f(model)(r.x[None])[0]) == pytest.approx(r.value, abs=1e-6)
+            assert abs(r.bound - ref.value) <= 1e-4 and "nearest: the certified" in r.message
 
 
 def test_extra_constraints_use_the_milp():

@@ -570,7 +570,7 @@ def solve(
             # the bound certifies the network in exact arithmetic; the value is the model's own
             # (float32) evaluation, which may exceed it by rounding: keep value <= bound
             bound = sense * max(r["bound"], sense * value)
-            gap = max(sense * (bound - value), 0.0)
+            gap = max(sense * (bound - value), 0.0) + 0.0  # never -0.0
             st = r["status"] if r["status"] in STOPS else "optimal"
             word = "max" if sense > 0 else "min"
             msg = (
@@ -615,6 +615,8 @@ def solve(
             )
             if "proof" in hi_side:
                 msg = f"unreachable: no input reaches {z1:g}; {hi_side['proof']}"
+            if goal.kind == "reach":
+                return _nearest(ctx, hi_side, 1.0, msg, args, kw, timings, info)
             return _result(ctx, hi_side["x"], None, "unreachable", msg, b, timings, info, hi_side)
         lo_side = (
             _maximize(ctx, -1.0, *args, threshold=-z2 - pad2, **kw) if z2 < math.inf else anywhere
@@ -630,6 +632,8 @@ def solve(
             )
             if "proof" in lo_side:
                 msg = f"unreachable: no input goes down to {z2:g}; {lo_side['proof']}"
+            if goal.kind == "reach":
+                return _nearest(ctx, lo_side, -1.0, msg, args, kw, timings, info)
             return _result(ctx, lo_side["x"], None, "unreachable", msg, b, timings, info, lo_side)
         pts = [r["x"] for r in (hi_side, lo_side) if r["x"] is not None]
         stops = [r["status"] for r in (hi_side, lo_side) if r["status"] in STOPS]
@@ -679,6 +683,31 @@ def solve(
             timings,
             info,
         )
+
+
+def _nearest(ctx: _Ctx, side, sense, msg, args, kw, timings, info) -> Result:
+    """A reach goal proven unreachable from one side: the inputs nearest its value are that
+    side's optimum (the max when the value is above every output), so solve for it, warm
+    started at the point the proof left, within the time left. The answer stays 'unreachable'
+    with the certified bound; ``value`` is the certified optimum when the time allowed."""
+    if side["x"] is not None:
+        ctx.given = side["x"]
+    full = _maximize(ctx, sense, *args, threshold=None, **kw)
+    x, best = side["x"], side["value"]
+    if full["x"] is not None and (x is None or full["value"] > best):
+        x, best = full["x"], full["value"]
+    bound = side["bound"] if full["bound"] is None else min(side["bound"], full["bound"])
+    word = "maximum" if sense > 0 else "minimum"
+    if x is not None:
+        value = float(ctx.model_values(ctx.snap(x)[None])[0])
+        done = full["status"] == "optimal"
+        msg += (
+            f"; nearest: the certified {word} {value:.6g}"
+            if done
+            else f"; nearest found {value:.6g} ({STOPS.get(full['status'], 'stopped')} before "
+            f"the {word} was certified)"
+        )
+    return _result(ctx, x, None, "unreachable", msg, sense * bound, timings, info, full)
 
 
 def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> tuple[torch.Tensor | None, str]:
