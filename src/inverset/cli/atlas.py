@@ -145,8 +145,9 @@ def atlas(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run one query per target (channels of a layer, classes, targets x ranges) and write
-    each result to DIR/<target>/ as it finishes; rerun to resume. Builds DIR/index.html.
+    """Run one query per target and save each result in DIR/<target>/; rerun to resume.
+
+    Targets: the channels of a layer, classes, or targets x ranges. DIR/index.html shows them.
 
     --ray [ADDRESS] runs the targets as Ray tasks.
 
@@ -154,8 +155,9 @@ def atlas(
 
     With an ADDRESS (auto, HOST:6379, ray://HOST:10001), it joins that cluster.
 
-    Exit status: 0 all done or stopped by --job-time-limit, 1 some targets failed, 2 bad input,
-    130 interrupted (Ctrl-C or SIGTERM; rerun to resume).
+    Ctrl-C or SIGTERM stops the job cleanly; rerun to resume.
+
+    Exit status: 0 done (or --job-time-limit), 1 a target failed, 2 bad input, 130 interrupted.
     """
     from inverset.jobs import atlas as run_atlas
 
@@ -221,9 +223,15 @@ def atlas(
 def report(
     directory: Annotated[Path, typer.Argument(help="the --out directory of an atlas job")],
 ) -> None:
-    """(Re)build DIR/index.html and every target's page and pictures from the saved results."""
+    """(Re)build DIR/index.html and every target's page and pictures from the saved results.
+
+    A target whose result is unreadable or not the job's is shown as such, with a warning.
+    """
     from inverset.report.html import build_report
 
+    def warn(message: str) -> None:
+        err.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
     with err.status("building the atlas pages"):
-        index = build_report(directory)
+        index = build_report(directory, warn=warn)
     out.print(f"atlas: {index}", highlight=False)

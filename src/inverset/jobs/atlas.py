@@ -353,11 +353,18 @@ def check_options(mode: str, solver: str, options: dict[str, Any]) -> None:
 
 
 def _value_range(domain: Box) -> tuple[float, float]:
+    """The one pixel range visualize renders in, from a box that gives every input the same
+    finite bounds."""
     lo, hi = np.unique(domain.lower), np.unique(domain.upper)
-    if lo.size != 1 or hi.size != 1 or not np.isfinite([lo[0], hi[0]]).all():
+    if not (np.isfinite(domain.lower).all() and np.isfinite(domain.upper).all()):
         raise InversetError(
-            "visualize takes one finite pixel range for every input (e.g. --box 0,1), "
-            "not per-feature bounds"
+            "visualize needs a finite pixel range and the input has no finite bounds; "
+            "give one with --box LO,HI (e.g. --box 0,1)"
+        )
+    if lo.size != 1 or hi.size != 1:
+        raise InversetError(
+            "visualize takes one pixel range for every input, but the box bounds differ "
+            "between features; give one range with --box LO,HI (e.g. --box 0,1)"
         )
     return float(lo[0]), float(hi[0])
 
@@ -435,6 +442,25 @@ def unit_seeds(job: dict[str, Any]) -> dict[str, int]:
     return {k: int(u["seed"]) for u in job.get("units", []) for k in u["keys"]}
 
 
+def job_ident(job: dict[str, Any]) -> str:
+    """The id a job record's results carry: the recorded one, else (older records) computed."""
+    return job.get("id") or job_id(job)
+
+
+def is_own_result(info: Any, key: str, seed: int, ident: str | None) -> bool:
+    """The rule that makes a saved result a job's answer for target ``key``: its ``info['job']``
+    records that key, the unit's ``seed`` and the job's ``ident`` (:func:`job_id`); results
+    written before atlases recorded the id match on key and seed. Anything else (another
+    query's result copied in, a foreign file) is not the job's, so never counted as done."""
+    mark = info.get("job") if isinstance(info, dict) else None
+    return (
+        isinstance(mark, dict)
+        and mark.get("key") == key
+        and mark.get("seed") == seed
+        and mark.get("id") in (None, ident)
+    )
+
+
 def target_state(out: Path, key: str, seed: int | None = None, ident: str | None = None) -> str:
     """``'done'``, ``'absent'``, ``'partial'`` (a directory without result.json: an unfinished
     or emptied target, replaced when it is written) or ``'foreign'``: a result.json that is not
@@ -452,9 +478,9 @@ def target_state(out: Path, key: str, seed: int | None = None, ident: str | None
     if seed is None:
         return "done"
     try:
-        mark = json.loads(p.read_text())["info"]["job"]
-        ours = mark["key"] == key and mark["seed"] == seed and mark.get("id") in (None, ident)
-    except (OSError, ValueError, KeyError, TypeError):
+        meta = json.loads(p.read_text())
+        ours = isinstance(meta, dict) and is_own_result(meta.get("info"), key, seed, ident)
+    except (OSError, ValueError):  # unreadable: not a result this job wrote
         ours = False
     return "done" if ours else "foreign"
 
@@ -518,8 +544,60 @@ def job_lock(out: Path) -> Iterator[None]:
 
 
 def read_job(out: str | Path) -> dict[str, Any] | None:
+    """``out/job.json``, or None when there is none. A file that is not a job record (corrupt,
+    foreign, edited by hand) is one clear error naming it, before anything reads its fields."""
     p = Path(out) / "job.json"
-    return json.loads(p.read_text()) if p.is_file() else None
+    if not p.is_file():
+        return None
+    try:
+        job = json.loads(p.read_text(encoding="utf-8"))
+        problem = _job_problem(job)
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if problem:
+        raise InversetError(
+            f"{p} is not an atlas job record ({problem}); move it away, or use another directory"
+        )
+    return job
+
+
+def _job_problem(job: Any) -> str | None:
+    """What makes ``job`` (a parsed job.json) unusable as a job record, or None: the fields
+    atlas and report index into must have their shapes, and keys must be plain names (they
+    name directories the report writes into)."""
+    if not isinstance(job, dict):
+        return f"a JSON {type(job).__name__}, not an object"
+    targets = job.get("targets")
+    if not isinstance(targets, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("key"), str) and isinstance(t.get("target"), str)
+        for t in targets
+    ):
+        return "'targets' is not a list of {key, target}"
+    for t in targets:
+        if t["key"] in ("", ".", "..") or any(c in t["key"] for c in "/\\\0"):
+            return f"target key {t['key']!r} is not a plain directory name"
+        rng = t.get("range")
+        if rng is not None and not (
+            isinstance(rng, list)
+            and len(rng) == 2
+            and all(isinstance(v, int | float) or v in ("inf", "-inf") for v in rng)
+        ):
+            return f"target {t['key']!r} has range {rng!r}, not two numbers"
+    units = job.get("units", [])
+    if not isinstance(units, list) or not all(
+        isinstance(u, dict)
+        and isinstance(u.get("keys"), list)
+        and all(isinstance(k, str) for k in u["keys"])
+        and isinstance(u.get("seed"), int)
+        for u in units
+    ):
+        return "'units' is not a list of {keys, seed}"
+    for name, kind in (("runs", list), ("query", dict), ("model", dict), ("id", str)):
+        if name in job and not isinstance(job[name], kind):
+            return f"{name!r} is not a JSON {'array' if kind is list else kind.__name__}"
+    if not all(isinstance(r, dict) for r in job.get("runs", [])):
+        return "'runs' is not a list of objects"
+    return None
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -558,7 +636,7 @@ def load_atlas(out: str | Path) -> dict[str, Result]:
     if not job:
         keys = sorted(p.parent.name for p in out.glob("*/result.json"))
         return {k: Result.load(out / k) for k in keys}
-    seeds, ident = unit_seeds(job), job.get("id", job_id(job))
+    seeds, ident = unit_seeds(job), job_ident(job)
     keys = [t["key"] for t in job["targets"]]
     return {k: Result.load(out / k) for k in keys if is_done(out, k, seeds.get(k), ident)}
 
@@ -928,7 +1006,7 @@ def _adopt(out: Path, old: dict[str, Any] | None, job: dict[str, Any]) -> set[st
             job["created"], job["runs"] = old.get("created"), old.get("runs", [])
             job["id"] = old.get("id", job["id"])  # what its results record
         except InversetError:
-            seeds, old_id = unit_seeds(old), old.get("id", job_id(old))
+            seeds, old_id = unit_seeds(old), job_ident(old)
             if any(is_done(out, k, sd, old_id) for k, sd in seeds.items()):
                 raise
             old = None

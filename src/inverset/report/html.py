@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -17,7 +18,7 @@ from urllib.parse import quote
 import numpy as np
 
 from inverset.report.images import save_bars, save_curve, save_grid, save_histogram, to_hwc
-from inverset.report.pictures import is_image
+from inverset.report.pictures import is_image, remove_pictures
 from inverset.result import Result, _jsonable
 
 THUMB = "thumb.png"
@@ -123,7 +124,8 @@ def _thumbnail(x: np.ndarray, path: Path, size: int = 160) -> None:
 
 
 def write_target_pictures(result: Result, d: Path, names: list[str] | None = None) -> list[str]:
-    """The pictures of one target in ``d`` (rebuilt when stale); returns their file names."""
+    """The pictures of one target in ``d`` (rebuilt when stale; those this result no longer
+    has are removed, so none outlives its result); returns their file names."""
     src = d / "result.json"
     pics: list[str] = []
     target = result.query.get("target", d.name)
@@ -176,6 +178,7 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
                 title=f"{target}: values of returned points",
             )
         pics.append(HIST)
+    remove_pictures(d, (THUMB, SAMPLES, CURVE, HIST), keep=pics)
     return pics
 
 
@@ -239,11 +242,34 @@ def _target_page(
     return _page(f"{target} — inverset atlas", body)
 
 
-def build_report(directory: str | Path, names: list[str] | None = None) -> Path:
+def _note_card(key: str, target: str, cls: str, text: str) -> str:
+    """A card without a result: pending, failed, foreign or broken, with why."""
+    return (
+        f"<div class='card {cls}' data-key='{html.escape(key)}'>"
+        f"<div class='pending {cls}'>{html.escape(text)}</div>"
+        f"<div>{html.escape(target)}</div></div>"
+    )
+
+
+def build_report(
+    directory: str | Path,
+    names: list[str] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Path:
     """(Re)build ``directory/index.html`` and each finished target's page and pictures from
-    the saved Results (and ``job.json`` when present). Returns the index path."""
-    from inverset.errors import InversetError
-    from inverset.jobs.atlas import read_job
+    the saved Results (and ``job.json`` when present). Returns the index path.
+
+    A target whose result.json cannot be read or shown gets a card saying why, and one that
+    is not this job's (another query's result copied in) is shown as foreign, not done: the
+    rest of the report is still built, and ``warn`` (e.g. a print to stderr) hears of each."""
+    from inverset.errors import InversetError, first_line
+    from inverset.jobs.atlas import (
+        is_own_result,
+        job_ident,
+        read_job,
+        target_state,
+        unit_seeds,
+    )
 
     out = Path(directory)
     if not out.is_dir():
@@ -255,27 +281,59 @@ def build_report(directory: str | Path, names: list[str] | None = None) -> Path:
         entries = [(p.parent.name, p.parent.name) for p in sorted(out.glob("*/result.json"))]
     if not entries:
         raise InversetError(f"{out} holds no results (no */result.json); run an atlas job first")
+    seeds, ident = unit_seeds(job), job_ident(job) if job else None
     last_run = (job.get("runs") or [{}])[-1]
-    failed = last_run.get("failed") or {}
-    done = [k for k, _ in entries if (out / k / "result.json").is_file()]
-    cards = []
+    failed = last_run.get("failed")
+    failed = failed if isinstance(failed, dict) else {}
+    cards: dict[str, str] = {}
+    shown: dict[str, tuple[Result, list[str]]] = {}
+    problems = {"foreign": 0, "broken": 0}
+
+    def problem(key: str, target: str, kind: str, why: str, fix: str) -> None:
+        problems[kind] += 1
+        cards[key] = _note_card(key, target, "failed", f"{kind}: {why}")
+        if warn is not None:
+            warn(f"{why}; its card shows it as {kind} ({fix})")
+
     for key, target in entries:
         d = out / key
-        if key not in done:
+        state = target_state(out, key)
+        if state in ("absent", "partial"):
             why = failed.get(key)
             cls, text = ("failed", f"failed: {why}") if why else ("", "pending")
-            cards.append(
-                f"<div class='card {cls}' data-key='{html.escape(key)}'>"
-                f"<div class='pending {cls}'>{html.escape(text)}</div>"
-                f"<div>{html.escape(target)}</div></div>"
-            )
+            cards[key] = _note_card(key, target, cls, text)
             continue
-        result = Result.load(d)
-        pics = write_target_pictures(result, d, names)
-        j = done.index(key)
+        if state == "foreign":  # a file where the target's directory belongs
+            why = f"{d} is a file, not a target's directory"
+            problem(key, target, "foreign", why, "move it away, rerun the atlas")
+            continue
+        try:
+            result = Result.load(d)
+            if not isinstance(result.query, dict) or not isinstance(result.info, dict):
+                raise ValueError("its query or info is not a JSON object")
+        except Exception as exc:  # any unreadable file: this card only, never the report
+            why = first_line(exc)  # an InversetError names the file
+            if not isinstance(exc, InversetError):
+                why = f"{d / 'result.json'} is not a saved result ({type(exc).__name__}: {why})"
+            problem(key, target, "broken", why, "move it away, rerun the atlas to recompute it")
+            continue
+        if job and key in seeds and not is_own_result(result.info, key, seeds[key], ident):
+            why = f"{d} holds another query's result, not this job's"
+            problem(key, target, "foreign", why, "move it away, rerun the atlas to compute it")
+            continue
+        try:
+            shown[key] = (result, write_target_pictures(result, d, names))
+        except Exception as exc:  # pictures are extras: the result is on disk all the same
+            shown[key] = (result, [])
+            if warn is not None:
+                warn(f"{d}: pictures not written ({first_line(exc)})")
+    done, names_of = list(shown), dict(entries)
+    for j, key in enumerate(done):
+        result, pics = shown[key]
+        target = names_of[key]
         prev = done[j - 1] if j > 0 else None
         nxt = done[j + 1] if j + 1 < len(done) else None
-        _write(d / "index.html", _target_page(key, result, pics, prev, nxt))
+        _write(out / key / "index.html", _target_page(key, result, pics, prev, nxt))
         link = f"{quote(key)}/index.html"
         img = ""
         wide = ""
@@ -284,7 +342,7 @@ def build_report(directory: str | Path, names: list[str] | None = None) -> Path:
                 f"<a href='{link}'><img src='{quote(key)}/{THUMB}' alt='{html.escape(target)}'></a>"
             )
             wide = "" if is_image(np.asarray(result.x).shape) else " wide"
-        cards.append(
+        cards[key] = (
             f"<div class='card{wide}' data-key='{html.escape(key)}'>{img}"
             f"<div><a href='{link}'>{html.escape(str(result.query.get('target', target)))}</a>"
             f"{_range_label(result)}</div>"
@@ -294,6 +352,7 @@ def build_report(directory: str | Path, names: list[str] | None = None) -> Path:
     model = job.get("model", {})
     meta = [
         f"{len(done)}/{len(entries)} targets done",
+        *(f"{n} {kind}" for kind, n in problems.items() if n),
         f"mode {job.get('mode', '?')}" if job else "",
         f"model {model.get('class', '')} {model.get('source', '')}".strip() if model else "",
         f"last run: {last_run.get('status')} on {last_run.get('runner')}" if last_run else "",
@@ -303,7 +362,7 @@ def build_report(directory: str | Path, names: list[str] | None = None) -> Path:
     body = (
         f"<h1>{html.escape(title)}</h1>"
         f"<div class=meta>{html.escape(' · '.join(m for m in meta if m))}</div>"
-        f"<div class=grid>{''.join(cards)}</div>"
+        f"<div class=grid>{''.join(cards[k] for k, _ in entries)}</div>"
         + (f"<h2>query</h2><pre>{html.escape(json.dumps(query, indent=2))}</pre>" if query else "")
     )
     index = out / "index.html"

@@ -139,6 +139,12 @@ def save_grid(
     return _write(grid_figure(images, labels, ncol, title, cmap), path)
 
 
+#: save_bars draws up to this many features as labelled bars; more as a profile over the index
+MAX_BARS = 64
+#: the widest picture save_bars draws, in inches (1,320 px at the 110 dpi pictures are saved at)
+MAX_BARS_W = 12.0
+
+
 def save_bars(
     values: np.ndarray,
     path: str | Path,
@@ -147,16 +153,30 @@ def save_bars(
     hi: np.ndarray | None = None,
     title: str | None = None,
 ) -> Path:
-    """A tabular input as a labelled bar chart, with the box bounds drawn as whiskers."""
+    """A tabular input as a labelled bar chart, with the box bounds drawn as whiskers. Over
+    ``MAX_BARS`` features it is a step profile of value against feature index, bounds shaded,
+    so the picture keeps a bounded size (and drawing time) however many features there are."""
     v = np.asarray(values, dtype=np.float64).reshape(-1)
-    names = list(names) if names is not None else [str(i) for i in range(len(v))]
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(v) + 1.5), 3.0))
-    ax.bar(range(len(v)), v, color="#3b6ea8")
-    if lo is not None and hi is not None:
+    n, idx = len(v), np.arange(len(v))
+    if lo is None or hi is None:
+        lo_ = hi_ = np.full(v.shape, np.nan)
+    else:
         lo_, hi_ = np.broadcast_to(lo, v.shape), np.broadcast_to(hi, v.shape)
-        ok = np.isfinite(lo_) & np.isfinite(hi_)
-        ax.vlines(np.arange(len(v))[ok], lo_[ok], hi_[ok], color="#999", lw=1)
-    ax.set_xticks(range(len(v)), names[: len(v)], rotation=60, ha="right", fontsize=7)
+    ok = np.isfinite(lo_) & np.isfinite(hi_)
+    if n > MAX_BARS:
+        fig, ax = plt.subplots(figsize=(MAX_BARS_W * 2 / 3, 3.0))
+        if ok.any():
+            low, high = np.where(ok, lo_, np.nan), np.where(ok, hi_, np.nan)
+            ax.fill_between(idx, low, high, step="mid", color="#ddd", lw=0)
+        ax.step(idx, v, where="mid", color="#3b6ea8", lw=0.8)
+        ax.set_xlim(-0.5, n - 0.5)
+        ax.set_xlabel(f"feature index ({n} features)")
+    else:
+        names = list(names) if names is not None else [str(i) for i in range(n)]
+        fig, ax = plt.subplots(figsize=(min(MAX_BARS_W, max(4.0, 0.45 * n + 1.5)), 3.0))
+        ax.bar(idx, v, color="#3b6ea8")
+        ax.vlines(idx[ok], lo_[ok], hi_[ok], color="#999", lw=1)
+        ax.set_xticks(idx, names[:n], rotation=60, ha="right", fontsize=7)
     ax.axhline(0, color="k", lw=0.5)
     return _write(fig, path, ax, title)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,17 @@ def is_image(shape: tuple[int, ...]) -> bool:
     )
 
 
+#: every picture write_pictures may write: a rewrite removes those of them it does not redo
+PICTURES = ("inputs.png", "best_input.png", "convergence.png", "values.png")
+
+
+def remove_pictures(directory: str | Path, names: Sequence[str], keep: Sequence[str] = ()) -> None:
+    """Remove the pictures ``names`` (inverset's own file names) from ``directory`` but those
+    in ``keep``: a picture of an earlier result must not pass for one of the new result."""
+    for name in set(names) - set(keep):
+        (Path(directory) / name).unlink(missing_ok=True)
+
+
 def write_pictures(
     result: Result,
     directory: str | Path,
@@ -24,8 +36,11 @@ def write_pictures(
     max_images: int = 32,
 ) -> list[Path]:
     """PNG files for ``result`` in ``directory``: inputs (image grid or bar chart),
-    convergence plot, and a histogram of returned values when there are several."""
+    convergence plot, and a histogram of returned values when there are several. The
+    pictures of an earlier result there are removed first (only the names in ``PICTURES``),
+    so none is left beside a result it does not show."""
     d = Path(directory)
+    remove_pictures(d, PICTURES)
     out: list[Path] = []
     target = result.query.get("target", "target")
     if result.x is not None:

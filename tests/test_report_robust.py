@@ -1,0 +1,206 @@
+"""``inverset report`` and ``atlas`` on directories holding foreign, corrupt or stale files, and
+pictures of inputs with many features: a clear one-line error, or a report that shows what is
+wrong with a target and still covers the others; pictures of bounded size."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from inverset import Box, Result, maximize
+from inverset.errors import InversetError
+from inverset.jobs import atlas
+from inverset.report.html import build_report, write_target_pictures
+from inverset.report.images import save_bars
+from inverset.report.pictures import write_pictures
+
+torch.set_num_threads(1)
+
+
+def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """``inverset ARGS`` in this process, as the entry point runs it: (exit code, out, err)."""
+    from inverset.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["inverset", *map(str, args)])
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exc:
+        main()
+    cap = capsys.readouterr()
+    return exc.value.code, cap.out, cap.err
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 3))
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """A finished 3-target maximize atlas, copied fresh for each test."""
+    out = tmp_path_factory.mktemp("robust") / "job"
+    dom = Box(-1, 1, shape=(3,))
+    s = atlas(_model(), out, classes="all", domain=dom, steps=5, starts=1, polish=False)
+    assert s.status == "complete"
+    return out
+
+
+@pytest.fixture
+def fresh(job, tmp_path):
+    out = tmp_path / "job"
+    shutil.copytree(job, out)
+    return out
+
+
+def _meta(index) -> str:
+    text = index.read_text()
+    return text[text.index("<div class=meta>") :].split("</div>")[0]
+
+
+def test_report_of_a_foreign_result_json_builds_and_says_broken(monkeypatch, capsys, tmp_path):
+    (tmp_path / "f" / "run1").mkdir(parents=True)
+    (tmp_path / "f" / "run1" / "result.json").write_text('{"status": "ok"}')
+    code, _, err = run_cli(monkeypatch, capsys, "report", tmp_path / "f")
+    assert code == 0, err
+    assert "Traceback" not in err and "internal error" not in err
+    assert "run1/result.json" in err and "broken" in err and len(err.strip().splitlines()) == 1
+    assert "0/1 targets done" in _meta(tmp_path / "f" / "index.html")
+    assert "broken:" in (tmp_path / "f" / "index.html").read_text()
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"targets": [{"key": "../x"}]}'])
+def test_corrupt_job_json_is_one_line_error_in_report_and_atlas(monkeypatch, capsys, fresh, text):
+    (fresh / "job.json").write_text(text)
+    code, _, err = run_cli(monkeypatch, capsys, "report", fresh)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{fresh / 'job.json'} is not an atlas job record" in err and "move it away" in err
+    with pytest.raises(InversetError, match="is not an atlas job record"):
+        atlas(_model(), fresh, classes="all", domain=Box(-1, 1, shape=(3,)), steps=5, starts=2)
+
+
+def test_one_unreadable_result_is_a_broken_card_not_a_failed_report(fresh):
+    (fresh / "out_1" / "result.json").write_text('{"status": "optimal", "value": [')
+    heard: list[str] = []
+    index = build_report(fresh, warn=heard.append)
+    text = index.read_text()
+    assert "2/3 targets done" in _meta(index) and "1 broken" in _meta(index)
+    assert "broken:" in text and "out_1/result.json is not a saved result" in text
+    assert (fresh / "out_0" / "index.html").is_file() and (fresh / "out_2" / "index.html").is_file()
+    assert len(heard) == 1 and str(fresh / "out_1") in heard[0]
+
+
+def test_another_querys_result_is_foreign_not_done(fresh):
+    other = maximize(_model(), "out:0", Box(-1, 1, shape=(3,)), steps=5, starts=1, seed=7)
+    for name in ("result.json", "result.npz"):
+        (fresh / "out_1" / name).unlink()
+    other.save(fresh / "out_1")
+    heard: list[str] = []
+    index = build_report(fresh, warn=heard.append)
+    assert "2/3 targets done" in _meta(index) and "1 foreign" in _meta(index)
+    card = index.read_text().split("data-key='out_1'")[1].split("data-key=")[0]
+    assert "foreign:" in card and f"{other.value:.5g}" not in card
+    assert len(heard) == 1 and "another query" in heard[0]
+
+
+def test_results_without_a_job_id_match_on_key_and_seed(fresh):
+    """Results written before atlases recorded the job id still count (the rule atlas uses)."""
+    p = fresh / "out_2" / "result.json"
+    meta = json.loads(p.read_text())
+    del meta["info"]["job"]["id"]
+    p.write_text(json.dumps(meta))
+    assert "3/3 targets done" in _meta(build_report(fresh))
+    meta["info"]["job"]["seed"] += 1
+    p.write_text(json.dumps(meta))
+    assert "2/3 targets done" in _meta(build_report(fresh))
+
+
+def _size(path) -> tuple[int, int]:
+    with Image.open(path) as im:
+        return im.size
+
+
+def test_many_features_draw_a_bounded_picture_quickly(tmp_path):
+    t0 = time.perf_counter()
+    save_bars(np.linspace(-1, 1, 3000), tmp_path / "w.png", lo=np.zeros(3000), hi=np.ones(3000))
+    assert time.perf_counter() - t0 < 1.5
+    w, h = _size(tmp_path / "w.png")
+    assert w <= 1400 and h <= 400
+    # a 784-feature input of a model without an image shape: still a (bounded) vector picture
+    res = Result(
+        x=np.zeros(784),
+        value=1.0,
+        status="converged",
+        query={"target": "out:0", "domain": {"lo": 0.0, "hi": 1.0}},
+    )
+    (path,) = write_pictures(res, tmp_path / "mnist")
+    assert path.name == "best_input.png" and _size(path)[0] <= 1400
+    write_target_pictures(res, tmp_path / "mnist")
+    assert _size(tmp_path / "mnist" / "thumb.png")[0] <= 1400
+
+
+def test_few_features_keep_labelled_bars(monkeypatch, tmp_path):
+    import matplotlib.figure
+
+    from inverset.report.images import MAX_BARS
+
+    saved = []
+    real = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(
+        matplotlib.figure.Figure,
+        "savefig",
+        lambda fig, *a, **k: (saved.append(fig), real(fig, *a, **k))[1],
+    )
+    names = [f"f{i}" for i in range(MAX_BARS)]
+    save_bars(np.ones(MAX_BARS), tmp_path / "b.png", names)
+    (ax,) = saved[0].axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == names
+    assert _size(tmp_path / "b.png")[0] <= 1400
+
+
+def test_rewritten_pictures_leave_no_stale_picture_and_keep_user_files(tmp_path):
+    q = {"target": "out:0", "domain": {"lo": -1.0, "hi": 1.0}}
+    eight = Result(
+        x=np.zeros(2), value=1.0, status="converged", xs=np.zeros((8, 2)), values=np.ones(8)
+    )
+    eight.query = q
+    d = tmp_path / "s"
+    assert {p.name for p in write_pictures(eight, d)} == {"best_input.png", "values.png"}
+    (d / "values_mine.png").write_bytes(b"mine")
+    (d / "notes.txt").write_text("mine")
+    one = Result(x=np.zeros(2), value=1.0, status="converged", xs=np.zeros((1, 2)), values=[1.0])
+    one.query = q
+    write_pictures(one, d)
+    assert not (d / "values.png").exists() and (d / "best_input.png").is_file()
+    assert (d / "values_mine.png").read_bytes() == b"mine" and (d / "notes.txt").is_file()
+    # an atlas target's pictures likewise
+    one.save(d)
+    (d / "histogram.png").write_bytes(b"old")
+    assert "histogram.png" not in write_target_pictures(one, d)
+    assert not (d / "histogram.png").exists()
+
+
+def test_visualize_without_a_box_says_what_is_missing():
+    from inverset.jobs.atlas import _value_range
+
+    with pytest.raises(InversetError) as exc:
+        _value_range(Box(-np.inf, np.inf, shape=(1, 8, 8)))
+    assert "no finite bounds" in str(exc.value) and "--box LO,HI" in str(exc.value)
+    with pytest.raises(InversetError, match="bounds differ between features"):
+        _value_range(Box([0, 0], [1, 2]))
+    assert _value_range(Box(0, 1, shape=(1, 8, 8))) == (0.0, 1.0)
+
+
+def test_atlas_help_summary_is_one_line():
+    """``inverset --help`` lists a command by its docstring's first paragraph."""
+    from inverset.cli.atlas import atlas as atlas_command
+
+    first = inspect.getdoc(atlas_command).split("\n\n")[0]
+    assert "\n" not in first and first.endswith(".")
