@@ -286,7 +286,7 @@ def test_grey_images_with_alpha_are_saved_as_rgba(digits_cnn, tmp_path):
 
 
 def test_images_are_labelled_by_what_they_raise(digits_cnn):
-    r = fv.visualize(digits_cnn.model, layer="conv2", objective="logit", channels=[3, 5], steps=3)
+    r = fv.visualize(digits_cnn.model, objective="logit", channels=[3, 5], steps=3)
     assert r.info["labels"] == ["logit:3", "logit:5"]
     r = fv.visualize(digits_cnn.model, layer="conv2", objective="dream", channels=[0, 1], steps=3)
     assert r.info["labels"] == ["dream conv2 (seed 0)", "dream conv2 (seed 1)"]

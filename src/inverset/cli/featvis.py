@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,7 @@ from inverset.cli.app import (
     load_cli_model,
     out,
     parse_floats,
+    parse_ints,
 )
 from inverset.errors import InversetError
 
@@ -42,6 +44,12 @@ def _range(text: str) -> tuple[float, float]:
     if len(v) != 2:
         raise InversetError(f"--range takes LO,HI, got {text!r}")
     return v[0], v[1]
+
+
+def _weight(value: float, option: str) -> None:
+    """A penalty or bonus weight is a finite number >= 0 (NaN would make every value NaN)."""
+    if not (math.isfinite(value) and value >= 0):
+        raise InversetError(f"{option} must be a finite number >= 0 (0 turns it off), got {value}")
 
 
 def _report(result, out_dir: Path | None, as_json: bool, gif: bool) -> None:
@@ -75,7 +83,8 @@ def visualize(
         str | None,
         typer.Option(
             "--objective",
-            help="channel, neuron, logit, prob or dream (default: channel; logit for out)",
+            help="channel, neuron, logit, prob or dream (default: channel; logit for out); "
+            "logit and prob render output classes, so they take no --layer",
         ),
     ] = None,
     size: Annotated[
@@ -87,9 +96,9 @@ def visualize(
         str, typer.Option("--transforms", help="standard (Lucid's, scaled to size) or none")
     ] = "standard",
     batch_size: Annotated[int, typer.Option("--batch-size", help="images per batch")] = 32,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate")] = 0.05,
-    tv: Annotated[float, typer.Option("--tv", help="total-variation penalty weight")] = 0.0,
-    diversity: Annotated[float, typer.Option("--diversity", help="diversity weight")] = 0.0,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (> 0)")] = 0.05,
+    tv: Annotated[float, typer.Option("--tv", help="total-variation penalty weight (>= 0)")] = 0.0,
+    diversity: Annotated[float, typer.Option("--diversity", help="diversity weight (>= 0)")] = 0.0,
     alpha: Annotated[bool, typer.Option("--alpha", help="semi-transparent images (RGBA)")] = False,
     gif: Annotated[bool, typer.Option("--gif", help="also write optimization.gif")] = False,
     value_range: RangeOpt = "0,1",
@@ -107,6 +116,8 @@ def visualize(
     """Render one image per unit of a layer that maximizes it (labelled grid in --out)."""
     from inverset import featvis as fv
 
+    _weight(tv, "--tv")
+    _weight(diversity, "--diversity")
     m = load_cli_model(model, trust, factory, device, input_shape)
     extra = None
     if tv:
@@ -115,8 +126,10 @@ def visualize(
         d = diversity * fv.diversity(layer)
         extra = d if extra is None else extra + d
     sz = None
-    if size:
-        v = [int(float(s)) for s in parse_floats(size, "--size")]
+    if size is not None:
+        v = parse_ints(size, "--size")
+        if not v:
+            raise InversetError(f"--size takes N or H,W (whole numbers), got {size!r}")
         sz = v[0] if len(v) == 1 else v
     result = fv.visualize(
         m,
@@ -149,7 +162,7 @@ def dream(
     octaves: Annotated[int, typer.Option("--octaves", help="number of octaves")] = 4,
     octave_scale: Annotated[float, typer.Option("--octave-scale", help="size ratio")] = 1.4,
     steps: Annotated[int, typer.Option("--steps", help="steps per octave")] = 20,
-    lr: Annotated[float, typer.Option("--lr", help="step size (normalized gradient)")] = 0.02,
+    lr: Annotated[float, typer.Option("--lr", help="step size (normalized gradient, > 0)")] = 0.02,
     gif: Annotated[bool, typer.Option("--gif", help="also write optimization.gif")] = False,
     value_range: RangeOpt = "0,1",
     mean: MeanOpt = None,

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inverset.errors import InversetError
+from inverset.errors import InversetError, first_line
 from inverset.featvis.objectives import Context, Objective, as_objective
 from inverset.featvis.param import ImageParam, LatentImage, make_param
 from inverset.featvis.transforms import Transform, as_transform
@@ -114,9 +114,14 @@ def _norm(v, c: int, spatial: int, device, dtype) -> torch.Tensor | None:
         return None
     t = torch.as_tensor(v, dtype=dtype, device=device).reshape(-1)
     if t.numel() not in (1, c):
-        raise InversetError(f"mean/std need 1 or {c} values (one per channel), got {t.numel()}")
+        need = (
+            "1 value (the model takes 1 channel)"
+            if c == 1
+            else f"1 or {c} values (one per channel)"
+        )
+        raise InversetError(f"mean/std (--mean/--std) need {need}, got {t.numel()}")
     if not torch.isfinite(t).all():
-        raise InversetError(f"mean/std must be finite numbers, got {v}")
+        raise InversetError(f"mean/std (--mean/--std) must be finite numbers, got {v}")
     return t.expand(c).reshape(1, c, *([1] * spatial)).clone()
 
 
@@ -132,21 +137,90 @@ def _check_std(std) -> None:
         raise InversetError(f"std must be positive (it divides the input), got {std}")
 
 
+MIN_PICTURE = 8  # pixels along the longest picture axis: jitter and octaves move whole pixels
+MAX_PIXELS = 2048 * 2048  # per rendered image; a batch of larger ones exhausts memory
+
+
+def _check_lr(lr: float) -> None:
+    """A step size must be a finite positive number (Adam refuses others with a traceback,
+    and NaN would silently turn every image into NaN)."""
+    try:
+        v = math.nan if isinstance(lr, bool) else float(lr)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (math.isfinite(v) and v > 0):
+        raise InversetError(f"lr (--lr) must be a finite number > 0 (e.g. 0.05), got {lr!r}")
+
+
+def _check_picture(shape: Sequence[int] | None, what: str = "the input shape") -> None:
+    """Refuse an input that is no picture or signal: no axes after the channels, only
+    size-1 axes (a vector), or fewer than MIN_PICTURE pixels along every axis (a handful of
+    tabular features such as ACAS Xu's (1, 1, 5), whose valid range is not an image's)."""
+    if shape is None:
+        return
+    shape = tuple(int(v) for v in shape)
+    fix = (
+        "if the model reshapes a picture, give its shape: --input-shape 1,28,28 "
+        "(input_shape=(1, 28, 28))"
+    )
+    if all(v == 1 for v in shape[1:]):  # (784, 1): a vector, not a picture
+        raise InversetError(
+            f"{what} {shape} has no picture axes to render (channels first, then height and "
+            f"width); {fix}"
+        )
+    if max(shape[1:]) < MIN_PICTURE:
+        raise InversetError(
+            f"{what} {shape} is too small to render as a picture (feature visualization needs "
+            f"at least {MIN_PICTURE} pixels along its longest axis after the channels); a model "
+            "of a few features is searched with `inverset maximize` over its valid box "
+            f"(--box LO,HI); {fix}"
+        )
+
+
 def _spatial(size, model_shape: tuple[int, ...] | None) -> tuple[int, ...]:
-    """The render size: the model's when not given; an int means square (or length for 1-D)."""
+    """The render size: the model's when not given; an int means square (or length for 1-D).
+    Sizes are whole numbers >= 1 with at most MAX_PIXELS pixels per image."""
     nd = len(model_shape) - 1 if model_shape is not None else 2
     if size is None:
         if model_shape is not None:
             return tuple(model_shape[1:])
         raise InversetError(
-            "the model records no input shape; pass size= (e.g. 128) or input_shape=(3, H, W)"
+            "the model records no input shape; give --size (size=, e.g. 128) or "
+            "--input-shape 3,H,W (input_shape=(3, H, W))"
         )
-    if isinstance(size, int):
-        return (int(size),) * nd
-    s = tuple(int(v) for v in size)
+    raw = [size] if isinstance(size, int | np.integer) else list(np.ravel(np.asarray(size)))
+    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in raw):
+        raise InversetError(f"size (--size) must be whole numbers: N or H,W, got {size!r}")
+    s = tuple(int(v) for v in raw)
+    s = s * nd if len(s) == 1 else s
     if len(s) != nd:
-        raise InversetError(f"size {s} has {len(s)} dims but the model takes {nd}-D inputs")
+        raise InversetError(
+            f"size (--size) {s} has {len(s)} dims but the model takes {nd}-D inputs; give N or "
+            f"{','.join('N' * nd) if nd else 'nothing'}"
+        )
+    if any(v < 1 for v in s):
+        raise InversetError(f"size (--size) must be at least 1 pixel per axis, got {s}")
+    if math.prod(s) > MAX_PIXELS:
+        raise InversetError(
+            f"size (--size) {'x'.join(map(str, s))} is too large: at most {MAX_PIXELS} pixels "
+            "per image (2048x2048), as a batch of larger renders exhausts memory; 224 to 512 "
+            "is usual"
+        )
     return s
+
+
+def _check_hookable(model: nn.Module, names: Sequence[str]) -> None:
+    """Hidden layers of a TorchScript model cannot carry forward hooks, so they cannot be
+    read: say so (and how to load the model instead) before any pass is tried."""
+    mods = named_layers(model)
+    for n in names:
+        if isinstance(mods[n], torch.jit.ScriptModule):
+            raise InversetError(
+                f"layer {n!r} is inside a TorchScript model, whose hidden layers cannot be "
+                "hooked; visualize its output (--layer out / layer='out'), or load the model "
+                "as an nn.Module (--factory package.module:function with its state dict; "
+                "load_model('pkg.mod:fn', weights=...)) or as an ONNX file"
+            )
 
 
 def _setup(
@@ -159,57 +233,66 @@ def _setup(
 ) -> tuple[_Runner, tuple[int, ...], int, dict[str, tuple[int, ...]], str]:
     """Check layer names, pick the render shape, find out whether the model takes any size
     (else inputs are resized to its fixed size, and the note says so), read layer shapes."""
-    check_layer_names(model, [n for n in layers if n != OUTPUT])
+    names = [n for n in layers if n != OUTPUT]
+    check_layer_names(model, names)
+    _check_hookable(model, names)
     model_shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
+    _check_picture(model_shape)
     spatial = _spatial(size, model_shape)
-    if all(v == 1 for v in spatial):  # (784, 1): a vector, not a picture
-        raise InversetError(
-            f"the input shape {model_shape} has no picture axes to render (channels first, "
-            "then height and width); if the model reshapes a picture, pass its shape, e.g. "
-            "input_shape=(1, 28, 28) / --input-shape 1,28,28"
-        )
     c = model_shape[0] if model_shape is not None else 3
+    if model_shape is None:
+        _check_picture((c, *spatial), "the render shape")
     device, dtype = model_device(model), model_dtype(model)
     m, s = _norm(mean, c, len(spatial), device, dtype), _norm(std, c, len(spatial), device, dtype)
     if (m is None) != (s is None):
-        raise InversetError("give both mean and std (input normalization) or neither")
-    names = [n for n in layers if n != OUTPUT]
+        raise InversetError("give both mean and std (--mean and --std) or neither")
     counts = dict.fromkeys(names, 0)
     runner = _Runner(model, layers, None, m, s, False)
     note = ""
+    failure: list[Exception] = []
 
     def try_size(sp) -> dict[str, torch.Tensor] | None:
+        """One pass at spatial size ``sp`` counting each read layer's calls; None (and the
+        error kept in ``failure``) when the model's forward fails on that shape."""
         x = torch.full((1, c, *sp), 0.5, device=device, dtype=dtype)
         counts.update(dict.fromkeys(names, 0))
         mods = named_layers(model)
-        hs = []
-        try:
-            for n in names:
+        with runner.session() as run:
+            hs = []
+            try:
+                for n in names:
 
-                def count(_m, _i, _o, _n=n):
-                    counts[_n] += 1
+                    def count(_m, _i, _o, _n=n):
+                        counts[_n] += 1
 
-                hs.append(mods[n].register_forward_hook(count))
-            with runner.session() as run:
-                return run(x)
-        except (RuntimeError, ValueError, IndexError):
-            return None
-        finally:
-            for h in hs:
-                h.remove()
+                    hs.append(mods[n].register_forward_hook(count))
+                try:
+                    return run(x)
+                except InversetError:
+                    raise
+                except (RuntimeError, ValueError, IndexError) as exc:
+                    failure.append(exc)
+                    return None
+            finally:
+                for h in hs:
+                    h.remove()
+
+    def failed(shape: Sequence[int]) -> InversetError:
+        dims = "x".join(map(str, shape))
+        return InversetError(
+            f"the model fails on a 1x{dims} input ({first_line(failure[-1])}); give the shape "
+            "it takes: --input-shape C,H,W (input_shape=(C, H, W))"
+        )
 
     with torch.no_grad():
         acts = try_size(spatial)
         if acts is None:
             if model_shape is None or tuple(model_shape[1:]) == spatial:
-                raise InversetError(
-                    f"the model fails on a 1x{c}x{'x'.join(map(str, spatial))} input; pass "
-                    "input_shape= with the shape it takes"
-                )
+                raise failed((c, *spatial))
             runner.model_size = tuple(model_shape[1:])
             acts = try_size(runner.model_size)
             if acts is None:
-                raise InversetError(f"the model fails on its own input shape {model_shape}")
+                raise failed(model_shape)
             note = (
                 f"rendered at {'x'.join(map(str, spatial))} and resized to the model's fixed "
                 f"input size {'x'.join(map(str, runner.model_size))}"
@@ -329,7 +412,8 @@ def visualize(
     ('all', 'A-B', a list/range), rendered ``batch_size`` at a time, one target per image.
 
     ``objective``: 'channel' (default; spatial mean), 'neuron' (centre position), 'logit' /
-    'prob' (default for ``layer='out'``), 'dream', or an :class:`Objective` (then one batch of
+    'prob' (default for ``layer='out'``; they read the output, so another ``layer`` is an
+    error), 'dream', or an :class:`Objective` (then one batch of
     ``batch_size`` images is rendered for it and ``channels`` is ignored). ``extra`` is added
     to every image's objective (e.g. ``-0.05 * total_variation() + diversity(layer)``).
     ``param``: 'fourier' (1/f spectrum, decorrelated colour), 'pixels', an
@@ -338,8 +422,10 @@ def visualize(
     Images live in ``value_range`` (the model's valid input range); ``mean``/``std`` normalize
     them on the way into the model, so the visualization space stays e.g. [0, 1] RGB.
     ``size`` is the render size (default: the model's input size; a model that only takes
-    its own size gets resized inputs, and ``result.message`` says so); ``frames`` > 0 keeps
-    that many snapshots of the optimization for a GIF.
+    its own size gets resized inputs, and ``result.message`` says so; at most 2048x2048
+    pixels). The input must be a picture or signal with at least 8 pixels along some axis
+    after the channels: vectors and a few features shaped (1, 1, 5) are refused.
+    ``frames`` > 0 keeps that many snapshots of the optimization for a GIF.
 
     Returns a Result with ``arrays['images']`` (N, C[+1 alpha], *size) in ``value_range``,
     ``arrays['targets']`` (unit per image), ``xs`` the images as the model receives them,
@@ -348,11 +434,20 @@ def visualize(
     t0 = time.perf_counter()
     if steps < 1 or batch_size < 1:
         raise InversetError("steps and batch_size must be at least 1")
+    if frames < 0:
+        raise InversetError(f"frames must be >= 0 (0: no GIF snapshots), got {frames}")
+    _check_lr(lr)
     lo, hi = _value_range(value_range)
     _check_std(std)
     custom = isinstance(objective, Objective)
     if objective is None:
         objective = "logit" if layer == OUTPUT else "channel"
+    if objective in ("logit", "prob") and layer != OUTPUT:
+        raise InversetError(
+            f"objective {objective!r} raises the model's output classes, not layer {layer!r}; "
+            f"drop --layer (layer=) to render classes, or use --objective channel or neuron "
+            f"to render {layer!r}"
+        )
     sample = objective if custom else as_objective(objective, layer, 0)
     read = list(sample.layers) + (list(extra.layers) if extra is not None else [])
     read = list(dict.fromkeys(read)) or [OUTPUT]
@@ -472,26 +567,64 @@ def _describe(param) -> dict:
     return param.describe() if isinstance(param, ImageParam) else param.to_dict()
 
 
-def _load_image(image, channels: int, lo: float, hi: float) -> torch.Tensor:
-    """A path, PIL image, (H,W[,C]) array (uint8 or [0,1] floats) or (C,H,W) tensor ->
-    (1, C, H, W) float in [lo, hi]."""
-    if isinstance(image, str | Path):
-        from PIL import Image
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's "L"
 
+
+def _grey_scale(a: np.ndarray, mode: str) -> float:
+    """What a non-8-bit grey image's full scale is: 65535 for 16-bit integers (PNG); for
+    float images 1, 255 or 65535, whichever first holds every pixel."""
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    scales = (65535.0,) if mode != "F" else (1.0, 255.0, 65535.0)
+    for scale in scales:
+        if lo >= 0 and hi <= scale:
+            return scale
+    raise InversetError(
+        f"the image (mode {mode}) holds values {lo:g}..{hi:g}, outside 0..65535; save it as an "
+        "8- or 16-bit PNG, or pass it as a float array scaled to [0, 1]"
+    )
+
+
+def _pil_pixels(im: PILImage, channels: int) -> np.ndarray:
+    """A PIL image of any mode as float32 (H, W) grey or (H, W, 3) RGB in [0, 1]: 16- and
+    32-bit integer and float greys keep their full range (PIL's "L" would clip them to
+    white), palettes are expanded, and transparency is composited over white, as viewers
+    show it. Grey when the model takes other than 3 channels."""
+    mode = im.mode
+    if mode.startswith("I") or mode == "F":
+        a = np.asarray(im).astype(np.float64)
+        a = (a / _grey_scale(a, mode)).astype(np.float32)
+    elif mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+        a = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])
+    else:
+        a = np.asarray(im.convert("RGB" if channels == 3 else "L"), dtype=np.float32) / 255.0
+    if a.ndim == 3 and channels != 3:
+        a = a @ _LUMA
+    return a
+
+
+def _load_image(image, channels: int, lo: float, hi: float) -> torch.Tensor:
+    """A path, PIL image (any mode: 8/16-bit, float, palette, alpha), (H,W[,C]) array
+    (uint8, uint16 or [0,1] floats) or (C,H,W) tensor -> (1, C, H, W) float in [lo, hi]."""
+    from PIL import Image
+
+    if isinstance(image, str | Path):
         p = Path(image)
         if not p.is_file():
             raise InversetError(f"image {p} does not exist")
         try:
             with Image.open(p) as im:
-                image = np.asarray(im.convert("RGB" if channels == 3 else "L"))
+                image = _pil_pixels(im, channels)
         except OSError as exc:  # PIL.UnidentifiedImageError included
             raise InversetError(f"cannot read {p} as an image ({exc}); give a PNG or JPEG") from exc
+    elif isinstance(image, Image.Image):
+        image = _pil_pixels(image, channels)
     if isinstance(image, torch.Tensor):
         t = image.detach().float().cpu()
         t = t if t.dim() == 3 else t[None]
     else:
         a = np.asarray(image)
-        scale = 255.0 if a.dtype == np.uint8 else 1.0
+        scale = float(np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.unsignedinteger) else 1.0
         a = a.astype(np.float32) / scale
         if a.ndim == 2:
             a = a[..., None]
@@ -547,13 +680,22 @@ def dream(
         )
     if steps < 1:
         raise InversetError(f"steps must be at least 1, got {steps}")
+    _check_lr(lr)
+    if isinstance(jitter, bool) or not isinstance(jitter, int | np.integer) or jitter < 0:
+        raise InversetError(f"jitter must be a whole number of pixels >= 0, got {jitter!r}")
     obj = objective if objective is not None else deep_dream(layer)
     layers = list(obj.layers) or [OUTPUT]
     device, dtype = model_device(model), model_dtype(model)
     shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
+    _check_picture(shape)  # before the image is read: a vector model is the problem, not it
     c = shape[0] if shape is not None else 3
     base = _load_image(image, c, lo, hi).to(device=device, dtype=dtype)
     full = tuple(base.shape[2:])
+    if math.prod(full) > MAX_PIXELS:
+        raise InversetError(
+            f"the image is {'x'.join(map(str, full))}, over {MAX_PIXELS} pixels (2048x2048), "
+            "which exhausts memory in a dream; resize it (e.g. to 1024 px on the long side)"
+        )
     gen = torch.Generator().manual_seed(int(seed))
     sizes = [
         tuple(max(1, round(n / octave_scale**k)) for n in full) for k in reversed(range(octaves))
