@@ -3,7 +3,9 @@
 Each instance (network, property, timeout) becomes "is g = max_i min_j (d_ij - c_ij . Y) >= 0
 reachable on the property's input box(es)?" (see inverset.exact.vnnlib): ``unsat`` when the
 solver proves the maximum of g below 0 on every box, ``sat`` with a witness otherwise, re-checked
-on the loaded network (and on onnxruntime). ``--method`` runs one of the solver's methods
+on onnxruntime (a witness it rejects is printed ``BAD sat`` and counted apart). ``--props``
+names ACAS Xu properties by number and MNIST-FC ones by image (``0``: both epsilons) or image
+and epsilon (``0_0.03``). ``--method`` runs one of the solver's methods
 instead of its own choice, so the methods can be compared on the same instances (e.g.
 ``--suite mnistfc --method milp``). Usage::
 
@@ -22,6 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+# one-time import (torch.optim's first optimizer loads it, 1-2 s), kept out of the first
+# instance's time
+import torch._dynamo
 
 import inverset as iv
 from inverset.exact.vnnlib import read_vnnlib
@@ -73,33 +79,100 @@ def check_witness(path: Path, prop, x: np.ndarray) -> bool:
     return bool(inside and hit)
 
 
+def positive(kind: type):
+    """An argparse type: a finite number of ``kind`` above zero, else a one-line error."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"{text} must be above 0")
+        return value
+
+    return parse
+
+
+def prop_keys(prop_file: str) -> set[str]:
+    """The ``--props`` values that select a property file: ``prop_1.vnnlib`` by ``1``;
+    ``prop_0_0.03.vnnlib`` (MNIST image 0, epsilon 0.03) by ``0`` (every epsilon) or ``0_0.03``."""
+    key = Path(prop_file).stem.removeprefix("prop_")
+    return {key, key.split("_")[0]}
+
+
+def by_number(key: str) -> tuple:
+    """Sort key putting property 2 before 10."""
+    return tuple(int(p) if p.isdigit() else math.inf for p in key.split("_"))
+
+
+def select(ap: argparse.ArgumentParser, args: argparse.Namespace) -> list[list[str]]:
+    """The instances that --props, --nets, --every and --limit select from the suite's CSV; a
+    name that matches nothing is a one-line error listing what exists."""
+    csv_path = args.root / f"{args.suite}_instances.csv"
+    if not csv_path.is_file():
+        ap.error(
+            f"--root {args.root} has no {csv_path.name}: point --root at the VNN-COMP 2021 "
+            f"{args.suite} folder (github.com/stanleybak/vnncomp2021, benchmarks/{args.suite})"
+        )
+    with csv_path.open() as f:
+        rows = [[cell.strip() for cell in r] for r in csv.reader(f) if r]
+    if args.props:
+        have = ",".join(sorted({min(prop_keys(r[1]), key=len) for r in rows}, key=by_number))
+        want = {p.strip() for p in args.props.split(",") if p.strip()}
+        unknown = ",".join(sorted(want - {k for r in rows for k in prop_keys(r[1])}, key=by_number))
+        if unknown or not want:
+            ap.error(
+                f"--props: no property {unknown or args.props!r} in {args.suite}; it has {have}"
+            )
+        rows = [r for r in rows if prop_keys(r[1]) & want]
+    if args.nets:
+        names = sorted({r[0] for r in rows})
+        have = ", ".join(names if len(names) <= 6 else [*names[:2], "...", names[-1]])
+        want = {n.strip() for n in args.nets.split(",") if n.strip()}
+        unknown = ",".join(sorted(n for n in want if not any(n in r[0] for r in rows)))
+        if unknown or not want:
+            among = " with those properties" if args.props else ""
+            ap.error(
+                f"--nets: no {args.suite} network{among} matches {unknown or args.nets!r}; "
+                f"there are {len(names)}: {have}"
+            )
+        rows = [r for r in rows if any(n in r[0] for n in want)]
+    return rows[:: args.every][: args.limit]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--limit", type=int, default=None, help="first N selected instances")
-    ap.add_argument("--props", default=None, help="only these properties, e.g. 1,2,5")
-    ap.add_argument("--every", type=int, default=1, help="every K-th selected instance")
-    ap.add_argument("--timeout-scale", type=float, default=1.0)
+    ap.add_argument("--limit", type=positive(int), default=None, help="first N selected instances")
+    ap.add_argument(
+        "--props",
+        default=None,
+        help="only these properties, e.g. 1,2,5 (ACAS Xu); MNIST-FC 0 is image 0 at both "
+        "epsilons, 0_0.03 one of them",
+    )
+    ap.add_argument("--every", type=positive(int), default=1, help="every K-th selected instance")
+    ap.add_argument("--timeout-scale", type=positive(float), default=1.0)
     ap.add_argument("--suite", choices=["acasxu", "mnistfc"], default="acasxu")
     ap.add_argument("--nets", default=None, help="only networks whose name contains one of these")
-    ap.add_argument("--method", default="auto", help="the exact solver's method")
+    ap.add_argument(
+        "--method",
+        choices=["auto", "bab", "relu", "milp"],
+        default="auto",
+        help="the exact solver's method",
+    )
     ap.add_argument("--root", type=Path, default=None, help="the suite's folder")
-    ap.add_argument("--threads", type=int, default=1, help="the solver's threads")
+    ap.add_argument("--threads", type=positive(int), default=1, help="the solver's threads")
     args = ap.parse_args()
-    torch.set_num_threads(1)
     args.root = args.root or EXTERNAL / args.suite
-    rows = list(csv.reader((args.root / f"{args.suite}_instances.csv").open()))
-    if args.props:
-        keep = {p.strip() for p in args.props.split(",")}
-        rows = [r for r in rows if r[1].strip()[5:-7] in keep]
-    if args.nets:
-        rows = [r for r in rows if any(n in r[0] for n in args.nets.split(","))]
-    rows = rows[:: args.every][: args.limit]
+    rows = select(ap, args)
+    torch.set_num_threads(1)
     models: dict[str, torch.nn.Module] = {}
-    print(f"{'network':34} {'prop':6} {'limit':>6} {'answer':8} {'time s':>7}  witness")
+    width = max(len(Path(r[1]).stem) for r in rows)
+    print(f"{'network':34} {'prop':{width}} {'limit':>6} {'answer':8} {'time s':>7}  witness")
     counts = {"sat": 0, "unsat": 0, "timeout": 0}
+    bad = 0
     total = 0.0
     for net, prop_file, timeout in rows:
-        net, prop_file = net.strip(), prop_file.strip()
         path = args.root / net
         if net not in models:
             models[net] = iv.load_model(str(path))
@@ -109,7 +182,6 @@ def main() -> None:
         answer, x, _ = decide(models[net], prop, limit, method=args.method, threads=args.threads)
         dt = time.perf_counter() - t
         total += dt
-        counts[answer] += 1
         wit = ""
         if x is not None:
             ok = check_witness(path, prop, x)
@@ -119,10 +191,17 @@ def main() -> None:
                 if flat.size <= 8
                 else f"({flat.size} values)"
             )
-        print(f"{net:34} {prop_file[:-7]:6} {limit:6.0f} {answer:8} {dt:7.2f}  {wit}", flush=True)
+            if not ok:
+                answer = "BAD sat"
+                bad += 1
+        if answer in counts:
+            counts[answer] += 1
+        name = Path(prop_file).stem
+        print(f"{net:34} {name:{width}} {limit:6.1f} {answer:8} {dt:7.2f}  {wit}", flush=True)
     print(
         f"\n{len(rows)} instances: {counts['sat']} sat, {counts['unsat']} unsat, "
-        f"{counts['timeout']} undecided; total {total:.1f} s"
+        f"{counts['timeout']} undecided, {bad} with a witness onnxruntime rejects; "
+        f"total {total:.1f} s"
     )
 
 
