@@ -71,10 +71,13 @@ class Network:
             [self.out_names[i] for i in idx] if self.out_names else [],
         )
 
-    def to(self, device: torch.device | str) -> Network:
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> Network:
+        """The same chain on ``device`` and/or in ``dtype``."""
         return Network(
-            [w.to(device) for w in self.weights],
-            [b.to(device) for b in self.biases],
+            [w.to(device, dtype) for w in self.weights],
+            [b.to(device, dtype) for b in self.biases],
             self.input_shape,
             self.out_names,
         )

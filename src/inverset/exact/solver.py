@@ -266,7 +266,18 @@ def _incumbent(
     x0, v0 = best(x)
     if (threshold is not None and v0 >= threshold) or steps == 0:
         return x0, v0
-    xs, _ = bab.local_ascent(net, x, ctx.lo, ctx.hi, steps=steps, deadline=ctx.share(0.25))
+    # the ascent only proposes points, each re-evaluated in float64 by best(): float32 is
+    # enough for it and twice as fast (784-256-256 nets: 0.9 -> 0.45 s)
+    f32 = torch.float32
+    xs, _ = bab.local_ascent(
+        net.to(dtype=f32),
+        x.to(f32),
+        ctx.lo.to(f32),
+        ctx.hi.to(f32),
+        steps=steps,
+        deadline=ctx.share(0.25),
+    )
+    xs = xs.to(torch.float64)
     xs = p.domain.project(xs.reshape(n, *p.domain.shape), round_integers=True).reshape(n, -1)
     x1, v1 = best(xs)
     return (x1, v1) if v1 >= v0 else (x0, v0)
