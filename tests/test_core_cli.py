@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -291,3 +292,147 @@ def test_option_values_parse_numbers_tuples_and_text():
 
     got = parse_options(["a=3", "b=0.5", "c=true", "mutation=0.5,1.0", "s=best1bin", "t=x,1"])
     assert got == {"a": 3, "b": 0.5, "c": True, "mutation": (0.5, 1.0), "s": "best1bin", "t": "x,1"}
+
+
+# ------------------------------------------------- in-process runs of the CLI (fast)
+def main_run(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``inverset ARGS`` run in this process."""
+    import sys
+
+    from inverset.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["inverset", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    captured = capsys.readouterr()
+    return exit_.value.code, captured.out, captured.err
+
+
+@pytest.fixture
+def tiny_ts(tmp_path):
+    """A TorchScript 2-8-1 ReLU net, input shape recorded by --input-shape 2."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+    torch.jit.script(m).save(str(tmp_path / "tiny.pt"))
+    return tmp_path / "tiny.pt"
+
+
+@pytest.mark.parametrize("command", ["maximize", "certify"])
+def test_an_out_that_cannot_be_made_fails_before_the_search(
+    tiny_ts, tmp_path, monkeypatch, capsys, command
+):
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc, where no directory can be made")
+    import inverset.api
+
+    def no_search(*a, **k):
+        raise AssertionError("the search ran before --out was checked")
+
+    monkeypatch.setattr(inverset.api, "solve", no_search)
+    monkeypatch.setattr(inverset.api, "in_range", no_search)
+    extra = ["--below", "5"] if command == "certify" else []
+    code, _, err = main_run(
+        monkeypatch, capsys, command, tiny_ts, "-t", "out:0", "--box=-1,1", "--input-shape", "2",
+        *extra, "--out", "/proc/inverset_test/a", "--no-progress",
+    )  # fmt: skip
+    assert code == 2, err
+    assert "cannot write to output directory /proc/inverset_test/a" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_output_directory_is_checked_without_leaving_directories(tmp_path):
+    from inverset.result import output_directory
+
+    d = tmp_path / "a" / "b"
+    assert output_directory(d, create=False) == d
+    assert not (tmp_path / "a").exists()  # checked by making it, then removed again
+    assert output_directory(d).is_dir()
+    if Path("/proc/self").is_dir():  # no directory can be made there, even by root
+        for create in (True, False):
+            with pytest.raises(iv.InversetError, match="cannot write to output directory"):
+                output_directory("/proc/inverset_test/x", create=create)
+
+
+def test_demo_refuses_a_negative_seed_before_any_work(tmp_path, monkeypatch, capsys):
+    code, _, err = main_run(monkeypatch, capsys, "demo", "--seed=-1", "--out", tmp_path / "d")
+    assert code == 2 and "seed must be an integer from 0 to 4294967295" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "d").exists()
+    from inverset.zoo import digits
+
+    with pytest.raises(iv.InversetError, match="seed must be an integer"):
+        digits(seed=2**32)
+
+
+def test_plain_inverset_prints_the_help_and_no_empty_error(monkeypatch, capsys):
+    code, out, err = main_run(monkeypatch, capsys)
+    assert code == 0 and "Usage: inverset" in out
+    assert "error" not in err
+
+
+def test_flags_show_as_plain_flags_in_help(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "200")
+    for args in (["maximize", "--help"], ["--help"], ["demo", "--help"]):
+        code, out, _ = main_run(monkeypatch, capsys, *args)
+        assert code == 0 and "--help" in out
+        assert "<bool>" not in out, args
+
+
+def test_command_summaries_are_one_line(monkeypatch, capsys):
+    import inspect
+
+    from inverset.cli import register
+    from inverset.cli.app import app
+
+    register()
+    for info in app.registered_commands:
+        name = info.name or info.callback.__name__
+        first = inspect.cleandoc(info.callback.__doc__ or "").split("\n\n")[0]
+        if name != "atlas":  # atlas: another module's docstring
+            assert "\n" not in first, f"{name}: {first!r}"
+
+
+def _layers_table(monkeypatch, capsys, *args, width: int = 200) -> str:
+    from rich.console import Console
+
+    import inverset.cli.core as core
+
+    monkeypatch.setattr(core, "out", Console(width=width, force_terminal=False))
+    code, out, err = main_run(monkeypatch, capsys, "layers", *args)
+    assert code == 0, err
+    return out
+
+
+def test_layers_of_torchscript_lists_only_the_output(tiny_ts, monkeypatch, capsys):
+    out = _layers_table(monkeypatch, capsys, tiny_ts, "--input-shape", "2")
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    assert len(rows) == 1 and "out:0" in rows[0]
+    assert "TorchScript layers cannot be hooked" in out
+
+
+def test_layers_never_cut_names_and_mark_layers_that_are_no_targets(monkeypatch, capsys):
+    import types
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.feature_extractor_stage_one_convolution = nn.Linear(3, 4)
+            self.spare = nn.Linear(4, 4)  # never run
+            self.act = nn.ReLU()  # run twice
+            self.head = nn.Linear(4, 1)
+            self.input_shape = (3,)
+
+        def forward(self, x):
+            return self.head(self.act(self.act(self.feature_extractor_stage_one_convolution(x))))
+
+    mod = types.ModuleType("inverset_test_layers_net")
+    mod.make = Net
+    monkeypatch.setitem(__import__("sys").modules, mod.__name__, mod)
+    out = _layers_table(monkeypatch, capsys, f"{mod.__name__}:make", width=60)
+    text = "".join(
+        "".join(c.strip() for c in line.split("│")[1:2]) for line in out.splitlines()
+    )  # the layer column, its folded pieces joined
+    assert "feature_extractor_stage_one_convolution" in text
+    assert "…" not in out
+    flat = "".join(c for c in out if not c.isspace() and c != "│")  # folded cells rejoined
+    assert "spareLinear?neverrunbyforward" in flat
+    assert "actReLU?runs2xperforward:notarget" in flat

@@ -125,3 +125,10 @@ def test_result_roundtrip(tmp_path):
         iv.Result.load(tmp_path)
     with pytest.raises(ValueError, match="unknown status"):
         iv.Result(x=None, value=None, status="great")
+
+
+def test_a_box_file_that_is_not_text_is_a_clear_error(tmp_path):
+    png = tmp_path / "photo.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    with pytest.raises(iv.InversetError, match=r"box file .*photo.png is not a text CSV"):
+        iv.Box.from_csv(png)

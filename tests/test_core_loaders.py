@@ -165,3 +165,22 @@ def test_a_factory_in_the_current_directory_is_found(tmp_path, monkeypatch):
     model = load_model("mynet_here:build", weights=tmp_path / "w.pt")
     x = torch.randn(4, 3)
     torch.testing.assert_close(model(x), net(x))
+
+
+def test_unsupported_files_name_the_real_factory_option(tmp_path):
+    (tmp_path / "net.py").write_text("def make(): ...\n")
+    with pytest.raises(iv.InversetError, match=r"net.py is Python source.*net:FUNCTION") as e:
+        load_model(tmp_path / "net.py")
+    assert "--factory" in str(e.value) and "weights=" in str(e.value)
+    (tmp_path / "m.h5").write_bytes(b"x")
+    with pytest.raises(iv.InversetError, match=r"--factory package\.module:function") as e:
+        load_model(tmp_path / "m.h5")
+    assert "--weights" not in str(e.value)
+
+
+def test_layers_of_torchscript_are_only_its_output(tmp_path):
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3))
+    torch.jit.script(net).save(str(tmp_path / "ts.pt"))
+    model = load_model(tmp_path / "ts.pt", input_shape=(2,))
+    infos = iv.layers(model)
+    assert [(i.name, i.shape) for i in infos] == [("out", (3,))]

@@ -154,3 +154,78 @@ def test_piecewise_linear_flag():
     assert iv.parse_target("out:0 - 0.5*max(fc1:1, margin:2)").piecewise_linear
     assert not iv.parse_target("prob:1").piecewise_linear
     assert not iv.parse_target("out:0 * out:1").piecewise_linear
+
+
+class Unused(nn.Module):
+    """fc1 -> act -> head, and ``spare``, which forward never calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.spare, self.act, self.head = (
+            nn.Linear(2, 4),
+            nn.Linear(4, 4),
+            nn.ReLU(),
+            nn.Linear(4, 1),
+        )
+
+    def forward(self, x):
+        return self.head(self.act(self.fc1(x)))
+
+
+class Shared(nn.Module):
+    """One ReLU module ``act`` used after fc1 (6 units) and after fc2 (4 units)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.act, self.head = (
+            nn.Linear(3, 6),
+            nn.Linear(6, 4),
+            nn.ReLU(),
+            nn.Linear(4, 1),
+        )
+
+    def forward(self, x):
+        return self.head(self.act(self.fc2(self.act(self.fc1(x)))))
+
+
+def test_a_layer_forward_never_runs_is_a_clear_error():
+    net = Unused()
+    with pytest.raises(iv.InversetError, match=r"layer 'spare' is never run by the model's"):
+        iv.maximize(net, "spare:0", iv.Box(-1, 1, shape=(2,)), steps=2, starts=1)
+    info = {i.name: i for i in iv.layers(net, (2,))}
+    assert info["spare"].calls == 0 and info["spare"].note == "never run by forward"
+    assert info["fc1"].calls == 1 and info["fc1"].note == ""
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
+
+
+def test_a_layer_run_twice_is_no_target_but_its_model_still_works():
+    torch.manual_seed(0)
+    net = Shared()
+    box = iv.Box(-1, 1, shape=(3,))
+    with pytest.raises(iv.InversetError, match=r"layer 'act' runs 2 times in one forward pass"):
+        iv.maximize(net, "act:1", box, steps=2, starts=1)
+    with pytest.raises(iv.InversetError, match=r"'act' runs 2 times"):
+        iv.maximize(net, "out:0", box, steps=2, starts=1, constraints=[("act:0", 0, 1)])
+    assert iv.maximize(net, "fc2:1", box, steps=5, starts=2).status == "converged"
+    info = {i.name: i for i in iv.layers(net, (3,))}
+    assert info["act"].calls == 2 and info["act"].shape is None and "2x" in info["act"].note
+    assert info["fc2"].shape == (4,)
+    from inverset.model import probe
+
+    with pytest.raises(iv.InversetError, match="runs 2 times"), probe(net, ["act"]):
+        net(torch.zeros(1, 3))
+    with probe(net, ["fc1"]) as acts:  # every pass refills the dict
+        net(torch.zeros(2, 3))
+        net(torch.zeros(5, 3))
+        assert acts["fc1"].shape == (5, 6) and acts.calls == {"fc1": 1}
+
+
+def test_a_labels_file_that_is_not_text_is_a_clear_error(tmp_path):
+    from inverset.target import read_labels
+
+    png = tmp_path / "photo.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    with pytest.raises(iv.InversetError, match=r"labels file .*photo.png is not UTF-8 text"):
+        read_labels(str(png))
+    (tmp_path / "bom.txt").write_bytes("\ufeffcat\ndog\n".encode())
+    assert read_labels(str(tmp_path / "bom.txt")) == ["cat", "dog"]

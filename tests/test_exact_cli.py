@@ -87,3 +87,36 @@ def test_infinite_claims_and_internal_errors(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         cli_app.main()
     assert exit_.value.code == cli_app.INTERNAL_ERROR == 4
+
+
+class _Unused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.spare, self.head = nn.Linear(2, 4), nn.Linear(4, 4), nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.fc1(x)))
+
+
+def test_certify_of_a_layer_forward_never_runs_is_a_clear_error(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from inverset.errors import InversetError
+
+    mod = types.ModuleType("inverset_test_unused_net")
+    mod.make = _Unused
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    torch.save(_Unused().state_dict(), tmp_path / "w.pt")
+    args = ["certify", str(tmp_path / "w.pt"), "--factory", f"{mod.__name__}:make"]
+    with pytest.raises(InversetError, match="layer 'spare' is never run"):
+        _run([*args, "-t", "spare:0", "--box=-1,1", "--input-shape", "2", "--below", "9"])
+
+
+def test_certify_help_summary_is_one_sentence():
+    import inspect
+
+    from inverset.cli.exact import certify
+
+    first = inspect.cleandoc(certify.__doc__).split("\n\n")[0]
+    assert "\n" not in first and first.endswith(".")

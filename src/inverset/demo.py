@@ -21,13 +21,14 @@ from inverset.domain import Box
 from inverset.loaders import load_model
 from inverset.report.pictures import write_pictures
 from inverset.result import output_directory
-from inverset.zoo import diabetes, digits
+from inverset.zoo import check_seed, diabetes, digits
 
 
 def run_demo(
     out_dir: str | Path = "demo_out", seed: int = 0, console: Console | None = None
 ) -> dict[str, Any]:
     """Run the demo, write pictures + ``summary.json`` into ``out_dir``, return the summary."""
+    check_seed(seed)  # before any directory is made or model trained
     console = console or Console()
     out = output_directory(out_dir)
     t0 = time.perf_counter()

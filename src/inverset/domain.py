@@ -154,8 +154,13 @@ class Box:
         path = Path(path)
         if not path.is_file():
             raise InversetError(f"box file {path} does not exist; give a CSV of data or lo/hi rows")
-        with path.open(newline="", encoding="utf-8-sig") as fh:  # utf-8-sig: Excel's BOM
-            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as fh:  # utf-8-sig: Excel's BOM
+                rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise InversetError(
+                f"box file {path} is not a text CSV ({exc}); give a CSV of data or lo/hi rows"
+            ) from None
         if not rows:
             raise InversetError(f"box file {path} is empty; give a CSV of data or lo/hi rows")
         names = None

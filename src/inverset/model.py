@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -82,13 +82,43 @@ def check_layer_names(model: nn.Module, names: Sequence[str]) -> None:
             )
 
 
+def never_run(name: str) -> InversetError:
+    """The error for a layer whose hook did not fire in a forward pass."""
+    return InversetError(
+        f"layer {name!r} is never run by the model's forward (on this input); pick another "
+        "layer (see `inverset layers`)"
+    )
+
+
+def run_twice(name: str, calls: int) -> InversetError:
+    """The error for a layer (one module) run more than once in one forward pass."""
+    return InversetError(
+        f"layer {name!r} runs {calls} times in one forward pass (one module used at several "
+        "places, e.g. a shared activation); its units are ambiguous: give each use its own "
+        "module, or pick another layer (see `inverset layers`)"
+    )
+
+
+class Activations(dict[str, torch.Tensor]):
+    """Layer outputs of forward passes by name; ``calls[name]``: how often the layer ran in the
+    last pass (more than once: a reused module, whose units are ambiguous as a target)."""
+
+    def __init__(self, *args: object, **kw: object) -> None:
+        super().__init__(*args, **kw)
+        self.calls: dict[str, int] = {}
+
+
 @contextlib.contextmanager
-def probe(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+def probe(model: nn.Module, names: Sequence[str], once: bool = True) -> Iterator[Activations]:
     """Context manager: inside it, each forward pass fills the yielded dict with the outputs
-    of the named layers (``'out'`` is filled by :func:`forward`). Hooks go when it ends."""
+    of the named layers (``'out'`` is filled by :func:`forward`). Hooks go when it ends.
+
+    At the end of each pass of the whole model, a named layer that did not run is a one-line
+    error, not a missing key later; so is one that ran more than once (a reused module, e.g. a
+    shared activation) when ``once``, else its last output is kept and ``calls`` counts them."""
     check_layer_names(model, names)
     layers = named_layers(model)
-    acts: dict[str, torch.Tensor] = {}
+    acts = Activations()
     handles = []
     try:
         for n in dict.fromkeys(names):
@@ -101,20 +131,39 @@ def probe(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, torch.Te
                 )
 
             def hook(_m, _inp, out, _n=n):
+                acts.calls[_n] = acts.calls.get(_n, 0) + 1
                 acts[_n] = first_tensor(out)
 
             handles.append(layers[n].register_forward_hook(hook))
+        if handles:
+
+            def start(_m, _inp):
+                acts.calls.clear()
+
+            def check(_m, _inp, _out):
+                for n in dict.fromkeys(names):
+                    k = acts.calls.get(n, 0)
+                    if n != OUTPUT and (k == 0 or (once and k > 1)):
+                        raise never_run(n) if k == 0 else run_twice(n, k)
+
+            handles.append(model.register_forward_pre_hook(start))
+            handles.append(model.register_forward_hook(check))
         yield acts
     finally:
         for h in handles:
             h.remove()
 
 
-def forward(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
-    """One forward pass of ``x`` returning ``{name: activation}`` for ``names`` (and 'out')."""
-    with probe(model, names) as acts:
+def forward(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> Activations:
+    """One forward pass of ``x`` returning ``{name: activation}`` for ``names`` (and 'out').
+
+    A layer that ran more than once keeps its last output, counted in ``calls``: targets refuse
+    it (:meth:`inverset.target.Ref.check`), other readers (a sampler's encoder) may use it."""
+    with probe(model, names, once=False) as acts:
         acts[OUTPUT] = first_tensor(model(x))
-        return dict(acts)
+        result = Activations(acts)
+        result.calls = dict(acts.calls)
+        return result
 
 
 def shape_error(x: torch.Tensor, exc: Exception) -> InversetError:
@@ -125,9 +174,7 @@ def shape_error(x: torch.Tensor, exc: Exception) -> InversetError:
     )
 
 
-def forward_checked(
-    model: nn.Module, x: torch.Tensor, names: Sequence[str]
-) -> dict[str, torch.Tensor]:
+def forward_checked(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> Activations:
     """:func:`forward` for a first pass on a shape the user gave: a model that fails on it is
     a one-line error naming the shape, not a traceback from deep inside the model."""
     try:
@@ -143,6 +190,8 @@ class LayerInfo:
     name: str
     kind: str
     shape: tuple[int, ...] | None  # output shape without batch, when an input shape is known
+    #: times the layer runs in one forward pass (None: not traced); only 1 makes it a target
+    calls: int | None = field(default=None, repr=False)
 
     @property
     def units(self) -> int | None:
@@ -150,29 +199,71 @@ class LayerInfo:
             return None
         return self.shape[0] if len(self.shape) >= 1 else 1
 
+    @property
+    def note(self) -> str:
+        """Why the layer cannot be a target ('' when it can, or when that is unknown)."""
+        if self.calls == 0:
+            return "never run by forward"
+        if self.calls is not None and self.calls > 1:
+            return f"runs {self.calls}x per forward: no target"
+        return ""
+
+
+def hookable_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The layers forward hooks can read: all but TorchScript ones, which cannot be hooked."""
+    return {
+        n: m for n, m in named_layers(model).items() if not isinstance(m, torch.jit.ScriptModule)
+    }
+
+
+def _trace(
+    model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]
+) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
+    """One forward pass of ``x``: each layer's output shape (last call) and how often it ran,
+    with the output's shape under 'out'. Layers returning no tensor get no shape."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    calls = dict.fromkeys(layers, 0)
+    handles = []
+
+    def hook(_m, _inp, out, _n):
+        calls[_n] += 1
+        with contextlib.suppress(InversetError):
+            shapes[_n] = tuple(first_tensor(out).shape[1:])
+
+    try:
+        for n, m in layers.items():
+            handles.append(m.register_forward_hook(lambda m_, i, o, _n=n: hook(m_, i, o, _n)))
+        with contextlib.suppress(InversetError):
+            shapes[OUTPUT] = tuple(first_tensor(model(x)).shape[1:])
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes, calls
+
 
 def layers(model: nn.Module, input_shape: Sequence[int] | None = None) -> list[LayerInfo]:
-    """Every addressable layer with its output shape (one forward pass of a zero input).
+    """Every layer a target can name, with its output shape and how often it runs (one
+    forward pass of a zero input). TorchScript layers cannot be hooked, so are left out.
 
     ``input_shape`` excludes the batch axis; it defaults to what the loader recorded.
     """
     shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
-    names = list(named_layers(model))
+    found = hookable_layers(model)
     shapes: dict[str, tuple[int, ...]] = {}
+    calls: dict[str, int] = {}
     if shape is not None:
         x = torch.zeros((1, *shape), device=model_device(model), dtype=model_dtype(model))
-        scripted = isinstance(model, torch.jit.ScriptModule)
         with torch.no_grad(), restore_mode(model, train=False):
             try:
-                acts = forward(model, x, [] if scripted else names)
-            except InversetError:
-                acts = {}
+                shapes, calls = _trace(model, x, found)
             except (RuntimeError, ValueError, IndexError) as exc:
                 raise shape_error(x, exc) from exc
-        shapes = {k: tuple(v.shape[1:]) for k, v in acts.items() if isinstance(v, torch.Tensor)}
-    infos = [LayerInfo(n, type(m).__name__, shapes.get(n)) for n, m in named_layers(model).items()]
-    if OUTPUT not in names:  # a last layer named 'out' (scikit-learn models) is the output
-        infos.append(LayerInfo(OUTPUT, "output", shapes.get(OUTPUT)))
+    infos = []
+    for n, m in found.items():
+        k = calls.get(n)
+        infos.append(LayerInfo(n, type(m).__name__, shapes.get(n) if k == 1 else None, k))
+    if OUTPUT not in found:  # a last layer named 'out' (scikit-learn models) is the output
+        infos.append(LayerInfo(OUTPUT, "output", shapes.get(OUTPUT), 1 if shapes else None))
     return infos
 
 

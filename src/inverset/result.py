@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -27,8 +28,9 @@ STATUSES = {
 
 
 def output_directory(path: str | Path, create: bool = True) -> Path:
-    """``path`` as a directory to write into (made when ``create``); a one-line error when it
-    or one of its parents is an existing file, so no search runs only to fail at saving."""
+    """``path`` as a directory to write into (made when ``create``, else only checked by making
+    and removing what is missing); a one-line error when it or one of its parents is an
+    existing file, or it cannot be made or written, so no search runs only to fail at saving."""
     from inverset.errors import InversetError
 
     d = Path(path)
@@ -38,9 +40,33 @@ def output_directory(path: str | Path, create: bool = True) -> Path:
             raise InversetError(
                 f"output directory {d} {where} a file; give a directory path (e.g. --out runs/a)"
             )
-    if create:
-        d.mkdir(parents=True, exist_ok=True)
+    try:
+        if create:
+            d.mkdir(parents=True, exist_ok=True)
+        else:
+            _check_writable(d)
+    except OSError as exc:
+        raise InversetError(
+            f"cannot write to output directory {d} ({exc.strerror or type(exc).__name__}); "
+            "give a directory you can write to (e.g. --out runs/a)"
+        ) from None
     return d
+
+
+def _check_writable(d: Path) -> None:
+    """Raise OSError unless ``d`` can be made (the missing part is made, then removed again)
+    and a file written in it: the only sure test (root ignores permissions, /proc refuses)."""
+    import tempfile
+
+    missing = [p for p in (d, *d.parents) if not p.exists()]
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=d):
+            pass
+    finally:
+        for p in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                p.rmdir()
 
 
 def _jsonable(v: Any) -> Any:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from inverset.errors import InversetError
+from inverset.model import run_twice
 
 OUTPUT_KINDS = ("out", "logit", "prob", "margin")
 
@@ -96,6 +97,9 @@ class Ref(Expr):
         return a.reshape(a.shape[0], -1) if self.kind != "layer" else a
 
     def check(self, acts):
+        calls = getattr(acts, "calls", {}).get(self.layer, 1)
+        if self.kind == "layer" and calls > 1:
+            raise run_twice(self.layer, calls)
         a = self._act(acts)
         if self.kind == "layer":
             shape = tuple(a.shape[1:])
@@ -383,4 +387,11 @@ def read_labels(path: str) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise InversetError(f"labels file {p} does not exist; give a text file, one name per line")
-    return [line.strip() for line in p.read_text().splitlines() if line.strip()]
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InversetError(
+            f"labels file {p} is not UTF-8 text ({exc.reason} at byte {exc.start}); give a text "
+            "file, one class name per line"
+        ) from None
+    return [line.strip() for line in text.splitlines() if line.strip()]

@@ -12,6 +12,25 @@ import numpy as np
 import torch
 from torch import nn
 
+from inverset.errors import InversetError
+
+#: seeds scikit-learn's random_state (and numpy's legacy seeding) accept: 0 .. 2**32 - 1
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: int) -> int:
+    """``seed`` if it seeds every generator the models are trained with, else a one-line error
+    (scikit-learn and numpy refuse negative seeds with a long message of their own)."""
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, int | np.integer)
+        or not 0 <= seed <= MAX_SEED
+    ):
+        raise InversetError(
+            f"seed must be an integer from 0 to {MAX_SEED} (e.g. --seed 0 / seed=0), got {seed!r}"
+        )
+    return int(seed)
+
 
 @dataclass
 class Trained:
@@ -83,6 +102,7 @@ def digits(arch: str = "cnn", seed: int = 0, epochs: int = 15) -> Trained:
     """
     from sklearn.datasets import load_digits
 
+    seed = check_seed(seed)
     torch.manual_seed(seed)
     d = load_digits()
     X = (d.images / 16.0).astype(np.float32)[:, None]
@@ -112,6 +132,7 @@ def diabetes(
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPRegressor
 
+    seed = check_seed(seed)
     d = load_diabetes()
     reg = MLPRegressor(
         hidden_layer_sizes=hidden, max_iter=2000, random_state=seed, learning_rate_init=1e-2

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from inverset.domain import Box, read_constraints
 from inverset.errors import InversetError
@@ -22,9 +23,34 @@ from inverset.result import Result, output_directory
 if TYPE_CHECKING:
     import torch
 
+
+def plain_flags(command: Any, ctx: Any) -> None:
+    """Show on/off options (``--trust``, ``--json``, ``--help``) as plain flags in help: typer
+    >= 0.29 labels every flag ``<bool>``, which reads as if it took a value (``--trust true``
+    is an error)."""
+    for param in command.get_params(ctx):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+class Group(TyperGroup):
+    """The app's command group: every command's help, and its own, shows flags plainly."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            plain_flags(command, ctx)
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        plain_flags(self, ctx)
+        super().format_help(ctx, formatter)
+
+
 app = typer.Typer(
     name="inverset",
     help="Which inputs drive this output, or this hidden neuron, where I want it?",
+    cls=Group,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -81,8 +107,8 @@ TimeOpt = Annotated[float | None, typer.Option("--time-limit", help="seconds")]
 
 
 def checked_out(path: Path | None) -> Path | None:
-    """``--out`` checked before any work: an existing file there is an error now, not after a
-    search whose result could then not be saved."""
+    """``--out`` checked before any work: an existing file there, or a directory that cannot be
+    made or written, is an error now, not after a search whose result could then not be saved."""
     if path is not None:
         output_directory(path, create=False)
     return path
@@ -294,6 +320,11 @@ def main() -> None:
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except _click_errors() as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # plain `inverset`: a request for help
+            text = exc.format_message()  # empty when rich has printed the help already
+            if text.strip():
+                out.print(text, markup=False, highlight=False)
+            sys.exit(0)
         err.print(f"[red]error:[/] {escape(exc.format_message())}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except click.exceptions.Abort:

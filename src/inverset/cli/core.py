@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from inverset.cli.app import (
@@ -62,6 +63,8 @@ def layers(
     as_json: JsonOpt = False,
 ) -> None:
     """List every layer a target can name, with its output shape."""
+    import torch
+
     from inverset.model import layers as list_layers
 
     m = load_cli_model(model, trust, factory, "cpu", input_shape)
@@ -70,7 +73,12 @@ def layers(
         sys.stdout.write(
             json.dumps(
                 [
-                    {"name": i.name, "kind": i.kind, "shape": list(i.shape) if i.shape else None}
+                    {
+                        "name": i.name,
+                        "kind": i.kind,
+                        "shape": list(i.shape) if i.shape else None,
+                        "calls": i.calls,
+                    }
                     for i in infos
                 ]
             )
@@ -79,18 +87,28 @@ def layers(
         return
     shape = getattr(m, "input_shape", None)
     t = Table(title=f"{model}  (input shape {tuple(shape) if shape else 'unknown'})")
-    t.add_column("layer")
-    t.add_column("type")
-    t.add_column("output shape")
-    t.add_column("target example")
+    # names are what a target must spell: folded onto more lines, never cut
+    t.add_column("layer", overflow="fold")
+    t.add_column("type", overflow="fold")
+    t.add_column("output shape", overflow="fold")
+    t.add_column("target example", overflow="fold")
     for i in infos:
-        example = ""
-        if i.shape is not None and i.name == "out":
-            example = "out:0"
-        elif i.shape is not None:
+        example = i.note
+        if not example and i.shape is not None:
             example = f"{i.name}:0" + (" (channel mean)" if len(i.shape) > 1 else "")
-        t.add_row(i.name, i.kind, str(tuple(i.shape)) if i.shape is not None else "?", example)
+        t.add_row(
+            escape(i.name),
+            i.kind,
+            str(tuple(i.shape)) if i.shape is not None else "?",
+            escape(example),
+        )
     out.print(t)
+    if any(isinstance(mod, torch.jit.ScriptModule) for mod in m.modules()):
+        out.print(
+            "TorchScript layers cannot be hooked, so they are not listed and cannot be targets; "
+            "load the model as an nn.Module (--factory with a state dict) or ONNX to target them",
+            markup=False,
+        )
 
 
 def _run(

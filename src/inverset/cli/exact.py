@@ -63,12 +63,14 @@ def certify(
     as_json: JsonOpt = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> int:
-    """Is the target always below (or above) C on the box? Answers with a proof or a
-    counterexample, using the exact solver (ReLU networks).
+    """Prove the target stays below (or above) C on the box, or find a counterexample.
+
+    Uses the exact solver (ReLU networks).
 
     Exit code 0: proven (the result's bound is a certified max/min on the wrong side of C);
-    1: counterexample found (its input and value are in the result); 3: undecided within the
-    time limit; 2: bad input; 4: an internal error (a bug, with its traceback).
+    1: counterexample found (its input and value are in the result);
+    3: undecided within the time limit; 2: bad input;
+    4: an internal error (a bug, with its traceback).
     """
     from inverset.api import in_range
     from inverset.target import read_labels

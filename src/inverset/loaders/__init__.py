@@ -147,10 +147,17 @@ def _load_file(path: Path, trust: bool) -> nn.Module:
         return model
     if suffix in (".pt", ".pth", ".ts", ".torchscript", ".bin"):
         return _load_torch(path, trust)
+    if suffix == ".py":
+        raise InversetError(
+            f"{path} is Python source, not a model file; name the function in it that builds the "
+            f"model, {path.stem}:FUNCTION, as MODEL, or as --factory with a state dict as MODEL "
+            f"(in Python: load_model('{path.stem}:FUNCTION', weights=path))"
+        )
     raise InversetError(
         f"unsupported model file type {suffix or '(none)'!r} for {path}; use .onnx, .pt/.pth "
-        "(TorchScript, or a pickled module with --trust), .joblib (with --trust), or "
-        "package.module:factory with --weights"
+        "(TorchScript, or a pickled module with --trust), .joblib (with --trust), or a state "
+        "dict with the code that builds the model: --factory package.module:function "
+        "(in Python: load_model('pkg.mod:fn', weights=path))"
     )
 
 
