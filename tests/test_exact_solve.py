@@ -245,6 +245,19 @@ def test_ranges_unreachable_or_witnessed():
             assert abs(r.bound - ref.value) <= 1e-4 and "nearest: the certified" in r.message
 
 
+def test_reach_unreachable_on_a_hard_net_answers_promptly():
+    # the nearest point's search is bounded by the proof's time: an 8-64-64-64-1 net's
+    # maximum is not certified in 10 minutes, and the proof alone is the answer
+    model = _mlp([8, 64, 64, 64, 1], 1)
+    box = iv.Box(-1, 1, shape=(8,))
+    t = time.perf_counter()
+    r = iv.reach(model, "out:0", 5.0, box, solver="exact")
+    assert time.perf_counter() - t < 15
+    assert r.status == "unreachable" and "not certified" in r.message
+    assert float(_f(model)(r.x[None])[0]) == pytest.approx(r.value, abs=1e-5)
+    assert r.value <= r.bound < 5.0
+
+
 def test_extra_constraints_use_the_milp():
     model = _mlp([2, 12, 12, 2], 8)
     box = iv.Box(-1, 1, shape=(2,))

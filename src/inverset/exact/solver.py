@@ -696,13 +696,23 @@ def solve(
         )
 
 
+#: the search for the nearest point after an unreachability proof gets at most the time the
+#: proof took times this, plus NEAREST_EXTRA seconds (within the time limit): the proof is the
+#: answer, and certifying the optimum can take far longer (medium nets: not in 10 minutes)
+NEAREST_SHARE = 1.0
+NEAREST_EXTRA = 1.0
+
+
 def _nearest(ctx: _Ctx, side, sense, msg, args, kw, timings, info) -> Result:
     """A reach goal proven unreachable from one side: the inputs nearest its value are that
-    side's optimum (the max when the value is above every output), so solve for it, warm
-    started at the point the proof left, within the time left. The answer stays 'unreachable'
-    with the certified bound; ``value`` is the certified optimum when the time allowed."""
+    side's optimum (the max when the value is above every output), so search for it, warm
+    started at the point the proof left, for a bounded time (NEAREST_SHARE). The answer stays
+    'unreachable' with the certified bound; ``value`` is the certified optimum when that time
+    allowed, else the best point found (and the message says which)."""
     if side["x"] is not None:
         ctx.given = side["x"]
+    now = time.perf_counter()
+    ctx.deadline = min(ctx.deadline, now + NEAREST_SHARE * (now - ctx.t0) + NEAREST_EXTRA)
     full = _maximize(ctx, sense, *args, threshold=None, **kw)
     x, best = side["x"], side["value"]
     if full["x"] is not None and (x is None or full["value"] > best):
@@ -715,8 +725,8 @@ def _nearest(ctx: _Ctx, side, sense, msg, args, kw, timings, info) -> Result:
         msg += (
             f"; nearest: the certified {word} {value:.6g}"
             if done
-            else f"; nearest found {value:.6g} ({STOPS.get(full['status'], 'stopped')} before "
-            f"the {word} was certified)"
+            else f"; nearest found {value:.6g} (the {word} is not certified: the search for it "
+            "is given the time the proof took, plus 1 s)"
         )
     return _result(ctx, x, None, "unreachable", msg, sense * bound, timings, info, full)
 
