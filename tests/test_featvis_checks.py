@@ -228,11 +228,25 @@ def test_dream_on_a_vector_model_names_the_missing_picture_axes_first():
 def test_a_few_features_shaped_1x1x5_are_not_rendered_as_a_picture():
     acas_like = nn.Sequential(nn.Flatten(), nn.Linear(5, 5))
     acas_like.input_shape = (1, 1, 5)
-    msg = r"\(1, 1, 5\) is too small to render as a picture.*at least 8 pixels.*inverset maximize"
+    msg = r"\(1, 1, 5\) is a single row or column of values.*inverset maximize"
     with pytest.raises(iv.InversetError, match=msg):
         fv.visualize(acas_like, steps=1)
     with pytest.raises(iv.InversetError, match=msg):
         fv.dream(acas_like, grey(), "out", steps=1)
+
+
+def test_small_pictures_and_signals_render_and_the_render_size_is_what_is_checked():
+    # a 7x7 picture and a length-7 signal are pictures; a fully convolutional model recorded
+    # at 7x7 renders at any size asked; a 1x1 render is no picture, whatever the model's shape
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU())
+    conv.input_shape = (1, 7, 7)
+    assert fv.visualize(conv, layer="0", steps=1).arrays["images"].shape[-2:] == (7, 7)
+    assert fv.visualize(conv, layer="0", size=12, steps=1).arrays["images"].shape[-2:] == (12, 12)
+    signal = nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU())
+    signal.input_shape = (1, 7)
+    assert fv.visualize(signal, layer="0", steps=1).arrays["images"].shape[-1] == 7
+    with pytest.raises(iv.InversetError, match=r"render shape \(1, 1, 1\) has no picture axes"):
+        fv.visualize(conv, layer="0", size=1, steps=1)
 
 
 # 6. messages for both API and CLI users

@@ -137,7 +137,6 @@ def _check_std(std) -> None:
         raise InversetError(f"std must be positive (it divides the input), got {std}")
 
 
-MIN_PICTURE = 8  # pixels along the longest picture axis: jitter and octaves move whole pixels
 MAX_PIXELS = 2048 * 2048  # per rendered image; a batch of larger ones exhausts memory
 
 
@@ -153,9 +152,10 @@ def _check_lr(lr: float) -> None:
 
 
 def _check_picture(shape: Sequence[int] | None, what: str = "the input shape") -> None:
-    """Refuse an input that is no picture or signal: no axes after the channels, only
-    size-1 axes (a vector), or fewer than MIN_PICTURE pixels along every axis (a handful of
-    tabular features such as ACAS Xu's (1, 1, 5), whose valid range is not an image's)."""
+    """Refuse a shape that is no picture or signal (channels first): no axes after the
+    channels or only size-1 ones (a vector), or a 2-D one a single pixel high or wide (a row
+    of tabular features such as ACAS Xu's (1, 1, 5), whose valid range is not an image's).
+    Small pictures (7x7) and 1-D signals of any length above 1 are fine."""
     if shape is None:
         return
     shape = tuple(int(v) for v in shape)
@@ -168,12 +168,11 @@ def _check_picture(shape: Sequence[int] | None, what: str = "the input shape") -
             f"{what} {shape} has no picture axes to render (channels first, then height and "
             f"width); {fix}"
         )
-    if max(shape[1:]) < MIN_PICTURE:
+    if len(shape) == 3 and min(shape[1:]) < 2:
         raise InversetError(
-            f"{what} {shape} is too small to render as a picture (feature visualization needs "
-            f"at least {MIN_PICTURE} pixels along its longest axis after the channels); a model "
-            "of a few features is searched with `inverset maximize` over its valid box "
-            f"(--box LO,HI); {fix}"
+            f"{what} {shape} is a single row or column of values, not a picture (feature "
+            "visualization needs a height and width of at least 2); a model of a few features "
+            f"is searched with `inverset maximize` over its valid box (--box LO,HI); {fix}"
         )
 
 
@@ -240,8 +239,7 @@ def _setup(
     _check_picture(model_shape)
     spatial = _spatial(size, model_shape)
     c = model_shape[0] if model_shape is not None else 3
-    if model_shape is None:
-        _check_picture((c, *spatial), "the render shape")
+    _check_picture((c, *spatial), "the render shape")
     device, dtype = model_device(model), model_dtype(model)
     m, s = _norm(mean, c, len(spatial), device, dtype), _norm(std, c, len(spatial), device, dtype)
     if (m is None) != (s is None):
@@ -423,8 +421,8 @@ def visualize(
     them on the way into the model, so the visualization space stays e.g. [0, 1] RGB.
     ``size`` is the render size (default: the model's input size; a model that only takes
     its own size gets resized inputs, and ``result.message`` says so; at most 2048x2048
-    pixels). The input must be a picture or signal with at least 8 pixels along some axis
-    after the channels: vectors and a few features shaped (1, 1, 5) are refused.
+    pixels). The input and the render must be pictures (height and width at least 2) or
+    1-D signals: vectors and a row of features shaped (1, 1, 5) are refused.
     ``frames`` > 0 keeps that many snapshots of the optimization for a GIF.
 
     Returns a Result with ``arrays['images']`` (N, C[+1 alpha], *size) in ``value_range``,
@@ -691,6 +689,7 @@ def dream(
     c = shape[0] if shape is not None else 3
     base = _load_image(image, c, lo, hi).to(device=device, dtype=dtype)
     full = tuple(base.shape[2:])
+    _check_picture((c, *full), "the image")
     if math.prod(full) > MAX_PIXELS:
         raise InversetError(
             f"the image is {'x'.join(map(str, full))}, over {MAX_PIXELS} pixels (2048x2048), "
