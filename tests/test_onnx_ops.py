@@ -406,6 +406,12 @@ def test_tensorflow_flatten_reduceprod_is_folded(tmp_path, opset):
     assert _diff(path, _f32(3, 2, 3, 4)) <= 1e-5
 
 
+def test_reduceprod_of_activations_is_plainly_unsupported(tmp_path):
+    nodes = [oh.make_node("ReduceProd", ["x"], ["y"], axes=[1], keepdims=0)]
+    msg = _one_line_error(_save(tmp_path, nodes, [None, 4], opset=13), "operator ReduceProd")
+    assert "view" not in msg and "TorchScript" in msg
+
+
 def test_batch_size_arithmetic_names_the_fix(tmp_path):
     nodes = [
         oh.make_node("Shape", ["x"], ["s"]),

@@ -87,6 +87,7 @@ def test_corrupt_job_json_is_one_line_error_in_report_and_atlas(monkeypatch, cap
 
 
 def test_one_unreadable_result_is_a_broken_card_not_a_failed_report(fresh):
+    assert (fresh / "out_1" / "index.html").is_file()  # the earlier result's page
     (fresh / "out_1" / "result.json").write_text('{"status": "optimal", "value": [')
     heard: list[str] = []
     index = build_report(fresh, warn=heard.append)
@@ -95,6 +96,8 @@ def test_one_unreadable_result_is_a_broken_card_not_a_failed_report(fresh):
     assert "broken:" in text and "out_1/result.json is not a saved result" in text
     assert (fresh / "out_0" / "index.html").is_file() and (fresh / "out_2" / "index.html").is_file()
     assert len(heard) == 1 and str(fresh / "out_1") in heard[0]
+    # the broken target keeps no page or picture of the result it no longer holds
+    assert not any((fresh / "out_1" / n).exists() for n in ("index.html", "thumb.png"))
 
 
 def test_another_querys_result_is_foreign_not_done(fresh):

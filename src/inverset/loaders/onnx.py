@@ -530,7 +530,7 @@ def load_onnx(path: str | Path) -> OnnxModel:
             add(*_pool(op, at, node, where, size), dyn, out)
         elif op == "GlobalAveragePool":
             add("avgpool", nn.AdaptiveAvgPool2d(1), dyn, out)
-        elif op in _SHAPE_OPS:
+        elif op in _SHAPE_OPS and op != "ReduceProd":  # a product of features is no shape op
             raise InversetError(
                 f"{where}: ONNX operator {op} on a computed tensor is not supported; {_SHAPE_FIX}"
             )

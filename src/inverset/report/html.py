@@ -292,6 +292,8 @@ def build_report(
     def problem(key: str, target: str, kind: str, why: str, fix: str) -> None:
         problems[kind] += 1
         cards[key] = _note_card(key, target, "failed", f"{kind}: {why}")
+        if (out / key).is_dir():  # an earlier result's page and pictures must not stay
+            remove_pictures(out / key, ("index.html", THUMB, SAMPLES, CURVE, HIST))
         if warn is not None:
             warn(f"{why}; its card shows it as {kind} ({fix})")
 
