@@ -77,6 +77,28 @@ def test_expand_targets_layers_classes_ranges(digits_cnn):
         expand_targets(m, targets=["out:1", "out:1"])
 
 
+class _OddLayers(nn.Module):
+    """``spare`` never runs; ``act`` runs twice per pass; ``ts`` is a TorchScript layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.spare, self.act = nn.Linear(2, 4), nn.Linear(4, 4), nn.ReLU()
+        self.ts = torch.jit.script(nn.Linear(4, 4))
+        self.input_shape = (2,)
+
+    def forward(self, x):
+        return self.ts(self.act(self.act(self.fc1(x))))
+
+
+@pytest.mark.parametrize(
+    "layer, words",
+    [("spare", "never run"), ("act", "runs 2 times"), ("ts", "TorchScript")],
+)
+def test_all_channels_of_a_layer_that_is_no_target_is_a_clear_error(layer, words):
+    with pytest.raises(InversetError, match=words):
+        expand_targets(_OddLayers(), layer=layer)
+
+
 def test_interrupted_then_resumed_equals_uninterrupted(digits_cnn, baseline, tmp_path):
     out = tmp_path / "job"
     seen: list[str] = []

@@ -82,6 +82,14 @@ def check_layer_names(model: nn.Module, names: Sequence[str]) -> None:
             )
 
 
+def not_hookable(name: str) -> InversetError:
+    """The error for a layer inside a TorchScript model, which takes no forward hooks."""
+    return InversetError(
+        f"layer {name!r} is inside a TorchScript model, which cannot be hooked; target its "
+        "outputs (out:k), or load the model as an nn.Module or ONNX file"
+    )
+
+
 def never_run(name: str) -> InversetError:
     """The error for a layer whose hook did not fire in a forward pass."""
     return InversetError(
@@ -125,10 +133,7 @@ def probe(model: nn.Module, names: Sequence[str], once: bool = True) -> Iterator
             if n == OUTPUT:
                 continue
             if isinstance(layers[n], torch.jit.ScriptModule):
-                raise InversetError(
-                    f"layer {n!r} is inside a TorchScript model, which cannot be hooked; target "
-                    "its outputs (out:k), or load the model as an nn.Module or ONNX file"
-                )
+                raise not_hookable(n)
 
             def hook(_m, _inp, out, _n=n):
                 acts.calls[_n] = acts.calls.get(_n, 0) + 1

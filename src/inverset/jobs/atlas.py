@@ -33,14 +33,19 @@ from torch import nn
 from inverset.domain import Box
 from inverset.errors import InversetError
 from inverset.model import (
+    OUTPUT,
     check_layer_names,
     fingerprint,
     forward_checked,
+    hookable_layers,
     input_shape_of,
     layers,
     model_device,
     model_dtype,
+    never_run,
+    not_hookable,
     restore_mode,
+    run_twice,
 )
 from inverset.progress import sigterm_as_interrupt
 from inverset.result import Result, _jsonable, output_directory
@@ -129,9 +134,17 @@ def model_fingerprint(model: nn.Module) -> dict[str, Any]:
 
 
 def _layer_units(model: nn.Module, layer: str, input_shape: Sequence[int] | None) -> int | None:
+    """The number of units/channels of ``layer`` (None when no input shape is known); a layer
+    that cannot be a target (never run, run twice, inside TorchScript) is a one-line error."""
     check_layer_names(model, [layer])
+    if layer != OUTPUT and layer not in hookable_layers(model):
+        raise not_hookable(layer)
     for info in layers(model, input_shape):
         if info.name == layer:
+            if info.calls == 0:
+                raise never_run(layer)
+            if info.calls is not None and info.calls > 1:
+                raise run_twice(layer, info.calls)
             return info.units
     return None
 
