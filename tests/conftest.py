@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import pytest
 import torch
@@ -30,6 +30,52 @@ def cli(*args: Any, threads: int = 2, timeout: float = 300, cwd: Any = None):
         env=env,
         timeout=timeout,
     )
+
+
+class Ran(NamedTuple):
+    """What ``inverset ARGS`` did: exit code, standard output, standard error."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_main(capsys, monkeypatch):
+    """``run_main(*ARGS)`` runs ``inverset ARGS`` in this process, as the entry point does
+    (wide columns; no subprocess start-up or fresh imports): a :class:`Ran`."""
+    from inverset.cli import main
+
+    def go(*args: Any) -> Ran:
+        monkeypatch.setattr(sys, "argv", ["inverset", *map(str, args)])
+        monkeypatch.setenv("COLUMNS", "200")
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        out = capsys.readouterr()
+        return Ran(code, out.out, out.err)
+
+    return go
+
+
+@pytest.fixture
+def saved_figures(monkeypatch) -> list[Any]:
+    """The matplotlib figures saved while the test runs (still saved to their files), in order:
+    what a picture function drew, to inspect after it has closed them."""
+    import matplotlib.figure
+
+    saved: list[Any] = []
+    real = matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args: Any, **kwargs: Any) -> Any:
+        saved.append(fig)
+        return real(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    return saved
 
 
 def missing(reason: str) -> NoReturn:

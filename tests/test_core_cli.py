@@ -295,19 +295,6 @@ def test_option_values_parse_numbers_tuples_and_text():
 
 
 # ------------------------------------------------- in-process runs of the CLI (fast)
-def main_run(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of ``inverset ARGS`` run in this process."""
-    import sys
-
-    from inverset.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["inverset", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    captured = capsys.readouterr()
-    return exit_.value.code, captured.out, captured.err
-
-
 @pytest.fixture
 def tiny_ts(tmp_path):
     """A TorchScript 2-8-1 ReLU net, input shape recorded by --input-shape 2."""
@@ -319,7 +306,7 @@ def tiny_ts(tmp_path):
 
 @pytest.mark.parametrize("command", ["maximize", "certify"])
 def test_an_out_that_cannot_be_made_fails_before_the_search(
-    tiny_ts, tmp_path, monkeypatch, capsys, command
+    tiny_ts, tmp_path, monkeypatch, run_main, command
 ):
     if not Path("/proc/self").is_dir():
         pytest.skip("needs /proc, where no directory can be made")
@@ -331,8 +318,8 @@ def test_an_out_that_cannot_be_made_fails_before_the_search(
     monkeypatch.setattr(inverset.api, "solve", no_search)
     monkeypatch.setattr(inverset.api, "in_range", no_search)
     extra = ["--below", "5"] if command == "certify" else []
-    code, _, err = main_run(
-        monkeypatch, capsys, command, tiny_ts, "-t", "out:0", "--box=-1,1", "--input-shape", "2",
+    code, _, err = run_main(
+        command, tiny_ts, "-t", "out:0", "--box=-1,1", "--input-shape", "2",
         *extra, "--out", "/proc/inverset_test/a", "--no-progress",
     )  # fmt: skip
     assert code == 2, err
@@ -353,8 +340,8 @@ def test_output_directory_is_checked_without_leaving_directories(tmp_path):
                 output_directory("/proc/inverset_test/x", create=create)
 
 
-def test_demo_refuses_a_negative_seed_before_any_work(tmp_path, monkeypatch, capsys):
-    code, _, err = main_run(monkeypatch, capsys, "demo", "--seed=-1", "--out", tmp_path / "d")
+def test_demo_refuses_a_negative_seed_before_any_work(tmp_path, run_main):
+    code, _, err = run_main("demo", "--seed=-1", "--out", tmp_path / "d")
     assert code == 2 and "seed must be an integer from 0 to 4294967295" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "d").exists()
     from inverset.zoo import digits
@@ -363,21 +350,20 @@ def test_demo_refuses_a_negative_seed_before_any_work(tmp_path, monkeypatch, cap
         digits(seed=2**32)
 
 
-def test_plain_inverset_prints_the_help_and_no_empty_error(monkeypatch, capsys):
-    code, out, err = main_run(monkeypatch, capsys)
+def test_plain_inverset_prints_the_help_and_no_empty_error(run_main):
+    code, out, err = run_main()
     assert code == 0 and "Usage: inverset" in out
     assert "error" not in err
 
 
-def test_flags_show_as_plain_flags_in_help(monkeypatch, capsys):
-    monkeypatch.setenv("COLUMNS", "200")
+def test_flags_show_as_plain_flags_in_help(run_main):
     for args in (["maximize", "--help"], ["--help"], ["demo", "--help"]):
-        code, out, _ = main_run(monkeypatch, capsys, *args)
+        code, out, _ = run_main(*args)
         assert code == 0 and "--help" in out
         assert "<bool>" not in out, args
 
 
-def test_command_summaries_are_one_line(monkeypatch, capsys):
+def test_command_summaries_are_one_line():
     import inspect
 
     from inverset.cli import register
@@ -387,29 +373,28 @@ def test_command_summaries_are_one_line(monkeypatch, capsys):
     for info in app.registered_commands:
         name = info.name or info.callback.__name__
         first = inspect.cleandoc(info.callback.__doc__ or "").split("\n\n")[0]
-        if name != "atlas":  # atlas: another module's docstring
-            assert "\n" not in first, f"{name}: {first!r}"
+        assert "\n" not in first and first.endswith("."), f"{name}: {first!r}"
 
 
-def _layers_table(monkeypatch, capsys, *args, width: int = 200) -> str:
+def _layers_table(monkeypatch, run_main, *args, width: int = 200) -> str:
     from rich.console import Console
 
     import inverset.cli.core as core
 
     monkeypatch.setattr(core, "out", Console(width=width, force_terminal=False))
-    code, out, err = main_run(monkeypatch, capsys, "layers", *args)
+    code, out, err = run_main("layers", *args)
     assert code == 0, err
     return out
 
 
-def test_layers_of_torchscript_lists_only_the_output(tiny_ts, monkeypatch, capsys):
-    out = _layers_table(monkeypatch, capsys, tiny_ts, "--input-shape", "2")
+def test_layers_of_torchscript_lists_only_the_output(tiny_ts, monkeypatch, run_main):
+    out = _layers_table(monkeypatch, run_main, tiny_ts, "--input-shape", "2")
     rows = [line for line in out.splitlines() if line.startswith("│")]
     assert len(rows) == 1 and "out:0" in rows[0]
     assert "TorchScript layers cannot be hooked" in out
 
 
-def test_layers_never_cut_names_and_mark_layers_that_are_no_targets(monkeypatch, capsys):
+def test_layers_never_cut_names_and_mark_layers_that_are_no_targets(monkeypatch, run_main):
     import types
 
     class Net(nn.Module):
@@ -427,7 +412,7 @@ def test_layers_never_cut_names_and_mark_layers_that_are_no_targets(monkeypatch,
     mod = types.ModuleType("inverset_test_layers_net")
     mod.make = Net
     monkeypatch.setitem(__import__("sys").modules, mod.__name__, mod)
-    out = _layers_table(monkeypatch, capsys, f"{mod.__name__}:make", width=60)
+    out = _layers_table(monkeypatch, run_main, f"{mod.__name__}:make", width=60)
     text = "".join(
         "".join(c.strip() for c in line.split("│")[1:2]) for line in out.splitlines()
     )  # the layer column, its folded pieces joined

@@ -4,8 +4,6 @@ small models only, so every test takes well under a second."""
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -31,26 +29,6 @@ def small_cnn() -> nn.Module:
 
 def grey(h: int = 8, w: int = 8) -> np.ndarray:
     return np.linspace(0, 1, h * w, dtype=np.float32).reshape(h, w)
-
-
-@pytest.fixture
-def run(capsys, monkeypatch):
-    """Run the CLI entry point in-process (as `inverset ARGS`): (exit code, stdout, stderr)."""
-    from inverset.cli import main
-
-    def go(*args) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["inverset", *map(str, args)])
-        monkeypatch.setenv("COLUMNS", "200")
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return go
 
 
 @pytest.fixture(scope="module")
@@ -109,18 +87,18 @@ def test_dream_jitter_and_visualize_frames_are_checked():
         (["--layer", "conv1", "--objective", "logit"], "drop --layer (layer=) to render"),
     ],
 )
-def test_bad_visualize_options_are_one_line_exit_2(run, cnn_args, args, message):
-    code, out, err = run("visualize", *cnn_args, "--steps", 1, "--no-progress", *args)
+def test_bad_visualize_options_are_one_line_exit_2(run_main, cnn_args, args, message):
+    code, out, err = run_main("visualize", *cnn_args, "--steps", 1, "--no-progress", *args)
     assert code == 2, out + err
     assert message in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_bad_dream_lr_is_one_line_exit_2(run, cnn_args, tmp_path):
+def test_bad_dream_lr_is_one_line_exit_2(run_main, cnn_args, tmp_path):
     from PIL import Image
 
     Image.fromarray((grey() * 255).astype(np.uint8)).save(tmp_path / "g.png")
-    code, _, err = run(
+    code, _, err = run_main(
         "dream", *cnn_args, "--image", tmp_path / "g.png", "--layer", "conv1", "--lr", "nan"
     )
     assert code == 2 and "lr (--lr) must be a finite number > 0" in err
@@ -157,11 +135,11 @@ def test_forward_failures_are_not_reported_as_shape_problems():
 # 3. logit/prob objectives and --layer
 
 
-def test_a_layer_with_a_class_objective_is_an_error_not_ignored(run):
+def test_a_layer_with_a_class_objective_is_an_error_not_ignored(run_main):
     for obj in ("logit", "prob"):
         with pytest.raises(iv.InversetError, match=f"objective '{obj}' raises the model's output"):
             fv.visualize(small_cnn(), layer="0", objective=obj, steps=1)
-    code, out, _ = run("visualize", "--help")
+    code, out, _ = run_main("visualize", "--help")
     assert code == 0 and "take no --layer" in " ".join(out.split())
 
 

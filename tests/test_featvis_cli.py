@@ -3,38 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 import inverset as iv
-
-
-class Ran:
-    def __init__(self, returncode: int, stdout: str, stderr: str):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-@pytest.fixture
-def run(capsys, monkeypatch):
-    """Run the CLI entry point in-process (as `inverset ARGS`), returning code and output."""
-    from inverset.cli import main
-
-    def go(*args) -> Ran:
-        monkeypatch.setattr(sys, "argv", ["inverset", *map(str, args)])
-        monkeypatch.setenv("COLUMNS", "200")
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out = capsys.readouterr()
-        return Ran(code, out.out, out.err)
-
-    return go
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +21,8 @@ def cnn_file(tmp_path_factory, digits_cnn):
 MODEL = ["--factory", "inverset.zoo:DigitsCNN", "--input-shape", "1,8,8"]
 
 
-def test_visualize_channels_writes_grid_and_result(run, cnn_file, tmp_path, digits_cnn):
-    p = run(
+def test_visualize_channels_writes_grid_and_result(run_main, cnn_file, tmp_path, digits_cnn):
+    p = run_main(
         "visualize",
         cnn_file,
         *MODEL,
@@ -81,12 +55,12 @@ def test_visualize_channels_writes_grid_and_result(run, cnn_file, tmp_path, digi
     np.testing.assert_allclose(summary["values"], np.diag(a[:, :6].numpy()), rtol=1e-4, atol=1e-5)
 
 
-def test_dream_command(run, cnn_file, tmp_path, digits_cnn):
+def test_dream_command(run_main, cnn_file, tmp_path, digits_cnn):
     from PIL import Image
 
     img = (digits_cnn.X[3].reshape(8, 8) * 255).astype(np.uint8)
     Image.fromarray(img).resize((16, 16)).save(tmp_path / "digit.png")
-    p = run(
+    p = run_main(
         "dream",
         cnn_file,
         *MODEL,
@@ -118,8 +92,8 @@ def test_dream_command(run, cnn_file, tmp_path, digits_cnn):
         (["--layer", "conv2", "--range", "1"], "--range takes LO,HI"),
     ],
 )
-def test_bad_input_is_one_line_exit_2(run, cnn_file, args, message):
-    p = run("visualize", cnn_file, *MODEL, "--steps", 2, "--no-progress", *args)
+def test_bad_input_is_one_line_exit_2(run_main, cnn_file, args, message):
+    p = run_main("visualize", cnn_file, *MODEL, "--steps", 2, "--no-progress", *args)
     assert p.returncode == 2
     assert message in p.stderr
     assert "Traceback" not in p.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import matplotlib.figure
 import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -11,18 +10,10 @@ from matplotlib.text import Text
 from inverset.report.images import save_grid
 
 
-def _drawn_grid(monkeypatch, tmp_path, images, labels, ncol, title):
+def _drawn_grid(saved_figures, tmp_path, images, labels, ncol, title):
     """Run save_grid and return the figure it saved (drawn) with the label texts by string."""
-    saved = []
-    real = matplotlib.figure.Figure.savefig
-
-    def spy(fig, *args, **kwargs):
-        saved.append(fig)
-        return real(fig, *args, **kwargs)
-
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
     save_grid(images, tmp_path / "grid.png", labels, ncol=ncol, title=title)
-    (fig,) = saved
+    (fig,) = saved_figures
     FigureCanvasAgg(fig)  # plt.close detached the figure from its canvas
     fig.set_dpi(110)
     fig.canvas.draw()
@@ -31,11 +22,11 @@ def _drawn_grid(monkeypatch, tmp_path, images, labels, ncol, title):
 
 
 @pytest.mark.parametrize(("n", "ncol"), [(20, 10), (30, 10), (7, 3), (1, 1)])
-def test_grid_labels_clear_of_images_and_inside_the_figure(monkeypatch, tmp_path, n, ncol):
+def test_grid_labels_clear_of_images_and_inside_the_figure(saved_figures, tmp_path, n, ncol):
     rng = np.random.default_rng(0)
     images = rng.random((n, 1, 8, 8))
     labels = [f"[{i},{i + 3}]\n{i + 0.25:.2f}" if i % ncol == 0 else f"{i:.2f}" for i in range(n)]
-    fig, texts = _drawn_grid(monkeypatch, tmp_path, images, labels, ncol, "a title (top)")
+    fig, texts = _drawn_grid(saved_figures, tmp_path, images, labels, ncol, "a title (top)")
     renderer = fig.canvas.get_renderer()
     page = fig.bbox
     boxes = [im.get_window_extent(renderer) for ax in fig.axes for im in ax.get_images()]
@@ -52,26 +43,19 @@ def test_grid_labels_clear_of_images_and_inside_the_figure(monkeypatch, tmp_path
         assert not any(a.overlaps(b) for b in label_boxes[i + 1 :]), labels[i]
 
 
-def test_grid_none_is_a_blank_tile(monkeypatch, tmp_path):
+def test_grid_none_is_a_blank_tile(saved_figures, tmp_path):
     images = [np.zeros((8, 8)), None, np.ones((8, 8))]
-    fig, texts = _drawn_grid(monkeypatch, tmp_path, images, ["a", "", "c"], 3, None)
+    fig, texts = _drawn_grid(saved_figures, tmp_path, images, ["a", "", "c"], 3, None)
     assert sum(len(ax.get_images()) for ax in fig.axes) == 2
     assert sorted(texts) == ["a", "c"]
 
 
-def test_range_histograms_draw_each_runs_samples_over_its_range(monkeypatch, tmp_path):
+def test_range_histograms_draw_each_runs_samples_over_its_range(saved_figures, tmp_path):
     from inverset.report.images import save_range_histograms
 
-    saved = []
-    real = matplotlib.figure.Figure.savefig
-    monkeypatch.setattr(
-        matplotlib.figure.Figure,
-        "savefig",
-        lambda fig, *a, **k: (saved.append(fig), real(fig, *a, **k))[1],
-    )
     groups = [("low", np.array([0.5, 1.0, 2.5]), 0.0, 3.0), ("high", np.full(4, 12.5), 12, 15)]
     save_range_histograms(groups, tmp_path / "h.png", bins=10)
-    (ax,) = saved[0].axes
+    (ax,) = saved_figures[0].axes
     counts = [sum(b.get_height() for b in bars) for bars in ax.containers]
     assert counts == [3, 4]
     bars = {id(b) for c in ax.containers for b in c}
@@ -84,10 +68,10 @@ def test_range_histograms_draw_each_runs_samples_over_its_range(monkeypatch, tmp
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["low: 3", "high: 4"]
 
 
-def test_grid_labels_longer_than_a_tile_wrap_instead_of_running_together(monkeypatch, tmp_path):
+def test_grid_labels_longer_than_a_tile_wrap_instead_of_running_together(saved_figures, tmp_path):
     labels = [f"out:{i} = 0.123456789, a label far wider than its tile goes on" for i in range(6)]
     images = np.random.default_rng(0).random((6, 3, 16, 16))
-    fig, texts = _drawn_grid(monkeypatch, tmp_path, images, labels, 3, None)
+    fig, texts = _drawn_grid(saved_figures, tmp_path, images, labels, 3, None)
     renderer = fig.canvas.get_renderer()
     page = fig.bbox
     shown = {" ".join(t.split()): texts[t] for t in texts}

@@ -4,10 +4,8 @@ wrong with a target and still covers the others; pictures of bounded size."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import shutil
-import sys
 import time
 
 import numpy as np
@@ -24,18 +22,6 @@ from inverset.report.images import save_bars
 from inverset.report.pictures import write_pictures
 
 torch.set_num_threads(1)
-
-
-def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """``inverset ARGS`` in this process, as the entry point runs it: (exit code, out, err)."""
-    from inverset.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["inverset", *map(str, args)])
-    monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(SystemExit) as exc:
-        main()
-    cap = capsys.readouterr()
-    return exc.value.code, cap.out, cap.err
 
 
 def _model() -> nn.Module:
@@ -65,10 +51,10 @@ def _meta(index) -> str:
     return text[text.index("<div class=meta>") :].split("</div>")[0]
 
 
-def test_report_of_a_foreign_result_json_builds_and_says_broken(monkeypatch, capsys, tmp_path):
+def test_report_of_a_foreign_result_json_builds_and_says_broken(run_main, tmp_path):
     (tmp_path / "f" / "run1").mkdir(parents=True)
     (tmp_path / "f" / "run1" / "result.json").write_text('{"status": "ok"}')
-    code, _, err = run_cli(monkeypatch, capsys, "report", tmp_path / "f")
+    code, _, err = run_main("report", tmp_path / "f")
     assert code == 0, err
     assert "Traceback" not in err and "internal error" not in err
     assert "run1/result.json" in err and "broken" in err and len(err.strip().splitlines()) == 1
@@ -77,9 +63,9 @@ def test_report_of_a_foreign_result_json_builds_and_says_broken(monkeypatch, cap
 
 
 @pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"targets": [{"key": "../x"}]}'])
-def test_corrupt_job_json_is_one_line_error_in_report_and_atlas(monkeypatch, capsys, fresh, text):
+def test_corrupt_job_json_is_one_line_error_in_report_and_atlas(run_main, fresh, text):
     (fresh / "job.json").write_text(text)
-    code, _, err = run_cli(monkeypatch, capsys, "report", fresh)
+    code, _, err = run_main("report", fresh)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"{fresh / 'job.json'} is not an atlas job record" in err and "move it away" in err
     with pytest.raises(InversetError, match="is not an atlas job record"):
@@ -149,21 +135,12 @@ def test_many_features_draw_a_bounded_picture_quickly(tmp_path):
     assert _size(tmp_path / "mnist" / "thumb.png")[0] <= 1400
 
 
-def test_few_features_keep_labelled_bars(monkeypatch, tmp_path):
-    import matplotlib.figure
-
+def test_few_features_keep_labelled_bars(saved_figures, tmp_path):
     from inverset.report.images import MAX_BARS
 
-    saved = []
-    real = matplotlib.figure.Figure.savefig
-    monkeypatch.setattr(
-        matplotlib.figure.Figure,
-        "savefig",
-        lambda fig, *a, **k: (saved.append(fig), real(fig, *a, **k))[1],
-    )
     names = [f"f{i}" for i in range(MAX_BARS)]
     save_bars(np.ones(MAX_BARS), tmp_path / "b.png", names)
-    (ax,) = saved[0].axes
+    (ax,) = saved_figures[0].axes
     assert [t.get_text() for t in ax.get_xticklabels()] == names
     assert _size(tmp_path / "b.png")[0] <= 1400
 
@@ -199,11 +176,3 @@ def test_visualize_without_a_box_says_what_is_missing():
     with pytest.raises(InversetError, match="bounds differ between features"):
         _value_range(Box([0, 0], [1, 2]))
     assert _value_range(Box(0, 1, shape=(1, 8, 8))) == (0.0, 1.0)
-
-
-def test_atlas_help_summary_is_one_line():
-    """``inverset --help`` lists a command by its docstring's first paragraph."""
-    from inverset.cli.atlas import atlas as atlas_command
-
-    first = inspect.getdoc(atlas_command).split("\n\n")[0]
-    assert "\n" not in first and first.endswith(".")
