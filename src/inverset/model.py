@@ -125,14 +125,14 @@ def probe(model: nn.Module, names: Sequence[str], once: bool = True) -> Iterator
     error, not a missing key later; so is one that ran more than once (a reused module, e.g. a
     shared activation) when ``once``, else its last output is kept and ``calls`` counts them."""
     check_layer_names(model, names)
-    layers = named_layers(model)
+    layers = hookable_layers(model)
     acts = Activations()
     handles = []
     try:
         for n in dict.fromkeys(names):
             if n == OUTPUT:
                 continue
-            if isinstance(layers[n], torch.jit.ScriptModule):
+            if n not in layers:
                 raise not_hookable(n)
 
             def hook(_m, _inp, out, _n=n):

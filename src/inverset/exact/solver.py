@@ -719,6 +719,7 @@ def _nearest(ctx: _Ctx, side, sense, msg, args, kw, timings, info) -> Result:
         x, best = full["x"], full["value"]
     bound = side["bound"] if full["bound"] is None else min(side["bound"], full["bound"])
     word = "maximum" if sense > 0 else "minimum"
+    value = None
     if x is not None:
         value = float(ctx.model_values(ctx.snap(x)[None])[0])
         done = full["status"] == "optimal"
@@ -728,7 +729,7 @@ def _nearest(ctx: _Ctx, side, sense, msg, args, kw, timings, info) -> Result:
             else f"; nearest found {value:.6g} (the {word} is not certified: the search for it "
             "is given the time the proof took, plus 1 s)"
         )
-    return _result(ctx, x, None, "unreachable", msg, sense * bound, timings, info, full)
+    return _result(ctx, x, value, "unreachable", msg, sense * bound, timings, info, full)
 
 
 def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> tuple[torch.Tensor | None, str]:

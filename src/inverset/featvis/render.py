@@ -32,6 +32,7 @@ from inverset.model import (
     OUTPUT,
     check_layer_names,
     first_tensor,
+    hookable_layers,
     input_shape_of,
     model_device,
     model_dtype,
@@ -211,9 +212,9 @@ def _spatial(size, model_shape: tuple[int, ...] | None) -> tuple[int, ...]:
 def _check_hookable(model: nn.Module, names: Sequence[str]) -> None:
     """Hidden layers of a TorchScript model cannot carry forward hooks, so they cannot be
     read: say so (and how to load the model instead) before any pass is tried."""
-    mods = named_layers(model)
+    hookable = hookable_layers(model)
     for n in names:
-        if isinstance(mods[n], torch.jit.ScriptModule):
+        if n not in hookable:
             raise InversetError(
                 f"layer {n!r} is inside a TorchScript model, whose hidden layers cannot be "
                 "hooked; visualize its output (--layer out / layer='out'), or load the model "

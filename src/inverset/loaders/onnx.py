@@ -169,12 +169,12 @@ _SHAPE_FIX = (
     "export with torch.flatten(x, 1) or nn.Flatten() instead of x.view(x.size(0), -1), "
     "or without dynamic_axes"
 )
-#: ops evaluated at load time when all their inputs are constants (shape arithmetic)
-_FOLD_OPS = (
-    *("Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Reshape", "Identity"),
-    "ReduceProd",
-)
-_SHAPE_OPS = (*_FOLD_OPS, "Shape", "Expand", "ConstantOfShape", "Range", "Size")
+_MOVES = ("Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Reshape", "Identity")
+#: ops evaluated at load time when all their inputs are constants (shape arithmetic; a
+#: ReduceProd there is TensorFlow's flatten size)
+_FOLD_OPS = (*_MOVES, "ReduceProd")
+#: ops that only handle shapes: on a computed tensor, the export advice of _SHAPE_FIX applies
+_SHAPE_OPS = (*_MOVES, "Shape", "Expand", "ConstantOfShape", "Range", "Size")
 
 
 def _opset(proto: Any) -> int:
@@ -530,7 +530,7 @@ def load_onnx(path: str | Path) -> OnnxModel:
             add(*_pool(op, at, node, where, size), dyn, out)
         elif op == "GlobalAveragePool":
             add("avgpool", nn.AdaptiveAvgPool2d(1), dyn, out)
-        elif op in _SHAPE_OPS and op != "ReduceProd":  # a product of features is no shape op
+        elif op in _SHAPE_OPS:
             raise InversetError(
                 f"{where}: ONNX operator {op} on a computed tensor is not supported; {_SHAPE_FIX}"
             )

@@ -25,6 +25,8 @@ THUMB = "thumb.png"
 CURVE = "convergence.png"
 HIST = "histogram.png"
 SAMPLES = "samples.png"
+#: every picture a target's page may show
+TARGET_PICTURES = (THUMB, SAMPLES, CURVE, HIST)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.2em;color:#222}
@@ -178,7 +180,7 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
                 title=f"{target}: values of returned points",
             )
         pics.append(HIST)
-    remove_pictures(d, (THUMB, SAMPLES, CURVE, HIST), keep=pics)
+    remove_pictures(d, TARGET_PICTURES, keep=pics)
     return pics
 
 
@@ -293,7 +295,7 @@ def build_report(
         problems[kind] += 1
         cards[key] = _note_card(key, target, "failed", f"{kind}: {why}")
         if (out / key).is_dir():  # an earlier result's page and pictures must not stay
-            remove_pictures(out / key, ("index.html", THUMB, SAMPLES, CURVE, HIST))
+            remove_pictures(out / key, ("index.html", *TARGET_PICTURES))
         if warn is not None:
             warn(f"{why}; its card shows it as {kind} ({fix})")
 
