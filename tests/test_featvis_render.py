@@ -218,6 +218,17 @@ def test_latent_generator_space(digits_cnn):
     assert (r.values > start + 1.0).all()
 
 
+def test_latent_generator_decides_the_picture_shape():
+    # a conv net records no input shape: the generator's one-channel output decides it
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 3))
+    decoder = nn.Sequential(nn.Linear(4, 64), nn.Sigmoid(), nn.Unflatten(1, (1, 8, 8)))
+    r = fv.visualize(model.eval(), param=iv.Latent(decoder, 4), steps=5)
+    assert r.arrays["images"].shape == (3, 1, 8, 8)
+    with pytest.raises(iv.InversetError, match="finite bound"):
+        fv.visualize(model, param=iv.Latent(decoder, 4, bound=float("inf")), steps=5)
+
+
 class Counter(nn.Module):
     def __init__(self):
         super().__init__()

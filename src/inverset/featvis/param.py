@@ -13,6 +13,7 @@ Both work for 1-D signals ``(C, L)`` and images ``(C, H, W)`` of any size and ch
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -161,6 +162,11 @@ class LatentImage(ImageParam):
         value_range: tuple[float, float] = (0.0, 1.0),
         sd: float = 0.5,
     ):
+        if not math.isfinite(latent.bound):
+            raise InversetError(
+                f"a Latent space for feature visualization needs a finite bound (z = bound * "
+                f"tanh(raw)), got {latent.bound}; give Latent(..., bound=3.0) or another number"
+            )
         gen = torch.Generator().manual_seed(int(seed))
         raw = torch.randn((int(batch), *latent.shape), generator=gen) * sd
         with torch.no_grad():

@@ -457,8 +457,10 @@ def visualize(
         if isinstance(param, Latent):
             if isinstance(param.generator, nn.Module):
                 stack.enter_context(restore_mode(param.generator, train=False, freeze=True))
-            if size is None:
-                size = LatentImage(param, 1, value_range=(lo, hi)).shape[1:]
+            # the generator's output is the picture the model receives: its shape decides
+            drawn = LatentImage(param, 1, value_range=(lo, hi)).shape
+            size = drawn[1:] if size is None else size
+            input_shape = drawn if input_shape is None else input_shape
         runner, spatial, c, shapes, note = _setup(model, read, input_shape, size, mean, std)
         if custom:
             units, labels = list(range(batch_size)), [objective.name] * batch_size
