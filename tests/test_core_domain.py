@@ -10,6 +10,8 @@ import torch
 
 import inverset as iv
 
+torch.set_num_threads(1)
+
 
 def test_box_checks_and_shape():
     with pytest.raises(iv.InversetError, match=r"lo > hi \(2 > 1\) at feature 0; swap"):
@@ -79,6 +81,42 @@ def test_projection_box_polytope_integers():
     assert b.contains(torch.tensor([[0.5, 0.0]])).all()
     assert not b.contains(torch.tensor([[0.5, 0.5]])).any()  # integer feature 1 not whole
     assert not b.contains(torch.tensor([[1.0, 1.0]])).any()  # violates the sum
+
+
+def test_integer_mask_indices_and_bad_values():
+    mask = np.array([True, False, True, False])  # scipy's integrality= style
+    assert iv.Box(-3, 3, shape=(4,), integer=mask).integer == (0, 2)
+    assert iv.Box(-3, 3, shape=(4,), integer=[True, False, False, True]).integer == (0, 3)
+    assert iv.Box(0, 1, shape=(4,), integer=[3, 1, 3]).integer == (1, 3)
+    assert iv.Box(0, 1, shape=(4,), integer=2).integer == (2,)
+    assert iv.Box(0, 1, shape=(4,), integer=np.array([1, 2])).integer == (1, 2)
+    with pytest.raises(iv.InversetError, match="whole numbers"):
+        iv.Box(0, 1, shape=(4,), integer=[2.7])
+    with pytest.raises(iv.InversetError, match="integer mask has 2 entries but the input has 4"):
+        iv.Box(0, 1, shape=(4,), integer=np.array([True, False]))
+    with pytest.raises(iv.InversetError, match="integer feature -1 is negative"):
+        iv.Box(0, 1, shape=(4,), integer=[-1])
+
+
+def test_box_arguments_of_the_wrong_kind_are_named():
+    with pytest.raises(iv.InversetError, match="box bound lo must be a number"):
+        iv.Box("a", "b", shape=(4,))
+    with pytest.raises(iv.InversetError, match="box shape must be a whole number"):
+        iv.Box(0, 1, shape=4.0)
+    with pytest.raises(iv.InversetError, match="box shape must hold whole numbers >= 1"):
+        iv.Box(0, 1, shape=(2, 0))
+    assert iv.Box(0, 1, shape=np.int64(4)).shape == (4,)
+
+
+def test_rounding_keeps_linear_constraints():
+    """Rounding (1.6, 0.9) to (2, 1) would break x0 + x1 <= 2.5: one feature rounds the other
+    way instead."""
+    b = iv.Box(0, 3, shape=(2,), A=[[1.0, 1.0]], b=[2.5], integer=[0, 1])
+    x = torch.tensor([[1.6, 0.9], [1.4, 1.4], [0.2, 0.3]], dtype=torch.float64)
+    r = b.project(x, round_integers=True)
+    assert b.contains(r).all()
+    assert torch.equal(r[2], torch.tensor([0.0, 0.0], dtype=torch.float64))
+    assert (r[0] - x[0]).abs().max() < 1  # a neighbouring whole point, not anywhere
 
 
 def test_sample_inside_and_seeded():

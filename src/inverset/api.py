@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from inverset.domain import Box
@@ -13,32 +15,40 @@ from inverset.errors import InversetError
 from inverset.goal import Goal
 from inverset.problem import Problem
 from inverset.result import Result
-from inverset.solvers import check_options, check_time_limit, get_solver
-from inverset.space import Space
+from inverset.solvers import check_options, check_time_limit, get_solver, unbounded
+from inverset.space import Latent, Space
 from inverset.target import Expr
+from inverset.zoo import MAX_SEED, check_seed
 
 
 def solve(
     model: nn.Module,
     target: str | Expr,
-    goal: Goal,
+    goal: Goal | str,
     domain: Box | None = None,
     *,
     solver: str = "gradient",
     space: Space | None = None,
-    input_shape: Sequence[int] | None = None,
+    input_shape: int | Sequence[int] | None = None,
     labels: Sequence[str] | None = None,
     constraints: Sequence[tuple[str | Expr, float, float]] = (),
-    seed: int = 0,
+    seed: int | None = 0,
     time_limit: float | None = None,
     max_evals: int | None = None,
     progress: bool = False,
     **options: Any,
 ) -> Result:
-    """Answer one query with the named solver; the Result records the query it answered."""
+    """Answer one query with the named solver; the Result records the query it answered.
+
+    ``goal``: a :class:`Goal`, or 'maximize' / 'minimize'. ``seed``: an integer from 0 to
+    2**32 - 1 makes the run repeatable; None draws a fresh random seed, recorded in
+    ``result.query["seed"]`` so the run can be repeated. ``max_evals``: a whole number >= 1
+    of model evaluations (None: no cap).
+    """
     check_time_limit(time_limit)
-    if max_evals is not None and max_evals < 1:
-        raise InversetError(f"max_evals must be >= 1, got {max_evals}")
+    max_evals = _check_max_evals(max_evals)
+    seed = check_seed(secrets.randbelow(MAX_SEED + 1) if seed is None else seed)
+    goal = Goal.of(goal)
     t0 = time.perf_counter()
     problem = Problem.build(
         model,
@@ -70,12 +80,34 @@ def solve(
         **result.query,
     }
     result.timings.setdefault("total", time.perf_counter() - t0)
-    if goal.kind in ("maximize", "minimize") and not problem.space.box.bounded and result.message:
-        result.message += (
-            "; the search space is unbounded, so the value may grow without limit: give a "
-            "box (domain=iv.Box(lo, hi) / --box LO,HI)"
-        )
+    if goal.kind in ("maximize", "minimize") and result.message:
+        result.message += _unbounded_note(problem.space)
     return result
+
+
+def _check_max_evals(max_evals: Any) -> int | None:
+    """``max_evals`` as an int >= 1 (a whole float such as 1e3 is taken), or None."""
+    if max_evals is None:
+        return None
+    if isinstance(max_evals, float | np.floating) and float(max_evals).is_integer():
+        max_evals = int(max_evals)
+    if isinstance(max_evals, bool) or not isinstance(max_evals, int | np.integer) or max_evals < 1:
+        raise InversetError(
+            f"max_evals must be a whole number >= 1 of model evaluations (or None), "
+            f"got {max_evals!r}"
+        )
+    return int(max_evals)
+
+
+def _unbounded_note(space: Space) -> str:
+    """A note for max/min answers when the model's inputs can grow without limit: the search
+    box is unbounded and (for a latent space) so is the box ``G(z)`` is clamped into."""
+    if space.box.bounded:
+        return ""
+    if isinstance(space, Latent) and space.domain is not None and space.domain.bounded:
+        return ""
+    what, fix = unbounded(space)
+    return f"; {what}, so the value may grow without limit: {fix}"
 
 
 def maximize(model: nn.Module, target: str | Expr, domain: Box | None = None, **kw: Any) -> Result:
@@ -103,6 +135,10 @@ def in_range(
     **kw: Any,
 ) -> Result:
     """Inputs in ``domain`` whose ``target`` lies in ``[z1, z2]`` (several, when found)."""
-    if len(range) != 2:
+    if (
+        isinstance(range, str | bytes)
+        or not isinstance(range, Sequence | np.ndarray)
+        or len(range) != 2
+    ):
         raise InversetError(f"range must be two numbers (z1, z2), got {range!r}")
     return solve(model, target, Goal.range(*range), domain, **kw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +17,62 @@ from inverset.errors import InversetError
 ArrayLike = float | Sequence[float] | np.ndarray
 
 
-def _as_shape(shape: int | Sequence[int] | None) -> tuple[int, ...] | None:
+def _is_int(v: Any) -> bool:
+    """A whole number given as an int (Python's or numpy's), not a bool."""
+    return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
+
+
+def as_shape(shape: Any, what: str = "shape") -> tuple[int, ...] | None:
+    """``shape`` as a tuple of sizes >= 1 (an int ``n`` is ``(n,)``; None stays None), else a
+    one-line error naming ``what`` (the argument it came from)."""
     if shape is None:
         return None
-    if isinstance(shape, int):
-        return (shape,)
+    if _is_int(shape):
+        shape = (shape,)
+    if isinstance(shape, str | bytes) or not isinstance(shape, Sequence | np.ndarray):
+        raise InversetError(
+            f"{what} must be a whole number or a tuple of them (e.g. 8 or (1, 8, 8)), got {shape!r}"
+        )
+    if not all(_is_int(s) and s >= 1 for s in shape):
+        raise InversetError(
+            f"{what} must hold whole numbers >= 1 (e.g. 8 or (1, 8, 8)), got {tuple(shape)!r}"
+        )
     return tuple(int(s) for s in shape)
+
+
+def _bound_array(v: Any, which: str) -> np.ndarray:
+    """A box bound as a float64 array; a one-line error when it holds no numbers."""
+    try:
+        return np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InversetError(
+            f"box bound {which} must be a number or an array of numbers (+-inf allowed), got {v!r}"
+        ) from None
+
+
+def _integer_indices(integer: Any, size: int | None) -> tuple[int, ...]:
+    """Sorted distinct flat indices of integer features from a list of indices, a single
+    index, or a boolean mask with one entry per feature (scipy's ``integrality``)."""
+    if integer is None:
+        return ()
+    if _is_int(integer):
+        integer = [integer]
+    arr = np.asarray(integer, dtype=object) if not isinstance(integer, np.ndarray) else integer
+    if arr.dtype == object and arr.size and all(isinstance(v, bool | np.bool_) for v in arr.flat):
+        arr = arr.astype(bool)
+    if arr.dtype == bool:
+        if size is not None and arr.size != size:
+            raise InversetError(
+                f"integer mask has {arr.size} entries but the input has {size} features; give "
+                "one True/False per feature, or the indices of the integer features"
+            )
+        return tuple(int(i) for i in np.flatnonzero(arr.reshape(-1)))
+    if isinstance(integer, str | bytes) or arr.ndim != 1 or not all(_is_int(v) for v in arr):
+        raise InversetError(
+            "integer must list the flat indices of integer features as whole numbers (e.g. "
+            f"integer=[0, 2]) or be a True/False mask per feature, got {integer!r}"
+        )
+    return tuple(sorted({int(i) for i in arr}))
 
 
 @dataclass
@@ -29,7 +80,8 @@ class Box:
     """A box ``lo <= x <= hi`` on inputs of shape ``shape`` (without the batch axis).
 
     ``lo``/``hi`` are scalars or arrays broadcastable to ``shape``; ``integer`` lists the flat
-    indices of features that must be whole numbers; ``A``/``b`` add linear constraints
+    indices of features that must be whole numbers (or is a True/False mask with one entry per
+    feature, as scipy's ``integrality``); ``A``/``b`` add linear constraints
     ``A @ x.flatten() <= b``. ``names`` optionally labels the flat features.
     """
 
@@ -44,9 +96,9 @@ class Box:
     _hi: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.shape = _as_shape(self.shape)
-        lo = np.asarray(self.lo, dtype=np.float64)
-        hi = np.asarray(self.hi, dtype=np.float64)
+        self.shape = as_shape(self.shape, "box shape")
+        lo = _bound_array(self.lo, "lo")
+        hi = _bound_array(self.hi, "hi")
         if self.shape is None:
             if lo.ndim == 0 and hi.ndim == 0:
                 self._lo, self._hi = lo, hi
@@ -90,11 +142,15 @@ class Box:
                 )
             if self.shape is not None:
                 self._check_constraints()
-        self.integer = tuple(sorted(int(i) for i in self.integer))
+        self.integer = _integer_indices(self.integer, self.size if self.shape else None)
+        if any(i < 0 for i in self.integer):
+            raise InversetError(
+                f"integer feature {self.integer[0]} is negative; give flat indices from 0"
+            )
         if self.integer and self.shape is not None:
             lo, hi = self._lo.reshape(-1), self._hi.reshape(-1)
             for i in self.integer:
-                if not 0 <= i < lo.size:
+                if not i < lo.size:
                     raise InversetError(
                         f"integer feature {i} is out of range; the input has {lo.size} "
                         f"features (0..{lo.size - 1})"
@@ -132,7 +188,7 @@ class Box:
     # ----------------------------------------------------------------- construction
     def with_shape(self, shape: Sequence[int]) -> Box:
         """This box with its bounds broadcast to ``shape``; error if they do not fit."""
-        shape = _as_shape(shape)
+        shape = as_shape(shape, "input shape")
         assert shape is not None
         if self.shape == shape:
             return self
@@ -251,7 +307,11 @@ class Box:
         self, x: torch.Tensor, *, round_integers: bool = False, iters: int = 50
     ) -> torch.Tensor:
         """Nearest point of the domain (exact for the box; Dykstra's alternating projections
-        when linear constraints are present). Integer features are rounded on request."""
+        when linear constraints are present). Integer features are rounded on request.
+
+        Rounding can leave ``A x <= b``: then integer features are rounded the other way, one
+        at a time, while that lowers the violation. A point with no such repair (no mixed-integer
+        point near it) is returned with a violation: check ``contains`` where it matters."""
         lo, hi = self.tensors(x.device, x.dtype)
         x = torch.maximum(torch.minimum(x, hi), lo)
         if self.A is not None:
@@ -259,12 +319,47 @@ class Box:
         if round_integers and self.integer:
             flat = x.reshape(x.shape[0], -1).clone()
             idx = torch.as_tensor(self.integer, device=x.device)
-            flo, fhi = lo.reshape(-1)[idx], hi.reshape(-1)[idx]
-            v = flat[:, idx].round()
-            v = torch.maximum(torch.minimum(v, fhi.floor()), flo.ceil())
+            flo, fhi = lo.reshape(-1)[idx].ceil(), hi.reshape(-1)[idx].floor()
+            frac = flat[:, idx]
+            v = torch.maximum(torch.minimum(frac.round(), fhi), flo)
             flat[:, idx] = v
+            if self.A is not None:
+                alt = torch.where(v > frac, frac.floor(), frac.ceil())
+                flat = self._repair_rounding(
+                    flat, idx, v, torch.maximum(torch.minimum(alt, fhi), flo)
+                )
             x = flat.reshape(x.shape)
         return x
+
+    def _repair_rounding(
+        self, flat: torch.Tensor, idx: torch.Tensor, v: torch.Tensor, alt: torch.Tensor
+    ) -> torch.Tensor:
+        """Greedy repair of rounded points ``flat`` that break ``A x <= b``: switch the integer
+        feature (to its other rounding ``alt``) that lowers the summed violation most, until
+        none does; each feature switches at most once."""
+        A = torch.as_tensor(self.A, dtype=flat.dtype, device=flat.device)
+        b = torch.as_tensor(self.b, dtype=flat.dtype, device=flat.device)
+        cols = A[:, idx].T  # [d, m]: how each integer feature moves A x
+        step = alt - v  # [n, d]: the switch of each feature (0 when it has no other rounding)
+        free = step != 0
+        res = flat @ A.T - b  # [n, m]
+        for _ in range(len(idx)):
+            viol = res.clamp_min(0).sum(1)
+            bad = (viol > 1e-9) & free.any(1)
+            if not bool(bad.any()):
+                break
+            rows = torch.nonzero(bad).flatten()
+            new = res[rows, None, :] + step[rows, :, None] * cols[None]  # [k, d, m]
+            cand = new.clamp_min(0).sum(-1).masked_fill(~free[rows], math.inf)
+            best, j = cand.min(1)
+            ok = best < viol[rows] - 1e-12
+            rows, j = rows[ok], j[ok]
+            if not len(rows):
+                break
+            flat[rows, idx[j]] = alt[rows, j]
+            res[rows] = new[ok][torch.arange(len(rows), device=flat.device), j]
+            free[rows, j] = False
+        return flat
 
     def _project_polytope(self, x, lo, hi, iters):
         A = torch.as_tensor(self.A, dtype=x.dtype, device=x.device)

@@ -25,6 +25,16 @@ class Goal:
             raise InversetError(
                 f"unknown goal {self.kind!r}; use maximize, minimize, reach or range"
             )
+        for name in ("value", "low", "high"):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            try:
+                if isinstance(v, bool | str | bytes):
+                    raise TypeError
+                object.__setattr__(self, name, float(v))
+            except (TypeError, ValueError):
+                raise InversetError(f"the goal's {name} must be a number, got {v!r}") from None
         if self.kind == "reach" and (self.value is None or not math.isfinite(self.value)):
             raise InversetError("reach needs a finite value, e.g. --value 3.0")
         if self.kind == "range":
@@ -47,6 +57,19 @@ class Goal:
 
     # convenience constructors -------------------------------------------------
     @classmethod
+    def of(cls, goal: Goal | str) -> Goal:
+        """``goal`` itself, or the goal a name gives ('maximize' or 'minimize'; 'reach' and
+        'range' need numbers: Goal.reach(z), Goal.range(z1, z2))."""
+        if isinstance(goal, Goal):
+            return goal
+        if isinstance(goal, str) and goal.strip().lower() in ("maximize", "minimize"):
+            return cls(goal.strip().lower())
+        raise InversetError(
+            f"goal must be an inverset.Goal or 'maximize'/'minimize' (e.g. Goal.reach(3.0), "
+            f"Goal.range(0.6, 0.7)), got {goal!r}"
+        )
+
+    @classmethod
     def maximize(cls) -> Goal:
         return cls("maximize")
 
@@ -56,11 +79,11 @@ class Goal:
 
     @classmethod
     def reach(cls, value: float) -> Goal:
-        return cls("reach", value=float(value))
+        return cls("reach", value=value)
 
     @classmethod
     def range(cls, low: float, high: float) -> Goal:
-        return cls("range", low=float(low), high=float(high))
+        return cls("range", low=low, high=high)
 
     # semantics -----------------------------------------------------------------
     @property

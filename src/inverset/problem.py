@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from inverset.domain import Box
+from inverset.domain import Box, as_shape
 from inverset.errors import InversetError, first_line
 from inverset.goal import Goal
 from inverset.model import (
@@ -65,9 +65,21 @@ class Problem:
                 f"model must be a torch.nn.Module (use inverset.load_model), not "
                 f"{type(model).__name__}"
             )
+        goal = Goal.of(goal)
+        if domain is not None and not isinstance(domain, Box):
+            raise InversetError(
+                f"domain must be an inverset.Box, e.g. iv.Box(0, 1) or iv.Box(lo, hi, "
+                f"shape=(4,)), got {type(domain).__name__} {domain!r}"
+            )
+        if space is not None and not isinstance(space, Space):
+            raise InversetError(
+                f"space must be an inverset space such as iv.Latent(G, dim) (or None to search "
+                f"the inputs; a box goes in domain=), got {type(space).__name__}"
+            )
         domain = domain if domain is not None else Box()
+        input_shape = as_shape(input_shape, "input_shape")
         model_shape = input_shape_of(model)
-        shape = tuple(input_shape) if input_shape is not None else domain.shape or model_shape
+        shape = input_shape if input_shape is not None else domain.shape or model_shape
         if (
             input_shape is None
             and model_shape is not None
@@ -85,11 +97,7 @@ class Problem:
             labels = getattr(model, "labels", None)
         labels = list(labels) if labels is not None else None
         expr = parse_target(target, labels)
-        cons = []
-        for t, lo, hi in constraints:
-            if lo > hi:
-                raise InversetError(f"range of {t} has z1 > z2 ({lo:g} > {hi:g}); swap them")
-            cons.append((parse_target(t, labels), float(lo), float(hi)))
+        cons = [(parse_target(t, labels), lo, hi) for t, lo, hi in _check_constraints(constraints)]
         names = [*expr.layers(), *(n for c in cons for n in c[0].layers())]
         check_layer_names(model, names)
         if isinstance(space, Latent):
@@ -117,9 +125,16 @@ class Problem:
         names = [*self.target.layers(), *(n for c in self.constraints for n in c[0].layers())]
         return list(dict.fromkeys([OUTPUT, *names]))
 
-    def session(self) -> contextlib.AbstractContextManager:
-        """Eval mode with frozen weights for the duration of a solve; restored afterwards."""
-        return restore_mode(self.model, train=False, freeze=True)
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Eval mode with frozen weights for the duration of a solve, for the model and a
+        latent space's generator alike (no BatchNorm statistics updated, no Dropout noise, no
+        gradients written into their weights); restored afterwards."""
+        with contextlib.ExitStack() as stack:
+            for m in (self.model, getattr(self.space, "generator", None)):
+                if isinstance(m, nn.Module):
+                    stack.enter_context(restore_mode(m, train=False, freeze=True))
+            yield
 
     # ------------------------------------------------------------------ evaluation
     def activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -167,7 +182,9 @@ class Problem:
         with torch.no_grad(), self.session():
             try:
                 x = self.space.to_input(z)
-            except (RuntimeError, ValueError, IndexError) as exc:
+            except InversetError:
+                raise
+            except (RuntimeError, ValueError, IndexError, TypeError) as exc:
                 raise InversetError(
                     f"the generator fails on codes of shape {tuple(z.shape[1:])} "
                     f"({first_line(exc)}); give the latent size it takes (Latent(G, dim) / "
@@ -201,6 +218,39 @@ class Problem:
             "constraints": [[str(t), lo, hi] for t, lo, hi in self.constraints],
             "model": getattr(self.model, "source", type(self.model).__name__),
         }
+
+
+def _check_constraints(constraints: Any) -> list[tuple[Any, float, float]]:
+    """Constraints as ``(target, low, high)`` triples of numbers with ``low <= high`` (NaN
+    refused; +-inf allowed), else a one-line error naming the constraint."""
+    if isinstance(constraints, str | bytes) or not isinstance(constraints, Sequence):
+        raise InversetError(
+            f"constraints must be a list of (target, z1, z2), e.g. [('out:1', 0, 1)], "
+            f"got {constraints!r}"
+        )
+    out = []
+    for c in constraints:
+        if isinstance(c, str | bytes) or not isinstance(c, Sequence) or len(c) != 3:
+            raise InversetError(
+                f"each constraint is (target, z1, z2), e.g. ('out:1', 0, 1), got {c!r}"
+            )
+        t, lo, hi = c
+        try:
+            if isinstance(lo, bool | str | bytes) or isinstance(hi, bool | str | bytes):
+                raise TypeError
+            lo, hi = float(lo), float(hi)
+        except (TypeError, ValueError):
+            raise InversetError(
+                f"range of constraint {t} must be two numbers z1, z2, got ({lo!r}, {hi!r})"
+            ) from None
+        if math.isnan(lo) or math.isnan(hi):
+            raise InversetError(
+                f"range of constraint {t} has a NaN end ({lo}, {hi}); give numbers (inf allowed)"
+            )
+        if lo > hi:
+            raise InversetError(f"range of {t} has z1 > z2 ({lo:g} > {hi:g}); swap them")
+        out.append((t, lo, hi))
+    return out
 
 
 @contextlib.contextmanager

@@ -7,12 +7,16 @@ parameterizations (Fourier, decorrelated colour) live in :mod:`inverset.featvis.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from inverset.domain import Box
+from inverset.domain import Box, as_shape
+from inverset.errors import InversetError
 
 
 class Space:
@@ -41,36 +45,97 @@ class Direct(Space):
 class Latent(Space):
     """Search the code of ``generator``: ``x = G(z)`` with ``z`` in ``[-bound, bound]^dim``.
 
-    The generator's output is clamped into the input domain so that every point handed to the
-    model is a valid input.
+    ``generator`` is a torch module or any callable taking a batch of codes to a batch of
+    inputs. ``G(z)`` is always clamped into the query's box, so every point handed to the model
+    is a valid input. ``domain`` (bounds only) narrows that further, e.g. to the generator's
+    valid output range: it is broadcast to the input shape and intersected with the query's box
+    (an empty intersection is an error). While a query is solved a module generator is in eval
+    mode with frozen weights, as the model is.
     """
 
     def __init__(
         self,
-        generator: nn.Module,
+        generator: nn.Module | Callable[[torch.Tensor], torch.Tensor],
         dim: int | tuple[int, ...],
         bound: float = 3.0,
         domain: Box | None = None,
     ):
+        if not callable(generator):
+            raise InversetError(
+                f"the generator must be a torch module or a callable z -> x, got "
+                f"{type(generator).__name__}"
+            )
+        if domain is not None and not isinstance(domain, Box):
+            raise InversetError(
+                f"a Latent's domain must be an inverset.Box (e.g. iv.Box(0, 1)), got "
+                f"{type(domain).__name__}"
+            )
+        if (
+            isinstance(bound, bool)
+            or not isinstance(bound, int | float | np.number)
+            or not bound > 0
+        ):
+            raise InversetError(f"the latent bound must be a number > 0 (e.g. 3.0), got {bound!r}")
         self.generator = generator
-        self.shape = (dim,) if isinstance(dim, int) else tuple(dim)
+        shape = as_shape(dim, "the latent dim")
+        assert shape is not None
+        self.shape = shape
         self.bound = float(bound)
         self.box = Box(-self.bound, self.bound, shape=self.shape)
         self.domain = domain
 
     def with_domain(self, domain: Box) -> Latent:
-        """This space clamping into ``domain`` too (a query's domain; one given here wins)."""
-        return Latent(self.generator, self.shape, self.bound, self.domain or domain)
+        """This space clamping into the query's ``domain`` (shaped) intersected with its own."""
+        assert domain.shape is not None
+        if self.domain is not None:
+            own = self.domain.with_shape(domain.shape)
+            if own.integer or own.A is not None:
+                raise InversetError(
+                    "a Latent's domain takes bounds only; give integer features and linear "
+                    "constraints in the query's box (and search the inputs themselves)"
+                )
+            lo, hi = np.maximum(domain.lower, own.lower), np.minimum(domain.upper, own.upper)
+            if (lo > hi).any():
+                i = int(np.flatnonzero((lo > hi).reshape(-1))[0])
+                raise InversetError(
+                    f"the Latent's domain and the query's box have no point in common (feature "
+                    f"{i}: [{own.lower.reshape(-1)[i]:g}, {own.upper.reshape(-1)[i]:g}] vs "
+                    f"[{domain.lower.reshape(-1)[i]:g}, {domain.upper.reshape(-1)[i]:g}]); "
+                    "make them overlap"
+                )
+            domain = Box(lo, hi, shape=domain.shape, names=domain.names)
+        return Latent(self.generator, self.shape, self.bound, domain)
 
     def to_input(self, z: torch.Tensor) -> torch.Tensor:
-        """``G(z)`` in the dtype of ``z`` (the model's), whatever the generator's dtype."""
-        gdtype = next((t.dtype for t in self.generator.parameters()), z.dtype)
-        x = self.generator(z.to(gdtype)).to(z.dtype)
-        if self.domain is not None and self.domain.shape is not None:
-            x = x.reshape(x.shape[0], *self.domain.shape)
-            lo, hi = self.domain.tensors(x.device, x.dtype)
-            x = torch.maximum(torch.minimum(x, hi), lo)
-        return x
+        """``G(z)`` on the device and in the dtype of ``z`` (the model's), whatever the
+        generator's, clamped into the domain."""
+        g = self.generator
+        zg = z
+        if isinstance(g, nn.Module):
+            first = next(itertools.chain(g.parameters(), g.buffers()), None)
+            dtype = next((t.dtype for t in g.parameters() if t.is_floating_point()), z.dtype)
+            zg = z.to(first.device if first is not None else z.device, dtype)
+        x = g(zg)
+        if not isinstance(x, torch.Tensor):
+            raise InversetError(
+                f"the generator returned {type(x).__name__}, not a tensor; give one that maps a "
+                "batch of codes to a batch of inputs"
+            )
+        x = x.to(z.device, z.dtype)
+        if self.domain is None:
+            return x
+        lo, hi = self.domain.tensors(x.device, x.dtype)
+        if self.domain.shape is not None:
+            n = self.domain.size
+            if x.ndim == 0 or x.numel() != z.shape[0] * n:
+                per = x.numel() // max(int(z.shape[0]), 1)
+                raise InversetError(
+                    f"the generator's output has {per} values per code but the model input has "
+                    f"{n} (shape {self.domain.shape}); give a generator whose output is the "
+                    "model's input"
+                )
+            x = x.reshape(z.shape[0], *self.domain.shape)
+        return torch.maximum(torch.minimum(x, hi), lo)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "Latent", "dim": list(self.shape), "bound": self.bound}

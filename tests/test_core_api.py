@@ -1,0 +1,175 @@
+"""The Python API: latent generators left as they were, argument checks, seeds, budgets."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import inverset as iv
+
+torch.set_num_threads(1)
+
+
+def _net16() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def _net4() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+@pytest.mark.parametrize(
+    ("solver", "kw"), [("gradient", {"starts": 4, "steps": 10}), ("cmaes", {"max_evals": 200})]
+)
+def test_latent_generator_in_eval_mode_and_frozen(solver, kw):
+    """A generator straight out of training (BatchNorm, Dropout, trainable weights) is
+    searched in eval mode with frozen weights and handed back as it was."""
+    model = _net16()
+    torch.manual_seed(1)
+    G = nn.Sequential(
+        nn.Linear(4, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 16)
+    )
+    G.train()
+    rm0 = G[1].running_mean.clone()
+    box = iv.Box(0, 1, shape=(16,))
+    r = iv.maximize(model, "out:0", box, space=iv.Latent(G, 4), solver=solver, seed=0, **kw)
+    assert torch.equal(G[1].running_mean, rm0)  # BatchNorm statistics untouched
+    assert all(p.grad is None and p.requires_grad for p in G.parameters())
+    assert G.training
+    G.eval()
+    with torch.no_grad():
+        z = torch.as_tensor(r.arrays["z"][:1], dtype=torch.float32)
+        x = G(z).clamp(0, 1)
+        v = float(model(x)[0, 0])
+    np.testing.assert_allclose(r.x, x[0].numpy(), atol=1e-6)  # no Dropout noise in the answer
+    assert r.value == pytest.approx(v, abs=1e-5)
+
+
+def test_latent_domain_intersects_query_box():
+    """The query's box always applies; a Latent's own domain (shaped or not) narrows it."""
+    model = _net16()
+    torch.manual_seed(2)
+    G = nn.Sequential(nn.Linear(4, 16)).eval()  # unbounded outputs
+    box = iv.Box(0, 1, shape=(16,))
+    kw = {"starts": 4, "steps": 20, "seed": 0}
+    for own in (iv.Box(0, 1), iv.Box(-5, 5, shape=(16,)), None):
+        r = iv.maximize(model, "out:0", box, space=iv.Latent(G, 4, domain=own), **kw)
+        assert r.x.min() >= 0 and r.x.max() <= 1
+    r = iv.maximize(model, "out:0", box, space=iv.Latent(G, 4, domain=iv.Box(0.2, 0.5)), **kw)
+    assert r.x.min() >= 0.2 - 1e-7 and r.x.max() <= 0.5 + 1e-7
+    with pytest.raises(iv.InversetError, match="no point in common"):
+        iv.maximize(model, "out:0", box, space=iv.Latent(G, 4, domain=iv.Box(2, 3)), **kw)
+
+
+def test_latent_takes_callables_and_numpy_sizes():
+    model = _net4()
+    w = torch.linspace(-1, 1, 8).reshape(2, 4)
+    box = iv.Box(-1, 1, shape=(4,))
+    r = iv.maximize(model, "out:0", box, space=iv.Latent(lambda z: torch.sigmoid(z @ w), 2))
+    assert r.x.shape == (4,) and r.x.min() >= 0
+    assert iv.Latent(nn.Linear(2, 4), np.int64(2)).shape == (2,)
+    with pytest.raises(iv.InversetError, match="latent dim must be a whole number"):
+        iv.Latent(nn.Linear(2, 4), 2.0)
+    with pytest.raises(iv.InversetError, match="generator must be a torch module or a callable"):
+        iv.Latent("G.pt", 2)
+
+
+def test_generator_output_size_is_named():
+    with pytest.raises(iv.InversetError, match="generator's output has 15 values per code but"):
+        iv.maximize(
+            _net16(), "out:0", iv.Box(0, 1, shape=(16,)), space=iv.Latent(nn.Linear(4, 15), 4)
+        )
+
+
+def test_infinite_latent_bound_in_a_box_is_not_called_unbounded():
+    G = nn.Sequential(nn.Linear(4, 16), nn.Sigmoid())
+    r = iv.maximize(
+        _net16(),
+        "out:0",
+        iv.Box(0, 1, shape=(16,)),
+        space=iv.Latent(G, 4, bound=math.inf),
+        starts=4,
+        steps=5,
+    )
+    assert "unbounded" not in r.message
+    G = nn.Linear(4, 16)
+    r = iv.maximize(
+        _net16(), "out:0", input_shape=16, space=iv.Latent(G, 4, bound=math.inf), starts=4, steps=5
+    )
+    assert "unbounded" in r.message and "Latent(G, dim, bound=" in r.message
+
+
+def test_string_goal_and_int_input_shape():
+    model = _net4()
+    box = iv.Box(-1, 1, shape=(4,))
+    a = iv.solve(model, "out:0", "maximize", box, starts=4, seed=0)
+    b = iv.maximize(model, "out:0", box, starts=4, seed=0)
+    assert a.value == b.value
+    assert iv.solve(model, "out:0", "minimize", box, starts=4, seed=0).value < a.value
+    r = iv.maximize(model, "out:0", iv.Box(-1, 1), input_shape=4, starts=4, seed=0)
+    assert r.x.shape == (4,)
+
+
+BOX4 = iv.Box(-1, 1, shape=(4,))
+BAD = [
+    ("domain", lambda m: iv.maximize(m, "out:0", (0, 1)), "domain must be an inverset.Box"),
+    ("domain str", lambda m: iv.maximize(m, "out:0", "0,1"), "domain must be an inverset.Box"),
+    ("goal", lambda m: iv.solve(m, "out:0", "reach", BOX4), "goal must be an inverset.Goal"),
+    ("space", lambda m: iv.maximize(m, "out:0", BOX4, space=BOX4), "space must be"),
+    ("max_evals", lambda m: iv.maximize(m, "out:0", BOX4, max_evals="100"), "max_evals must"),
+    ("time_limit", lambda m: iv.maximize(m, "out:0", BOX4, time_limit="5"), "time limit must"),
+    ("input_shape", lambda m: iv.maximize(m, "out:0", input_shape="4"), "input_shape must"),
+    (
+        "constraint",
+        lambda m: iv.maximize(m, "out:0", BOX4, constraints=[("out:1", 0)]),
+        r"each constraint is \(target, z1, z2\)",
+    ),
+    (
+        "constraint NaN",
+        lambda m: iv.maximize(m, "out:0", BOX4, constraints=[("out:1", math.nan, 1.0)]),
+        "constraint out:1 has a NaN end",
+    ),
+    ("in_range", lambda m: iv.in_range(m, "out:0", 5, BOX4), "range must be two numbers"),
+    ("reach None", lambda m: iv.reach(m, "out:0", None, BOX4), "reach needs a finite value"),
+    ("goal value", lambda m: iv.Goal("reach", value="3"), "goal's value must be a number"),
+]
+
+
+@pytest.mark.parametrize(("name", "call", "match"), BAD, ids=[b[0] for b in BAD])
+def test_misuse_is_a_one_line_error(name, call, match):
+    with pytest.raises(iv.InversetError, match=match) as info:
+        call(_net4())
+    assert "\n" not in str(info.value)
+
+
+def test_max_evals_checked():
+    model = _net4()
+    r = iv.maximize(model, "out:0", BOX4, max_evals=50.0, seed=0)
+    assert r.nfev <= 50 and r.query["max_evals"] == 50
+    assert isinstance(r.query["max_evals"], int)
+    for bad in (True, 2.5, 0, math.inf):
+        with pytest.raises(iv.InversetError, match="max_evals must be a whole number >= 1"):
+            iv.maximize(model, "out:0", BOX4, max_evals=bad)
+
+
+@pytest.mark.parametrize("solver", ["gradient", "basinhopping"])
+def test_seed_none_is_recorded_and_repeats(solver):
+    model = _net4()
+    kw = {"solver": solver, "max_evals": 60}
+    r = iv.maximize(model, "out:0", BOX4, seed=None, **kw)
+    seed = r.query["seed"]
+    assert isinstance(seed, int) and 0 <= seed <= 2**32 - 1
+    again = iv.maximize(model, "out:0", BOX4, seed=seed, **kw)
+    np.testing.assert_array_equal(r.x, again.x)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.7, "x", True, 2**32])
+def test_bad_seed_is_named(seed):
+    with pytest.raises(iv.InversetError, match="seed must be an integer from 0 to"):
+        iv.maximize(_net4(), "out:0", BOX4, seed=seed, solver="cmaes", max_evals=20)
