@@ -12,6 +12,8 @@ from torch import nn
 import inverset as iv
 from tests.nets import bump2d, tent
 
+torch.set_num_threads(1)
+
 
 def test_tent_maximum():
     res = iv.maximize(tent(0.3), "out:0", iv.Box(0, 1, shape=(1,)), starts=16, seed=0)
@@ -45,8 +47,11 @@ def test_reach_and_range():
     assert ((vals >= 0.4) & (vals <= 0.5)).all()
     # both sides of the tent are found
     assert inside.xs.min() < 0.3 < inside.xs.max()
-    never = iv.in_range(net, "out:0", (1.5, 2.0), box, starts=8, steps=50, seed=0)
+    never = iv.in_range(net, "out:0", (1.5, 2.0), box, starts=8, steps=50, patience=5, seed=0)
     assert never.status == "not_found" and never.value <= 1.0 + 1e-6
+    # 50 steps end before the patience test passes: the cap, not a finished search
+    capped = iv.in_range(net, "out:0", (1.5, 2.0), box, starts=8, steps=50, seed=0)
+    assert capped.status == "step_limit" and not capped.success
 
 
 def test_integer_and_linear_constraints():
@@ -321,3 +326,46 @@ def test_a_latent_space_keeps_the_query_box_and_refuses_what_it_cannot_keep():
     assert r.x.min() >= 0 and r.x.max() <= 0.5
     with pytest.raises(iv.InversetError, match="box bounds only"):
         iv.maximize(net, "out:0", iv.Box(0, 1, shape=(3,), integer=[0]), space=iv.Latent(gen, 2))
+
+
+def tanh4() -> nn.Module:
+    """A smooth 4-input net whose maximum Adam nears and the polish pins down."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 32), nn.Tanh(), nn.Linear(32, 3))
+
+
+def test_history_ends_at_the_returned_value():
+    """The polish and the integer search are in the history; on integer features Adam's
+    values (of non-integer points) are 'relaxed', never 'best'."""
+    net = tanh4()
+    r = iv.maximize(net, "out:0", iv.Box(-1, 1, shape=(4,)), starts=4, steps=20, seed=0)
+    h = r.history
+    assert h["best"][-1] == r.value and h["stage"][-1] == "polish"
+    assert h["best"][-2] < r.value  # the polish improved on Adam's last step
+    assert len({len(v) for v in h.values()}) == 1 and h["nfev"][-1] == r.nfev
+    box = iv.Box(-3, 3, shape=(4,), integer=[0, 1, 2, 3])
+    r = iv.maximize(net, "out:0", box, starts=4, steps=20, seed=0)
+    h = r.history
+    assert h["best"][-1] == r.value and h["stage"][-1] == "integer"
+    assert all(np.isnan(h["best"][:-1])) and max(h["relaxed"][:-1]) > r.value
+    assert len({len(v) for v in h.values()}) == 1
+
+
+def test_an_iteration_cap_is_step_limit_not_convergence():
+    net, box = tanh4(), iv.Box(-1, 1, shape=(4,))
+    for steps in (0, 3):
+        r = iv.maximize(net, "out:0", box, starts=4, steps=steps, polish=False, seed=0)
+        assert r.status == "step_limit" and not r.success and "stopped (step_limit)" in r.message
+    # the polish's own convergence test ends the search
+    r = iv.maximize(net, "out:0", box, starts=4, steps=3, seed=0)
+    assert r.status == "converged" and r.success
+    # Adam's patience test ends it
+    r = iv.maximize(tent(0.3), "out:0", iv.Box(0, 1, shape=(1,)), starts=4, polish=False)
+    assert r.status == "converged" and len(r.history["step"]) < 301
+
+
+def test_a_budget_of_one_evaluation_is_kept():
+    r = iv.maximize(tanh4(), "out:0", iv.Box(-1, 1, shape=(4,)), max_evals=1, seed=0)
+    assert r.nfev == 1 and r.x is not None and r.status == "max_evals"
+    with torch.no_grad():
+        assert r.value == pytest.approx(float(tanh4()(torch.as_tensor(r.x[None]))[0, 0]))

@@ -550,7 +550,7 @@ def test_exact_options_and_constant_factors():
     net, box = _mlp([2, 8, 1], 0), iv.Box(-1, 1, shape=(2,))
     for opts, match in (
         ({"method": "bab", "batch": 0}, "batch must be a whole number >= 1"),
-        ({"threads": "abc"}, "threads must be a whole number"),
+        ({"threads": "abc"}, "option 'threads' of solver 'exact' takes an integer or None"),
         ({"method": "bab", "branching": "foo"}, "unknown branching 'foo'"),
         ({"method": "bab", "milp_solver": "foo"}, "unknown milp_solver 'foo'"),
         ({"incumbent": ([0.1, 0.2, 0.3], 0.0)}, "the incumbent has 3 values but the input has 2"),

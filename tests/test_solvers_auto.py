@@ -8,7 +8,10 @@ import torch
 from torch import nn
 
 import inverset as iv
+from inverset.errors import InversetError
 from tests.test_solvers_blackbox import bump2d, tent
+
+torch.set_num_threads(1)
 
 
 class Stepped(nn.Module):
@@ -93,5 +96,65 @@ def test_unbounded_box_uses_gradient():
 def test_auto_respects_time_limit_and_budget():
     net, box = smooth2d(), iv.Box(-3, 3, shape=(2,))
     res = iv.maximize(net, "out:0", box, solver="auto", seed=0, max_evals=2000)
-    assert res.nfev <= 2000 + 64  # the gradient stage may finish its last batch of starts
+    assert res.nfev <= 2000
     assert np.isfinite(res.value)
+
+
+@pytest.mark.parametrize("budget", [1, 5, 10, 20, 40, 60])
+@pytest.mark.parametrize("net", [bump2d, smooth2d])
+def test_auto_budget_is_hard_and_small_budgets_answer(net, budget):
+    """The probes (exact's support check, the gradient probe) count: the total never exceeds
+    max_evals, and a budget too small for them still returns the best point evaluated."""
+    res = iv.maximize(net(), "out:0", iv.Box(-1, 1, shape=(2,)), solver="auto", max_evals=budget)
+    assert res.nfev <= budget, res.info["auto"]
+    assert res.x is not None and np.isfinite(res.value)
+    assert res.status in ("max_evals", "optimal", "converged"), res.status
+    spent = sum(s.get("nfev", 0) for s in res.info["auto"]["stages"])
+    assert res.nfev == spent + res.info["auto"]["probe_nfev"]
+
+
+def test_auto_budget_keeps_the_exact_route_when_it_fits():
+    res = iv.maximize(bump2d(), "out:0", iv.Box(-1, 1, shape=(2,)), solver="auto", max_evals=60)
+    assert res.info["auto"]["picked"] == "gradient -> exact" and res.nfev <= 60
+    assert res.status == "optimal" and res.value == pytest.approx(2.0, abs=1e-4)
+
+
+class Counted(nn.Module):
+    """bump2d, counting its forward passes."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner, self.calls = bump2d(), 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.inner(x)
+
+
+def test_auto_rejects_options_no_candidate_takes_before_any_work():
+    net, box = Counted(), iv.Box(-1, 1, shape=(2,))
+    with pytest.raises(InversetError, match="unknown option 'strats' for solver 'gradient'"):
+        iv.maximize(net, "out:0", box, strats=5)
+    building = net.calls  # the query's own checks; no search starts
+    with pytest.raises(InversetError, match=r"unknown option 'strats' for solver 'auto'.*starts"):
+        iv.maximize(net, "out:0", box, solver="auto", strats=5, max_evals=200)
+    with pytest.raises(InversetError, match="option 'steps' of solver 'gradient' takes an int"):
+        iv.maximize(net, "out:0", box, solver="auto", steps="many")
+    assert net.calls == 3 * building
+
+
+def test_auto_reports_options_its_pick_did_not_take():
+    g = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    box = iv.Box(0, 1, shape=(1, 4, 4))
+    res = iv.maximize(g, "out:0", box, solver="auto", popsize=99, steps=5, seed=0)
+    assert res.info["auto"]["picked"] == "gradient"
+    assert res.info["auto"]["ignored_options"] == ["popsize"]
+    assert "options not taken by gradient: popsize" in res.message
+
+
+def test_auto_names_an_unbounded_latent_space():
+    gen = nn.Linear(2, 2)
+    space = iv.Latent(gen, 2, bound=float("inf"))
+    box = iv.Box(-1, 1, shape=(2,))
+    res = iv.maximize(smooth2d(), "out:0", box, solver="auto", space=space, steps=5, seed=0)
+    assert res.info["auto"]["why"].startswith("the latent space is unbounded")

@@ -23,6 +23,7 @@ from inverset.errors import InversetError, first_line
 from inverset.problem import Problem
 from inverset.progress import progress_bar
 from inverset.result import Result
+from inverset.solvers import unbounded
 from inverset.space import Direct
 
 #: a point is inside the domain and the target constraints when its violation is below this
@@ -69,10 +70,8 @@ class Objective:
     ):
         box = problem.space.box
         if not box.bounded:
-            raise InversetError(
-                f"solver {name!r} needs a bounded search box; give finite lo/hi for every "
-                "feature (--box LO,HI or --box-file data.csv)"
-            )
+            what, fix = unbounded(problem.space)
+            raise InversetError(f"solver {name!r} needs a bounded search space: {what}; {fix}")
         if linear not in ("repair", "penalty"):
             raise InversetError(f"linear must be 'repair' or 'penalty', got {linear!r}")
         self.problem, self.name, self.box = problem, name, box
@@ -90,6 +89,8 @@ class Objective:
         self.nfev = 0
         self.polish_nfev = 0
         self.polish_note: str | None = None
+        #: the last polish ended by L-BFGS-B's own convergence test (not its iteration cap)
+        self.polish_converged = False
         # with a budget and polish=True, the search gets 90% of it and the polish the rest
         # (run() turns the reserve on once it knows the model has gradients)
         self.polish_wanted, self.reserving, self.main_stop = polish, False, ""
@@ -273,6 +274,12 @@ class Objective:
             return False
         return True
 
+    def polished(self) -> str | None:
+        """The end of a search with no convergence test of its own that ran its full count:
+        None ('converged') when a polish from its best point converged (a local optimum),
+        else 'step_limit' (nothing tested the point)."""
+        return None if self.polish_converged else "step_limit"
+
     def final_polish(self) -> str:
         """Polish the best point with the reserve kept for it. The run's status is the budget
         that stopped the search (more of it may find more), however much the polish used."""
@@ -287,14 +294,16 @@ class Objective:
 
     def polish(self, u0: np.ndarray, maxiter: int = 200) -> None:
         """Box-bounded L-BFGS-B from ``u0`` with the model's gradients (continuous boxes only;
-        a model without gradients is noted in the result and left unpolished)."""
+        a model without gradients is noted in the result and left unpolished). Sets
+        :attr:`polish_converged`."""
+        self.polish_converged = False
         if not self.can_polish:
             return
         from scipy.optimize import minimize
 
         before = self.nfev
         try:
-            minimize(
+            res = minimize(
                 self.value_and_grad,
                 np.clip(np.asarray(u0, dtype=np.float64).reshape(-1), 0, 1),
                 jac=True,
@@ -302,6 +311,7 @@ class Objective:
                 bounds=[(0.0, 1.0)] * self.dim,
                 options={"maxiter": maxiter},
             )
+            self.polish_converged = res.nit < maxiter
         except NoGradient:
             self.polish_note = "skipped: the target has no gradient"
         finally:

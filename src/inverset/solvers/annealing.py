@@ -7,6 +7,8 @@ rounded before evaluation (the rounded point is recorded and returned; gradients
 straight through the rounding). Linear constraints ``A x <= b`` are repaired by projection
 before evaluation (or penalized with ``linear='penalty'``). With a time limit or evaluation
 budget, annealing restarts with a fresh seed whenever scipy finishes, until the budget is used.
+Annealing has no convergence test: scipy stops at ``maxiter``. With ``local_search`` the best
+point comes from L-BFGS-B (a local optimum: 'converged'); without it the run is 'step_limit'.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def solve(
     if not 1 < visit <= 3:  # scipy's range for the visiting distribution's parameter
         raise InversetError(f"visit must be in (1, 3], got {visit}")
 
-    def search(obj: Objective, info: dict[str, Any]) -> None:
+    def search(obj: Objective, info: dict[str, Any]) -> str | None:
         from scipy.optimize import dual_annealing
 
         dim = max(obj.dim, 1)
@@ -70,7 +72,7 @@ def solve(
             )
             info["runs"] += 1
             if not obj.budgeted and info["runs"] > restarts:
-                return
+                return None if local_search else "step_limit"
 
     return run(
         problem,

@@ -20,6 +20,12 @@ The rule, first match wins:
 
 ``result.message`` starts with the choice and the reason; ``result.info['auto']`` records both
 and what every stage returned.
+
+``max_evals`` is a hard budget for the whole solve, the probes included: the exact solver's
+support check (``EXACT_CHECK_EVALS`` model evaluations) is only made when the budget also
+holds the exact stage (``_exact_evals``) and a gradient stage, and the gradient probe only when
+it costs at most a quarter of the budget; a budget too small for either goes to ``gradient``
+alone.
 """
 
 from __future__ import annotations
@@ -31,11 +37,31 @@ from typing import Any
 import numpy as np
 import torch
 
-from inverset.errors import UnsupportedModelError
+from inverset.errors import InversetError, UnsupportedModelError
 from inverset.problem import Problem
 from inverset.result import Result
-from inverset.solvers import get_solver
+from inverset.solvers import check_options, get_solver, unbounded
 from inverset.space import Direct
+
+#: the solvers auto may pick: the options it forwards must be ones at least one of them takes
+CANDIDATES = ("gradient", "exact", "cmaes", "evolution", "basinhopping")
+#: model evaluations of the exact solver's support check (its chain checked on 16 sample
+#: inputs, ``inverset.exact.solver._check``), paid again when the exact stage compiles
+EXACT_CHECK_EVALS = 16
+#: points of the gradient probe (whether the model has a usable input gradient)
+GRADIENT_PROBE = 8
+#: the fewest evaluations a gradient stage is given (one evaluation of each of two starts)
+GRADIENT_MIN_EVALS = 2
+#: the gradient probe is made when it costs at most 1 / PROBE_SHARE of what the budget has left
+PROBE_SHARE = 4
+
+
+def _exact_evals(problem: Problem) -> int:
+    """Model evaluations the exact stage itself makes (its max_evals caps branch-and-bound
+    boxes, not evaluations): its check and the answer's value; for reach and range also the
+    witness search (both ends and up to 80 bisection points)."""
+    extra = 1 if problem.goal.kind in ("maximize", "minimize") else 2 + 80 + 2
+    return EXACT_CHECK_EVALS + extra
 
 
 def _exact_supported(problem: Problem) -> tuple[bool, str]:
@@ -73,9 +99,11 @@ def _has_gradient(problem: Problem, seed: int, n: int) -> bool:
 def _better(problem: Problem, a: Result | None, b: Result | None) -> Result | None:
     """The result whose best value is better for the goal (ties keep ``a`` unless only ``b``
     answered the query: 'found' beats a limit's status at the same value)."""
+    if a is None:
+        return b
     if b is None or b.value is None:
         return a
-    if a is None or a.value is None:
+    if a.value is None:
         return b
     la = float(problem.goal.loss(torch.tensor([a.value], dtype=torch.float64))[0])
     lb = float(problem.goal.loss(torch.tensor([b.value], dtype=torch.float64))[0])
@@ -101,7 +129,9 @@ def solve(
     gradient_share: float = 0.2,
     **options: Any,
 ) -> Result:
-    """Choose and run solvers for the query (options go to the chosen final solver)."""
+    """Choose and run solvers for the query (options go to the chosen final solver; one that
+    none of :data:`CANDIDATES` takes is an error before any work)."""
+    check_options("solver 'auto'", solve, options)
     # the first torch optimizer built in a process pays a one-off lazy import (~2 s); pay it
     # before the clock starts so that a short gradient stage is not spent on it
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
@@ -113,15 +143,22 @@ def solve(
     # image-like: two or more non-trivial axes ((1, 8, 8) is; ACAS Xu's (1, 1, 5) is not)
     image = box.shape is not None and sum(n > 1 for n in box.shape) >= 2
     tl = float(time_limit) if time_limit is not None else None
-    probe, probed = 8, 0  # points evaluated to see whether the model has a usable gradient
+    probed = 0  # evaluations made to choose (exact's support check, the gradient probe)
     share = gradient_share
+    budget = f"a budget of {max_evals} evaluations"
 
     stages: list[tuple[str, dict[str, Any]]]
     exact_ok, exact_why = (False, "")
     if box.bounded and not (latent or image or dims > max_blackbox_dims):
-        exact_ok, exact_why = _exact_supported(problem)
+        need = EXACT_CHECK_EVALS + GRADIENT_MIN_EVALS + _exact_evals(problem)
+        if max_evals is not None and max_evals < need:
+            exact_why = f"{budget} is too small for the exact solver, which needs {need}"
+        else:
+            before = problem.nfev
+            exact_ok, exact_why = _exact_supported(problem)
+            probed += problem.nfev - before
     if not box.bounded:
-        why = "the search box is unbounded; only gradient search needs no bounds"
+        why = f"{unbounded(problem.space)[0]}; only gradient search needs no bounds"
         stages = [("gradient", options)]
     elif latent or image or dims > max_blackbox_dims:
         what = "a latent space" if latent else ("an image-like input" if image else "")
@@ -132,10 +169,13 @@ def solve(
         why = f"{exact_why}: a gradient multi-start, then exact (certified)"
         share = max(share, 0.3)
         stages = [("gradient", {}), ("exact", options)]
+    elif max_evals is not None and max_evals - probed < PROBE_SHARE * GRADIENT_PROBE:
+        why = f"{budget}, too few to probe for a gradient: gradient search ({exact_why})"
+        stages = [("gradient", options)]
     else:
         before = problem.nfev
-        smooth = _has_gradient(problem, seed, probe)
-        probed = problem.nfev - before
+        smooth = _has_gradient(problem, seed, GRADIENT_PROBE)
+        probed += problem.nfev - before
         if not smooth:
             why = f"the target has no usable input gradient: CMA-ES on {dims} inputs ({exact_why})"
             stages = [("cmaes", options)]
@@ -159,7 +199,8 @@ def solve(
     log: list[dict[str, Any]] = []
     history: dict[str, list] = {"nfev": [], "time": [], "best": [], "stage": []}
     statuses: list[str] = []
-    ignored: set[str] = set()
+    ignored: list[str] = []
+    final = ""  # the stage the options went to
     for k, (name, opts) in enumerate(stages):
         last = k == len(stages) - 1
         elapsed = time.perf_counter() - t0
@@ -171,17 +212,19 @@ def solve(
         if max_evals is not None and used >= max_evals:
             statuses.append("max_evals")
             break
-        stage_me = (
-            None
-            if max_evals is None
-            else (max_evals - used if last else _share(max_evals, share, used))
-        )
+        stage_me = None
+        if max_evals is not None:
+            stage_me = max_evals - used
+            if not last:  # its share, leaving the exact stage what it evaluates
+                later = any(n == "exact" for n, _ in stages[k + 1 :])
+                reserve = _exact_evals(problem) if later else 0
+                stage_me = max(min(_share(max_evals, share, used), stage_me - reserve), 1)
         fn = get_solver(name)
-        params = inspect.signature(fn).parameters
-        opts = {k: v for k, v in opts.items() if k in params}
-        ignored.update(k for k in options if k not in params and opts is not options)
-        if name == "exact" and best is not None and best.x is not None and "incumbent" in params:
-            opts["incumbent"] = (np.asarray(best.x), float(best.value))
+        if opts is options:
+            final = name
+            opts, ignored = _taken(name, fn, options)
+        if name == "exact" and best is not None and best.x is not None:
+            opts = {**opts, "incumbent": (np.asarray(best.x), float(best.value))}
         ts, before = time.perf_counter(), problem.nfev
         try:
             res = fn(
@@ -227,7 +270,17 @@ def solve(
         if problem.goal.kind in ("reach", "range") and res.status == "found":
             break
 
-    assert best is not None
+    chain = " -> ".join(e["solver"] for e in log)
+    picked = {"picked": chain, "why": why, "stages": log, "probe_nfev": probed}
+    if best is None:  # no stage ran: the budget went on choosing
+        stop = next((s for s in statuses if s in ("time_limit", "max_evals")), "max_evals")
+        best = Result(
+            x=None,
+            value=None,
+            status=stop,
+            message=f"no search ran: {problem.nfev - nfev0} evaluations went on choosing one",
+            solver="none",
+        )
     if proven is not None and best.value is not None:
         best.bound = proven
         best.gap = abs(proven - best.value)
@@ -237,15 +290,33 @@ def solve(
             if s in statuses:
                 status = s
                 break
-    chain = " -> ".join(e["solver"] for e in log)
-    picked = {"picked": chain, "why": why, "stages": log, "probe_nfev": probed}
-    if ignored - {k for _, o in stages for k in o}:
-        picked["ignored_options"] = sorted(ignored)
+    message = f"auto picked {chain or 'nothing'} ({why}); {best.message}"
+    if ignored:
+        picked["ignored_options"] = ignored
+        message += f"; options not taken by {final}: {', '.join(ignored)}"
     best.info = {**best.info, "auto": picked}
-    best.message = f"auto picked {chain} ({why}); {best.message}"
+    best.message = message
     best.status = status
     best.solver = f"auto:{best.solver}"
     best.nfev = problem.nfev - nfev0
     best.history = history
     best.timings = {**best.timings, "total": time.perf_counter() - t0}
     return best
+
+
+solve.forwards_to = CANDIDATES  # type: ignore[attr-defined]
+
+
+def _taken(name: str, fn: Any, options: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The options solver ``name`` takes, and (sorted) those it does not take or whose value
+    it does not accept (another candidate does: :func:`solve` checked that)."""
+    params = inspect.signature(fn).parameters
+    taken: dict[str, Any] = {}
+    for k, v in options.items():
+        try:
+            if k in params:
+                check_options(f"solver {name!r}", fn, {k: v})
+                taken[k] = v
+        except InversetError:
+            pass
+    return taken, sorted(set(options) - set(taken))

@@ -10,7 +10,9 @@ recorded and returned). Linear constraints ``A x <= b`` are penalized by default
 (``penalty * sum(max(0, A x - b))``, whose gradient steers the local search back inside;
 ``linear='repair'`` projects instead, which hides the constraint from the gradient). With a
 time limit or evaluation budget, hopping goes on until the budget is used up; otherwise it
-makes ``niter`` hops.
+makes ``niter`` hops (hopping has no convergence test but ``niter_success``: the full count is
+its normal end), and the run is 'step_limit' when the local search of the best point stopped at
+``local_maxiter``, not at its own tolerances.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def solve(
     if T is not None and not T >= 0:
         raise InversetError(f"T (the acceptance temperature) must be >= 0, got {T}")
 
-    def search(obj: Objective, info: dict[str, Any]) -> None:
+    def search(obj: Objective, info: dict[str, Any]) -> str | None:
         from scipy.optimize import basinhopping
 
         rng = np.random.default_rng(seed)
@@ -70,7 +72,7 @@ def solve(
         def count(*_):
             info["hops"] += 1
 
-        basinhopping(
+        res = basinhopping(
             obj.value_and_grad,
             u0[int(np.argmin(losses))],
             niter=10**9 if obj.budgeted else niter,
@@ -86,6 +88,8 @@ def solve(
             niter_success=niter_success,
             rng=rng,
         )
+        local = res.lowest_optimization_result
+        return "step_limit" if local.nit >= local_maxiter else None
 
     return run(
         problem,

@@ -10,7 +10,8 @@ features are rounded before evaluation (the GP sees the rounded points' losses);
 constraints ``A x <= b`` are repaired by projection before evaluation (or penalized with
 ``linear='penalty'``). Under a time limit, the GP fit and the acquisition optimization get
 timeouts from the time left, and a round is not started when the last round's duration would
-overrun the limit.
+overrun the limit. Having no convergence test, a run that ends after its ``rounds`` is
+``step_limit`` unless ``polish`` (L-BFGS-B, which has one) converged from the best point.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def solve(
             "cmaes, evolution or gradient, or search a low-dimensional Latent space"
         )
 
-    def search(obj: Objective, info: dict[str, Any]) -> None:
+    def search(obj: Objective, info: dict[str, Any]) -> str | None:
         from botorch.acquisition.logei import qLogExpectedImprovement
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskGP
@@ -123,6 +124,7 @@ def solve(
             last = time.perf_counter() - t
         if polish:
             obj.polish(obj.to_u(obj.best_z))
+        return obj.polished()
 
     # a GP on a few hundred points is many tiny ops: extra threads only add contention
     # (tenfold slower on a busy machine), so BoTorch runs single-threaded

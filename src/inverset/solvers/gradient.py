@@ -43,12 +43,12 @@ class Scaled:
         return (z - self.lo) / self.s
 
 
-def _stop_reason(deadline: float, problem: Problem, max_evals: int | None, reserve: int):
+def _stop_reason(deadline: float, used: int, max_evals: int | None, reserve: int):
     """'time_limit' (past ``deadline``, a ``time.perf_counter()`` value), 'max_evals' (when
-    ``reserve`` more evaluations would exceed the budget) or None."""
+    ``reserve`` more evaluations after the ``used`` ones would exceed the budget) or None."""
     if time.perf_counter() >= deadline:
         return "time_limit"
-    if max_evals is not None and problem.nfev + reserve > max_evals:
+    if max_evals is not None and used + reserve > max_evals:
         return "max_evals"
     return None
 
@@ -72,6 +72,13 @@ def solve(
     ``lr`` is relative to the box width per feature. ``polish`` runs scipy's L-BFGS-B on the
     best points (SLSQP under linear constraints ``A x <= b``; not for range goals).
     ``patience`` stops early when no start improved its loss in that many steps.
+
+    ``max_evals`` counts this solve's evaluations (a problem may arrive with some made: auto's
+    probes). The status is ``step_limit`` when an iteration cap (``steps`` with no polish, the
+    polish's or the integer search's own) ended the last stage before its convergence test
+    (Adam's ``patience``, L-BFGS-B's tolerances, no better integer neighbour). ``history``
+    has one entry per Adam step and one for the polish or integer search (``stage``); on
+    integer features Adam's values, of non-integer points, are ``relaxed``, not ``best``.
     """
     if starts < 1:
         raise InversetError(f"starts must be at least 1, got {starts}")
@@ -79,15 +86,16 @@ def solve(
         raise InversetError(f"steps must be >= 0, got {steps}")
     if not lr > 0:
         raise InversetError(f"lr must be > 0, got {lr}")
+    nfev0 = problem.nfev
     if max_evals is not None:  # room for one step and the final evaluation of every start
-        starts = max(1, min(starts, (max_evals - problem.nfev) // 2))
+        starts = max(1, min(starts, max_evals // 2))
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     gen = torch.Generator().manual_seed(int(seed))
     box = problem.space.box
     sc = Scaled(problem)
     goal = problem.goal
-    history: dict[str, list] = {"step": [], "best": [], "time": [], "nfev": []}
+    history: dict[str, list] = {"step": [], "best": [], "time": [], "nfev": [], "stage": []}
     # a range goal aims a little inside [z1, z2] so that float noise keeps points inside
     if goal.kind == "range":
         from inverset.goal import Goal
@@ -107,13 +115,17 @@ def solve(
         v, cv = problem.evaluate_all(problem.space.to_input(z))
         return loss_of(v, cv), v
 
+    def used() -> int:
+        return problem.nfev - nfev0
+
     def left() -> int | None:
         """Evaluations of the budget left after the final one (no budget: None)."""
-        return None if max_evals is None else max_evals - problem.nfev - starts
+        return None if max_evals is None else max_evals - used() - starts
 
     deadline = math.inf if time_limit is None else t0 + time_limit
 
     status = "converged"
+    capped = False  # Adam ran all its steps: its convergence test (patience) never passed
     with problem.session():
         z = box.sample(starts, gen, device=problem.device, dtype=problem.dtype)
         if isinstance(problem.space, Direct):
@@ -132,7 +144,8 @@ def solve(
                             0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1)))
                         )
                     opt.zero_grad()
-                    loss, v = losses(sc.z(u))
+                    v, cv = problem.evaluate_all(problem.space.to_input(sc.z(u)))
+                    loss = loss_of(v, cv)
                     finite = torch.isfinite(loss)
                     if not finite.any():
                         raise InversetError(
@@ -142,6 +155,10 @@ def solve(
                     ld = torch.where(finite, loss.detach(), torch.full_like(loss, math.inf))
                     improved = ld < best_loss - 1e-9 * (1 + best_loss.abs().nan_to_num(posinf=0))
                     best_u[improved] = u.detach()[improved]
+                    if step == 0:  # the values at best_u: the answer when no budget is left
+                        best_v, best_cv = v.detach().clone(), cv.detach().clone()
+                    else:
+                        best_v[improved], best_cv[improved] = v.detach()[improved], cv[improved]
                     best_loss = torch.minimum(best_loss, ld)
                     stale = 0 if bool(improved.any()) else stale + 1
                     ib = int(torch.argmin(best_loss))
@@ -152,14 +169,18 @@ def solve(
                         else (history["best"][-1] if history["best"] else float("nan"))
                     )
                     history["time"].append(time.perf_counter() - t0)
-                    history["nfev"].append(problem.nfev)
+                    history["nfev"].append(used())
+                    history["stage"].append("adam")
                     bar.update(1, best=history["best"][-1])
                     # the next step and the final evaluation each cost one pass over the starts
-                    reason = _stop_reason(deadline, problem, max_evals, 2 * starts)
+                    reason = _stop_reason(deadline, used(), max_evals, 2 * starts)
                     if reason:
                         status = reason
                         break
-                    if step == steps or stale >= patience:
+                    if stale >= patience:
+                        break
+                    if step == steps:
+                        capped = True
                         break
                     if goal.kind == "range" and bool((best_loss <= 0).all()):
                         break
@@ -182,24 +203,60 @@ def solve(
         # polishing evaluates every start, then ``calls`` times the best, then those again
         calls = None if max_evals is None else (left() - starts - top) // top
         plain = status == "converged" and goal.kind != "range"
+        # the last stage's end decides a status the Adam loop left at 'converged'
+        end, final_stage = "step_limit" if capped else "converged", None
         if polish and plain and (calls is None or calls >= 3):
             tp = time.perf_counter()
-            zs = _polish(problem, losses, zs, sc, top, calls, deadline)
+            zs, end = _polish(problem, losses, zs, sc, top, calls, deadline)
             timings["polish"] = time.perf_counter() - tp
-        if box.integer:
-            zs = _integer_search(problem, losses, zs, box, budget=left(), deadline=deadline)
-        if status == "converged" and time.perf_counter() > deadline:
+            final_stage = "polish"
+        # no room in the budget to evaluate the final points again: keep Adam's own values
+        short = max_evals is not None and left() < 0
+        if box.integer and not short:
+            zs, end = _integer_search(problem, losses, zs, box, budget=left(), deadline=deadline)
+            final_stage = "integer"
+        if status == "converged":
+            status = end
+        if status in ("converged", "step_limit") and time.perf_counter() > deadline:
             status = "time_limit"  # the polish or the integer search was cut short
         with torch.no_grad():
             x = problem.space.to_input(zs)
-            values, cv = problem.evaluate_all(x)
+            values, cv = (best_v, best_cv) if short else problem.evaluate_all(x)
             final_loss = loss_of(values, cv)
             ok = box.contains(zs) & torch.isfinite(final_loss)
             if problem.constraints:
                 ok &= problem.constraint_violation(cv) <= 1e-9
             if goal.kind in ("range", "reach"):
                 final_loss = goal.loss(values)
-    return _result(problem, zs, x, values, final_loss, ok, status, history, timings, t0, starts)
+    r = _result(problem, zs, x, values, final_loss, ok, status, history, timings, t0, starts)
+    r.nfev = used()  # this solve's evaluations, not the problem's running total
+    _close_history(history, bool(box.integer), final_stage, r.value, r.timings["total"], r.nfev)
+    return r
+
+
+def _close_history(
+    history: dict[str, list],
+    integer: bool,
+    stage: str | None,
+    value: float | None,
+    t: float,
+    nfev: int,
+) -> None:
+    """End ``history['best']`` at the returned ``value``: an entry for the polish or integer
+    search ``stage`` (or for a final evaluation that differs from Adam's last best). On integer
+    features Adam's values, of the continuous relaxation, move to ``relaxed``."""
+    if integer:
+        history["relaxed"] = history["best"]
+        history["best"] = [math.nan] * len(history["relaxed"])
+    if value is None or (stage is None and history["best"][-1:] == [value]):
+        return
+    history["step"].append(history["step"][-1] + 1 if history["step"] else 0)
+    history["best"].append(value)
+    history["time"].append(t)
+    history["nfev"].append(nfev)
+    history["stage"].append(stage or "final")
+    if integer:
+        history["relaxed"].append(math.nan)
 
 
 #: inputs from which a quarter of the starts are sparse corner points (image-like domains)
@@ -253,7 +310,8 @@ def _move_flat_starts(u: torch.Tensor, gen: torch.Generator, image_like: bool = 
 
 
 class _Halt(Exception):
-    """The polish's budget or deadline is used up (raised from inside scipy's loop)."""
+    """The polish's budget or deadline is used up (raised from inside scipy's loop); its
+    argument is the status that names which: 'max_evals' or 'time_limit'."""
 
 
 #: SLSQP (the polish under linear constraints) solves a dense least-squares problem per
@@ -263,12 +321,14 @@ SLSQP_MAX_DIMS = 500
 
 def _polish(
     problem, losses, zs, sc, top: int, calls: int | None = None, deadline: float = math.inf
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, str]:
     """L-BFGS-B from the ``top`` best points at once (their losses are summed; separable), or
     under linear constraints ``A x <= b`` SLSQP from each in turn (projected Adam stalls on
     their faces); at most ``calls`` loss evaluations per point (default: the method's own
     iteration limit) and not past ``deadline`` (``time.perf_counter()``). A point is only
-    replaced by a better one."""
+    replaced by a better one. Returns the points and how the polish ended: 'converged' (the
+    method's own test), 'step_limit' (its iteration cap), 'max_evals' (``calls``) or
+    'time_limit'."""
     from scipy.optimize import LinearConstraint, minimize
 
     box = problem.space.box
@@ -277,9 +337,12 @@ def _polish(
     order = torch.argsort(loss0)[:top]
     z0 = zs[order]
     if box.A is not None and z0[0].numel() > SLSQP_MAX_DIMS:
-        return zs
+        return zs, "converged"  # no polish: Adam's end stands
     lo = np.broadcast_to(box.lower, z0.shape[1:]).reshape(-1)
     hi = np.broadcast_to(box.upper, z0.shape[1:]).reshape(-1)
+
+    ends: list[str] = []
+    maxiter = 200
 
     def descend(start_z: torch.Tensor) -> torch.Tensor:
         shape, k = start_z.shape, start_z.shape[0]
@@ -291,8 +354,10 @@ def _polish(
         seen = {"n": 0, "f": math.inf, "x": start}
 
         def fg(flat: np.ndarray):
-            if (calls is not None and seen["n"] >= calls - 1) or time.perf_counter() > deadline:
-                raise _Halt
+            if time.perf_counter() > deadline:
+                raise _Halt("time_limit")
+            if calls is not None and seen["n"] >= calls - 1:
+                raise _Halt("max_evals")
             seen["n"] += 1
             zz = torch.as_tensor(flat, dtype=z0.dtype, device=z0.device).reshape(shape)
             zz.requires_grad_(True)
@@ -308,15 +373,19 @@ def _polish(
 
         def on_time(*_):  # between iterations too, not only when the model is evaluated
             if time.perf_counter() > deadline:
-                raise _Halt
+                raise _Halt("time_limit")
 
         how = {"method": "L-BFGS-B", "callback": on_time}
         if box.A is not None:
             how.update(method="SLSQP", constraints=[LinearConstraint(box.A, -np.inf, box.b)])
         try:
-            best = minimize(fg, start, jac=True, bounds=bounds, options={"maxiter": 200}, **how).x
-        except _Halt:
+            res = minimize(fg, start, jac=True, bounds=bounds, options={"maxiter": maxiter}, **how)
+        except _Halt as halt:
             best = seen["x"]
+            ends.append(str(halt))
+        else:
+            best = res.x
+            ends.append("step_limit" if res.nit >= maxiter else "converged")
         return torch.as_tensor(best, dtype=z0.dtype, device=z0.device).reshape(shape)
 
     # separable under a box: all points at once; under A x <= b, SLSQP from each in turn
@@ -328,7 +397,7 @@ def _polish(
     out = zs.clone()
     better = lp < loss0[order]
     out[order[better]] = zp[better]
-    return out
+    return out, next((e for e in ends if e != "converged"), "converged")
 
 
 def _integer_search(
@@ -339,15 +408,17 @@ def _integer_search(
     rounds: int = 25,
     budget: int | None = None,
     deadline: float = math.inf,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, str]:
     """Round integer features, then move each point to its best +-1 integer neighbour
-    (all neighbours of all points in one batch) until none improves, a round would take
-    more than ``budget`` evaluations in all, or ``deadline`` has passed."""
+    (all neighbours of all points in one batch) until none improves ('converged'), ``rounds``
+    rounds all moved ('step_limit'), a round would take more than ``budget`` evaluations in
+    all ('max_evals'), or ``deadline`` has passed ('time_limit'). Returns the points and
+    that end."""
     z = box.project(zs, round_integers=True)
     idx = list(box.integer)
     n, d = z.shape[0], len(idx)
     if budget is not None and budget < n:
-        return z
+        return z, "max_evals"
     lo = torch.as_tensor(box.lower.reshape(-1)[idx], dtype=z.dtype, device=z.device)
     hi = torch.as_tensor(box.upper.reshape(-1)[idx], dtype=z.dtype, device=z.device)
     with torch.no_grad():
@@ -355,8 +426,10 @@ def _integer_search(
         used = n
         for _ in range(rounds):
             used += 2 * n * d
-            if (budget is not None and used > budget) or time.perf_counter() > deadline:
-                break
+            if budget is not None and used > budget:
+                return z, "max_evals"
+            if time.perf_counter() > deadline:
+                return z, "time_limit"
             flat = z.reshape(n, -1)
             cand = flat[:, None, :].repeat(1, 2 * d, 1)
             for j, i in enumerate(idx):
@@ -370,7 +443,7 @@ def _integer_search(
             parts = []
             for i in range(0, len(cz), 4096):  # chunks: one round on 784 inputs is 50k points
                 if time.perf_counter() > deadline:
-                    return z
+                    return z, "time_limit"
                 parts.append(losses(cz[i : i + 4096])[0])
             cl = torch.cat(parts)
             cl = torch.where(
@@ -379,12 +452,12 @@ def _integer_search(
             bl, bj = cl.min(1)
             move = bl < cur - 1e-12
             if not bool(move.any()):
-                break
+                return z, "converged"
             flat = flat.clone()
             flat[move] = cand[move, bj[move]]
             z = flat.reshape(z.shape)
             cur = torch.where(move, bl, cur)
-    return z
+    return z, "step_limit"
 
 
 def _result(problem, zs, x, values, loss, ok, status, history, timings, t0, starts) -> Result:
@@ -421,7 +494,7 @@ def _result(problem, zs, x, values, loss, ok, status, history, timings, t0, star
             timings=timings,
         )
     best = int(order[0])
-    stopped = status if status in ("time_limit", "max_evals", "interrupted") else None
+    stopped = status if status in ("time_limit", "max_evals", "interrupted", "step_limit") else None
     if goal.kind == "range":
         found = len(keep) > 0
         if found or status == "converged":  # a point in range answers the query, stopped or not

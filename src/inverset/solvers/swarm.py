@@ -6,6 +6,8 @@ integer support here: integer features are rounded before evaluation (the rounde
 recorded and returned). Linear constraints ``A x <= b`` are repaired by projection before
 evaluation (or penalized with ``linear='penalty'``). PSO never declares convergence: it runs
 ``generations`` swarms unless a time limit or evaluation budget is given, which it then uses up.
+Having no convergence test, a run that ends at ``generations`` is ``step_limit`` unless
+``polish`` (L-BFGS-B, which has one) converged from its best particle.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def solve(
             f"popsize and generations must be at least 1, got {popsize} and {generations}"
         )
 
-    def search(obj: Objective, info: dict[str, Any]) -> None:
+    def search(obj: Objective, info: dict[str, Any]) -> str | None:
         import nevergrad as ng
 
         # clipping (not nevergrad's default bouncing) lets particles sit on the bounds, where
@@ -69,6 +71,7 @@ def solve(
             info["generations"] += 1
         if polish:
             obj.polish(obj.to_u(obj.best_z))
+        return obj.polished()
 
     return run(
         problem,
