@@ -80,7 +80,7 @@ def test_sample_bad_input_is_one_line(files):
         "--target", "logit:1", "--range", "0,1", "--option", "out=x",
     )  # fmt: skip
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
-    assert "unknown option 'out' for the sampler; its options: n, encoder" in p.stderr
+    assert "unknown option 'out' for the sampler; its options: mu0, alpha" in p.stderr
 
 
 def test_parse_helpers():
@@ -129,3 +129,40 @@ def test_sample_integer_features_and_linear_constraints(tmp_path):
     with torch.no_grad():
         v = net(torch.as_tensor(x, dtype=torch.float32))[:, 0].numpy()
     assert ((v >= -1e-5) & (v <= 0.1 + 1e-5)).all()
+
+
+@pytest.fixture(scope="module")
+def small_net(tmp_path_factory):
+    from torch import nn
+
+    d = tmp_path_factory.mktemp("sample_small")
+    torch.manual_seed(0)
+    torch.save(nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2)), d / "relu2.pt")
+    return d / "relu2.pt"
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--option", "K=3"], "unknown option 'K' for the sampler; its options: mu0, alpha"),
+        (["--option", "n=5"], "unknown option 'n'"),
+        (["--option", "encoder=identity"], "unknown option 'encoder'"),
+        (["--option", "time_limit=3"], "unknown option 'time_limit'"),
+        (["--option", "seed=1"], "unknown option 'seed'"),
+        (["--option", "max_steps=-1"], "max_steps"),
+        (["--option", "inner_steps=0"], "inner_steps"),
+        (["--seed", "18446744073709551616"], "seed must be an integer"),
+        (["--latent-dim", "0"], "--latent-dim must be a whole number >= 1"),
+        (["--latent-dim", "-2"], "--latent-dim"),
+        (["--latent-bound", "0"], "--latent-bound must be a positive number"),
+        (["--latent-bound", "-1"], "--latent-bound"),
+        (["--generator-weights", "w.pt"], "--generator-weights applies to a generator"),
+    ],
+)
+def test_sample_bad_options_are_one_line(run_main, small_net, extra, message):
+    p = run_main(
+        "sample", small_net, "--trust", "--input-shape", "3", "--box", "0,1", "-t", "out:0",
+        "--range", "-100,100", "-n", "5", "--no-progress", *extra,
+    )  # fmt: skip
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert message in p.stderr and "Traceback" not in p.stderr, p.stderr

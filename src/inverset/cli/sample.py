@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -32,6 +33,28 @@ from inverset.cli.app import (
     parse_options,
 )
 from inverset.errors import InversetError
+
+#: parameters of the sampler that this command sets itself: not options (--option n=5 would
+#: collide with -n)
+CLI_PARAMETERS = (
+    "model",
+    "target",
+    "range",
+    "n",
+    "domain",
+    "space",
+    "encoder",
+    "intersect",
+    "K",
+    "seed",
+    "out",
+    "resume",
+    "time_limit",
+    "progress",
+    "input_shape",
+    "labels",
+    "callback",
+)
 
 
 def parse_range(text: str, what: str = "--range") -> tuple[float, float]:
@@ -118,15 +141,21 @@ def sample(
     from inverset.solvers import check_options
     from inverset.space import Latent
     from inverset.target import read_labels
+    from inverset.zoo import check_seed
 
     z1, z2 = parse_range(range_)
     opts = parse_options(option)
-    check_options(
-        "the sampler",
-        run_sample,
-        opts,
-        exclude=("model", "target", "range", "callback", "domain", "space", "out", "resume"),
-    )
+    check_options("the sampler", run_sample, opts, exclude=CLI_PARAMETERS)
+    if latent_dim is not None and latent_dim < 1:
+        raise InversetError(f"--latent-dim must be a whole number >= 1, got {latent_dim}")
+    if not 0 < latent_bound < math.inf:
+        raise InversetError(
+            f"--latent-bound must be a positive number (codes lie in [-B, B]), got {latent_bound}"
+        )
+    if generator is None and (generator_weights is not None or latent_dim is not None):
+        given = "--generator-weights" if generator_weights is not None else "--latent-dim"
+        raise InversetError(f"{given} applies to a generator; give --generator too")
+    check_seed(seed)
     m = load_cli_model(model, trust, factory, device, input_shape)
     domain = build_domain(box, box_file, integer, constraints, input_shape)
     if not domain.bounded and box is None and box_file is None:
@@ -140,7 +169,7 @@ def sample(
         else:
             g = load_cli_model(generator, trust, None, device)
         g = g.to(model_device(m))
-        dim = latent_dim or getattr(g, "latent_dim", None)
+        dim = latent_dim if latent_dim is not None else getattr(g, "latent_dim", None)
         shape = getattr(g, "input_shape", None)
         if dim is None and shape is not None and len(shape) == 1:
             dim = int(shape[0])

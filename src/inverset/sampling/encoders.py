@@ -8,11 +8,13 @@ nothing extra), the identity (flattened input), or any ``nn.Module`` applied to 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from inverset.errors import InversetError
-from inverset.model import check_layer_names, named_layers
+from inverset.model import check_layer_names, hookable_layers, layers
 
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _ACTIVATIONS = (
@@ -28,11 +30,21 @@ _ACTIVATIONS = (
 )
 
 
-def default_layer(model: nn.Module) -> str | None:
+def default_layer(model: nn.Module, input_shape: Sequence[int] | None = None) -> str | None:
     """The output of the model's first hidden block: the first activation module that follows
-    its first Linear/Conv layer (in registration order), else that layer itself."""
+    its first Linear/Conv layer (in registration order), else that layer itself. Only layers
+    that forward hooks can read and, when the input shape is known (``input_shape`` or
+    recorded on the model), that the forward pass runs are candidates: a registered but
+    unused module is never picked."""
+    found = hookable_layers(model)
+    try:
+        runs = {info.name: info.calls for info in layers(model, input_shape)}
+    except InversetError:  # the model fails on that shape: the run reports it
+        runs = {}
     first = None
-    for name, m in named_layers(model).items():
+    for name, m in found.items():
+        if runs.get(name) == 0:
+            continue
         if first is None and isinstance(m, _WEIGHTED):
             first = name
         elif first is not None and isinstance(m, _ACTIVATIONS):
@@ -62,14 +74,17 @@ class Encoder:
         return self.kind if self.kind == "identity" else f"module {type(self.module).__name__}"
 
 
-def make_encoder(model: nn.Module, encoder: str | nn.Module | None) -> Encoder:
-    """Resolve the user's choice: None (default early layer), 'identity', a layer name, a module."""
+def make_encoder(
+    model: nn.Module, encoder: str | nn.Module | None, input_shape: Sequence[int] | None = None
+) -> Encoder:
+    """Resolve the user's choice: None (default early layer), 'identity', a layer name, a
+    module. ``input_shape`` (without the batch axis) lets the default skip unused layers."""
     if isinstance(encoder, nn.Module):
         return Encoder("module", module=encoder)
     if encoder == "identity":
         return Encoder("identity")
     if encoder is None:
-        name = default_layer(model)
+        name = default_layer(model, input_shape)
         return Encoder("layer", layer=name) if name else Encoder("identity")
     if not isinstance(encoder, str):
         raise InversetError(

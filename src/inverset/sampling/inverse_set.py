@@ -34,15 +34,19 @@ sample; a walker repeating an accepted sample exactly (e.g. pinned at a corner o
 accepted twice; ``diversity='log'`` (mean log distance to the nearest samples) is offered
 beside the paper's squared distances.
 
-Every returned sample is re-evaluated on the model at the end and lies in all its ranges.
+Every returned sample is re-evaluated on the model from scratch (in chunks, as the run goes,
+so that the time limit covers it) and lies in all its ranges and in the domain.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
+import importlib
 import math
 import time
 from collections.abc import Callable, Sequence
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +55,7 @@ import torch
 from torch import nn
 
 from inverset.domain import Box
-from inverset.errors import InversetError
+from inverset.errors import InversetError, first_line
 from inverset.goal import Goal
 from inverset.model import fingerprint, forward
 from inverset.problem import Problem
@@ -61,6 +65,7 @@ from inverset.sampling.encoders import Encoder, make_encoder
 from inverset.sampling.store import SampleStore
 from inverset.solvers import check_time_limit
 from inverset.space import Direct, Latent, Space
+from inverset.zoo import check_seed
 
 #: acceptance keeps this fraction of the range width away from its ends, so that a point
 #: accepted in one batch stays inside when re-evaluated alone (float noise of batching)
@@ -71,6 +76,19 @@ EXACT_MIN_SECONDS = 2.0
 #: diversity (mean pairwise distance) of more samples than this is estimated on this many of
 #: them, drawn at random: all pairs of 20,000 samples would take longer than the run
 DIVERSITY_PAIRS_OF = 2000
+#: accepted samples are re-evaluated from scratch (verified) in chunks of this many, during
+#: the run: the end of a run verifies at most one chunk, within the time limit
+VERIFY_CHUNK = 1024
+#: a verified sample lies in the domain within this tolerance (float32 inputs, projections)
+DOMAIN_TOL = 1e-5
+#: held back from a time limit for the work after the search (messages, result assembly),
+#: besides the measured costs of verifying and of the diversity estimate
+FINISH_SECONDS = 0.1
+#: seconds per pair of samples and feature of the diversity estimate (float64 cdist, one core)
+PAIR_SECONDS = 6e-11
+#: compressed writing speed assumed for the final save to ``out`` (np.savez_compressed of
+#: float data: about 25 MB/s measured on one core)
+SAVE_BYTES_PER_SECOND = 15e6
 
 
 class _Stop(Exception):
@@ -99,6 +117,57 @@ def _parse_ranges(
                 "a range of positive width"
             )
     return z1, z2, cons
+
+
+def _check_values(o: dict[str, Any], flags: dict[str, Any]) -> None:
+    """One-line errors for sampler options the run cannot use, raised before any work is done
+    (a bad ``max_steps`` would otherwise surface only after the whole seeding phase)."""
+    whole = {
+        "n": 1,
+        "K (walkers)": 1,
+        "neighbours": 1,
+        "inner_steps": 1,
+        "max_outer": 1,
+        "restart": 0,
+        "max_steps": 0,
+    }
+    for name, least in whole.items():
+        v = o[name.split()[0]]
+        if name == "max_steps" and v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < least:
+            raise InversetError(f"{name} must be a whole number >= {least}, got {v!r}")
+    for name in ("mu0", "alpha", "lr", "step", "exact_time"):
+        v = o[name]
+        if not _real(v) or not 0 < v < math.inf:
+            raise InversetError(f"{name} must be a positive number, got {v!r}")
+    if not _real(o["weight"]) or not 0 <= o["weight"] < math.inf:
+        raise InversetError(f"weight must be a finite number >= 0, got {o['weight']!r}")
+    for name in ("margin", "walk_margin"):
+        v = o[name]
+        if name == "walk_margin" and v is None:
+            continue
+        if not _real(v) or not 0 <= v < 0.5:
+            raise InversetError(
+                f"{name} is a fraction of the range per side in [0, 0.5), got {v!r}"
+            )
+    for name, v in flags.items():
+        if not isinstance(v, bool | np.bool_):
+            raise InversetError(f"{name} must be True or False, got {v!r}")
+    for name, choices in (
+        ("optimizer", ("adam", "sgd")),
+        ("walk_optimizer", ("adam", "sgd")),
+        ("diversity", ("sq", "log")),
+        ("memory", ("all", "last")),
+    ):
+        if o[name] not in choices:
+            raise InversetError(
+                f"{name} must be {' or '.join(map(repr, choices))}, got {o[name]!r}"
+            )
+
+
+def _real(v: object) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool | np.bool_)
 
 
 def sample(
@@ -146,42 +215,17 @@ def sample(
     code. ``encoder``: where diversity is measured (None = the model's first hidden block,
     'identity', a layer name, or a module). ``K`` walkers; seeding uses ``mu0``, ``alpha``,
     ``inner_steps`` per outer iteration (at most ``max_outer``), Adam step ``lr`` (relative to
-        the box width); the walk takes single steps of size ``step`` (``walk_optimizer``: plain
+    the box width); the walk takes single steps of size ``step`` (``walk_optimizer``: plain
     normalized step or Adam). ``memory``: 'all' (distance to
     every accepted sample) or 'last' (to the last accepted batch, the paper's literal reading).
-    ``max_steps`` caps the walk (default ``20 n / K + 200``). ``out`` writes samples as they are
-    accepted; ``resume`` continues a run there. ``callback(state)`` runs after every step.
+    ``max_steps`` caps the walk of each call (default ``20 n / K + 200``; a resumed run gets
+    the budget again). ``out`` writes samples as they are accepted; ``resume`` continues a run
+    there. ``callback(state)`` runs after every step. ``time_limit`` covers the whole call,
+    the final checks and the saving of ``out`` included.
     """
     z1, z2, cons = _parse_ranges(target, range, intersect)
-    for name, v in (("n", n), ("K (walkers)", K), ("neighbours", neighbours)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise InversetError(f"{name} must be a whole number >= 1, got {v!r}")
-    for name, v in (("mu0", mu0), ("alpha", alpha), ("lr", lr), ("step", step)):
-        if not v > 0 or not math.isfinite(v):
-            raise InversetError(f"{name} must be a positive number, got {v!r}")
+    seed = check_seed(seed)
     check_time_limit(time_limit)
-    for name, opt in (("optimizer", optimizer), ("walk_optimizer", walk_optimizer)):
-        if opt not in ("adam", "sgd"):
-            raise InversetError(f"{name} must be 'adam' or 'sgd', got {opt!r}")
-    if diversity not in ("sq", "log"):
-        raise InversetError(f"diversity must be 'sq' (the paper's) or 'log', got {diversity!r}")
-    if memory not in ("all", "last"):
-        raise InversetError(f"memory must be 'all' or 'last', got {memory!r}")
-    if not 0 <= margin < 0.5:
-        raise InversetError(f"margin is a fraction of the range per side in [0, 0.5), got {margin}")
-    if resume and out is None:
-        raise InversetError("resume needs the output directory of the run (out=DIR / --out DIR)")
-    problem = Problem.build(
-        model,
-        target,
-        Goal.range(z1, z2),
-        domain,
-        space=space,
-        input_shape=input_shape,
-        labels=labels,
-        constraints=cons,
-    )
-    enc = make_encoder(model, encoder)
     options = {
         "n": n,
         "K": K,
@@ -200,12 +244,41 @@ def sample(
         "neighbours": neighbours,
         "weight": weight,
         "restart": restart,
-        "max_steps": max_steps if max_steps is not None else 20 * math.ceil(n / K) + 200,
+        "max_steps": max_steps,
         "exact_check": exact_check,
         "seed_restarts": seed_restarts,
         "exact_time": exact_time,
     }
-    sampler = _Sampler(problem, enc, seed, options, callback)
+    flags = {
+        "exact_check": exact_check,
+        "seed_restarts": seed_restarts,
+        "resume": resume,
+        "progress": progress,
+    }
+    _check_values(options, flags)
+    if max_steps is None:
+        options["max_steps"] = 20 * math.ceil(n / K) + 200
+    if resume and out is None:
+        raise InversetError("resume needs the output directory of the run (out=DIR / --out DIR)")
+    if "adam" in (optimizer, walk_optimizer):
+        # torch.optim.Adam imports torch._dynamo once per process (about a second): a cost of
+        # torch, not of this run, so it is kept off the clock
+        with contextlib.suppress(ImportError):
+            importlib.import_module("torch._dynamo")
+    start = time.perf_counter()  # the clock of the time limit: it covers the whole call
+    problem = Problem.build(
+        model,
+        target,
+        Goal.range(z1, z2),
+        domain,
+        space=space,
+        input_shape=input_shape,
+        labels=labels,
+        constraints=cons,
+    )
+    enc = make_encoder(model, encoder, problem.domain.shape)
+    sampler = _Sampler(problem, enc, seed, options, callback, start)
+    sampler.probe()  # a bad encoder or layer fails here, before anything is written to ``out``
     query = {
         **problem.to_dict(),
         "solver": "inverse_set",
@@ -226,7 +299,9 @@ def sample(
 class _Sampler:
     """One sampling run: the walkers, the multipliers, the accepted samples, the counters."""
 
-    def __init__(self, problem: Problem, enc: Encoder, seed: int, opts: dict, callback):
+    def __init__(
+        self, problem: Problem, enc: Encoder, seed: int, opts: dict, callback, start: float
+    ):
         self.p, self.enc, self.seed, self.o, self.callback = problem, enc, seed, opts, callback
         self.dev, self.dt = problem.device, problem.dtype
         self.box = problem.space.box
@@ -239,10 +314,15 @@ class _Sampler:
         self.lo, self.width = lo, (hi - lo).clamp_min(1e-12)
         g = problem.goal
         rows = [(g.low, g.high), *[(a, b) for _, a, b in problem.constraints]]
-        self.rlo = torch.tensor([r[0] for r in rows], dtype=self.dt, device=self.dev)
-        self.rhi = torch.tensor([r[1] for r in rows], dtype=self.dt, device=self.dev)
-        finite_w = torch.isfinite(self.rhi - self.rlo)
-        self.rw = torch.where(finite_w, self.rhi - self.rlo, torch.ones_like(self.rlo))
+        # the user's bounds exactly (float64): acceptance and verification compare against them,
+        # never against their rounding to the model's dtype (float32 moves 100000.03 by 0.002)
+        self.lo64 = np.array([r[0] for r in rows], dtype=np.float64)
+        self.hi64 = np.array([r[1] for r in rows], dtype=np.float64)
+        self.rlo = torch.tensor(self.lo64, dtype=self.dt, device=self.dev)
+        self.rhi = torch.tensor(self.hi64, dtype=self.dt, device=self.dev)
+        w64 = self.hi64 - self.lo64
+        self.rw64 = np.where(np.isfinite(w64), w64, 1.0)
+        self.rw = torch.tensor(self.rw64, dtype=self.dt, device=self.dev)
         self.lo_idx = torch.nonzero(torch.isfinite(self.rlo)).flatten()
         self.hi_idx = torch.nonzero(torch.isfinite(self.rhi)).flatten()
         extra = [enc.layer] if enc.layer else []
@@ -255,6 +335,11 @@ class _Sampler:
         self.last_e: torch.Tensor | None = None
         self.n_e = 0
         self.seen: set[bytes] = set()  # accepted walkers, rounded: no sample is taken twice
+        # verified samples (model inputs, values, unit coordinates, codes), in acceptance order
+        self.acc: dict[str, list[np.ndarray]] = {k: [] for k in ("x", "values", "u", "z")}
+        self.n_acc = 0  # accepted: verified plus pending
+        self.pending: list[dict[str, np.ndarray]] = []  # accepted, not yet verified
+        self.pool: list[np.ndarray] = []  # unit coordinates of every accepted sample
         # counters (all persisted for resume)
         self.c: dict[str, Any] = {
             "seed_steps": 0,
@@ -263,13 +348,22 @@ class _Sampler:
             "generated": 0,
             "rejected": 0,
             "duplicates": 0,
+            "failed_verification": 0,
             "restarts": 0,
             "seed_restarts": 0,
         }
-        self.t0 = time.perf_counter()
+        self.t0 = start  # when the call began (time limit and timings count from there)
         self.elapsed_before = 0.0
         self.nfev_before = 0  # evaluations of the runs this one resumes
         self.time_limit: float | None = None
+        self.store: SampleStore | None = None
+        self.walk_state: tuple | None = None
+        self.seed_state: dict[str, Any] | None = None
+        self.resumed = False
+        self.shown = 0  # samples the progress bar shows
+        self.sec_per_point = 1e-3  # verification cost per sample, measured as the run goes
+        self.bytes_per_sample = 8 * (len(rows) + 1)
+        self.pair_cost = 0.0  # seconds per pair of samples in the diversity estimate
 
     # ------------------------------------------------------------------ evaluation
     def z(self, u: torch.Tensor) -> torch.Tensor:
@@ -289,6 +383,28 @@ class _Sampler:
         vals = [self.p.target.evaluate(acts), *[t.evaluate(acts) for t, _, _ in self.p.constraints]]
         return torch.stack(vals, 1), self.enc(x, acts), x
 
+    def probe(self) -> None:
+        """One pass at the centre of the box: a layer the encoder cannot read or an encoder
+        module that does not take the model's inputs is a one-line error before the run."""
+        u = torch.full((1, *self.box.shape), 0.5, dtype=self.dt, device=self.dev)
+        with torch.no_grad(), self.p.session():
+            t = time.perf_counter()
+            x = self.p.space.to_input(self.z(u))
+            acts = forward(self.p.model, x, self.names)
+            try:
+                e = self.enc(x, acts)
+            except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+                raise InversetError(
+                    f"the encoder ({self.enc.describe()}) fails on the model's inputs of shape "
+                    f"{tuple(x.shape[1:])} ({first_line(exc)}); give one that takes them, a "
+                    "layer name or 'identity'"
+                ) from exc
+            self.sec_per_point = time.perf_counter() - t
+        self.bytes_per_sample += x[0].numel() * x.element_size()
+        self.pair_cost = PAIR_SECONDS * (x[0].numel() + e[0].numel())
+        if isinstance(self.p.space, Latent):
+            self.bytes_per_sample += u[0].numel() * u.element_size()
+
     def cons(self, V: torch.Tensor) -> torch.Tensor:
         """One-sided constraints ``c >= 0`` per walker, in range widths, with the margin."""
         m = self.margin
@@ -299,9 +415,11 @@ class _Sampler:
         return torch.cat(parts, 1)
 
     def feasible(self, V: torch.Tensor) -> torch.Tensor:
-        inset = ACCEPT_INSET * self.rw
-        ok = (self.rlo + inset <= V) & (self.rhi - inset >= V) & torch.isfinite(V)
-        return ok.all(1)
+        """Walkers inside every range, a small inset from its ends (compared in float64)."""
+        v = V.detach().double().cpu().numpy()
+        inset = ACCEPT_INSET * self.rw64
+        ok = (self.lo64 + inset <= v) & (self.hi64 - inset >= v) & np.isfinite(v)
+        return torch.as_tensor(ok.all(1), device=V.device)
 
     def lagrangian(
         self, V: torch.Tensor, E: torch.Tensor, lam: torch.Tensor, mu: float, memory: bool
@@ -340,10 +458,22 @@ class _Sampler:
             raise _Stop("time_limit")
 
     def left(self) -> float:
-        """Seconds of this call's time limit left (a resumed run gets the whole limit again)."""
+        """Seconds of this call's time limit left for the search (a resumed run gets the whole
+        limit again): what verifying the pending samples and saving the result will take is
+        held back, so that the call returns within its limit."""
         if self.time_limit is None:
             return math.inf
-        return self.time_limit - (time.perf_counter() - self.t0)
+        return self.time_limit - (time.perf_counter() - self.t0) - self.reserve()
+
+    def reserve(self) -> float:
+        """Estimated seconds of the work after the search: verifying the pending samples, the
+        diversity estimate, and writing the samples (compressed) to the output directory."""
+        todo = sum(len(p["x"]) for p in self.pending)
+        m = min(self.n_acc, DIVERSITY_PAIRS_OF)  # rows of the diversity estimate
+        t = FINISH_SECONDS + (todo + m) * self.sec_per_point + m * m * self.pair_cost
+        if self.store is not None:
+            t += self.n_acc * self.bytes_per_sample / SAVE_BYTES_PER_SECOND
+        return t
 
     @property
     def elapsed(self) -> float:
@@ -379,40 +509,73 @@ class _Sampler:
             u.copy_(self.project(u))
 
     # ------------------------------------------------------------------ phases
-    def seeding(self, bar) -> tuple[torch.Tensor, torch.Tensor, float, bool]:
-        """Eq. 8-9: (walkers u, lambda*, mu*, all seeds feasible)."""
+    def seeding(self, bar, start: dict[str, Any] | None = None):
+        """Eq. 8-9: (walkers u, lambda*, mu*, all seeds feasible); the seeds in range are the
+        first samples. A walker that passed through the range but ended outside it (a range
+        too narrow to stay in) is put back at the last in-range point it met. ``start``: the
+        saved state of an interrupted seeding."""
         o, K = self.o, self.o["K"]
-        u = self.initial(K).requires_grad_(True)
-        lam = torch.zeros((K, len(self.lo_idx) + len(self.hi_idx)), dtype=self.dt, device=self.dev)
-        mu = float(o["mu0"])
-        self.any_feasible = False
-        worst = torch.full((K,), -math.inf, dtype=self.dt, device=self.dev)
-        for outer in builtins.range(o["max_outer"]):
+        if start is None:
+            u = self.initial(K)
+            lam = torch.zeros(
+                (K, len(self.lo_idx) + len(self.hi_idx)), dtype=self.dt, device=self.dev
+            )
+            mu, first = float(o["mu0"]), 0
+            worst = torch.full((K,), -math.inf, dtype=self.dt, device=self.dev)
+            self.any_feasible = False
+        else:
+            u, lam, mu, first = start["u"], start["lam"], start["mu"], start["outer"]
+            worst, self.any_feasible = start["worst"], start["any_feasible"]
+        u = u.detach().clone().requires_grad_(True)
+        feas = torch.zeros(K, dtype=torch.bool, device=self.dev)
+        met = u.detach().clone()  # each walker's last in-range point (where ``was_in``)
+        was_in = torch.zeros(K, dtype=torch.bool, device=self.dev)
+
+        def note(feas: torch.Tensor) -> None:
+            if bool(feas.any()):
+                self.any_feasible = True
+                met[feas] = u.detach()[feas]
+                was_in.logical_or_(feas)
+
+        def seeds() -> tuple[torch.Tensor, torch.Tensor, float, bool]:
+            with torch.no_grad():
+                back = was_in & ~feas
+                if bool(back.any()):
+                    u[back] = met[back]
+                V, E, x = self.evaluate(u)
+                ok = self.feasible(V)
+                self.accept(u, V, E, x, among=ok)
+            return u, lam, mu, bool(ok.all())
+
+        for outer in builtins.range(first, o["max_outer"]):
+            self.c["outer_iterations"] = outer + 1
+            self.seed_state = {"u": u, "lam": lam, "mu": mu, "outer": outer, "worst": worst}
             opt = self.make_opt(u, o["lr"])
             for it in builtins.range(o["inner_steps"]):
                 if opt is not None:
                     opt.zero_grad()
                 u.grad = None
                 V, E, _ = self.evaluate(u)
-                feas = self.feasible(V.detach())
-                self.any_feasible |= bool(feas.any())
+                feas = self.feasible(V)
+                note(feas)
                 if it > 0 and (bool(feas.all()) or bool((self.cons(V.detach()) >= 0).all())):
                     break
                 self.lagrangian(V, E, lam, mu, False).backward()
                 self.take_step(u, opt, o["lr"])
                 self.c["seed_steps"] += 1
-                bar.update(0, phase="seeding", step=self.c["seed_steps"])
+                self.show(bar, "seeding", self.c["seed_steps"])
+                self.flush()
                 self.tick("seeding")
             with torch.no_grad():
-                V, _, _ = self.evaluate(u)
+                V = self.evaluate(u)[0]
                 c = self.cons(V)
                 feas = self.feasible(V)
-            self.any_feasible |= bool(feas.any())
+                note(feas)
             lam = (lam - mu * c).clamp_min(0)
             mu *= o["alpha"]
-            self.c["outer_iterations"] = outer + 1
+            self.seed_state = {"u": u, "lam": lam, "mu": mu, "outer": outer + 1, "worst": worst}
             if bool(feas.all()):
-                return u, lam, mu, True
+                return seeds()
             # improvement on the paper: a walker still outside whose worst constraint did not
             # improve in a whole outer iteration sits at a local optimum below the range;
             # redraw it from the prior rather than spend the remaining iterations on it
@@ -426,12 +589,13 @@ class _Sampler:
                 lam[idx] = 0
                 worst[idx] = -math.inf
                 self.c["seed_restarts"] += len(idx)
+            self.seed_state["worst"] = worst
             if outer == 0 and not self.any_feasible and o["exact_check"]:
                 witness = self.exact_reachability()
                 if witness is not None:
                     with torch.no_grad():
                         u[0] = self.u(witness.to(self.dev, self.dt).reshape(u.shape[1:]))
-        return u, lam, mu, False
+        return seeds()
 
     def exact_reachability(self) -> torch.Tensor | None:
         """When a first round found no feasible point: ask the exact solver (piecewise-linear
@@ -461,12 +625,44 @@ class _Sampler:
         self.c["exact_check"] = (
             r.message if r.message.startswith(r.status) else f"{r.status}: {r.message}"
         )
+        if r.status == "infeasible":
+            # the domain with every range admits no input: an empty intersection of the
+            # ranges when the domain alone is feasible, else an empty domain
+            self.exact_result = r
+            self.empty_because = self.why_infeasible(direct, exact_solve)
+            raise _Stop("unreachable")
         if r.status == "unreachable":
             self.exact_result = r
+            self.empty_because = r.message
             raise _Stop("unreachable")
         if r.status == "found" and r.x is not None and isinstance(p.space, Direct):
             return torch.as_tensor(np.asarray(r.x))
         return None
+
+    def why_infeasible(self, direct: Problem, exact_solve) -> str:
+        """Why the exact solver found no input meeting every range: the ranges cannot hold at
+        once (the domain itself is feasible), or the domain admits no input at all."""
+        p = self.p
+        rng = self.describe_ranges()
+        if not p.constraints:
+            return "the domain admits no input (proven by the exact solver)"
+        alone = Problem(p.model, p.target, direct.goal, p.domain, Direct(p.domain), [])
+        budget = min(self.o["exact_time"], max(self.left(), EXACT_MIN_SECONDS))
+        r = exact_solve(alone, seed=self.seed, time_limit=budget)
+        if r.status == "infeasible":
+            return "the domain admits no input (proven by the exact solver)"
+        if r.status == "unreachable":
+            return r.message
+        return (
+            f"the ranges cannot all hold at once on this domain: no input has {rng} (proven by "
+            "the exact solver)"
+        )
+
+    def show(self, bar, phase: str, step: int) -> None:
+        """Move the progress bar to the accepted count."""
+        shown = min(self.n_acc, self.o["n"])
+        bar.update(shown - self.shown, phase=phase, step=step)
+        self.shown = shown
 
     def tick(self, phase: str) -> None:
         self.check()
@@ -475,70 +671,71 @@ class _Sampler:
 
     # ------------------------------------------------------------------ run
     def run(self, store: SampleStore | None, time_limit: float | None, progress: bool) -> Result:
-        K, n = self.o["K"], self.o["n"]
+        n = self.o["n"]
         self.time_limit = time_limit
-        self.acc: dict[str, list[np.ndarray]] = {"x": [], "values": [], "constraints": [], "z": []}
-        self.n_acc = 0
         self.store = store
-        status, message = "found", ""
-        latent = not isinstance(self.p.space, Direct)
+        status = "found"
         self.last_flush = time.perf_counter()
+        failed = True
         with progress_bar(progress, n, "inverse set") as bar, self.p.session():
             saved = self.restore() if store is not None else None
             try:
-                if saved is None:
-                    self.set_sigma()
-                    u, lam, mu, ok = self.seeding(bar)
+                self.show(bar, "seeding", self.c["seed_steps"])
+                if saved is None or saved[0] == "seeding":
+                    if not self.resumed:  # a resumed run has its sigma (saved, or restore's)
+                        self.set_sigma()
+                    u, lam, mu, ok = self.seeding(bar, None if saved is None else saved[1])
                     self.c["seeds_all_feasible"] = ok
-                    with torch.no_grad():
-                        V, E, x = self.evaluate(u)
-                    feas = self.feasible(V)
-                    self.c["generated"] += K
-                    if not bool(feas.any()):
+                    if self.n_acc == 0 and not bool(self.feasible(self.evaluate_nograd(u)).any()):
                         raise _Stop("no_seed")
-                    took = self.accept(u, V, E, x, feas, latent)
-                    self.c["rejected"] += int((~took).sum())
+                    fresh = False
                 else:
-                    u, lam, mu = saved
-                bar.update(self.n_acc, phase="sampling")
-                self.walk(u, lam, mu, latent, bar)
+                    u, lam, mu = saved[1]
+                    fresh = True  # the saved walkers were never evaluated
+                self.walk(u, lam, mu, bar, fresh)
+                failed = False
             except _Stop as stop:
-                status = stop.reason
+                status, failed = stop.reason, False
             except KeyboardInterrupt:
-                status = "interrupted"
+                status, failed = "interrupted", False
             finally:
-                if store is not None:
-                    self.flush(force=True)
-            return self.finish(status, message)
+                # an unexpected error keeps what was computed, but leaves no empty run behind
+                computed = self.n_acc or self.c["seed_steps"] or self.c["sample_steps"]
+                if not failed or computed:
+                    self.verify_pending()
+                    if store is not None:
+                        self.flush(force=True)
+            return self.finish(status)
 
-    def walk(self, u, lam, mu, latent, bar) -> None:
-        """Eq. 10-11: single gradient steps with frozen multipliers, accepting feasible walkers."""
-        o, K, n = self.o, self.o["K"], self.o["n"]
+    def evaluate_nograd(self, u: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.evaluate(u)[0]
+
+    def walk(self, u, lam, mu, bar, fresh: bool) -> None:
+        """Eq. 10-11: single gradient steps with frozen multipliers, accepting feasible walkers.
+        The walkers come evaluated from seeding (``fresh``: from a saved run, not yet)."""
+        o, K = self.o, self.o["K"]
         u = u.detach().clone().requires_grad_(True)
         opt = self.make_opt(u, o["step"], o["walk_optimizer"])
         if o["walk_margin"] is not None:
             self.margin = o["walk_margin"]
         outside = torch.zeros(K, dtype=torch.long, device=self.dev)
         self.walk_state = (u, lam, mu)
-        first = True
-        while self.n_acc < n:
+        self.seed_state = None
+        limit = self.c["sample_steps"] + o["max_steps"]  # every call gets the whole budget
+        first = not fresh
+        while not self.done():
             if opt is not None:
                 opt.zero_grad()
             u.grad = None
             V, E, x = self.evaluate(u)
-            Vd = V.detach()
             if not first:
-                feas = self.feasible(Vd)
-                self.c["generated"] += K
-                before = self.n_acc
-                take = self.accept(u, Vd, E.detach(), x, feas, latent)
-                self.c["rejected"] += int((~take).sum())
-                got = self.n_acc - before
+                take = self.accept(u, V, E, x)
                 outside = torch.where(take, torch.zeros_like(outside), outside + 1)
-                bar.update(got, phase="sampling", step=self.c["sample_steps"])
-                if self.n_acc >= n:
+                self.show(bar, "sampling", self.c["sample_steps"])
+                if self.done():
                     break
-                if self.c["sample_steps"] >= o["max_steps"]:
+                if self.c["sample_steps"] >= limit:
                     raise _Stop("not_found")
             first = False
             self.lagrangian(V, E, lam, mu, True).backward()
@@ -550,19 +747,31 @@ class _Sampler:
             self.flush()
             self.tick("sampling")
 
+    def done(self) -> bool:
+        """``n`` samples accepted and verified (pending ones are verified first)."""
+        if self.n_acc < self.o["n"]:
+            return False
+        self.verify_pending()
+        return self.n_acc >= self.o["n"]
+
     def restart_walkers(self, u, opt, outside) -> None:
-        """Walkers that produced no new sample (outside the range, or stuck at a corner of the
-        box) for ``restart`` steps restart at random accepted samples."""
+        """Walkers that produced no new sample for ``restart`` steps restart at random accepted
+        samples (at random points while there is none, e.g. integer features in the range
+        only between whole numbers)."""
         idx = torch.nonzero(outside >= self.o["restart"]).flatten()
-        pool = torch.as_tensor(np.concatenate(self.acc["u"]), dtype=self.dt, device=self.dev)
-        pick = torch.randint(0, pool.shape[0], (len(idx),), generator=self.gen)
-        # a small random move off the sample: at an accepted sample that is the centroid of
-        # the memory (one sample, or K = 1) the diversity gradient is zero and the walker
-        # would stay put
-        noise = torch.rand((len(idx), *u.shape[1:]), generator=self.gen, dtype=torch.float64)
-        with torch.no_grad():
-            moved = pool[pick.to(self.dev)] + self.o["step"] * (2 * noise.to(self.dev, self.dt) - 1)
-            u[idx] = self.project(moved)
+        if not self.pool:
+            with torch.no_grad():
+                u[idx] = self.initial(len(idx))
+        else:
+            pool = torch.as_tensor(np.concatenate(self.pool), dtype=self.dt, device=self.dev)
+            pick = torch.randint(0, pool.shape[0], (len(idx),), generator=self.gen)
+            # a small random move off the sample: at an accepted sample that is the centroid of
+            # the memory (one sample, or K = 1) the diversity gradient is zero and the walker
+            # would stay put
+            noise = torch.rand((len(idx), *u.shape[1:]), generator=self.gen, dtype=torch.float64)
+            with torch.no_grad():
+                step = self.o["step"] * (2 * noise.to(self.dev, self.dt) - 1)
+                u[idx] = self.project(pool[pick.to(self.dev)] + step)
         if opt is not None:
             st = opt.state.get(u, {})
             for key in ("exp_avg", "exp_avg_sq"):
@@ -571,50 +780,82 @@ class _Sampler:
         outside[idx] = 0
         self.c["restarts"] += len(idx)
 
-    def accept(self, u, V, E, x, feas, latent) -> torch.Tensor:
-        """Record the feasible walkers that are not exact repeats of an accepted sample (up to
-        n in all) and their E features; returns the mask of walkers taken. With integer
-        features the candidates are the walkers rounded to whole numbers, evaluated again
-        (the walk itself stays continuous)."""
-        if self.box.integer and not latent:
-            with torch.no_grad():
-                u = self.u(self.box.project(self.z(u.detach()), round_integers=True))
-                V, E, x = self.evaluate(u)
-            feas = self.feasible(V)
-        cand = torch.nonzero(feas).flatten().tolist()
-        if not cand:
-            return torch.zeros_like(feas)
-        ucand = u[cand].detach().double().cpu().numpy().reshape(len(cand), -1)
+    def accept(self, u, V, E, x, among: torch.Tensor | None = None) -> torch.Tensor:
+        """Take the walkers (all, or those in the mask ``among``) that lie in every range and
+        in the domain and are not exact repeats of an accepted sample, up to ``n`` in all;
+        returns the mask of walkers taken. Walkers looked at count as generated, those not
+        taken as rejected; walkers left once ``n`` is reached count as neither. With integer
+        features the candidates are the walkers rounded to whole numbers, evaluated again (the
+        walk itself stays continuous)."""
+        took = torch.zeros(u.shape[0], dtype=torch.bool, device=self.dev)
+        rows = torch.arange(u.shape[0], device=self.dev)
+        if among is not None:
+            rows = rows[among]
+        if not len(rows):
+            return took
+        latent = isinstance(self.p.space, Latent)
+        with torch.no_grad():
+            uc, V, E, x = u.detach()[rows], V.detach()[rows], E.detach()[rows], x.detach()[rows]
+            if self.box.integer and not latent:
+                uc = self.u(self.box.project(self.z(uc), round_integers=True))
+                V, E, x = self.evaluate(uc)
+        ok = (self.feasible(V) & self.in_domain(x)).tolist()
+        keys = np.round(uc.double().cpu().numpy().reshape(len(uc), -1), 7)
         keep = []
-        for i, row in zip(cand, ucand, strict=True):
-            if len(keep) >= self.o["n"] - self.n_acc:
+        for j in builtins.range(len(rows)):
+            if self.n_acc + len(keep) >= self.o["n"]:
                 break
-            key = np.round(row, 7).tobytes()
-            if key in self.seen:
+            self.c["generated"] += 1
+            key = keys[j].tobytes()
+            if ok[j] and key in self.seen:
                 self.c["duplicates"] += 1
+            if not ok[j] or key in self.seen:
+                self.c["rejected"] += 1
                 continue
             self.seen.add(key)
-            keep.append(i)
-        took = torch.zeros_like(feas)
-        took[keep] = True
-        idx = torch.as_tensor(keep, dtype=torch.long, device=self.dev)
-        if len(idx) == 0:
+            keep.append(j)
+        if not keep:
             return took
-        self.remember(E[idx].detach() / self.sigma)
-        xi = x[idx].detach().cpu().numpy()
-        Vi = V[idx].detach().double().cpu().numpy()
-        ui = u[idx].detach().cpu().numpy()
-        zi = self.z(u[idx].detach()).cpu().numpy() if latent else None
-        self.acc["x"].append(xi)
-        self.acc["values"].append(Vi[:, 0])
-        self.acc["constraints"].append(Vi[:, 1:])
-        self.acc.setdefault("u", []).append(ui)
-        if latent:
-            self.acc["z"].append(zi)
-        self.n_acc += len(idx)
-        if self.store is not None:
-            self.store.add(x=xi, values=Vi[:, 0], constraints=Vi[:, 1:], z=zi)
+        took[rows[keep]] = True
+        idx = torch.as_tensor(keep, dtype=torch.long, device=self.dev)
+        self.remember(E[idx] / self.sigma)
+        ui = uc[idx].cpu().numpy()
+        self.pending.append(
+            {
+                "x": x[idx].cpu().numpy(),
+                "u": ui,
+                **({"z": self.z(uc[idx]).cpu().numpy()} if latent else {}),
+            }
+        )
+        self.pool.append(ui)
+        self.n_acc += len(keep)
         return took
+
+    def verify_pending(self) -> None:
+        """Re-evaluate the pending samples from scratch (not in the batch they were accepted
+        in): those in every range and in the domain join the verified samples (and the store);
+        the rest are dropped and counted."""
+        if not self.pending:
+            return
+        part = {k: np.concatenate([p[k] for p in self.pending]) for k in self.pending[0]}
+        self.pending = []
+        t = time.perf_counter()
+        V, _ = self.verify(part["x"], features=False)
+        self.sec_per_point = (time.perf_counter() - t) / len(V)
+        ok = self.in_ranges(V) & self.in_domain(torch.as_tensor(part["x"])).cpu().numpy()
+        bad = int((~ok).sum())
+        self.c["failed_verification"] += bad
+        self.n_acc -= bad
+        if not ok.any():
+            return
+        part = {k: v[ok] for k, v in part.items()}
+        for k in ("x", "u", "z"):
+            if k in part:
+                self.acc[k].append(part[k])
+        self.acc["values"].append(V[ok])
+        if self.store is not None:
+            V = V[ok]
+            self.store.add(x=part["x"], values=V[:, 0], constraints=V[:, 1:], z=part.get("z"))
 
     def remember(self, e: torch.Tensor) -> None:
         """Add normalized E features of accepted samples to the distance memory (the features
@@ -627,28 +868,51 @@ class _Sampler:
 
     def set_sigma(self) -> None:
         """Spread of E at random walkers: distances are measured in units of it."""
+        k = max(16, self.o["K"])
+        t = time.perf_counter()
         with torch.no_grad():
-            _, E, _ = self.evaluate(self.initial(max(16, self.o["K"])))
+            _, E, _ = self.evaluate(self.initial(k))
+        self.sec_per_point = (time.perf_counter() - t) / k
         var = float(((E - E.mean(0)) ** 2).sum(1).mean())
         self.sigma = math.sqrt(var) if var > 1e-24 else 1.0
 
     # ------------------------------------------------------------------ persistence
     def flush(self, force: bool = False) -> None:
+        """Verify the pending samples and write them, the walkers and the counters to the
+        store: every 64 samples or 5 seconds (or ``force``). Without a store, verify in
+        chunks as samples come."""
         st = self.store
-        due = st is not None and (st.pending >= 64 or time.perf_counter() - self.last_flush > 5)
-        if st is None or not (force or due):
+        todo = sum(len(p["x"]) for p in self.pending)
+        if st is None:
+            # in chunks, but soon enough that the time held back for them stays small
+            if todo >= VERIFY_CHUNK or todo * self.sec_per_point > 0.1:
+                self.verify_pending()
             return
-        walkers = None
-        if getattr(self, "walk_state", None) is not None:
+        due = todo >= 64 or time.perf_counter() - self.last_flush > 5
+        if not (force or due):
+            return
+        self.verify_pending()
+        t = lambda a: a.detach().cpu().numpy()  # noqa: E731
+        common = {"sigma": np.array(self.sigma), "gen": self.gen.get_state().numpy()}
+        if self.walk_state is not None:
             u, lam, mu = self.walk_state
-            walkers = {
-                "u": u.detach().cpu().numpy(),
-                "lam": lam.detach().cpu().numpy(),
-                "mu": np.array(mu),
-                "sigma": np.array(self.sigma),
-                "gen": self.gen.get_state().numpy(),
-            }
-        phase = "sampling" if walkers is not None else "seeding"
+            phase, walkers = "sampling", {"u": t(u), "lam": t(lam), "mu": np.array(mu), **common}
+        elif self.seed_state is not None:
+            s = self.seed_state
+            phase, walkers = (
+                "seeding",
+                {
+                    "u": t(s["u"]),
+                    "lam": t(s["lam"]),
+                    "mu": np.array(s["mu"]),
+                    "outer": np.array(s["outer"]),
+                    "worst": t(s["worst"]),
+                    "any_feasible": np.array(self.any_feasible),
+                    **common,
+                },
+            )
+        else:
+            phase, walkers = "seeding", None
         st.flush(
             {
                 "phase": phase,
@@ -661,37 +925,58 @@ class _Sampler:
         )
         self.last_flush = time.perf_counter()
 
-    def restore(self):
-        """Walk state of a saved run, or None to start afresh (no run, or stopped in seeding)."""
+    def restore(self) -> tuple[str, Any] | None:
+        """The saved run: its verified samples and counters, and its walkers, as
+        ('sampling', (u, lambda, mu)) or ('seeding', state); None to start afresh."""
         st = self.store
-        w = st.walkers()
-        if w is None or st.state.get("phase") != "sampling":
+        if not st.state:
             return None
+        self.resumed = True
         data = st.load()
-        if data:
-            for k in ("x", "values", "constraints", "z"):
-                if k in data:
-                    self.acc[k].append(data[k])
-            self.n_acc = len(data["x"])
-            self.acc["u"] = [self.acc_u_from(data)]
-            rows = self.acc["u"][0].astype(np.float64).reshape(self.n_acc, -1)
-            self.seen = {np.round(r, 7).tobytes() for r in rows}
         for k in self.c:
             if k in st.state:
                 self.c[k] = st.state[k]
         self.elapsed_before = float(st.state.get("elapsed", 0.0))
         self.nfev_before = int(st.state.get("nfev", 0))
-        self.sigma = float(w["sigma"])
-        self.gen.set_state(torch.as_tensor(w["gen"], dtype=torch.uint8))
-        t = lambda a: torch.as_tensor(a, dtype=self.dt, device=self.dev)  # noqa: E731
-        if self.n_acc:
+        w = st.walkers()
+        if w is not None:
+            self.sigma = float(w["sigma"])
+            self.gen.set_state(torch.as_tensor(w["gen"], dtype=torch.uint8))
+        else:
+            self.set_sigma()
+        if data:
+            self.n_acc = len(data["x"])
+            self.acc["x"].append(data["x"])
+            cons = data.get("constraints", np.zeros((self.n_acc, 0)))
+            self.acc["values"].append(np.concatenate([data["values"][:, None], cons], 1))
+            if "z" in data:
+                self.acc["z"].append(data["z"])
+            self.acc["u"] = [self.acc_u_from(data)]
+            self.pool = list(self.acc["u"])
+            rows = self.acc["u"][0].astype(np.float64).reshape(self.n_acc, -1)
+            self.seen = {np.round(r, 7).tobytes() for r in rows}
+            t = time.perf_counter()
             _, E = self.verify(data["x"])
-            e = t(E) / self.sigma
+            self.sec_per_point = (time.perf_counter() - t) / self.n_acc
+            e = torch.as_tensor(E, dtype=self.dt, device=self.dev) / self.sigma
             self.remember(e)
             self.last_e = e[-self.o["K"] :]
-        self.walk_state = (t(w["u"]), t(w["lam"]), float(w["mu"]))
-        self.resumed = True
-        return self.walk_state
+        if w is None:
+            return None
+        t = lambda a: torch.as_tensor(a, dtype=self.dt, device=self.dev)  # noqa: E731
+        if st.state.get("phase") == "sampling":
+            return "sampling", (t(w["u"]), t(w["lam"]), float(w["mu"]))
+        if "outer" not in w:
+            return None
+        state = {
+            "u": t(w["u"]),
+            "lam": t(w["lam"]),
+            "mu": float(w["mu"]),
+            "outer": int(w["outer"]),
+            "worst": t(w["worst"]),
+            "any_feasible": bool(w["any_feasible"]),
+        }
+        return "seeding", state
 
     def acc_u_from(self, data: dict[str, np.ndarray]) -> np.ndarray:
         """Unit coordinates of accepted samples (inputs in Direct space, codes in Latent)."""
@@ -700,39 +985,44 @@ class _Sampler:
         return self.u(zt).cpu().numpy()
 
     # ------------------------------------------------------------------ answer
-    def finish(self, status: str, message: str) -> Result:
-        """Re-evaluate every accepted sample on the model and build the Result."""
+    def finish(self, status: str) -> Result:
+        """The Result: the first ``n`` verified samples (every sample was re-evaluated on the
+        model when it was verified), with counts and the diversity."""
         o, n = self.o, self.o["n"]
         p = self.p
         info: dict[str, Any] = {**self.c, "K": o["K"], "n": n, "encoder": self.enc.describe()}
-        if getattr(self, "resumed", False):
+        if self.resumed:
             info["resumed"] = True
-        timings = {"total": self.elapsed}
+        shape = tuple(p.domain.shape or ())
         if status == "unreachable":
-            r = self.exact_result
+            info["accepted"] = 0
             return Result(
                 x=None,
                 value=None,
                 status="unreachable",
-                message=f"inverse set is empty: {r.message}",
-                bound=r.bound,
+                message=f"inverse set is empty: {self.empty_because}",
+                bound=self.exact_result.bound,
+                xs=np.zeros((0, *shape), dtype=np.float32),
+                values=np.zeros(0),
                 nfev=self.nfev_before + p.nfev,
                 solver="inverse_set",
-                timings=timings,
+                timings=self.timings(),
                 info=info,
             )
-        xs = np.concatenate(self.acc["x"]) if self.acc["x"] else np.zeros((0, *p.domain.shape))
-        V, E = self.verify(xs)
-        inside = self.in_ranges(V) & self.in_domain(xs)
-        info["verified"] = int(inside.sum())
-        info["failed_verification"] = int((~inside).sum())
-        xs, V, E = xs[inside], V[inside], E[inside]
+        cat = lambda k, empty: np.concatenate(self.acc[k])[:n] if self.acc[k] else empty  # noqa: E731
+        xs = cat("x", np.zeros((0, *shape), dtype=np.float32))
+        V = cat("values", np.zeros((0, len(self.lo64))))
         accepted = len(xs)
-        info["accepted"] = accepted
-        info["diversity"] = _mean_pairwise(E)
-        info["diversity_input"] = _mean_pairwise(xs.reshape(len(xs), -1)) if len(xs) > 1 else None
+        info["accepted"] = info["verified"] = accepted
+        pick = np.arange(accepted)
         if accepted > DIVERSITY_PAIRS_OF:
+            pick = np.random.default_rng(0).choice(accepted, DIVERSITY_PAIRS_OF, replace=False)
             info["diversity_of"] = f"{DIVERSITY_PAIRS_OF} random samples of {accepted}"
+        _, E = self.verify(xs[pick])
+        info["diversity"] = _mean_pairwise(E)
+        info["diversity_input"] = (
+            _mean_pairwise(xs[pick].reshape(len(pick), -1)) if len(pick) else None
+        )
         info["grad_evals"] = (self.c["seed_steps"] + self.c["sample_steps"]) * o["K"]
         info["seconds_per_sample"] = self.elapsed / accepted if accepted else None
         rng = self.describe_ranges()
@@ -748,10 +1038,10 @@ class _Sampler:
                 "time_limit": "time limit reached",
                 "interrupted": "interrupted",
             }.get(status, status)
-            if info["failed_verification"]:
+            if self.c["failed_verification"]:
                 why += (
-                    f" but {info['failed_verification']} failed verification on the model and "
-                    "domain"
+                    f" ({self.c['failed_verification']} accepted samples failed verification on "
+                    "the model and domain and were dropped)"
                 )
             if status == "found":
                 status = "not_found"
@@ -771,7 +1061,7 @@ class _Sampler:
         if V.shape[1] > 1:
             arrays["constraints"] = V[:, 1:]
         if self.acc["z"]:
-            arrays["z"] = np.concatenate(self.acc["z"])[inside]
+            arrays["z"] = np.concatenate(self.acc["z"])[:n]
         return Result(
             x=xs[0] if accepted else None,
             value=float(V[0, 0]) if accepted else None,
@@ -782,14 +1072,25 @@ class _Sampler:
             nfev=self.nfev_before + p.nfev,
             solver="inverse_set",
             history={},
-            timings=timings,
+            timings=self.timings(),
             info=info,
             arrays=arrays,
         )
 
+    def timings(self) -> dict[str, float]:
+        """Seconds of this call, from its start to the answer (the saving of ``out`` is held
+        within the time limit, not counted here); 'all_runs' adds the runs it resumes."""
+        t = {"total": time.perf_counter() - self.t0}
+        if self.resumed:
+            t["all_runs"] = self.elapsed
+        return t
+
     @torch.no_grad()
-    def verify(self, xs: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-        """(values [N, m], E features [N, p]) of model inputs ``xs``, recomputed from scratch."""
+    def verify(
+        self, xs: np.ndarray, chunk: int = VERIFY_CHUNK, features: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(values [N, m], E features [N, p]) of model inputs ``xs``, recomputed from scratch
+        (float64); ``features=False`` leaves E out (an empty array)."""
         vs, es = [], []
         for i in builtins.range(0, len(xs), chunk):
             x = torch.as_tensor(xs[i : i + chunk], dtype=self.dt, device=self.dev)
@@ -797,36 +1098,42 @@ class _Sampler:
             v = [self.p.target.evaluate(acts)]
             v += [t.evaluate(acts) for t, _, _ in self.p.constraints]
             vs.append(torch.stack(v, 1).double().cpu().numpy())
-            es.append(self.enc(x, acts).double().cpu().numpy())
-        m = len(self.rlo)
-        if not vs:
-            return np.zeros((0, m)), np.zeros((0, 1))
-        return np.concatenate(vs), np.concatenate(es)
+            if features:
+                es.append(self.enc(x, acts).double().cpu().numpy())
+        m = len(self.lo64)
+        V = np.concatenate(vs) if vs else np.zeros((0, m))
+        return V, (np.concatenate(es) if es else np.zeros((len(V), 0)))
 
     def in_ranges(self, V: np.ndarray) -> np.ndarray:
-        lo, hi = self.rlo.double().cpu().numpy(), self.rhi.double().cpu().numpy()
-        return ((lo <= V) & (hi >= V) & np.isfinite(V)).all(1)
+        """Rows of values inside every range: the user's bounds exactly, in float64."""
+        return ((self.lo64 <= V) & (self.hi64 >= V) & np.isfinite(V)).all(1)
 
-    def in_domain(self, xs: np.ndarray) -> np.ndarray:
-        if not len(xs):
-            return np.zeros(0, dtype=bool)
-        x = torch.as_tensor(xs, dtype=torch.float64)
-        return self.p.domain.contains(x, tol=1e-5).cpu().numpy()
+    def in_domain(self, x: torch.Tensor) -> torch.Tensor:
+        """Which model inputs lie in the query's domain (box, integers, linear constraints)."""
+        if not len(x):
+            return torch.zeros(0, dtype=torch.bool, device=x.device)
+        return self.p.domain.contains(x.detach().double(), tol=DOMAIN_TOL)
 
     def describe_ranges(self) -> str:
-        parts = [f"{self.p.target} in [{self.p.goal.low:g}, {self.p.goal.high:g}]"]
-        parts += [f"{t} in [{a:g}, {b:g}]" for t, a, b in self.p.constraints]
+        parts = [f"{self.p.target} in {_interval(self.p.goal.low, self.p.goal.high)}"]
+        parts += [f"{t} in {_interval(a, b)}" for t, a, b in self.p.constraints]
         return " and ".join(parts)
 
 
-def _mean_pairwise(E: np.ndarray, chunk: int = 1024, seed: int = 0) -> float | None:
-    """Mean Euclidean distance over all pairs of rows (the paper's diversity metric); over
-    ``DIVERSITY_PAIRS_OF`` random rows when there are more (an unbiased estimate)."""
+def _interval(a: float, b: float) -> str:
+    """``[a, b]`` with each end as short as ``%g`` when that shows it exactly, else in full:
+    [100000, 100000.03], not [100000, 100000]."""
+
+    def num(v: float) -> str:
+        return f"{v:g}" if float(f"{v:g}") == v else repr(float(v))
+
+    return f"[{num(a)}, {num(b)}]"
+
+
+def _mean_pairwise(E: np.ndarray, chunk: int = 1024) -> float | None:
+    """Mean Euclidean distance over all pairs of rows (the paper's diversity metric)."""
     if len(E) < 2:
         return None
-    if len(E) > DIVERSITY_PAIRS_OF:
-        pick = np.random.default_rng(seed).choice(len(E), DIVERSITY_PAIRS_OF, replace=False)
-        E = E[pick]
     e = torch.as_tensor(E, dtype=torch.float64)
     total = 0.0
     for i in builtins.range(0, len(e), chunk):

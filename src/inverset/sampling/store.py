@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from inverset.errors import InversetError
+from inverset.errors import InversetError, first_line
 from inverset.result import _jsonable, output_directory
 
 STATE = "state.json"
@@ -52,7 +52,7 @@ class SampleStore:
                     f"{self.dir} already holds a sampling run; pass resume=True (--resume) to "
                     "continue it, or choose another output directory"
                 )
-            self.state = json.loads(state_file.read_text())
+            self.state = self._read_state(state_file)
             old = self.state.get("query") or {}
             if old != self.query:
                 keys = sorted(k for k in {*old, *self.query} if old.get(k) != self.query.get(k))
@@ -62,25 +62,60 @@ class SampleStore:
                     "and encoder, or choose another directory"
                 )
             self.chunks = list(self.state.get("chunks", []))
-        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def damaged(self, path: Path, why: str) -> InversetError:
+        """The one-line error for a file of the run that cannot be read."""
+        return InversetError(
+            f"the sampling run in {self.dir} is damaged: {path.name} {why}; delete {self.dir} "
+            "(or choose another output directory) and start the run again"
+        )
+
+    def _read_state(self, path: Path) -> dict[str, Any]:
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise self.damaged(path, f"cannot be read ({first_line(exc)})") from exc
+        chunks = state.get("chunks", []) if isinstance(state, dict) else None
+        if not isinstance(chunks, list) or not all(
+            isinstance(c, dict)
+            and isinstance(c.get("file"), str)
+            and isinstance(c.get("count"), int)
+            for c in chunks
+        ):
+            raise self.damaged(path, "is not the state of a sampling run")
+        return state
 
     # ------------------------------------------------------------------ reading
     def load(self) -> dict[str, np.ndarray]:
         """Every sample listed in the state, concatenated in acceptance order."""
         parts: dict[str, list[np.ndarray]] = {k: [] for k in self.FIELDS}
         for c in self.chunks:
-            with np.load(self.dir / c["file"], allow_pickle=False) as z:
-                for k in self.FIELDS:
-                    if k in z.files:
-                        parts[k].append(z[k][: c["count"]])
-        return {k: np.concatenate(v) for k, v in parts.items() if v}
+            path = self.dir / c["file"]
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    for k in self.FIELDS:
+                        if k in z.files:
+                            parts[k].append(z[k][: c["count"]])
+            except FileNotFoundError as exc:
+                raise self.damaged(path, "is missing") from exc
+            except (OSError, ValueError, EOFError, KeyError) as exc:
+                raise self.damaged(path, f"cannot be read ({first_line(exc)})") from exc
+            if "x" not in parts or len(parts["x"][-1]) != c["count"]:
+                raise self.damaged(path, f"does not hold the {c['count']} samples listed")
+        try:
+            return {k: np.concatenate(v) for k, v in parts.items() if v}
+        except ValueError as exc:
+            raise self.damaged(self.dir / STATE, f"lists chunks that do not fit ({exc})") from exc
 
     def walkers(self) -> dict[str, np.ndarray] | None:
         path = self.dir / WALKERS
         if not self.state or not path.is_file():
             return None
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise self.damaged(path, f"cannot be read ({first_line(exc)})") from exc
 
     # ------------------------------------------------------------------ writing
     @property
@@ -94,7 +129,9 @@ class SampleStore:
                 self.buffer[k].append(np.asarray(arrays[k]))
 
     def flush(self, state: dict[str, Any], walkers: dict[str, np.ndarray] | None = None) -> None:
-        """Write queued samples as a new chunk, then the walkers, then the state."""
+        """Write queued samples as a new chunk, then the walkers, then the state (the
+        directory is made on the first write: a run that fails before it leaves nothing)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
         if self.pending:
             name = f"samples_{len(self.chunks):03d}.npz"
             data = {k: np.concatenate(v) for k, v in self.buffer.items() if v}

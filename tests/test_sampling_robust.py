@@ -1,0 +1,269 @@
+"""Inverse-set sampling on hard cases: integer features, linear constraints, float32 bounds,
+bad options, failed runs, empty intersections, time limits, resume, damaged stores."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from inverset.domain import Box
+from inverset.errors import InversetError
+from inverset.sampling import default_layer, sample
+from tests.conftest import need
+
+torch.set_num_threads(1)
+
+
+def linear(w: list[float], bias: float = 0.0) -> nn.Module:
+    """``w . x + bias`` with a recorded input shape."""
+    m = nn.Sequential(nn.Linear(len(w), 1))
+    with torch.no_grad():
+        m[0].weight.copy_(torch.tensor([w]))
+        m[0].bias.fill_(bias)
+    m.input_shape = (len(w),)
+    return m
+
+
+def logistic() -> nn.Module:
+    m = nn.Sequential(nn.Linear(8, 1), nn.Sigmoid())
+    w = torch.randn(1, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        m[0].weight.copy_(w)
+        m[0].bias.fill_(-float(w.sum()) / 2)
+    m.input_shape = (8,)
+    return m
+
+
+def stored(out) -> np.ndarray:
+    """Every sample the store lists, read back from its chunks."""
+    state = json.loads((out / "state.json").read_text())
+    parts = [np.load(out / c["file"])["x"][: c["count"]] for c in state["chunks"]]
+    return np.concatenate(parts) if parts else np.zeros((0,))
+
+
+def test_integer_feature_never_in_range_is_not_found_not_a_crash():
+    """x0 is 0 or 1, the range (0.3, 0.7) lies between: walkers restart with no sample yet."""
+    m = linear([1.0, 0.0])
+    dom = Box(0, 1, shape=(2,), integer=[0])
+    r = sample(m, "out:0", (0.3, 0.7), n=20, domain=dom, max_steps=30, restart=5)
+    assert r.status == "not_found", r.message
+    assert r.xs.shape == (0, 2) and r.info["restarts"] > 0
+
+
+def test_integer_features_with_linear_constraint_store_only_valid_samples(tmp_path):
+    m = linear([1.0, 1.0, -1.0])
+    A, b = np.array([[1.0, 1.0, 0.0]]), np.array([2.5])
+    dom = Box(0, 3, shape=(3,), integer=[0, 1], A=A, b=b)
+    out = tmp_path / "run"
+    r = sample(m, "out:0", (-10.0, 10.0), n=60, domain=dom, encoder="identity", out=out)
+    assert r.status == "found", r.message
+    xs = stored(out)
+    assert len(xs) == 60 and json.loads((out / "state.json").read_text())["accepted"] == 60
+    assert (xs[:, :2].sum(1) <= 2.5 + 1e-6).all()
+    np.testing.assert_array_equal(xs[:, :2], np.round(xs[:, :2]))
+    assert (r.xs[:, :2].sum(1) <= 2.5 + 1e-6).all()
+    assert r.info["generated"] == r.info["accepted"] + r.info["rejected"]
+
+
+def test_float32_values_are_checked_against_the_exact_bounds():
+    """100000.03 is 100000.03125 in float32: a value there is outside the range."""
+    m = linear([0.05, 0.0], 100000.0)
+    z1, z2 = 100000.0, 100000.03
+    r = sample(m, "out:0", (z1, z2), n=40, domain=Box(0, 1), encoder="identity", exact_check=False)
+    assert r.status == "found", r.message
+    assert ((r.values >= z1) & (r.values <= z2)).all(), r.values.max()
+    with torch.no_grad():
+        v = m(torch.as_tensor(r.xs)).double().numpy()[:, 0]
+    assert ((v >= z1) & (v <= z2)).all()
+    assert "[100000, 100000.03]" in r.message
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(max_steps="abc"), "max_steps"),
+        (dict(max_steps=-1), "max_steps"),
+        (dict(inner_steps=-1), "inner_steps"),
+        (dict(max_outer=-1), "max_outer"),
+        (dict(restart=-5), "restart"),
+        (dict(walk_margin="abc"), "walk_margin"),
+        (dict(walk_margin=2.0), "walk_margin"),
+        (dict(weight=float("nan")), "weight"),
+        (dict(exact_time=-1.0), "exact_time"),
+        (dict(mu0="abc"), "mu0"),
+        (dict(exact_check="yes"), "exact_check"),
+        (dict(seed=2**64), "seed must be an integer"),
+        (dict(seed=-1), "seed must be an integer"),
+    ],
+)
+def test_bad_options_fail_at_once(kw, match, monkeypatch):
+    """A bad value is a one-line error before any evaluation of the model."""
+    import inverset.sampling.inverse_set as S
+
+    def no_run(*a, **k):
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(S._Sampler, "run", no_run)
+    with pytest.raises(InversetError, match=match):
+        sample(logistic(), "out:0", (0.3, 0.7), n=5, domain=Box(0, 1), **kw)
+
+
+def test_failed_start_leaves_no_run_behind(tmp_path):
+    """A layer the encoder cannot read fails before the store is made: a rerun just works."""
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    ts = torch.jit.script(net)
+    out = tmp_path / "run"
+    kw = dict(domain=Box(0, 1, shape=(4,)), n=5, out=out, input_shape=(4,))
+    with pytest.raises(InversetError, match="TorchScript"):
+        sample(ts, "out:0", (-100.0, 100.0), encoder="0", **kw)
+    assert not (out / "state.json").exists()
+    with pytest.raises(InversetError, match=r"encoder \(module Linear\) fails"):
+        sample(ts, "out:0", (-100.0, 100.0), encoder=nn.Linear(3, 2), **kw)
+    assert not (out / "state.json").exists()
+    r = sample(ts, "out:0", (-100.0, 100.0), encoder="identity", **kw)
+    assert r.status == "found", r.message
+
+
+def test_empty_intersection_is_unreachable():
+    """The exact solver finds no input meeting both ranges, while the domain has inputs: the
+    inverse set is empty (proven), not 'not found'."""
+    need("highspy")
+    m = nn.Sequential(nn.Linear(3, 2))
+    with torch.no_grad():
+        m[0].weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
+        m[0].bias.zero_()
+    m.input_shape = (3,)
+    r = sample(
+        m,
+        "out:0",
+        (0.0, 0.1),
+        n=20,
+        domain=Box(0, 1),
+        intersect=[("out:1", 100.0, 101.0)],
+        max_outer=1,
+    )
+    assert r.status == "unreachable", r.message
+    assert "cannot all hold at once" in r.message and "out:1 in [100, 101]" in r.message
+    assert r.xs.shape == (0, 3) and len(r.values) == 0
+
+
+def test_in_range_points_met_while_seeding_are_kept(digits_cnn):
+    """A range too narrow for the walkers to sit in: the points seeding passed through count."""
+    r = sample(
+        digits_cnn.model,
+        "logit:3",
+        (10.0, 10.0005),
+        n=50,
+        domain=Box(0, 1),
+        max_outer=3,
+        max_steps=0,
+        exact_check=False,
+    )
+    assert len(r.xs) > 0, r.message
+    with torch.no_grad():
+        v = digits_cnn.model(torch.as_tensor(r.xs))[:, 3].double().numpy()
+    assert ((v >= 10.0) & (v <= 10.0005)).all()
+    assert len(np.unique(r.xs.reshape(len(r.xs), -1).round(6), axis=0)) == len(r.xs)
+
+
+def test_time_limit_covers_verification_and_saving(tmp_path, digits_cnn):
+    """Many samples of a CNN: the final checks and the save fit in the limit, and the
+    timings report the whole call."""
+    sample(logistic(), "out:0", (0.3, 0.7), n=5, domain=Box(0, 1))  # one-time imports
+    t = time.perf_counter()
+    r = sample(
+        digits_cnn.model,
+        "logit:3",
+        (-5.0, 5.0),
+        n=10**6,
+        domain=Box(0, 1),
+        K=200,
+        time_limit=2.0,
+        out=tmp_path,
+    )
+    wall = time.perf_counter() - t
+    assert r.status == "time_limit" and len(r.xs) > 1000
+    assert wall < 2.5, (wall, r.timings)
+    assert wall - r.timings["total"] < 0.4, (wall, r.timings)
+
+
+def test_default_encoder_skips_layers_forward_never_runs():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unused = nn.Linear(4, 3)
+            self.act0 = nn.ReLU()
+            self.fc1 = nn.Linear(4, 16)
+            self.relu1 = nn.ReLU()
+            self.fc2 = nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.fc2(self.relu1(self.fc1(x)))
+
+    torch.manual_seed(0)
+    m = Net()
+    m.input_shape = (4,)
+    assert default_layer(m) == "relu1"
+    r = sample(m, "out:0", (-100.0, 100.0), n=10, domain=Box(0, 1, shape=(4,)))
+    assert r.status == "found" and r.info["encoder"] == "layer relu1"
+
+
+def test_damaged_store_is_a_one_line_error(tmp_path):
+    m = logistic()
+    kw = dict(domain=Box(0, 1), encoder="identity", out=tmp_path)
+    sample(m, "out:0", (0.3, 0.7), n=20, **kw)
+    (tmp_path / "samples_000.npz").unlink()
+    with pytest.raises(InversetError, match=r"samples_000\.npz is missing"):
+        sample(m, "out:0", (0.3, 0.7), n=30, resume=True, **kw)
+    (tmp_path / "state.json").write_text('{"phase": "sa')
+    with pytest.raises(InversetError, match=r"state\.json cannot be read.*delete"):
+        sample(m, "out:0", (0.3, 0.7), n=30, resume=True, **kw)
+
+
+def test_resume_gets_a_fresh_walk_budget(tmp_path):
+    m = logistic()
+    kw = dict(domain=Box(0, 1), encoder="identity", out=tmp_path, max_steps=5, n=200)
+    r1 = sample(m, "out:0", (0.3, 0.7), **kw)
+    assert r1.status == "not_found" and r1.info["sample_steps"] == 5
+    r2 = sample(m, "out:0", (0.3, 0.7), resume=True, **kw)
+    assert r2.info["sample_steps"] == 10 and len(r2.xs) > len(r1.xs)
+
+
+class StopSeeding:
+    """A Ctrl-C at the ``at``-th seeding step."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def __call__(self, state):
+        if state["phase"] == "seeding" and state["seed_steps"] == self.at:
+            raise KeyboardInterrupt
+
+
+def test_resume_continues_an_interrupted_seeding(tmp_path, digits_cnn):
+    kw = dict(domain=Box(0, 1), out=tmp_path, n=20, exact_check=False)
+    rng = (10.0, 10.01)
+    r1 = sample(digits_cnn.model, "logit:3", rng, callback=StopSeeding(150), **kw)
+    assert r1.status == "interrupted" and r1.info["seed_steps"] == 150
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["phase"] == "seeding" and state["seed_steps"] == 150
+    with np.load(tmp_path / "walkers.npz") as w:
+        assert int(w["outer"]) == 1  # in the second outer iteration
+    r2 = sample(digits_cnn.model, "logit:3", rng, resume=True, **kw)
+    assert r2.info["seed_steps"] > 150 and r2.info["outer_iterations"] >= 2
+    assert r2.info.get("resumed")
+
+
+def test_counts_and_shapes_are_consistent(tmp_path):
+    m = logistic()
+    r = sample(m, "out:0", (-np.inf, np.inf), n=5, domain=Box(0, 1), encoder="identity")
+    assert r.info["generated"] == r.info["accepted"] == 5 and r.info["rejected"] == 0
+    kw = dict(domain=Box(0, 1), encoder="identity", out=tmp_path)
+    assert len(sample(m, "out:0", (0.3, 0.7), n=50, **kw).xs) == 50
+    r = sample(m, "out:0", (0.3, 0.7), n=20, resume=True, **kw)
+    assert r.status == "found" and len(r.xs) == 20 and len(r.values) == 20
