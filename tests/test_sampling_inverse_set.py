@@ -94,8 +94,9 @@ def test_digits_hidden_channel_range(digits_cnn):
     v = acts["conv2"][:, 5].mean((1, 2)).numpy()
     assert ((v >= 0.6) & (v <= 0.8)).all()
     np.testing.assert_allclose(r.values, v, atol=1e-5)
-    # the 140 samples after the 10 seeds came within 100 walk steps
-    assert r.info["sample_steps"] <= 100
+    # the 140 samples after the 10 seeds came within 100 walk steps, at most K = 10 a step:
+    # the walk (with its diversity term) made them, not the seeding trajectories
+    assert 14 <= r.info["sample_steps"] <= 100
     assert r.info["diversity"] > 1.0
 
 
