@@ -78,14 +78,19 @@ def compile_problem(problem: Problem) -> Network:
     return net
 
 
+#: sample points on which the compiled chain must reproduce the model (model evaluations that
+#: ``solver='auto'`` counts in its budget)
+CHECK_POINTS = 16
+
+
 def _check(problem: Problem, net: Network) -> None:
     """The chain must reproduce the model's target and constraint values on sample points."""
     gen = torch.Generator().manual_seed(1234)
-    x = problem.domain.sample(16, gen, device=problem.device, dtype=problem.dtype)
+    x = problem.domain.sample(CHECK_POINTS, gen, device=problem.device, dtype=problem.dtype)
     with torch.no_grad():
         v, cv = problem.evaluate_all(x)
         ref = torch.cat([v[:, None], cv], 1).double().cpu()
-        got = net.forward(x.reshape(16, -1).double().cpu())
+        got = net.forward(x.reshape(CHECK_POINTS, -1).double().cpu())
     err = float((ref - got).abs().max())
     scale = 1.0 + float(ref.abs().max())
     tol = 1e-9 if problem.dtype == torch.float64 else 1e-4

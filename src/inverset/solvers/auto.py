@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from inverset.errors import InversetError, UnsupportedModelError
+from inverset.exact.solver import CHECK_POINTS
 from inverset.problem import Problem
 from inverset.result import Result
 from inverset.solvers import check_options, get_solver, unbounded
@@ -45,9 +46,9 @@ from inverset.space import Direct
 
 #: the solvers auto may pick: the options it forwards must be ones at least one of them takes
 CANDIDATES = ("gradient", "exact", "cmaes", "evolution", "basinhopping")
-#: model evaluations of the exact solver's support check (its chain checked on 16 sample
-#: inputs, ``inverset.exact.solver._check``), paid again when the exact stage compiles
-EXACT_CHECK_EVALS = 16
+#: model evaluations of the exact solver's support check (its chain checked on sample inputs),
+#: paid again when the exact stage compiles
+EXACT_CHECK_EVALS = CHECK_POINTS
 #: points of the gradient probe (whether the model has a usable input gradient)
 GRADIENT_PROBE = 8
 #: the fewest evaluations a gradient stage is given (one evaluation of each of two starts)
