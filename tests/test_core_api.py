@@ -169,7 +169,22 @@ def test_seed_none_is_recorded_and_repeats(solver):
     np.testing.assert_array_equal(r.x, again.x)
 
 
-@pytest.mark.parametrize("seed", [-1, 1.7, "x", True, 2**32])
+def test_in_range_takes_any_pair_of_numbers():
+    for ends in ((-0.25, 0.25), np.array([-0.25, 0.25]), torch.tensor([-0.25, 0.25])):
+        r = iv.in_range(_net4(), "out:0", ends, BOX4, seed=0, starts=4)
+        assert r.query["goal"]["low"] == -0.25 and r.query["goal"]["high"] == 0.25
+
+
+@pytest.mark.parametrize("seed", [-1, 1.7, "x", True, 2**64])
 def test_bad_seed_is_named(seed):
     with pytest.raises(iv.InversetError, match="seed must be an integer from 0 to"):
         iv.maximize(_net4(), "out:0", BOX4, seed=seed, solver="cmaes", max_evals=20)
+
+
+@pytest.mark.parametrize("solver", ["gradient", "cmaes", "annealing"])
+def test_any_64_bit_seed_is_taken(solver):
+    """Searches take torch's 64-bit seeds (e.g. a millisecond timestamp), repeatably."""
+    for seed in (2**40, 2**64 - 1):
+        a = iv.maximize(_net4(), "out:0", BOX4, seed=seed, solver=solver, max_evals=40)
+        b = iv.maximize(_net4(), "out:0", BOX4, seed=seed, solver=solver, max_evals=40)
+        assert a.query["seed"] == seed and a.value == b.value

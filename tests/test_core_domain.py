@@ -90,6 +90,8 @@ def test_integer_mask_indices_and_bad_values():
     assert iv.Box(0, 1, shape=(4,), integer=[3, 1, 3]).integer == (1, 3)
     assert iv.Box(0, 1, shape=(4,), integer=2).integer == (2,)
     assert iv.Box(0, 1, shape=(4,), integer=np.array([1, 2])).integer == (1, 2)
+    assert iv.Box(0, 1, shape=(4,), integer={3, 0}).integer == (0, 3)
+    assert iv.Box(0, 1, shape=(4,), integer=np.array([2.0, 0.0])).integer == (0, 2)
     with pytest.raises(iv.InversetError, match="whole numbers"):
         iv.Box(0, 1, shape=(4,), integer=[2.7])
     with pytest.raises(iv.InversetError, match="integer mask has 2 entries but the input has 4"):

@@ -307,7 +307,9 @@ def test_time_limit_holds_through_polish_and_integer_search():
         t = time.perf_counter()
         r = iv.maximize(net, "out:0", box, starts=32, steps=5, time_limit=1.0, seed=0)
         assert time.perf_counter() - t < 2.0, box.integer
-        assert r.status == "time_limit" and r.x is not None
+        # cut short by the limit, or (the integer search can end first) done within it
+        assert r.status == "time_limit" or r.timings["total"] <= 1.05, (r.status, r.timings)
+        assert r.x is not None
         if box.integer:
             np.testing.assert_array_equal(r.x, np.round(r.x))
 
@@ -369,3 +371,6 @@ def test_a_budget_of_one_evaluation_is_kept():
     assert r.nfev == 1 and r.x is not None and r.status == "max_evals"
     with torch.no_grad():
         assert r.value == pytest.approx(float(tanh4()(torch.as_tensor(r.x[None]))[0, 0]))
+    whole = iv.Box(-1, 1, shape=(4,), integer=[0, 2])
+    r = iv.maximize(tanh4(), "out:0", whole, max_evals=1, seed=0)
+    assert r.nfev == 1 and r.x is None and "no evaluation for rounding" in r.message

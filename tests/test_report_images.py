@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
+from torch import nn
 
-from inverset.report.images import save_grid
+import inverset as iv
+from inverset.report.images import save_curve, save_grid
+
+torch.set_num_threads(1)
 
 
 def _drawn_grid(saved_figures, tmp_path, images, labels, ncol, title):
@@ -80,3 +85,16 @@ def test_grid_labels_longer_than_a_tile_wrap_instead_of_running_together(saved_f
         assert page.x0 <= b.x0 and b.x1 <= page.x1, labels[i]
         assert not any(b.overlaps(o) for o in boxes[i + 1 :]), labels[i]
         assert shown[labels[i]].get_fontsize() >= 6, "wrapped, not shrunk to illegible"
+
+
+def test_integer_search_curve_draws_its_relaxation(saved_figures, tmp_path):
+    """A gradient search over whole numbers keeps its steps' relaxed values apart: the curve
+    draws them (it was empty: 'best' holds only the integer search's point)."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 2))
+    r = iv.maximize(m, "out:0", iv.Box(0, 4, shape=(3,), integer=[0, 1, 2]), seed=0, steps=30)
+    assert r.history["best"][-1] == r.value
+    save_curve(r.history, tmp_path / "c.png", x="step", y="best")
+    (ax,) = saved_figures[0].axes
+    drawn = [np.isfinite(line.get_ydata().astype(float)).sum() for line in ax.get_lines()]
+    assert sum(drawn) >= 30, drawn

@@ -18,7 +18,7 @@ from inverset.result import Result
 from inverset.solvers import check_options, check_time_limit, get_solver, unbounded
 from inverset.space import Latent, Space
 from inverset.target import Expr
-from inverset.zoo import MAX_SEED, check_seed
+from inverset.zoo import MAX_SEARCH_SEED, MAX_SEED, check_seed
 
 
 def solve(
@@ -47,7 +47,7 @@ def solve(
     """
     check_time_limit(time_limit)
     max_evals = _check_max_evals(max_evals)
-    seed = check_seed(secrets.randbelow(MAX_SEED + 1) if seed is None else seed)
+    seed = check_seed(secrets.randbelow(MAX_SEED + 1) if seed is None else seed, MAX_SEARCH_SEED)
     goal = Goal.of(goal)
     t0 = time.perf_counter()
     problem = Problem.build(
@@ -135,10 +135,10 @@ def in_range(
     **kw: Any,
 ) -> Result:
     """Inputs in ``domain`` whose ``target`` lies in ``[z1, z2]`` (several, when found)."""
-    if (
-        isinstance(range, str | bytes)
-        or not isinstance(range, Sequence | np.ndarray)
-        or len(range) != 2
-    ):
+    try:
+        ends = np.asarray(range, dtype=np.float64)
+    except (TypeError, ValueError):
+        ends = None
+    if isinstance(range, str | bytes) or ends is None or ends.shape != (2,):
         raise InversetError(f"range must be two numbers (z1, z2), got {range!r}")
-    return solve(model, target, Goal.range(*range), domain, **kw)
+    return solve(model, target, Goal.range(*ends.tolist()), domain, **kw)

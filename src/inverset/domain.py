@@ -57,7 +57,17 @@ def _integer_indices(integer: Any, size: int | None) -> tuple[int, ...]:
         return ()
     if _is_int(integer):
         integer = [integer]
+    if isinstance(integer, set | frozenset):
+        integer = sorted(integer)
     arr = np.asarray(integer, dtype=object) if not isinstance(integer, np.ndarray) else integer
+    if arr.dtype != bool and arr.ndim == 1:  # whole numbers given as floats (numpy arrays)
+        arr = np.array(
+            [
+                int(v) if isinstance(v, float | np.floating) and float(v).is_integer() else v
+                for v in arr
+            ],
+            dtype=object,
+        )
     if arr.dtype == object and arr.size and all(isinstance(v, bool | np.bool_) for v in arr.flat):
         arr = arr.astype(bool)
     if arr.dtype == bool:

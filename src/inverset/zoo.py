@@ -15,19 +15,19 @@ from torch import nn
 from inverset.errors import InversetError
 
 #: seeds scikit-learn's random_state (and numpy's legacy seeding) accept: 0 .. 2**32 - 1
+#: the largest seed scikit-learn takes (the zoo's models are trained with it)
 MAX_SEED = 2**32 - 1
+#: the largest seed a search takes (torch's generators take 64 bits)
+MAX_SEARCH_SEED = 2**64 - 1
 
 
-def check_seed(seed: int) -> int:
-    """``seed`` if it seeds every generator the models are trained with, else a one-line error
-    (scikit-learn and numpy refuse negative seeds with a long message of their own)."""
-    if (
-        isinstance(seed, bool)
-        or not isinstance(seed, int | np.integer)
-        or not 0 <= seed <= MAX_SEED
-    ):
+def check_seed(seed: int, most: int = MAX_SEED) -> int:
+    """``seed`` if it is a whole number from 0 to ``most`` (default: what every generator the
+    zoo's models are trained with takes), else a one-line error (scikit-learn and numpy refuse
+    negative seeds with a long message of their own)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed <= most:
         raise InversetError(
-            f"seed must be an integer from 0 to {MAX_SEED} (e.g. --seed 0 / seed=0), got {seed!r}"
+            f"seed must be an integer from 0 to {most} (e.g. --seed 0 / seed=0), got {seed!r}"
         )
     return int(seed)
 

@@ -141,7 +141,7 @@ def sample(
     from inverset.solvers import check_options
     from inverset.space import Latent
     from inverset.target import read_labels
-    from inverset.zoo import check_seed
+    from inverset.zoo import MAX_SEARCH_SEED, check_seed
 
     z1, z2 = parse_range(range_)
     opts = parse_options(option)
@@ -155,7 +155,7 @@ def sample(
     if generator is None and (generator_weights is not None or latent_dim is not None):
         given = "--generator-weights" if generator_weights is not None else "--latent-dim"
         raise InversetError(f"{given} applies to a generator; give --generator too")
-    check_seed(seed)
+    check_seed(seed, MAX_SEARCH_SEED)
     m = load_cli_model(model, trust, factory, device, input_shape)
     domain = build_domain(box, box_file, integer, constraints, input_shape)
     if not domain.bounded and box is None and box_file is None:

@@ -188,11 +188,19 @@ def save_curve(
     y: str = "best",
     title: str | None = None,
 ) -> Path:
-    """Convergence plot of ``history[y]`` against ``history[x]``."""
+    """Convergence plot of ``history[y]`` against ``history[x]``. A search over whole numbers
+    records its steps' continuous relaxation apart (``history['relaxed']``): it is drawn
+    dashed beside the feasible points, which are then few (the integer search's)."""
     fig, ax = plt.subplots(figsize=(4.5, 3.0))
     if history.get(y):
         xs = history.get(x) or list(range(len(history[y])))
-        ax.plot(xs, history[y], color="#3b6ea8")
+        relaxed = history.get("relaxed") if y == "best" else None
+        if relaxed:
+            ax.plot(xs, relaxed, color="#999999", ls="--", label="continuous relaxation")
+            ax.plot(xs, history[y], color="#3b6ea8", marker="o", label="whole-number points")
+            ax.legend(fontsize=7)
+        else:
+            ax.plot(xs, history[y], color="#3b6ea8")
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     return _write(fig, path, ax, title)

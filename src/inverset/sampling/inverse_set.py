@@ -65,7 +65,7 @@ from inverset.sampling.encoders import Encoder, make_encoder
 from inverset.sampling.store import SampleStore
 from inverset.solvers import check_time_limit
 from inverset.space import Direct, Latent, Space
-from inverset.zoo import check_seed
+from inverset.zoo import MAX_SEARCH_SEED, check_seed
 
 #: acceptance keeps this fraction of the range width away from its ends, so that a point
 #: accepted in one batch stays inside when re-evaluated alone (float noise of batching)
@@ -224,7 +224,7 @@ def sample(
     the final checks and the saving of ``out`` included.
     """
     z1, z2, cons = _parse_ranges(target, range, intersect)
-    seed = check_seed(seed)
+    seed = check_seed(seed, MAX_SEARCH_SEED)
     check_time_limit(time_limit)
     options = {
         "n": n,

@@ -158,7 +158,10 @@ def solve(
                     if step == 0:  # the values at best_u: the answer when no budget is left
                         best_v, best_cv = v.detach().clone(), cv.detach().clone()
                     else:
-                        best_v[improved], best_cv[improved] = v.detach()[improved], cv[improved]
+                        best_v[improved], best_cv[improved] = (
+                            v.detach()[improved],
+                            cv.detach()[improved],
+                        )
                     best_loss = torch.minimum(best_loss, ld)
                     stale = 0 if bool(improved.any()) else stale + 1
                     ib = int(torch.argmin(best_loss))
@@ -229,6 +232,11 @@ def solve(
             if goal.kind in ("range", "reach"):
                 final_loss = goal.loss(values)
     r = _result(problem, zs, x, values, final_loss, ok, status, history, timings, t0, starts)
+    if short and box.integer and r.x is None:
+        r.message = (
+            f"max_evals={max_evals} left no evaluation for rounding the integer features to "
+            "whole numbers; give a larger budget"
+        )
     r.nfev = used()  # this solve's evaluations, not the problem's running total
     _close_history(history, bool(box.integer), final_stage, r.value, r.timings["total"], r.nfev)
     return r
