@@ -71,8 +71,9 @@ class Die(nn.Module):
 
 class Poisoned(nn.Module):
     """The first unit solved anywhere is poisoned: its process exits 0.5 s into the solve,
-    and so does any process that solves it again (known by its first input, which the unit's
-    seed fixes). Others wait 0.5 s at their first solve, so a neighbour is in flight."""
+    and so does any process that solves it again, even after solving another unit (known by
+    its first input, which the unit's seed fixes). Others wait 0.5 s at a process's first
+    solve, so a neighbour is in flight."""
 
     def __init__(self):
         super().__init__()
@@ -81,18 +82,18 @@ class Poisoned(nn.Module):
 
     def forward(self, x):
         where = os.environ.get("POISON_DIR")
-        if where and x.requires_grad and not hasattr(self, "seen"):
-            self.seen = True
+        if where and x.requires_grad:
             mark, me = os.path.join(where, "poison"), repr(float(x.detach().double().sum()))
-            try:
-                fd = os.open(mark, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                os.write(fd, me.encode())
-                os.close(fd)
-                first = me
-            except FileExistsError:
-                first = open(mark).read()
-            time.sleep(0.5)
-            if me == first:
+            if not hasattr(self, "seen"):
+                self.seen = True
+                try:
+                    fd = os.open(mark, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                    os.write(fd, me.encode())
+                    os.close(fd)
+                except FileExistsError:
+                    pass
+                time.sleep(0.5)
+            if me == open(mark).read():
                 open(os.path.join(where, f"died-{os.getpid()}"), "w").close()
                 os._exit(1)
         return self.fc(x)
