@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from inverset.checks import is_whole
 from inverset.domain import Box
 from inverset.errors import InversetError
 from inverset.goal import Goal
@@ -91,7 +92,7 @@ def _check_max_evals(max_evals: Any) -> int | None:
         return None
     if isinstance(max_evals, float | np.floating) and float(max_evals).is_integer():
         max_evals = int(max_evals)
-    if isinstance(max_evals, bool) or not isinstance(max_evals, int | np.integer) or max_evals < 1:
+    if not is_whole(max_evals) or max_evals < 1:
         raise InversetError(
             f"max_evals must be a whole number >= 1 of model evaluations (or None), "
             f"got {max_evals!r}"

@@ -12,14 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from inverset.checks import is_whole
 from inverset.errors import InversetError
 
 ArrayLike = float | Sequence[float] | np.ndarray
-
-
-def _is_int(v: Any) -> bool:
-    """A whole number given as an int (Python's or numpy's), not a bool."""
-    return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
 
 
 def as_shape(shape: Any, what: str = "shape") -> tuple[int, ...] | None:
@@ -27,13 +23,13 @@ def as_shape(shape: Any, what: str = "shape") -> tuple[int, ...] | None:
     one-line error naming ``what`` (the argument it came from)."""
     if shape is None:
         return None
-    if _is_int(shape):
+    if is_whole(shape):
         shape = (shape,)
     if isinstance(shape, str | bytes) or not isinstance(shape, Sequence | np.ndarray):
         raise InversetError(
             f"{what} must be a whole number or a tuple of them (e.g. 8 or (1, 8, 8)), got {shape!r}"
         )
-    if not all(_is_int(s) and s >= 1 for s in shape):
+    if not all(is_whole(s) and s >= 1 for s in shape):
         raise InversetError(
             f"{what} must hold whole numbers >= 1 (e.g. 8 or (1, 8, 8)), got {tuple(shape)!r}"
         )
@@ -55,7 +51,7 @@ def _integer_indices(integer: Any, size: int | None) -> tuple[int, ...]:
     index, or a boolean mask with one entry per feature (scipy's ``integrality``)."""
     if integer is None:
         return ()
-    if _is_int(integer):
+    if is_whole(integer):
         integer = [integer]
     if isinstance(integer, set | frozenset):
         integer = sorted(integer)
@@ -77,7 +73,7 @@ def _integer_indices(integer: Any, size: int | None) -> tuple[int, ...]:
                 "one True/False per feature, or the indices of the integer features"
             )
         return tuple(int(i) for i in np.flatnonzero(arr.reshape(-1)))
-    if isinstance(integer, str | bytes) or arr.ndim != 1 or not all(_is_int(v) for v in arr):
+    if isinstance(integer, str | bytes) or arr.ndim != 1 or not all(is_whole(v) for v in arr):
         raise InversetError(
             "integer must list the flat indices of integer features as whole numbers (e.g. "
             f"integer=[0, 2]) or be a True/False mask per feature, got {integer!r}"

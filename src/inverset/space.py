@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from inverset.checks import is_number
 from inverset.domain import Box, as_shape
 from inverset.errors import InversetError
 
@@ -70,11 +71,7 @@ class Latent(Space):
                 f"a Latent's domain must be an inverset.Box (e.g. iv.Box(0, 1)), got "
                 f"{type(domain).__name__}"
             )
-        if (
-            isinstance(bound, bool)
-            or not isinstance(bound, int | float | np.number)
-            or not bound > 0
-        ):
+        if not is_number(bound) or not bound > 0:
             raise InversetError(f"the latent bound must be a number > 0 (e.g. 3.0), got {bound!r}")
         self.generator = generator
         shape = as_shape(dim, "the latent dim")

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from inverset.checks import is_whole
 from inverset.errors import InversetError
 
 #: seeds scikit-learn's random_state (and numpy's legacy seeding) accept: 0 .. 2**32 - 1
@@ -25,7 +26,7 @@ def check_seed(seed: int, most: int = MAX_SEED) -> int:
     """``seed`` if it is a whole number from 0 to ``most`` (default: what every generator the
     zoo's models are trained with takes), else a one-line error (scikit-learn and numpy refuse
     negative seeds with a long message of their own)."""
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed <= most:
+    if not is_whole(seed) or not 0 <= seed <= most:
         raise InversetError(
             f"seed must be an integer from 0 to {most} (e.g. --seed 0 / seed=0), got {seed!r}"
         )

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import importlib
 import math
-import numbers
 import time
 from typing import Any
 
 import numpy as np
 import torch
 
+from inverset.checks import is_whole
 from inverset.errors import InversetError, UnsupportedModelError
 from inverset.exact import bab, relu_bab
 from inverset.exact.bounds import Bounds, crown
@@ -321,13 +321,10 @@ def _check_options(problem, method, milp_solver, batch, branching, alpha_steps, 
         if value not in allowed:
             raise InversetError(f"unknown {name} {value!r}; use {', '.join(map(repr, allowed))}")
 
-    def whole(v: Any) -> bool:  # numpy integers too; True/False are not counts
-        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
     for name, value, least in (("batch", batch, 1), ("alpha_steps", alpha_steps, 0)):
-        if not whole(value) or value < least:
+        if not is_whole(value) or value < least:
             raise InversetError(f"{name} must be a whole number >= {least}, got {value!r}")
-    if threads is not None and (not whole(threads) or threads < 1):
+    if threads is not None and (not is_whole(threads) or threads < 1):
         raise InversetError(f"threads must be a whole number >= 1 (or None), got {threads!r}")
     if inc is not None and inc[0] is not None:
         size = int(np.asarray(inc[0]).size)

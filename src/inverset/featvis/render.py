@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inverset.checks import is_whole
 from inverset.errors import InversetError, first_line
 from inverset.featvis.objectives import Context, Objective, as_objective
 from inverset.featvis.param import ImageParam, LatentImage, make_param
@@ -188,8 +189,8 @@ def _spatial(size, model_shape: tuple[int, ...] | None) -> tuple[int, ...]:
             "the model records no input shape; give --size (size=, e.g. 128) or "
             "--input-shape 3,H,W (input_shape=(3, H, W))"
         )
-    raw = [size] if isinstance(size, int | np.integer) else list(np.ravel(np.asarray(size)))
-    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in raw):
+    raw = [size] if is_whole(size) else list(np.ravel(np.asarray(size)))
+    if not all(is_whole(v) for v in raw):
         raise InversetError(f"size (--size) must be whole numbers: N or H,W, got {size!r}")
     s = tuple(int(v) for v in raw)
     s = s * nd if len(s) == 1 else s
@@ -682,7 +683,7 @@ def dream(
     if steps < 1:
         raise InversetError(f"steps must be at least 1, got {steps}")
     _check_lr(lr)
-    if isinstance(jitter, bool) or not isinstance(jitter, int | np.integer) or jitter < 0:
+    if not is_whole(jitter) or jitter < 0:
         raise InversetError(f"jitter must be a whole number of pixels >= 0, got {jitter!r}")
     obj = objective if objective is not None else deep_dream(layer)
     layers = list(obj.layers) or [OUTPUT]

@@ -46,7 +46,6 @@ import importlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from inverset.checks import is_number, is_whole
 from inverset.domain import Box
 from inverset.errors import InversetError, first_line
 from inverset.goal import Goal
@@ -135,19 +135,19 @@ def _check_values(o: dict[str, Any], flags: dict[str, Any]) -> None:
         v = o[name.split()[0]]
         if name == "max_steps" and v is None:
             continue
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < least:
+        if not is_whole(v) or v < least:
             raise InversetError(f"{name} must be a whole number >= {least}, got {v!r}")
     for name in ("mu0", "alpha", "lr", "step", "exact_time"):
         v = o[name]
-        if not _real(v) or not 0 < v < math.inf:
+        if not is_number(v) or not 0 < v < math.inf:
             raise InversetError(f"{name} must be a positive number, got {v!r}")
-    if not _real(o["weight"]) or not 0 <= o["weight"] < math.inf:
+    if not is_number(o["weight"]) or not 0 <= o["weight"] < math.inf:
         raise InversetError(f"weight must be a finite number >= 0, got {o['weight']!r}")
     for name in ("margin", "walk_margin"):
         v = o[name]
         if name == "walk_margin" and v is None:
             continue
-        if not _real(v) or not 0 <= v < 0.5:
+        if not is_number(v) or not 0 <= v < 0.5:
             raise InversetError(
                 f"{name} is a fraction of the range per side in [0, 0.5), got {v!r}"
             )
@@ -164,10 +164,6 @@ def _check_values(o: dict[str, Any], flags: dict[str, Any]) -> None:
             raise InversetError(
                 f"{name} must be {' or '.join(map(repr, choices))}, got {o[name]!r}"
             )
-
-
-def _real(v: object) -> bool:
-    return isinstance(v, Real) and not isinstance(v, bool | np.bool_)
 
 
 def sample(

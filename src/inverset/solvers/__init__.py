@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from inverset.checks import is_number
 from inverset.errors import InversetError
 
 SOLVERS: dict[str, str] = {
@@ -51,7 +52,7 @@ def check_time_limit(time_limit: float | None) -> None:
     """A time limit is None (none) or a number of seconds >= 0 (not NaN)."""
     if time_limit is None:
         return
-    if isinstance(time_limit, bool | np.bool_) or not isinstance(time_limit, Real):
+    if not is_number(time_limit):
         raise InversetError(f"time limit must be a number of seconds >= 0, got {time_limit!r}")
     if not time_limit >= 0:
         raise InversetError(f"time limit must be >= 0 seconds, got {time_limit}")
