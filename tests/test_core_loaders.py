@@ -3,6 +3,7 @@ state dict, and pickles only with trust."""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -184,3 +185,135 @@ def test_layers_of_torchscript_are_only_its_output(tmp_path):
     model = load_model(tmp_path / "ts.pt", input_shape=(2,))
     infos = iv.layers(model)
     assert [(i.name, i.shape) for i in infos] == [("out", (3,))]
+
+
+# ------------------------------------------------- frozen TorchScript (torch.jit.freeze)
+def _frozen(net: nn.Module, how: str) -> torch.jit.ScriptModule:
+    scripted = torch.jit.script(net.eval())
+    if how == "freeze":
+        return torch.jit.freeze(scripted)
+    return torch.jit.optimize_for_inference(scripted)
+
+
+@pytest.mark.parametrize("how", ["freeze", "optimize_for_inference"])
+def test_frozen_torchscript_works_like_a_scripted_file(tmp_path, run_main, how):
+    """A frozen module has no ``training`` attribute and no submodules (its weights are
+    graph constants): every command ran into an AttributeError. It now loads, lists its
+    output, and gradient, exact (from its graph) and cmaes find the scripted file's maximum."""
+    net = _net()
+    _frozen(net, how).save(str(tmp_path / "f.pt"))
+    torch.jit.script(net).save(str(tmp_path / "s.pt"))
+    model = load_model(tmp_path / "f.pt", input_shape=(3,))
+    assert [(i.name, i.shape) for i in iv.layers(model)] == [("out", (2,))]
+    assert not hasattr(model, "training")  # left as it was, after eval mode for the pass
+    box = iv.Box(-1, 1, shape=(3,))
+    ref = iv.maximize(load_model(tmp_path / "s.pt"), "out:0", box, solver="exact")
+    grid = torch.stack(torch.meshgrid(*[torch.linspace(-1, 1, 41)] * 3, indexing="ij"), -1)
+    with torch.no_grad():
+        sampled = net(grid.reshape(-1, 3))[:, 0].max().item()
+    assert ref.status == "optimal" and ref.value >= sampled - 1e-6
+    exact = iv.maximize(model, "out:0", box, solver="exact")
+    assert exact.status == "optimal" and abs(exact.value - ref.value) <= 1e-5
+    grad = iv.maximize(model, "out:0", box, starts=8, seed=0)
+    assert abs(grad.value - ref.value) <= 1e-4
+    cma = iv.maximize(model, "out:0", box, solver="cmaes", max_evals=3000, seed=0)
+    assert cma.value >= ref.value - 1e-3
+    code, out, err = run_main("layers", tmp_path / "f.pt", "--input-shape", "3")
+    assert code == 0 and "(2,)" in out, err
+    code, out, err = run_main(
+        "maximize", tmp_path / "f.pt", "--input-shape", "3", "-t", "out:0", "--box=-1,1",
+        "--starts", "4", "--json", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert abs(json.loads(out)["value"] - ref.value) <= 1e-4
+
+
+def test_frozen_torchscript_fingerprint_tells_weights_apart(tmp_path):
+    from inverset.model import fingerprint
+
+    a, b = _net(), _net()
+    with torch.no_grad():
+        b[0].bias.add_(1.0)
+    fa, fb = (fingerprint(torch.jit.freeze(torch.jit.script(n.eval()))) for n in (a, b))
+    assert fa != fb and fa == fingerprint(torch.jit.freeze(torch.jit.script(a)))
+
+
+def test_frozen_torchscript_conv_net_exact(tmp_path):
+    """A frozen (and a traced) conv net reads as conv2d/relu/pooling/flatten/linear:
+    exact certifies what the plain module's exact solve certifies."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.MaxPool2d(2, 1),
+        nn.Flatten(),
+        nn.Linear(2, 2),
+    ).eval()
+    box = iv.Box(0, 1, shape=(1, 4, 4))
+    ref = iv.maximize(net, "out:1", box, solver="exact", time_limit=30)
+    for ts in (
+        torch.jit.freeze(torch.jit.script(net)),
+        torch.jit.trace(net, torch.rand(1, 1, 4, 4)),
+    ):
+        ts.save(str(tmp_path / "c.pt"))
+        res = iv.maximize(
+            load_model(tmp_path / "c.pt"), "out:1", box, solver="exact", time_limit=30
+        )
+        assert res.status == ref.status == "optimal"
+        assert abs(res.value - ref.value) <= 1e-5
+
+
+class _OwnParameters(nn.Module):
+    """Parameters of its own and no child modules: its scripted graph reads them by GetAttr."""
+
+    def __init__(self):
+        super().__init__()
+        self.W = nn.Parameter(torch.randn(3, 5))
+        self.b = nn.Parameter(torch.randn(5))
+        self.V = nn.Parameter(torch.randn(5, 2))
+
+    def forward(self, x):
+        return torch.relu(x @ self.W + self.b) @ self.V
+
+
+def test_torchscript_with_its_own_parameters_is_exact(tmp_path):
+    """A scripted module holding parameters but no child modules was refused by the exact
+    solver ('prim::GetAttr ... not one chain of layers'): it was frozen only when it had
+    children. It now matches the plain module's certified optimum."""
+    torch.manual_seed(0)
+    net = _OwnParameters().eval()
+    same = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2, bias=False))
+    with torch.no_grad():
+        same[0].weight.copy_(net.W.T)
+        same[0].bias.copy_(net.b)
+        same[2].weight.copy_(net.V.T)
+    box = iv.Box(-1, 1, shape=(3,))
+    ref = iv.maximize(same, "out:0", box, solver="exact", time_limit=30)
+    torch.jit.script(net).save(str(tmp_path / "own.pt"))
+    res = iv.maximize(load_model(tmp_path / "own.pt"), "out:0", box, solver="exact", time_limit=30)
+    assert res.status == ref.status == "optimal"
+    assert abs(res.value - ref.value) <= 1e-5
+
+
+# ------------------------------------------------- models whose output is probabilities
+@pytest.mark.parametrize("last", [nn.Softmax(dim=1), nn.Softmax(dim=-1), nn.Sigmoid()])
+def test_prob_of_a_model_ending_in_softmax_reads_its_output(last):
+    """prob:k of a model that ends in a Softmax is its output k, not softmax(probabilities)
+    (0.5255 for a probability of 0.5511 before); logit:k is a one-line error naming it."""
+    torch.manual_seed(0)
+    n_out = 1 if isinstance(last, nn.Sigmoid) else 3
+    net = nn.Sequential(nn.Linear(2, 6), nn.ReLU(), nn.Linear(6, n_out), last)
+    box = iv.Box(-1, 1, shape=(2,))
+    for k in range(max(n_out, 2)):
+        res = iv.maximize(net, f"prob:{k}", box, starts=4, steps=10, polish=False, seed=0)
+        with torch.no_grad():
+            y = net(torch.as_tensor(res.x, dtype=torch.float32)[None])[0]
+        p = y[k] if n_out > 1 else (y[0] if k == 1 else 1 - y[0])
+        assert abs(res.value - float(p)) <= 1e-6
+    name = type(last).__name__
+    hint = f"prob:{1 if n_out == 1 else 0}"  # a single sigmoid output is prob:1
+    with pytest.raises(iv.InversetError, match=f"outputs probabilities.*{name}.*{hint}") as e:
+        iv.maximize(net, "logit:0", box)
+    assert "\n" not in str(e.value)
+    assert iv.layers(net, (2,))[-1].kind == f"output: probabilities ({name}; prob:k reads them)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import inverset as iv
 from inverset import featvis as fv
@@ -153,3 +154,30 @@ def test_a_vector_input_is_not_rendered_as_a_one_pixel_image():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
     with pytest.raises(iv.InversetError, match=r"\(784, 1\) has no picture axes.*1,28,28"):
         fv.visualize(model, layer="out", channels=[0], input_shape=(784, 1), steps=2)
+
+
+def test_prob_of_a_model_ending_in_softmax_is_its_output():
+    """visualize's 'prob' objective took a softmax of a final Softmax's probabilities: it
+    reported 0.316 for an image the model gives 0.281."""
+    torch.manual_seed(0)
+    m = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+        nn.Softmax(1),
+    ).eval()
+    r = fv.visualize(
+        m,
+        "out",
+        channels=[0],
+        objective="prob",
+        size=16,
+        steps=20,
+        batch_size=1,
+        input_shape=(3, 16, 16),
+    )
+    with torch.no_grad():
+        p = float(m(torch.as_tensor(r.x, dtype=torch.float32).reshape(1, 3, 16, 16))[0, 0])
+    assert r.value == pytest.approx(p, abs=1e-6)

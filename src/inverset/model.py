@@ -37,9 +37,14 @@ def model_dtype(model: nn.Module) -> torch.dtype:
 
 def fingerprint(model: nn.Module) -> str:
     """SHA-256 of the model's state dict (names, dtypes, shapes, values): tells two sets of
-    weights of the same architecture apart, e.g. before resuming a saved run or job."""
+    weights of the same architecture apart, e.g. before resuming a saved run or job. A frozen
+    TorchScript module has no state dict: the tensor constants of its graph are its weights."""
     h = hashlib.sha256()
-    for name, t in model.state_dict().items():
+    state = dict(model.state_dict())
+    if not state and isinstance(model, torch.jit.ScriptModule) and hasattr(model, "graph"):
+        consts = (n.output().toIValue() for n in model.graph.findAllNodes("prim::Constant"))
+        state = {f"const{i}": c for i, c in enumerate(c for c in consts if torch.is_tensor(c))}
+    for name, t in state.items():
         h.update(name.encode())
         a = t.detach().cpu()
         h.update(str(a.dtype).encode() + str(tuple(a.shape)).encode())
@@ -107,13 +112,35 @@ def run_twice(name: str, calls: int) -> InversetError:
     )
 
 
+def output_activation(model: nn.Module) -> str | None:
+    """'Softmax' or 'Sigmoid' when the model's last layer is one, so that its outputs are
+    probabilities already (``prob:k`` then reads output k): the last module of an
+    ``nn.Sequential``, the last node of an ONNX graph. None otherwise (or not known)."""
+    last: nn.Module | None = model
+    while True:
+        if isinstance(last, nn.Sequential) and len(last):
+            last = last[-1]
+        elif hasattr(type(last), "output_layer"):  # a converted ONNX graph
+            last = last.output_layer
+        else:
+            break
+    if isinstance(last, nn.Softmax):
+        return "Softmax"
+    if isinstance(last, nn.Sigmoid):
+        return "Sigmoid"
+    return None
+
+
 class Activations(dict[str, torch.Tensor]):
     """Layer outputs of forward passes by name; ``calls[name]``: how often the layer ran in the
-    last pass (more than once: a reused module, whose units are ambiguous as a target)."""
+    last pass (more than once: a reused module, whose units are ambiguous as a target);
+    ``probs``: the model's last layer when its outputs are probabilities
+    (:func:`output_activation`)."""
 
     def __init__(self, *args: object, **kw: object) -> None:
         super().__init__(*args, **kw)
         self.calls: dict[str, int] = {}
+        self.probs: str | None = None
 
 
 @contextlib.contextmanager
@@ -168,6 +195,7 @@ def forward(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> Activati
         acts[OUTPUT] = first_tensor(model(x))
         result = Activations(acts)
         result.calls = dict(acts.calls)
+        result.probs = output_activation(model)
         return result
 
 
@@ -268,15 +296,20 @@ def layers(model: nn.Module, input_shape: Sequence[int] | None = None) -> list[L
         k = calls.get(n)
         infos.append(LayerInfo(n, type(m).__name__, shapes.get(n) if k == 1 else None, k))
     if OUTPUT not in found:  # a last layer named 'out' (scikit-learn models) is the output
-        infos.append(LayerInfo(OUTPUT, "output", shapes.get(OUTPUT), 1 if shapes else None))
+        act = output_activation(model)
+        kind = f"output: probabilities ({act}; prob:k reads them)" if act else "output"
+        infos.append(LayerInfo(OUTPUT, kind, shapes.get(OUTPUT), 1 if shapes else None))
     return infos
 
 
 @contextlib.contextmanager
 def restore_mode(model: nn.Module, train: bool = False, freeze: bool = True) -> Iterator[nn.Module]:
     """Put the model in eval (or train) mode and freeze its parameters for the duration;
-    restore every module's mode and every parameter's ``requires_grad`` afterwards."""
-    modes = {m: m.training for m in model.modules()}
+    restore every module's mode and every parameter's ``requires_grad`` afterwards.
+
+    A frozen TorchScript module (``torch.jit.freeze``, ``optimize_for_inference``) has no
+    ``training`` attribute (its graph is fixed in eval mode): it is left without one."""
+    modes = {m: getattr(m, "training", None) for m in model.modules()}
     grads = {p: p.requires_grad for p in model.parameters()}
     try:
         model.train(train)
@@ -286,7 +319,10 @@ def restore_mode(model: nn.Module, train: bool = False, freeze: bool = True) -> 
         yield model
     finally:
         for m, t in modes.items():
-            m.training = t
+            if t is not None:
+                m.training = t
+            elif hasattr(m, "training"):
+                delattr(m, "training")
         for p, g in grads.items():
             p.requires_grad_(g)
 

@@ -14,7 +14,9 @@ A class's name is its label (``--labels``, scikit-learn's ``classes_``); a numbe
 index unless quoted, and a number that is another class's name is refused as ambiguous.
 
 ``out``/``logit`` read the flattened model output, ``prob`` its softmax (sigmoid for a single
-output), ``margin:k`` is ``out_k - max_{j != k} out_j``. Every node evaluates on a batch of
+output; a model whose last layer is a Softmax or Sigmoid outputs probabilities already:
+``prob:k`` reads output k and ``logit:k`` is an error), ``margin:k`` is
+``out_k - max_{j != k} out_j``. Every node evaluates on a batch of
 activations to one value per batch element; solvers that need structure (the exact solver)
 walk the same nodes.
 """
@@ -120,6 +122,13 @@ class Ref(Expr):
                 )
         else:
             n = a.shape[1]
+            probs = getattr(acts, "probs", None)
+            if self.kind == "logit" and probs:
+                raise InversetError(
+                    f"{self}: the model outputs probabilities (its last layer is {probs}), not "
+                    f"logits; use prob:{self.index[0] if n > 1 else 1} (which reads them) or "
+                    f"out:{self.index[0]}, or load or export the model without the final {probs}"
+                )
             if self.kind == "margin" and n == 1:
                 raise InversetError(
                     f"{self}: a margin needs at least 2 outputs and the model has 1; for a "
@@ -138,10 +147,12 @@ class Ref(Expr):
         if self.kind in ("out", "logit"):
             return a[:, k]
         if self.kind == "prob":
+            # a model ending in a Softmax/Sigmoid outputs probabilities: read, not squashed
+            probs = getattr(acts, "probs", None)
             if a.shape[1] == 1:
-                p = torch.sigmoid(a[:, 0])
+                p = a[:, 0] if probs else torch.sigmoid(a[:, 0])
                 return p if k == 1 else 1 - p
-            return torch.softmax(a, dim=1)[:, k]
+            return a[:, k] if probs else torch.softmax(a, dim=1)[:, k]
         if self.kind == "margin":
             others = torch.cat([a[:, :k], a[:, k + 1 :]], dim=1)
             return a[:, k] - others.amax(1)

@@ -211,21 +211,28 @@ _AFFINE_MODULES = (
     nn.Dropout2d,
     nn.AvgPool1d,
     nn.AvgPool2d,
+    nn.AdaptiveAvgPool1d,
     nn.AdaptiveAvgPool2d,
     nn.ZeroPad2d,
 )
 
 
-def _loader_types() -> tuple[type, ...]:
+#: the ONNX converter's affine layers (solved by probing them with unit vectors); those that
+#: only move values keep known signs
+_LOADER_AFFINE = ("ConstOp", "Reshape", "_Pad", "PaddedPool", "Reduce", "Cast")
+_LOADER_MOVES = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Cast")
+#: the converter's other layers, kept whole when traced so that an error names the layer
+_LOADER_OTHER = ("BinaryOp", "Concat", "Clip", "Softmax", "LogSoftmax", "Erf")
+
+
+def _loader_types(names: Sequence[str] | None = None) -> tuple[type, ...]:
+    """The ONNX converter's layer classes called ``names`` (default: all of the above)."""
     try:
         from inverset.loaders import onnx as lo
     except Exception:  # pragma: no cover - loader missing
         return ()
-    return tuple(
-        getattr(lo, n)
-        for n in ("ConstOp", "Reshape", "Flatten2D", "_Pad", "PaddedPool")
-        if hasattr(lo, n)
-    )
+    every = (*_LOADER_AFFINE, *_LOADER_MOVES, *_LOADER_OTHER)
+    return tuple(getattr(lo, n) for n in dict.fromkeys(names or every) if hasattr(lo, n))
 
 
 class _Tracer(fx.Tracer):
@@ -451,20 +458,50 @@ class _Extractor:
             W = m.weight.detach().to("cpu", DT)
             d = torch.zeros(W.shape[0], dtype=DT) if m.bias is None else m.bias.detach()
             return self.b.affine(x, W, d.to("cpu", DT), (W.shape[0],))
-        lt = _loader_types()
+        if name == "BinaryOp" and m.op in ("add", "sub"):
+            a, c = args[0], args[1]
+            if not isinstance(c, _Sym) or a.shape != c.shape:
+                raise _unsupported(f"layer {node.target!r} (adding activations of two shapes)")
+            return self.b.add(a, c, 1.0 if m.op == "add" else -1.0)
+        if name == "Concat":
+            return self._function(torch.cat, (list(args), m.axis), {})
+        if name == "Clip":
+            return self._clip(x, m.low, m.high)
+        global_max = isinstance(m, nn.AdaptiveMaxPool2d | nn.AdaptiveMaxPool1d)
+        if global_max and m.output_size in (1, (1, 1)):  # one window of the whole input
+            dims = 2 if isinstance(m, nn.AdaptiveMaxPool2d) else 1
+            size = tuple(x.shape[-dims:])
+            return self._maxpool(x, size, size, 0, 1, False, dims)
+        lt = _loader_types((*_LOADER_AFFINE, *_LOADER_MOVES))
         if isinstance(m, _AFFINE_MODULES) or (lt and isinstance(m, lt)):
             if name == "ConstOp" and m.op == "div" and m.const_first:
                 raise _unsupported(f"layer {node.target!r} (constant divided by the input)")
-            if name == "Flatten2D" and m.axis != 1:
-                raise _unsupported(f"layer {node.target!r} (Flatten that moves the batch axis)")
+            if name == "Transpose" and m.perm[0] != 0:
+                raise _unsupported(f"layer {node.target!r} (a Transpose moving the batch axis)")
+            if name == "Cast" and m.dtype in (torch.float16, torch.bfloat16):
+                # its rounding (1e-4 relative) is no affine map: certificates would be off
+                raise _unsupported(f"layer {node.target!r} (a Cast to {m.dtype}, which rounds)")
             mod = copy.deepcopy(m).to(device="cpu", dtype=DT).eval()
-            keep = isinstance(m, nn.Flatten | nn.Unflatten | nn.Identity | nn.Dropout) or name in (
-                "Reshape",
-                "Flatten2D",
+            keep = (
+                isinstance(m, nn.Flatten | nn.Unflatten | nn.Identity | nn.Dropout)
+                or name in _LOADER_MOVES
             )
             with torch.no_grad():
                 return self._apply_affine(x, mod, nonneg_keep=keep)
         raise _unsupported(f"layer {node.target!r} of type {name}")
+
+    def _clip(self, x: _Sym, low: float | None, high: float | None) -> _Sym:
+        """``min(max(x, low), high)`` as ``low + relu(x - low)``, then ``high - relu(high - v)``
+        (one ReLU layer per finite end)."""
+        b = self.b
+        no = torch.zeros(x.n, dtype=torch.bool)
+        if low is not None:
+            r = b.relu(_Sym(x.M, x.c - low, x.shape, no))
+            x = _Sym(r.M, r.c + low, x.shape, torch.full((x.n,), low >= 0))
+        if high is not None:
+            r = b.relu(_Sym(-x.M, high - x.c, x.shape, no))
+            x = _Sym(-r.M, high - r.c, x.shape, x.nonneg & (high >= 0))
+        return x
 
     def _function(self, fn, args, kwargs):
         # activations may sit inside a list argument (torch.cat, torch.stack)
@@ -563,10 +600,25 @@ class _Extractor:
 
 
 def _unscript(m: torch.jit.ScriptModule) -> nn.Module:
-    """A scripted ``nn.Sequential`` of Linear/ReLU/Flatten/Identity/Dropout as a plain one
-    (TorchScript cannot be traced by torch.fx)."""
-    if getattr(m, "original_name", "") != "Sequential":
-        raise _unsupported("a TorchScript model other than a scripted nn.Sequential")
+    """A TorchScript model as a plain ``nn.Sequential`` (TorchScript cannot be traced by
+    torch.fx): a scripted ``nn.Sequential`` of Linear/ReLU/Flatten/Identity/Dropout layer by
+    layer, any other one from the graph of a frozen copy (:func:`_unfreeze`)."""
+    if list(m.named_children()) and getattr(m, "original_name", "") == "Sequential":
+        try:
+            return _unscript_sequential(m)
+        except UnsupportedModelError:
+            pass  # another layer type: its frozen graph may still be a chain
+    frozen = hasattr(m, "graph") and not m.graph.findAllNodes("prim::GetAttr")
+    if not frozen:
+        try:  # weights become graph constants (of a copy)
+            m = torch.jit.freeze(m)
+        except Exception:
+            raise _unsupported("this TorchScript model (torch.jit.freeze fails on it)") from None
+    return _unfreeze(m)
+
+
+def _unscript_sequential(m: torch.jit.ScriptModule) -> nn.Module:
+    """A scripted ``nn.Sequential`` of Linear/ReLU/Flatten/Identity/Dropout as a plain one."""
     layers: list[nn.Module] = []
     for name, c in m.named_children():
         kind = getattr(c, "original_name", type(c).__name__)
@@ -584,6 +636,102 @@ def _unscript(m: torch.jit.ScriptModule) -> nn.Module:
             layers.append(nn.Flatten())
         else:
             raise _unsupported(f"layer {name!r} of type {kind} inside a TorchScript model")
+    return nn.Sequential(*layers)
+
+
+#: ops of a frozen TorchScript graph that only carry their input on
+_FROZEN_IDENTITY = ("aten::dropout", "aten::contiguous", "aten::detach")
+
+
+def _unfreeze(m: torch.jit.ScriptModule) -> nn.Module:
+    """A frozen TorchScript module (``torch.jit.freeze`` / ``optimize_for_inference``, whose
+    weights are graph constants) as an ``nn.Sequential``, when its graph is one chain of
+    ``linear`` (or ``matmul`` and a bias ``add``), ``conv2d``, pooling, ``relu`` and
+    ``flatten``."""
+    g = m.graph
+    cur = list(g.inputs())[1].debugName()
+    consts: dict[str, object] = {}
+    layers: list[nn.Module] = []
+
+    def refuse(what: str) -> UnsupportedModelError:
+        return _unsupported(f"{what} in a TorchScript model's (frozen) graph")
+
+    for node in g.nodes():
+        kind = node.kind()
+        if kind == "prim::Constant":
+            consts[node.output().debugName()] = node.output().toIValue()
+            continue
+        args = [i.debugName() for i in node.inputs()]
+        if kind == "prim::ListConstruct" and all(a in consts for a in args):
+            consts[node.output().debugName()] = [consts[a] for a in args]
+            continue
+        if not args or args[0] != cur or node.outputsSize() != 1:
+            raise refuse(f"the operation {kind} (its graph is not one chain of layers)")
+        rest = [consts.get(a) for a in args[1:]]
+        if any(a not in consts for a in args[1:]):
+            raise refuse(f"the operation {kind} of two computed values")
+        if kind == "aten::_convolution" and not rest[5] and rest[0].dim() == 4:
+            rest = [*rest[:5], rest[7]]  # a traced conv2d: drop transposed, output_padding
+            kind = "aten::conv2d"
+        if kind == "aten::linear":
+            W, bias = rest
+            lin = nn.Linear(W.shape[1], W.shape[0], bias=bias is not None)
+            with torch.no_grad():
+                lin.weight.copy_(W)
+                if bias is not None:
+                    lin.bias.copy_(bias)
+            layers.append(lin.to(W.dtype))
+        elif kind == "aten::matmul" and rest[0].dim() == 2:
+            W = rest[0]
+            lin = nn.Linear(W.shape[0], W.shape[1], bias=False)
+            with torch.no_grad():
+                lin.weight.copy_(W.T)
+            layers.append(lin.to(W.dtype))
+        elif kind == "aten::add" and layers and type(layers[-1]) is nn.Linear:
+            lin, (c, alpha) = layers[-1], rest
+            bias = torch.as_tensor(c).to(lin.weight.dtype) * alpha
+            if bias.dim() > 1 or bias.numel() not in (1, lin.out_features):
+                raise refuse(f"a bias of shape {tuple(bias.shape)}")
+            new = nn.Linear(lin.in_features, lin.out_features).to(lin.weight.dtype)
+            with torch.no_grad():
+                new.weight.copy_(lin.weight)
+                new.bias.copy_(bias.expand(lin.out_features))
+                if lin.bias is not None:
+                    new.bias.add_(lin.bias)
+            layers[-1] = new
+        elif kind == "aten::conv2d":
+            W, bias, stride, padding, dilation, groups = rest
+            conv = nn.Conv2d(
+                W.shape[1] * groups,
+                W.shape[0],
+                tuple(W.shape[2:]),
+                stride,
+                padding,
+                dilation,
+                groups,
+                bias=bias is not None,
+            )
+            with torch.no_grad():
+                conv.weight.copy_(W)
+                if bias is not None:
+                    conv.bias.copy_(bias)
+            layers.append(conv.to(W.dtype))
+        elif kind == "aten::max_pool2d":
+            kernel, stride, padding, dilation, ceil_mode = rest
+            layers.append(nn.MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil_mode))
+        elif kind == "aten::avg_pool2d":
+            layers.append(nn.AvgPool2d(*rest))
+        elif kind in ("aten::relu", "aten::relu_"):
+            layers.append(nn.ReLU())
+        elif kind == "aten::flatten":
+            layers.append(nn.Flatten(*rest))
+        elif kind in _FROZEN_IDENTITY:
+            layers.append(nn.Identity())
+        else:
+            raise refuse(f"the operation {kind}")
+        cur = node.output().debugName()
+    if [o.debugName() for o in g.outputs()] != [cur]:
+        raise refuse("an output that is not the last layer's")
     return nn.Sequential(*layers)
 
 

@@ -164,10 +164,12 @@ def class_logit(unit: int | Sequence[int]) -> Objective:
 
 
 def class_prob(unit: int | Sequence[int]) -> Objective:
-    """A class probability (softmax over the model output's axis 1)."""
+    """A class probability (softmax over the model output's axis 1; the output itself when
+    the model's last layer is a Softmax or Sigmoid, whose outputs are probabilities)."""
 
     def fn(ctx):
-        p = torch.softmax(_act(ctx, OUTPUT), 1)
+        out = _act(ctx, OUTPUT)
+        p = out if getattr(ctx.acts, "probs", None) else torch.softmax(out, 1)
         sel = p[torch.arange(p.shape[0], device=p.device), _units(unit, p)]
         return sel.reshape(p.shape[0], -1).mean(1)
 

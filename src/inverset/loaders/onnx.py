@@ -73,18 +73,9 @@ class Reshape(nn.Module):
         return f"shape=(B, {', '.join(map(str, self.shape[1:]))})"
 
 
-class Flatten2D(nn.Module):
-    """ONNX Flatten(axis): (prod(dims[:axis]), prod(dims[axis:])), batch kept first."""
-
-    def __init__(self, axis: int):
-        super().__init__()
-        self.axis = axis
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(int(np.prod(x.shape[: self.axis])), -1)
-
-
 class Transpose(nn.Module):
+    """ONNX Transpose; ``perm[0]`` is 0 (the batch axis stays first)."""
+
     def __init__(self, perm: tuple[int, ...]):
         super().__init__()
         self.perm = tuple(perm)
@@ -92,23 +83,150 @@ class Transpose(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.permute(*self.perm)
 
+    def extra_repr(self) -> str:
+        return f"perm={list(self.perm)}"
 
-class Softmax(nn.Module):
+
+def _softmax_forward(x: torch.Tensor, axis: int, coerce_2d: bool, fn: Any) -> torch.Tensor:
+    if not coerce_2d:
+        return fn(x, axis)
+    return fn(x.flatten(axis % x.dim()), -1).reshape(x.shape)
+
+
+class Softmax(nn.Softmax):
     """ONNX Softmax. Before opset 13 (``coerce_2d``) the input is seen as 2-D: the softmax
-    runs over all axes from ``axis`` on together, not over ``axis`` alone."""
+    runs over all axes from ``axis`` on together, not over ``axis`` alone. An ``nn.Softmax``
+    subclass, so a model ending in one is known to output probabilities."""
 
     def __init__(self, axis: int, coerce_2d: bool = False):
-        super().__init__()
+        super().__init__(axis)
         self.axis, self.coerce_2d = axis, coerce_2d
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.coerce_2d:
-            return torch.softmax(x, self.axis)
-        flat = x.flatten(self.axis % x.dim())
-        return torch.softmax(flat, -1).reshape(x.shape)
+        return _softmax_forward(x, self.axis, self.coerce_2d, torch.softmax)
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}" + (", coerce_2d=True" if self.coerce_2d else "")
+
+
+class LogSoftmax(nn.LogSoftmax):
+    """ONNX LogSoftmax, with the axes of :class:`Softmax`."""
+
+    def __init__(self, axis: int, coerce_2d: bool = False):
+        super().__init__(axis)
+        self.axis, self.coerce_2d = axis, coerce_2d
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _softmax_forward(x, self.axis, self.coerce_2d, torch.log_softmax)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}" + (", coerce_2d=True" if self.coerce_2d else "")
+
+
+class Squeeze(nn.Module):
+    """ONNX Squeeze of non-batch ``axes`` (each of size 1, as ONNX requires)."""
+
+    def __init__(self, axes: tuple[int, ...]):
+        super().__init__()
+        self.axes = tuple(axes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        axes = sorted({a % x.dim() for a in self.axes})
+        if 0 in axes or any(x.shape[a] != 1 for a in axes):
+            raise RuntimeError(f"Squeeze of axes {list(self.axes)} of a tensor {tuple(x.shape)}")
+        return x.squeeze(tuple(axes))
+
+    def extra_repr(self) -> str:
+        return f"axes={list(self.axes)}"
+
+
+class Unsqueeze(nn.Module):
+    """ONNX Unsqueeze: new axes of size 1 at ``axes`` of the output (never before the batch)."""
+
+    def __init__(self, axes: tuple[int, ...]):
+        super().__init__()
+        self.axes = tuple(axes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rank = x.dim() + len(self.axes)
+        for a in sorted(a % rank for a in self.axes):
+            if a == 0:
+                raise RuntimeError(f"Unsqueeze of axes {list(self.axes)} before the batch axis")
+            x = x.unsqueeze(a)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"axes={list(self.axes)}"
+
+
+class Slice(nn.Module):
+    """ONNX Slice with constant starts, ends and positive steps, on non-batch axes."""
+
+    def __init__(self, starts: Sequence[int], ends: Sequence[int], axes: Sequence[int], steps):
+        super().__init__()
+        self.spec = [tuple(int(v) for v in t) for t in zip(axes, starts, ends, steps, strict=True)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sl = [slice(None)] * x.dim()
+        for a, start, end, step in self.spec:
+            if a % x.dim() == 0:
+                raise RuntimeError("Slice of the batch axis")
+            sl[a % x.dim()] = slice(*slice(start, end, step).indices(x.shape[a]))
+        return x[tuple(sl)]
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"axis {a}: {s}:{e}:{st}" for a, s, e, st in self.spec)
+
+
+class Cast(nn.Module):
+    """ONNX Cast between float types: values are rounded to ``dtype`` (float16 and bfloat16
+    lose digits, as in onnxruntime) and kept in the model's own float type."""
+
+    def __init__(self, dtype: torch.dtype):
+        super().__init__()
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.dtype).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return str(self.dtype)
+
+
+class Clip(nn.Module):
+    """ONNX Clip (ReLU6, hardtanh): ``min(max(x, low), high)``, an end None when not given."""
+
+    def __init__(self, low: float | None, high: float | None):
+        super().__init__()
+        self.low, self.high = low, high
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x, self.low, self.high)
+
+    def extra_repr(self) -> str:
+        return f"low={self.low}, high={self.high}"
+
+
+class Erf(nn.Module):
+    """ONNX Erf (inside the exact GELU of an opset-17 export)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.erf(x)
+
+
+class Reduce(nn.Module):
+    """ONNX ReduceMean / ReduceSum over non-batch ``axes`` (keeping them with ``keepdims``)."""
+
+    def __init__(self, op: str, axes: tuple[int, ...], keepdims: bool):
+        super().__init__()
+        self.op, self.axes, self.keepdims = op, tuple(axes), keepdims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fn = torch.mean if self.op == "mean" else torch.sum
+        return fn(x, dim=self.axes, keepdim=self.keepdims)
+
+    def extra_repr(self) -> str:
+        return f"{self.op}, axes={list(self.axes)}, keepdims={self.keepdims}"
 
 
 class BatchNorm(nn.BatchNorm2d):
@@ -140,7 +258,7 @@ class OnnxModel(nn.Module):
         steps: list[tuple[str, nn.Module, list[str], str]],
         input_name: str,
         output_name: str,
-        input_shape: tuple[int, ...],
+        input_shape: tuple[int, ...] | None,
         source: str,
     ):
         super().__init__()
@@ -150,6 +268,14 @@ class OnnxModel(nn.Module):
         self.input_name, self.output_name = input_name, output_name
         self.input_shape = input_shape
         self.source = source
+
+    @property
+    def output_layer(self) -> nn.Module | None:
+        """The layer computing the model's output (None when the output is the input)."""
+        for name, _, out in reversed(self.steps):
+            if out == self.output_name:
+                return getattr(self, name)
+        return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         env = {self.input_name: x}
@@ -169,12 +295,37 @@ _SHAPE_FIX = (
     "export with torch.flatten(x, 1) or nn.Flatten() instead of x.view(x.size(0), -1), "
     "or without dynamic_axes"
 )
+#: the fix for an operator the converter does not have
+_EXPORT_FIX = (
+    "export the model with supported operators (the README lists them), or load it as an "
+    "nn.Module (--factory with a state dict)"
+)
 _MOVES = ("Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Reshape", "Identity")
 #: ops evaluated at load time when all their inputs are constants (shape arithmetic; a
 #: ReduceProd there is TensorFlow's flatten size)
 _FOLD_OPS = (*_MOVES, "ReduceProd")
-#: ops that only handle shapes: on a computed tensor, the export advice of _SHAPE_FIX applies
-_SHAPE_OPS = (*_MOVES, "Shape", "Expand", "ConstantOfShape", "Range", "Size")
+#: ops that only handle shapes (on a computed tensor: not supported)
+_SHAPE_OPS = ("Gather", "Expand", "ConstantOfShape", "Range", "Size")
+#: elementwise activations: ONNX op -> (layer kind, module factory from the attributes)
+_ACTIVATIONS: dict[str, tuple[str, Any]] = {
+    "Relu": ("relu", lambda at: nn.ReLU()),
+    "Sigmoid": ("sigmoid", lambda at: nn.Sigmoid()),
+    "Tanh": ("tanh", lambda at: nn.Tanh()),
+    "LeakyRelu": ("leakyrelu", lambda at: nn.LeakyReLU(at.get("alpha", 0.01))),
+    "Elu": ("elu", lambda at: nn.ELU(at.get("alpha", 1.0))),
+    "Softplus": ("softplus", lambda at: nn.Softplus()),
+    "Erf": ("erf", lambda at: Erf()),
+    "Gelu": ("gelu", lambda at: nn.GELU(_text(at.get("approximate", "none")))),
+}
+#: ops a graph whose input has no batch axis may hold: they act on the last axis or on each
+#: value, so the converter runs them on a batch as the graph runs one input
+_UNBATCHED_OPS = {
+    *_ACTIVATIONS,
+    *("MatMul", "Add", "Sub", "Mul", "Div", "Clip", "Softmax", "LogSoftmax"),
+    *("Identity", "Dropout", "Cast", "Constant"),
+}
+#: ONNX float types by TensorProto code -> torch dtype (a Cast between them is kept)
+_FLOATS = {1: torch.float32, 10: torch.float16, 11: torch.float64, 16: torch.bfloat16}
 
 
 def _opset(proto: Any) -> int:
@@ -306,13 +457,43 @@ def load_onnx(path: str | Path) -> OnnxModel:
             f"{path}: inverset reads ONNX graphs with one input and one output "
             f"(found {len(inputs)} inputs, {len(g.output)} outputs)"
         )
-    in_dims = list(inputs[0].type.tensor_type.shape.dim)
-    dims = [d.dim_value if d.dim_value > 0 else 1 for d in in_dims]
-    input_shape = tuple(dims[1:]) if len(dims) > 1 else (1,)
+    x_in, y_out = inputs[0], g.output[0].name
+    in_type = x_in.type.tensor_type
+    in_dims = [d.dim_value if d.dim_value > 0 else None for d in in_type.shape.dim]
+    declared = "[" + ", ".join(str(d.dim_value or d.dim_param or "?") for d in in_type.shape.dim)
+    declared += "]"
+    # an input [n] without a batch axis: run as (B, n) when every op acts on the last axis
+    unbatched = in_type.HasField("shape") and len(in_dims) <= 1
+    if unbatched and (not in_dims or in_dims[0] is None):
+        raise InversetError(
+            f"{path}: input {x_in.name!r} is declared {declared}, with no feature axis of "
+            "fixed size; export it with a batch axis first and fixed feature sizes, e.g. "
+            "from an input of shape (1, n) with dynamic_axes on axis 0"
+        )
+    input_shape: tuple[int, ...] | None
+    if unbatched:
+        input_shape = (int(in_dims[0]),)
+    elif not in_type.HasField("shape") or None in in_dims[1:]:
+        input_shape = None  # the file leaves it free: the user gives it (--input-shape)
+    else:
+        input_shape = tuple(int(d) for d in in_dims[1:])
+    batch_one = not unbatched and bool(in_dims) and in_dims[0] == 1
+    try:  # ranks and sizes of intermediate tensors, where ONNX's shape inference knows them
+        inferred = onnx.shape_inference.infer_shapes(proto).graph
+        infos = [*inferred.value_info, *inferred.input, *inferred.output]
+    except Exception:
+        infos = []
+    known = {
+        v.name: [d.dim_value if d.dim_value > 0 else None for d in v.type.tensor_type.shape.dim]
+        for v in infos
+        if v.type.tensor_type.HasField("shape")
+    }
     uses = Counter(i for n in g.node for i in n.input)
     counts: Counter = Counter()
     steps: list[tuple[str, nn.Module, list[str], str]] = []
     nodes = list(g.node)
+    # x transposed to (features, batch) for a weight-first MatMul/Gemm: name -> x
+    batch_last: dict[str, str] = {}
 
     def add(kind: str, module: nn.Module, ins: list[str], out: str) -> None:
         counts[kind] += 1
@@ -325,21 +506,24 @@ def load_onnx(path: str | Path) -> OnnxModel:
         value = np.asarray(consts[name])
         return value, masks.get(name, np.zeros(value.shape, dtype=bool))
 
-    def shape_of(name: str, where: str, need: str | None = None) -> tuple[int, ...]:
+    def shape_of(
+        name: str, where: str, need: str | None = None, fix: str = "explicit pads"
+    ) -> tuple[int, ...]:
         """Shape of a computed tensor, from a run of the nodes converted so far on a batch
         of 2 (the Shape node then reads the batch size at run time, the rest is fixed).
-        ``need``: what asks for it, when not a Shape node (SAME padding)."""
-        if any(d.dim_value <= 0 for d in in_dims[1:]):
+        ``need``: what asks for it, when not a Shape node (SAME padding); ``fix``: how to
+        do without it."""
+        if input_shape is None:
             if need is not None:
                 raise InversetError(
                     f"{where}: {need} needs the input's size, which the ONNX file leaves free; "
-                    "export with a fixed input size or explicit pads"
+                    f"export with a fixed input size or {fix}"
                 )
             raise InversetError(
                 f"{where}: Shape of a tensor when the input has dynamic non-batch axes is "
                 f"not supported; {_SHAPE_FIX}"
             )
-        env = {inputs[0].name: torch.zeros(2, *input_shape)}
+        env = {x_in.name: torch.zeros(2, *input_shape)}
         with torch.no_grad():
             for _, module, step_ins, step_out in steps:
                 env[step_out] = module(*[env[i] for i in step_ins])
@@ -350,6 +534,57 @@ def load_onnx(path: str | Path) -> OnnxModel:
                 f"supported; {_SHAPE_FIX}"
             )
         return shape
+
+    def rank(name: str) -> int | None:
+        if name in known:
+            return len(known[name])
+        try:
+            return len(shape_of(name, str(path))) if input_shape is not None else None
+        except InversetError:
+            return None
+
+    def sizes(name: str, where: str, need: str, fix: str) -> list[int | None]:
+        """The non-batch sizes of a computed tensor (None where unknown)."""
+        if input_shape is not None:
+            return list(shape_of(name, where, need, fix)[1:])
+        if name in known:
+            return known[name][1:]
+        return list(shape_of(name, where, need, fix)[1:])
+
+    def axes_of(
+        op: str, raw: Any, r: int | None, where: str, fix: str, batch_ok: bool = False
+    ) -> tuple[int, ...]:
+        """``raw`` axes, non-negative when the rank ``r`` is known; an axis 0 (the batch) is
+        a one-line error unless ``batch_ok``."""
+        axes = tuple(int(a) for a in np.ravel(raw))
+        if r is not None:
+            axes = tuple(a % r for a in axes)
+        if not batch_ok and 0 in axes:
+            raise InversetError(
+                f"{where}: {op} over axis 0, the batch axis, mixes the samples of a batch, which "
+                f"inverset cannot run per sample; {fix}"
+            )
+        return axes
+
+    def operand(i: int, ins: list[str], at: dict[str, Any], key: str) -> Any:
+        """A constant operand given as input ``i`` (newer opsets) or attribute ``key``."""
+        if len(ins) > i and ins[i]:
+            if ins[i] not in consts:
+                raise InversetError(
+                    f"{path}: an operator's {key} is computed from the input ({ins[i]!r}), "
+                    f"which inverset's converter does not support; export it as a constant"
+                )
+            return consts[ins[i]]
+        return at.get(key)
+
+    def linear(w: np.ndarray, bias: np.ndarray | None) -> nn.Linear:
+        """``nn.Linear`` with weight ``w`` (out, in) and ``bias`` (out,) or None."""
+        lin = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None)
+        with torch.no_grad():
+            lin.weight.copy_(t(w))
+            if bias is not None:
+                lin.bias.copy_(t(bias))
+        return lin
 
     skip: set[int] = set()
     for k, node in enumerate(nodes):
@@ -385,6 +620,13 @@ def load_onnx(path: str | Path) -> OnnxModel:
                 f"{where}: {op} of a value computed from the batch size is not supported; "
                 f"{_SHAPE_FIX}"
             )
+        if unbatched and op not in _UNBATCHED_OPS:
+            raise InversetError(
+                f"{where}: input {x_in.name!r} is declared {declared}, without a batch axis, "
+                f"and inverset runs such a graph on batches only when its operators act on "
+                f"the last axis or on each value ({op} is not one); export the model from an "
+                "input with a batch axis, e.g. of shape (1, n) with dynamic_axes on axis 0"
+            )
         if op in ("MatMul", "Gemm") and len(dyn) == 1 and ins[0] == dyn[0]:
             w = consts[ins[1]].astype(np.float32)
             if w.ndim != 2:
@@ -393,7 +635,10 @@ def load_onnx(path: str | Path) -> OnnxModel:
             bias = None
             if op == "Gemm":
                 if at.get("transA", 0):
-                    raise InversetError(f"{where}: Gemm with transA=1 is not supported")
+                    raise InversetError(
+                        f"{where}: Gemm with transA=1 (the input transposed, its batch axis "
+                        "last) is not supported; export as x @ W.T (nn.Linear)"
+                    )
                 w = w if at.get("transB", 0) else w.T
                 w = w * at.get("alpha", 1.0)
                 if len(ins) > 2 and ins[2]:
@@ -416,18 +661,53 @@ def load_onnx(path: str | Path) -> OnnxModel:
                 ):
                     other = [i for i in nodes[nxt].input if i != out]
                     if other and other[0] in consts and other[0] not in masks:
-                        bias = _bias(consts[other[0]], n_out)
+                        c = consts[other[0]]
+                        bias = _bias(c, n_out) if not unbatched or c.ndim <= 1 else None
                         if bias is not None:
                             skip.add(nxt)
                             out = nodes[nxt].output[0]
-            lin = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None)
-            with torch.no_grad():
-                lin.weight.copy_(t(w))
-                if bias is not None:
-                    lin.bias.copy_(t(bias))
-            add("linear", lin, dyn, out)
+            add("linear", linear(w, bias), dyn, out)
+        elif op in ("MatMul", "Gemm") and len(dyn) == 1 and ins[1] == dyn[0]:
+            # the weight first: W x of an input without batch axis, else W xT (batch last)
+            w = consts[ins[0]].astype(np.float32)
+            trans_x = bool(at.get("transB", 0)) != (dyn[0] in batch_last)
+            src = batch_last.get(dyn[0], dyn[0])
+            head = f"{where}: {op} with the weight as first operand"
+            if w.ndim != 2:
+                raise InversetError(f"{head} is supported for a 2-D weight only (got {w.shape})")
+            if not unbatched and not (trans_x and out == y_out and uses[out] == 0):
+                why = (
+                    "a product of the weight with the batch axis"
+                    if not trans_x
+                    else (
+                        "its output has the batch axis last, which inverset runs only as the "
+                        "graph's output"
+                    )
+                )
+                raise InversetError(
+                    f"{head} (W x^T) is not supported here ({why}); only this operand order "
+                    "is the problem: export as x @ W.T (nn.Linear)"
+                )
+            bias = None
+            if op == "Gemm":
+                w = (w.T if at.get("transA", 0) else w) * at.get("alpha", 1.0)
+                if len(ins) > 2 and ins[2]:
+                    c = np.asarray(consts[ins[2]], dtype=np.float32)
+                    if c.size != 1 and c.shape != (w.shape[0], 1):
+                        raise InversetError(
+                            f"{head}: bias C of shape {c.shape} is not one value per output "
+                            f"row ({w.shape[0]}, 1); export as x @ W.T + b (nn.Linear)"
+                        )
+                    bias = np.broadcast_to(c.reshape(-1), (w.shape[0],)) * at.get("beta", 1.0)
+            add("linear", linear(w, bias), [src], out)
         elif op in ("Add", "Sub", "Mul", "Div") and len(dyn) == 1:
             cname = next(i for i in ins if i != dyn[0])
+            if unbatched and np.ndim(consts[cname]) > 1:
+                raise InversetError(
+                    f"{where}: a constant of shape {np.shape(consts[cname])} on an input "
+                    f"declared {declared}, without a batch axis, is not supported; export the "
+                    "model from an input with a batch axis, e.g. of shape (1, n)"
+                )
             add(
                 op.lower(),
                 ConstOp(op.lower(), t(consts[cname]), const_first=ins[0] == cname),
@@ -435,22 +715,52 @@ def load_onnx(path: str | Path) -> OnnxModel:
                 out,
             )
         elif op in ("Add", "Sub", "Mul", "Div", "MatMul") and len(dyn) == 2:
+            if unbatched and op == "MatMul":
+                raise InversetError(
+                    f"{where}: MatMul of two computed tensors on an input declared {declared}, "
+                    "without a batch axis, is not supported; export the model from an input "
+                    "with a batch axis, e.g. of shape (1, n)"
+                )
             add(op.lower(), BinaryOp(op.lower()), dyn, out)
-        elif op == "Relu":
-            add("relu", nn.ReLU(), dyn, out)
-        elif op == "Sigmoid":
-            add("sigmoid", nn.Sigmoid(), dyn, out)
-        elif op == "Tanh":
-            add("tanh", nn.Tanh(), dyn, out)
-        elif op == "LeakyRelu":
-            add("leakyrelu", nn.LeakyReLU(at.get("alpha", 0.01)), dyn, out)
-        elif op == "Softmax":
+        elif op in _ACTIVATIONS:
+            kind, make = _ACTIVATIONS[op]
+            add(kind, make(at), dyn, out)
+        elif op == "Clip":
+            low, high = operand(1, ins, at, "min"), operand(2, ins, at, "max")
+            ends = [None if v is None or abs(float(v)) >= 3.4e38 else float(v) for v in (low, high)]
+            add("clip", Clip(*ends), dyn[:1], out)
+        elif op in ("Softmax", "LogSoftmax"):
             # before opset 13: axis 1 by default, over the input flattened to 2-D from axis
             coerce = opset < 13
-            add("softmax", Softmax(at.get("axis", 1 if coerce else -1), coerce), dyn, out)
+            axis = int(at.get("axis", 1 if coerce else -1))
+            if unbatched:  # a 1-D tensor has the one axis, the last one run on a batch
+                axis, coerce = -1, False
+            else:
+                axis = axes_of(op, axis, rank(dyn[0]), where, "export it over axis 1 or -1")[0]
+            cls = Softmax if op == "Softmax" else LogSoftmax
+            add(op.lower(), cls(axis, coerce), dyn, out)
         elif op == "Flatten":
-            axis = at.get("axis", 1)
-            add("flatten", nn.Flatten(1) if axis == 1 else Flatten2D(axis), dyn, out)
+            axis = int(at.get("axis", 1))
+            r = rank(dyn[0])
+            if axis < 0 and r is None:
+                raise InversetError(
+                    f"{where}: Flatten with axis={axis} of a tensor of unknown rank is not "
+                    "supported; export with torch.flatten(x, 1) or nn.Flatten()"
+                )
+            a = axis % r if r is not None and axis < 0 else axis
+            per_sample = a == 1 or (a == 0 and batch_one)
+            if a >= 2:
+                need = f"Flatten with axis={axis}"
+                per_sample = sizes(dyn[0], where, need, "axis=1")[: a - 1] == [1] * (a - 1)
+            if not per_sample:
+                merged = {0: "the whole batch into one row", 2: "the batch axis with axis 1"}
+                raise InversetError(
+                    f"{where}: Flatten with axis={axis} merges "
+                    f"{merged.get(a, f'the batch axis with axes 1 to {a - 1}')}, which "
+                    "inverset cannot run per sample; export with torch.flatten(x, 1) or "
+                    "nn.Flatten() (Flatten axis=1)"
+                )
+            add("flatten", nn.Flatten(1), dyn, out)
         elif op == "Reshape":
             shape, batch = folded(ins[1])
             if batch[1:].any():
@@ -458,15 +768,129 @@ def load_onnx(path: str | Path) -> OnnxModel:
                     f"{where}: a Reshape that moves the batch size off the first axis is not "
                     f"supported; {_SHAPE_FIX}"
                 )
-            add("reshape", Reshape(tuple(int(s) for s in shape)), dyn, out)
+            shape = tuple(int(s) for s in shape)
+            if input_shape is not None:  # each sample must keep its own values
+                before = shape_of(dyn[0], where)[1:]
+                rest = [
+                    before[i] if s == 0 and i < len(before) else s for i, s in enumerate(shape[1:])
+                ]
+                n, fixed = math.prod(before), math.prod(s for s in rest if s != -1)
+                if (n != fixed) if -1 not in rest else (fixed == 0 or n % fixed):
+                    raise InversetError(
+                        f"{where}: Reshape to {list(shape)} moves values across the batch "
+                        f"axis (a sample holds {n} values here), which inverset cannot run "
+                        "per sample; export with torch.flatten(x, 1) or "
+                        "x.reshape(x.size(0), ...)"
+                    )
+            add("reshape", Reshape(shape), dyn[:1], out)
         elif op in ("Identity", "Dropout"):
             add("identity", nn.Identity(), dyn[:1], out)
+        elif op == "Cast":
+            to = int(at["to"])
+            if to not in _FLOATS:
+                from onnx import TensorProto
+
+                raise InversetError(
+                    f"{where}: Cast of a computed tensor to {TensorProto.DataType.Name(to)} is "
+                    "not supported (inverset searches float inputs, and a cast to an integer or "
+                    "boolean type has no gradient); export the model without it"
+                )
+            add("cast", Cast(_FLOATS[to]), dyn, out)
+        elif op in ("Squeeze", "Unsqueeze"):
+            raw = operand(1, ins, at, "axes") if opset >= 13 else at.get("axes")
+            r = rank(dyn[0])
+            fix = f"export with x.{op.lower()}(dim) for a dim other than 0"
+            if op == "Unsqueeze":
+                r_out = None if r is None else r + len(np.ravel(raw))
+                add("unsqueeze", Unsqueeze(axes_of(op, raw, r_out, where, fix)), dyn[:1], out)
+                continue
+            if raw is None:  # every axis of size 1
+                need = "Squeeze without axes"
+                found = sizes(dyn[0], where, need, "x.squeeze(dim)")
+                if None in found:
+                    raise InversetError(
+                        f"{where}: {need} of a tensor whose sizes the ONNX file leaves free is "
+                        "not supported; export with x.squeeze(dim)"
+                    )
+                if batch_one and (out != y_out or uses[out]):
+                    raise InversetError(
+                        f"{where}: {need} also drops the batch axis (declared of size 1), which "
+                        "inverset cannot run per sample; export with x.squeeze(dim)"
+                    )
+                raw = [i + 1 for i, d in enumerate(found) if d == 1]
+            add("squeeze", Squeeze(axes_of(op, raw, r, where, fix)), dyn[:1], out)
+        elif op == "Slice":
+            if any(i not in consts for i in ins[1:] if i):
+                raise InversetError(
+                    f"{where}: Slice with computed starts or ends is not supported; export "
+                    "with constant bounds (x[:, a:b])"
+                )
+            if opset < 10:
+                starts, ends, axes, steps_ = at["starts"], at["ends"], at.get("axes"), None
+            else:
+                starts, ends = consts[ins[1]], consts[ins[2]]
+                axes, steps_ = operand(3, ins, at, "-"), operand(4, ins, at, "-")
+            starts, ends = np.ravel(starts), np.ravel(ends)
+            axes = range(len(starts)) if axes is None else axes
+            steps_ = [1] * len(starts) if steps_ is None else np.ravel(steps_)
+            fix = "slice the features only (x[:, a:b])"
+            axes = axes_of(op, axes, rank(dyn[0]), where, fix, batch_ok=True)
+            spec = []
+            for a, s0, e0, st in zip(axes, starts, ends, steps_, strict=True):
+                if st <= 0:
+                    raise InversetError(
+                        f"{where}: Slice with step {int(st)} is not supported (torch slices "
+                        "forward only); export with torch.flip and a positive step"
+                    )
+                if a == 0 and not (s0 == 0 and st == 1 and e0 >= 2**31 - 1):
+                    raise InversetError(
+                        f"{where}: Slice of axis 0, the batch axis, picks samples of a batch, "
+                        f"which inverset cannot run per sample; {fix}"
+                    )
+                if a != 0:
+                    spec.append((a, int(s0), int(e0), int(st)))
+            if not spec:
+                add("identity", nn.Identity(), dyn[:1], out)
+                continue
+            a_, s_, e_, st_ = zip(*spec, strict=True)
+            add("slice", Slice(s_, e_, a_, st_), dyn[:1], out)
+        elif op in ("ReduceMean", "ReduceSum"):
+            new_api = opset >= (18 if op == "ReduceMean" else 13)
+            raw = operand(1, ins, at, "-") if new_api else at.get("axes")
+            keep = bool(at.get("keepdims", 1))
+            if raw is None or np.size(raw) == 0:
+                if at.get("noop_with_empty_axes", 0):
+                    add("identity", nn.Identity(), dyn[:1], out)
+                    continue
+                raw = [0]  # every axis, the batch's too
+            fix = "reduce over the non-batch axes only, e.g. x.mean((2, 3))"
+            axes = axes_of(op, raw, rank(dyn[0]), where, fix)
+            kind = "mean" if op == "ReduceMean" else "sum"
+            add(f"reduce{kind}", Reduce(kind, axes, keep), dyn[:1], out)
         elif op == "Transpose":
-            add("transpose", Transpose(tuple(at["perm"])), dyn, out)
+            r = rank(dyn[0])
+            perm = list(at["perm"]) if "perm" in at else None
+            if perm is None and r is not None:
+                perm = list(reversed(range(r)))
+            users = [n for n in nodes if out in n.input]
+            if perm == [1, 0] and out != y_out and len(users) == 1:
+                nxt = list(users[0].input)
+                if users[0].op_type in ("MatMul", "Gemm") and nxt[1] == out and nxt[0] in consts:
+                    batch_last[out] = dyn[0]  # a weight-first product below takes x itself
+                    continue
+            if perm is None or perm[0] != 0:
+                raise InversetError(
+                    f"{where}: Transpose with perm={perm} moves the batch axis (axis 0), which "
+                    "inverset cannot run per sample; keep the batch axis first, e.g. "
+                    "x.permute(0, 2, 3, 1)"
+                )
+            add("transpose", Transpose(tuple(perm)), dyn, out)
         elif op == "Concat":
             if len(dyn) != len(ins):
                 raise InversetError(f"{where}: Concat with constant inputs is not supported")
-            add("concat", Concat(at.get("axis", 1)), dyn, out)
+            fix = "concatenate along a feature axis (dim=1)"
+            axis = axes_of(op, at.get("axis", 1), rank(dyn[0]), where, fix)[0]
+            add("concat", Concat(axis), dyn, out)
         elif op == "Conv":
             w = consts[ins[1]]
             if w.ndim != 4:
@@ -528,19 +952,29 @@ def load_onnx(path: str | Path) -> OnnxModel:
             mode = _text(at.get("auto_pad", "NOTSET"))
             size = shape_of(dyn[0], where, f"{op} auto_pad={mode}")[2:] if mode in SAME else None
             add(*_pool(op, at, node, where, size), dyn, out)
-        elif op == "GlobalAveragePool":
-            add("avgpool", nn.AdaptiveAvgPool2d(1), dyn, out)
+        elif op in ("GlobalAveragePool", "GlobalMaxPool"):
+            r = rank(dyn[0])
+            if r not in (3, 4, None):
+                raise InversetError(f"{where}: {op} of a {r}-D tensor is not supported")
+            kind = "avgpool" if op == "GlobalAveragePool" else "maxpool"
+            pool = {
+                ("avgpool", 3): nn.AdaptiveAvgPool1d,
+                ("maxpool", 3): nn.AdaptiveMaxPool1d,
+                ("avgpool", 4): nn.AdaptiveAvgPool2d,
+                ("maxpool", 4): nn.AdaptiveMaxPool2d,
+            }[kind, r or 4]
+            add(kind, pool(1), dyn, out)
         elif op in _SHAPE_OPS:
             raise InversetError(
-                f"{where}: ONNX operator {op} on a computed tensor is not supported; {_SHAPE_FIX}"
+                f"{where}: ONNX operator {op} of a computed tensor (not of a shape) is not "
+                f"supported; {_EXPORT_FIX}"
             )
         else:
             raise InversetError(
                 f"{path}: ONNX operator {op} is not supported by inverset's converter; "
-                "export the model as TorchScript instead"
+                f"{_EXPORT_FIX}"
             )
-    steps = [(n, m, ins, out) for n, m, ins, out in steps]
-    model = OnnxModel(steps, inputs[0].name, g.output[0].name, input_shape, str(path))
+    model = OnnxModel(steps, x_in.name, y_out, input_shape, str(path))
     model.eval()
     return model
 
