@@ -326,3 +326,27 @@ def test_an_unreachable_ray_address_fails_fast():
     with pytest.raises(InversetError, match=f"nothing answers at the Ray address 127.0.0.1:{port}"):
         _check_reachable(f"127.0.0.1:{port}")
     _check_reachable("auto")  # resolved by Ray itself
+
+
+def test_targets_differing_only_in_other_scripts_get_distinct_stable_directories(tmp_path):
+    """prob:"猫" and prob:"狗" both became 'prob' and were refused as one target listed twice."""
+    import re
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 3))
+    m.labels = ["猫", "狗", "cat"]
+    targets = ['prob:"猫"', 'prob:"狗"', "prob:cat", "out:1 - out:2"]
+    keys = [it["key"] for it in expand_targets(m, targets=targets)]
+    assert keys == [it["key"] for it in expand_targets(m, targets=targets[::-1])][::-1]
+    assert len(set(keys)) == 4 and all(re.fullmatch(r"[A-Za-z0-9._-]+", k) for k in keys)
+    assert keys[0].startswith("prob_") and keys[1].startswith("prob_")
+    assert keys[2:] == ["prob_cat", "out_1-out_2"]  # plain ASCII targets keep their names
+    s = atlas(m, tmp_path / "job", targets=targets[:2], domain=Box(-1, 1, shape=(3,)), steps=3)
+    assert s.status == "complete" and target_dirs(tmp_path / "job") == sorted(keys[:2])
+    done = load_atlas(tmp_path / "job")
+    assert [r.query["target"] for r in done.values()] == ["prob:猫", "prob:狗"]
+    # ASCII targets whose names would be equal each get a hash; the same target twice is refused
+    pair = [it["key"] for it in expand_targets(m, targets=["out:0+out:1", "out:0*out:1"])]
+    assert len(set(pair)) == 2 and all(k.startswith("out_0_out_1_") for k in pair)
+    with pytest.raises(InversetError, match="list each target once"):
+        expand_targets(m, targets=["out:0+out:1", "out:0 + out:1"])

@@ -301,3 +301,27 @@ def test_images_are_labelled_by_what_they_raise(digits_cnn):
     assert r.info["labels"] == ["logit:3", "logit:5"]
     r = fv.visualize(digits_cnn.model, layer="conv2", objective="dream", channels=[0, 1], steps=3)
     assert r.info["labels"] == ["dream conv2 (seed 0)", "dream conv2 (seed 1)"]
+
+
+def test_save_removes_an_earlier_runs_pictures_and_draws_dollars_as_text(
+    digits_cnn, tmp_path, saved_figures
+):
+    """save left a maximize run's inputs.png/convergence.png (and an old optimization.gif)
+    beside the new grid; a '$' in a label went to mathtext ('price $^$' failed to parse)."""
+    for name in ("inputs.png", "convergence.png", "values.png", "optimization.gif", "my.png"):
+        (tmp_path / name).write_bytes(b"old")
+    r = fv.visualize(digits_cnn.model, layer="out", channels="0-1", steps=3)
+    r.info["labels"] = ["price $^$", "$5 - 10$"]
+    files = fv.save(r, tmp_path)
+    assert [p.name for p in files] == [tmp_path.name, "grid.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "grid.png",
+        "my.png",
+        "result.json",
+        "result.npz",
+    ]
+    from matplotlib.text import Text
+
+    texts = [t for t in saved_figures[0].findobj(Text) if "$" in t.get_text()]
+    assert sorted(t.get_text().split("  ")[0] for t in texts) == ["$5 - 10$", "price $^$"]
+    assert all(t._preprocess_math(t.get_text())[1] is False for t in texts)

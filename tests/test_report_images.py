@@ -98,3 +98,117 @@ def test_integer_search_curve_draws_its_relaxation(saved_figures, tmp_path):
     (ax,) = saved_figures[0].axes
     drawn = [np.isfinite(line.get_ydata().astype(float)).sum() for line in ax.get_lines()]
     assert sum(drawn) >= 30, drawn
+
+
+def _result(x, xs=None, values=None, target="out:0", lo=0.0, hi=1.0, history=None):
+    """A maximize Result over the box [lo, hi] with the given inputs."""
+    return iv.Result(
+        x=x,
+        value=1.0,
+        status="converged",
+        xs=xs,
+        values=values,
+        history=history or {},
+        query={
+            "target": target,
+            "goal": {"kind": "maximize"},
+            "domain": {"lo": lo, "hi": hi, "shape": list(np.shape(x))},
+        },
+    )
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 4), (3, 5, 4)])
+def test_images_four_or_fewer_pixels_wide_are_drawn_channels_first(saved_figures, tmp_path, shape):
+    """(C, H, W) with W <= 4 was taken for (H, W, C): a grey 4x4 image became a 1x4 RGBA strip."""
+    from PIL import Image
+
+    from inverset.report.html import write_target_pictures
+    from inverset.report.pictures import write_pictures
+
+    x = np.random.default_rng(0).random(shape).round(2)
+    r = _result(x, xs=np.stack([x, 1 - x]), values=np.array([1.0, 0.5]))
+    write_pictures(r, tmp_path)
+    tile = saved_figures[0].axes[0].get_images()[0].get_array()
+    want = x[0] if shape[0] == 1 else np.moveaxis(x, 0, -1)
+    np.testing.assert_allclose(np.asarray(tile), want)
+    r.save(tmp_path / "t")
+    write_target_pictures(r, tmp_path / "t")
+    im = Image.open(tmp_path / "t" / "thumb.png")
+    scale = 160 // max(shape[1:])
+    assert im.size == (shape[2] * scale, shape[1] * scale)
+    assert im.mode == ("L" if shape[0] == 1 else "RGB")
+    px = np.asarray(im)[::scale, ::scale].astype(float) / 255
+    np.testing.assert_allclose(px, want, atol=1 / 255)
+
+
+@pytest.mark.parametrize("name", ["price $^$", "$5 - 10$"])
+def test_a_dollar_in_a_class_name_is_drawn_as_text(saved_figures, tmp_path, name):
+    """Text is never mathtext: 'price $^$' failed to parse (no pictures), '$5 - 10$' was
+    drawn as a formula."""
+    from inverset.report.pictures import write_pictures
+
+    x = np.random.default_rng(0).random((1, 8, 8))
+    target = f'prob:"{name}"'
+    r = _result(x, xs=np.stack([x, x]), values=np.array([0.7, 0.6]), target=target)
+    r.history = {"nfev": [1, 2], "best": [0.5, 0.7]}
+    written = write_pictures(r, tmp_path)
+    assert sorted(p.name for p in written) == ["convergence.png", "inputs.png", "values.png"]
+    assert all(p.is_file() for p in written)
+    texts = [
+        t
+        for fig in saved_figures
+        for t in fig.findobj(Text)
+        if name in t.get_text() and t.get_visible()
+    ]
+    assert len(texts) >= 5  # grid title, two labels, curve and histogram titles
+    assert all(t._preprocess_math(t.get_text()) == (t.get_text(), False) for t in texts)
+
+
+def test_names_in_other_scripts_draw_without_glyph_warnings(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        save_grid(np.zeros((2, 1, 8, 8)), tmp_path / "g.png", ["猫", "狗 dog"], title="クラス")
+    assert not [w for w in caught if "Glyph" in str(w.message)]
+    assert (tmp_path / "g.png").is_file()
+
+
+def test_curves_are_drawn_against_what_the_history_records_with_the_bound(saved_figures, tmp_path):
+    """An exact solver's history has time, best and bound (no nfev): it was drawn against the
+    record index, labelled nfev, without the bound."""
+    exact = {"time": [0.5, 1.0, 2.0], "best": [1.0, 1.5, 1.5], "bound": [9.0, 4.0, 2.0]}
+    save_curve(exact, tmp_path / "e.png")
+    (ax,) = saved_figures[0].axes
+    assert ax.get_xlabel() == "time (s)"
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["best"].get_xdata()) == [0.5, 1.0, 2.0]
+    assert list(lines["proven bound"].get_ydata()) == [9.0, 4.0, 2.0]
+    save_curve({"nfev": [10, 40], "time": [0.1, 0.2], "best": [1, 2]}, tmp_path / "b.png")
+    ax = saved_figures[1].axes[0]
+    assert ax.get_xlabel() == "evaluations"
+    assert list(ax.get_lines()[0].get_xdata()) == [10, 40]
+    save_curve({"best": [3.0, 4.0]}, tmp_path / "r.png")
+    assert saved_figures[2].axes[0].get_xlabel() == "record"
+
+
+def test_tiles_share_the_domains_scale(saved_figures, tmp_path):
+    """In a [-1, 1] box, an image spanning the box and one nearly flat at -1 were both
+    stretched to black and white: they looked the same."""
+    from inverset.report.pictures import write_pictures
+
+    a = -np.ones((1, 8, 8))
+    a[0, :, :4] = 1.0
+    b = -np.ones((1, 8, 8))
+    b[0, :, :4] = -0.9
+    r = _result(a, xs=np.stack([a, b]), values=np.array([2.0, 1.0]), lo=-1.0, hi=1.0)
+    write_pictures(r, tmp_path)
+    ta, tb = (np.asarray(ax.get_images()[0].get_array()) for ax in saved_figures[0].axes)
+    assert (tb[0, 0], tb[0, 7]) == pytest.approx((0.05, 0.0))
+    assert (ta[0, 0], ta[0, 7]) == pytest.approx((1.0, 0.0))
+    # an unbounded box: the tiles' joint min and max
+    c, d = np.zeros((2, 1, 4, 4))
+    c[0, :, :2], d[0, :, :2] = 2.0, 1.0
+    save_grid([c, d], tmp_path / "j.png")
+    ta, tb = (np.asarray(ax.get_images()[0].get_array()) for ax in saved_figures[-1].axes)
+    assert ta.max() == pytest.approx(1.0) and tb.max() == pytest.approx(0.5)

@@ -5,6 +5,7 @@ wrong with a target and still covers the others; pictures of bounded size."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 
@@ -176,3 +177,71 @@ def test_visualize_without_a_box_says_what_is_missing():
     with pytest.raises(InversetError, match="bounds differ between features"):
         _value_range(Box([0, 0], [1, 2]))
     assert _value_range(Box(0, 1, shape=(1, 8, 8))) == (0.0, 1.0)
+
+
+def test_non_finite_numbers_round_trip_and_strings_stay_strings(tmp_path):
+    """'inf' strings (class names, notes) came back as floats and NaN as None."""
+    nan, inf = float("nan"), float("inf")
+    r = Result(
+        x=np.zeros(3),
+        value=nan,
+        status="converged",
+        bound=inf,
+        gap=-inf,
+        history={"best": [1.0, nan, inf]},
+        timings={"total": 0.5},
+        query={"target": 'prob:"inf"', "labels": ["inf", "-inf", "nan", "cat"]},
+        info={"note": "inf", "limit": -inf},
+    )
+    r.save(tmp_path)
+
+    def strict(c):
+        raise ValueError(f"non-standard JSON constant {c}")
+
+    meta = json.loads((tmp_path / "result.json").read_text(), parse_constant=strict)
+    assert meta["bound"] == {"__float__": "inf"} and meta["value"] == {"__float__": "nan"}
+    s = Result.load(tmp_path)
+    assert np.isnan(s.value) and s.bound == inf and s.gap == -inf
+    assert s.history["best"][:1] == [1.0] and np.isnan(s.history["best"][1])
+    assert s.history["best"][2] == inf
+    assert s.query == {"target": 'prob:"inf"', "labels": ["inf", "-inf", "nan", "cat"]}
+    assert s.info == {"note": "inf", "limit": -inf}
+    # a result.json of the older form: 'inf' strings where a number is expected
+    meta.update(value="-inf", bound="inf", gap=None)
+    (tmp_path / "result.json").write_text(json.dumps(meta))
+    old = Result.load(tmp_path)
+    assert (old.value, old.bound, old.gap) == (-inf, inf, None)
+    assert old.query["labels"][0] == "inf"
+
+
+@pytest.mark.parametrize("damage", [b"garbage\n", b"PK\x03\x04garbage"])
+def test_a_damaged_npz_is_called_not_a_valid_npz_file(tmp_path, damage):
+    """A text file in place of result.npz was said to hold pickled data."""
+    Result(x=np.zeros(3), value=1.0, status="converged").save(tmp_path)
+    (tmp_path / "result.npz").write_bytes(damage)
+    with pytest.raises(InversetError, match="not a valid npz file") as err:
+        Result.load(tmp_path)
+    assert "pickle" not in str(err.value)
+    np.savez(tmp_path / "result.npz", x=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(InversetError, match="object arrays"):
+        Result.load(tmp_path)
+
+
+@pytest.mark.parametrize("status", ["unreachable", "infeasible", "not_found"])
+def test_a_result_without_arrays_loads_again(tmp_path, status):
+    """An answer with no input saves an npz of no arrays (a zip of only its end record), which
+    the zip-signature check took for a damaged file."""
+    Result(x=None, value=None, status=status, bound=-math.inf).save(tmp_path)
+    back = Result.load(tmp_path)
+    assert back.status == status and back.x is None and back.bound == -math.inf
+
+
+def test_pictures_of_a_visualize_run_are_removed_by_a_maximize_into_its_directory(tmp_path):
+    """write_pictures left grid.png and optimization.gif of an earlier visualize run."""
+    for name in ("grid.png", "optimization.gif", "convergence.png", "mine.png"):
+        (tmp_path / name).write_bytes(b"old")
+    r = maximize(_model(), "out:0", Box(-1, 1, shape=(3,)), steps=5, starts=2, polish=False)
+    written = write_pictures(r, tmp_path)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["mine.png", *(p.name for p in written)])
+    assert "convergence.png" in left and (tmp_path / "convergence.png").read_bytes() != b"old"

@@ -158,3 +158,55 @@ def test_auto_names_an_unbounded_latent_space():
     box = iv.Box(-1, 1, shape=(2,))
     res = iv.maximize(smooth2d(), "out:0", box, solver="auto", space=space, steps=5, seed=0)
     assert res.info["auto"]["why"].startswith("the latent space is unbounded")
+
+
+def _history_ends_at_the_answer(res) -> dict:
+    h = res.history
+    n = len(h["best"])
+    assert all(len(v) == n for v in h.values()), {k: len(v) for k, v in h.items()}
+    assert h["best"][-1] == res.value and h["nfev"][-1] == res.nfev
+    assert list(h["nfev"]) == sorted(h["nfev"]) and list(h["time"]) == sorted(h["time"])
+    stages = [s["solver"] for s in res.info["auto"]["stages"]]
+    assert list(dict.fromkeys(h["stage"])) == stages
+    return h
+
+
+def test_history_holds_every_stage_and_ends_at_the_returned_value():
+    """The history held the gradient stage only: with an exact stage after it, it ended at
+    the gradient's -0.0567 while auto returned exact's -0.0261 (and had no bound)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    box = iv.Box(-1, 1, shape=(4,))
+    res = iv.maximize(net, "min(out:0, out:1)", box, solver="auto", max_evals=400, seed=0)
+    assert res.info["auto"]["picked"] == "gradient -> exact", res.info["auto"]["why"]
+    h = _history_ends_at_the_answer(res)
+    best = np.asarray(h["best"], dtype=float)
+    assert np.all(np.diff(best) >= -1e-6)  # the best so far of the whole solve (maximize)
+    exact = [i for i, s in enumerate(h["stage"]) if s == "exact"]
+    assert exact and h["bound"][-1] == res.bound
+    assert all(h["bound"][i] is not None for i in exact)
+    assert all(b is None for b, s in zip(h["bound"], h["stage"], strict=True) if s == "gradient")
+
+
+def test_history_of_gradient_then_evolution_spans_the_solve():
+    res = iv.maximize(smooth2d(), "out:0", iv.Box(-3, 3, shape=(2,)), solver="auto", max_evals=900)
+    assert res.info["auto"]["picked"] == "gradient -> evolution"
+    h = _history_ends_at_the_answer(res)
+    assert "bound" not in h and "evolution" in h["stage"]
+
+
+def test_unreachable_range_between_integer_values_keeps_the_nearest_input():
+    """auto took the exact stage's 'unreachable' (a range between the values integer inputs
+    attain, proven by an infeasible MILP, with no input) and dropped the gradient stage's
+    nearest point."""
+    m = nn.Linear(2, 1)
+    with torch.no_grad():
+        m.weight[:] = torch.tensor([[1.0, 0.01]])
+        m.bias.zero_()
+    box = iv.Box(0, 3, shape=(2,), integer=[0])
+    r = iv.in_range(m, "out:0", (2.4, 2.6), box, solver="auto", seed=0)
+    assert r.status == "unreachable" and "infeasible" in r.message
+    assert r.x is not None and r.x[0] == 2.0
+    with torch.no_grad():
+        assert float(m(torch.as_tensor(r.x, dtype=torch.float32))[0]) == pytest.approx(r.value)
+    assert r.value == pytest.approx(2.03, abs=1e-6)

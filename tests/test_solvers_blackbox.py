@@ -366,3 +366,16 @@ def test_options_whose_default_is_none_are_checked_by_their_annotation(name, opt
         **dict.fromkeys(options),
     )
     assert r.nfev <= 20
+
+
+def test_evolution_history_spans_the_whole_run():
+    """Records are made at improvements: DE used 52,176 evaluations, its history stopped at
+    the last improvement (8,896), so the convergence plot ended there."""
+    r = iv.maximize(
+        bump2d(), "out:0", iv.Box(-1, 1, shape=(2,)), solver="evolution", max_evals=3000
+    )
+    h = r.history
+    assert h["nfev"][-1] == r.nfev and h["best"][-1] == r.value
+    assert h["nfev"][-2] < r.nfev  # the last improvement came earlier
+    assert len(h["nfev"]) == len(h["best"]) == len(h["time"])
+    assert h["time"][-1] == pytest.approx(r.timings["total"])

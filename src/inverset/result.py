@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,31 +70,63 @@ def _check_writable(d: Path) -> None:
                 p.rmdir()
 
 
-def _jsonable(v: Any) -> Any:
+#: how result.json writes a float JSON has no number for: ``{"__float__": "inf"}``,
+#: ``{"__float__": "-inf"}`` or ``{"__float__": "nan"}`` (strict JSON, never a string that
+#: could also be a label)
+FLOAT_TAG = "__float__"
+
+
+def _jsonable(v: Any, tagged: bool = False) -> Any:
+    """``v`` as JSON-ready data (arrays and numpy scalars as lists and numbers). A non-finite
+    float becomes ``{FLOAT_TAG: "inf" | "-inf" | "nan"}`` when ``tagged`` (result.json, read
+    back exactly by :func:`_unjson`); else ``"inf"``/``"-inf"`` and None for NaN, the form of
+    job.json and a sampling run's state.json, which are compared with earlier runs' copies."""
     if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): _jsonable(x, tagged) for k, x in v.items()}
     if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
+        return [_jsonable(x, tagged) for x in v]
     if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
+        return _jsonable(v.tolist(), tagged)
     if isinstance(v, np.generic):
-        return _jsonable(v.item())
+        return _jsonable(v.item(), tagged)
     if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        text = "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        if tagged:
+            return {FLOAT_TAG: text}
+        return None if text == "nan" else text
     return v
 
 
 def _unjson(v: Any) -> Any:
-    """Inverse of :func:`_jsonable` for infinities, through nested dicts and lists."""
+    """Inverse of :func:`_jsonable` with ``tagged``, through nested dicts and lists: every
+    ``{FLOAT_TAG: ...}`` back to its float; strings are left as they are."""
     if isinstance(v, dict):
+        if len(v) == 1 and v.get(FLOAT_TAG) in ("inf", "-inf", "nan"):
+            return float(v[FLOAT_TAG])
         return {k: _unjson(x) for k, x in v.items()}
     if isinstance(v, list):
         return [_unjson(x) for x in v]
-    if v == "inf":
-        return math.inf
-    if v == "-inf":
-        return -math.inf
     return v
+
+
+def stored_floats(v: Any) -> np.ndarray:
+    """Numbers as a query in a result.json may hold them (nested lists of numbers, the
+    ``"inf"``/``"-inf"`` strings of older files, None for NaN) as a float array."""
+
+    def one(a: Any) -> float:
+        try:
+            return float(a)
+        except (TypeError, ValueError):
+            return math.nan
+
+    cells = np.asarray(math.nan if v is None else v, dtype=object)
+    return np.vectorize(one, otypes=[float])(cells)
+
+
+def _number(v: Any) -> Any:
+    """A number field of result.json (value, bound, gap): :func:`_unjson`, and the
+    ``"inf"``/``"-inf"`` strings older files wrote there."""
+    return float(v) if v in ("inf", "-inf") else _unjson(v)
 
 
 @dataclass
@@ -131,7 +164,8 @@ class Result:
         return self.status in {"optimal", "converged", "found"}
 
     def summary(self) -> dict[str, Any]:
-        """Scalars only: what `--json` prints and `result.json` starts with."""
+        """Scalars only: what `--json` prints and `result.json` starts with (infinities and
+        NaN as ``{"__float__": "inf" | "-inf" | "nan"}``, see :data:`FLOAT_TAG`)."""
         return _jsonable(
             {
                 "status": self.status,
@@ -145,11 +179,13 @@ class Result:
                 "n_points": 0 if self.xs is None else len(self.xs),
                 "timings": self.timings,
                 "info": self.info,
-            }
+            },
+            tagged=True,
         )
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``result.json`` (everything but arrays) and ``result.npz`` (arrays)."""
+        """Write ``result.json`` (everything but arrays; strict JSON, a non-finite float as
+        ``{"__float__": "inf" | "-inf" | "nan"}``) and ``result.npz`` (arrays)."""
         d = output_directory(directory)
         meta = self.summary()
         meta["x_summary"] = meta.pop("x")
@@ -160,7 +196,7 @@ class Result:
             if v is not None:
                 arrays[name] = np.asarray(v)
         tmp_json, tmp_npz = d / "result.json.tmp", d / "result.tmp.npz"
-        tmp_json.write_text(json.dumps(_jsonable(meta), indent=2))
+        tmp_json.write_text(json.dumps(_jsonable(meta, tagged=True), indent=2, allow_nan=False))
         np.savez_compressed(tmp_npz, **arrays)
         tmp_npz.replace(d / "result.npz")
         tmp_json.replace(d / "result.json")
@@ -181,29 +217,36 @@ class Result:
         except (ValueError, UnicodeDecodeError) as exc:
             raise InversetError(f"{d / 'result.json'} is not a saved result ({exc})") from exc
         arrays: dict[str, np.ndarray] = {}
-        if (d / "result.npz").is_file():
+        npz = d / "result.npz"
+        if npz.is_file():
             try:
-                with np.load(d / "result.npz", allow_pickle=False) as z:
+                with npz.open("rb") as f:
+                    # every .npz is a zip archive (one of no arrays: only its end record)
+                    if f.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
+                        raise zipfile.BadZipFile("not a zip archive")
+                with np.load(npz, allow_pickle=False) as z:
                     arrays = {k: z[k] for k in z.files}
-            except (ValueError, OSError, EOFError) as exc:
-                raise InversetError(
-                    f"{d / 'result.npz'} is not a saved result's arrays ({exc}); object arrays "
-                    "(pickles) are never loaded"
-                ) from exc
+            except Exception as exc:  # any damage: the zip, its compression, an array header
+                if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
+                    why = "holds object arrays (pickles), which are never loaded"
+                else:
+                    text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+                    why = f"is not a valid npz file ({text or type(exc).__name__}: damaged)"
+                raise InversetError(f"{npz} {why}; save the result again") from exc
         extra = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("arrays/")}
         return cls(
             x=arrays.get("x"),
-            value=_unjson(meta["value"]),
+            value=_number(meta["value"]),
             status=meta["status"],
             message=meta.get("message", ""),
             xs=arrays.get("xs"),
             values=arrays.get("values"),
-            bound=_unjson(meta.get("bound")),
-            gap=_unjson(meta.get("gap")),
+            bound=_number(meta.get("bound")),
+            gap=_number(meta.get("gap")),
             nfev=meta.get("nfev", 0),
             solver=meta.get("solver", ""),
             history=_unjson(meta.get("history", {})),
-            timings=meta.get("timings", {}),
+            timings=_unjson(meta.get("timings", {})),
             query=_unjson(meta.get("query", {})),
             info=_unjson(meta.get("info", {})),
             arrays=extra,

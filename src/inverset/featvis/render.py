@@ -31,6 +31,7 @@ from inverset.featvis.param import ImageParam, LatentImage, make_param
 from inverset.featvis.transforms import Transform, as_transform
 from inverset.model import (
     OUTPUT,
+    Activations,
     check_layer_names,
     first_tensor,
     hookable_layers,
@@ -38,6 +39,7 @@ from inverset.model import (
     model_device,
     model_dtype,
     named_layers,
+    output_activation,
     probe,
     restore_mode,
 )
@@ -89,11 +91,15 @@ class _Runner:
 
                         handles.append(mods[n].register_forward_hook(hook))
 
+                probs = output_activation(self.model)
+
                 def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
                     acts.clear()
                     with contextlib.suppress(_Stop):
                         acts[OUTPUT] = first_tensor(self.model(self.prepare(x)))
-                    return dict(acts)
+                    got = Activations(acts)
+                    got.probs = probs  # a model ending in a Softmax: prob:k reads its output
+                    return got
 
                 yield run
             finally:
@@ -782,11 +788,15 @@ def _tile(images: np.ndarray, ncol: int) -> np.ndarray:
 
 def save(result: Result, out: str | Path, gif: bool = False, ncol: int | None = None) -> list[Path]:
     """Write ``result.json``/``result.npz``, ``grid.png`` (each image labelled with its target
-    and final value) and, with ``gif`` and recorded frames, ``optimization.gif``."""
+    and final value) and, with ``gif`` and recorded frames, ``optimization.gif``. The pictures
+    of an earlier run in ``out`` are removed first (only inverset's own names,
+    :data:`~inverset.report.pictures.PICTURES`), so none is left beside this result."""
     from inverset.report.images import save_grid
+    from inverset.report.pictures import PICTURES, remove_pictures
 
     out = Path(out)
     written = [result.save(out)]
+    remove_pictures(out, PICTURES)
     lo, hi = result.query.get("value_range", [0.0, 1.0])
     images = (np.asarray(result.arrays["images"]) - lo) / (hi - lo)
     if result.query.get("alpha"):

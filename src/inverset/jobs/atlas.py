@@ -20,6 +20,7 @@ import re
 import shutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -104,13 +105,29 @@ def _label(target: str, rng: Sequence[float] | None) -> str:
     return target if rng is None else f"{target} in [{_num(rng[0])}, {_num(rng[1])}]"
 
 
-def target_key(target: str, rng: Sequence[float] | None = None) -> str:
-    """A directory (and URL) safe name for a target, and its range if any. A name longer
-    than ``MAX_KEY`` is cut and ends in a hash of the whole name, so it stays distinct and
-    fits a file name (with the temporary directory's prefix and suffix)."""
+def _canonical(target: str) -> str:
+    """A target's text without the spaces between its tokens (those inside quotes stay):
+    two spellings of one target are one."""
+    return "".join(
+        part if part[:1] in "'\"" else re.sub(r"\s+", "", part)
+        for part in re.split(r"(\"[^\"]*\"|'[^']*')", target)
+    )
+
+
+def target_key(target: str, rng: Sequence[float] | None = None, hashed: bool = False) -> str:
+    """A directory (and URL) safe name for a target, and its range if any: its ASCII letters,
+    digits, dots and dashes. A target with other characters (a class name in another script,
+    ``prob:"猫"``), or with ``hashed`` (for names that would otherwise be equal), ends in a hash
+    of its whole text, so that distinct targets get distinct names; plain ASCII targets keep
+    their names. A name longer than ``MAX_KEY`` is cut and ends in a hash of the whole name,
+    so it stays distinct and fits a file name (with the temporary directory's prefix and
+    suffix)."""
     key = re.sub(r"[^A-Za-z0-9.-]+", "_", target.replace(" ", "")).strip("_.") or "target"
     if rng is not None:
         key += "__" + re.sub(r"[^A-Za-z0-9.-]+", "_", f"{_num(rng[0])}_{_num(rng[1])}")
+    if hashed or not target.isascii():
+        digest = hashlib.sha256(_label(_canonical(target), rng).encode()).hexdigest()[:8]
+        key = key[: MAX_KEY - len(digest) - 1].rstrip("_.") + "_" + digest
     if len(key) > MAX_KEY:
         digest = hashlib.sha256(key.encode()).hexdigest()[:10]
         key = key[: MAX_KEY - len(digest) - 1].rstrip("_.") + "_" + digest
@@ -186,17 +203,28 @@ def expand_targets(
                 raise InversetError(f"a range is two numbers z1 <= z2, got {list(r)!r}")
             rngs.append((float(r[0]), float(r[1])))
     out: list[dict[str, Any]] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, str] = {}  # a target's canonical label -> the label it was given as
     for t, lay, ch in base:
         for r in rngs:
-            key = target_key(t, r)
-            if key in seen:
+            same = _label(_canonical(t), r)
+            if same in seen:
                 raise InversetError(
-                    f"targets {seen[key]!r} and {_label(t, r)!r} share the directory name "
-                    f"{key!r}; list each target{' and range' if r is not None else ''} once"
+                    f"targets {seen[same]!r} and {_label(t, r)!r} are one target and share the "
+                    f"directory name {target_key(t, r)!r}; list each target"
+                    f"{' and range' if r is not None else ''} once"
                 )
-            seen[key] = _label(t, r)
-            out.append({"key": key, "target": t, "layer": lay, "channel": ch, "range": r})
+            seen[same] = _label(t, r)
+            out.append(
+                {"key": target_key(t, r), "target": t, "layer": lay, "channel": ch, "range": r}
+            )
+    keys = Counter(it["key"] for it in out)
+    for it in out:  # distinct targets whose names are equal: each name ends in its hash
+        if keys[it["key"]] > 1:
+            it["key"] = target_key(it["target"], it["range"], hashed=True)
+    if len({it["key"] for it in out}) < len(out):  # a hash met another target's name
+        raise InversetError(
+            "two targets share a directory name even with their hashes; rename or drop one"
+        )
     return out
 
 

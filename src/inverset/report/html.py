@@ -18,8 +18,8 @@ from urllib.parse import quote
 import numpy as np
 
 from inverset.report.images import save_bars, save_curve, save_grid, save_histogram, to_hwc
-from inverset.report.pictures import is_image, remove_pictures
-from inverset.result import Result, _jsonable
+from inverset.report.pictures import image_range, is_image, remove_pictures
+from inverset.result import Result, _jsonable, stored_floats
 
 THUMB = "thumb.png"
 CURVE = "convergence.png"
@@ -110,10 +110,14 @@ def metric_line(result: Result) -> str:
     return " · ".join(parts) or "no value"
 
 
-def _thumbnail(x: np.ndarray, path: Path, size: int = 160) -> None:
+def _thumbnail(
+    x: np.ndarray, path: Path, value_range: tuple[float, float] | None, size: int = 160
+) -> None:
+    """``x`` as a PNG about ``size`` pixels wide, on the scale ``value_range`` (see
+    :func:`~inverset.report.images.to_hwc`)."""
     from PIL import Image
 
-    a = (to_hwc(x) * 255).round().astype(np.uint8)
+    a = (to_hwc(x, value_range) * 255).round().astype(np.uint8)
     im = Image.fromarray(a)
     scale = size / max(im.size)
     if scale >= 2:
@@ -138,11 +142,11 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
             x = np.asarray(image)[: x.shape[0]]
         if _stale(d / THUMB, src):
             if is_image(x.shape):
-                _thumbnail(x, d / THUMB)
+                _thumbnail(x, d / THUMB, image_range(result.query))
             else:
                 dom = result.query.get("domain") or {}
-                lo = np.broadcast_to(np.asarray(_num(dom.get("lo")), dtype=float), x.shape)
-                hi = np.broadcast_to(np.asarray(_num(dom.get("hi")), dtype=float), x.shape)
+                lo = np.broadcast_to(stored_floats(dom.get("lo")), x.shape)
+                hi = np.broadcast_to(stored_floats(dom.get("hi")), x.shape)
                 save_bars(
                     x,
                     d / THUMB,
@@ -161,13 +165,13 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
                     d / SAMPLES,
                     [_fmt(None if v is None else float(v)) for v in vals[:32]],
                     title=f"{target}: returned points",
+                    value_range=image_range(result.query),
                 )
             pics.append(SAMPLES)
     ykey = next((k for k in ("best", "objective") if result.history.get(k)), None)
     if ykey is not None:
         if _stale(d / CURVE, src):
-            xkey = "step" if result.history.get("step") else "nfev"
-            save_curve(result.history, d / CURVE, x=xkey, y=ykey, title=f"{target}: {ykey}")
+            save_curve(result.history, d / CURVE, y=ykey, title=f"{target}: {ykey}")
         pics.append(CURVE)
     if result.values is not None and np.asarray(result.values).size > 1:
         if _stale(d / HIST, src):
@@ -182,15 +186,6 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
         pics.append(HIST)
     remove_pictures(d, TARGET_PICTURES, keep=pics)
     return pics
-
-
-def _num(v: Any) -> Any:
-    """JSON-stored bounds back to numbers ('inf' strings, None for NaN)."""
-    if isinstance(v, list):
-        return [_num(a) for a in v]
-    if v in ("inf", "-inf"):
-        return float(v)
-    return np.nan if v is None else v
 
 
 def _target_page(

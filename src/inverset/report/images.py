@@ -1,9 +1,18 @@
-"""Labelled image grids and charts written as PNG (matplotlib, Agg backend: no display)."""
+"""Labelled image grids and charts written as PNG (matplotlib, Agg backend: no display).
+
+Every picture is drawn inside :func:`drawing`: text is literal (a ``$`` in a class name is a
+dollar sign, not mathtext), glyphs a font lacks fall back to an installed CJK font when there
+is one (else they are boxes, without matplotlib's warnings: the HTML report shows the text).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import matplotlib
 
@@ -11,12 +20,81 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+#: font families with CJK glyphs, tried in order as fallbacks when installed
+CJK_FONTS = (
+    "Noto Sans CJK JP",
+    "Noto Sans CJK SC",
+    "Noto Sans CJK TC",
+    "Noto Sans CJK KR",
+    "Noto Sans SC",
+    "Source Han Sans",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "Droid Sans Fallback",
+    "AR PL UMing CN",
+    "IPAGothic",
+    "Microsoft YaHei",
+    "SimHei",
+    "MS Gothic",
+    "PingFang SC",
+    "Hiragino Sans",
+    "Arial Unicode MS",
+)
 
-def to_hwc(img: np.ndarray) -> np.ndarray:
-    """(C,H,W) or (H,W) or (H,W,C) image -> (H,W), (H,W,3) or (H,W,4) float in [0,1] for
-    display (a grey image with alpha becomes RGBA)."""
+
+@functools.cache
+def _fallback_fonts() -> tuple[str, ...]:
+    """The :data:`CJK_FONTS` matplotlib knows of on this machine."""
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return tuple(f for f in CJK_FONTS if f in installed)
+
+
+@contextmanager
+def drawing() -> Iterator[None]:
+    """The settings every text inverset draws is made and drawn under: no mathtext, CJK
+    fallback fonts when installed, no 'Glyph ... missing' warnings."""
+    rc: dict[str, Any] = {"text.parse_math": False}
+    if _fallback_fonts():
+        rc["font.family"] = [*plt.rcParams["font.family"], *_fallback_fonts()]
+    with plt.rc_context(rc), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
+        yield
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _drawn(fn: F) -> F:
+    """``fn`` run under :func:`drawing`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with drawing():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _range(value_range: Sequence[float] | None) -> tuple[float, float] | None:
+    """``(lo, hi)`` when both are finite and ``lo < hi``, else None."""
+    if value_range is None:
+        return None
+    lo, hi = (float(v) for v in value_range)
+    return (lo, hi) if np.isfinite(lo) and np.isfinite(hi) and lo < hi else None
+
+
+def to_hwc(img: np.ndarray, value_range: Sequence[float] | None = None) -> np.ndarray:
+    """A (C,H,W) image (channels first, as every tensor inverset draws; 1-4 channels) or an
+    (H,W) one -> (H,W), (H,W,3) or (H,W,4) floats in [0,1] for display (grey with alpha
+    becomes RGBA). ``value_range`` (lo, hi) maps lo to 0 and hi to 1 (e.g. the domain's box,
+    so that images share one scale); without it an image outside [0,1] is stretched to its
+    own min..max."""
     a = np.asarray(img, dtype=np.float64)
-    if a.ndim == 3 and a.shape[0] in (1, 2, 3, 4) and a.shape[-1] not in (1, 2, 3, 4):
+    if a.ndim == 3 and a.shape[0] > 4:
+        raise ValueError(f"an image of shape {a.shape} is not channels-first (C,H,W), C <= 4")
+    if a.ndim == 3:
         a = np.moveaxis(a, 0, -1)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
@@ -24,10 +102,23 @@ def to_hwc(img: np.ndarray) -> np.ndarray:
         a = np.concatenate([a[..., :1]] * 3 + [a[..., 1:]], -1)
     if a.ndim == 1:
         a = a[None, :]
-    lo, hi = np.nanmin(a), np.nanmax(a)
-    if lo < 0 or hi > 1:
-        a = (a - lo) / (hi - lo + 1e-12)
+    rng = _range(value_range)
+    if rng is None:
+        lo, hi = np.nanmin(a), np.nanmax(a)
+        rng = (lo, hi + 1e-12) if lo < 0 or hi > 1 else None
+    if rng is not None:
+        a = (a - rng[0]) / (rng[1] - rng[0])
     return np.clip(a, 0, 1)
+
+
+def joint_range(images: Sequence[np.ndarray | None]) -> tuple[float, float] | None:
+    """The min and max over all ``images`` when they leave [0,1] (None when they do not, or
+    hold no finite value): one scale for every tile of a grid."""
+    vals = [np.asarray(a, dtype=np.float64) for a in images if a is not None]
+    finite = np.concatenate([v[np.isfinite(v)] for v in vals]) if vals else np.zeros(0)
+    if not finite.size or (finite.min() >= 0 and finite.max() <= 1):
+        return None
+    return float(finite.min()), float(finite.max()) + 1e-12
 
 
 #: save_grid's layout, in inches: image width, gaps between columns and rows, label font
@@ -57,19 +148,25 @@ def _fit_width(fig, texts: Sequence, width_px: float, smallest: float) -> None:
             t.set_fontsize(max(smallest, t.get_fontsize() * width_px / w))
 
 
+@_drawn
 def grid_figure(
     images: np.ndarray | Sequence[np.ndarray | None],
     labels: Sequence[str] | None = None,
     ncol: int | None = None,
     title: str | None = None,
     cmap: str = "gray",
+    value_range: Sequence[float] | None = None,
 ):
     """The figure :func:`save_grid` writes: tiles laid out by hand, with a band under each row
     sized to its labels' line count and one on top for the title, so that no label is covered
-    by the next row's images or cut off by the figure's edge. A ``None`` image is a blank tile."""
+    by the next row's images or cut off by the figure's edge. A ``None`` image is a blank tile.
+    Every tile is on one scale: ``value_range`` (see :func:`to_hwc`), else
+    :func:`joint_range`."""
     import textwrap
 
-    imgs = [None if im is None else to_hwc(im) for im in images]
+    raw = [None if im is None else np.asarray(im, dtype=np.float64) for im in images]
+    scale = _range(value_range) or joint_range(raw)
+    imgs = [None if im is None else to_hwc(im, scale) for im in raw]
     n = len(imgs)
     ncol = ncol or min(n, 8) or 1
     nrow = max(1, -(-n // ncol))
@@ -126,6 +223,7 @@ def _write(fig, path: str | Path, ax=None, title: str | None = None) -> Path:
     return path
 
 
+@_drawn
 def save_grid(
     images: np.ndarray | Sequence[np.ndarray | None],
     path: str | Path,
@@ -133,10 +231,12 @@ def save_grid(
     ncol: int | None = None,
     title: str | None = None,
     cmap: str = "gray",
+    value_range: Sequence[float] | None = None,
 ) -> Path:
-    """Save images (N,C,H,W / N,H,W / N,H,W,C) as one PNG grid, each with a label under it
-    (a ``None`` image leaves its tile blank)."""
-    return _write(grid_figure(images, labels, ncol, title, cmap), path)
+    """Save images (N,C,H,W or N,H,W; channels first) as one PNG grid, each with a label
+    under it (a ``None`` image leaves its tile blank), all on one scale (``value_range``, e.g.
+    the domain's box, else the images' joint min and max)."""
+    return _write(grid_figure(images, labels, ncol, title, cmap, value_range), path)
 
 
 #: save_bars draws up to this many features as labelled bars; more as a profile over the index
@@ -145,6 +245,7 @@ MAX_BARS = 64
 MAX_BARS_W = 12.0
 
 
+@_drawn
 def save_bars(
     values: np.ndarray,
     path: str | Path,
@@ -181,31 +282,60 @@ def save_bars(
     return _write(fig, path, ax, title)
 
 
+#: what a convergence plot's x axis is, by the history key it is drawn against
+AXIS_LABELS = {"step": "step", "nfev": "evaluations", "time": "time (s)"}
+
+
+def curve_axis(history: dict[str, list], y: str = "best") -> str | None:
+    """The history key a convergence plot of ``history[y]`` is drawn against: ``step``, then
+    ``nfev``, then ``time``, the first recorded for every point (``time`` first when the
+    history has a ``bound``: a proof tightens with time, not with model evaluations); None
+    when there is none (the record's index)."""
+    n = len(history.get(y) or [])
+    keys = ("time", "step", "nfev") if history.get("bound") else ("step", "nfev", "time")
+    return next((k for k in keys if n and len(history.get(k) or []) == n), None)
+
+
+def _floats(values: Sequence[Any]) -> np.ndarray:
+    """Numbers to plot: None (no value) and non-finite as NaN (a gap in the line)."""
+    a = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    return np.where(np.isfinite(a), a, np.nan)
+
+
+@_drawn
 def save_curve(
     history: dict[str, list],
     path: str | Path,
-    x: str = "step",
+    x: str | None = None,
     y: str = "best",
     title: str | None = None,
 ) -> Path:
-    """Convergence plot of ``history[y]`` against ``history[x]``. A search over whole numbers
-    records its steps' continuous relaxation apart (``history['relaxed']``): it is drawn
-    dashed beside the feasible points, which are then few (the integer search's)."""
+    """Convergence plot of ``history[y]`` against ``history[x]`` (by default
+    :func:`curve_axis`), with the proven bound dashed when the history records one. A search
+    over whole numbers records its steps' continuous relaxation apart (``history['relaxed']``):
+    it is drawn dashed beside the feasible points, which are then few (the integer search's)."""
     fig, ax = plt.subplots(figsize=(4.5, 3.0))
-    if history.get(y):
-        xs = history.get(x) or list(range(len(history[y])))
+    ys = history.get(y) or []
+    x = x if x is not None else curve_axis(history, y)
+    if ys:
+        xs = _floats(history[x]) if x is not None else np.arange(len(ys))
         relaxed = history.get("relaxed") if y == "best" else None
+        bound = history.get("bound") if y == "best" else None
         if relaxed:
-            ax.plot(xs, relaxed, color="#999999", ls="--", label="continuous relaxation")
-            ax.plot(xs, history[y], color="#3b6ea8", marker="o", label="whole-number points")
-            ax.legend(fontsize=7)
+            ax.plot(xs, _floats(relaxed), color="#999999", ls="--", label="continuous relaxation")
+            ax.plot(xs, _floats(ys), color="#3b6ea8", marker="o", label="whole-number points")
         else:
-            ax.plot(xs, history[y], color="#3b6ea8")
-    ax.set_xlabel(x)
+            ax.plot(xs, _floats(ys), color="#3b6ea8", label=y)
+        if bound and len(bound) == len(ys):
+            ax.plot(xs, _floats(bound), color="#c44e52", ls="--", label="proven bound")
+        if relaxed or bound:
+            ax.legend(fontsize=7)
+    ax.set_xlabel(AXIS_LABELS.get(x, x) if x is not None else "record")
     ax.set_ylabel(y)
     return _write(fig, path, ax, title)
 
 
+@_drawn
 def save_histogram(
     values: np.ndarray,
     path: str | Path,
@@ -231,6 +361,7 @@ def save_histogram(
     return _write(fig, path, ax, title)
 
 
+@_drawn
 def save_range_histograms(
     groups: Sequence[tuple[str, np.ndarray, float, float]],
     path: str | Path,

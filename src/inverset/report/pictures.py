@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from inverset.report.images import save_bars, save_curve, save_grid, save_histogram
-from inverset.result import Result
+from inverset.result import Result, stored_floats
 
 
 def is_image(shape: tuple[int, ...]) -> bool:
@@ -18,8 +19,16 @@ def is_image(shape: tuple[int, ...]) -> bool:
     )
 
 
-#: every picture write_pictures may write: a rewrite removes those of them it does not redo
-PICTURES = ("inputs.png", "best_input.png", "convergence.png", "values.png")
+#: every picture inverset writes beside a result (write_pictures; featvis.save: grid.png,
+#: optimization.gif): each writer first removes them all, so none of an earlier run is left
+PICTURES = (
+    "inputs.png",
+    "best_input.png",
+    "convergence.png",
+    "values.png",
+    "grid.png",
+    "optimization.gif",
+)
 
 
 def remove_pictures(directory: str | Path, names: Sequence[str], keep: Sequence[str] = ()) -> None:
@@ -29,16 +38,33 @@ def remove_pictures(directory: str | Path, names: Sequence[str], keep: Sequence[
         (Path(directory) / name).unlink(missing_ok=True)
 
 
+def image_range(query: dict[str, Any]) -> tuple[float, float] | None:
+    """The values an image input spans, to draw every image on this one scale: a rendering's
+    ``value_range`` (visualize), else the domain's box (its lowest and highest bound); None
+    when unbounded (pictures then share their joint min and max)."""
+    rng = query.get("value_range")
+    if not (isinstance(rng, list | tuple) and len(rng) == 2):
+        dom = query.get("domain") or {}
+        if not isinstance(dom, dict):
+            return None
+        lo, hi = stored_floats(dom.get("lo")), stored_floats(dom.get("hi"))
+        rng = (lo.min(initial=np.inf), hi.max(initial=-np.inf)) if lo.size and hi.size else None
+    if rng is None:
+        return None
+    lo, hi = (float(v) for v in stored_floats(rng))
+    return (lo, hi) if np.isfinite(lo) and np.isfinite(hi) and lo < hi else None
+
+
 def write_pictures(
     result: Result,
     directory: str | Path,
     names: list[str] | None = None,
     max_images: int = 32,
 ) -> list[Path]:
-    """PNG files for ``result`` in ``directory``: inputs (image grid or bar chart),
-    convergence plot, and a histogram of returned values when there are several. The
-    pictures of an earlier result there are removed first (only the names in ``PICTURES``),
-    so none is left beside a result it does not show."""
+    """PNG files for ``result`` in ``directory``: inputs (image grid on the domain's scale,
+    or bar chart), convergence plot, and a histogram of returned values when there are
+    several; returns the files written. The pictures of an earlier result there are removed
+    first (only the names in ``PICTURES``), so none is left beside a result it does not show."""
     d = Path(directory)
     remove_pictures(d, PICTURES)
     out: list[Path] = []
@@ -55,6 +81,7 @@ def write_pictures(
                     d / "inputs.png",
                     labels,
                     title=f"{result.query.get('goal', {}).get('kind', '')} {target}",
+                    value_range=image_range(result.query),
                 )
             )
         else:
@@ -73,12 +100,10 @@ def write_pictures(
                 )
             )
     if result.history.get("best"):
-        xkey = "step" if result.history.get("step") else "nfev"
         out.append(
             save_curve(
                 result.history,
                 d / "convergence.png",
-                x=xkey,
                 y="best",
                 title=f"{result.solver}: best {target}",
             )

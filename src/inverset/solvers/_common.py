@@ -375,17 +375,22 @@ class Objective:
             info["polish"] = self.polish_note
         timings = {"total": self.elapsed}
         if self.best_z is None:
-            why = (
-                f"no point was evaluated ({status.replace('_', ' ')})"
-                if self.nfev == 0
-                else "no evaluated point lay inside the domain and constraints"
-            )
+            # a search that evaluated points and ended with none in the domain is not_found,
+            # whatever ended it; one stopped before evaluating any keeps the stop's status
+            stop = status.replace("_", " ")
+            if self.nfev == 0:
+                why = f"no point was evaluated ({stop})"
+                if goal.kind in ("reach", "range") or status == "converged":
+                    status = "not_found"
+            else:
+                why = f"none of {self.nfev} evaluated points lay inside the domain and constraints"
+                if status != "converged":
+                    why += f" (the search stopped: {stop})"
+                status = "not_found"
             return Result(
                 x=None,
                 value=None,
-                status="not_found"
-                if goal.kind in ("reach", "range") or status == "converged"
-                else status,
+                status=status,
                 message=f"{self.name}: {why}",
                 nfev=self.nfev,
                 solver=self.name,
@@ -418,6 +423,8 @@ class Objective:
         else:
             msg = f"best {value:.6g}; {len(zs)} distinct good points kept"
         msg = f"{self.name}: {msg} after {self.nfev} evaluations in {self.elapsed:.2f} s"
+        if info.get("single_point"):
+            msg += " (the domain is a single point: lo == hi for every feature)"
         if status in ("time_limit", "max_evals", "interrupted", "step_limit"):
             msg = f"stopped ({status}); {msg}"
         arrays = {} if isinstance(p.space, Direct) else {"z": zs.reshape(-1, *self.shape)}
@@ -450,9 +457,9 @@ def run(
     """Run ``search(objective, info)`` inside a session; stop cleanly on budget, goal or Ctrl-C.
 
     ``search`` returns None when the library finished on its own ('converged') and may fill
-    ``info`` with what the Result should record (restarts, population sizes, ...). Solvers
-    import their library inside ``search``, where the clock runs: a first import can take
-    seconds (nevergrad about 2 s) and counts against the time limit.
+    ``info`` with what the Result should record (restarts, population sizes, ...). The clock
+    starts here: solvers import their library with their module (a first import of nevergrad
+    takes 1-2 s), not inside ``search``, where it would count against the time limit.
     """
     info: dict[str, Any] = {}
     with progress_bar(progress, max_evals, name) as bar, problem.session():
@@ -461,6 +468,10 @@ def run(
         )
         probed = 0  # evaluations before the search (the gradient probe)
         try:
+            if not obj.width.any():  # lo == hi for every feature: the one point is the answer
+                info["single_point"] = True
+                obj(np.zeros((1, obj.dim)))
+                return obj.result("converged", info)
             if obj.polish_wanted and obj.budgeted and obj.can_polish:
                 obj.reserving = obj.differentiable()
                 probed = obj.nfev
@@ -484,7 +495,18 @@ def run(
                 status = obj.final_polish()
             except KeyboardInterrupt:
                 status = "interrupted"
-        return obj.result(status, info)
+        return _span(obj.result(status, info))
+
+
+def _span(result: Result) -> Result:
+    """The history records improvements only: one more record at the end of the run, so that
+    it (and the convergence plot) spans every evaluation the solve made."""
+    h = result.history
+    if result.value is not None and h.get("nfev") and h["nfev"][-1] < result.nfev:
+        h["nfev"].append(result.nfev)
+        h["time"].append(result.timings.get("total", h["time"][-1]))
+        h["best"].append(result.value)
+    return result
 
 
 def restart_seeds(seed: int) -> Any:

@@ -19,7 +19,10 @@ The rule, first match wins:
    with gradient local search) for the rest.
 
 ``result.message`` starts with the choice and the reason; ``result.info['auto']`` records both
-and what every stage returned.
+and what every stage returned. ``result.history`` holds every stage's records (``stage`` names
+it; ``nfev`` counts from the start of the solve, a stage without its own count, exact, at its
+evaluations), ``best`` the best value so far of the whole solve, ``bound`` the proven bound
+when a stage proves one; it ends at the returned value, after the last stage.
 
 ``max_evals`` is a hard budget for the whole solve, the probes included: the exact solver's
 support check (``EXACT_CHECK_EVALS`` model evaluations) is only made when the budget also
@@ -31,6 +34,7 @@ alone.
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from typing import Any
 
@@ -109,6 +113,13 @@ def _better(problem: Problem, a: Result | None, b: Result | None) -> Result | No
     la = float(problem.goal.loss(torch.tensor([a.value], dtype=torch.float64))[0])
     lb = float(problem.goal.loss(torch.tensor([b.value], dtype=torch.float64))[0])
     return b if lb < la or (lb == la and b.success and not a.success) else a
+
+
+def _loss(problem: Problem, value: Any) -> float:
+    """The goal's loss at ``value`` (inf for no value: every value is better)."""
+    if value is None or not np.isfinite(value):
+        return float("inf")
+    return float(problem.goal.loss(torch.tensor([float(value)], dtype=torch.float64))[0])
 
 
 def _share(total: float | int | None, frac: float, used: float | int = 0):
@@ -198,7 +209,8 @@ def solve(
     best: Result | None = None
     proven: float | None = None
     log: list[dict[str, Any]] = []
-    history: dict[str, list] = {"nfev": [], "time": [], "best": [], "stage": []}
+    history: dict[str, list] = {"nfev": [], "time": [], "best": [], "stage": [], "bound": []}
+    so_far = math.nan  # the best value of the records so far, over every stage
     statuses: list[str] = []
     ignored: list[str] = []
     final = ""  # the stage the options went to
@@ -246,11 +258,18 @@ def solve(
         # solvers count from 0 or from the problem's running total: rebase to this solve
         offset = before - nfev0 - (res.nfev - spent)
         h = res.history
-        for t, nf, b in zip(h.get("time", []), h.get("nfev", []), h.get("best", []), strict=False):
+        n = len(h.get("best") or [])
+        times = h.get("time") or [time.perf_counter() - ts] * n
+        nfevs = h.get("nfev") or [res.nfev] * n  # exact counts no evaluations per record
+        bounds = h.get("bound") or [None] * n
+        for t, nf, b, bd in zip(times, nfevs, h.get("best") or [], bounds, strict=False):
+            if _loss(problem, b) < _loss(problem, so_far):
+                so_far = b
             history["time"].append(ts - t0 + t)
             history["nfev"].append(offset + nf)
-            history["best"].append(b)
+            history["best"].append(so_far)
             history["stage"].append(name)
+            history["bound"].append(bd)
         log.append(
             {
                 "solver": name,
@@ -264,10 +283,16 @@ def solve(
         statuses.append(res.status)
         if res.bound is not None and problem.goal.kind in ("maximize", "minimize"):
             proven = res.bound  # a proof holds whichever answer wins
-        best = _better(problem, best, res)
+        nearest = _better(problem, best, res)
         if res.status in ("optimal", "unreachable", "infeasible", "interrupted"):
-            best = res if res.status != "interrupted" else best
+            if res.status == "unreachable" and res.x is None and nearest is not None:
+                # the proof is the exact stage's; the nearest input an earlier stage found
+                # still tells how close the target came (a range between attainable values)
+                res.x, res.xs, res.values = nearest.x, nearest.xs, nearest.values
+                res.value, res.arrays = nearest.value, {**nearest.arrays, **res.arrays}
+            best = res if res.status != "interrupted" else nearest
             break
+        best = nearest
         if problem.goal.kind in ("reach", "range") and res.status == "found":
             break
 
@@ -300,8 +325,17 @@ def solve(
     best.status = status
     best.solver = f"auto:{best.solver}"
     best.nfev = problem.nfev - nfev0
-    best.history = history
     best.timings = {**best.timings, "total": time.perf_counter() - t0}
+    end = (history["best"][-1:], history["nfev"][-1:]) != ([best.value], [best.nfev])
+    if best.value is not None and log and end:  # the end of the solve, at the returned value
+        history["time"].append(best.timings["total"])
+        history["nfev"].append(best.nfev)
+        history["best"].append(best.value)
+        history["stage"].append(log[-1]["solver"])
+        history["bound"].append(proven)
+    if all(v is None for v in history["bound"]):
+        del history["bound"]
+    best.history = history
     return best
 
 

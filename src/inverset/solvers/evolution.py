@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.optimize import differential_evolution
+from scipy.stats import qmc
 
 from inverset.errors import InversetError
 from inverset.problem import Problem
@@ -52,8 +54,6 @@ def solve(
         raise InversetError(f"max_population must be at least 5, got {max_population}")
 
     def search(obj: Objective, info: dict[str, Any]) -> str | None:
-        from scipy.optimize import differential_evolution
-
         integrality = None
         if obj.integer.size:
             integrality = np.zeros(obj.dim, dtype=bool)
@@ -125,8 +125,6 @@ INITS = {"latinhypercube": "LatinHypercube", "sobol": "Sobol", "halton": "Halton
 def _population(init: str, n: int, bounds: list[tuple[float, float]], seed: int) -> np.ndarray:
     """``n`` first points in ``bounds`` by scipy's rule ``init``, for a capped population."""
     import warnings
-
-    from scipy.stats import qmc
 
     rng = np.random.default_rng(seed)
     d = len(bounds)
