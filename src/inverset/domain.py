@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,17 @@ def _bound_array(v: Any, which: str) -> np.ndarray:
         raise InversetError(
             f"box bound {which} must be a number or an array of numbers (+-inf allowed), got {v!r}"
         ) from None
+
+
+def _fit(bound: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A bound broadcast to ``shape``; one value per feature in another layout (a flat row of
+    a box file for a (1, 8, 8) image) is reshaped to it."""
+    try:
+        return np.broadcast_to(bound, shape).astype(np.float64).copy()
+    except ValueError:
+        if bound.ndim and bound.size == math.prod(shape):
+            return bound.reshape(shape).astype(np.float64)
+        raise
 
 
 def _integer_indices(integer: Any, size: int | None) -> tuple[int, ...]:
@@ -110,10 +122,15 @@ class Box:
                 self._lo, self._hi = lo, hi
                 self._check()
                 return
-            self.shape = np.broadcast_shapes(lo.shape, hi.shape)
+            try:
+                self.shape = np.broadcast_shapes(lo.shape, hi.shape)
+            except ValueError:
+                raise InversetError(
+                    f"box bounds lo and hi have shapes {lo.shape} and {hi.shape}, which do not "
+                    "fit together; give both one bound per input feature (or a single number)"
+                ) from None
         try:
-            self._lo = np.broadcast_to(lo, self.shape).astype(np.float64).copy()
-            self._hi = np.broadcast_to(hi, self.shape).astype(np.float64).copy()
+            self._lo, self._hi = _fit(lo, self.shape), _fit(hi, self.shape)
         except ValueError:
             raise InversetError(
                 f"box bounds of shape {lo.shape}/{hi.shape} do not fit the input shape "
@@ -240,23 +257,44 @@ class Box:
         first = rows[0][0].strip().lower() if rows[0] else ""
         if not all(is_num(c) for c in rows[0]) and first not in ("lo", "hi"):
             names, rows = [c.strip() for c in rows[0]], rows[1:]
-        labelled = {r[0].strip().lower(): r[1:] for r in rows if not is_num(r[0])}
+        labels = [r[0].strip().lower() for r in rows if not is_num(r[0])]
+        bounds = "lo" in labels and "hi" in labels
+        if not bounds and ("lo" in labels or "hi" in labels):
+            given, missing = ("lo", "hi") if "lo" in labels else ("hi", "lo")
+            raise InversetError(
+                f"box file {path} has a {given} row but no {missing} row; give both, or rows of "
+                "data"
+            )
+        if bounds:
+            if sorted(labels) != ["hi", "lo"] or len(rows) != 2:
+                raise InversetError(
+                    f"box file {path} has lo/hi rows and {len(rows) - 2} other rows (rows: "
+                    f"{', '.join(_row_names(rows))}); give either two rows lo and hi, or rows of "
+                    "data"
+                )
+            table = [next(r[1:] for r in rows if r[0].strip().lower() == k) for k in ("lo", "hi")]
+            if len(table[0]) != len(table[1]):
+                raise InversetError(
+                    f"box file {path}: the lo row has {len(table[0])} values and the hi row "
+                    f"{len(table[1])}; give one value per feature in both"
+                )
+            if names is not None:
+                names = names[1:]
+        else:
+            table = rows
+            bad = next((i for i, r in enumerate(rows) if len(r) != len(rows[0])), None)
+            if bad is not None:
+                raise InversetError(
+                    f"box file {path}: data row {bad + 1} has {len(rows[bad])} cells but row 1 "
+                    f"has {len(rows[0])}; give every row one cell per feature (an empty cell is "
+                    "a missing value)"
+                )
+        number = float if bounds else cell
         try:
-            if "lo" in labelled and "hi" in labelled:
-                if len(rows) != 2:
-                    raise InversetError(
-                        f"box file {path} has lo/hi rows and {len(rows) - 2} other rows; give "
-                        "either two rows lo and hi, or rows of data"
-                    )
-                lo = np.array([float(v) for v in labelled["lo"]])
-                hi = np.array([float(v) for v in labelled["hi"]])
-                if names is not None:
-                    names = names[1:]
-            else:
-                data = np.array([[cell(v) for v in r] for r in rows], dtype=np.float64)
-                lo, hi = _data_range(data, names, path)
+            data = np.array([[number(v) for v in r] for r in table], dtype=np.float64)
         except ValueError as exc:
             raise InversetError(f"box file {path}: {exc}; every cell must be a number") from None
+        lo, hi = (data[0], data[1]) if bounds else _data_range(data, names, path)
         return cls(lo, hi, names=names, **kw)
 
     @classmethod
@@ -443,6 +481,18 @@ class Box:
         )
 
 
+def _row_names(rows: list[list[str]]) -> list[str]:
+    """How a box file's rows are labelled: their first cell, or 'data' for a row of numbers."""
+    out = []
+    for r in rows:
+        try:
+            float(r[0] or "nan")
+            out.append("data")
+        except ValueError:
+            out.append(r[0].strip())
+    return out
+
+
 def _data_range(
     data: np.ndarray, names: Sequence[str] | None = None, path: Path | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -466,7 +516,15 @@ def read_constraints(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise InversetError(f"constraints file {path} does not exist; rows are a_1,...,a_n,b")
     try:
-        data = np.loadtxt(path, delimiter=",", ndmin=2, comments="#")
+        with warnings.catch_warnings():  # an empty file: numpy warns, the error below says it
+            warnings.simplefilter("ignore", UserWarning)
+            data = np.loadtxt(path, delimiter=",", ndmin=2, comments="#")
     except ValueError as exc:
         raise InversetError(f"constraints file {path}: {exc}; rows are a_1,...,a_n,b") from None
+    if data.size == 0:
+        raise InversetError(f"constraints file {path} holds no rows; rows are a_1,...,a_n,b")
+    if data.shape[1] < 2:
+        raise InversetError(
+            f"constraints file {path} has rows of one value; rows are a_1,...,a_n,b (a.x <= b)"
+        )
     return data[:, :-1], data[:, -1]

@@ -6,6 +6,7 @@ The CLI holds no logic the API lacks: commands parse, call the API, and write th
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -22,6 +23,8 @@ from inverset.result import Result, output_directory
 
 if TYPE_CHECKING:
     import torch
+
+    from inverset.space import Latent
 
 
 def plain_flags(command: Any, ctx: Any) -> None:
@@ -104,6 +107,20 @@ FactoryOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda:0")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="random seed")]
 TimeOpt = Annotated[float | None, typer.Option("--time-limit", help="seconds")]
+GeneratorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--generator", help="decoder G (file or package.module:factory): search codes z, x = G(z)"
+    ),
+]
+GeneratorWeightsOpt = Annotated[
+    Path | None,
+    typer.Option("--generator-weights", help="state dict for a --generator factory"),
+]
+LatentDimOpt = Annotated[
+    int | None, typer.Option("--latent-dim", help="code size of G (default: recorded on G)")
+]
+LatentBoundOpt = Annotated[float, typer.Option("--latent-bound", help="codes lie in [-B, B]^dim")]
 
 
 def checked_out(path: Path | None) -> Path | None:
@@ -184,8 +201,29 @@ def build_domain(
     integer: str | None,
     constraints: Path | None,
     input_shape: str | None = None,
+    model: torch.nn.Module | None = None,
 ) -> Box:
-    """The Box the options describe (bounds, integers, linear constraints, shape)."""
+    """The Box the options describe (bounds, integers, linear constraints, shape). With
+    ``model``, per-feature bounds must be as many as the inputs it records it takes."""
+    domain = _domain(box, box_file, integer, constraints, input_shape)
+    shape = None if model is None else getattr(model, "input_shape", None)
+    if shape is not None and domain.shape is not None and domain.size != math.prod(shape):
+        where = f"box file {box_file}" if box_file else "box"
+        raise InversetError(
+            f"the {where} bounds {domain.size} features but the model takes "
+            f"{math.prod(shape)} inputs (shape {tuple(shape)}); give one bound per input, or "
+            "--box LO,HI for all of them"
+        )
+    return domain
+
+
+def _domain(
+    box: str | None,
+    box_file: Path | None,
+    integer: str | None,
+    constraints: Path | None,
+    input_shape: str | None,
+) -> Box:
     kw: dict[str, Any] = {}
     if integer:
         kw["integer"] = parse_ints(integer, "--integer")
@@ -205,6 +243,52 @@ def build_domain(
             )
         return Box(v[0], v[1], **kw)
     return Box(**kw)
+
+
+def latent_space(
+    generator: str | None,
+    weights: Path | None,
+    dim: int | None,
+    bound: float,
+    *,
+    model: torch.nn.Module,
+    trust: bool = False,
+    device: str = "auto",
+) -> Latent | None:
+    """The ``Latent`` space the generator options describe (None without ``--generator``):
+    G loaded as MODEL is (a file, or a factory with ``--generator-weights``), on ``model``'s
+    device, its code size from ``--latent-dim`` or recorded on G."""
+    from inverset.model import model_device
+    from inverset.space import Latent
+
+    if dim is not None and dim < 1:
+        raise InversetError(f"--latent-dim must be a whole number >= 1, got {dim}")
+    if not 0 < bound < math.inf:
+        raise InversetError(
+            f"--latent-bound must be a positive number (codes lie in [-B, B]), got {bound}"
+        )
+    if generator is None:
+        if weights is not None or dim is not None:
+            given = "--generator-weights" if weights is not None else "--latent-dim"
+            raise InversetError(f"{given} applies to a generator; give --generator too")
+        return None
+    from inverset.loaders import load_model
+
+    if weights is not None:
+        g = load_model(generator, weights=weights)
+    else:
+        g = load_cli_model(generator, trust, None, device)
+    g = g.to(model_device(model))
+    if dim is None:
+        dim = getattr(g, "latent_dim", None)
+        shape = getattr(g, "input_shape", None)
+        if dim is None and shape is not None and len(shape) == 1:
+            dim = int(shape[0])
+    if dim is None:
+        raise InversetError(
+            "the generator's code size is unknown; give --latent-dim (e.g. --latent-dim 8)"
+        )
+    return Latent(g, dim, bound=bound)
 
 
 def parse_options(options: list[str] | None) -> dict[str, Any]:
@@ -240,15 +324,16 @@ def finish(
     result: Result, out_dir: Path | None, as_json: bool, names: list[str] | None = None
 ) -> None:
     """Save the Result first (nothing computed is lost), then pictures, then print."""
-    saved = None
+    saved, files = None, ["result.json", "result.npz"]
     if out_dir is not None:
         saved = result.save(out_dir)
         from inverset.report.pictures import write_pictures
 
         try:
-            write_pictures(result, out_dir, names)
+            files += [p.name for p in write_pictures(result, out_dir, names)]
         except Exception as exc:  # pictures are extras; the result is already on disk
-            err.print(f"[yellow]warning:[/] pictures not written ({exc})")
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            err.print(f"[yellow]warning:[/] pictures not written ({escape(why)})")
     if as_json:
         summary = result.summary()
         if saved is not None:
@@ -257,7 +342,9 @@ def finish(
         return
     print_result(result, names)
     if saved is not None:
-        out.print(f"saved to {saved}/ (result.json, result.npz, pictures)")
+        out.print(
+            f"saved to {saved}/ ({', '.join(files)})", markup=False, highlight=False, soft_wrap=True
+        )
 
 
 def print_result(result: Result, names: list[str] | None = None) -> None:
@@ -315,7 +402,7 @@ def main() -> None:
 
     register()
     try:
-        rv = app(standalone_mode=False)
+        rv = app(standalone_mode=False, prog_name="inverset")
     except InversetError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)

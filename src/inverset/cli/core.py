@@ -17,9 +17,13 @@ from inverset.cli.app import (
     ConstraintsOpt,
     DeviceOpt,
     FactoryOpt,
+    GeneratorOpt,
+    GeneratorWeightsOpt,
     IntegerOpt,
     JsonOpt,
     LabelsOpt,
+    LatentBoundOpt,
+    LatentDimOpt,
     ModelArg,
     OutOpt,
     SeedOpt,
@@ -31,11 +35,13 @@ from inverset.cli.app import (
     build_domain,
     checked_out,
     finish,
+    latent_space,
     load_cli_model,
     out,
     parse_floats,
     parse_options,
 )
+from inverset.errors import InversetError
 from inverset.goal import Goal
 
 SolverOpt = Annotated[
@@ -111,6 +117,40 @@ def layers(
         )
 
 
+#: how to set each parameter of ``inverset.api.solve`` that is not a solver option
+QUERY_OPTIONS = {
+    "model": "give the model as the MODEL argument",
+    "target": "use --target",
+    "goal": "use the command (maximize, minimize, reach --value, range --range)",
+    "domain": "use --box, --box-file, --integer and --constraints",
+    "solver": "use --solver",
+    "space": "use --generator (with --latent-dim, --latent-bound)",
+    "input_shape": "use --input-shape",
+    "labels": "use --labels",
+    "constraints": "ranges of other targets are set in Python (iv.solve(..., constraints=)); "
+    "linear constraints A x <= b go in --constraints",
+    "seed": "use --seed",
+    "time_limit": "use --time-limit",
+    "max_evals": "use --max-evals",
+    "progress": "use --progress/--no-progress",
+}
+
+
+def check_solver_options(opts: dict) -> None:
+    """``--option`` takes solver options only: a parameter of the query itself (seed, time
+    limit, ...) is a one-line error naming the option that sets it."""
+    import inspect
+
+    from inverset.api import solve
+
+    params = inspect.signature(solve).parameters
+    for key in opts:
+        p = params.get(key)
+        if p is not None and p.kind is not p.VAR_KEYWORD:
+            how = QUERY_OPTIONS.get(key, "the command's own options set it")
+            raise InversetError(f"--option {key}=... is not a solver option; {how}")
+
+
 def _run(
     goal: Goal,
     model,
@@ -121,6 +161,7 @@ def _run(
     constraints,
     input_shape,
     labels,
+    latent,
     solver,
     starts,
     steps,
@@ -138,9 +179,11 @@ def _run(
     from inverset.api import solve
     from inverset.target import read_labels
 
-    m = load_cli_model(model, trust, factory, device, input_shape)
-    domain = build_domain(box, box_file, integer, constraints, input_shape)
     opts = parse_options(option)
+    check_solver_options(opts)
+    m = load_cli_model(model, trust, factory, device, input_shape)
+    domain = build_domain(box, box_file, integer, constraints, input_shape, model=m)
+    space = latent_space(*latent, model=m, trust=trust, device=device)
     if starts is not None:
         opts["starts"] = starts
     if steps is not None:
@@ -151,6 +194,7 @@ def _run(
         goal,
         domain,
         solver=solver,
+        space=space,
         labels=read_labels(str(labels)) if labels else None,
         seed=seed,
         time_limit=time_limit,
@@ -172,6 +216,10 @@ def _command(goal_kind: str, doc: str):
         constraints: ConstraintsOpt = None,
         input_shape: ShapeOpt = None,
         labels: LabelsOpt = None,
+        generator: GeneratorOpt = None,
+        generator_weights: GeneratorWeightsOpt = None,
+        latent_dim: LatentDimOpt = None,
+        latent_bound: LatentBoundOpt = 3.0,
         solver: SolverOpt = "gradient",
         starts: StartsOpt = None,
         steps: StepsOpt = None,
@@ -196,6 +244,7 @@ def _command(goal_kind: str, doc: str):
             constraints,
             input_shape,
             labels,
+            (generator, generator_weights, latent_dim, latent_bound),
             solver,
             starts,
             steps,
@@ -234,6 +283,10 @@ def reach(
     constraints: ConstraintsOpt = None,
     input_shape: ShapeOpt = None,
     labels: LabelsOpt = None,
+    generator: GeneratorOpt = None,
+    generator_weights: GeneratorWeightsOpt = None,
+    latent_dim: LatentDimOpt = None,
+    latent_bound: LatentBoundOpt = 3.0,
     solver: SolverOpt = "gradient",
     starts: StartsOpt = None,
     steps: StepsOpt = None,
@@ -259,6 +312,7 @@ def reach(
         constraints,
         input_shape,
         labels,
+        (generator, generator_weights, latent_dim, latent_bound),
         solver,
         starts,
         steps,
@@ -286,6 +340,10 @@ def range_(
     constraints: ConstraintsOpt = None,
     input_shape: ShapeOpt = None,
     labels: LabelsOpt = None,
+    generator: GeneratorOpt = None,
+    generator_weights: GeneratorWeightsOpt = None,
+    latent_dim: LatentDimOpt = None,
+    latent_bound: LatentBoundOpt = 3.0,
     solver: SolverOpt = "gradient",
     starts: StartsOpt = None,
     steps: StepsOpt = None,
@@ -303,8 +361,6 @@ def range_(
     """Find inputs whose target lies between z1 and z2 (--range z1,z2)."""
     z = parse_floats(range_, "--range")
     if len(z) != 2:
-        from inverset.errors import InversetError
-
         raise InversetError(f"--range takes z1,z2 (two numbers), got {range_!r}")
     _run(
         Goal.range(*z),
@@ -316,6 +372,7 @@ def range_(
         constraints,
         input_shape,
         labels,
+        (generator, generator_weights, latent_dim, latent_bound),
         solver,
         starts,
         steps,

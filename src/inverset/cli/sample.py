@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -14,9 +13,13 @@ from inverset.cli.app import (
     ConstraintsOpt,
     DeviceOpt,
     FactoryOpt,
+    GeneratorOpt,
+    GeneratorWeightsOpt,
     IntegerOpt,
     JsonOpt,
     LabelsOpt,
+    LatentBoundOpt,
+    LatentDimOpt,
     ModelArg,
     SeedOpt,
     ShapeOpt,
@@ -27,6 +30,7 @@ from inverset.cli.app import (
     build_domain,
     checked_out,
     finish,
+    latent_space,
     load_cli_model,
     out,
     parse_floats,
@@ -83,20 +87,10 @@ def sample(
         list[str] | None,
         typer.Option("--intersect", help="TARGET:z1,z2 every sample must also meet (repeatable)"),
     ] = None,
-    generator: Annotated[
-        str | None,
-        typer.Option("--generator", help="decoder G (file or package.module:factory): x = G(z)"),
-    ] = None,
-    generator_weights: Annotated[
-        Path | None,
-        typer.Option("--generator-weights", help="state dict for a --generator factory"),
-    ] = None,
-    latent_dim: Annotated[
-        int | None, typer.Option("--latent-dim", help="code size of G (default: recorded on G)")
-    ] = None,
-    latent_bound: Annotated[
-        float, typer.Option("--latent-bound", help="codes lie in [-B, B]^dim")
-    ] = 3.0,
+    generator: GeneratorOpt = None,
+    generator_weights: GeneratorWeightsOpt = None,
+    latent_dim: LatentDimOpt = None,
+    latent_bound: LatentBoundOpt = 3.0,
     encoder: Annotated[
         str | None,
         typer.Option(
@@ -136,49 +130,28 @@ def sample(
 ) -> None:
     """Sample the inverse set: -n diverse inputs with z1 <= TARGET <= z2 (Hada et al.)."""
     from inverset.domain import Box
-    from inverset.model import model_device
     from inverset.sampling import sample as run_sample
     from inverset.solvers import check_options
-    from inverset.space import Latent
     from inverset.target import read_labels
     from inverset.zoo import MAX_SEARCH_SEED, check_seed
 
     z1, z2 = parse_range(range_)
     opts = parse_options(option)
     check_options("the sampler", run_sample, opts, exclude=CLI_PARAMETERS)
-    if latent_dim is not None and latent_dim < 1:
-        raise InversetError(f"--latent-dim must be a whole number >= 1, got {latent_dim}")
-    if not 0 < latent_bound < math.inf:
-        raise InversetError(
-            f"--latent-bound must be a positive number (codes lie in [-B, B]), got {latent_bound}"
-        )
-    if generator is None and (generator_weights is not None or latent_dim is not None):
-        given = "--generator-weights" if generator_weights is not None else "--latent-dim"
-        raise InversetError(f"{given} applies to a generator; give --generator too")
     check_seed(seed, MAX_SEARCH_SEED)
     m = load_cli_model(model, trust, factory, device, input_shape)
-    domain = build_domain(box, box_file, integer, constraints, input_shape)
+    domain = build_domain(box, box_file, integer, constraints, input_shape, model=m)
     if not domain.bounded and box is None and box_file is None:
         domain = Box(0, 1, shape=domain.shape, integer=domain.integer, A=domain.A, b=domain.b)
-    space = None
-    if generator is not None:
-        from inverset.loaders import load_model
-
-        if generator_weights is not None:
-            g = load_model(generator, weights=generator_weights)
-        else:
-            g = load_cli_model(generator, trust, None, device)
-        g = g.to(model_device(m))
-        dim = latent_dim if latent_dim is not None else getattr(g, "latent_dim", None)
-        shape = getattr(g, "input_shape", None)
-        if dim is None and shape is not None and len(shape) == 1:
-            dim = int(shape[0])
-        if dim is None:
-            raise InversetError(
-                "the generator's code size is unknown; give --latent-dim (e.g. --latent-dim 8)"
-            )
-        shape = domain.shape or getattr(m, "input_shape", None)
-        space = Latent(g, dim, bound=latent_bound, domain=domain.with_shape(shape))
+    space = latent_space(
+        generator,
+        generator_weights,
+        latent_dim,
+        latent_bound,
+        model=m,
+        trust=trust,
+        device=device,
+    )
     result = run_sample(
         m,
         target,

@@ -151,7 +151,8 @@ def crown(
     ``lower=False`` skips the output lower bounds (BaB on a maximization only needs upper).
     ``intermediate``: how hidden pre-activations are bounded: 'crown' (backward, tightest,
     cost grows with depth squared), 'forward' (linear bounds in the input carried forward,
-    cheap for few inputs) or 'auto' (forward when the input is narrower than the layers).
+    cheap for few inputs), 'interval' (the box propagated, cheapest) or 'auto' (forward when
+    the input is narrower than the layers).
     ``init``: known pre-activation bounds per layer (e.g. of a parent box) to intersect with;
     neurons they already fix are not recomputed.
     ``alpha_steps``: optimized slopes (alpha-CROWN on the output rows): that many Adam steps on
@@ -160,9 +161,13 @@ def crown(
     ``alpha_hidden``: the same for every hidden layer's unstable pre-activation bounds, layer
     by layer (costly: for one root box, e.g. before branching on ReLU phases).
     ``deadline`` (a ``time.perf_counter()`` value): slope optimization stops there (each
-    iterate is sound, so the bounds are only less tight).
+    iterate is sound, so the bounds are only less tight); a call begun past it keeps the
+    hidden layers' interval bounds (sound, looser, and at once: a solve out of time still
+    gets a bound).
     """
     B = lo.shape[0]
+    if time.perf_counter() > deadline:
+        intermediate = "interval"
     if intermediate == "auto":
         widths = net.widths()
         intermediate = "forward" if widths and net.n_inputs * 4 <= min(widths) else "crown"
@@ -189,7 +194,7 @@ def crown(
         elif k == 0 and intermediate == "forward":
             Au = Al = w.expand(B, *w.shape)
             cu = cl = b.expand(B, -1)
-        if k > 0 and intermediate != "forward":
+        if k > 0 and intermediate == "crown":
             rows_k = ((zl < 0) & (zu > 0)).any(0).nonzero().reshape(-1)
             if rows_k.numel():
                 W = torch.cat([w[rows_k], -w[rows_k]])

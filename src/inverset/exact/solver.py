@@ -46,6 +46,10 @@ MILP_MAX_UNSTABLE = 24
 #: leaves open after 40 s; the wine and breast-cancer classifiers (13 and 30 inputs, <= 64
 #: unstable), the MILP certifies in 0.5-1.9 s against 0.4-12 s.
 RELU_MIN_UNSTABLE = 64
+#: branch and bound starts only with time left for this many root CROWN passes: its own root
+#: (optimized slopes, node bounds recomputed through the splits) costs several, and does not
+#: stop at the deadline (a 0.5 s limit on an 8x8 digits CNN ran 1.0 s over)
+BAB_MIN_CROWNS = 4
 
 
 #: how a search ended without an answer: its status, and what the message says
@@ -129,13 +133,25 @@ class _Ctx:
         self._heads: dict[float, tuple[Network, Head]] = {}
         self._root: Bounds | None = None
         self._milp: Bounds | None = None
+        #: seconds of the problem's extraction and of the root's CROWN pass: what optional
+        #: steps (a second extraction, branch and bound's own root) cost at least
+        self.extract_seconds = time.perf_counter() - t0
+        self.crown_seconds = 0.0
 
     def root_bounds(self) -> Bounds:
         """CROWN bounds of every row on the whole box (computed once per solve: the method
         choice, both senses' MILPs and the witness search share them)."""
         if self._root is None:
-            self._root = crown(self.net, self.lo[None], self.hi[None])
+            # past the deadline, the hidden layers keep interval bounds: sound, and at once
+            t = time.perf_counter()
+            self._root = crown(self.net, self.lo[None], self.hi[None], deadline=self.deadline)
+            self.crown_seconds = time.perf_counter() - t
         return self._root
+
+    def short_of(self, seconds: float) -> bool:
+        """Whether less than ``seconds`` is left before the deadline."""
+        left = self.remaining()
+        return left is not None and left < seconds
 
     def milp_bounds(self) -> Bounds:
         """Bounds for the MILP's big-M constants: the root CROWN bounds, and when they leave
@@ -143,10 +159,19 @@ class _Ctx:
         tighter constants for a one-off cost)."""
         if self._milp is None:
             self._milp = self.root_bounds()
-            if self.root_unstable() > MILP_MAX_UNSTABLE:
+            if self.root_unstable() > MILP_MAX_UNSTABLE and time.perf_counter() < self.deadline:
                 lo, hi = self.lo[None], self.hi[None]
                 stop = self.share(0.25)
-                self._milp = crown(self.net, lo, hi, alpha_hidden=20, alpha_steps=20, deadline=stop)
+                # intersected with the root's: never looser, even when the time runs out
+                self._milp = crown(
+                    self.net,
+                    lo,
+                    hi,
+                    init=self._milp.pre,
+                    alpha_hidden=20,
+                    alpha_steps=20,
+                    deadline=stop,
+                )
         return self._milp
 
     def share(self, fraction: float) -> float:
@@ -161,6 +186,9 @@ class _Ctx:
 
     def head_net(self, sense: float) -> tuple[Network, Head]:
         """``sense * target`` as a min/max head over separately bounded rows."""
+        if sense not in self._heads and self.short_of(self.extract_seconds):
+            # no time for a second extraction: the compiled chain is a sound head
+            self._heads[sense] = (self.net.select([0], sense), Head("leaf", 0))
         if sense not in self._heads:
             p = self.problem
             e = p.target if sense > 0 else Neg(p.target)
@@ -251,10 +279,16 @@ class _Ctx:
 
 
 def _incumbent(
-    ctx: _Ctx, sense: float, threshold: float | None = None, n: int = 512, steps: int = 50
+    ctx: _Ctx,
+    sense: float,
+    threshold: float | None = None,
+    n: int = 512,
+    steps: int = 50,
+    cap: float = math.inf,
 ) -> tuple[torch.Tensor | None, float]:
     """Sampling, then projected sign-gradient ascent on ``sense * target`` (feasible points
-    only); returns early when a sample already reaches ``threshold``."""
+    with ``sense * target <= cap`` only); returns early when a sample already reaches
+    ``threshold``."""
     p = ctx.problem
     gen = torch.Generator().manual_seed(ctx.seed)
     x = p.domain.sample(n, gen, dtype=torch.float64).reshape(n, -1)
@@ -264,12 +298,12 @@ def _incumbent(
     def best(xs):
         with torch.no_grad():
             v = net.forward(xs)[:, 0]
-        v = torch.where(ctx.feasible(xs), v, torch.full_like(v, -math.inf))
+        v = torch.where(ctx.feasible(xs) & (v <= cap), v, torch.full_like(v, -math.inf))
         i = int(torch.argmax(v))
         return (xs[i], float(v[i])) if math.isfinite(float(v[i])) else (None, -math.inf)
 
     x0, v0 = best(x)
-    if (threshold is not None and v0 >= threshold) or steps == 0:
+    if (threshold is not None and v0 >= threshold) or steps == 0 or ctx.remaining() == 0.0:
         return x0, v0
     # the ascent only proposes points, each re-evaluated in float64 by best(): float32 is
     # enough for it and twice as fast (784-256-256 nets: 0.9 -> 0.45 s)
@@ -347,26 +381,29 @@ def _maximize(
     max_nodes: int | None,
     branching: str = "auto",
     alpha_steps: int = 0,
+    cap: float | None = None,
 ) -> dict[str, Any]:
-    """Maximize ``sense * target`` (or decide whether it reaches ``threshold``).
+    """Maximize ``sense * target`` (or decide whether it reaches ``threshold``), over the
+    inputs with ``sense * target <= cap`` when a ``cap`` is given (a MILP constraint).
 
     Returns x (flat, float64), value (of sense*target on the chain), bound, status in
-    optimal | time_limit | reached | below | infeasible.
+    optimal | time_limit | reached | below | infeasible (with a cap: no input is below it).
     """
     net = ctx.net.select(range(ctx.net.weights[-1].shape[0]))
     net.weights[-1] = net.weights[-1].clone()
     net.biases[-1] = net.biases[-1].clone()
     net.weights[-1][0] *= sense
     net.biases[-1][0] *= sense
-    chosen = _method(ctx, method)
+    chosen = "milp" if cap is not None else _method(ctx, method)
     use_milp = chosen == "milp"
+    top = math.inf if cap is None else cap
     # a MILP with few binaries finds its own optimum at once: sampling is start enough
     small = use_milp and ctx.root_unstable() <= MILP_MAX_UNSTABLE
-    x0, v0 = _incumbent(ctx, sense, threshold, steps=0 if small else 50)
+    x0, v0 = _incumbent(ctx, sense, threshold, steps=0 if small else 50, cap=top)
     if ctx.given is not None:  # a starting point handed in by the caller (e.g. solver auto)
         xg = ctx.given.reshape(1, -1)
         vg = float(ctx.net.forward(xg)[0, 0]) * sense
-        if bool(ctx.feasible(xg)[0]) and vg > v0:
+        if bool(ctx.feasible(xg)[0]) and v0 < vg <= top:
             x0, v0 = xg[0], vg
     if threshold is not None and v0 >= threshold:
         return {"x": x0, "value": v0, "bound": None, "status": "reached", "method": "sampling"}
@@ -377,8 +414,9 @@ def _maximize(
         root = float(b.out_hi[0, 0]) if sense > 0 else -float(b.out_lo[0, 0])
         hnet, head = ctx.head_net(sense)
         if head.kind != "leaf":  # min/max targets: their rows bounded apart are tighter
-            hb = crown(hnet, ctx.lo[None], ctx.hi[None], lower=False)
+            hb = crown(hnet, ctx.lo[None], ctx.hi[None], lower=False, deadline=ctx.deadline)
             root = min(root, float(head.apply(hb.out_hi)[0]))
+        root = min(root, top)
         ctx.timings["bounds"] = ctx.timings.get("bounds", 0.0) + time.perf_counter() - t
         if threshold is not None and root < threshold:
             return {"x": x0, "value": v0, "bound": root, "status": "below", "method": "crown"}
@@ -393,6 +431,8 @@ def _maximize(
             return {**late, "status": "time_limit"}
         if threshold is not None:
             model.add_output_constraint(0, threshold, math.inf)
+        if cap is not None:
+            model.add_output_constraint(0, -math.inf, cap)
         warm = None
         if x0 is not None and (threshold is None or v0 >= threshold):
             warm = model.columns(x0.numpy())
@@ -446,6 +486,18 @@ def _maximize(
             )
         return {"x": x, "value": v, "bound": bound, "status": st, "method": milp_solver}
     ctx.method_used.append(chosen)
+    if ctx.short_of(BAB_MIN_CROWNS * ctx.crown_seconds):
+        # no time for branch and bound's own root: the root bound, and the time left spent
+        # climbing from the incumbent
+        b = ctx.root_bounds()
+        root = float(b.out_hi[0, 0]) if sense > 0 else -float(b.out_lo[0, 0])
+        if x0 is not None and ctx.remaining():
+            row = net.select([0])
+            xs, _ = bab.local_ascent(row, x0[None], ctx.lo, ctx.hi, 200, deadline=ctx.deadline)
+            v1 = float(row.forward(xs)[0, 0])
+            if v1 > v0:
+                x0, v0 = xs[0], v1
+        return {"x": x0, "value": v0, "bound": root, "status": "time_limit", "method": chosen}
     start = time.perf_counter() - ctx.t0
     with progress_bar(progress, None, "exact branch and bound") as bar:
 
@@ -605,6 +657,8 @@ def solve(
         # the bounds are float64 arithmetic without outward rounding: decide 'unreachable' only
         # beyond a rounding margin (a target exactly at the optimum stays reachable)
         pad1, pad2 = (1e-12 * (1.0 + abs(z)) for z in (z1, z2))
+        # what the messages call the goal: a reach goal's value, a range's ends
+        asked = f"{goal.value:g}" if goal.kind == "reach" else f"[{z1:g}, {z2:g}]"
         anywhere = {"x": None, "value": math.inf, "bound": None, "status": "reached"}
         hi_side = (
             _maximize(ctx, 1.0, *args, threshold=z1 - pad1, **kw) if z1 > -math.inf else anywhere
@@ -623,11 +677,10 @@ def solve(
             )
         if hi_side["status"] == "below":
             b = hi_side["bound"]
-            msg = (
-                f"unreachable: the target is at most {b:.6g} < {z1:g} on the whole domain (proven)"
-            )
+            low = asked if goal.kind == "reach" else f"{z1:g}"
+            msg = f"unreachable: the target is at most {b:.6g} < {low} on the whole domain (proven)"
             if "proof" in hi_side:
-                msg = f"unreachable: no input reaches {z1:g}; {hi_side['proof']}"
+                msg = f"unreachable: no input reaches {low}; {hi_side['proof']}"
             if goal.kind == "reach":
                 return _nearest(ctx, hi_side, 1.0, msg, args, kw, timings, info)
             return _result(ctx, hi_side["x"], None, "unreachable", msg, b, timings, info, hi_side)
@@ -639,12 +692,13 @@ def solve(
                 ctx, None, None, "infeasible", "the domain admits no input", None, timings, info, {}
             )
         if lo_side["status"] == "below":
-            b = -lo_side["bound"]
+            b = -lo_side["bound"] + 0.0  # never -0.0
+            high = asked if goal.kind == "reach" else f"{z2:g}"
             msg = (
-                f"unreachable: the target is at least {b:.6g} > {z2:g} on the whole domain (proven)"
+                f"unreachable: the target is at least {b:.6g} > {high} on the whole domain (proven)"
             )
             if "proof" in lo_side:
-                msg = f"unreachable: no input goes down to {z2:g}; {lo_side['proof']}"
+                msg = f"unreachable: no input goes down to {high}; {lo_side['proof']}"
             if goal.kind == "reach":
                 return _nearest(ctx, lo_side, -1.0, msg, args, kw, timings, info)
             return _result(ctx, lo_side["x"], None, "unreachable", msg, b, timings, info, lo_side)
@@ -656,25 +710,21 @@ def solve(
             return _closest(ctx, pts, st, f"{why} before reachability was decided", timings, info)
         x, why = _witness(ctx, hi_side["x"], lo_side["x"], z1, z2, args[1], threads)
         if why == "infeasible":
-            return _result(
-                ctx,
-                None,
-                None,
-                "unreachable",
-                f"unreachable: the target reaches values on both sides of [{z1:g}, {z2:g}] but "
-                f"none inside it; the MILP requiring it is infeasible ({args[1]})",
-                None,
-                timings,
-                info,
-                {},
+            msg = (
+                f"unreachable: the target reaches values on both sides of {asked} but none "
+                f"{'at' if goal.kind == 'reach' else 'inside'} it; the MILP requiring it is "
+                f"infeasible ({args[1]})"
             )
+            if goal.kind == "reach":
+                return _nearest_between(ctx, z1, z2, pts, msg, args, kw, timings, info)
+            return _result(ctx, None, None, "unreachable", msg, None, timings, info, {})
         if x is None:
             connected = not (ctx.problem.domain.integer or ctx.problem.constraints)
             return _closest(
                 ctx,
                 pts,
                 "time_limit" if why == "time_limit" else "not_found",
-                f"the target takes values on both sides of [{z1:g}, {z2:g}]"
+                f"the target takes values on both sides of {asked}"
                 + (
                     " (so, on this connected domain, inside it too)"
                     if connected
@@ -692,7 +742,8 @@ def solve(
             ctx,
             [x, *pts],
             "found",
-            f"witness found: the range [{z1:g}, {z2:g}] is reachable",
+            f"witness found: {'the value' if goal.kind == 'reach' else 'the range'} {asked} "
+            "is reachable",
             timings,
             info,
         )
@@ -703,6 +754,18 @@ def solve(
 #: answer, and certifying the optimum can take far longer (medium nets: not in 10 minutes)
 NEAREST_SHARE = 1.0
 NEAREST_EXTRA = 1.0
+#: what the message says of that time when the nearest is not certified
+NEAREST_TIME = (
+    "the time the proof took"
+    + (f" times {NEAREST_SHARE:g}" if NEAREST_SHARE != 1 else "")
+    + f", plus {NEAREST_EXTRA:g} s"
+)
+
+
+def _nearest_deadline(ctx: _Ctx) -> None:
+    """Bound the search for the nearest point after a proof (NEAREST_SHARE, NEAREST_EXTRA)."""
+    now = time.perf_counter()
+    ctx.deadline = min(ctx.deadline, now + NEAREST_SHARE * (now - ctx.t0) + NEAREST_EXTRA)
 
 
 def _nearest(ctx: _Ctx, side, sense, msg, args, kw, timings, info) -> Result:
@@ -713,8 +776,7 @@ def _nearest(ctx: _Ctx, side, sense, msg, args, kw, timings, info) -> Result:
     allowed, else the best point found (and the message says which)."""
     if side["x"] is not None:
         ctx.given = side["x"]
-    now = time.perf_counter()
-    ctx.deadline = min(ctx.deadline, now + NEAREST_SHARE * (now - ctx.t0) + NEAREST_EXTRA)
+    _nearest_deadline(ctx)
     full = _maximize(ctx, sense, *args, threshold=None, **kw)
     x, best = side["x"], side["value"]
     if full["x"] is not None and (x is None or full["value"] > best):
@@ -729,9 +791,49 @@ def _nearest(ctx: _Ctx, side, sense, msg, args, kw, timings, info) -> Result:
             f"; nearest: the certified {word} {value:.6g}"
             if done
             else f"; nearest found {value:.6g} (the {word} is not certified: the search for it "
-            "is given the time the proof took, plus 1 s)"
+            f"is given {NEAREST_TIME})"
         )
     return _result(ctx, x, value, "unreachable", msg, sense * bound, timings, info, full)
+
+
+def _nearest_between(ctx: _Ctx, z1, z2, ends, msg, args, kw, timings, info) -> Result:
+    """A reach value the target skips (integer inputs or target constraints: values on both
+    sides of ``[z1, z2]``, none inside, proven): the nearest inputs are those with the largest
+    value below ``z1`` or the smallest above ``z2``, each the optimum of a MILP with the target
+    capped, searched for the time the proof took plus NEAREST_EXTRA s (within the time limit).
+    ``ends`` are points known on either side. The answer stays 'unreachable'; ``bound`` is the
+    certified bound of the returned point's side (no value lies between it and the reach
+    value), and the message says whether the nearest is certified."""
+    _nearest_deadline(ctx)
+    value = ctx.problem.goal.value
+    sides = {  # side: (its search, the sense it maximized)
+        "below": (_maximize(ctx, 1.0, *args, threshold=None, cap=z1, **kw), 1.0),
+        "above": (_maximize(ctx, -1.0, *args, threshold=None, cap=-z2, **kw), -1.0),
+    }
+    # per side, the proven bound on its value nearest the reach value (None: none proven),
+    # and the certified least distance from the reach value to any value there
+    bounds: dict[str, float | None] = {}
+    least: dict[str, float] = {}
+    for name, (r, sense) in sides.items():
+        if r["status"] == "infeasible":  # no input on this side at all
+            bounds[name], least[name] = None, math.inf
+        else:
+            bounds[name] = None if r["bound"] is None else sense * r["bound"]
+            least[name] = 0.0 if r["bound"] is None else max(sense * (value - bounds[name]), 0.0)
+    found = [r["x"] for r, _ in sides.values()] + list(ends)
+    pts = [ctx.snap(x) for x in found if x is not None]
+    vals = ctx.model_values(torch.stack(pts))
+    i = int(np.argmin(np.abs(vals - value)))
+    x, v = pts[i], float(vals[i])
+    side = "below" if v < value else "above"
+    if abs(v - value) <= min(least.values()) + ctx.tol * max(1.0, abs(v)):
+        msg += f"; nearest: the certified nearest value {v:.6g} ({side} it)"
+    else:
+        msg += (
+            f"; nearest found {v:.6g} ({side} it; not certified: the search for it is given "
+            f"{NEAREST_TIME})"
+        )
+    return _result(ctx, x, v, "unreachable", msg, bounds[side], timings, info, {})
 
 
 def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> tuple[torch.Tensor | None, str]:
@@ -753,8 +855,10 @@ def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> tuple[torch.Ten
         return None, "numerical"
     if ctx.problem.domain.integer or ctx.problem.constraints:
         # the range as asked (its infeasibility is the proof), then inset by a rounding margin
-        # when the MILP's point misses it on the model's own float arithmetic
+        # when the MILP's point misses it on the model's own float arithmetic (at most a
+        # quarter of the range: a reach goal's is only its tolerance wide)
         pad = 1e-6 * (1.0 + max(abs(z) for z in (z1, z2) if math.isfinite(z)))
+        pad = min(pad, 0.25 * (z2 - z1))
         for k, (lo, hi) in enumerate(((z1, z2), (z1 + pad, z2 - pad))):
             if k and not lo < hi:
                 break
@@ -816,7 +920,9 @@ def _result(ctx, x, value, status, message, bound, timings, info, r, gap=None) -
         x = ctx.snap(x)
     if x is not None and value is None:
         value = float(ctx.model_values(x[None])[0])
-    xm = None if x is None else x.reshape(p.domain.shape).to(p.dtype).cpu().numpy()
+    # + 0.0: no -0.0 (of a negated target) in what the user reads
+    xm = None if x is None else x.reshape(p.domain.shape).to(p.dtype).cpu().numpy() + 0.0
+    bound = None if bound is None else bound + 0.0
     info = {**info, "method": "+".join(ctx.method_used) or r.get("method", ""), "nodes": ctx.nodes}
     return Result(
         x=xm,

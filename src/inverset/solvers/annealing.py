@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.optimize import dual_annealing
 
 from inverset.errors import InversetError
 from inverset.problem import Problem
@@ -49,8 +50,6 @@ def solve(
         raise InversetError(f"visit must be in (1, 3], got {visit}")
 
     def search(obj: Objective, info: dict[str, Any]) -> str | None:
-        from scipy.optimize import dual_annealing
-
         dim = max(obj.dim, 1)
         info.update(runs=0)
         minimizer = {

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.optimize import basinhopping
 
 from inverset.errors import InversetError
 from inverset.problem import Problem
@@ -57,8 +58,6 @@ def solve(
         raise InversetError(f"T (the acceptance temperature) must be >= 0, got {T}")
 
     def search(obj: Objective, info: dict[str, Any]) -> str | None:
-        from scipy.optimize import basinhopping
-
         rng = np.random.default_rng(seed)
         u0 = rng.uniform(0.0, 1.0, (max(init, 1), obj.dim))
         losses = obj(u0)

@@ -24,6 +24,16 @@ from typing import Any
 import numpy as np
 import torch
 
+# imported with this module, when the solver is chosen (about 0.5 s the first time): inside
+# the search it would be charged to the time limit
+from botorch.acquisition.logei import qLogExpectedImprovement
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.models.transforms.outcome import Standardize
+from botorch.optim import optimize_acqf
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from torch.quasirandom import SobolEngine
+
 from inverset.errors import InversetError
 from inverset.model import torch_threads
 from inverset.problem import Problem
@@ -71,14 +81,6 @@ def solve(
         )
 
     def search(obj: Objective, info: dict[str, Any]) -> str | None:
-        from botorch.acquisition.logei import qLogExpectedImprovement
-        from botorch.fit import fit_gpytorch_mll
-        from botorch.models import SingleTaskGP
-        from botorch.models.transforms.outcome import Standardize
-        from botorch.optim import optimize_acqf
-        from gpytorch.mlls import ExactMarginalLogLikelihood
-        from torch.quasirandom import SobolEngine
-
         d = obj.dim
         n0 = init or 2 * d + 2
         if obj.remaining_evals is not None:

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# imported with this module, when the solver is chosen (cma's first import takes about 1 s):
+# inside the search it would be charged to the time limit
+import cma
 import numpy as np
 
 from inverset.errors import InversetError
@@ -46,8 +49,6 @@ def solve(
         )
 
     def search(obj: Objective, info: dict[str, Any]) -> str | None:
-        import cma
-
         lam = popsize or 4 + int(3 * np.log(max(obj.dim, 1)))
         info.update(runs=0, popsizes=[])
         capped = False  # a run stopped at cma's iteration cap, not at its tolerances

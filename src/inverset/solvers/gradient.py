@@ -8,6 +8,7 @@ Returns the best point and the distinct local optima found, with their values.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -17,12 +18,25 @@ import torch
 # torch.optim's first optimizer imports torch._dynamo (1-2 s): import it with this module,
 # when the solver is chosen, so that it is not charged to the first search's time limit
 import torch._dynamo
+from torch import nn
 
 from inverset.errors import InversetError
 from inverset.problem import Problem
 from inverset.progress import progress_bar
 from inverset.result import Result
 from inverset.space import Direct
+
+#: starts on a flat region follow a network whose ReLUs pass this times their negative inputs
+#: for their first WARM_STEPS steps (at most a third of ``steps``; fewer when the other starts
+#: have converged first): on a small CNN whose target channel is off on 99.6% of the box, 64
+#: starts reached 0.0021 / 0 / 0 at seeds 0-2 without, 0.0184 / 0.0288 / 0.0154 with it,
+#: against a certified 0.0304; a slope of 0.01 stayed at 0.0119
+LEAKY_SLOPE = 0.1
+WARM_STEPS = 100
+
+
+def _has_relu(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.ReLU) for m in model.modules())
 
 
 class Scaled:
@@ -72,6 +86,10 @@ def solve(
     ``lr`` is relative to the box width per feature. ``polish`` runs scipy's L-BFGS-B on the
     best points (SLSQP under linear constraints ``A x <= b``; not for range goals).
     ``patience`` stops early when no start improved its loss in that many steps.
+    Starts whose gradient is exactly zero (a flat region: every unit the target reads is off)
+    are moved (:func:`_move_flat_starts`) and, when the model has ``nn.ReLU`` modules, take
+    their first steps (WARM_STEPS) through leaky ReLUs (LEAKY_SLOPE); their values count from
+    the first step on the model itself.
 
     ``max_evals`` counts this solve's evaluations (a problem may arrive with some made: auto's
     probes). The status is ``step_limit`` when an iteration cap (``steps`` with no polish, the
@@ -95,7 +113,13 @@ def solve(
     box = problem.space.box
     sc = Scaled(problem)
     goal = problem.goal
-    history: dict[str, list] = {"step": [], "best": [], "time": [], "nfev": [], "stage": []}
+    history: dict[str, list] = {
+        "step": [],
+        "best": [],
+        "time": [],
+        "nfev": [],
+        "stage": [],
+    }
     # a range goal aims a little inside [z1, z2] so that float noise keeps points inside
     if goal.kind == "range":
         from inverset.goal import Goal
@@ -135,6 +159,10 @@ def solve(
         best_loss = torch.full((starts,), math.inf, device=problem.device, dtype=problem.dtype)
         best_u = u.detach().clone()
         stale = 0
+        # starts on a flat region (every unit the target reads is off): their first steps
+        # follow a network with leaky ReLUs, which has a gradient there
+        warm: torch.Tensor | None = None
+        warm_end = -1
         t_adam = time.perf_counter()
         try:
             with progress_bar(progress, steps + 1, "gradient search") as bar:
@@ -144,7 +172,9 @@ def solve(
                             0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1)))
                         )
                     opt.zero_grad()
-                    v, cv = problem.evaluate_all(problem.space.to_input(sc.z(u)))
+                    warming = warm is not None and step <= warm_end
+                    with _leaky_relus(problem.model, warm) if warming else contextlib.nullcontext():
+                        v, cv = problem.evaluate_all(problem.space.to_input(sc.z(u)))
                     loss = loss_of(v, cv)
                     finite = torch.isfinite(loss)
                     if not finite.any():
@@ -153,6 +183,8 @@ def solve(
                             "check the model's input scaling or narrow the box"
                         )
                     ld = torch.where(finite, loss.detach(), torch.full_like(loss, math.inf))
+                    if warming:  # the stand-in network's values are not the target's
+                        ld = torch.where(warm, torch.full_like(ld, math.inf), ld)
                     improved = ld < best_loss - 1e-9 * (1 + best_loss.abs().nan_to_num(posinf=0))
                     best_u[improved] = u.detach()[improved]
                     if step == 0:  # the values at best_u: the answer when no budget is left
@@ -163,7 +195,9 @@ def solve(
                             cv.detach()[improved],
                         )
                     best_loss = torch.minimum(best_loss, ld)
-                    stale = 0 if bool(improved.any()) else stale + 1
+                    # no start to converge while every one follows the stand-in network
+                    held = warming and bool(warm.all())
+                    stale = 0 if held or bool(improved.any()) else stale + 1
                     ib = int(torch.argmin(best_loss))
                     history["step"].append(step)
                     history["best"].append(
@@ -180,7 +214,9 @@ def solve(
                     if reason:
                         status = reason
                         break
-                    if stale >= patience:
+                    if stale >= patience and warming:  # the others have converged
+                        warm_end, stale = step, 0
+                    elif stale >= patience:
                         break
                     if step == steps:
                         capped = True
@@ -194,7 +230,9 @@ def solve(
                     torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
                     u.grad = torch.nan_to_num(u.grad)
                     if step == 0:
-                        _move_flat_starts(u, gen, isinstance(problem.space, Direct))
+                        flat = _move_flat_starts(u, gen, isinstance(problem.space, Direct))
+                        if bool(flat.any()) and _has_relu(problem.model):
+                            warm, warm_end = flat, min(WARM_STEPS, steps // 3)
                     opt.step()
                     with torch.no_grad():
                         u.copy_(sc.u(box.project(sc.z(u))))
@@ -232,7 +270,8 @@ def solve(
             if goal.kind in ("range", "reach"):
                 final_loss = goal.loss(values)
     r = _result(problem, zs, x, values, final_loss, ok, status, history, timings, t0, starts)
-    if short and box.integer and r.x is None:
+    if short and box.integer and r.x is None:  # the budget, not the domain, left no point
+        r.status = "max_evals"
         r.message = (
             f"max_evals={max_evals} left no evaluation for rounding the integer features to "
             "whole numbers; give a larger budget"
@@ -293,7 +332,9 @@ def _sparse_starts(z: torch.Tensor, sc: Scaled, gen: torch.Generator) -> torch.T
     return z
 
 
-def _move_flat_starts(u: torch.Tensor, gen: torch.Generator, image_like: bool = True) -> None:
+def _move_flat_starts(
+    u: torch.Tensor, gen: torch.Generator, image_like: bool = True
+) -> torch.Tensor:
     """Starts whose gradient is exactly zero sit on a flat region (random images on the
     MNIST-FC nets switch off every ReLU of a layer) where Adam cannot move: put them on the
     box's lower and upper corners, its centre, then in turn (unit coordinates) on random
@@ -303,7 +344,7 @@ def _move_flat_starts(u: torch.Tensor, gen: torch.Generator, image_like: bool = 
     flat = (u.grad.reshape(len(u), -1) == 0).all(1)
     k = int(flat.sum())
     if k == 0:
-        return
+        return flat
     ones, shape = (1,) * (u.dim() - 1), (k, *u.shape[1:])
     scale = 0.5 * torch.rand((k, *ones), generator=gen, dtype=torch.float64)
     near = scale * torch.rand(shape, generator=gen, dtype=torch.float64)
@@ -315,6 +356,39 @@ def _move_flat_starts(u: torch.Tensor, gen: torch.Generator, image_like: bool = 
         new[i] = corner
     with torch.no_grad():
         u[flat] = new.to(u)
+    return flat
+
+
+@contextlib.contextmanager
+def _leaky_relus(model: nn.Module, rows: torch.Tensor, slope: float = LEAKY_SLOPE):
+    """While open, every ``nn.ReLU`` module of ``model`` passes ``slope`` times its negative
+    inputs on the batch rows ``rows`` (bool [B]): a stand-in network whose gradient is not zero
+    where every unit a target reads is off (ReLUs called as functions are not reached)."""
+    saved: dict[nn.Module, torch.Tensor] = {}
+
+    def before(mod: nn.Module, args: tuple) -> tuple | None:
+        saved[mod] = args[0]
+        return (args[0].clone(),) if getattr(mod, "inplace", False) else None
+
+    def after(mod: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor | None:
+        x = saved.pop(mod)
+        if x.shape[0] != rows.shape[0]:
+            return None
+        r = rows.to(x.device).reshape(-1, *([1] * (x.dim() - 1)))
+        return torch.where(r & (x < 0), slope * x, out)
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, nn.ReLU):
+            handles += [
+                m.register_forward_pre_hook(before),
+                m.register_forward_hook(after),
+            ]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 class _Halt(Exception):
@@ -328,7 +402,13 @@ SLSQP_MAX_DIMS = 500
 
 
 def _polish(
-    problem, losses, zs, sc, top: int, calls: int | None = None, deadline: float = math.inf
+    problem,
+    losses,
+    zs,
+    sc,
+    top: int,
+    calls: int | None = None,
+    deadline: float = math.inf,
 ) -> tuple[torch.Tensor, str]:
     """L-BFGS-B from the ``top`` best points at once (their losses are summed; separable), or
     under linear constraints ``A x <= b`` SLSQP from each in turn (projected Adam stalls on
@@ -367,7 +447,8 @@ def _polish(
             if calls is not None and seen["n"] >= calls - 1:
                 raise _Halt("max_evals")
             seen["n"] += 1
-            zz = torch.as_tensor(flat, dtype=z0.dtype, device=z0.device).reshape(shape)
+            # a copy: scipy hands a read-only array when every bound is fixed (lo == hi)
+            zz = torch.as_tensor(flat.copy(), dtype=z0.dtype, device=z0.device).reshape(shape)
             zz.requires_grad_(True)
             loss, _ = losses(zz)
             total = loss.sum()
@@ -393,8 +474,9 @@ def _polish(
             ends.append(str(halt))
         else:
             best = res.x
-            ends.append("step_limit" if res.nit >= maxiter else "converged")
-        return torch.as_tensor(best, dtype=z0.dtype, device=z0.device).reshape(shape)
+            # scipy reports no iterations (no ``nit``) when every bound is fixed (lo == hi)
+            ends.append("step_limit" if getattr(res, "nit", 0) >= maxiter else "converged")
+        return torch.as_tensor(np.array(best), dtype=z0.dtype, device=z0.device).reshape(shape)
 
     # separable under a box: all points at once; under A x <= b, SLSQP from each in turn
     pieces = [z0] if box.A is None else [z0[i : i + 1] for i in range(len(z0))]
@@ -455,7 +537,9 @@ def _integer_search(
                 parts.append(losses(cz[i : i + 4096])[0])
             cl = torch.cat(parts)
             cl = torch.where(
-                valid, cl.reshape(n, 2 * d), torch.full_like(valid, math.inf, dtype=cl.dtype)
+                valid,
+                cl.reshape(n, 2 * d),
+                torch.full_like(valid, math.inf, dtype=cl.dtype),
             )
             bl, bj = cl.min(1)
             move = bl < cur - 1e-12
@@ -482,20 +566,21 @@ def _result(problem, zs, x, values, loss, ok, status, history, timings, t0, star
     # feature (one sort, not a pairwise comparison: thousands of starts in many dimensions)
     cand = order if goal.kind != "range" else order[loss[order] <= 0]
     base = np.where(np.isfinite(lo), lo, 0.0)
-    keys = np.round((u[cand] - base) / width * 1e3).astype(np.int64)
+    # float keys: on an unbounded box points may lie far beyond int64's range (x ~ 1e35)
+    with np.errstate(over="ignore", invalid="ignore"):
+        keys = np.round((u[cand] - base) / width * 1e3) + 0.0  # + 0.0: -0.0 keys as 0.0
     first = np.unique(keys, axis=0, return_index=True)[1] if len(cand) else np.zeros(0, int)
     keep = [int(i) for i in cand[np.sort(first)]]
     vals = values.detach().double().cpu().numpy()
     xs = x.detach().cpu().numpy()
     timings["total"] = time.perf_counter() - t0
-    if not len(order):
+    if not len(order):  # whatever ended the search (README: never a success)
+        stop = "" if status == "converged" else f" (the search stopped: {status.replace('_', ' ')})"
         return Result(
             x=None,
             value=None,
-            status="not_found"
-            if goal.kind in ("range", "reach") or status == "converged"
-            else status,
-            message="no start ended inside the domain and constraints",
+            status="not_found",
+            message=f"no start ended inside the domain and constraints{stop}",
             nfev=problem.nfev,
             solver="gradient",
             history=history,

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# imported with this module, when the solver is chosen (nevergrad's first import takes 1-2 s):
+# inside the search it would be charged to the time limit
+import nevergrad as ng
 import numpy as np
 
 from inverset.errors import InversetError
@@ -48,8 +51,6 @@ def solve(
         )
 
     def search(obj: Objective, info: dict[str, Any]) -> str | None:
-        import nevergrad as ng
-
         # clipping (not nevergrad's default bouncing) lets particles sit on the bounds, where
         # the optima of piecewise-linear models often are
         param = ng.p.Array(init=np.full(obj.dim, 0.5)).set_mutation(sigma=0.3)

@@ -1,0 +1,388 @@
+"""The query commands (maximize, minimize, reach, range) and the solvers behind them: options
+that belong to the query, box files, single-point boxes, reach goals the exact solver proves
+unreachable, time limits, and searches in a generator's latent space."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import inverset as iv
+from inverset.result import Result
+from tests.conftest import cli
+
+MODELS = '''
+import torch
+from torch import nn
+
+
+def mlp4():
+    """4 -> 16 -> 16 -> 2 ReLU net that records its input shape."""
+    torch.manual_seed(1)
+    m = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 2))
+    m.input_shape = (4,)
+    return m
+
+
+def lin():
+    """out = relu(x0) + 0.01 relu(x1) on x >= 0: x0 whole makes values skip (x0 + 0.03, x0 + 1)."""
+    m = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+    with torch.no_grad():
+        m[0].weight.copy_(torch.tensor([[1.0, 0], [-1, 0], [0, 1], [0, -1]]))
+        m[0].bias.zero_()
+        m[2].weight.copy_(torch.tensor([[1.0, -1, 0.01, -0.01]]))
+        m[2].bias.zero_()
+    m.input_shape = (2,)
+    return m
+
+
+def conv():
+    """A small image model on (1, 8, 8)."""
+    torch.manual_seed(2)
+    m = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10)
+    )
+    m.input_shape = (1, 8, 8)
+    return m
+
+
+def gen():
+    """A generator of mlp4's inputs from 2-d codes (records its code size)."""
+    torch.manual_seed(5)
+    g = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 4))
+    g.latent_dim = 2
+    return g
+'''
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A directory with the factory module ``cliq_models`` and its state dicts."""
+    d = tmp_path_factory.mktemp("cli_queries")
+    (d / "cliq_models.py").write_text(textwrap.dedent(MODELS))
+    sys.path.insert(0, str(d))
+    import cliq_models
+
+    for name in ("mlp4", "lin", "conv", "gen"):
+        torch.save(getattr(cliq_models, name)().state_dict(), d / f"{name}.pt")
+    yield d
+    sys.path.remove(str(d))
+
+
+def mlp4_args(models) -> list:
+    return [models / "mlp4.pt", "--factory", "cliq_models:mlp4", "-t", "out:0", "--no-progress"]
+
+
+def value_of(module: torch.nn.Module, x, k: int = 0) -> float:
+    with torch.no_grad():
+        return float(module(torch.as_tensor(np.asarray(x), dtype=torch.float32)[None])[0, k])
+
+
+# ------------------------------------------------------------------ --option
+
+
+@pytest.mark.parametrize(
+    "option,hint",
+    [
+        ("seed=3", "use --seed"),
+        ("time_limit=1", "use --time-limit"),
+        ("max_evals=100", "use --max-evals"),
+        ("progress=true", "use --progress/--no-progress"),
+        ("input_shape=4", "use --input-shape"),
+        ("labels=a", "use --labels"),
+        ("solver=exact", "use --solver"),
+        ("space=x", "use --generator"),
+        ("domain=1", "use --box, --box-file"),
+        ("constraints=1", "linear constraints A x <= b go in --constraints"),
+        ("target=out:1", "use --target"),
+    ],
+)
+def test_an_option_of_the_query_is_refused_naming_the_cli_option(run_main, models, option, hint):
+    p = run_main("maximize", *mlp4_args(models), "--box=-1,1", "--option", option)
+    assert p.returncode == 2, p.stdout + p.stderr
+    key = option.split("=")[0]
+    assert f"--option {key}=... is not a solver option; " in p.stderr and hint in p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_a_solver_option_still_passes(run_main, models):
+    p = run_main("maximize", *mlp4_args(models), "--box=-1,1", "--option", "starts=3", "--json")
+    assert p.returncode == 0, p.stderr
+    assert "best of 3 starts" in json.loads(p.stdout)["message"]
+
+
+# ------------------------------------------------------------------ box files
+
+
+def test_box_file_of_flat_features_fits_an_image_input_shape(run_main, models, tmp_path):
+    import cliq_models
+
+    rng = np.random.default_rng(0)
+    data = rng.uniform(0, 1, (20, 64)) * np.linspace(0.2, 1.0, 64)  # per-feature ranges
+    np.savetxt(tmp_path / "digits.csv", data, delimiter=",")
+    p = run_main(
+        "maximize", models / "conv.pt", "--factory", "cliq_models:conv", "--input-shape", "1,8,8",
+        "--box-file", tmp_path / "digits.csv", "-t", "out:3", "--starts", "4", "--steps", "30",
+        "--no-progress", "--out", tmp_path / "o", "--json",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    r = Result.load(tmp_path / "o")
+    assert r.x.shape == (1, 8, 8)
+    flat = r.x.reshape(-1)
+    assert (flat >= data.min(0) - 1e-6).all() and (flat <= data.max(0) + 1e-6).all()
+    net = cliq_models.conv()
+    net.load_state_dict(torch.load(models / "conv.pt", weights_only=True))
+    assert value_of(net, r.x, 3) == pytest.approx(r.value, abs=1e-4)
+    # the API alike: one bound per feature, given flat, for an image shape
+    box = iv.Box(data.min(0), data.max(0), shape=(1, 8, 8))
+    np.testing.assert_array_equal(box.upper, data.max(0).reshape(1, 8, 8))
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("lo,0,0,0,0\nhi,1,1,1\n", "the lo row has 4 values and the hi row 3"),
+        ("lo,0,0,0,0\nhi,1,1,1,1\nlo,2,2,2,2\n", "other rows (rows: lo, hi, lo)"),
+        ("0,1,2,3\n1,2\n", "data row 2 has 2 cells but row 1 has 4"),
+        ("lo,0,0,0,0\n", "has a lo row but no hi row"),
+        ("lo,0,0,0\nhi,1,1,1\n", "bounds 3 features but the model takes 4 inputs"),
+    ],
+)
+def test_bad_box_files_are_one_line_errors(run_main, models, tmp_path, content, message):
+    f = tmp_path / "box.csv"
+    f.write_text(content)
+    p = run_main("maximize", *mlp4_args(models), "--box-file", f)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert message in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.count("box file") <= 1 and "inhomogeneous" not in p.stderr, p.stderr
+
+
+def test_box_bounds_of_different_shapes_are_an_error():
+    with pytest.raises(iv.InversetError, match=r"lo and hi have shapes \(4,\) and \(3,\)"):
+        iv.Box([0, 0, 0, 0], [1, 1, 1])
+
+
+def test_empty_constraints_file_is_one_line_without_a_warning(run_main, models, tmp_path):
+    f = tmp_path / "A.csv"
+    f.write_text("")
+    p = run_main("maximize", *mlp4_args(models), "--box=-1,1", "--constraints", f)
+    assert p.returncode == 2
+    assert p.stderr.strip() == f"error: constraints file {f} holds no rows; rows are a_1,...,a_n,b"
+
+
+# ------------------------------------------------------------------ single-point boxes
+
+
+def test_single_point_box_via_cli(run_main, models, tmp_path):
+    import cliq_models
+
+    net = cliq_models.mlp4()
+    net.load_state_dict(torch.load(models / "mlp4.pt", weights_only=True))
+    (tmp_path / "one.csv").write_text("0,1,2,3\n")
+    for box in (["--box", "0.5,0.5"], ["--box-file", tmp_path / "one.csv"]):
+        p = run_main("maximize", *mlp4_args(models), *box, "--json")
+        assert p.returncode == 0, p.stderr
+        s = json.loads(p.stdout)
+        x = [0.5] * 4 if box[0] == "--box" else [0.0, 1.0, 2.0, 3.0]
+        assert s["status"] == "converged" and s["x"] == x
+        assert "Warning" not in p.stderr, p.stderr
+        assert s["value"] == pytest.approx(value_of(net, x), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "solver", ["gradient", "basinhopping", "annealing", "evolution", "cmaes", "swarm", "bayes"]
+)
+def test_single_point_box_every_solver(models, solver):
+    import cliq_models
+
+    net = cliq_models.mlp4()
+    t = time.perf_counter()
+    r = iv.maximize(net, "out:0", iv.Box(0.5, 0.5, shape=(4,)), solver=solver, time_limit=2)
+    assert r.status == "converged", r.message
+    np.testing.assert_array_equal(r.x, [0.5] * 4)
+    assert r.value == pytest.approx(value_of(net, [0.5] * 4), abs=1e-6)
+    if solver != "gradient":  # one evaluation, not the whole time limit
+        assert r.nfev == 1 and time.perf_counter() - t < 1.0
+        assert "single point" in r.message
+
+
+# ------------------------------------------------------------------ exact reach
+
+
+def test_exact_reach_between_attainable_values_returns_the_nearest(models):
+    import cliq_models
+
+    box = iv.Box(0, 3, shape=(2,), integer=[0])
+    r = iv.reach(cliq_models.lin(), "out:0", 2.5, box, solver="exact")
+    assert r.status == "unreachable"
+    np.testing.assert_allclose(r.x, [2.0, 3.0])
+    assert r.value == pytest.approx(2.03, abs=1e-6) and r.bound == pytest.approx(2.03, abs=1e-6)
+    assert "both sides of 2.5 but none at it" in r.message and "[2.5" not in r.message
+    assert "certified nearest value 2.03 (below it)" in r.message
+    # nearer the next whole x0: the smallest value above it
+    r = iv.reach(cliq_models.lin(), "out:0", 2.96, box, solver="exact")
+    np.testing.assert_allclose(r.x, [3.0, 0.0])
+    assert r.value == pytest.approx(3.0) and "(above it)" in r.message
+    # a reachable value only the continuous feature pins down is found
+    r = iv.reach(cliq_models.lin(), "out:0", 2.02, box, solver="exact")
+    assert r.status == "found" and r.value == pytest.approx(2.02, abs=1e-5), r.message
+
+
+def test_reach_gap_via_cli_exact_and_auto(models):
+    for solver in ("exact", "auto"):
+        p = cli(
+            "reach", "lin.pt", "--factory", "cliq_models:lin", "-t", "out:0", "--box", "0,3",
+            "--integer", "0", "--value", "2.5", "--solver", solver, "--no-progress", "--json",
+            cwd=models, threads=1,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        s = json.loads(p.stdout)
+        assert s["status"] == "unreachable" and s["x"] == [2.0, 3.0], s
+        assert s["value"] == pytest.approx(2.03, abs=1e-6)
+
+
+# ------------------------------------------------------------------ time limits
+
+
+def test_crown_begun_past_its_deadline_keeps_interval_bounds():
+    from inverset.exact.bounds import crown, interval
+    from inverset.exact.ir import Network
+
+    torch.manual_seed(0)
+    ws = [torch.randn(16, 4), torch.randn(16, 16), torch.randn(2, 16)]
+    bs = [torch.randn(16), torch.randn(16), torch.randn(2)]
+    net = Network([w.double() for w in ws], [b.double() for b in bs], (4,))
+    lo, hi = -torch.ones(1, 4, dtype=torch.float64), torch.ones(1, 4, dtype=torch.float64)
+    late, box = crown(net, lo, hi, deadline=0.0), interval(net, lo, hi)
+    for (a, b), (c, d) in zip(late.pre, box.pre, strict=True):
+        torch.testing.assert_close(a, c)
+        torch.testing.assert_close(b, d)
+    x = lo + (hi - lo) * torch.rand(2000, 4, dtype=torch.float64)
+    out = net.forward(x)
+    assert (out <= late.out_hi + 1e-9).all() and (out >= late.out_lo - 1e-9).all()
+    assert (late.out_hi <= box.out_hi + 1e-9).all()
+
+
+def test_exact_solver_keeps_a_short_time_limit(digits_cnn):
+    net = digits_cnn.model
+    box = iv.Box(0, 1, shape=(1, 8, 8))
+    iv.maximize(net, "margin:3", box, solver="exact", time_limit=0.05)  # warm-up (imports)
+    r = iv.maximize(net, "margin:3", box, solver="exact", time_limit=0.2)
+    assert r.status == "time_limit" and r.x is not None
+    assert r.bound is not None and r.bound >= r.value
+    # beyond the extraction of the network (not a step of the search), within 0.3 s
+    assert r.timings["total"] - r.timings["compile"] < 0.2 + 0.3, r.timings
+
+
+def test_library_imports_are_not_charged_to_the_time_limit(models):
+    script = textwrap.dedent(
+        """
+        import json, sys, torch
+        sys.path.insert(0, ".")
+        import inverset as iv
+        from cliq_models import mlp4
+        out = {}
+        for solver in ("swarm", "cmaes", "bayes"):
+            r = iv.maximize(mlp4(), "out:0", iv.Box(-1, 1), solver=solver, time_limit=0.4)
+            out[solver] = [r.status, r.nfev, r.timings["total"]]
+        print(json.dumps(out))
+        """
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=models, timeout=300
+    )
+    assert p.returncode == 0, p.stderr
+    for solver, (status, nfev, total) in json.loads(p.stdout.splitlines()[-1]).items():
+        assert status == "time_limit" and nfev > 0, (solver, status, nfev)
+        assert total < 0.4 + 0.5, (solver, total)
+
+
+# ------------------------------------------------------------------ statuses and warnings
+
+
+@pytest.mark.parametrize("solver", ["cmaes", "evolution", "gradient"])
+def test_no_integer_point_in_the_domain_is_not_found(models, solver):
+    import cliq_models
+
+    # x0 whole in [0.3, 0.7]: no such input
+    box = iv.Box(0, 1, shape=(4,), integer=[0], A=[[-1, 0, 0, 0], [1, 0, 0, 0]], b=[-0.3, 0.7])
+    r = iv.maximize(cliq_models.mlp4(), "out:0", box, solver=solver, time_limit=0.5)
+    assert r.status == "not_found" and r.x is None and not r.success, (r.status, r.message)
+
+
+def test_gradient_on_an_unbounded_box_counts_optima_without_warnings(models):
+    import cliq_models
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        r = iv.maximize(cliq_models.mlp4(), "out:0", iv.Box(shape=(4,)), seed=0)
+    assert np.abs(r.x).max() > 1e20  # far beyond int64 at a key resolution of 1e-3
+    assert 1 <= r.info["distinct"] <= 32 and len(r.xs) == r.info["distinct"]
+
+
+# ------------------------------------------------------------------ latent space
+
+
+def test_query_in_a_generators_latent_space(run_main, models, tmp_path):
+    import cliq_models
+
+    net, g = cliq_models.mlp4(), cliq_models.gen()
+    net.load_state_dict(torch.load(models / "mlp4.pt", weights_only=True))
+    g.load_state_dict(torch.load(models / "gen.pt", weights_only=True))
+    for k, latent in enumerate(
+        [
+            ["--generator", "cliq_models:gen", "--generator-weights", models / "gen.pt"],
+            ["--generator", "cliq_models:gen", "--latent-dim", "2"],
+        ]
+    ):
+        out = tmp_path / f"o{k}"
+        p = run_main(
+            "maximize", *mlp4_args(models), "--box=-1,1", *latent, "--latent-bound", "2",
+            "--starts", "8", "--steps", "60", "--out", out, "--json",
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        r = Result.load(out)
+        z = r.arrays["z"]
+        assert z.shape == (len(r.xs), 2) and np.abs(z).max() <= 2 + 1e-6
+        assert r.query["space"] == {"kind": "Latent", "dim": [2], "bound": 2.0}
+        with torch.no_grad():
+            x = torch.clamp(g(torch.as_tensor(z, dtype=torch.float32)), -1, 1).numpy()
+        np.testing.assert_allclose(x, r.xs.reshape(len(z), -1), atol=1e-6)
+        assert value_of(net, x[0]) == pytest.approx(r.value, abs=1e-5)
+    p = run_main(
+        "reach", *mlp4_args(models), "--box=-1,1", "--value", "-0.2",
+        "--generator", "cliq_models:gen", "--solver", "cmaes", "--time-limit", "1", "--json",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert value_of(net, s["x"]) == pytest.approx(s["value"], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--integer", "0"], "integer features and linear constraints need a search of the"),
+        (["--solver", "exact"], "the exact solver searches model inputs directly"),
+        (["--latent-dim", "0"], "--latent-dim must be a whole number >= 1"),
+        (["--latent-bound", "0"], "--latent-bound must be a positive number"),
+    ],
+)
+def test_latent_space_bad_input_is_one_line(run_main, models, extra, message):
+    p = run_main("maximize", *mlp4_args(models), "--box=-1,1", "--generator", "cliq_models:gen",
+                 *extra)  # fmt: skip
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert message in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_generator_options_need_a_generator(run_main, models, tmp_path):
+    p = run_main("minimize", *mlp4_args(models), "--box=-1,1", "--generator-weights", "w.pt")
+    assert p.returncode == 2
+    assert "--generator-weights applies to a generator; give --generator too" in p.stderr
