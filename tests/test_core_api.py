@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 import inverset as iv
+from inverset.errors import InversetError
 
 torch.set_num_threads(1)
 
@@ -188,3 +190,21 @@ def test_any_64_bit_seed_is_taken(solver):
         a = iv.maximize(_net4(), "out:0", BOX4, seed=seed, solver=solver, max_evals=40)
         b = iv.maximize(_net4(), "out:0", BOX4, seed=seed, solver=solver, max_evals=40)
         assert a.query["seed"] == seed and a.value == b.value
+
+
+def test_a_box_of_the_wrong_size_names_both_sizes():
+    """3 bounds for a model that records 10 inputs said 'the model fails on inputs of shape
+    (3,)' (a matrix-size error): it now names the box's and the model's sizes."""
+    from sklearn.neural_network import MLPRegressor
+
+    X = np.random.default_rng(0).normal(size=(40, 10))
+    reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=50, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg.fit(X, X[:, 0])
+    model = iv.load_model(reg)
+    with pytest.raises(InversetError, match="bounds 3 features but the model takes 10 inputs"):
+        iv.maximize(model, "out:0", iv.Box(np.zeros(3), np.ones(3)), starts=2, steps=2)
+    assert iv.maximize(
+        model, "out:0", iv.Box(np.zeros(10), np.ones(10)), starts=2, steps=2
+    ).x.shape == (10,)

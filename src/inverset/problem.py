@@ -29,6 +29,19 @@ from inverset.space import Direct, Latent, Space
 from inverset.target import Expr, n_classes, parse_target
 
 
+def check_box_size(domain: Box, model_shape: Sequence[int] | None, where: str = "box") -> None:
+    """A box with per-feature bounds must have one per input the model records it takes
+    (else the model fails later on inputs of the box's size, a message that hides why)."""
+    if model_shape is None or domain.shape is None:
+        return
+    n = math.prod(model_shape)
+    if domain.size != n:
+        raise InversetError(
+            f"the {where} bounds {domain.size} features but the model takes {n} inputs (shape "
+            f"{tuple(model_shape)}); give one bound per input, or one LO, HI for all of them"
+        )
+
+
 @dataclass
 class Problem:
     """Model + target + goal + domain + space, checked once so solvers need not.
@@ -79,6 +92,8 @@ class Problem:
         domain = domain if domain is not None else Box()
         input_shape = as_shape(input_shape, "input_shape")
         model_shape = input_shape_of(model)
+        if input_shape is None:
+            check_box_size(domain, model_shape)
         shape = input_shape if input_shape is not None else domain.shape or model_shape
         if (
             input_shape is None

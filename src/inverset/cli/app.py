@@ -205,15 +205,12 @@ def build_domain(
 ) -> Box:
     """The Box the options describe (bounds, integers, linear constraints, shape). With
     ``model``, per-feature bounds must be as many as the inputs it records it takes."""
+    from inverset.problem import check_box_size
+
     domain = _domain(box, box_file, integer, constraints, input_shape)
-    shape = None if model is None else getattr(model, "input_shape", None)
-    if shape is not None and domain.shape is not None and domain.size != math.prod(shape):
+    if model is not None and not input_shape:
         where = f"box file {box_file}" if box_file else "box"
-        raise InversetError(
-            f"the {where} bounds {domain.size} features but the model takes "
-            f"{math.prod(shape)} inputs (shape {tuple(shape)}); give one bound per input, or "
-            "--box LO,HI for all of them"
-        )
+        check_box_size(domain, getattr(model, "input_shape", None), where)
     return domain
 
 

@@ -163,7 +163,7 @@ def atlas(
 
     model, use_ray, address = parse_ray(model, ctx.args)
     m = load_cli_model(model, trust, factory, device, input_shape)
-    domain = build_domain(box, box_file, integer, constraints, input_shape)
+    domain = build_domain(box, box_file, integer, constraints, input_shape, model=m)
     opts = parse_options(option)
     for key, value in (("steps", steps), ("starts", starts), ("n", n)):
         if value is not None:

@@ -81,7 +81,7 @@ def certify(
     if not math.isfinite(c):
         raise InversetError(f"--below/--above takes a finite number C, got {c}")
     m = load_cli_model(model, trust, factory, device, input_shape)
-    domain = build_domain(box, box_file, integer, constraints, input_shape)
+    domain = build_domain(box, box_file, integer, constraints, input_shape, model=m)
     # the claim fails exactly when the complementary range is reachable
     bad = (below, math.inf) if below is not None else (-math.inf, above)
     result = in_range(
