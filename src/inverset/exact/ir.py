@@ -617,19 +617,23 @@ def _unscript(m: torch.jit.ScriptModule) -> nn.Module:
     return _unfreeze(m)
 
 
+def _linear(W: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    """``nn.Linear`` computing ``x @ W.T + bias`` in ``W``'s dtype (``bias`` None: none)."""
+    lin = nn.Linear(W.shape[1], W.shape[0], bias=bias is not None)
+    with torch.no_grad():
+        lin.weight.copy_(W)
+        if bias is not None:
+            lin.bias.copy_(bias)
+    return lin.to(W.dtype)
+
+
 def _unscript_sequential(m: torch.jit.ScriptModule) -> nn.Module:
     """A scripted ``nn.Sequential`` of Linear/ReLU/Flatten/Identity/Dropout as a plain one."""
     layers: list[nn.Module] = []
     for name, c in m.named_children():
         kind = getattr(c, "original_name", type(c).__name__)
         if kind == "Linear":
-            bias = getattr(c, "bias", None)
-            lin = nn.Linear(c.weight.shape[1], c.weight.shape[0], bias=bias is not None)
-            with torch.no_grad():
-                lin.weight.copy_(c.weight)
-                if bias is not None:
-                    lin.bias.copy_(bias)
-            layers.append(lin.to(c.weight.dtype))
+            layers.append(_linear(c.weight, getattr(c, "bias", None)))
         elif kind in ("ReLU", "Identity", "Dropout"):
             layers.append(nn.ReLU() if kind == "ReLU" else nn.Identity())
         elif kind == "Flatten":
@@ -674,31 +678,17 @@ def _unfreeze(m: torch.jit.ScriptModule) -> nn.Module:
             rest = [*rest[:5], rest[7]]  # a traced conv2d: drop transposed, output_padding
             kind = "aten::conv2d"
         if kind == "aten::linear":
-            W, bias = rest
-            lin = nn.Linear(W.shape[1], W.shape[0], bias=bias is not None)
-            with torch.no_grad():
-                lin.weight.copy_(W)
-                if bias is not None:
-                    lin.bias.copy_(bias)
-            layers.append(lin.to(W.dtype))
+            layers.append(_linear(*rest))
         elif kind == "aten::matmul" and rest[0].dim() == 2:
-            W = rest[0]
-            lin = nn.Linear(W.shape[0], W.shape[1], bias=False)
-            with torch.no_grad():
-                lin.weight.copy_(W.T)
-            layers.append(lin.to(W.dtype))
+            layers.append(_linear(rest[0].T, None))
         elif kind == "aten::add" and layers and type(layers[-1]) is nn.Linear:
             lin, (c, alpha) = layers[-1], rest
             bias = torch.as_tensor(c).to(lin.weight.dtype) * alpha
             if bias.dim() > 1 or bias.numel() not in (1, lin.out_features):
                 raise refuse(f"a bias of shape {tuple(bias.shape)}")
-            new = nn.Linear(lin.in_features, lin.out_features).to(lin.weight.dtype)
+            bias = bias.expand(lin.out_features)
             with torch.no_grad():
-                new.weight.copy_(lin.weight)
-                new.bias.copy_(bias.expand(lin.out_features))
-                if lin.bias is not None:
-                    new.bias.add_(lin.bias)
-            layers[-1] = new
+                layers[-1] = _linear(lin.weight, bias if lin.bias is None else bias + lin.bias)
         elif kind == "aten::conv2d":
             W, bias, stride, padding, dilation, groups = rest
             conv = nn.Conv2d(

@@ -87,40 +87,38 @@ class Transpose(nn.Module):
         return f"perm={list(self.perm)}"
 
 
-def _softmax_forward(x: torch.Tensor, axis: int, coerce_2d: bool, fn: Any) -> torch.Tensor:
-    if not coerce_2d:
-        return fn(x, axis)
-    return fn(x.flatten(axis % x.dim()), -1).reshape(x.shape)
+class _OnnxAxes:
+    """The axes of ONNX Softmax / LogSoftmax. Before opset 13 (``coerce_2d``) the input is
+    seen as 2-D: the function runs over all axes from ``axis`` on together, not over ``axis``
+    alone. ``fn`` is the torch function."""
 
-
-class Softmax(nn.Softmax):
-    """ONNX Softmax. Before opset 13 (``coerce_2d``) the input is seen as 2-D: the softmax
-    runs over all axes from ``axis`` on together, not over ``axis`` alone. An ``nn.Softmax``
-    subclass, so a model ending in one is known to output probabilities."""
+    fn: Any
 
     def __init__(self, axis: int, coerce_2d: bool = False):
-        super().__init__(axis)
+        super().__init__(axis)  # type: ignore[call-arg]  # nn.Softmax / nn.LogSoftmax (dim)
         self.axis, self.coerce_2d = axis, coerce_2d
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _softmax_forward(x, self.axis, self.coerce_2d, torch.softmax)
+        fn = type(self).fn
+        if not self.coerce_2d:
+            return fn(x, self.axis)
+        return fn(x.flatten(self.axis % x.dim()), -1).reshape(x.shape)
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}" + (", coerce_2d=True" if self.coerce_2d else "")
 
 
-class LogSoftmax(nn.LogSoftmax):
-    """ONNX LogSoftmax, with the axes of :class:`Softmax`."""
+class Softmax(_OnnxAxes, nn.Softmax):
+    """ONNX Softmax (axes: :class:`_OnnxAxes`). An ``nn.Softmax`` subclass, so a model ending
+    in one is known to output probabilities."""
 
-    def __init__(self, axis: int, coerce_2d: bool = False):
-        super().__init__(axis)
-        self.axis, self.coerce_2d = axis, coerce_2d
+    fn = torch.softmax
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _softmax_forward(x, self.axis, self.coerce_2d, torch.log_softmax)
 
-    def extra_repr(self) -> str:
-        return f"axis={self.axis}" + (", coerce_2d=True" if self.coerce_2d else "")
+class LogSoftmax(_OnnxAxes, nn.LogSoftmax):
+    """ONNX LogSoftmax (axes: :class:`_OnnxAxes`)."""
+
+    fn = torch.log_softmax
 
 
 class Squeeze(nn.Module):

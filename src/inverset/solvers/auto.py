@@ -110,14 +110,13 @@ def _better(problem: Problem, a: Result | None, b: Result | None) -> Result | No
         return a
     if a.value is None:
         return b
-    la = float(problem.goal.loss(torch.tensor([a.value], dtype=torch.float64))[0])
-    lb = float(problem.goal.loss(torch.tensor([b.value], dtype=torch.float64))[0])
+    la, lb = _loss(problem, a.value), _loss(problem, b.value)
     return b if lb < la or (lb == la and b.success and not a.success) else a
 
 
 def _loss(problem: Problem, value: Any) -> float:
-    """The goal's loss at ``value`` (inf for no value: every value is better)."""
-    if value is None or not np.isfinite(value):
+    """The goal's loss at ``value`` (inf for no value or NaN: every value is better)."""
+    if value is None or np.isnan(value):
         return float("inf")
     return float(problem.goal.loss(torch.tensor([float(value)], dtype=torch.float64))[0])
 

@@ -113,13 +113,7 @@ def solve(
     box = problem.space.box
     sc = Scaled(problem)
     goal = problem.goal
-    history: dict[str, list] = {
-        "step": [],
-        "best": [],
-        "time": [],
-        "nfev": [],
-        "stage": [],
-    }
+    history: dict[str, list] = {"step": [], "best": [], "time": [], "nfev": [], "stage": []}
     # a range goal aims a little inside [z1, z2] so that float noise keeps points inside
     if goal.kind == "range":
         from inverset.goal import Goal
@@ -380,10 +374,7 @@ def _leaky_relus(model: nn.Module, rows: torch.Tensor, slope: float = LEAKY_SLOP
     handles = []
     for m in model.modules():
         if isinstance(m, nn.ReLU):
-            handles += [
-                m.register_forward_pre_hook(before),
-                m.register_forward_hook(after),
-            ]
+            handles += [m.register_forward_pre_hook(before), m.register_forward_hook(after)]
     try:
         yield
     finally:
@@ -402,13 +393,7 @@ SLSQP_MAX_DIMS = 500
 
 
 def _polish(
-    problem,
-    losses,
-    zs,
-    sc,
-    top: int,
-    calls: int | None = None,
-    deadline: float = math.inf,
+    problem, losses, zs, sc, top: int, calls: int | None = None, deadline: float = math.inf
 ) -> tuple[torch.Tensor, str]:
     """L-BFGS-B from the ``top`` best points at once (their losses are summed; separable), or
     under linear constraints ``A x <= b`` SLSQP from each in turn (projected Adam stalls on
@@ -537,9 +522,7 @@ def _integer_search(
                 parts.append(losses(cz[i : i + 4096])[0])
             cl = torch.cat(parts)
             cl = torch.where(
-                valid,
-                cl.reshape(n, 2 * d),
-                torch.full_like(valid, math.inf, dtype=cl.dtype),
+                valid, cl.reshape(n, 2 * d), torch.full_like(valid, math.inf, dtype=cl.dtype)
             )
             bl, bj = cl.min(1)
             move = bl < cur - 1e-12
