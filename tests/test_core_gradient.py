@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
+from torch.nn import functional as F
 
 import inverset as iv
 from tests.nets import bump2d, tent
@@ -397,3 +398,19 @@ def test_starts_where_every_unit_is_off_first_follow_leaky_relus():
     assert min(values) > 0.005, values
     assert max(values) >= 0.9 * exact.value, (values, exact.value)
     assert all(v <= exact.bound + 1e-6 for v in values)
+    # the same net calling its ReLUs as functions (in place too) is warmed up alike
+    for relu in (F.relu, torch.relu, torch.Tensor.relu, F.relu_):
+        f = _FunctionalReLUs(m, relu).eval()
+        got = [iv.maximize(f, "out:0", box, starts=16, seed=s).value for s in range(3)]
+        assert got == pytest.approx(values, abs=1e-6), (relu, got, values)
+
+
+class _FunctionalReLUs(nn.Module):
+    """``Linear, relu, Linear, relu`` of a Sequential, its ReLUs called as ``relu``."""
+
+    def __init__(self, seq: nn.Sequential, relu) -> None:
+        super().__init__()
+        self.a, self.b, self.relu = seq[0], seq[2], relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.b(self.relu(self.a(x))))

@@ -8,7 +8,6 @@ Returns the best point and the distinct local optima found, with their values.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 
@@ -18,7 +17,8 @@ import torch
 # torch.optim's first optimizer imports torch._dynamo (1-2 s): import it with this module,
 # when the solver is chosen, so that it is not charged to the first search's time limit
 import torch._dynamo
-from torch import nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 from inverset.errors import InversetError
 from inverset.problem import Problem
@@ -33,10 +33,6 @@ from inverset.space import Direct
 #: against a certified 0.0304; a slope of 0.01 stayed at 0.0119
 LEAKY_SLOPE = 0.1
 WARM_STEPS = 100
-
-
-def _has_relu(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.ReLU) for m in model.modules())
 
 
 class Scaled:
@@ -87,7 +83,7 @@ def solve(
     best points (SLSQP under linear constraints ``A x <= b``; not for range goals).
     ``patience`` stops early when no start improved its loss in that many steps.
     Starts whose gradient is exactly zero (a flat region: every unit the target reads is off)
-    are moved (:func:`_move_flat_starts`) and, when the model has ``nn.ReLU`` modules, take
+    are moved (:func:`_move_flat_starts`) and, when the model calls ReLUs, take
     their first steps (WARM_STEPS) through leaky ReLUs (LEAKY_SLOPE); their values count from
     the first step on the model itself.
 
@@ -167,8 +163,13 @@ def solve(
                         )
                     opt.zero_grad()
                     warming = warm is not None and step <= warm_end
-                    with _leaky_relus(problem.model, warm) if warming else contextlib.nullcontext():
-                        v, cv = problem.evaluate_all(problem.space.to_input(sc.z(u)))
+                    x = problem.space.to_input(sc.z(u))
+                    if step == 0 or warming:
+                        relus = _LeakyReLUs(warm if warming else None)
+                        with relus:
+                            v, cv = problem.evaluate_all(x)
+                    else:
+                        v, cv = problem.evaluate_all(x)
                     loss = loss_of(v, cv)
                     finite = torch.isfinite(loss)
                     if not finite.any():
@@ -225,7 +226,7 @@ def solve(
                     u.grad = torch.nan_to_num(u.grad)
                     if step == 0:
                         flat = _move_flat_starts(u, gen, isinstance(problem.space, Direct))
-                        if bool(flat.any()) and _has_relu(problem.model):
+                        if bool(flat.any()) and relus.calls:
                             warm, warm_end = flat, min(WARM_STEPS, steps // 3)
                     opt.step()
                     with torch.no_grad():
@@ -353,33 +354,35 @@ def _move_flat_starts(
     return flat
 
 
-@contextlib.contextmanager
-def _leaky_relus(model: nn.Module, rows: torch.Tensor, slope: float = LEAKY_SLOPE):
-    """While open, every ``nn.ReLU`` module of ``model`` passes ``slope`` times its negative
+class _LeakyReLUs(TorchFunctionMode):
+    """While open, every ReLU the model calls (``nn.ReLU`` modules, ``F.relu``,
+    ``torch.relu``, ``Tensor.relu``, in place or not) passes ``slope`` times its negative
     inputs on the batch rows ``rows`` (bool [B]): a stand-in network whose gradient is not zero
-    where every unit a target reads is off (ReLUs called as functions are not reached)."""
-    saved: dict[nn.Module, torch.Tensor] = {}
+    where every unit a target reads is off. ``rows=None`` changes nothing and only counts the
+    ReLU calls (``calls``): whether a warm-up can reach this model at all (TorchScript
+    modules are opaque to it)."""
 
-    def before(mod: nn.Module, args: tuple) -> tuple | None:
-        saved[mod] = args[0]
-        return (args[0].clone(),) if getattr(mod, "inplace", False) else None
+    FUNCS = frozenset(
+        {F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_}
+    )
+    IN_PLACE = frozenset({F.relu_, torch.relu_, torch.Tensor.relu_})
 
-    def after(mod: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor | None:
-        x = saved.pop(mod)
-        if x.shape[0] != rows.shape[0]:
-            return None
-        r = rows.to(x.device).reshape(-1, *([1] * (x.dim() - 1)))
-        return torch.where(r & (x < 0), slope * x, out)
+    def __init__(self, rows: torch.Tensor | None, slope: float = LEAKY_SLOPE):
+        super().__init__()
+        self.rows, self.slope, self.calls = rows, slope, 0
 
-    handles = []
-    for m in model.modules():
-        if isinstance(m, nn.ReLU):
-            handles += [m.register_forward_pre_hook(before), m.register_forward_hook(after)]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func not in self.FUNCS:
+            return func(*args, **kwargs)
+        self.calls += 1
+        x = args[0] if args else kwargs["input"]
+        if self.rows is None or x.dim() == 0 or x.shape[0] != self.rows.shape[0]:
+            return func(*args, **kwargs)
+        in_place = func in self.IN_PLACE or bool(kwargs.get("inplace", len(args) > 1 and args[1]))
+        r = self.rows.to(x.device).reshape(-1, *([1] * (x.dim() - 1)))
+        out = torch.where(r & (x < 0), self.slope * x, torch.relu(x))
+        return x.copy_(out) if in_place else out
 
 
 class _Halt(Exception):
