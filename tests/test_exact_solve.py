@@ -302,6 +302,23 @@ def test_time_limit_returns_incumbent_and_bound(method):
     assert math.isfinite(r.value)
 
 
+@pytest.mark.parametrize("limit", [2.0, 3.0])
+def test_branch_and_bound_on_a_cnn_keeps_a_short_time_limit(digits_cnn, limit):
+    """The digits CNN's ``margin:3`` takes a second extraction (its min head), a root with
+    optimized slopes and rounds of about a second each: every stage now checks the clock
+    (2 and 3 s limits ran 1.0-1.6 s over on a loaded machine, 0.3-0.8 s idle)."""
+    box = iv.Box(0, 1, shape=(1, 8, 8))
+    iv.maximize(digits_cnn.model, "margin:3", box, solver="exact", time_limit=0.5)
+    t = time.perf_counter()
+    r = iv.maximize(digits_cnn.model, "margin:3", box, solver="exact", time_limit=limit)
+    assert time.perf_counter() - t < limit + 0.5
+    assert r.status == "time_limit" and r.x is not None and r.bound > r.value
+    with torch.no_grad():
+        out = digits_cnn.model(torch.as_tensor(r.x[None], dtype=torch.float32))[0]
+    margin = float(out[3] - torch.cat([out[:3], out[4:]]).max())
+    assert r.value == pytest.approx(margin, abs=1e-4)
+
+
 @pytest.mark.parametrize("method", ["auto", "bab", "relu", "milp"])
 def test_a_net_without_relus_is_certified_by_every_method(method):
     torch.manual_seed(0)

@@ -161,9 +161,9 @@ def crown(
     ``alpha_hidden``: the same for every hidden layer's unstable pre-activation bounds, layer
     by layer (costly: for one root box, e.g. before branching on ReLU phases).
     ``deadline`` (a ``time.perf_counter()`` value): slope optimization stops there (each
-    iterate is sound, so the bounds are only less tight); a call begun past it keeps the
-    hidden layers' interval bounds (sound, looser, and at once: a solve out of time still
-    gets a bound).
+    iterate is sound, so the bounds are only less tight); the hidden layers bounded past it
+    keep their interval bounds (sound, looser, and at once: a solve out of time still gets a
+    bound).
     """
     B = lo.shape[0]
     if time.perf_counter() > deadline:
@@ -180,6 +180,8 @@ def crown(
     fl = (eye, zero)  # forward mode: lower/upper linear functions of x for h_{k-1}
     fu = (eye, zero)
     for k, (w, b) in enumerate(zip(net.weights[:-1], net.biases[:-1], strict=True)):
+        if intermediate == "crown" and time.perf_counter() > deadline:
+            intermediate = "interval"  # the layers left: sound, looser, at once
         zl, zu = _affine_box(w, b, l_prev, u_prev)
         if init is not None:
             zl, zu = torch.maximum(zl, init[k][0]), torch.minimum(zu, init[k][1])

@@ -82,6 +82,7 @@ class _Nodes:
         steps: int,
         lr=0.1,
         warm: torch.Tensor | None = None,
+        deadline: float = math.inf,
     ):
         """Tighter upper bounds of the output rows of the nodes S [B, n] (split phase +1/-1,
         0 free) whose current row bounds are ``rows`` [B, m].
@@ -90,7 +91,8 @@ class _Nodes:
         not bounded again. ``warm`` [B, 2n]: slopes and multipliers to start from (a
         parent's). Returns (row bounds [B, m], the input coefficients [P, n0] of every row
         bounded, the unstable free ReLU to split next per node (-1 for a linear region), the
-        optimized slopes and multipliers per node [B, 2n] for its children)."""
+        optimized slopes and multipliers per node [B, 2n] for its children). Past
+        ``deadline`` the optimization stops (every iterate is a sound bound)."""
         net = self.net
         live = rows >= level if self.head.kind in ("leaf", "max") else torch.ones_like(rows)
         live = live.bool()
@@ -143,7 +145,7 @@ class _Nodes:
                     best[0] = torch.where(better, ub, best[0])
                     best[1] = torch.where(better[:, :, None], A, best[1])
                     best[2] = trace
-            if it == steps or opt is None:
+            if it == steps or opt is None or time.perf_counter() > deadline:
                 break
             opt.zero_grad()
             ub.sum().backward()
@@ -288,7 +290,7 @@ def maximize(
 
     def evaluate(S: torch.Tensor, rows: torch.Tensor, warm=None):
         """Row bounds, incumbents and next splits of the nodes S; linear regions exactly."""
-        rows, A, pick, wout = nodes_.bound(S, rows, level(), steps, warm=warm)
+        rows, A, pick, wout = nodes_.bound(S, rows, level(), steps, warm=warm, deadline=deadline)
         take(corner(A, lo[None, :], hi[None, :]))
         ub = head.apply(rows)
         for i in (pick < 0).nonzero().reshape(-1).tolist():
@@ -299,10 +301,13 @@ def maximize(
         return rows, ub, pick, wout
 
     S = torch.zeros(1, n, dtype=torch.int8)
+    now = time.perf_counter()
     R, ub, pick, Wm = evaluate(S, nodes_.root_rows)
-    xs, _ = local_ascent(net, best_x[None], lo, hi, head=head)
+    per_node = time.perf_counter() - now
+    xs, _ = local_ascent(net, best_x[None], lo, hi, head=head, deadline=deadline)
     take(xs)
-    nodes, rounds, size, dropped = 1, 0, min(batch, 8), -math.inf
+    nodes, rounds, dropped = 1, 0, -math.inf
+    size = _round_size(min(batch, 8), per_node, deadline)
     status = "time_limit"
     while True:
         keep = ub >= level()
@@ -321,7 +326,7 @@ def maximize(
         if max_nodes is not None and nodes >= max_nodes:
             status = "max_evals"
             break
-        if now >= deadline:
+        if now + 2 * per_node >= deadline:  # not even the smallest round fits
             break
         order = torch.argsort(torch.where(splittable, ub, -math.inf), descending=True)
         top = order[: min(size, int(splittable.sum()))]
@@ -335,14 +340,14 @@ def maximize(
         )
         Rc, ubc, pickc, Wc = evaluate(Sc, R[top].repeat(2, 1), Wm[top].repeat(2, 1))
         if rounds % 4 == 3:
-            xs, _ = local_ascent(net, best_x[None], lo, hi, steps=20, head=head)
+            xs, _ = local_ascent(net, best_x[None], lo, hi, steps=20, head=head, deadline=deadline)
             take(xs)
         nodes += 2 * k
         rounds += 1
         per_node = (time.perf_counter() - now) / (2 * k)
-        size = int(min(batch, max(4, 0.5 / max(per_node, 1e-9) / 2)))
-        if time.perf_counter() + per_node * 2 * size > deadline:
-            size = max(1, int((deadline - time.perf_counter()) / max(per_node, 1e-9) / 2))
+        size = _round_size(
+            int(min(batch, max(4, 0.5 / max(per_node, 1e-9) / 2))), per_node, deadline
+        )
         S = torch.cat([S[rest], Sc])
         R = torch.cat([R[rest], Rc])
         ub = torch.cat([ub[rest], ubc])
@@ -350,3 +355,11 @@ def maximize(
         Wm = torch.cat([Wm[rest], Wc])
     bound = final_bound(ub, dropped, best_v, threshold is not None and status == "below")
     return BaBResult(status, best_x, best_v, bound, nodes, rounds, history)
+
+
+def _round_size(size: int, per_node: float, deadline: float) -> int:
+    """``size`` nodes to split next round (each makes two children, ``per_node`` seconds
+    apiece), fewer when that would run past ``deadline`` (one at least)."""
+    if time.perf_counter() + per_node * 2 * size > deadline:
+        size = max(1, int((deadline - time.perf_counter()) / max(per_node, 1e-9) / 2))
+    return size

@@ -290,6 +290,8 @@ def _incumbent(
     with ``sense * target <= cap`` only); returns early when a sample already reaches
     ``threshold``."""
     p = ctx.problem
+    if ctx.remaining() == 0.0:  # out of time: a few samples, for an answer at all
+        n = min(n, 16)
     gen = torch.Generator().manual_seed(ctx.seed)
     x = p.domain.sample(n, gen, dtype=torch.float64).reshape(n, -1)
     x = p.domain.project(x.reshape(n, *p.domain.shape), round_integers=True).reshape(n, -1)
@@ -486,7 +488,10 @@ def _maximize(
             )
         return {"x": x, "value": v, "bound": bound, "status": st, "method": milp_solver}
     ctx.method_used.append(chosen)
-    if ctx.short_of(BAB_MIN_CROWNS * ctx.crown_seconds):
+    need = BAB_MIN_CROWNS * ctx.crown_seconds
+    if not ctx.short_of(need):  # the head may take a second extraction: time it too
+        hnet, head = ctx.head_net(sense)
+    if ctx.short_of(need):
         # no time for branch and bound's own root: the root bound, and the time left spent
         # climbing from the incumbent
         b = ctx.root_bounds()
@@ -504,7 +509,6 @@ def _maximize(
         def on_round(best, bound, n_open):
             bar.update(1, best=sense * best, bound=sense * bound, open=n_open)
 
-        hnet, head = ctx.head_net(sense)
         common = {
             "head": head,
             "incumbent": (x0, v0) if x0 is not None else None,
