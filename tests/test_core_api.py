@@ -208,3 +208,29 @@ def test_a_box_of_the_wrong_size_names_both_sizes():
     assert iv.maximize(
         model, "out:0", iv.Box(np.zeros(10), np.ones(10)), starts=2, steps=2
     ).x.shape == (10,)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_models_are_searched_sampled_and_visualized(dtype):
+    """A float16 or bfloat16 model (as on GPUs): gradient search, sampling and feature
+    visualization answer with values the model reproduces on their arrays (numpy has no
+    bfloat16, torch's FFT no half on the CPU); the exact solver refuses, naming the fix."""
+    from inverset import featvis as fv
+    from inverset.zoo import DigitsCNN
+
+    torch.manual_seed(0)
+    m = DigitsCNN(width=4).eval().to(dtype)
+    box = iv.Box(0, 1, shape=(1, 8, 8))
+
+    def logit3(x) -> float:
+        with torch.no_grad():
+            return float(m(torch.as_tensor(np.asarray(x)[None]).to(dtype))[0, 3])
+
+    r = iv.maximize(m, "logit:3", box, starts=4, steps=20, seed=0)
+    assert r.value == pytest.approx(logit3(r.x), abs=1e-6)
+    s = iv.sample(m, "logit:3", (0.0, 0.05), n=3, domain=box, seed=0, time_limit=30)
+    assert s.status == "found" and all(0.0 <= logit3(x) <= 0.05 for x in s.xs)
+    v = fv.visualize(m, layer="conv2", channels=[0], steps=20, input_shape=(1, 8, 8))
+    assert v.xs.dtype == np.float32 and np.isfinite(v.value)
+    with pytest.raises(InversetError, match=r"certifies float32 and float64 .* model.float\(\)"):
+        iv.maximize(m, "logit:3", box, solver="exact")

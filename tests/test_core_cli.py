@@ -196,6 +196,15 @@ CNN = "maximize {d}/cnn.pt --factory inverset.zoo:DigitsCNN"
         ("maximize {d}/surrogate.pt -t out:0 --input-shape 6 --device cuda:99", "not available"),
         ("maximize {d}/surrogate.pt -t out:0 --input-shape 6 --device gpu", "unknown device 'gpu'"),
         (
+            "maximize {d}/surrogate.pt -t out:0 --input-shape 6 --device xpu",
+            "'xpu' is not available",
+        ),
+        (
+            "maximize {d}/surrogate.pt -t out:0 --input-shape 6 --device mps",
+            "'mps' is not available",
+        ),
+        ("maximize {d}/surrogate.pt -t out:0 --input-shape 6 --device meta", "holds no values"),
+        (
             "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 --option starts=abc",
             "option 'starts' of solver 'gradient' takes an integer, got 'abc'",
         ),

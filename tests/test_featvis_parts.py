@@ -181,3 +181,16 @@ def test_prob_of_a_model_ending_in_softmax_is_its_output():
     with torch.no_grad():
         p = float(m(torch.as_tensor(r.x, dtype=torch.float32).reshape(1, 3, 16, 16))[0, 0])
     assert r.value == pytest.approx(p, abs=1e-6)
+
+
+def test_a_latent_image_gives_a_callable_generator_codes_on_the_given_device():
+    """A generator that is a plain function (not a module) gets its codes on the model's
+    device (here 'meta', standing in for CUDA), not on the CPU."""
+    seen = []
+
+    def gen(z: torch.Tensor) -> torch.Tensor:
+        seen.append(z.device)
+        return torch.zeros(z.shape[0], 1, 8, 8, device=z.device)
+
+    p = fv.LatentImage(iv.Latent(gen, dim=4), device="meta")
+    assert seen == [torch.device("meta")] and p.shape == (1, 8, 8)

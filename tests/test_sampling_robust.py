@@ -267,3 +267,16 @@ def test_counts_and_shapes_are_consistent(tmp_path):
     assert len(sample(m, "out:0", (0.3, 0.7), n=50, **kw).xs) == 50
     r = sample(m, "out:0", (0.3, 0.7), n=20, resume=True, **kw)
     assert r.status == "found" and len(r.xs) == 20 and len(r.values) == 20
+
+
+def test_an_encoder_module_gets_inputs_on_its_own_device_and_dtype():
+    """An encoder module kept apart from the model (here float64 beside a float32 model, as
+    a CPU encoder beside a CUDA model) is fed in its own dtype and device; its features come
+    back beside the model's."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 1)).eval()
+    enc = nn.Linear(3, 2).double()
+    with torch.no_grad():
+        model[0].bias.zero_()
+    r = sample(model, "out:0", (-0.1, 0.1), n=5, domain=Box(-1, 1, shape=(3,)), encoder=enc)
+    assert r.status == "found" and len(r.xs) == 5

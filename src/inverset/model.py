@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -20,12 +22,22 @@ OUTPUT = "out"  # the model output; `logit`, `prob` and `margin` refs read it to
 
 
 def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU for a parameterless model)."""
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
+    """The device of the model's first parameter or buffer, or of a frozen TorchScript
+    module's first tensor constant (CPU for a model without any)."""
+    for t in itertools.chain(model.parameters(), model.buffers(), _constants(model).values()):
         return t.device
     return torch.device("cpu")
+
+
+def _constants(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A frozen TorchScript module's weights: the tensor constants of its graph (a module with
+    a state dict: none)."""
+    if not isinstance(model, torch.jit.ScriptModule) or not hasattr(model, "graph"):
+        return {}
+    if next(iter(model.state_dict()), None) is not None:
+        return {}
+    consts = (n.output().toIValue() for n in model.graph.findAllNodes("prim::Constant"))
+    return {f"const{i}": c for i, c in enumerate(c for c in consts if torch.is_tensor(c))}
 
 
 def model_dtype(model: nn.Module) -> torch.dtype:
@@ -35,15 +47,36 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
+def inputs_for(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` on ``module``'s device and in its floating dtype, for a helper module (generator,
+    encoder) kept apart from the model; a module without parameters or buffers takes ``x``
+    as it is."""
+    first = next(itertools.chain(module.parameters(), module.buffers()), None)
+    if first is None:
+        return x
+    dtype = next((t.dtype for t in module.parameters() if t.is_floating_point()), x.dtype)
+    return x.to(first.device, dtype if x.is_floating_point() else x.dtype)
+
+
+def work_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype to build inputs in for ``model``: its own, float32 for a half-precision model
+    (FFTs, image resampling and numpy lack float16 or bfloat16; the model gets a cast)."""
+    dtype = model_dtype(model)
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """``t`` as a host numpy array; bfloat16, which numpy lacks, as float32 (exactly)."""
+    t = t.detach().cpu()
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+
+
 def fingerprint(model: nn.Module) -> str:
     """SHA-256 of the model's state dict (names, dtypes, shapes, values): tells two sets of
     weights of the same architecture apart, e.g. before resuming a saved run or job. A frozen
     TorchScript module has no state dict: the tensor constants of its graph are its weights."""
     h = hashlib.sha256()
-    state = dict(model.state_dict())
-    if not state and isinstance(model, torch.jit.ScriptModule) and hasattr(model, "graph"):
-        consts = (n.output().toIValue() for n in model.graph.findAllNodes("prim::Constant"))
-        state = {f"const{i}": c for i, c in enumerate(c for c in consts if torch.is_tensor(c))}
+    state = dict(model.state_dict()) or _constants(model)
     for name, t in state.items():
         h.update(name.encode())
         a = t.detach().cpu()

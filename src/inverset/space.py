@@ -7,7 +7,6 @@ parameterizations (Fourier, decorrelated colour) live in :mod:`inverset.featvis.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ from torch import nn
 from inverset.checks import is_number
 from inverset.domain import Box, as_shape
 from inverset.errors import InversetError
+from inverset.model import inputs_for
 
 
 class Space:
@@ -107,12 +107,7 @@ class Latent(Space):
         """``G(z)`` on the device and in the dtype of ``z`` (the model's), whatever the
         generator's, clamped into the domain."""
         g = self.generator
-        zg = z
-        if isinstance(g, nn.Module):
-            first = next(itertools.chain(g.parameters(), g.buffers()), None)
-            dtype = next((t.dtype for t in g.parameters() if t.is_floating_point()), z.dtype)
-            zg = z.to(first.device if first is not None else z.device, dtype)
-        x = g(zg)
+        x = g(inputs_for(g, z) if isinstance(g, nn.Module) else z)
         if not isinstance(x, torch.Tensor):
             raise InversetError(
                 f"the generator returned {type(x).__name__}, not a tensor; give one that maps a "

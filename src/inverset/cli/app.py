@@ -18,7 +18,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from inverset.domain import Box, read_constraints
-from inverset.errors import InversetError
+from inverset.errors import InversetError, first_line
 from inverset.result import Result, output_directory
 
 if TYPE_CHECKING:
@@ -174,6 +174,16 @@ def resolve_device(device: str) -> str:
             f"device {device!r} is not available (this torch sees "
             f"{torch.cuda.device_count()} CUDA devices); use --device cpu or auto"
         )
+    if dev.type == "meta":
+        raise InversetError("device 'meta' holds no values to search; use --device cpu or auto")
+    try:  # another accelerator (mps, xpu, ...) this torch may lack
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError) as exc:
+        why = first_line(exc)
+        why = why if len(why) <= 100 else "this torch build cannot allocate memory there"
+        raise InversetError(
+            f"device {device!r} is not available here ({why}); use --device cpu or auto"
+        ) from None
     return device
 
 
@@ -188,11 +198,10 @@ def load_cli_model(
     from inverset.loaders import load_model
 
     shape = parse_ints(input_shape, "--input-shape") if input_shape else None
+    dev = resolve_device(device)
     if factory:
-        m = load_model(factory, weights=model, input_shape=shape)
-    else:
-        m = load_model(model, trust=trust, input_shape=shape)
-    return m.to(resolve_device(device))
+        return load_model(factory, weights=model, input_shape=shape, device=dev)
+    return load_model(model, trust=trust, input_shape=shape, device=dev)
 
 
 def build_domain(

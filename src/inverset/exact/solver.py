@@ -68,6 +68,12 @@ def compile_problem(problem: Problem) -> Network:
             "the exact solver searches model inputs directly, not a generator's latent space; "
             "use --solver gradient with a latent space"
         )
+    if problem.dtype in (torch.float16, torch.bfloat16):
+        raise InversetError(
+            f"the exact solver certifies float32 and float64 models; this one computes in "
+            f"{str(problem.dtype).removeprefix('torch.')}, whose rounding a certificate would "
+            "not cover; pass model.float(), or use --solver gradient"
+        )
     exprs = [problem.target, *(c[0] for c in problem.constraints)]
     for e in exprs:
         if not e.piecewise_linear:

@@ -152,6 +152,8 @@ class LatentImage(ImageParam):
 
     ``value_range`` is the generator's output range; images are mapped from it to [0, 1]
     (and clamped), as every parameterization returns. ``z`` is ``bound * tanh(raw)``.
+    ``device``: where the codes go in (the model's); by default the generator module's, the
+    CPU for a plain callable.
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class LatentImage(ImageParam):
         seed: int = 0,
         value_range: tuple[float, float] = (0.0, 1.0),
         sd: float = 0.5,
+        device: torch.device | str | None = None,
     ):
         if not math.isfinite(latent.bound):
             raise InversetError(
@@ -170,7 +173,8 @@ class LatentImage(ImageParam):
         gen = torch.Generator().manual_seed(int(seed))
         raw = torch.randn((int(batch), *latent.shape), generator=gen) * sd
         with torch.no_grad():
-            sample = latent.to_input(torch.zeros((1, *latent.shape)).to(_device(latent)))
+            z = torch.zeros((1, *latent.shape), device=device or _device(latent))
+            sample = latent.to_input(z)
         super().__init__(tuple(sample.shape[1:]), batch, alpha=False)
         self.latent = latent
         self.lo, self.hi = (float(v) for v in value_range)
@@ -196,12 +200,19 @@ PARAMS = {"fourier": FourierImage, "pixels": Pixels}
 
 
 def make_param(
-    kind: str | ImageParam | Latent, shape: Sequence[int], batch: int, **kw
+    kind: str | ImageParam | Latent,
+    shape: Sequence[int],
+    batch: int,
+    device: torch.device | str | None = None,
+    **kw,
 ) -> ImageParam:
     """A parameterization by name ('fourier' or 'pixels'), a :class:`LatentImage` for a core
-    ``Latent`` space, or the given ImageParam unchanged (its batch must match)."""
+    ``Latent`` space (its codes on ``device``), or the given ImageParam unchanged (its batch
+    must match)."""
     if isinstance(kind, Latent):
-        return LatentImage(kind, batch, seed=kw.get("seed", 0), value_range=kw["value_range"])
+        return LatentImage(
+            kind, batch, seed=kw.get("seed", 0), value_range=kw["value_range"], device=device
+        )
     if isinstance(kind, ImageParam):
         if kind.batch != batch:
             raise InversetError(

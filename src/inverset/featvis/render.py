@@ -42,6 +42,7 @@ from inverset.model import (
     output_activation,
     probe,
     restore_mode,
+    work_dtype,
 )
 from inverset.progress import progress_bar
 from inverset.result import Result
@@ -66,6 +67,7 @@ class _Runner:
     mean: torch.Tensor | None
     std: torch.Tensor | None
     early_stop: bool
+    dtype: torch.dtype  # the model's: images are cast to it on the way in
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         if self.model_size is not None and tuple(x.shape[2:]) != self.model_size:
@@ -96,7 +98,7 @@ class _Runner:
                 def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
                     acts.clear()
                     with contextlib.suppress(_Stop):
-                        acts[OUTPUT] = first_tensor(self.model(self.prepare(x)))
+                        acts[OUTPUT] = first_tensor(self.model(self.prepare(x).to(self.dtype)))
                     got = Activations(acts)
                     got.probs = probs  # a model ending in a Softmax: prob:k reads its output
                     return got
@@ -248,12 +250,12 @@ def _setup(
     spatial = _spatial(size, model_shape)
     c = model_shape[0] if model_shape is not None else 3
     _check_picture((c, *spatial), "the render shape")
-    device, dtype = model_device(model), model_dtype(model)
+    device, dtype = model_device(model), work_dtype(model)
     m, s = _norm(mean, c, len(spatial), device, dtype), _norm(std, c, len(spatial), device, dtype)
     if (m is None) != (s is None):
         raise InversetError("give both mean and std (--mean and --std) or neither")
     counts = dict.fromkeys(names, 0)
-    runner = _Runner(model, layers, None, m, s, False)
+    runner = _Runner(model, layers, None, m, s, False, model_dtype(model))
     note = ""
     failure: list[Exception] = []
 
@@ -465,7 +467,7 @@ def visualize(
             if isinstance(param.generator, nn.Module):
                 stack.enter_context(restore_mode(param.generator, train=False, freeze=True))
             # the generator's output is the picture the model receives: its shape decides
-            drawn = LatentImage(param, 1, value_range=(lo, hi)).shape
+            drawn = LatentImage(param, 1, value_range=(lo, hi), device=device).shape
             size = drawn[1:] if size is None else size
             input_shape = drawn if input_shape is None else input_shape
         runner, spatial, c, shapes, note = _setup(model, read, input_shape, size, mean, std)
@@ -498,7 +500,8 @@ def visualize(
                     color_matrix=color_matrix,
                     seed=cseed,
                     value_range=(lo, hi),
-                ).to(device=device, dtype=model_dtype(model))
+                    device=device,
+                ).to(device=device, dtype=work_dtype(model))
                 target = objective if custom else as_objective(objective, layer, chunk)
                 full = target + extra if extra is not None else target
                 img, xin, v, h, fr = _render_batch(
@@ -693,7 +696,7 @@ def dream(
         raise InversetError(f"jitter must be a whole number of pixels >= 0, got {jitter!r}")
     obj = objective if objective is not None else deep_dream(layer)
     layers = list(obj.layers) or [OUTPUT]
-    device, dtype = model_device(model), model_dtype(model)
+    device, dtype = model_device(model), work_dtype(model)
     shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
     _check_picture(shape)  # before the image is read: a vector model is the problem, not it
     c = shape[0] if shape is not None else 3

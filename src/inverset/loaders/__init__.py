@@ -103,7 +103,7 @@ def load_model(
         if not path.exists() and re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", text):
             model = _from_factory(text, weights, None)
         else:
-            model = _load_file(path, trust)
+            model = _load_file(path, trust, device)
     else:
         raise InversetError(
             f"cannot load a model from {type(source).__name__}; give an nn.Module, a file "
@@ -116,7 +116,7 @@ def load_model(
     return model
 
 
-def _load_file(path: Path, trust: bool) -> nn.Module:
+def _load_file(path: Path, trust: bool, device: str | torch.device | None = None) -> nn.Module:
     if not path.exists():
         raise InversetError(f"model file {path} does not exist; check the path")
     if path.is_dir():
@@ -146,7 +146,7 @@ def _load_file(path: Path, trust: bool) -> nn.Module:
         model.source = str(path)
         return model
     if suffix in (".pt", ".pth", ".ts", ".torchscript", ".bin"):
-        return _load_torch(path, trust)
+        return _load_torch(path, trust, device)
     if suffix == ".py":
         raise InversetError(
             f"{path} is Python source, not a model file; name the function in it that builds the "
@@ -161,13 +161,15 @@ def _load_file(path: Path, trust: bool) -> nn.Module:
     )
 
 
-def _load_torch(path: Path, trust: bool) -> nn.Module:
+def _load_torch(path: Path, trust: bool, device: str | torch.device | None = None) -> nn.Module:
+    """A TorchScript file (its constants straight onto ``device``: a frozen module cannot
+    move them later), a state dict (refused: it needs a factory) or, trusted, a pickle."""
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             scripted = any(n.split("/", 1)[-1].startswith("code/") for n in zf.namelist())
         if scripted:
             try:
-                model = torch.jit.load(str(path), map_location="cpu")
+                model = torch.jit.load(str(path), map_location=device or "cpu")
             except Exception as exc:
                 raise InversetError(f"{path} is not a loadable TorchScript file ({exc})") from None
             model.source = str(path)

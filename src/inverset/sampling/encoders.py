@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from inverset.errors import InversetError
-from inverset.model import check_layer_names, hookable_layers, layers
+from inverset.model import check_layer_names, hookable_layers, inputs_for, layers
 
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _ACTIVATIONS = (
@@ -64,8 +64,8 @@ class Encoder:
             e = acts[self.layer]
         elif self.kind == "identity":
             e = x
-        else:
-            e = self.module(x)
+        else:  # on its own device, wherever the model is (as a Latent's generator)
+            e = self.module(inputs_for(self.module, x)).to(x.device)
         return e.reshape(e.shape[0], -1)
 
     def describe(self) -> str:

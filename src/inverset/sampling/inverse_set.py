@@ -57,7 +57,7 @@ from inverset.checks import is_number, is_whole
 from inverset.domain import Box
 from inverset.errors import InversetError, first_line
 from inverset.goal import Goal
-from inverset.model import fingerprint, forward
+from inverset.model import fingerprint, forward, to_numpy
 from inverset.problem import Problem
 from inverset.progress import progress_bar, sigterm_as_interrupt
 from inverset.result import Result
@@ -815,12 +815,12 @@ class _Sampler:
         took[rows[keep]] = True
         idx = torch.as_tensor(keep, dtype=torch.long, device=self.dev)
         self.remember(E[idx] / self.sigma)
-        ui = uc[idx].cpu().numpy()
+        ui = to_numpy(uc[idx])
         self.pending.append(
             {
-                "x": x[idx].cpu().numpy(),
+                "x": to_numpy(x[idx]),
                 "u": ui,
-                **({"z": self.z(uc[idx]).cpu().numpy()} if latent else {}),
+                **({"z": to_numpy(self.z(uc[idx]))} if latent else {}),
             }
         )
         self.pool.append(ui)
@@ -888,7 +888,7 @@ class _Sampler:
         if not (force or due):
             return
         self.verify_pending()
-        t = lambda a: a.detach().cpu().numpy()  # noqa: E731
+        t = to_numpy
         common = {"sigma": np.array(self.sigma), "gen": self.gen.get_state().numpy()}
         if self.walk_state is not None:
             u, lam, mu = self.walk_state
@@ -978,7 +978,7 @@ class _Sampler:
         """Unit coordinates of accepted samples (inputs in Direct space, codes in Latent)."""
         src = data["z"] if "z" in data else data["x"]
         zt = torch.as_tensor(src, dtype=self.dt, device=self.dev)
-        return self.u(zt).cpu().numpy()
+        return to_numpy(self.u(zt))
 
     # ------------------------------------------------------------------ answer
     def finish(self, status: str) -> Result:

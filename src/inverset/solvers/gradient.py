@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
 from inverset.errors import InversetError
+from inverset.model import to_numpy
 from inverset.problem import Problem
 from inverset.progress import progress_bar
 from inverset.result import Result
@@ -558,7 +559,7 @@ def _result(problem, zs, x, values, loss, ok, status, history, timings, t0, star
     first = np.unique(keys, axis=0, return_index=True)[1] if len(cand) else np.zeros(0, int)
     keep = [int(i) for i in cand[np.sort(first)]]
     vals = values.detach().double().cpu().numpy()
-    xs = x.detach().cpu().numpy()
+    xs = to_numpy(x)
     timings["total"] = time.perf_counter() - t0
     if not len(order):  # whatever ended the search (README: never a success)
         stop = "" if status == "converged" else f" (the search stopped: {status.replace('_', ' ')})"
