@@ -317,3 +317,40 @@ def test_prob_of_a_model_ending_in_softmax_reads_its_output(last):
         iv.maximize(net, "logit:0", box)
     assert "\n" not in str(e.value)
     assert iv.layers(net, (2,))[-1].kind == f"output: probabilities ({name}; prob:k reads them)"
+
+
+@pytest.mark.parametrize("how", ["script", "trace", "freeze", "function"])
+def test_prob_of_a_torchscript_model_ending_in_softmax_reads_its_output(how):
+    """The same for TorchScript, read off the graph's last operation or module: prob:k was
+    the softmax of the probabilities (0.2583 for an output of 0.4675) and logit:k passed."""
+    torch.manual_seed(0)
+    seq = nn.Sequential(nn.Linear(2, 6), nn.ReLU(), nn.Linear(6, 3), nn.Softmax(dim=1)).eval()
+    x0 = torch.zeros(1, 2)
+    if how == "script":
+        ts = torch.jit.script(seq)
+    elif how == "trace":
+        ts = torch.jit.trace(seq, x0)
+    elif how == "freeze":
+        ts = torch.jit.freeze(torch.jit.script(seq))
+    else:  # torch.softmax called in forward, traced to an aten::softmax operation
+        ts = torch.jit.trace(_SoftmaxCall(seq[:3]).eval(), x0)
+    box = iv.Box(-1, 1, shape=(2,))
+    res = iv.maximize(ts, "prob:2", box, starts=4, steps=10, polish=False, seed=0)
+    with torch.no_grad():
+        assert abs(res.value - float(ts(torch.as_tensor(res.x)[None])[0, 2])) <= 1e-6
+    with pytest.raises(iv.InversetError, match=r"outputs probabilities.*Softmax.*prob:0"):
+        iv.maximize(ts, "logit:0", box)
+    if how == "freeze":  # no layers left to name ("valid layers: (none)" before)
+        with pytest.raises(iv.InversetError, match="frozen TorchScript module, which keeps no"):
+            iv.maximize(ts, "fc1:0", box)
+
+
+class _SoftmaxCall(nn.Module):
+    """``body`` then ``torch.softmax`` called in ``forward`` (no Softmax module)."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.body(x), 1)

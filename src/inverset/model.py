@@ -113,6 +113,11 @@ def check_layer_names(model: nn.Module, names: Sequence[str]) -> None:
     """Raise a one-line error listing valid names if any of ``names`` is not a layer."""
     valid = named_layers(model)
     for n in names:
+        if n != OUTPUT and n not in valid and not valid and _constants(model):
+            raise InversetError(
+                f"layer {n!r}: the model is a frozen TorchScript module, which keeps no layers; "
+                "target its outputs (out:k), or load the model as an nn.Module or ONNX file"
+            )
         if n != OUTPUT and n not in valid:
             shown = ", ".join(list(valid)[:40]) + (" ..." if len(valid) > 40 else "")
             raise InversetError(
@@ -148,7 +153,8 @@ def run_twice(name: str, calls: int) -> InversetError:
 def output_activation(model: nn.Module) -> str | None:
     """'Softmax' or 'Sigmoid' when the model's last layer is one, so that its outputs are
     probabilities already (``prob:k`` then reads output k): the last module of an
-    ``nn.Sequential``, the last node of an ONNX graph. None otherwise (or not known)."""
+    ``nn.Sequential``, the last node of an ONNX graph, the operation or module a TorchScript
+    graph returns. None otherwise (or not known)."""
     last: nn.Module | None = model
     while True:
         if isinstance(last, nn.Sequential) and len(last):
@@ -157,6 +163,13 @@ def output_activation(model: nn.Module) -> str | None:
             last = last.output_layer
         else:
             break
+    if isinstance(last, torch.jit.ScriptModule) and hasattr(last, "graph"):
+        node = last.graph.return_node().inputsAt(0).node()
+        if node.kind() == "prim::CallMethod":  # a submodule's forward: its class
+            name = str(node.inputsAt(0).type()).rsplit(".", 1)[-1]
+        else:  # an operation: aten::softmax, aten::sigmoid
+            name = node.kind().removeprefix("aten::").capitalize()
+        return name if name in ("Softmax", "Sigmoid") else None
     if isinstance(last, nn.Softmax):
         return "Softmax"
     if isinstance(last, nn.Sigmoid):
