@@ -310,6 +310,61 @@ def test_a_target_directory_without_a_result_is_replaced(tmp_path):
     assert Result.load(stale).value == r.value
 
 
+def test_a_result_that_lost_its_arrays_is_reported_broken_and_recomputed(tmp_path):
+    """A result.json without its result.npz (save() writes the npz first: it was deleted)
+    counted as done, loaded without x, and the report said nothing; now the report's card
+    says broken, with a warning, and a rerun recomputes it."""
+    from inverset.report.html import build_report
+
+    m = small()
+    kw = {"classes": "0-1", "input_shape": (3,), "domain": Box(-1, 1), **FAST}
+    atlas(m, tmp_path / "job", **kw)
+    lost = tmp_path / "job" / "out_1"
+    (lost / "result.npz").unlink()
+    with pytest.raises(InversetError, match=r"result\.npz is missing"):
+        Result.load(lost)
+    warnings: list[str] = []
+    build_report(tmp_path / "job", warn=warnings.append)
+    assert len(warnings) == 1 and "out_1" in warnings[0] and "broken" in warnings[0]
+    s = atlas(m, tmp_path / "job", **kw)
+    assert s.status == "complete" and s.skipped == 1 and s.finished == 1
+    r = Result.load(lost)
+    assert r.x is not None and abs(value_at(m, r, 1) - r.value) < 1e-6
+
+
+@pytest.mark.parametrize("mode", ["maximize", "sample", "visualize"])
+def test_an_atlas_over_a_latent_space_resumes(tmp_path, mode):
+    """A Latent space (maximize, sample) or parameterization (visualize) is recorded in
+    job.json by its generator's weights: a second identical call resumes (job.json held the
+    object's repr with its memory address: 'holds a different job'), and maximize mode takes
+    space= (it was 'not an option of solver gradient'). Every x is the generator's output."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+    gen = nn.Sequential(nn.Linear(2, 16), nn.Sigmoid(), nn.Unflatten(1, (1, 4, 4))).eval()
+    space = iv.Latent(gen, dim=2, bound=2)
+    kw: dict = {"classes": "0-1", "domain": Box(0, 1, shape=(1, 4, 4)), "mode": mode}
+    if mode == "visualize":
+        kw.update(param=space, steps=5)
+    elif mode == "sample":
+        kw.update(space=space, ranges=[(-5.0, 5.0)], n=2)
+    else:
+        kw.update(space=space, starts=2, steps=5)
+    first = atlas(model, tmp_path / "job", **kw)
+    assert first.status == "complete" and first.finished == 2
+    again = atlas(model, tmp_path / "job", **kw)
+    assert again.status == "complete" and again.skipped == 2 and again.finished == 0
+    job = json.loads((tmp_path / "job" / "job.json").read_text())
+    recorded = job["query"]["options"]["param" if mode == "visualize" else "space"]
+    assert recorded["kind"] == "Latent" and len(recorded["generator"]) == 64
+    if mode != "visualize":  # G(z) for the recorded z in the latent box
+        for r in load_atlas(tmp_path / "job").values():
+            z = torch.as_tensor(r.arrays["z"]).reshape(-1, 2)
+            xs = torch.as_tensor(r.xs if mode == "sample" else r.x[None])
+            assert z.abs().max() <= 2 + 1e-6
+            with torch.no_grad():
+                assert torch.allclose(gen(z.float()).clamp(0, 1), xs.float(), atol=1e-6)
+
+
 def test_long_target_expressions_get_short_distinct_directories(tmp_path):
     m = small()
     long = " + ".join(f"{i % 7}*out:{i % 3}" for i in range(60))

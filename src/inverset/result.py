@@ -212,27 +212,28 @@ class Result:
             raise InversetError(f"{d} holds no result.json; give a directory written by save()")
         try:
             meta = json.loads((d / "result.json").read_text())
-            if not isinstance(meta, dict) or "status" not in meta:
-                raise ValueError("not a result (no status)")
+            if not isinstance(meta, dict) or "status" not in meta or "value" not in meta:
+                raise ValueError("not a result (no status or value)")
         except (ValueError, UnicodeDecodeError) as exc:
             raise InversetError(f"{d / 'result.json'} is not a saved result ({exc})") from exc
         arrays: dict[str, np.ndarray] = {}
         npz = d / "result.npz"
-        if npz.is_file():
-            try:
-                with npz.open("rb") as f:
-                    # every .npz is a zip archive (one of no arrays: only its end record)
-                    if f.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
-                        raise zipfile.BadZipFile("not a zip archive")
-                with np.load(npz, allow_pickle=False) as z:
-                    arrays = {k: z[k] for k in z.files}
-            except Exception as exc:  # any damage: the zip, its compression, an array header
-                if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
-                    why = "holds object arrays (pickles), which are never loaded"
-                else:
-                    text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
-                    why = f"is not a valid npz file ({text or type(exc).__name__}: damaged)"
-                raise InversetError(f"{npz} {why}; save the result again") from exc
+        if not npz.is_file():  # save() writes it first, even with no arrays
+            raise InversetError(f"{npz} is missing (its arrays are lost); save the result again")
+        try:
+            with npz.open("rb") as f:
+                # every .npz is a zip archive (one of no arrays: only its end record)
+                if f.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
+                    raise zipfile.BadZipFile("not a zip archive")
+            with np.load(npz, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception as exc:  # any damage: the zip, its compression, an array header
+            if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
+                why = "holds object arrays (pickles), which are never loaded"
+            else:
+                text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+                why = f"is not a valid npz file ({text or type(exc).__name__}: damaged)"
+            raise InversetError(f"{npz} {why}; save the result again") from exc
         extra = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("arrays/")}
         return cls(
             x=arrays.get("x"),

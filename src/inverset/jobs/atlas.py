@@ -50,6 +50,7 @@ from inverset.model import (
 )
 from inverset.progress import sigterm_as_interrupt
 from inverset.result import Result, _jsonable, output_directory
+from inverset.space import Latent
 from inverset.target import parse_target
 
 MODES = ("maximize", "minimize", "visualize", "sample")
@@ -385,6 +386,8 @@ def check_options(mode: str, solver: str, options: dict[str, Any]) -> None:
     }
     valid = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY or p.default is not p.empty]
     valid = [n for n in valid if n not in reserved]
+    if mode in ("maximize", "minimize"):
+        valid.append("space")  # the query's, not the solver's: inverset.maximize takes it
     for name in options:
         if name not in valid:
             what = f"solver {solver!r}" if mode in ("maximize", "minimize") else mode
@@ -472,7 +475,7 @@ def job_id(job: dict[str, Any]) -> str:
 
     model = job.get("model") or {}
     data = {"mode": job.get("mode"), "query": job.get("query"), "model": model}
-    data = json.loads(json.dumps(_jsonable(data), default=str))
+    data = json.loads(json.dumps(_jsonable(data), default=_described))
     data["model"] = [model.get("class"), model.get("sha256")]
     text = json.dumps(canon(data), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -502,8 +505,14 @@ def is_own_result(info: Any, key: str, seed: int, ident: str | None) -> bool:
     )
 
 
+def complete(d: Path) -> bool:
+    """``d`` holds a whole saved result: result.json and the result.npz written before it
+    (a result.json alone has lost its arrays)."""
+    return (d / "result.json").is_file() and (d / "result.npz").is_file()
+
+
 def target_state(out: Path, key: str, seed: int | None = None, ident: str | None = None) -> str:
-    """``'done'``, ``'absent'``, ``'partial'`` (a directory without result.json: an unfinished
+    """``'done'``, ``'absent'``, ``'partial'`` (a directory without a complete result: an unfinished
     or emptied target, replaced when it is written) or ``'foreign'``: a result.json that is not
     this job's (another query's result, or a file). With ``seed`` (the unit's) and ``ident``
     (:func:`job_id`) a result is this job's when it records them; results written before
@@ -514,7 +523,7 @@ def target_state(out: Path, key: str, seed: int | None = None, ident: str | None
     if not d.is_dir():
         return "foreign"
     p = d / "result.json"
-    if not p.is_file():
+    if not complete(d):
         return "partial"
     if seed is None:
         return "done"
@@ -533,18 +542,18 @@ def is_done(out: Path, key: str, seed: int | None = None, ident: str | None = No
 
 def write_target(out: Path, key: str, result: Result) -> Path:
     """Save ``result`` as ``out/key`` atomically: into a temporary directory, then one rename.
-    A directory already there without a result.json (unfinished, or its result deleted) is
+    A directory already there without a complete result (unfinished, or its result deleted) is
     moved aside first and removed."""
     final = out / key
     tmp = out / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
     old = out / f".tmp-old-{key}-{uuid.uuid4().hex[:8]}"
     try:
         result.save(tmp)
-        if final.is_dir() and not (final / "result.json").is_file():
+        if final.is_dir() and not complete(final):
             os.rename(final, old)
         os.rename(tmp, final)
     except OSError:
-        if not (final / "result.json").is_file():
+        if not complete(final):
             raise
     finally:
         for d in (tmp, old):
@@ -641,14 +650,29 @@ def _job_problem(job: Any) -> str | None:
     return None
 
 
+def _described(obj: Any) -> Any:
+    """What job.json records of an option that is not JSON, the same in every process: a
+    Latent by its generator's weights, an object with ``describe()`` or ``to_dict()`` by that,
+    anything else by its text without a memory address (``<... at 0x7f...>`` made every
+    resumed job look new)."""
+    if isinstance(obj, Latent):
+        g = obj.generator
+        who = fingerprint(g) if isinstance(g, nn.Module) else getattr(g, "__qualname__", "")
+        return {**obj.to_dict(), "generator": who or type(g).__name__}
+    for name in ("describe", "to_dict"):
+        if callable(getattr(obj, name, None)):
+            return getattr(obj, name)()
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", str(obj))
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_jsonable(data), indent=2, default=str))
+    tmp.write_text(json.dumps(_jsonable(data), indent=2, default=_described))
     tmp.replace(path)
 
 
 def _check_same_job(old: dict[str, Any], new: dict[str, Any], out: Path) -> None:
-    fresh = json.loads(json.dumps(_jsonable(new), default=str))
+    fresh = json.loads(json.dumps(_jsonable(new), default=_described))
 
     def same(k: str) -> bool:
         a, b = old.get(k), fresh.get(k)
@@ -975,7 +999,8 @@ def atlas(
         from inverset.solvers import get_solver
 
         # the kinds of the options' values, checked as inverset.maximize checks them
-        check_solver_options(f"solver {solver!r}", get_solver(solver), options)
+        solver_options = {k: v for k, v in options.items() if k != "space"}
+        check_solver_options(f"solver {solver!r}", get_solver(solver), solver_options)
     batch = batch or DEFAULT_BATCH.get(mode, 1)
     _keep_keys(items, out)
     units = plan_units(items, mode, batch, seed)
