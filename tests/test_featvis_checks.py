@@ -116,6 +116,30 @@ def test_hidden_layers_of_torchscript_name_the_real_problem():
         fv.dream(scripted, grey(), "0", steps=1, octaves=1, input_shape=(1, 8, 8))
 
 
+def test_a_frozen_torchscript_model_says_it_keeps_no_layers_and_how_to_visualize(
+    run_main, tmp_path
+):
+    frozen = torch.jit.freeze(torch.jit.script(small_cnn().eval()))
+    fix = (
+        r"layer '0' cannot be read: the model is a frozen TorchScript module, which keeps no "
+        r"layers; visualize its output \(--layer out / layer='out'\).*--factory"
+    )
+    with pytest.raises(iv.InversetError, match=fix):
+        fv.visualize(frozen, layer="0", steps=1, input_shape=(1, 8, 8))
+    with pytest.raises(iv.InversetError, match=fix):
+        fv.dream(frozen, grey(), "0", steps=1, octaves=1, input_shape=(1, 8, 8))
+    frozen.save(str(tmp_path / "frozen.pt"))
+    code, _, err = run_main(
+        "visualize", tmp_path / "frozen.pt", "--layer", "conv1", "--input-shape", "1,8,8"
+    )
+    assert code == 2 and "frozen TorchScript module, which keeps no layers; visualize" in err
+    # a name that is no layer of a model that has layers is still listed as unknown
+    with pytest.raises(iv.InversetError, match=r"unknown layer 'nope'; valid layers: 0, 1"):
+        fv.visualize(torch.jit.script(small_cnn()), layer="nope", input_shape=(1, 8, 8))
+    with pytest.raises(iv.InversetError, match=r"unknown layer 'nope'; valid layers: 0, 1"):
+        fv.visualize(small_cnn(), layer="nope")
+
+
 class Words(nn.Module):
     def forward(self, x):
         return "not a tensor"
@@ -228,6 +252,15 @@ def test_small_pictures_and_signals_render_and_the_render_size_is_what_is_checke
 
 
 # 6. messages for both API and CLI users
+
+
+@pytest.mark.parametrize(("size", "shape"), [(1, r"\(1, 1, 1\)"), ((1, 8), r"\(1, 1, 8\)")])
+def test_a_render_size_that_is_no_picture_names_size_not_input_shape(size, shape):
+    with pytest.raises(iv.InversetError, match=shape) as err:
+        fv.visualize(small_cnn(), layer="0", size=size, steps=1)
+    text = str(err.value)
+    assert "give a size of at least 2 pixels per axis: --size N or H,W (size=)" in text
+    assert "--input-shape" not in text and "inverset maximize" not in text
 
 
 def test_messages_name_the_cli_option_and_the_python_argument():

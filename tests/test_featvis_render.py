@@ -218,6 +218,44 @@ def test_latent_generator_space(digits_cnn):
     assert (r.values > start + 1.0).all()
 
 
+class Prototypes(nn.Module):
+    """A generator of digit-like images: softmax(z) mixes the ten class-mean digits."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray):
+        super().__init__()
+        means = np.stack([X[y == k].mean(0).reshape(64) for k in range(10)])
+        self.register_buffer("means", torch.as_tensor(means, dtype=torch.float32))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return (torch.softmax(z, 1) @ self.means).reshape(-1, 1, 8, 8)
+
+
+def test_a_latent_param_renders_without_transforms_and_keeps_its_codes(digits_cnn):
+    """The standard transforms shift a tiny generated image by a pixel each step, and the
+    codes then chase shifted images (digits CNN and VAE, logit:5: -3.19 against 13.0
+    without them); a generator is its own prior. The codes regenerate the images."""
+    model, gen = digits_cnn.model, Prototypes(digits_cnn.X, digits_cnn.y)
+    space = iv.Latent(gen, 10, bound=3.0)
+    r = fv.visualize(model, param=space, steps=60)
+    assert r.query["transforms"] == "Compose([])"
+    plain = fv.visualize(model, param=space, steps=60, transforms="none")
+    np.testing.assert_array_equal(r.arrays["images"], plain.arrays["images"])
+    shifted = fv.visualize(model, param=space, steps=60, transforms="standard")
+    assert "Jitter" in shifted.query["transforms"]
+    z = r.arrays["z"]
+    assert z.shape == (10, 10) and np.abs(z).max() <= 3.0
+    with torch.no_grad():
+        again = gen(torch.from_numpy(z)).numpy()
+        logits = model(torch.from_numpy(r.xs)).numpy()
+    np.testing.assert_allclose(again, r.arrays["images"], atol=1e-6)
+    np.testing.assert_allclose(r.values, logits[range(10), range(10)], rtol=1e-5)
+    # every class beats the best of 512 random codes
+    rand = np.random.default_rng(0).uniform(-3, 3, (512, 10)).astype(np.float32)
+    with torch.no_grad():
+        best = model(gen(torch.from_numpy(rand))).max(0).values.numpy()
+    assert (r.values > best).all()
+
+
 def test_latent_generator_decides_the_picture_shape():
     # a conv net records no input shape: the generator's one-channel output decides it
     torch.manual_seed(0)

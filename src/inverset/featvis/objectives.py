@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from inverset.errors import InversetError
 from inverset.featvis.transforms import gaussian_blur
-from inverset.model import OUTPUT
+from inverset.model import OUTPUT, Activations
+from inverset.target import Ref, n_classes
 
 
 @dataclass
@@ -40,16 +41,34 @@ class Context:
 
 
 class Objective:
-    """A per-image score ``fn(ctx) -> tensor[B]`` with a name and the layers it reads."""
+    """A per-image score ``fn(ctx) -> tensor[B]`` with a name and the layers it reads.
 
-    def __init__(self, fn: Callable[[Context], torch.Tensor], name: str, layers: Iterable = ()):
+    ``ascent``: what gradient ascent climbs in the score's place, when not the score itself:
+    a surrogate with the same maximizers whose gradient does not vanish where the score's
+    does (:func:`class_prob` climbs the log-odds). Sums, differences and multiples by
+    a number carry it along; a product of two objectives climbs the product of their scores.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[Context], torch.Tensor],
+        name: str,
+        layers: Iterable = (),
+        ascent: Callable[[Context], torch.Tensor] | None = None,
+    ):
         self.fn, self.name, self.layers = fn, name, tuple(dict.fromkeys(layers))
+        self.surrogate = ascent
+
+    @staticmethod
+    def _batched(v: torch.Tensor, ctx: Context) -> torch.Tensor:
+        return v.expand(ctx.batch) if v.dim() == 0 else v
 
     def __call__(self, ctx: Context) -> torch.Tensor:
-        v = self.fn(ctx)
-        if v.dim() == 0:
-            v = v.expand(ctx.batch)
-        return v
+        return self._batched(self.fn(ctx), ctx)
+
+    def ascent(self, ctx: Context) -> torch.Tensor:
+        """The values gradient ascent climbs: the surrogate when there is one, else the score."""
+        return self._batched((self.surrogate or self.fn)(ctx), ctx)
 
     def __repr__(self) -> str:
         return self.name
@@ -63,26 +82,40 @@ class Objective:
             return Objective(lambda ctx: ctx.images.new_full((ctx.batch,), c), f"{c:g}")
         raise TypeError(f"cannot combine an objective with {type(other).__name__}")
 
+    def _join(
+        self, o: Objective, op: Callable, name: str, keep_surrogates: bool = True
+    ) -> Objective:
+        """``op`` of two objectives' scores, and of their ascents when either has a surrogate."""
+        asc = None
+        if keep_surrogates and (self.surrogate or o.surrogate):
+
+            def asc(c):
+                return op(self.ascent(c), o.ascent(c))
+
+        return Objective(lambda c: op(self(c), o(c)), name, self.layers + o.layers, asc)
+
     def __add__(self, other):
         o = self._lift(other)
-        return Objective(lambda c: self(c) + o(c), f"{self} + {o}", self.layers + o.layers)
+        return self._join(o, torch.add, f"{self} + {o}")
 
     __radd__ = __add__
 
     def __sub__(self, other):
         o = self._lift(other)
-        return Objective(lambda c: self(c) - o(c), f"{self} - {o}", self.layers + o.layers)
+        return self._join(o, torch.sub, f"{self} - {o}")
 
     def __rsub__(self, other):
         return self._lift(other) - self
 
     def __neg__(self):
-        return Objective(lambda c: -self(c), f"-({self})", self.layers)
+        asc = (lambda c: -self.ascent(c)) if self.surrogate else None
+        return Objective(lambda c: -self(c), f"-({self})", self.layers, asc)
 
     def __mul__(self, other):
         o = self._lift(other)
-        name = f"{o.name}*({self})" if not isinstance(other, Objective) else f"({self})*({o})"
-        return Objective(lambda c: self(c) * o(c), name, self.layers + o.layers)
+        number = not isinstance(other, Objective)
+        name = f"{o.name}*({self})" if number else f"({self})*({o})"
+        return self._join(o, torch.mul, name, keep_surrogates=number)
 
     __rmul__ = __mul__
 
@@ -99,8 +132,11 @@ def _act(ctx: Context, layer: str) -> torch.Tensor:
     return a
 
 
-def _units(unit: int | Sequence[int] | torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """One unit index per batch element (broadcast an int; check a sequence's length)."""
+def _units(
+    unit: int | Sequence[int] | torch.Tensor, a: torch.Tensor, n: int | None = None
+) -> torch.Tensor:
+    """One unit index per batch element (broadcast an int; check a sequence's length) among
+    ``n`` units (default: ``a``'s axis 1)."""
     b = a.shape[0]
     u = torch.as_tensor(list(unit) if isinstance(unit, range) else unit, device=a.device)
     u = u.long().reshape(-1)
@@ -108,7 +144,7 @@ def _units(unit: int | Sequence[int] | torch.Tensor, a: torch.Tensor) -> torch.T
         u = u.expand(b)
     if u.numel() != b:
         raise InversetError(f"got {u.numel()} units for a batch of {b} images; give one per image")
-    n = a.shape[1]
+    n = a.shape[1] if n is None else n
     if int(u.max()) >= n or int(u.min()) < -n:
         raise InversetError(f"unit {int(u.max())} out of range: the layer has {n} units/channels")
     return u
@@ -153,27 +189,90 @@ def neuron(
 
 
 def class_logit(unit: int | Sequence[int]) -> Objective:
-    """A class logit (unit of the model output; spatial mean for a map-shaped output)."""
+    """A class logit (unit of the model output; spatial mean for a map-shaped output). A
+    model whose last layer is a Softmax or Sigmoid has no logits: an error naming
+    :func:`class_prob`, as the core target ``logit:k`` is."""
 
     def fn(ctx):
         out = _act(ctx, OUTPUT)
+        probs = getattr(ctx.acts, "probs", None)
+        if probs:
+            raise InversetError(
+                f"logit:{_name(unit)}: the model outputs probabilities (its last layer is "
+                f"{probs}), not logits; use the objective prob (--objective prob, "
+                f"objective='prob', class_prob), which reads them, or load or export the model "
+                f"without the final {probs}"
+            )
         sel = out[torch.arange(out.shape[0], device=out.device), _units(unit, out)]
         return sel.reshape(out.shape[0], -1).mean(1)
 
     return Objective(fn, f"logit:{_name(unit)}", [OUTPUT])
 
 
+def _classifiers(ctx: Context, unit) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The model output as one classifier per image and position: rows ``(B*S, C)`` of the
+    classes along axis 1 (a flat output ``(B, C)`` stays), each row's class (its image's
+    unit, among :func:`~inverset.target.n_classes` classes), and the batch size B."""
+    out = _act(ctx, OUTPUT)
+    b = out.shape[0]
+    out = out.reshape(b, 1) if out.dim() < 2 else out
+    rows = out.movedim(1, -1).reshape(-1, out.shape[1])
+    u = _units(unit, out, n_classes(out.shape[1]))
+    return rows, u.repeat_interleave(rows.shape[0] // b), b
+
+
+def _log(t: torch.Tensor) -> torch.Tensor:
+    """The log of probabilities, a probability of 0 (underflow) taken as the smallest one."""
+    return t.clamp_min(torch.finfo(t.dtype).tiny).log()
+
+
+def _log_odds(rows: torch.Tensor, u: torch.Tensor, probs: str | None) -> torch.Tensor:
+    """``log(p / (1 - p))`` of each row's class ``u`` (``p`` as :func:`class_prob` reads it),
+    computed without cancellation: from the logits, ``z_k - logsumexp_{j != k} z_j`` (a
+    single logit: ``z`` for class 1, ``-z`` for class 0); from a Softmax's output,
+    ``log p_k - log sum_{j != k} p_j``; from a Sigmoid's, each output its own binary class."""
+    n = rows.shape[1]
+    if n == 1:
+        z = rows[:, 0]
+        z = _log(z) - _log(1 - z) if probs else z
+        return torch.where(u == 1, z, -z)
+    mine = F.one_hot(u, n).bool()
+    own = rows.gather(1, u[:, None])[:, 0]
+    if probs == "Softmax":
+        return _log(own) - _log(rows.masked_fill(mine, 0).sum(1))
+    if probs:
+        return _log(own) - _log(1 - own)
+    return own - rows.masked_fill(mine, float("-inf")).logsumexp(1)
+
+
 def class_prob(unit: int | Sequence[int]) -> Objective:
-    """A class probability (softmax over the model output's axis 1; the output itself when
-    the model's last layer is a Softmax or Sigmoid, whose outputs are probabilities)."""
+    """A class probability, as the core target ``prob:k`` defines it
+    (:class:`inverset.target.Ref`, whose code computes it): the softmax of the outputs; for a
+    single output (a binary classifier, classes 0 and 1) its sigmoid for class 1 and one
+    minus it for class 0; the output itself when the model's last layer is a Softmax or
+    Sigmoid, whose outputs are probabilities. A map-shaped output (C, H, W) is a classifier
+    per position along axis 1: the value is the mean over positions.
+
+    Gradient ascent climbs the log-odds ``log(p / (1 - p))`` (from the logits: the class's
+    logit minus the log-sum-exp of the others), which rises with ``p`` (the same maximizers)
+    and, unlike ``p`` or ``log p``, keeps a gradient both on a class the model gives ~1e-11
+    and on one near 1; the value reported is the probability."""
 
     def fn(ctx):
-        out = _act(ctx, OUTPUT)
-        p = out if getattr(ctx.acts, "probs", None) else torch.softmax(out, 1)
-        sel = p[torch.arange(p.shape[0], device=p.device), _units(unit, p)]
-        return sel.reshape(p.shape[0], -1).mean(1)
+        rows, u, b = _classifiers(ctx, unit)
+        acts = Activations({OUTPUT: rows})
+        acts.probs = getattr(ctx.acts, "probs", None)
+        p = rows.new_zeros(rows.shape[0])
+        for k in u.unique().tolist():
+            p = torch.where(u == k, Ref("prob", OUTPUT, (k,)).evaluate(acts), p)
+        return p.reshape(b, -1).mean(1)
 
-    return Objective(fn, f"prob:{_name(unit)}", [OUTPUT])
+    def log_odds(ctx):
+        rows, u, b = _classifiers(ctx, unit)
+        v = _log_odds(rows, u, getattr(ctx.acts, "probs", None))
+        return v.reshape(b, -1).mean(1)
+
+    return Objective(fn, f"prob:{_name(unit)}", [OUTPUT], ascent=log_odds)
 
 
 def direction(layer: str, vector: Sequence[float] | torch.Tensor) -> Objective:

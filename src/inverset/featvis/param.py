@@ -180,6 +180,10 @@ class LatentImage(ImageParam):
         self.lo, self.hi = (float(v) for v in value_range)
         self.raw = nn.Parameter(raw)
 
+    def codes(self) -> torch.Tensor:
+        """The latent codes ``z`` (batch, *latent shape) of the images, detached."""
+        return (self.latent.bound * torch.tanh(self.raw)).detach()
+
     def forward(self) -> torch.Tensor:
         z = self.latent.bound * torch.tanh(self.raw)
         x = self.latent.to_input(z).reshape(self.batch, *self.shape)

@@ -47,6 +47,7 @@ from inverset.model import (
 from inverset.progress import progress_bar
 from inverset.result import Result
 from inverset.space import Latent
+from inverset.target import n_classes
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -161,15 +162,28 @@ def _check_lr(lr: float) -> None:
         raise InversetError(f"lr (--lr) must be a finite number > 0 (e.g. 0.05), got {lr!r}")
 
 
-def _check_picture(shape: Sequence[int] | None, what: str = "the input shape") -> None:
+#: the fix for a render size that is no picture (the option that set it)
+SIZE_FIX = "give a size of at least 2 pixels per axis: --size N or H,W (size=)"
+
+
+def _check_picture(
+    shape: Sequence[int] | None, what: str = "the input shape", fix: str | None = None
+) -> None:
     """Refuse a shape that is no picture or signal (channels first): no axes after the
     channels or only size-1 ones (a vector), or a 2-D one a single pixel high or wide (a row
     of tabular features such as ACAS Xu's (1, 1, 5), whose valid range is not an image's).
-    Small pictures (7x7) and 1-D signals of any length above 1 are fine."""
+    Small pictures (7x7) and 1-D signals of any length above 1 are fine. ``fix``: how to
+    mend the option that set the shape (default: the model's input shape)."""
     if shape is None:
         return
     shape = tuple(int(v) for v in shape)
-    fix = (
+    tabular = (
+        "; a model of a few features is searched with `inverset maximize` over its valid box "
+        "(--box LO,HI)"
+        if fix is None
+        else ""
+    )
+    fix = fix or (
         "if the model reshapes a picture, give its shape: --input-shape 1,28,28 "
         "(input_shape=(1, 28, 28))"
     )
@@ -181,8 +195,7 @@ def _check_picture(shape: Sequence[int] | None, what: str = "the input shape") -
     if len(shape) == 3 and min(shape[1:]) < 2:
         raise InversetError(
             f"{what} {shape} is a single row or column of values, not a picture (feature "
-            "visualization needs a height and width of at least 2); a model of a few features "
-            f"is searched with `inverset maximize` over its valid box (--box LO,HI); {fix}"
+            f"visualization needs a height and width of at least 2){tabular}; {fix}"
         )
 
 
@@ -220,16 +233,34 @@ def _spatial(size, model_shape: tuple[int, ...] | None) -> tuple[int, ...]:
 
 def _check_hookable(model: nn.Module, names: Sequence[str]) -> None:
     """Hidden layers of a TorchScript model cannot carry forward hooks, so they cannot be
-    read: say so (and how to load the model instead) before any pass is tried."""
-    hookable = hookable_layers(model)
+    read: say so (and how to load the model instead) before any pass is tried, and before
+    the names are checked (a frozen TorchScript model keeps no layers: no name would do).
+    A name that is no layer of a model that has some is left to ``check_layer_names``."""
+    hookable, known = hookable_layers(model), named_layers(model)
+    frozen = isinstance(model, torch.jit.ScriptModule) and not known
     for n in names:
-        if n not in hookable:
-            raise InversetError(
-                f"layer {n!r} is inside a TorchScript model, whose hidden layers cannot be "
-                "hooked; visualize its output (--layer out / layer='out'), or load the model "
-                "as an nn.Module (--factory package.module:function with its state dict; "
-                "load_model('pkg.mod:fn', weights=...)) or as an ONNX file"
+        if n not in hookable and (n in known or frozen):
+            why = (
+                "is inside a TorchScript model, whose hidden layers cannot be hooked"
+                if known
+                else "cannot be read: the model is a frozen TorchScript module, which keeps no "
+                "layers"
             )
+            raise InversetError(
+                f"layer {n!r} {why}; visualize its output (--layer out / layer='out'), or load "
+                "the model as an nn.Module (--factory package.module:function with its state "
+                "dict; load_model('pkg.mod:fn', weights=...)) or as an ONNX file"
+            )
+
+
+def _fixed_size(model: nn.Module) -> tuple[int, ...] | None:
+    """The spatial input size an ONNX file declares (its only one: onnxruntime refuses
+    others, even where the converted graph would run on them), else None: other models
+    (fully convolutional ones take any size) are tried at the render size first."""
+    from inverset.loaders.onnx import OnnxModel
+
+    shape = input_shape_of(model)
+    return tuple(shape[1:]) if isinstance(model, OnnxModel) and shape is not None else None
 
 
 def _setup(
@@ -243,13 +274,15 @@ def _setup(
     """Check layer names, pick the render shape, find out whether the model takes any size
     (else inputs are resized to its fixed size, and the note says so), read layer shapes."""
     names = [n for n in layers if n != OUTPUT]
-    check_layer_names(model, names)
     _check_hookable(model, names)
+    check_layer_names(model, names)
     model_shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
     _check_picture(model_shape)
     spatial = _spatial(size, model_shape)
     c = model_shape[0] if model_shape is not None else 3
-    _check_picture((c, *spatial), "the render shape")
+    _check_picture((c, *spatial), "the render shape", SIZE_FIX)
+    fixed = _fixed_size(model)
+    fixed = fixed if fixed is not None and len(fixed) == len(spatial) else None
     device, dtype = model_device(model), work_dtype(model)
     m, s = _norm(mean, c, len(spatial), device, dtype), _norm(std, c, len(spatial), device, dtype)
     if (m is None) != (s is None):
@@ -293,14 +326,15 @@ def _setup(
         )
 
     with torch.no_grad():
-        acts = try_size(spatial)
+        acts = try_size(spatial) if fixed in (None, spatial) else None
         if acts is None:
-            if model_shape is None or tuple(model_shape[1:]) == spatial:
+            own = fixed or (tuple(model_shape[1:]) if model_shape is not None else None)
+            if own is None or own == spatial:
                 raise failed((c, *spatial))
-            runner.model_size = tuple(model_shape[1:])
-            acts = try_size(runner.model_size)
+            runner.model_size = own
+            acts = try_size(own)
             if acts is None:
-                raise failed(model_shape)
+                raise failed((c, *runner.model_size))
             note = (
                 f"rendered at {'x'.join(map(str, spatial))} and resized to the model's fixed "
                 f"input size {'x'.join(map(str, runner.model_size))}"
@@ -352,6 +386,14 @@ def _composite(x, alpha, lo, hi, gen: torch.Generator | None) -> torch.Tensor:
     return x * alpha + bg * (1 - alpha)
 
 
+def _score(objective: Objective, ctx: Context, climbed: torch.Tensor) -> float:
+    """The mean score of a step for the history: the values climbed, or the objective's own
+    score when it climbs a surrogate (a probability's, not its log's)."""
+    with torch.no_grad():
+        v = climbed if objective.surrogate is None else objective(ctx)
+        return float(v.detach().mean())
+
+
 def _render_batch(
     runner: _Runner,
     param: ImageParam,
@@ -373,12 +415,12 @@ def _render_batch(
         for step in range(steps):
             img = param()
             x, a = lo + (hi - lo) * img[:, :c], (img[:, c:] if param.alpha else None)
-            acts = run(transforms(_composite(x, a, lo, hi, gen), gen))
-            v = objective(Context(acts, x, a))
+            ctx = Context(run(transforms(_composite(x, a, lo, hi, gen), gen)), x, a)
+            v = objective.ascent(ctx)
             opt.zero_grad(set_to_none=True)
             (-v.sum()).backward()
             opt.step()
-            history.append(float(v.detach().mean()))
+            history.append(_score(objective, ctx, v))
             if frame_every and step % frame_every == 0:
                 frames.append(img.detach().cpu())
             bar.update(1, objective=history[-1])
@@ -420,23 +462,34 @@ def visualize(
     ('all', 'A-B', a list/range), rendered ``batch_size`` at a time, one target per image.
 
     ``objective``: 'channel' (default; spatial mean), 'neuron' (centre position), 'logit' /
-    'prob' (default for ``layer='out'``; they read the output, so another ``layer`` is an
-    error), 'dream', or an :class:`Objective` (then one batch of
-    ``batch_size`` images is rendered for it and ``channels`` is ignored). ``extra`` is added
+    'prob' (they read the output, so another ``layer`` is an error; the default for
+    ``layer='out'`` is 'logit', or 'prob' when the model's last layer is a Softmax or Sigmoid,
+    which has no logits: 'logit' is then an error), 'dream', or an :class:`Objective` (then
+    one batch of ``batch_size`` images is rendered for it and ``channels`` is ignored).
+    'prob' is the core target ``prob:k`` (a single output has classes 0 and 1), reported as
+    the probability and climbed as its log-odds, which keep a gradient on a saturated class
+    (:func:`~inverset.featvis.objectives.class_prob`). ``extra`` is added
     to every image's objective (e.g. ``-0.05 * total_variation() + diversity(layer)``).
     ``param``: 'fourier' (1/f spectrum, decorrelated colour), 'pixels', an
     :class:`ImageParam`, or a core :class:`inverset.space.Latent` (images ``G(z)`` of a
-    generator whose outputs lie in ``value_range``; the generator is frozen meanwhile).
+    generator whose outputs lie in ``value_range``; the generator is frozen meanwhile; the
+    codes are returned in ``arrays['z']``). ``transforms``: 'standard' (Lucid's, scaled to
+    the image size; the default), 'none', or a list; with a ``Latent`` (or
+    :class:`LatentImage`) param the default is 'none': the generator already keeps images
+    on its manifold, and random shifts of a small generated image (1 pixel of 8 is large)
+    pull the codes away from what the model sees unshifted.
     Images live in ``value_range`` (the model's valid input range); ``mean``/``std`` normalize
     them on the way into the model, so the visualization space stays e.g. [0, 1] RGB.
     ``size`` is the render size (default: the model's input size; a model that only takes
-    its own size gets resized inputs, and ``result.message`` says so; at most 2048x2048
-    pixels). The input and the render must be pictures (height and width at least 2) or
-    1-D signals: vectors and a row of features shaped (1, 1, 5) are refused.
+    its own size gets resized inputs, and ``result.message`` says so: an ONNX file that
+    declares a fixed input size, or a model whose forward fails at the render size; at most
+    2048x2048 pixels). The input and the render must be pictures (height and width at least
+    2) or 1-D signals: vectors and a row of features shaped (1, 1, 5) are refused.
     ``frames`` > 0 keeps that many snapshots of the optimization for a GIF.
 
     Returns a Result with ``arrays['images']`` (N, C[+1 alpha], *size) in ``value_range``,
-    ``arrays['targets']`` (unit per image), ``xs`` the images as the model receives them,
+    ``arrays['targets']`` (unit per image), ``arrays['z']`` (the latent codes, with a
+    ``Latent`` param), ``xs`` the images as the model receives them,
     ``values`` each image's final target activation; all in target order (not best first).
     """
     t0 = time.perf_counter()
@@ -448,8 +501,11 @@ def visualize(
     lo, hi = _value_range(value_range)
     _check_std(std)
     custom = isinstance(objective, Objective)
-    if objective is None:
-        objective = "logit" if layer == OUTPUT else "channel"
+    if objective is None and layer == OUTPUT:
+        # a model ending in a Softmax/Sigmoid outputs probabilities, not logits: read them
+        objective = "prob" if output_activation(model) else "logit"
+    elif objective is None:
+        objective = "channel"
     if objective in ("logit", "prob") and layer != OUTPUT:
         raise InversetError(
             f"objective {objective!r} raises the model's output classes, not layer {layer!r}; "
@@ -477,17 +533,21 @@ def visualize(
             shape = shapes.get(count_from)
             if shape is None or len(shape) == 0:
                 raise InversetError(f"layer {layer!r} has no channel axis to visualize")
-            units = parse_channels(channels, shape[0])
+            # a single output is a binary classifier: prob has classes 0 and 1 (as prob:k)
+            units = parse_channels(
+                channels, n_classes(shape[0]) if objective == "prob" else shape[0]
+            )
             # what each image raises: the whole layer for dream, a class for logit/prob
             if objective == "dream":
                 labels = [f"dream {layer} (seed {k})" for k in range(len(units))]
             else:
                 prefix = objective if objective in ("logit", "prob") else layer
                 labels = [f"{prefix}:{u}" for u in units]
-        tf = as_transform(transforms, min(spatial))
+        prior = isinstance(param, Latent | LatentImage)
+        tf = as_transform("none" if transforms is None and prior else transforms, min(spatial))
         chunks = [units[i : i + batch_size] for i in range(0, len(units), batch_size)]
         frame_every = max(1, steps // frames) if frames else 0
-        imgs, xins, vals, hist, frame_list = [], [], [], np.zeros(steps), []
+        imgs, xins, vals, hist, frame_list, codes = [], [], [], np.zeros(steps), [], []
         with progress_bar(progress, steps * len(chunks), "visualize") as bar:
             for k, chunk in enumerate(chunks):
                 cseed = int(seed) * 100_003 + k
@@ -524,10 +584,14 @@ def visualize(
                 vals.append(v.cpu())
                 hist += np.asarray(h) * len(chunk)
                 frame_list.append(fr)
+                if isinstance(p, LatentImage):
+                    codes.append(p.codes().cpu())
     images = torch.cat(imgs).numpy()
     values = torch.cat(vals).double().numpy()
     best = int(np.argmax(values))
     arrays = {"images": images, "targets": np.asarray(units)}
+    if codes:
+        arrays["z"] = torch.cat(codes).numpy()
     if frames:
         stacked = [torch.stack(fr) for fr in frame_list]  # (T, b, C, ...)
         arrays["frames"] = torch.cat(stacked, 1).numpy()
@@ -729,11 +793,12 @@ def dream(
                     ]
                     dims = tuple(range(2, x.dim()))
                     xr = torch.roll(x, shifts[: len(dims)], dims)
-                    v = obj(Context(run(xr), xr))
+                    ctx = Context(run(xr), xr)
+                    v = obj.ascent(ctx)
                     (g,) = torch.autograd.grad(v.sum(), x)
                     with torch.no_grad():
                         x = (x + lr * (hi - lo) * g / (g.abs().mean() + 1e-12)).clamp(lo, hi)
-                    history.append(float(v.detach().mean()))
+                    history.append(_score(obj, ctx, v))
                     bar.update(1, objective=history[-1])
                 if frames:
                     snapshots.append(_resize(x.detach(), full).cpu())
