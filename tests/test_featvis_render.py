@@ -363,3 +363,57 @@ def test_save_removes_an_earlier_runs_pictures_and_draws_dollars_as_text(
     texts = [t for t in saved_figures[0].findobj(Text) if "$" in t.get_text()]
     assert sorted(t.get_text().split("  ")[0] for t in texts) == ["$5 - 10$", "price $^$"]
     assert all(t._preprocess_math(t.get_text())[1] is False for t in texts)
+
+
+class _InterruptAfter:
+    """A pass-through transform that raises KeyboardInterrupt (Ctrl-C) on its ``n``-th call."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.calls = n, 0
+
+    def __call__(self, x: torch.Tensor, gen=None) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return x
+
+
+def test_ctrl_c_in_visualize_keeps_the_images_so_far(digits_cnn):
+    """Ctrl-C in the second batch: the first batch's finished images and the second's as they
+    stood come back (status interrupted, values the model's own), the rest are not begun;
+    the interrupt escaped before, and every image was lost."""
+    model = digits_cnn.model
+    stop = _InterruptAfter(30 + 12)  # step 12 of the second batch of 30 steps
+    r = fv.visualize(
+        model, layer="conv2", channels="0-5", batch_size=2, steps=30, transforms=[stop]
+    )
+    assert r.status == "interrupted" and "4 of the 6 asked for" in r.message
+    assert list(r.arrays["targets"]) == [0, 1, 2, 3] and r.xs.shape[0] == 4
+    with torch.no_grad():
+        acts = forward(model, torch.as_tensor(r.xs), ["conv2"])["conv2"]
+    own = acts.mean((2, 3))[torch.arange(4), torch.arange(4)]
+    assert np.allclose(r.values, own.numpy(), atol=1e-5)
+    assert len(r.history["objective"]) == 30
+
+
+def test_ctrl_c_in_dream_keeps_the_dream_so_far(digits_cnn, monkeypatch):
+    """Ctrl-C in the second octave: the detail so far on the full-size image comes back
+    (status interrupted) and already raises the layer above the original image's."""
+    model = digits_cnn.model
+    image = np.full((24, 24), 0.5, dtype=np.float32)
+    real, calls = fv.render._score, []
+
+    def score(*args):
+        calls.append(1)
+        if len(calls) == 15:  # step 5 of the second octave of 10 steps
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(fv.render, "_score", score)
+    r = fv.dream(model, image, layer="conv2", octaves=3, steps=10)
+    assert r.status == "interrupted" and "after 14 of the 3 octave(s) x 10 steps" in r.message
+    assert r.arrays["images"].shape[-2:] == (24, 24) and r.nfev == 14
+    with torch.no_grad():  # the model takes 8x8: a grey 24x24 image reaches it as grey 8x8
+        before = forward(model, torch.full((1, 1, 8, 8), 0.5), ["conv2"])["conv2"]
+        after = forward(model, torch.as_tensor(r.xs), ["conv2"])["conv2"]
+    assert float((after**2).mean()) > float((before**2).mean())

@@ -406,24 +406,30 @@ def _render_batch(
     gen: torch.Generator,
     frame_every: int,
     bar,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[float], list[torch.Tensor]]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[float], list[torch.Tensor], bool]:
+    """Optimize one batch of images; the last item says whether Ctrl-C ended the steps early
+    (the images as they are then are still evaluated and returned)."""
     lo, hi = value_range
     c = param.shape[0]
     opt = torch.optim.Adam(param.parameters(), lr=lr)
     history, frames = [], []
+    interrupted = False
     with runner.session() as run:
-        for step in range(steps):
-            img = param()
-            x, a = lo + (hi - lo) * img[:, :c], (img[:, c:] if param.alpha else None)
-            ctx = Context(run(transforms(_composite(x, a, lo, hi, gen), gen)), x, a)
-            v = objective.ascent(ctx)
-            opt.zero_grad(set_to_none=True)
-            (-v.sum()).backward()
-            opt.step()
-            history.append(_score(objective, ctx, v))
-            if frame_every and step % frame_every == 0:
-                frames.append(img.detach().cpu())
-            bar.update(1, objective=history[-1])
+        try:
+            for step in range(steps):
+                img = param()
+                x, a = lo + (hi - lo) * img[:, :c], (img[:, c:] if param.alpha else None)
+                ctx = Context(run(transforms(_composite(x, a, lo, hi, gen), gen)), x, a)
+                v = objective.ascent(ctx)
+                opt.zero_grad(set_to_none=True)
+                (-v.sum()).backward()
+                opt.step()
+                history.append(_score(objective, ctx, v))
+                if frame_every and step % frame_every == 0:
+                    frames.append(img.detach().cpu())
+                bar.update(1, objective=history[-1])
+        except KeyboardInterrupt:
+            interrupted = True
         with torch.no_grad():
             img = param()
             x, a = lo + (hi - lo) * img[:, :c], (img[:, c:] if param.alpha else None)
@@ -431,7 +437,7 @@ def _render_batch(
             values = target(Context(run(xin), x, a))
     if frame_every:
         frames.append(img.cpu())
-    return img, xin, values, history, frames
+    return img, xin, values, history, frames, interrupted
 
 
 def visualize(
@@ -547,7 +553,9 @@ def visualize(
         tf = as_transform("none" if transforms is None and prior else transforms, min(spatial))
         chunks = [units[i : i + batch_size] for i in range(0, len(units), batch_size)]
         frame_every = max(1, steps // frames) if frames else 0
-        imgs, xins, vals, hist, frame_list, codes = [], [], [], np.zeros(steps), [], []
+        imgs, xins, vals, frame_list, codes = [], [], [], [], []
+        hist, counts = np.zeros(steps), np.zeros(steps)
+        interrupted = False
         with progress_bar(progress, steps * len(chunks), "visualize") as bar:
             for k, chunk in enumerate(chunks):
                 cseed = int(seed) * 100_003 + k
@@ -564,7 +572,7 @@ def visualize(
                 ).to(device=device, dtype=work_dtype(model))
                 target = objective if custom else as_objective(objective, layer, chunk)
                 full = target + extra if extra is not None else target
-                img, xin, v, h, fr = _render_batch(
+                img, xin, v, h, fr, interrupted = _render_batch(
                     runner,
                     p,
                     full,
@@ -582,36 +590,49 @@ def visualize(
                 imgs.append(img.cpu())
                 xins.append(runner.prepare(xin).cpu())
                 vals.append(v.cpu())
-                hist += np.asarray(h) * len(chunk)
+                hist[: len(h)] += np.asarray(h) * len(chunk)
+                counts[: len(h)] += len(chunk)
                 frame_list.append(fr)
                 if isinstance(p, LatentImage):
                     codes.append(p.codes().cpu())
+                if interrupted:  # Ctrl-C: the images so far, the rest not begun
+                    break
     images = torch.cat(imgs).numpy()
     values = torch.cat(vals).double().numpy()
     best = int(np.argmax(values))
+    n, asked = len(values), len(units)
+    units, labels = units[:n], labels[:n]
     arrays = {"images": images, "targets": np.asarray(units)}
     if codes:
         arrays["z"] = torch.cat(codes).numpy()
-    if frames:
-        stacked = [torch.stack(fr) for fr in frame_list]  # (T, b, C, ...)
+    stacked = [torch.stack(fr) for fr in frame_list] if frames else []  # (T, b, C, ...)
+    if stacked and len({f.shape[0] for f in stacked}) == 1:  # an interrupted batch has fewer
         arrays["frames"] = torch.cat(stacked, 1).numpy()
         arrays["frames"][:, :, :c] = lo + (hi - lo) * arrays["frames"][:, :, :c]
     xs = torch.cat(xins).numpy()
-    n = len(units)
+    ran = int((counts > 0).sum())
     msg = f"rendered {n} image(s) of {layer if not custom else objective.name} at " + "x".join(
         map(str, spatial)
     )
-    msg += f" in {len(chunks)} batch(es)" + (f"; {note}" if note else "")
+    msg += f" in {len(imgs)} batch(es)" + (f"; {note}" if note else "")
+    if interrupted:
+        msg = (
+            f"interrupted (Ctrl-C): {msg} ({n} of the {asked} asked for; the last batch "
+            f"stopped after {len(h)} of {steps} steps)"
+        )
     return Result(
         x=xs[best],
         value=float(values[best]),
-        status="converged",
+        status="interrupted" if interrupted else "converged",
         message=msg,
         xs=xs,
         values=values,
-        nfev=steps * n,
+        nfev=int(counts.sum()),
         solver="featvis",
-        history={"step": list(range(1, steps + 1)), "objective": (hist / n).tolist()},
+        history={
+            "step": list(range(1, ran + 1)),
+            "objective": (hist[:ran] / counts[:ran]).tolist(),
+        },
         timings={"total": time.perf_counter() - t0},
         query={
             "kind": "visualize",
@@ -782,42 +803,50 @@ def dream(
         if runner.model_size is None and shape is not None and min(sizes[0]) < 8:
             sizes = [s for s in sizes if min(s) >= 8] or [full]
         detail = torch.zeros_like(_resize(base, sizes[0]))
+        interrupted = False
+        b, x = base, base.clone()
         with progress_bar(progress, steps * len(sizes), "dream") as bar, runner.session() as run:
-            for sz in sizes:
-                b = _resize(base, sz)
-                x = (b + _resize(detail, sz)).clamp(lo, hi)
-                for _ in range(steps):
-                    x.requires_grad_(True)
-                    shifts = [
-                        int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=gen)
-                    ]
-                    dims = tuple(range(2, x.dim()))
-                    xr = torch.roll(x, shifts[: len(dims)], dims)
-                    ctx = Context(run(xr), xr)
-                    v = obj.ascent(ctx)
-                    (g,) = torch.autograd.grad(v.sum(), x)
-                    with torch.no_grad():
-                        x = (x + lr * (hi - lo) * g / (g.abs().mean() + 1e-12)).clamp(lo, hi)
-                    history.append(_score(obj, ctx, v))
-                    bar.update(1, objective=history[-1])
-                if frames:
-                    snapshots.append(_resize(x.detach(), full).cpu())
-                detail = x.detach() - b
+            try:
+                for sz in sizes:
+                    b = _resize(base, sz)
+                    x = (b + _resize(detail, sz)).clamp(lo, hi)
+                    for _ in range(steps):
+                        x.requires_grad_(True)
+                        shifts = [
+                            int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=gen)
+                        ]
+                        dims = tuple(range(2, x.dim()))
+                        xr = torch.roll(x, shifts[: len(dims)], dims)
+                        ctx = Context(run(xr), xr)
+                        v = obj.ascent(ctx)
+                        (g,) = torch.autograd.grad(v.sum(), x)
+                        with torch.no_grad():
+                            x = (x + lr * (hi - lo) * g / (g.abs().mean() + 1e-12)).clamp(lo, hi)
+                        history.append(_score(obj, ctx, v))
+                        bar.update(1, objective=history[-1])
+                    if frames:
+                        snapshots.append(_resize(x.detach(), full).cpu())
+                    detail = x.detach() - b
+            except KeyboardInterrupt:  # Ctrl-C: the detail so far, on the full image
+                interrupted = True
+                x = (base + _resize(x.detach() - b, full)).clamp(lo, hi)
             with torch.no_grad():
                 value = float(obj(Context(run(x), x)).mean())
                 xin = runner.prepare(x).cpu()
     arrays = {"images": x.detach().cpu().numpy(), "original": base.cpu().numpy()}
-    if frames:
+    if frames and snapshots:
         arrays["frames"] = torch.stack(snapshots).numpy()
     msg = f"dreamed {len(sizes)} octave(s) x {steps} steps on {obj}" + (f"; {note}" if note else "")
+    if interrupted:
+        msg = f"interrupted (Ctrl-C) after {len(history)} of the {msg.removeprefix('dreamed ')}"
     return Result(
         x=xin[0].numpy(),
         value=value,
-        status="converged",
+        status="interrupted" if interrupted else "converged",
         message=msg,
         xs=xin.numpy(),
         values=np.asarray([value]),
-        nfev=steps * len(sizes),
+        nfev=len(history),
         solver="dream",
         history={"step": list(range(1, len(history) + 1)), "objective": history},
         timings={"total": time.perf_counter() - t0},
