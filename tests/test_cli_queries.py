@@ -5,6 +5,7 @@ unreachable, time limits, and searches in a generator's latent space."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -386,3 +387,41 @@ def test_generator_options_need_a_generator(run_main, models, tmp_path):
     p = run_main("minimize", *mlp4_args(models), "--box=-1,1", "--generator-weights", "w.pt")
     assert p.returncode == 2
     assert "--generator-weights applies to a generator; give --generator too" in p.stderr
+
+
+# ------------------------------------------------------------------ far reach and range goals
+
+
+@pytest.mark.parametrize("far", [1e9, 1e12])
+def test_a_far_goal_tells_values_apart_in_a_float32_model(far):
+    from inverset.goal import Goal
+
+    v = torch.tensor([35.0, 35.4, -7.0], dtype=torch.float32, requires_grad=True)
+    for goal in (Goal.reach(far), Goal.range(far, 2 * far)):
+        loss = goal.loss(v)
+        assert loss.dtype == torch.float64
+        assert loss.tolist() == pytest.approx([far - 35.0, far - 35.4, far + 7.0], abs=1e-3)
+        assert goal.better(35.4, 35.0) and not goal.better(35.0, 35.4)
+        (grad,) = torch.autograd.grad(loss.sum(), v)  # gradients reach the model's values
+        assert grad.dtype == torch.float32 and grad.tolist() == [-1.0, -1.0, -1.0]
+    assert Goal.reach(1e39).loss(v.detach()).isfinite().all()  # past float32's range
+
+
+def test_a_far_reach_goal_finds_the_largest_value(models):
+    import cliq_models
+
+    m = cliq_models.lin()
+    m.load_state_dict(torch.load(models / "lin.pt", weights_only=True))
+    box = iv.Box(0, 1, shape=(2,))
+    r = iv.reach(m, "out:0", 1e9, box, solver="evolution", seed=0, max_evals=3000, progress=False)
+    assert r.value > 1.0  # max 1.01 at (1, 1); float32 losses all tied: 0.505, the centre
+    assert value_of(m, r.x) == pytest.approx(r.value, abs=1e-6)
+
+
+def test_a_goal_past_float32_is_searched_not_blamed_on_the_model(run_main, models):
+    p = run_main("reach", *mlp4_args(models), "--box=-1,1", "--value", "1e39", "--starts", "4",
+                 "--steps", "20", "--json")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["status"] == "not_found" and math.isfinite(s["value"])
+    assert "non-finite" not in p.stderr

@@ -430,3 +430,162 @@ def test_layers_never_cut_names_and_mark_layers_that_are_no_targets(monkeypatch,
     flat = "".join(c for c in out if not c.isspace() and c != "│")  # folded cells rejoined
     assert "spareLinear?neverrunbyforward" in flat
     assert "actReLU?runs2xperforward:notarget" in flat
+
+
+# ------------------------------------------- a failed save, an interrupt, odd arguments
+def _full_disk(monkeypatch, what: str = "savez_compressed") -> None:
+    """Writing the arrays of a Result (``np.savez_compressed``) fails as on a full disk,
+    having begun its file."""
+    import errno
+    import os
+
+    def full(file, *args, **kwargs):
+        Path(file).write_bytes(b"PK\x03\x04")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, what, full)
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "table"])
+def test_a_full_disk_prints_the_result_then_a_one_line_error(
+    tiny_ts, tmp_path, monkeypatch, run_main, as_json
+):
+    _full_disk(monkeypatch)
+    out = tmp_path / "r"
+    code, stdout, err = run_main(
+        "maximize", tiny_ts, "-t", "out:0", "--box=-1,1", "--input-shape", "2", "--starts", "2",
+        "--steps", "5", "--no-progress", "--out", out, *(["--json"] if as_json else []),
+    )  # fmt: skip
+    assert code == 2, err
+    assert err.strip().splitlines() == [
+        f"error: the result was not saved in {out} (No space left on device); free some space "
+        "or give another directory (e.g. --out runs/a)"
+    ]
+    if as_json:
+        s = json.loads(stdout)
+        assert s["status"] == "converged" and len(s["x"]) == 2 and "out" not in s
+    else:
+        assert "converged" in stdout and "best input" in stdout and "saved to" not in stdout
+    assert sorted(p.name for p in out.iterdir()) == []  # no result.json.tmp, result.tmp.npz
+
+
+def test_a_full_disk_in_sample_prints_the_samples_then_a_one_line_error(
+    tiny_ts, tmp_path, monkeypatch, run_main
+):
+    args = ["sample", tiny_ts, "-t", "out:0", "--range=-100,100", "--box=-1,1",
+            "--input-shape", "2", "-n", "5", "--no-progress"]  # fmt: skip
+    _full_disk(monkeypatch)  # the final save of the Result
+    code, stdout, err = run_main(*args, "--out", tmp_path / "s")
+    assert code == 2, err
+    assert err.startswith(f"error: the result was not saved in {tmp_path / 's'} (No space")
+    assert len(err.strip().splitlines()) == 1
+    assert "found" in stdout and "generated 5, accepted 5" in stdout
+    assert not list((tmp_path / "s").glob("result*"))
+    monkeypatch.undo()
+    _full_disk(monkeypatch, "savez")  # the samples written as they are accepted
+    code, _, err = run_main(*args, "--out", tmp_path / "s2")
+    assert code == 2, err
+    assert err.strip().splitlines() == [
+        f"error: the samples could not be written to {tmp_path / 's2'} (No space left on "
+        "device); free some space or give another directory (--out)"
+    ]
+    assert not list((tmp_path / "s2").glob("*.tmp*"))  # the failed chunk left nothing
+
+
+@pytest.mark.parametrize("command", ["maximize", "reach", "range", "sample", "certify"])
+def test_an_interrupted_query_exits_130_after_printing_and_saving(
+    tiny_ts, tmp_path, monkeypatch, run_main, command
+):
+    import inverset.api
+    import inverset.sampling
+
+    def stopped(*args, **kwargs):
+        x = np.array([0.25, -0.5])
+        return iv.Result(x=x, value=0.5, status="interrupted", message="stopped by the user",
+                         xs=x[None], values=np.array([0.5]), solver="gradient")  # fmt: skip
+
+    for name in ("solve", "in_range"):
+        monkeypatch.setattr(inverset.api, name, stopped)
+    monkeypatch.setattr(inverset.sampling, "sample", stopped)
+    goal = {"reach": ["--value", "1"], "certify": ["--below", "5"]}.get(command, [])
+    if command in ("range", "sample"):
+        goal = ["--range", "0,1"]
+    code, stdout, err = run_main(
+        command, tiny_ts, "-t", "out:0", "--box=-1,1", "--input-shape", "2", *goal,
+        "--no-progress", "--out", tmp_path / "r",
+    )  # fmt: skip
+    assert code == 130, err
+    assert "interrupted" in stdout and "0.25" in stdout and "saved to" in stdout
+    assert iv.Result.load(tmp_path / "r").status == "interrupted"
+
+
+@pytest.mark.parametrize("command", ["visualize", "dream"])
+def test_interrupted_images_exit_130_after_printing(tmp_path, monkeypatch, run_main, command):
+    import inverset.featvis
+
+    def stopped(*args, **kwargs):
+        labels = {"labels": ["conv2:0", "conv2:1"]}
+        return iv.Result(x=None, value=None, status="interrupted", message="2 of 4 images",
+                         values=np.array([1.5, 2.5]), info=labels)  # fmt: skip
+
+    monkeypatch.setattr(inverset.featvis, command, stopped)
+    torch.jit.script(nn.Sequential(nn.Conv2d(1, 2, 3))).save(str(tmp_path / "c.pt"))
+    extra = ["--image", tmp_path / "c.pt"] if command == "dream" else []
+    code, stdout, err = run_main(command, tmp_path / "c.pt", "--layer", "out", *extra)
+    assert code == 130, err
+    assert "2 of 4 images" in stdout and "conv2:1" in stdout and "2.5" in stdout
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, EOFError])
+def test_an_interrupt_says_so_and_an_eof_is_an_internal_error(tiny_ts, monkeypatch, run_main, exc):
+    import inverset.api
+
+    def fail(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(inverset.api, "solve", fail)
+    code, _, err = run_main("maximize", tiny_ts, "-t", "out:0", "--box=-1,1",
+                            "--input-shape", "2", "--no-progress")  # fmt: skip
+    if exc is KeyboardInterrupt:
+        assert (code, err) == (130, "interrupted\n")
+    else:  # a bug, as any other: its own traceback, not typer's Abort
+        assert code == 4 and "EOFError" in err and "internal error" in err
+        assert "Abort" not in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--out", "a" * 300], "cannot write to output directory"),
+        (["--out", ""], "Invalid value for '--out' / '-o': the output directory is empty; "),
+        (["--factory", "tiny"], "a factory, the function that builds the model for a state dict"),
+        (["--input-shape", "99999999,99999999"], "(99999999, 99999999) has 9,999,999,800,000,001"),
+        (["-t", "1e400*out:0"], "target '1e400*out:0' holds the number 1e400, too large"),
+        (["-t", "out:0 / 0"], "target 'out:0 / 0' divides by zero; divide by a nonzero number"),
+        (["-t", "+".join(["out:0"] * 1000)], "is too deeply nested or too long"),
+        (["-t", "(" * 500 + "out:0" + ")" * 500], "is too deeply nested or too long"),
+    ],
+    ids=["long out", "empty out", "factory", "huge shape", "1e400", "/0", "terms", "parens"],
+)
+def test_odd_arguments_are_one_line_errors(tiny_ts, tmp_path, monkeypatch, run_main, args, message):
+    monkeypatch.chdir(tmp_path)
+    base = [
+        a for k, v in (("-t", "out:0"), ("--input-shape", "2")) if k not in args for a in (k, v)
+    ]
+    code, stdout, err = run_main(
+        "maximize", tiny_ts, "--box=-1,1", *base, *args, "--starts", "2", "--steps", "2",
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 2, (stdout, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], err
+    assert list(tmp_path.iterdir()) == [tiny_ts]  # nothing written into the current directory
+
+
+def test_an_empty_model_argument_says_it_is_empty(run_main):
+    code, _, err = run_main("maximize", "", "-t", "out:0")
+    assert code == 2
+    assert err.strip() == (
+        "error: the model is an empty name; give a model file (.onnx, .pt, .joblib) or "
+        "package.module:factory"
+    )

@@ -172,3 +172,10 @@ def test_a_box_file_that_is_not_text_is_a_clear_error(tmp_path):
     png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
     with pytest.raises(iv.InversetError, match=r"box file .*photo.png is not a text CSV"):
         iv.Box.from_csv(png)
+
+
+def test_a_box_too_large_for_memory_names_its_size():
+    with pytest.raises(iv.InversetError, match=r"input shape \(99999999, 99999999\) has "):
+        iv.Box(0, 1, shape=(99999999, 99999999))
+    with pytest.raises(iv.InversetError, match="9,999,999,800,000,001 features, too many"):
+        iv.Box(shape=(99999999, 99999999))

@@ -354,3 +354,72 @@ class _SoftmaxCall(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.body(x), 1)
+
+
+def _onnx_bytes() -> bytes:
+    """A small ONNX model (y = x W^T + b) as the bytes of its file."""
+    need("onnx")
+    from onnx import TensorProto, numpy_helper
+    from onnx import helper as oh
+
+    w, b = np.ones((2, 3), np.float32), np.zeros(2, np.float32)
+    graph = oh.make_graph(
+        [oh.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)],
+        "g",
+        [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [oh.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def test_a_file_holding_another_kind_of_model_says_what_it_holds(tmp_path):
+    (tmp_path / "net.pt").write_bytes(_onnx_bytes())
+    for trust in (False, True):
+        with pytest.raises(iv.InversetError) as e:
+            load_model(tmp_path / "net.pt", trust=trust)
+        assert str(e.value) == (
+            f"{tmp_path / 'net.pt'} is not a readable torch file: it holds an ONNX model; "
+            "rename it net.onnx"
+        )
+    (tmp_path / "net.onnx").write_bytes(_onnx_bytes())
+    assert load_model(tmp_path / "net.onnx")(torch.ones(1, 3)).tolist() == [[3.0, 3.0]]
+    (tmp_path / "notes.pt").write_text("x\n")
+    with pytest.raises(iv.InversetError, match=r"notes.pt is not a readable torch file: it holds "
+                       r"text; give the torch file itself"):  # fmt: skip
+        load_model(tmp_path / "notes.pt")
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(iv.InversetError, match=r"empty.onnx is not a readable ONNX file: it is "
+                       r"empty \(0 bytes\)"):  # fmt: skip
+        load_model(tmp_path / "empty.onnx")
+
+
+def test_torchscript_given_as_a_state_dict_is_named_without_a_warning(tmp_path):
+    torch.jit.script(_net()).save(str(tmp_path / "s.pt"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(iv.InversetError) as e:
+            load_model("tests.test_core_loaders:_net", weights=tmp_path / "s.pt")
+    assert str(e.value) == (
+        f"{tmp_path / 's.pt'} is not a readable state dict: it holds a TorchScript module; give "
+        "it as MODEL without --factory (named s.pt)"
+    )
+
+
+@pytest.mark.parametrize("content", [b"", b"junk\n", b"\x80\x04\x95\x10garbage"])
+def test_a_broken_joblib_file_is_one_line_even_trusted(tmp_path, content):
+    (tmp_path / "m.joblib").write_bytes(content)
+    with pytest.raises(iv.InversetError, match=r"m.joblib is not a readable joblib file"):
+        load_model(tmp_path / "m.joblib", trust=True)
+
+
+def test_an_empty_model_name_or_weights_without_a_factory_say_so(tmp_path):
+    with pytest.raises(iv.InversetError, match="the model is an empty name; give a model file"):
+        load_model("")
+    torch.save(_net().state_dict(), tmp_path / "w.pt")
+    with pytest.raises(iv.InversetError, match=r"is given as package.module:function .*got 'tiny'"):
+        load_model("tiny", weights=tmp_path / "w.pt")
+    with pytest.raises(iv.InversetError, match=r"package.module:function .*got '.*w.pt'"):
+        load_model(tmp_path / "w.pt", weights=tmp_path / "w.pt")

@@ -229,3 +229,47 @@ def test_a_labels_file_that_is_not_text_is_a_clear_error(tmp_path):
         read_labels(str(png))
     (tmp_path / "bom.txt").write_bytes("\ufeffcat\ndog\n".encode())
     assert read_labels(str(tmp_path / "bom.txt")) == ["cat", "dog"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["+".join(["out:0"] * 1000), "(" * 500 + "out:1" + ")" * 500, "-" * 1000 + "out:0"],
+    ids=["1000 terms", "500 parentheses", "1000 signs"],
+)
+def test_too_deep_a_target_is_a_clear_error_not_a_recursion_error(text):
+    with pytest.raises(iv.InversetError, match="too deeply nested or too long") as e:
+        iv.parse_target(text)
+    assert len(str(e.value)) < 300  # the expression is quoted cut short
+
+
+def test_a_target_at_the_depth_limit_still_evaluates(net_and_acts):
+    from inverset.target import MAX_DEPTH
+
+    _, _, acts = net_and_acts
+    t = iv.parse_target("+".join(["out:0"] * MAX_DEPTH))
+    assert torch.allclose(t.evaluate(acts), MAX_DEPTH * acts["out"][:, 0])
+    assert str(t).count("out:0") == MAX_DEPTH
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("1e400*out:3", "holds the number 1e400, too large for a float"),
+        ("out:3 - 1e999", "holds the number 1e999, too large for a float"),
+        ("margin:3 / 0", "divides by zero; divide by a nonzero number"),
+        ("out:1 / (2 - 2)", "divides by zero ((2 - 2) is 0)"),
+        ("1e300 * 1e300 * out:0", "holds (1e+300 * 1e+300), which is not a finite number (inf)"),
+    ],
+)
+def test_a_constant_that_is_not_finite_is_named_in_the_target(text, message):
+    with pytest.raises(iv.InversetError, match="target") as e:
+        iv.parse_target(text)
+    assert message in str(e.value)
+
+
+def test_constants_that_are_finite_still_parse(net_and_acts):
+    _, _, acts = net_and_acts
+    out = acts["out"]
+    assert torch.allclose(ev("out:0 / (1 + 1)", acts), out[:, 0] / 2)
+    assert torch.allclose(ev("0 * out:0 + 0 / 2", acts), torch.zeros(2))
+    assert torch.allclose(ev("out:0 - -2", acts), out[:, 0] + 2)

@@ -8,6 +8,7 @@ import json
 import math
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -245,3 +246,38 @@ def test_pictures_of_a_visualize_run_are_removed_by_a_maximize_into_its_director
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted(["mine.png", *(p.name for p in written)])
     assert "convergence.png" in left and (tmp_path / "convergence.png").read_bytes() != b"old"
+
+
+def _read_only(*args, **kwargs):
+    import errno
+    import os
+
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+
+def test_report_into_a_read_only_atlas_is_one_line(run_main, fresh, monkeypatch):
+    import tempfile
+
+    with monkeypatch.context() as m:  # the directory takes no file at all
+        m.setattr(tempfile, "TemporaryFile", _read_only)
+        code, _, err = run_main("report", fresh)
+    assert code == 2, err
+    assert err.strip().splitlines() == [
+        f"error: cannot write the atlas pages into {fresh} (Read-only file system); make it "
+        "writable, or copy the atlas to a directory you can write to and report it there"
+    ]
+    real = Path.write_text
+
+    def pages_fail(self, *args, **kwargs):  # a page of one target cannot be written
+        if self.name == "index.html.tmp":
+            real(self, "")  # begun, then the file system refuses
+            _read_only()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", pages_fail)
+    code, _, err = run_main("report", fresh)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write the atlas page "), err
+    assert "(Read-only file system); make " in lines[0]
+    assert not list(fresh.rglob("*.tmp"))

@@ -52,6 +52,11 @@ def _fit(bound: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     a box file for a (1, 8, 8) image) is reshaped to it."""
     try:
         return np.broadcast_to(bound, shape).astype(np.float64).copy()
+    except MemoryError:
+        raise InversetError(
+            f"the input shape {shape} has {math.prod(shape):,} features, too many to hold in "
+            "memory; check the input shape (--input-shape / input_shape=)"
+        ) from None
     except ValueError:
         if bound.ndim and bound.size == math.prod(shape):
             return bound.reshape(shape).astype(np.float64)
@@ -131,6 +136,8 @@ class Box:
                 ) from None
         try:
             self._lo, self._hi = _fit(lo, self.shape), _fit(hi, self.shape)
+        except InversetError:
+            raise
         except ValueError:
             raise InversetError(
                 f"box bounds of shape {lo.shape}/{hi.shape} do not fit the input shape "

@@ -92,11 +92,16 @@ class Goal:
         return {"maximize": 1, "minimize": -1}.get(self.kind, 0)
 
     def loss(self, v: torch.Tensor) -> torch.Tensor:
-        """Per-point loss, smaller is better, zero exactly when a reach/range goal is met."""
+        """Per-point loss, smaller is better, zero exactly when a reach/range goal is met.
+
+        A reach or range loss is computed in float64 (differentiable all the same): in a
+        float32 model's dtype, values near a far goal (1e9) round to the same distance, and a
+        goal past float32's range (1e39) to infinity."""
         if self.kind == "maximize":
             return -v
         if self.kind == "minimize":
             return v
+        v = _wide(v)
         if self.kind == "reach":
             return (v - self.value).abs()
         return (self.low - v).clamp_min(0) + (v - self.high).clamp_min(0)
@@ -109,8 +114,7 @@ class Goal:
 
     def better(self, a: float, b: float) -> bool:
         """Is value ``a`` better than value ``b``?"""
-        la = float(self.loss(torch.tensor([a]))[0])
-        lb = float(self.loss(torch.tensor([b]))[0])
+        la, lb = self.loss(torch.tensor([a, b], dtype=torch.float64)).tolist()
         return la < lb
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,3 +126,8 @@ class Goal:
         if self.kind == "range":
             return f"range [{self.low:g}, {self.high:g}]"
         return self.kind
+
+
+def _wide(v: torch.Tensor) -> torch.Tensor:
+    """``v`` in float64 where its device has it (Apple's MPS has not)."""
+    return v if v.device.type == "mps" else v.double()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import zipfile
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from inverset.errors import InversetError
 
 #: What a status means. Every solver uses these words and no others.
 STATUSES = {
@@ -28,20 +31,28 @@ STATUSES = {
 }
 
 
+#: the error for an empty directory name (as a Path it would silently be the current directory)
+EMPTY_DIRECTORY = (
+    "the output directory is empty; give a directory path (e.g. --out runs/a, or --out . for "
+    "the current directory)"
+)
+
+
 def output_directory(path: str | Path, create: bool = True) -> Path:
     """``path`` as a directory to write into (made when ``create``, else only checked by making
     and removing what is missing); a one-line error when it or one of its parents is an
     existing file, or it cannot be made or written, so no search runs only to fail at saving."""
-    from inverset.errors import InversetError
-
+    if not str(path).strip():
+        raise InversetError(EMPTY_DIRECTORY)
     d = Path(path)
-    for p in (d, *d.parents):
-        if p.exists() and not p.is_dir():
-            where = "is" if p == d else f"is inside {p}, which is"
-            raise InversetError(
-                f"output directory {d} {where} a file; give a directory path (e.g. --out runs/a)"
-            )
-    try:
+    try:  # a name too long for the file system fails already in exists()
+        for p in (d, *d.parents):
+            if p.exists() and not p.is_dir():
+                where = "is" if p == d else f"is inside {p}, which is"
+                raise InversetError(
+                    f"output directory {d} {where} a file; give a directory path (e.g. --out "
+                    "runs/a)"
+                )
         if create:
             d.mkdir(parents=True, exist_ok=True)
         else:
@@ -129,6 +140,20 @@ def _number(v: Any) -> Any:
     return float(v) if v in ("inf", "-inf") else _unjson(v)
 
 
+def write_fix(exc: OSError) -> str:
+    """What fixes a failed write into a directory: room on a full disk, else permission."""
+    return "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
+
+
+class SaveError(InversetError):
+    """A Result could not be written (full disk, unwritable directory): the message says why
+    and how to fix it; ``result`` is the Result itself, so that it can still be shown."""
+
+    def __init__(self, result: Result, message: str):
+        super().__init__(message)
+        self.result = result
+
+
 @dataclass
 class Result:
     """Best input(s) found for a query, how good they are, and how they were found.
@@ -185,8 +210,11 @@ class Result:
 
     def save(self, directory: str | Path) -> Path:
         """Write ``result.json`` (everything but arrays; strict JSON, a non-finite float as
-        ``{"__float__": "inf" | "-inf" | "nan"}``) and ``result.npz`` (arrays)."""
-        d = output_directory(directory)
+        ``{"__float__": "inf" | "-inf" | "nan"}``) and ``result.npz`` (arrays).
+
+        A failed write (a full disk, a directory that cannot be made) leaves no temporary file
+        and raises :class:`SaveError`, which holds this Result.
+        """
         meta = self.summary()
         meta["x_summary"] = meta.pop("x")
         meta.update(history=self.history, query=self.query)
@@ -195,17 +223,31 @@ class Result:
             v = getattr(self, name)
             if v is not None:
                 arrays[name] = np.asarray(v)
+        text = json.dumps(_jsonable(meta, tagged=True), indent=2, allow_nan=False)
+        try:
+            d = output_directory(directory)
+        except InversetError as exc:
+            raise SaveError(self, str(exc)) from None
         tmp_json, tmp_npz = d / "result.json.tmp", d / "result.tmp.npz"
-        tmp_json.write_text(json.dumps(_jsonable(meta, tagged=True), indent=2, allow_nan=False))
-        np.savez_compressed(tmp_npz, **arrays)
-        tmp_npz.replace(d / "result.npz")
-        tmp_json.replace(d / "result.json")
+        try:
+            tmp_json.write_text(text)
+            np.savez_compressed(tmp_npz, **arrays)
+            tmp_npz.replace(d / "result.npz")
+            tmp_json.replace(d / "result.json")
+        except OSError as exc:
+            for tmp in (tmp_json, tmp_npz):
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+            raise SaveError(
+                self,
+                f"the result was not saved in {d} ({exc.strerror or type(exc).__name__}); "
+                f"{write_fix(exc)} or give another directory (e.g. --out runs/a)",
+            ) from None
         return d
 
     @classmethod
     def load(cls, directory: str | Path) -> Result:
         """Read a result written by :meth:`save` (no pickles are loaded)."""
-        from inverset.errors import InversetError
 
         d = Path(directory)
         if not (d / "result.json").is_file():

@@ -23,9 +23,11 @@ walk the same nodes.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -255,9 +257,30 @@ _TOKEN = re.compile(
 )
 
 
+#: the deepest expression tree a target may have (nested parentheses, functions and signs, and
+#: chains of operators: ``a + b + c`` is three levels): Python's recursion limit (1000) holds
+#: its parsing, evaluation and printing with room to spare
+MAX_DEPTH = 200
+
+
+class _Part(NamedTuple):
+    """A parsed piece of a target: its node, the levels of its tree, and whether it is a
+    number only (reads no activation)."""
+
+    expr: Expr
+    depth: int
+    numeric: bool
+
+
+def _constant(e: Expr) -> float:
+    """The value of an expression that reads no activation (numbers only)."""
+    return float(e.evaluate({"": torch.zeros(1, dtype=torch.float64)})[0])
+
+
 class _Parser:
     def __init__(self, text: str, labels: Sequence[str] | None):
         self.text, self.labels = text, list(labels) if labels is not None else None
+        self.level = 0  # nesting of factor() calls: parentheses, functions, signs
         self.tokens: list[tuple[str, str, int]] = []
         pos = 0
         while pos < len(text):
@@ -288,6 +311,13 @@ class _Parser:
         self.i += 1
         return tok
 
+    def too_deep(self) -> InversetError:
+        return InversetError(
+            f"target {_short(self.text)} is too deeply nested or too long (more than "
+            f"{MAX_DEPTH} levels of parentheses, functions or chained operators); write a "
+            "shorter expression"
+        )
+
     def parse(self) -> Expr:
         if not self.tokens:
             self.fail("it is empty")
@@ -295,34 +325,73 @@ class _Parser:
         if self.i != len(self.tokens):
             tok = self.peek()
             self.fail(f"unexpected {tok[1]!r}", tok[2])
-        return e
+        return e.expr
 
-    def expr(self) -> Expr:
+    def node(self, e: Expr, parts: Sequence[_Part]) -> _Part:
+        """The part of node ``e`` over ``parts``: one level deeper than the deepest of them
+        (at most :data:`MAX_DEPTH`), a number when they all are, and then a finite one."""
+        part = _Part(e, 1 + max(p.depth for p in parts), all(p.numeric for p in parts))
+        if part.depth > MAX_DEPTH:
+            raise self.too_deep()
+        if part.numeric and not math.isfinite(_constant(e)):
+            raise InversetError(
+                f"target {_short(self.text)} holds {e}, which is not a finite number "
+                f"({_constant(e)}); give numbers whose result fits a float"
+            )
+        return part
+
+    def binop(self, op: str, left: _Part, right: _Part) -> _Part:
+        if op == "/" and right.numeric and _constant(right.expr) == 0:
+            what = "" if isinstance(right.expr, Const) else f" ({right.expr} is 0)"
+            raise InversetError(
+                f"target {_short(self.text)} divides by zero{what}; divide by a nonzero number"
+            )
+        return self.node(BinOp(op, left.expr, right.expr), (left, right))
+
+    def expr(self) -> _Part:
         e = self.term()
         while self.peek()[1] in ("+", "-"):
             op = self.take()[1]
-            e = BinOp(op, e, self.term())
+            e = self.binop(op, e, self.term())
         return e
 
-    def term(self) -> Expr:
+    def term(self) -> _Part:
         e = self.factor()
         while self.peek()[1] in ("*", "/"):
             op = self.take()[1]
-            e = BinOp(op, e, self.factor())
+            e = self.binop(op, e, self.factor())
         return e
 
-    def factor(self) -> Expr:
+    def factor(self) -> _Part:
+        if self.level >= MAX_DEPTH:  # the parser itself recurses on these
+            raise self.too_deep()
+        self.level += 1
+        try:
+            return self._factor()
+        finally:
+            self.level -= 1
+
+    def _factor(self) -> _Part:
         kind, val, pos = self.peek()
         if val in ("-", "+"):
             self.take()
             f = self.factor()
-            return f if val == "+" else (Const(-f.value) if isinstance(f, Const) else Neg(f))
+            if val == "+":
+                return f
+            if isinstance(f.expr, Const):
+                return _Part(Const(-f.expr.value), 1, True)
+            return self.node(Neg(f.expr), (f,))
         if kind == "num":
             self.take()
-            return Const(float(val))
+            if not math.isfinite(float(val)):
+                raise InversetError(
+                    f"target {_short(self.text)} holds the number {val}, too large for a float "
+                    "(it would be inf); give a finite number"
+                )
+            return _Part(Const(float(val)), 1, True)
         if kind == "ref":
             self.take()
-            return self.ref(val, pos)
+            return _Part(self.ref(val, pos), 1, False)
         if kind == "name":
             if val not in ("min", "max"):
                 self.fail(f"{val!r} needs ':INDEX' (e.g. {val}:0) or is an unknown function", pos)
@@ -333,7 +402,7 @@ class _Parser:
                 self.take()
                 args.append(self.expr())
             self.take(")")
-            return Func(val, tuple(args))
+            return self.node(Func(val, tuple(a.expr for a in args)), args)
         if val == "(":
             self.take()
             e = self.expr()
@@ -374,6 +443,13 @@ class _Parser:
                 self.fail(f"{layer}: takes one index", pos)
             return Ref(layer, "out", index, label)
         return Ref("layer", layer, index)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """A target's text as an error quotes it: cut in the middle when long."""
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[: limit // 2] + " ... " + text[-limit // 2 :])
 
 
 def n_classes(n_outputs: int) -> int:

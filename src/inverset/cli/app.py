@@ -9,7 +9,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 
 from inverset.domain import Box, read_constraints
 from inverset.errors import InversetError, first_line
-from inverset.result import Result, output_directory
+from inverset.result import EMPTY_DIRECTORY, Result, SaveError, output_directory
 
 if TYPE_CHECKING:
     import torch
@@ -48,6 +48,21 @@ class Group(TyperGroup):
     def format_help(self, ctx: Any, formatter: Any) -> None:
         plain_flags(self, ctx)
         super().format_help(ctx, formatter)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (KeyboardInterrupt, EOFError) as exc:
+            raise Escaped(exc) from exc
+
+
+class Escaped(Exception):
+    """A KeyboardInterrupt or EOFError out of a command, carried past typer to :func:`main`:
+    typer turns the first into a silent exit 130 and the second into its own Abort."""
+
+    def __init__(self, inner: BaseException):
+        super().__init__(repr(inner))
+        self.inner = inner
 
 
 app = typer.Typer(
@@ -123,6 +138,13 @@ LatentDimOpt = Annotated[
 LatentBoundOpt = Annotated[float, typer.Option("--latent-bound", help="codes lie in [-B, B]^dim")]
 
 
+def out_path(text: Any) -> Path:
+    """``--out`` as typed: an empty one is refused (as a Path it is the current directory)."""
+    if not str(text).strip():
+        raise typer.BadParameter(EMPTY_DIRECTORY)
+    return Path(text)
+
+
 def checked_out(path: Path | None) -> Path | None:
     """``--out`` checked before any work: an existing file there, or a directory that cannot be
     made or written, is an error now, not after a search whose result could then not be saved."""
@@ -131,15 +153,15 @@ def checked_out(path: Path | None) -> Path | None:
     return path
 
 
-OutOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--out",
-        "-o",
-        help="directory for result.json, result.npz and pictures",
-        callback=checked_out,
-    ),
-]
+def out_option(help: str) -> Any:
+    """The ``--out DIR`` option (``help`` says what goes there): refused when empty, checked
+    before any work."""
+    return typer.Option(
+        "--out", "-o", help=help, parser=out_path, metavar="<path>", callback=checked_out
+    )
+
+
+OutOpt = Annotated[Path | None, out_option("directory for result.json, result.npz and pictures")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print a machine-readable summary on stdout")]
 
 
@@ -327,12 +349,25 @@ def _number(v: str) -> int | float | str:
 
 
 def finish(
-    result: Result, out_dir: Path | None, as_json: bool, names: list[str] | None = None
+    result: Result,
+    out_dir: Path | None,
+    as_json: bool,
+    names: list[str] | None = None,
+    *,
+    failed: SaveError | None = None,
+    note: str | None = None,
 ) -> None:
-    """Save the Result first (nothing computed is lost), then pictures, then print."""
+    """Save the Result (then pictures), print it, and exit as it ended: a save that failed
+    (here, or ``failed`` in the command's own call) is a one-line error after the printed
+    result (exit 2), an interrupted search exits 130. ``note`` is a line printed after the
+    table."""
     saved, files = None, ["result.json", "result.npz"]
-    if out_dir is not None:
-        saved = result.save(out_dir)
+    if out_dir is not None and failed is None:
+        try:
+            saved = result.save(out_dir)
+        except SaveError as exc:  # the answer is printed all the same, then the error
+            failed = exc
+    if saved is not None:
         from inverset.report.pictures import write_pictures
 
         try:
@@ -345,12 +380,21 @@ def finish(
         if saved is not None:
             summary["out"] = str(saved)
         sys.stdout.write(json.dumps(summary) + "\n")
-        return
-    print_result(result, names)
-    if saved is not None:
-        out.print(
-            f"saved to {saved}/ ({', '.join(files)})", markup=False, highlight=False, soft_wrap=True
-        )
+    else:
+        print_result(result, names)
+        if note:
+            out.print(note, markup=False, highlight=False)
+        if saved is not None:
+            out.print(
+                f"saved to {saved}/ ({', '.join(files)})",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+    if failed is not None:
+        raise failed
+    if result.status == "interrupted":
+        raise typer.Exit(INTERRUPTED)
 
 
 def print_result(result: Result, names: list[str] | None = None) -> None:
@@ -398,16 +442,25 @@ def _click_errors() -> tuple[type[Exception], ...]:
 
 #: exit code of an unexpected exception (answers use 0, 1 and 3; bad input 2)
 INTERNAL_ERROR = 4
+#: exit code of a command stopped by Ctrl-C or SIGTERM (the shell's 128 + SIGINT)
+INTERRUPTED = 130
+
+
+def internal_error(exc: BaseException) -> NoReturn:
+    """A bug: its traceback, and a code no command gives an answer (certify: 0-3)."""
+    import traceback
+
+    traceback.print_exception(exc)
+    err.print("[red]internal error[/] (the traceback above is a bug in inverset; please report it)")
+    sys.exit(INTERNAL_ERROR)
 
 
 def main() -> None:
     """Entry point: one-line errors with exit code 2, never a traceback for bad input."""
-    import click
-
     from inverset.cli import register
 
-    register()
     try:
+        register()
         rv = app(standalone_mode=False, prog_name="inverset")
     except InversetError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -420,18 +473,14 @@ def main() -> None:
             sys.exit(0)
         err.print(f"[red]error:[/] {escape(exc.format_message())}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except Escaped as exc:
+        if not isinstance(exc.inner, KeyboardInterrupt):
+            internal_error(exc.inner)
         err.print("interrupted")
-        sys.exit(130)
-    except KeyboardInterrupt:
+        sys.exit(INTERRUPTED)
+    except KeyboardInterrupt:  # while the commands are imported
         err.print("interrupted")
-        sys.exit(130)
-    except Exception:  # a bug: show it, with a code no command gives an answer (certify: 0-3)
-        import traceback
-
-        traceback.print_exc()
-        err.print(
-            "[red]internal error[/] (the traceback above is a bug in inverset; please report it)"
-        )
-        sys.exit(INTERNAL_ERROR)
+        sys.exit(INTERRUPTED)
+    except Exception as exc:
+        internal_error(exc)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from inverset.cli.app import (
+    INTERRUPTED,
     BoxFileOpt,
     BoxOpt,
     ConstraintsOpt,
@@ -24,10 +25,10 @@ from inverset.cli.app import (
     TrustOpt,
     app,
     build_domain,
-    checked_out,
     err,
     load_cli_model,
     out,
+    out_option,
     parse_floats,
     parse_options,
 )
@@ -80,12 +81,7 @@ def atlas(
     model: ModelArg,
     out_dir: Annotated[
         Path,
-        typer.Option(
-            "--out",
-            "-o",
-            help="job directory: DIR/<target>/, DIR/index.html",
-            callback=checked_out,
-        ),
+        out_option("job directory: DIR/<target>/, DIR/index.html"),
     ],
     layer: Annotated[
         str | None, typer.Option("--layer", "-l", help="layer whose channels/units to take")
@@ -214,7 +210,7 @@ def atlas(
         if summary.index is not None:
             out.print(f"atlas: {summary.index}", highlight=False)
     if summary.status == "interrupted":
-        raise typer.Exit(130)
+        raise typer.Exit(INTERRUPTED)
     if summary.failed:  # under --job-time-limit too: a script checking $? must see them
         raise typer.Exit(1)
 

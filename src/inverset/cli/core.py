@@ -33,11 +33,11 @@ from inverset.cli.app import (
     TrustOpt,
     app,
     build_domain,
-    checked_out,
     finish,
     latent_space,
     load_cli_model,
     out,
+    out_option,
     parse_floats,
     parse_options,
 )
@@ -391,9 +391,7 @@ def range_(
 
 @app.command()
 def demo(
-    out_dir: Annotated[
-        Path, typer.Option("--out", "-o", help="where pictures go", callback=checked_out)
-    ] = Path("demo_out"),
+    out_dir: Annotated[Path, out_option("where pictures go")] = Path("demo_out"),
     seed: SeedOpt = 0,
 ) -> None:
     """Train two small models on bundled data and ask them questions (no downloads)."""

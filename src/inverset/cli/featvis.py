@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from inverset.cli.app import (
+    INTERRUPTED,
     DeviceOpt,
     FactoryOpt,
     JsonOpt,
@@ -53,6 +54,7 @@ def _weight(value: float, option: str) -> None:
 
 
 def _report(result, out_dir: Path | None, as_json: bool, gif: bool) -> None:
+    """Save and print the images' result; an interrupted run exits 130 after both."""
     from inverset.featvis.render import save
 
     files = save(result, out_dir, gif=gif) if out_dir is not None else []
@@ -63,13 +65,15 @@ def _report(result, out_dir: Path | None, as_json: bool, gif: bool) -> None:
         if out_dir is not None:
             summary["out"] = str(out_dir)
         sys.stdout.write(json.dumps(summary) + "\n")
-        return
-    out.print(result.message, markup=False)
-    for label, v in zip(result.info.get("labels", []), result.values, strict=False):
-        out.print(f"  {label:<24} {float(v):.4g}", markup=False)
-    out.print(f"time {result.timings.get('total', 0):.1f} s")
-    if files:
-        out.print("saved " + ", ".join(str(f) for f in files))
+    else:
+        out.print(result.message, markup=False)
+        for label, v in zip(result.info.get("labels", []), result.values, strict=False):
+            out.print(f"  {label:<24} {float(v):.4g}", markup=False)
+        out.print(f"time {result.timings.get('total', 0):.1f} s")
+        if files:
+            out.print("saved " + ", ".join(str(f) for f in files))
+    if result.status == "interrupted":
+        raise typer.Exit(INTERRUPTED)
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Annotated
 
@@ -28,15 +29,18 @@ from inverset.cli.app import (
     TrustOpt,
     app,
     build_domain,
-    checked_out,
     finish,
     latent_space,
     load_cli_model,
-    out,
+    out_option,
     parse_floats,
     parse_options,
 )
 from inverset.errors import InversetError
+from inverset.result import SaveError, write_fix
+
+#: errors of a write into --out that the user can fix (full disk or quota, read-only)
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 #: parameters of the sampler that this command sets itself: not options (--option n=5 would
 #: collide with -n)
@@ -118,12 +122,7 @@ def sample(
     device: DeviceOpt = "auto",
     out_dir: Annotated[
         Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="directory: samples are written there as accepted",
-            callback=checked_out,
-        ),
+        out_option("directory: samples are written there as accepted"),
     ] = None,
     as_json: JsonOpt = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar")] = True,
@@ -152,32 +151,42 @@ def sample(
         trust=trust,
         device=device,
     )
-    result = run_sample(
-        m,
-        target,
-        (z1, z2),
-        n,
-        domain,
-        space=space,
-        encoder=encoder,
-        intersect=[parse_intersect(t) for t in intersect or []],
-        K=walkers,
-        seed=seed,
-        out=out_dir,
-        resume=resume,
-        time_limit=time_limit,
-        progress=progress and not as_json,
-        labels=read_labels(str(labels)) if labels else None,
-        **opts,
-    )
-    finish(result, out_dir, as_json)
-    if not as_json:
-        i = result.info
-        div = i.get("diversity")
-        out.print(
-            f"generated {i.get('generated', 0)}, accepted {i.get('accepted', 0)}, rejected "
-            f"{i.get('rejected', 0)}; steps: {i.get('seed_steps', 0)} seeding "
-            f"({i.get('outer_iterations', 0)} outer) + {i.get('sample_steps', 0)} sampling; "
-            f"diversity (mean pairwise E-distance, {i.get('encoder')}) "
-            + (f"{div:.4g}" if div is not None else "-")
+    failed = None
+    try:
+        result = run_sample(
+            m,
+            target,
+            (z1, z2),
+            n,
+            domain,
+            space=space,
+            encoder=encoder,
+            intersect=[parse_intersect(t) for t in intersect or []],
+            K=walkers,
+            seed=seed,
+            out=out_dir,
+            resume=resume,
+            time_limit=time_limit,
+            progress=progress and not as_json,
+            labels=read_labels(str(labels)) if labels else None,
+            **opts,
         )
+    except SaveError as exc:  # the samples are shown all the same, then the error
+        result, failed = exc.result, exc
+    except OSError as exc:  # writing the samples as they came failed (the sampler's store)
+        if out_dir is None or exc.errno not in WRITE_ERRORS:
+            raise
+        raise InversetError(
+            f"the samples could not be written to {out_dir} ({exc.strerror}); "
+            f"{write_fix(exc)} or give another directory (--out)"
+        ) from None
+    i = result.info
+    div = i.get("diversity")
+    note = (
+        f"generated {i.get('generated', 0)}, accepted {i.get('accepted', 0)}, rejected "
+        f"{i.get('rejected', 0)}; steps: {i.get('seed_steps', 0)} seeding "
+        f"({i.get('outer_iterations', 0)} outer) + {i.get('sample_steps', 0)} sampling; "
+        f"diversity (mean pairwise E-distance, {i.get('encoder')}) "
+        + (f"{div:.4g}" if div is not None else "-")
+    )
+    finish(result, out_dir, as_json, failed=failed, note=note)

@@ -706,6 +706,8 @@ def _load_image(image, channels: int, lo: float, hi: float) -> torch.Tensor:
 
     if isinstance(image, str | Path):
         p = Path(image)
+        if p.is_dir():
+            raise InversetError(f"image {p} is a directory; give an image file (PNG or JPEG)")
         if not p.is_file():
             raise InversetError(f"image {p} does not exist")
         try:

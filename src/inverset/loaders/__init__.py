@@ -67,9 +67,13 @@ def _load_state(path: Path, device: str | None) -> dict:
     if not path.is_file():
         raise InversetError(f"weights file {path} does not exist")
     try:
-        state = torch.load(path, map_location=device or "cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a TorchScript file: said below
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=device or "cpu", weights_only=True)
     except Exception as exc:
-        raise InversetError(f"{path} is not a readable state dict ({type(exc).__name__})") from None
+        raise _misread(path, "state dict", ("torch",), state_dict=True) or InversetError(
+            f"{path} is not a readable state dict ({type(exc).__name__})"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -99,8 +103,20 @@ def load_model(
         model = from_sklearn(source)
     elif isinstance(source, str | Path):
         text = str(source)
+        if not text.strip():
+            raise InversetError(
+                "the model is an empty name; give a model file (.onnx, .pt, .joblib) or "
+                "package.module:factory"
+            )
         path = Path(text)
-        if not path.exists() and re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", text):
+        factory = re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", text) is not None
+        if weights is not None and not factory:
+            raise InversetError(
+                "a factory, the function that builds the model for a state dict, is given as "
+                "package.module:function (e.g. --factory inverset.zoo:DigitsCNN, or "
+                f"load_model('pkg.mod:fn', weights=path)), got {text!r}"
+            )
+        if factory and (weights is not None or not path.exists()):
             model = _from_factory(text, weights, None)
         else:
             model = _load_file(path, trust, device)
@@ -125,7 +141,10 @@ def _load_file(path: Path, trust: bool, device: str | torch.device | None = None
     if suffix == ".onnx":
         from inverset.loaders.onnx import load_onnx
 
-        return load_onnx(path)
+        try:
+            return load_onnx(path)
+        except InversetError as exc:
+            raise _misread(path, "ONNX file", ("onnx",)) or exc from None
     if suffix in (".joblib", ".pkl", ".pickle"):
         if not trust:
             raise InversetError(
@@ -134,7 +153,14 @@ def _load_file(path: Path, trust: bool, device: str | torch.device | None = None
             )
         import joblib
 
-        obj = joblib.load(path)
+        try:
+            obj = joblib.load(path)
+        except Exception as exc:  # any damage: unpickling runs arbitrary code paths
+            kind, why = type(exc).__name__, first_line(exc)[:100]
+            raise _misread(path, "joblib file", ()) or InversetError(
+                f"{path} is not a readable joblib file ({kind if why == kind else f'{kind}: {why}'}"
+                "); give a file written by joblib.dump"
+            ) from None
         if _is_sklearn(obj):
             from inverset.loaders.sklearn import from_sklearn
 
@@ -180,6 +206,9 @@ def _load_torch(path: Path, trust: bool, device: str | torch.device | None = Non
                 warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as exc:
+        misread = _misread(path, "torch file", ("torch",))
+        if misread is not None:
+            raise misread from None
         msg = str(exc)
         if not trust and ("weights_only" in msg or "Unsupported global" in msg):
             raise InversetError(
@@ -198,3 +227,84 @@ def _load_torch(path: Path, trust: bool, device: str | torch.device | None = Non
             "(in Python: load_model('pkg.mod:fn', weights=path))"
         )
     raise InversetError(f"{path} holds a {type(obj).__name__}, not a model")
+
+
+#: what :func:`_holds` can tell a file holds, as the error says it
+HOLDS = {
+    "empty": "it is empty (0 bytes)",
+    "onnx": "it holds an ONNX model",
+    "torchscript": "it holds a TorchScript module",
+    "torch": "it holds a torch file (a state dict or a pickled module)",
+    "text": "it holds text",
+}
+#: the file name suffix each kind of model file loads under
+SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "torch": ".pt"}
+
+
+def _misread(
+    path: Path, what: str, expected: tuple[str, ...], state_dict: bool = False
+) -> InversetError | None:
+    """The error for a file that failed to load as a ``what`` because it holds something
+    else (an ONNX model named .pt, text, nothing), naming what it holds and the fix; None when
+    its bytes do not tell or it holds what was ``expected``."""
+    kind = _holds(path)
+    if kind is None or kind in expected:
+        return None
+    if kind in SUFFIX and state_dict:
+        fix = f"give it as MODEL without --factory (named {path.stem}{SUFFIX[kind]})"
+    elif kind in SUFFIX:
+        fix = f"rename it {path.with_suffix(SUFFIX[kind]).name}"
+    else:
+        fix = f"give the {what} itself"
+    return InversetError(f"{path} is not a readable {what}: {HOLDS[kind]}; {fix}")
+
+
+def _holds(path: Path) -> str | None:
+    """What the bytes of ``path`` tell it holds (a key of :data:`HOLDS`), or None."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(1 << 16)
+        if not head:
+            return "empty"
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                names = [n.split("/", 1)[-1] for n in zf.namelist()]
+            if any(n.startswith("code/") for n in names):
+                return "torchscript"
+            return "torch" if "data.pkl" in names else None
+        if head[:1] == b"\x08" and _is_onnx(path):  # field 1 of a ModelProto: ir_version
+            return "onnx"
+    except (OSError, zipfile.BadZipFile):
+        return None
+    return "text" if _is_text(head) else None
+
+
+def _is_onnx(path: Path) -> bool:
+    """Does ``path`` parse as an ONNX model with a graph (needs the onnx package)?"""
+    try:
+        import onnx
+
+        proto = onnx.ModelProto()
+        proto.ParseFromString(path.read_bytes())
+    except Exception:  # no onnx package, or not an ONNX protobuf
+        return False
+    return len(proto.graph.node) > 0
+
+
+def _is_text(head: bytes) -> bool:
+    """Are these bytes printable UTF-8 text (and not a protocol-0 pickle, which is too)?"""
+    import codecs
+    import pickletools
+
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)
+    except UnicodeDecodeError:
+        return False
+    if not all(c.isprintable() or c in "\t\r\n\f" for c in text):
+        return False
+    try:
+        for _ in pickletools.genops(head):
+            pass
+    except Exception:  # not a whole pickle: text
+        return True
+    return False

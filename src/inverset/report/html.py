@@ -7,6 +7,7 @@ Pictures are rebuilt only when their Result is newer than them.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import math
@@ -66,9 +67,39 @@ def _page(title: str, body: str) -> str:
 
 
 def _write(path: Path, text: str) -> None:
+    """``text`` into ``path`` through a temporary file; a failed write leaves none behind and
+    is a one-line error naming the file."""
+    from inverset.errors import InversetError
+
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise InversetError(
+            f"cannot write the atlas page {path} ({exc.strerror or type(exc).__name__}); make "
+            f"{path.parent} writable, or copy the atlas to a directory you can write to and "
+            "report it there"
+        ) from None
+
+
+def _check_writable(out: Path) -> None:
+    """A one-line error before any work when the atlas directory takes no new files."""
+    import tempfile
+
+    from inverset.errors import InversetError
+
+    try:
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise InversetError(
+            f"cannot write the atlas pages into {out} ({exc.strerror or type(exc).__name__}); "
+            "make it writable, or copy the atlas to a directory you can write to and report it "
+            "there"
+        ) from None
 
 
 def _stale(pic: Path, src: Path) -> bool:
@@ -271,6 +302,7 @@ def build_report(
     out = Path(directory)
     if not out.is_dir():
         raise InversetError(f"{out} is not a directory; give the --out of an atlas job")
+    _check_writable(out)
     job = read_job(out) or {}
     if job:
         entries = [(t["key"], t["target"]) for t in job["targets"]]
