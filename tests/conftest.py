@@ -116,3 +116,18 @@ def digits_judge():
     from inverset.zoo import digits
 
     return digits("mlp", seed=1)
+
+
+def ctrl_c_on_call(monkeypatch, module: Any, name: str, n: int) -> list[int]:
+    """``module.name`` raises KeyboardInterrupt (a Ctrl-C) on its n-th call; returns the
+    call count (a one-element list)."""
+    real, calls = getattr(module, name), [0]
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == n:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapped)
+    return calls

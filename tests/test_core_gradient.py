@@ -414,3 +414,76 @@ class _FunctionalReLUs(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.b(self.relu(self.a(x))))
+
+
+def _no_escape(solve):
+    """``solve()``, failing the test (not ending the session) when a Ctrl-C escapes it."""
+    try:
+        return solve()
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C escaped the solve instead of ending it with a result")
+
+
+def test_ctrl_c_in_the_polish_keeps_its_best_point(monkeypatch):
+    """A Ctrl-C in the L-BFGS-B polish (here at its 5th evaluation) escaped and lost Adam's
+    answer; now the answer is 'interrupted' with the polish's best point so far, better than
+    Adam's (3 steps: 1.309; the maximum is 2), its value the model's own."""
+    import scipy.optimize
+
+    net, box = bump2d(), iv.Box(-1, 1, shape=(2,))
+    kw = {"starts": 4, "steps": 3, "seed": 0}
+    adam = iv.maximize(net, "out:0", box, polish=False, **kw)
+    real, calls = scipy.optimize.minimize, [0]
+
+    def minimize(fun, *args, **kwargs):
+        def f(x, *a):
+            calls[0] += 1
+            if calls[0] == 5:
+                raise KeyboardInterrupt
+            return fun(x, *a)
+
+        return real(f, *args, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "minimize", minimize)
+    r = _no_escape(lambda: iv.maximize(net, "out:0", box, **kw))
+    assert calls[0] == 5 and r.status == "interrupted" and "interrupted" in r.message
+    with torch.no_grad():
+        model_value = float(net(torch.as_tensor(r.x[None], dtype=torch.float32))[0, 0])
+    assert r.value == pytest.approx(model_value, abs=1e-6)
+    assert adam.value + 0.1 < r.value < 2.0 + 1e-6
+    assert r.history["best"][-1] == pytest.approx(r.value)
+
+
+def test_ctrl_c_in_the_integer_search_keeps_its_moves(monkeypatch):
+    """A Ctrl-C in the integer neighbour search escaped and lost every point; now the answer
+    is 'interrupted' with whole-number points after the moves made so far: better than the
+    rounded points a Ctrl-C in the first round leaves, each value the model's own."""
+    from inverset.solvers import gradient
+
+    net, box = bump2d(), iv.Box(-10, 10, shape=(2,), integer=[0, 1])
+    kw = {"starts": 4, "steps": 1, "seed": 0, "polish": False}
+    real = gradient._integer_search
+    answers = {}
+    for n in (2, 4):  # losses' 2nd call is round 1's; the 4th is round 3's: two moves made
+        calls = [0]
+
+        def search(problem, losses, *args, n=n, calls=calls, **kwargs):
+            def counted(z):
+                calls[0] += 1
+                if calls[0] == n:
+                    raise KeyboardInterrupt
+                return losses(z)
+
+            return real(problem, counted, *args, **kwargs)
+
+        monkeypatch.setattr(gradient, "_integer_search", search)
+        r = _no_escape(lambda: iv.maximize(net, "out:0", box, **kw))
+        assert calls[0] == n and r.status == "interrupted"
+        assert np.array_equal(r.xs, np.round(r.xs)) and np.abs(r.xs).max() <= 10
+        with torch.no_grad():
+            vals = net(torch.as_tensor(r.xs, dtype=torch.float32))[:, 0].numpy()
+        np.testing.assert_allclose(r.values, vals, atol=1e-6)
+        answers[n] = r.value
+    monkeypatch.undo()
+    done = iv.maximize(net, "out:0", box, **kw)  # uninterrupted
+    assert answers[2] < answers[4] <= done.value

@@ -13,6 +13,7 @@ import inverset.cli.exact  # noqa: F401  (registers the certify command)
 from inverset import Result
 from inverset.cli import register
 from inverset.cli.app import app
+from tests.conftest import ctrl_c_on_call
 
 
 def _model(tmp_path):
@@ -120,3 +121,30 @@ def test_certify_help_summary_is_one_sentence():
 
     first = inspect.cleandoc(certify.__doc__).split("\n\n")[0]
     assert "\n" not in first and first.endswith(".")
+
+
+def test_ctrl_c_keeps_the_answer_so_far(tmp_path, monkeypatch, run_main):
+    """A Ctrl-C in the exact search (here in branch and bound's 3rd batch of bounds) exited
+    130 with nothing printed or saved; now the incumbent (and, for maximize, the bound) is
+    printed and saved, status 'interrupted', and certify says UNDECIDED, never a verdict."""
+    from inverset.exact import bab
+
+    path, _ = _model(tmp_path)
+    shape = ["--box", "-1,1", "--input-shape", "2", "--no-progress"]
+    calls = ctrl_c_on_call(monkeypatch, bab, "crown", 3)
+    exact = ["--solver", "exact", "--option", "method=bab"]
+    ran = run_main("maximize", path, "-t", "out:0", *shape, *exact, "--out", tmp_path / "max")
+    assert calls[0] == 3 and "interrupted" in ran.stdout, ran
+    r = Result.load(tmp_path / "max")
+    assert r.status == "interrupted" and r.x is not None and r.bound >= r.value
+    with torch.no_grad():
+        model = torch.jit.load(str(path))
+        assert r.value == pytest.approx(float(model(torch.as_tensor(r.x[None]).float())), abs=1e-6)
+    calls[0] = 0
+    # just above the certified maximum (0.325285): provable, in four rounds of bounds
+    claim = ["--below", "0.3254", "--method", "bab"]
+    ran = run_main("certify", path, "-t", "out:0", *shape, *claim, "--out", tmp_path / "cert")
+    assert calls[0] == 3 and ran.returncode == 130, ran  # interrupted: no verdict
+    assert "UNDECIDED (interrupted)" in ran.stdout, ran
+    saved = Result.load(tmp_path / "cert")
+    assert saved.status == "interrupted" and saved.x is not None and saved.value < 0.3254

@@ -15,6 +15,7 @@ from torch import nn
 import inverset as iv
 from inverset.exact import build_milp, crown, is_supported
 from inverset.problem import Problem
+from tests.conftest import ctrl_c_on_call
 
 
 def _mlp(sizes, seed):
@@ -624,3 +625,145 @@ def test_a_hidden_target_ignores_the_layers_after_it():
     assert hi.status == lo.status == "optimal"
     assert hi.value == pytest.approx(base + float(w.clamp_min(0).sum()), abs=1e-5)
     assert lo.value == pytest.approx(base + float(w.clamp_max(0).sum()), abs=1e-5)
+
+
+def _no_escape(solve):
+    """``solve()``, failing the test (not ending the session) when a Ctrl-C escapes it."""
+    try:
+        return solve()
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C escaped the solve instead of ending it with a result")
+
+
+@pytest.mark.parametrize(
+    "method, where, goal",
+    [
+        ("bab", "crown", "maximize"),
+        ("relu", "backward", "minimize"),
+        ("relu", "backward", "maximize"),
+    ],
+)
+def test_ctrl_c_in_branch_and_bound_returns_the_incumbent_and_bound(
+    monkeypatch, method, where, goal
+):
+    """A Ctrl-C in the middle of branch and bound (on input boxes: at its 6th batch of CROWN
+    bounds of 21; on ReLU phases: at its 40th bound pass) escaped as KeyboardInterrupt and
+    lost the search; it ends it, status 'interrupted', with the incumbent re-evaluated on the
+    model and the bound proven so far (sound: beyond the certified optimum)."""
+    from inverset.exact import bab, relu_bab
+
+    model, box = _mlp([4, 32, 32, 1], 0), iv.Box(-1, 1, shape=(4,))
+    solve = getattr(iv, goal)
+    ref = solve(model, "out:0", box, solver="exact", method="bab", threads=1)
+    assert ref.status == "optimal"
+    module = bab if method == "bab" else relu_bab
+    calls = ctrl_c_on_call(monkeypatch, module, where, 6 if method == "bab" else 40)
+    r = _no_escape(lambda: solve(model, "out:0", box, solver="exact", method=method, threads=1))
+    assert calls[0] == (6 if method == "bab" else 40)  # the Ctrl-C came mid-search
+    assert r.status == "interrupted" and r.message.startswith("interrupted: best")
+    assert r.value == pytest.approx(float(_f(model)(r.x[None])[0]), abs=1e-7)
+    sense = 1 if goal == "maximize" else -1
+    assert math.isfinite(r.bound) and sense * r.bound >= sense * ref.value - 1e-6
+    assert sense * r.value <= sense * ref.value + 1e-6
+    assert r.gap == pytest.approx(sense * (r.bound - r.value))
+    assert r.x.shape == (4,) and bool(((r.x >= -1) & (r.x <= 1)).all())
+
+
+def test_ctrl_c_before_any_incumbent_or_while_compiling():
+    """A Ctrl-C before any input was found answers with no input and the root's bound; one
+    while the network is compiled answers 'interrupted' too (nothing was searched)."""
+    from inverset.exact import solver
+
+    model, box = _mlp([4, 32, 32, 1], 0), iv.Box(-1, 1, shape=(4,))
+    ref = iv.maximize(model, "out:0", box, solver="exact", method="bab", threads=1)
+    with pytest.MonkeyPatch.context() as mp:
+        ctrl_c_on_call(mp, solver, "_incumbent", 1)
+        r = _no_escape(lambda: iv.maximize(model, "out:0", box, solver="exact"))
+    assert r.status == "interrupted" and r.x is None and r.value is None
+    assert math.isfinite(r.bound) and r.bound >= ref.value  # the root's CROWN bound
+    assert "before any feasible input was found; certified max bound" in r.message
+    with pytest.MonkeyPatch.context() as mp:
+        ctrl_c_on_call(mp, solver, "extract", 1)
+        r = _no_escape(lambda: iv.maximize(model, "out:0", box, solver="exact"))
+    assert r.status == "interrupted" and r.x is None and "compiling" in r.message
+
+
+def test_ctrl_c_before_a_range_is_decided_keeps_the_closest_input(monkeypatch):
+    """``certify``'s question (is a range reachable?) interrupted mid-search: 'interrupted'
+    with the input closest to the range, not an escaping KeyboardInterrupt."""
+    from inverset.exact import bab
+
+    model, box = _mlp([4, 32, 32, 1], 0), iv.Box(-1, 1, shape=(4,))
+    opts = {"solver": "exact", "method": "bab", "threads": 1}
+    ref = iv.maximize(model, "out:0", box, **opts)
+    calls = ctrl_c_on_call(monkeypatch, bab, "crown", 3)
+    # just above the maximum: unreachable, but only branch and bound can tell
+    rng = (ref.value + 1e-3, math.inf)
+    r = _no_escape(lambda: iv.in_range(model, "out:0", rng, box, **opts))
+    assert calls[0] == 3 and r.status == "interrupted"
+    assert "interrupted before reachability of" in r.message
+    assert r.value == pytest.approx(float(_f(model)(r.x[None])[0]), abs=1e-7)
+    assert ref.value - 0.05 < r.value <= ref.value + 1e-6
+
+
+@pytest.mark.parametrize("milp_solver", ["highs", "scip"])
+def test_ctrl_c_stops_the_milp_solver_at_once(monkeypatch, milp_solver):
+    """A real SIGINT 0.3 s into a MILP that needs far longer: HiGHS held it until its time
+    limit (a Ctrl-C 6 s into a 30 s ACAS Xu MILP was seen at 31 s), then it escaped; SCIP
+    stopped and printed on stdout, and the answer said 'time_limit'. Now the solver stops
+    within a fraction of a second and the answer is 'interrupted', with the MILP's best
+    point and bound."""
+    import os
+    import signal
+    import threading
+
+    from inverset.exact import milp
+
+    if milp_solver == "scip":
+        pytest.importorskip("pyscipopt")
+    model, box = _mlp([8, 64, 64, 64, 1], 0), iv.Box(-1, 1, shape=(8,))
+    real, running = milp.MILPModel.solve, threading.Event()
+
+    def ctrl_c() -> None:
+        if running.is_set():  # only while the MILP solver runs
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def solve(self, *args, **kwargs):
+        timer = threading.Timer(0.3, ctrl_c)
+        running.set()
+        timer.start()
+        try:
+            return real(self, *args, **kwargs)
+        finally:
+            running.clear()
+            timer.cancel()
+
+    opts = {"method": "milp", "milp_solver": milp_solver}
+    iv.maximize(model, "out:0", box, solver="exact", time_limit=0.5, **opts)  # warm-up
+    monkeypatch.setattr(milp.MILPModel, "solve", solve)
+    t = time.perf_counter()
+    r = _no_escape(lambda: iv.maximize(model, "out:0", box, solver="exact", time_limit=4, **opts))
+    # before the MILP, the incumbent's ascent and the big-M bounds take about half the limit
+    assert r.timings["milp_solve"] < 1.5 and time.perf_counter() - t < 3.5
+    assert r.status == "interrupted" and r.message.startswith("interrupted: best")
+    assert r.value == pytest.approx(float(_f(model)(r.x[None])[0]), abs=1e-7)
+    assert math.isfinite(r.bound) and r.bound >= r.value
+
+
+def test_a_milp_without_binaries_bounds_at_its_optimum_not_at_zero():
+    """HiGHS solves a model without integer columns as an LP and reports a MIP dual bound of
+    0 (as for a run a Ctrl-C stopped before it began), which was taken as the bound: 0 on a
+    maximum of -7, and on a maximum above 0 a bound below it (unsound)."""
+    from inverset.exact import compile_problem
+
+    lin = nn.Linear(2, 1)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 2.0]]))
+        lin.bias.fill_(-10.0)
+    p = Problem.build(lin, "out:0", iv.Goal.maximize(), iv.Box(-1, 1, shape=(2,)))
+    net = compile_problem(p)
+    lo, hi = -np.ones(2), np.ones(2)
+    m = build_milp(net, lo, hi, crown(net, torch.as_tensor(lo)[None], torch.as_tensor(hi)[None]))
+    sol = m.solve()
+    assert sol.status == "optimal" and sol.objective == pytest.approx(-7.0)
+    assert sol.bound == pytest.approx(-7.0)  # was 0.0

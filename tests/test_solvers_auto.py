@@ -9,6 +9,7 @@ from torch import nn
 
 import inverset as iv
 from inverset.errors import InversetError
+from tests.conftest import ctrl_c_on_call
 from tests.test_solvers_blackbox import bump2d, tent
 
 torch.set_num_threads(1)
@@ -210,3 +211,58 @@ def test_unreachable_range_between_integer_values_keeps_the_nearest_input():
     with torch.no_grad():
         assert float(m(torch.as_tensor(r.x, dtype=torch.float32))[0]) == pytest.approx(r.value)
     assert r.value == pytest.approx(2.03, abs=1e-6)
+
+
+def _no_escape(solve):
+    """``solve()``, failing the test (not ending the session) when a Ctrl-C escapes it."""
+    try:
+        return solve()
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C escaped the solve instead of ending it with a result")
+
+
+def _relu4() -> nn.Module:
+    """4-32-32-1 ReLU net: the exact stage runs branch and bound on input boxes."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1)
+    )
+
+
+def test_a_ctrl_c_in_the_exact_stage_answers_interrupted(monkeypatch):
+    """A Ctrl-C in the exact stage's branch and bound (its 3rd batch of bounds) escaped auto
+    and lost both stages; now auto answers 'interrupted' with the better point of the two,
+    its value the model's own, and the bound the exact stage proved so far."""
+    from inverset.exact import bab
+
+    net, box = _relu4(), iv.Box(-1, 1, shape=(4,))
+    calls = ctrl_c_on_call(monkeypatch, bab, "crown", 3)
+    res = _no_escape(lambda: iv.maximize(net, "out:0", box, solver="auto", seed=0))
+    assert calls[0] == 3 and res.info["auto"]["picked"] == "gradient -> exact"
+    assert res.status == "interrupted" and res.info["auto"]["stages"][1]["status"] == "interrupted"
+    with torch.no_grad():
+        value = float(net(torch.as_tensor(res.x[None], dtype=torch.float32))[0, 0])
+    assert res.value == pytest.approx(value, abs=1e-6)
+    assert np.isfinite(res.bound) and res.bound >= res.value
+    monkeypatch.undo()
+    done = iv.maximize(net, "out:0", box, solver="exact")
+    assert done.status == "optimal" and res.value <= done.value + 1e-6 <= res.bound + 2e-6
+
+
+def test_a_stage_that_raises_ctrl_c_keeps_the_earlier_answer(monkeypatch):
+    """A Ctrl-C that a stage lets escape (here as the exact stage sets up) ends auto with the
+    earlier stages' answer, 'interrupted'."""
+    from inverset.exact import solver
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(solver._Ctx, "__init__", ctrl_c)
+    net, box = _relu4(), iv.Box(-1, 1, shape=(4,))
+    res = _no_escape(lambda: iv.maximize(net, "out:0", box, solver="auto", seed=0))
+    assert res.status == "interrupted" and res.solver == "auto:gradient"
+    assert [s["solver"] for s in res.info["auto"]["stages"]] == ["gradient", "exact"]
+    assert res.info["auto"]["stages"][1]["status"] == "interrupted"
+    with torch.no_grad():
+        value = float(net(torch.as_tensor(res.x[None], dtype=torch.float32))[0, 0])
+    assert res.value == pytest.approx(value, abs=1e-6)

@@ -138,6 +138,7 @@ def maximize(
     'alternate' (the two by turns; the most robust on deep nets such as ACAS Xu) or 'auto'
     (relaxation up to three ReLU layers, else alternate).
     ``alpha_steps``: optimized-slope (alpha-CROWN) steps on every box's output bound.
+    A Ctrl-C ends the search: status 'interrupted' with the incumbent and bound so far.
     """
     t0 = time.perf_counter()
     deadline = math.inf if time_limit is None else t0 + time_limit
@@ -191,10 +192,6 @@ def maximize(
         if float(vals[i]) > best_v:
             best_v, best_x = float(vals[i]), cand[i].clone()
 
-    ub, split, cand, vals, P = bound_boxes(L, U)
-    take(cand, vals)
-    xs, vs = local_ascent(net, cand[torch.argsort(vals, descending=True)[:8]], lo, hi, head=head)
-    take(xs, vs)
     nodes, rounds = 1, 0
     size, per_box = min(batch, 64), 0.0
     dropped = -math.inf
@@ -223,46 +220,58 @@ def maximize(
         polished[:] = [best_v, time.perf_counter()]
 
     status = "time_limit"
-    while True:
-        polish_incumbent()
-        keep = ub >= level()
-        if not bool(keep.all()):
-            dropped = max(dropped, float(ub[~keep].max()))
-            L, U, ub, split = L[keep], U[keep], ub[keep], split[keep]
-            P = P[keep] if P is not None else None
-        done = end_of_round(ub, dropped, best_v, threshold, eps(), history, t0, on_round)
-        if done is not None:
-            status = done
-            break
-        now = time.perf_counter()
-        if max_nodes is not None and nodes >= max_nodes:
-            status = "max_evals"
-            break
-        if now + 0.5 * per_box * 2 * min(size, ub.numel()) >= deadline:
-            break
-        k = min(size, ub.numel())
-        top = torch.topk(ub, k).indices if k < ub.numel() else torch.arange(ub.numel())
-        rest = torch.ones(ub.numel(), dtype=torch.bool)
-        rest[top] = False
-        Lp, Up, sp = L[top], U[top], split[top]
-        Lc, Uc = _halves(Lp, Up, sp)
-        ubc, splitc, cand, vals, Pc = bound_boxes(Lc, Uc, P[top].repeat(2, 1) if reuse else None)
-        ubc = torch.minimum(ubc, ub[top].repeat(2))
+    ub = torch.full((1,), math.inf, dtype=lo.dtype)  # no bound before the root's
+    try:
+        ub, split, cand, vals, P = bound_boxes(L, U)
         take(cand, vals)
-        if rounds % 4 == 0:
-            top8 = cand[torch.argsort(vals, descending=True)[:8]]
-            xs, vs = local_ascent(net, top8, lo, hi, steps=20, head=head)
-            take(xs, vs)
-        nodes += Lc.shape[0]
-        rounds += 1
-        # keep rounds short (about 0.3 s) so that the time limit is met closely
-        per_box = (time.perf_counter() - now) / Lc.shape[0]
-        size = int(min(batch, max(8, 0.3 / max(per_box, 1e-9) / 2)))
-        L = torch.cat([L[rest], Lc])
-        U = torch.cat([U[rest], Uc])
-        ub = torch.cat([ub[rest], ubc])
-        split = torch.cat([split[rest], splitc])
-        P = torch.cat([P[rest], Pc]) if reuse else None
+        xs, vs = local_ascent(
+            net, cand[torch.argsort(vals, descending=True)[:8]], lo, hi, head=head
+        )
+        take(xs, vs)
+        while True:
+            polish_incumbent()
+            keep = ub >= level()
+            if not bool(keep.all()):
+                dropped = max(dropped, float(ub[~keep].max()))
+                L, U, ub, split = L[keep], U[keep], ub[keep], split[keep]
+                P = P[keep] if P is not None else None
+            done = end_of_round(ub, dropped, best_v, threshold, eps(), history, t0, on_round)
+            if done is not None:
+                status = done
+                break
+            now = time.perf_counter()
+            if max_nodes is not None and nodes >= max_nodes:
+                status = "max_evals"
+                break
+            if now + 0.5 * per_box * 2 * min(size, ub.numel()) >= deadline:
+                break
+            k = min(size, ub.numel())
+            top = torch.topk(ub, k).indices if k < ub.numel() else torch.arange(ub.numel())
+            rest = torch.ones(ub.numel(), dtype=torch.bool)
+            rest[top] = False
+            Lp, Up, sp = L[top], U[top], split[top]
+            Lc, Uc = _halves(Lp, Up, sp)
+            ubc, splitc, cand, vals, Pc = bound_boxes(
+                Lc, Uc, P[top].repeat(2, 1) if reuse else None
+            )
+            ubc = torch.minimum(ubc, ub[top].repeat(2))
+            take(cand, vals)
+            if rounds % 4 == 0:
+                top8 = cand[torch.argsort(vals, descending=True)[:8]]
+                xs, vs = local_ascent(net, top8, lo, hi, steps=20, head=head)
+                take(xs, vs)
+            nodes += Lc.shape[0]
+            rounds += 1
+            # keep rounds short (about 0.3 s) so that the time limit is met closely
+            per_box = (time.perf_counter() - now) / Lc.shape[0]
+            size = int(min(batch, max(8, 0.3 / max(per_box, 1e-9) / 2)))
+            L = torch.cat([L[rest], Lc])
+            U = torch.cat([U[rest], Uc])
+            ub = torch.cat([ub[rest], ubc])
+            split = torch.cat([split[rest], splitc])
+            P = torch.cat([P[rest], Pc]) if reuse else None
+    except KeyboardInterrupt:  # a Ctrl-C: the incumbent and the open nodes' bound so far
+        status = "interrupted"
     bound = final_bound(ub, dropped, best_v, threshold is not None and status == "below")
     return BaBResult(status, best_x, best_v, bound, nodes, rounds, history)
 

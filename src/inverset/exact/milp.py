@@ -12,9 +12,11 @@ stable ReLUs need no binary (``h = z`` or ``h = 0``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -29,7 +31,9 @@ from inverset.exact.ir import Network
 
 @dataclass
 class MILPSolution:
-    status: str  # optimal | time_limit | infeasible | feasible (decide mode: a solution found)
+    # optimal | time_limit | infeasible | feasible (decide mode: a solution found) |
+    # interrupted (a Ctrl-C stopped the solver: its best solution and bound so far)
+    status: str
     x: np.ndarray | None  # flat input
     objective: float | None
     bound: float | None
@@ -128,7 +132,9 @@ class MILPModel:
         abs_gap: float = 1e-4,
         threads: int = 1,
     ) -> MILPSolution:
-        """Solve; ``first_solution`` stops at the first feasible point (reachability)."""
+        """Solve; ``first_solution`` stops at the first feasible point (reachability). A
+        Ctrl-C while the solver runs stops it: status 'interrupted', with its best solution
+        and bound so far."""
         if solver == "highs":
             return _solve_highs(
                 self, time_limit, warm_start, first_solution, rel_gap, abs_gap, threads
@@ -280,11 +286,13 @@ def _solve_highs(model, time_limit, warm, first, rel_gap, abs_gap, threads) -> M
         h.setSolution(sol)
     if time_limit is not None:  # what is left after passing the model to HiGHS
         h.setOptionValue("time_limit", max(float(time_limit) - (time.perf_counter() - t0), 0.01))
-    if h.run() == highspy.HighsStatus.kError:
+    run_status, interrupted = _run_highs(h)
+    if run_status == highspy.HighsStatus.kError and not interrupted:
         # HiGHS keeps one thread scheduler per process: a solve started earlier with another
         # thread count (e.g. through Pyomo) makes this run refuse; reset it and run again
         highspy.Highs.resetGlobalScheduler(True)
-        if h.run() == highspy.HighsStatus.kError:
+        run_status, interrupted = _run_highs(h)
+        if run_status == highspy.HighsStatus.kError and not interrupted:
             raise InversetError("HiGHS failed to run the MILP; try milp_solver='scip'")
     status = h.getModelStatus()
     info = h.getInfo()
@@ -292,11 +300,19 @@ def _solve_highs(model, time_limit, warm, first, rel_gap, abs_gap, threads) -> M
     has_sol = info.primal_solution_status == 2
     x = np.asarray(h.getSolution().col_value)[model.x] if has_sol else None
     obj = float(info.objective_function_value) if has_sol else None
-    bound = float(info.mip_dual_bound) if math.isfinite(info.mip_dual_bound) else None
+    # HiGHS reports a dual bound of 0 where its MIP search did not run (a model without
+    # integer columns is solved as an LP; a run a Ctrl-C stopped before it began): no bound
+    bound = None
+    if len(ints) and info.mip_node_count >= 0 and math.isfinite(info.mip_dual_bound):
+        bound = float(info.mip_dual_bound)
+    elif not len(ints) and status == S.kOptimal and has_sol:
+        bound = obj
     if status == S.kInfeasible:
         st = "infeasible"
     elif status == S.kOptimal:
         st = "optimal"
+    elif interrupted or status == S.kInterrupt:
+        st = "interrupted"
     elif first and has_sol:
         st = "feasible"
     else:
@@ -304,6 +320,63 @@ def _solve_highs(model, time_limit, warm, first, rel_gap, abs_gap, threads) -> M
     return MILPSolution(
         st, x, obj, bound, int(info.mip_node_count), time.perf_counter() - t0, "highs"
     )
+
+
+def _run_highs(h) -> tuple[object, bool]:
+    """``h.run()`` where a Ctrl-C stops it: HiGHS runs in a worker thread (in the main thread
+    it holds the signal until its time limit: a Ctrl-C 6 s into a 30 s ACAS Xu MILP was
+    seen at 31 s) while this thread waits, and on KeyboardInterrupt asks HiGHS to stop (its
+    interrupt callbacks; it stops within a fraction of a second, and further Ctrl-Cs wait for
+    that). Returns the run's HighsStatus (None if it never ran) and whether a Ctrl-C came. A
+    highspy without interrupt callbacks runs in this thread."""
+    if not hasattr(h, "cancelSolve"):
+        return h.run(), False
+    h.HandleUserInterrupt = True
+    status: list = []
+
+    def work() -> None:
+        status.append(h.run())
+        # as highspy's own threaded solve: the next run may come from another thread
+        reset = getattr(type(h), "resetThreadScheduler", None)
+        if reset is not None:
+            reset(False)
+
+    interrupted = _in_worker(work, h.cancelSolve)
+    return (status[0] if status else None), interrupted
+
+
+def _in_worker(work, stop) -> bool:
+    """Run ``work()`` in a worker thread while this (the main) thread waits, where a Ctrl-C
+    lands; on one, call ``stop()`` until ``work`` ends (a MILP solver stops within a fraction
+    of a second; further Ctrl-Cs wait for that) and return True. The wait is on an Event:
+    ``Thread.join`` interrupted by a Ctrl-C can report a running thread finished (CPython
+    3.11), and the solver's results would be read while it still runs."""
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=run, daemon=True)
+    try:
+        worker.start()
+    except KeyboardInterrupt:  # the thread may have started: its solve stops at once
+        stop()
+        raise
+    try:
+        while not done.wait(0.1):
+            pass
+        return False
+    except KeyboardInterrupt:
+        pass
+    while not done.is_set():
+        with contextlib.suppress(Exception, KeyboardInterrupt):
+            stop()
+        with contextlib.suppress(KeyboardInterrupt):
+            done.wait(0.05)
+    return True
 
 
 def _solve_scip(model, time_limit, warm, first, rel_gap, abs_gap) -> MILPSolution:
@@ -347,7 +420,7 @@ def _solve_scip(model, time_limit, warm, first, rel_gap, abs_gap) -> MILPSolutio
         s.addSol(sol)
     if time_limit is not None:  # what is left after building the model in Python
         s.setParam("limits/time", max(float(time_limit) - (time.perf_counter() - t0), 0.01))
-    s.optimize()
+    interrupted = _run_scip(s)
     st = s.getStatus()
     has = s.getNSols() > 0
     x = None
@@ -361,8 +434,23 @@ def _solve_scip(model, time_limit, warm, first, rel_gap, abs_gap) -> MILPSolutio
         status = "infeasible"
     elif st == "optimal":
         status = "optimal"
+    elif interrupted or st == "userinterrupt":
+        status = "interrupted"
     elif first and has:
         status = "feasible"
     else:
         status = "time_limit"
     return MILPSolution(status, x, obj, bound, int(s.getNNodes()), time.perf_counter() - t0, "scip")
+
+
+def _run_scip(s) -> bool:
+    """``s.optimize()`` where a Ctrl-C stops it (:func:`_in_worker`); returns whether one
+    came. SCIP's own Ctrl-C handler is off: in the main thread it answers the first Ctrl-C
+    by printing on stdout (a ``--json`` summary would be corrupted), and status
+    'userinterrupt'. ``interruptSolve`` is refused before SCIP's solving stages begin: it is
+    asked again until SCIP stops."""
+    if not hasattr(s, "optimizeNogil"):  # an older pyscipopt: SCIP's own handler
+        s.optimize()
+        return False
+    s.setParam("misc/catchctrlc", False)
+    return _in_worker(s.optimizeNogil, s.interruptSolve)

@@ -36,7 +36,8 @@ def polish(
     """Maximize output ``row`` of ``net`` over a box around ``x`` inside [lo, hi] (1-D
     tensors), warm-started at ``x``; returns (best point found, its value on the chain), or
     None when the MILP found no point within ``time_limit`` seconds or HiGHS (extra
-    ``exact``) is not installed: branch and bound itself needs only torch."""
+    ``exact``) is not installed: branch and bound itself needs only torch. A Ctrl-C that
+    stops HiGHS is raised again (KeyboardInterrupt) for the caller to end its search."""
     if importlib.util.find_spec("highspy") is None:
         return None
     t0 = time.perf_counter()
@@ -52,6 +53,8 @@ def polish(
     if model is None or left <= 0:
         return None
     sol = model.solve("highs", left, model.columns(x.numpy()))
+    if sol.status == "interrupted":  # the caller's search keeps what it has
+        raise KeyboardInterrupt
     if sol.x is None:
         return None
     xs = torch.minimum(torch.maximum(torch.as_tensor(sol.x, dtype=x.dtype), lo), hi)

@@ -263,12 +263,10 @@ def maximize(
     Same contract as :func:`inverset.exact.bab.maximize` (``threshold``: stop at the first
     point reaching it, or once every node is bounded below it). ``steps``: Adam steps on the
     slopes and multipliers of each round's nodes (0 = plain CROWN on the clamped bounds).
+    A Ctrl-C ends the search: status 'interrupted' with the incumbent and bound so far.
     """
     t0 = time.perf_counter()
     deadline = math.inf if time_limit is None else t0 + time_limit
-    # the root's optimized bounds take at most a third of the time limit
-    nodes_ = _Nodes(net, lo, hi, head, max(steps, 20), t0 + (deadline - t0) / 3)
-    n = int(nodes_.L.numel())
     best_x, best_v = (lo + hi) / 2, -math.inf
     if incumbent is not None and incumbent[0] is not None:
         best_x, best_v = incumbent[0].to(lo), float(incumbent[1])
@@ -300,59 +298,69 @@ def maximize(
                 take(torch.as_tensor(x, dtype=lo.dtype)[None])
         return rows, ub, pick, wout
 
-    S = torch.zeros(1, n, dtype=torch.int8)
-    now = time.perf_counter()
-    R, ub, pick, Wm = evaluate(S, nodes_.root_rows)
-    per_node = time.perf_counter() - now
-    xs, _ = local_ascent(net, best_x[None], lo, hi, head=head, deadline=deadline)
-    take(xs)
     nodes, rounds, dropped = 1, 0, -math.inf
-    size = _round_size(min(batch, 8), per_node, deadline)
     status = "time_limit"
-    while True:
-        keep = ub >= level()
-        if not bool(keep.all()):
-            dropped = max(dropped, float(ub[~keep].max()))
-            S, R, ub, pick, Wm = S[keep], R[keep], ub[keep], pick[keep], Wm[keep]
-        done = end_of_round(ub, dropped, best_v, threshold, eps(), history, t0, on_round)
-        if done is not None:
-            status = done
-            break
-        splittable = pick >= 0
-        if not bool(splittable.any()):  # only linear regions left (min heads: not exact)
-            status = "incomplete"
-            break
+    ub = torch.full((1,), math.inf, dtype=lo.dtype)  # no bound before the root's
+    try:
+        # the root's optimized bounds take at most a third of the time limit
+        nodes_ = _Nodes(net, lo, hi, head, max(steps, 20), t0 + (deadline - t0) / 3)
+        ub = head.apply(nodes_.root_rows)  # the root's, until its node is bounded
+        n = int(nodes_.L.numel())
+        S = torch.zeros(1, n, dtype=torch.int8)
         now = time.perf_counter()
-        if max_nodes is not None and nodes >= max_nodes:
-            status = "max_evals"
-            break
-        if now + 2 * per_node >= deadline:  # not even the smallest round fits
-            break
-        order = torch.argsort(torch.where(splittable, ub, -math.inf), descending=True)
-        top = order[: min(size, int(splittable.sum()))]
-        rest = torch.ones(ub.numel(), dtype=torch.bool)
-        rest[top] = False
-        Sc = S[top].repeat(2, 1)
-        k = top.numel()
-        rows_ = torch.arange(2 * k)
-        Sc[rows_, pick[top].repeat(2)] = torch.cat(
-            [torch.ones(k, dtype=torch.int8), -torch.ones(k, dtype=torch.int8)]
-        )
-        Rc, ubc, pickc, Wc = evaluate(Sc, R[top].repeat(2, 1), Wm[top].repeat(2, 1))
-        if rounds % 4 == 3:
-            xs, _ = local_ascent(net, best_x[None], lo, hi, steps=20, head=head, deadline=deadline)
-            take(xs)
-        nodes += 2 * k
-        rounds += 1
-        per_node = (time.perf_counter() - now) / (2 * k)
-        size = _round_size(
-            int(min(batch, max(4, 0.5 / max(per_node, 1e-9) / 2))), per_node, deadline
-        )
-        S = torch.cat([S[rest], Sc])
-        R = torch.cat([R[rest], Rc])
-        ub = torch.cat([ub[rest], ubc])
-        pick = torch.cat([pick[rest], pickc])
-        Wm = torch.cat([Wm[rest], Wc])
+        R, ub, pick, Wm = evaluate(S, nodes_.root_rows)
+        per_node = time.perf_counter() - now
+        xs, _ = local_ascent(net, best_x[None], lo, hi, head=head, deadline=deadline)
+        take(xs)
+        size = _round_size(min(batch, 8), per_node, deadline)
+        while True:
+            keep = ub >= level()
+            if not bool(keep.all()):
+                dropped = max(dropped, float(ub[~keep].max()))
+                S, R, ub, pick, Wm = S[keep], R[keep], ub[keep], pick[keep], Wm[keep]
+            done = end_of_round(ub, dropped, best_v, threshold, eps(), history, t0, on_round)
+            if done is not None:
+                status = done
+                break
+            splittable = pick >= 0
+            if not bool(splittable.any()):  # only linear regions left (min heads: not exact)
+                status = "incomplete"
+                break
+            now = time.perf_counter()
+            if max_nodes is not None and nodes >= max_nodes:
+                status = "max_evals"
+                break
+            if now + 2 * per_node >= deadline:  # not even the smallest round fits
+                break
+            order = torch.argsort(torch.where(splittable, ub, -math.inf), descending=True)
+            top = order[: min(size, int(splittable.sum()))]
+            rest = torch.ones(ub.numel(), dtype=torch.bool)
+            rest[top] = False
+            Sc = S[top].repeat(2, 1)
+            k = top.numel()
+            rows_ = torch.arange(2 * k)
+            Sc[rows_, pick[top].repeat(2)] = torch.cat(
+                [torch.ones(k, dtype=torch.int8), -torch.ones(k, dtype=torch.int8)]
+            )
+            Rc, ubc, pickc, Wc = evaluate(Sc, R[top].repeat(2, 1), Wm[top].repeat(2, 1))
+            if rounds % 4 == 3:
+                xs, _ = local_ascent(
+                    net, best_x[None], lo, hi, steps=20, head=head, deadline=deadline
+                )
+                take(xs)
+            nodes += 2 * k
+            rounds += 1
+            per_node = (time.perf_counter() - now) / (2 * k)
+            size = _round_size(
+                int(min(batch, max(4, 0.5 / max(per_node, 1e-9) / 2))), per_node, deadline
+            )
+            S = torch.cat([S[rest], Sc])
+            R = torch.cat([R[rest], Rc])
+            ub = torch.cat([ub[rest], ubc])
+            pick = torch.cat([pick[rest], pickc])
+            Wm = torch.cat([Wm[rest], Wc])
+    except KeyboardInterrupt:  # a Ctrl-C: the incumbent and the open nodes' bound so far
+        status = "interrupted"
     bound = final_bound(ub, dropped, best_v, threshold is not None and status == "below")
     return BaBResult(status, best_x, best_v, bound, nodes, rounds, history)
 

@@ -143,6 +143,29 @@ class _Ctx:
         #: steps (a second extraction, branch and bound's own root) cost at least
         self.extract_seconds = time.perf_counter() - t0
         self.crown_seconds = 0.0
+        #: what a Ctrl-C answers with (:func:`_interrupted`): every feasible input found so
+        #: far (flat), the least bound proven on ``sense * target`` per sense, and a reach
+        #: goal's unreachability proof (message, bound) once made
+        self.found: list[torch.Tensor] = []
+        self.proven: dict[float, float] = {}
+        self.proof: tuple[str, float | None] | None = None
+
+    def note(self, sense: float, x: torch.Tensor | None, bound: float | None = None) -> None:
+        """Keep a feasible input found and a bound proven on ``sense * target`` (the whole
+        domain's, not a capped or thresholded search's) for a Ctrl-C's answer."""
+        if x is not None:
+            self.found.append(x.detach().reshape(-1).to(torch.float64))
+        if bound is not None and not math.isnan(bound):
+            self.proven[sense] = min(self.proven.get(sense, math.inf), bound)
+
+    def bound_so_far(self, sense: float) -> float | None:
+        """The least bound on ``sense * target`` proven so far: a search's, or the root's
+        CROWN bounds once computed (None: none yet)."""
+        b = self.proven.get(sense, math.inf)
+        for r in (self._root, self._milp):
+            if r is not None:
+                b = min(b, float(r.out_hi[0, 0]) if sense > 0 else -float(r.out_lo[0, 0]))
+        return b if math.isfinite(b) else None
 
     def root_bounds(self) -> Bounds:
         """CROWN bounds of every row on the whole box (computed once per solve: the method
@@ -249,6 +272,8 @@ class _Ctx:
         if model is None:
             return True
         sol = model.solve(milp_solver, self.remaining(), first_solution=True)
+        if sol.status == "interrupted":
+            raise KeyboardInterrupt
         return sol.status != "infeasible"
 
     def remaining(self) -> float | None:
@@ -311,6 +336,7 @@ def _incumbent(
         return (xs[i], float(v[i])) if math.isfinite(float(v[i])) else (None, -math.inf)
 
     x0, v0 = best(x)
+    ctx.note(sense, x0)  # a Ctrl-C in the ascent keeps it
     if (threshold is not None and v0 >= threshold) or steps == 0 or ctx.remaining() == 0.0:
         return x0, v0
     # the ascent only proposes points, each re-evaluated in float64 by best(): float32 is
@@ -377,7 +403,20 @@ def _check_options(problem, method, milp_solver, batch, branching, alpha_steps, 
             )
 
 
-def _maximize(
+def _maximize(ctx: _Ctx, sense: float, *args: Any, **kw: Any) -> dict[str, Any]:
+    """:func:`_search`, whose answer's point (and bound, without a cap or threshold) is kept
+    for a Ctrl-C's answer; a search a Ctrl-C ended ('interrupted') raises KeyboardInterrupt
+    for :func:`solve` to answer with everything found so far."""
+    r = _search(ctx, sense, *args, **kw)
+    whole = kw.get("cap") is None and kw.get("threshold") is None
+    found = r["x"] is not None and r["value"] > -math.inf
+    ctx.note(sense, r["x"] if found else None, r["bound"] if whole else None)
+    if r["status"] == "interrupted":
+        raise KeyboardInterrupt
+    return r
+
+
+def _search(
     ctx: _Ctx,
     sense: float,
     method: str,
@@ -395,7 +434,8 @@ def _maximize(
     inputs with ``sense * target <= cap`` when a ``cap`` is given (a MILP constraint).
 
     Returns x (flat, float64), value (of sense*target on the chain), bound, status in
-    optimal | time_limit | reached | below | infeasible (with a cap: no input is below it).
+    optimal | time_limit | reached | below | infeasible (with a cap: no input is below it) |
+    interrupted (a Ctrl-C; the point and bound so far).
     """
     net = ctx.net.select(range(ctx.net.weights[-1].shape[0]))
     net.weights[-1] = net.weights[-1].clone()
@@ -413,6 +453,7 @@ def _maximize(
         vg = float(ctx.net.forward(xg)[0, 0]) * sense
         if bool(ctx.feasible(xg)[0]) and v0 < vg <= top:
             x0, v0 = xg[0], vg
+    ctx.note(sense, x0)
     if threshold is not None and v0 >= threshold:
         return {"x": x0, "value": v0, "bound": None, "status": "reached", "method": "sampling"}
     if use_milp:
@@ -432,7 +473,6 @@ def _maximize(
         if ctx.remaining() == 0.0:
             return {**late, "status": "time_limit"}
         t = time.perf_counter()
-        dom = ctx.problem.domain
         model = ctx.milp(net, ctx.deadline)
         ctx.timings["milp_build"] = ctx.timings.get("milp_build", 0.0) + time.perf_counter() - t
         if model is None or ctx.remaining() == 0.0:
@@ -475,15 +515,15 @@ def _maximize(
             }
         x, v = x0, v0
         if sol.x is not None:
-            xs = torch.as_tensor(sol.x, dtype=torch.float64)
-            if dom.integer:
-                xs[list(dom.integer)] = xs[list(dom.integer)].round()
+            xs = _rounded(ctx, sol.x)
             vs = float(net.forward(xs[None])[0, 0])
             if vs > v or x is None:
                 x, v = xs, vs
         bound = sol.bound if sol.bound is not None else root
         bound = min(bound, root)
-        if threshold is not None:
+        if sol.status == "interrupted":
+            st = "interrupted"
+        elif threshold is not None:
             st = "reached" if v >= threshold else ("below" if bound < threshold else "time_limit")
         else:
             gap = bound - v
@@ -593,12 +633,23 @@ def solve(
                 "the exact solver needs a bounded box on every input; "
                 "give --box LO,HI or a box file"
             )
-        net = compile_problem(problem)
+        try:
+            net = compile_problem(problem)
+        except KeyboardInterrupt:
+            timings["total"] = time.perf_counter() - t0
+            return Result(
+                x=None,
+                value=None,
+                status="interrupted",
+                message="interrupted while compiling the network, before any search",
+                nfev=problem.nfev,
+                solver="exact",
+                timings=timings,
+            )
         timings["compile"] = time.perf_counter() - t0
         ctx = _Ctx(problem, net, t0, time_limit, tol, seed)
         if incumbent is not None and incumbent[0] is not None:
             ctx.given = torch.as_tensor(np.asarray(incumbent[0]), dtype=torch.float64).reshape(-1)
-        goal = problem.goal
         args = (method, milp_solver)
         kw = {
             "progress": progress,
@@ -610,153 +661,157 @@ def solve(
         kw["alpha_steps"] = alpha_steps
         info: dict[str, Any] = {"widths": net.widths(), "inputs": net.n_inputs, "tol": tol}
 
-        if goal.kind in ("maximize", "minimize"):
-            sense = float(goal.sense)
-            r = _maximize(ctx, sense, *args, threshold=None, **kw)
-            timings["total"] = time.perf_counter() - t0
-            if r["status"] == "infeasible":
-                return _result(
-                    ctx,
-                    None,
-                    None,
-                    "infeasible",
-                    "the domain and constraints admit no input (proven by the MILP solver)",
-                    None,
-                    timings,
-                    info,
-                    r,
-                )
-            if r["x"] is None:  # stopped before any input of the domain was found
-                b = None if r["bound"] is None else sense * r["bound"]
-                proven = "" if b is None else f"; certified bound {b:.6g}"
-                return _result(
-                    ctx,
-                    None,
-                    None,
-                    "time_limit",
-                    f"stopped at the time limit before any feasible input was found{proven}",
-                    b,
-                    timings,
-                    info,
-                    r,
-                )
-            x = ctx.snap(r["x"])
-            value = float(ctx.model_values(x[None])[0])
-            # the bound certifies the network in exact arithmetic; the value is the model's own
-            # (float32) evaluation, which may exceed it by rounding: keep value <= bound
-            bound = sense * max(r["bound"], sense * value)
-            gap = max(sense * (bound - value), 0.0) + 0.0  # never -0.0
-            st = r["status"] if r["status"] in STOPS else "optimal"
-            word = "max" if sense > 0 else "min"
-            msg = (
-                f"certified {word}imum {value:.6g} "
-                f"(bound {bound:.6g}, gap {gap:.2g}, {r['method']})"
-                if st == "optimal"
-                else f"{STOPS[st]}: best {value:.6g}, certified {word} bound "
-                f"{bound:.6g} (gap {gap:.3g})"
-            )
-            st = "converged" if st == "incomplete" else st
-            return _result(ctx, x, value, st, msg, bound, timings, info, r, gap)
+        try:
+            return _answer(ctx, args, kw, timings, info)
+        except KeyboardInterrupt:
+            return _interrupted(ctx, timings, info)
 
-        # reach / range: decide reachability, then find a witness inside
-        # a reach goal is met within its tolerance: the range it asks for
-        rt = _reach_tol(goal)
-        z1, z2 = (
-            (goal.value - rt, goal.value + rt) if goal.kind == "reach" else (goal.low, goal.high)
-        )
-        # the bounds are float64 arithmetic without outward rounding: decide 'unreachable' only
-        # beyond a rounding margin (a target exactly at the optimum stays reachable)
-        pad1, pad2 = (1e-12 * (1.0 + abs(z)) for z in (z1, z2))
-        # what the messages call the goal: a reach goal's value, a range's ends
-        asked = f"{goal.value:g}" if goal.kind == "reach" else f"[{z1:g}, {z2:g}]"
-        anywhere = {"x": None, "value": math.inf, "bound": None, "status": "reached"}
-        hi_side = (
-            _maximize(ctx, 1.0, *args, threshold=z1 - pad1, **kw) if z1 > -math.inf else anywhere
-        )
-        if hi_side["status"] == "infeasible":
+
+def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result:
+    """The solve's answer: the certified optimum, or the reachability decision and witness."""
+    goal = ctx.problem.goal
+    threads = kw["threads"]
+    if goal.kind in ("maximize", "minimize"):
+        sense = float(goal.sense)
+        r = _maximize(ctx, sense, *args, threshold=None, **kw)
+        timings["total"] = time.perf_counter() - ctx.t0
+        if r["status"] == "infeasible":
             return _result(
                 ctx,
                 None,
                 None,
                 "infeasible",
-                "the domain admits no input",
+                "the domain and constraints admit no input (proven by the MILP solver)",
                 None,
                 timings,
                 info,
-                hi_side,
+                r,
             )
-        if hi_side["status"] == "below":
-            b = hi_side["bound"]
-            low = asked if goal.kind == "reach" else f"{z1:g}"
-            msg = f"unreachable: the target is at most {b:.6g} < {low} on the whole domain (proven)"
-            if "proof" in hi_side:
-                msg = f"unreachable: no input reaches {low}; {hi_side['proof']}"
-            if goal.kind == "reach":
-                return _nearest(ctx, hi_side, 1.0, msg, args, kw, timings, info)
-            return _result(ctx, hi_side["x"], None, "unreachable", msg, b, timings, info, hi_side)
-        lo_side = (
-            _maximize(ctx, -1.0, *args, threshold=-z2 - pad2, **kw) if z2 < math.inf else anywhere
-        )
-        if lo_side["status"] == "infeasible":
+        if r["x"] is None:  # stopped before any input of the domain was found
+            b = None if r["bound"] is None else sense * r["bound"]
+            proven = "" if b is None else f"; certified bound {b:.6g}"
             return _result(
-                ctx, None, None, "infeasible", "the domain admits no input", None, timings, info, {}
-            )
-        if lo_side["status"] == "below":
-            b = -lo_side["bound"] + 0.0  # never -0.0
-            high = asked if goal.kind == "reach" else f"{z2:g}"
-            msg = (
-                f"unreachable: the target is at least {b:.6g} > {high} on the whole domain (proven)"
-            )
-            if "proof" in lo_side:
-                msg = f"unreachable: no input goes down to {high}; {lo_side['proof']}"
-            if goal.kind == "reach":
-                return _nearest(ctx, lo_side, -1.0, msg, args, kw, timings, info)
-            return _result(ctx, lo_side["x"], None, "unreachable", msg, b, timings, info, lo_side)
-        pts = [r["x"] for r in (hi_side, lo_side) if r["x"] is not None]
-        stops = [r["status"] for r in (hi_side, lo_side) if r["status"] in STOPS]
-        if stops:
-            why = STOPS[stops[0]]
-            st = "not_found" if stops[0] == "incomplete" else stops[0]
-            return _closest(ctx, pts, st, f"{why} before reachability was decided", timings, info)
-        x, why = _witness(ctx, hi_side["x"], lo_side["x"], z1, z2, args[1], threads)
-        if why == "infeasible":
-            msg = (
-                f"unreachable: the target reaches values on both sides of {asked} but none "
-                f"{'at' if goal.kind == 'reach' else 'inside'} it; the MILP requiring it is "
-                f"infeasible ({args[1]})"
-            )
-            if goal.kind == "reach":
-                return _nearest_between(ctx, z1, z2, pts, msg, args, kw, timings, info)
-            return _result(ctx, None, None, "unreachable", msg, None, timings, info, {})
-        if x is None:
-            connected = not (ctx.problem.domain.integer or ctx.problem.constraints)
-            return _closest(
                 ctx,
-                pts,
-                "time_limit" if why == "time_limit" else "not_found",
-                f"the target takes values on both sides of {asked}"
-                + (
-                    " (so, on this connected domain, inside it too)"
-                    if connected
-                    else ", but the integer inputs or target constraints may skip the range"
-                )
-                + (
-                    "; the time limit came before a witness was found"
-                    if why == "time_limit"
-                    else "; no witness inside it was pinned down (numerical limits)"
-                ),
+                None,
+                None,
+                "time_limit",
+                f"stopped at the time limit before any feasible input was found{proven}",
+                b,
                 timings,
                 info,
+                r,
             )
+        x = ctx.snap(r["x"])
+        value = float(ctx.model_values(x[None])[0])
+        # the bound certifies the network in exact arithmetic; the value is the model's own
+        # (float32) evaluation, which may exceed it by rounding: keep value <= bound
+        bound = sense * max(r["bound"], sense * value)
+        gap = max(sense * (bound - value), 0.0) + 0.0  # never -0.0
+        st = r["status"] if r["status"] in STOPS else "optimal"
+        word = "max" if sense > 0 else "min"
+        msg = (
+            f"certified {word}imum {value:.6g} (bound {bound:.6g}, gap {gap:.2g}, {r['method']})"
+            if st == "optimal"
+            else f"{STOPS[st]}: best {value:.6g}, certified {word} bound "
+            f"{bound:.6g} (gap {gap:.3g})"
+        )
+        st = "converged" if st == "incomplete" else st
+        return _result(ctx, x, value, st, msg, bound, timings, info, r, gap)
+
+    # reach / range: decide reachability, then find a witness inside
+    # a reach goal is met within its tolerance: the range it asks for
+    rt = _reach_tol(goal)
+    z1, z2 = (goal.value - rt, goal.value + rt) if goal.kind == "reach" else (goal.low, goal.high)
+    # the bounds are float64 arithmetic without outward rounding: decide 'unreachable' only
+    # beyond a rounding margin (a target exactly at the optimum stays reachable)
+    pad1, pad2 = (1e-12 * (1.0 + abs(z)) for z in (z1, z2))
+    # what the messages call the goal: a reach goal's value, a range's ends
+    asked = f"{goal.value:g}" if goal.kind == "reach" else f"[{z1:g}, {z2:g}]"
+    anywhere = {"x": None, "value": math.inf, "bound": None, "status": "reached"}
+    hi_side = _maximize(ctx, 1.0, *args, threshold=z1 - pad1, **kw) if z1 > -math.inf else anywhere
+    if hi_side["status"] == "infeasible":
+        return _result(
+            ctx,
+            None,
+            None,
+            "infeasible",
+            "the domain admits no input",
+            None,
+            timings,
+            info,
+            hi_side,
+        )
+    if hi_side["status"] == "below":
+        b = hi_side["bound"]
+        low = asked if goal.kind == "reach" else f"{z1:g}"
+        msg = f"unreachable: the target is at most {b:.6g} < {low} on the whole domain (proven)"
+        if "proof" in hi_side:
+            msg = f"unreachable: no input reaches {low}; {hi_side['proof']}"
+        if goal.kind == "reach":
+            ctx.proof = (msg, b)
+            return _nearest(ctx, hi_side, 1.0, msg, args, kw, timings, info)
+        return _result(ctx, hi_side["x"], None, "unreachable", msg, b, timings, info, hi_side)
+    lo_side = _maximize(ctx, -1.0, *args, threshold=-z2 - pad2, **kw) if z2 < math.inf else anywhere
+    if lo_side["status"] == "infeasible":
+        return _result(
+            ctx, None, None, "infeasible", "the domain admits no input", None, timings, info, {}
+        )
+    if lo_side["status"] == "below":
+        b = -lo_side["bound"] + 0.0  # never -0.0
+        high = asked if goal.kind == "reach" else f"{z2:g}"
+        msg = f"unreachable: the target is at least {b:.6g} > {high} on the whole domain (proven)"
+        if "proof" in lo_side:
+            msg = f"unreachable: no input goes down to {high}; {lo_side['proof']}"
+        if goal.kind == "reach":
+            ctx.proof = (msg, b)
+            return _nearest(ctx, lo_side, -1.0, msg, args, kw, timings, info)
+        return _result(ctx, lo_side["x"], None, "unreachable", msg, b, timings, info, lo_side)
+    pts = [r["x"] for r in (hi_side, lo_side) if r["x"] is not None]
+    stops = [r["status"] for r in (hi_side, lo_side) if r["status"] in STOPS]
+    if stops:
+        why = STOPS[stops[0]]
+        st = "not_found" if stops[0] == "incomplete" else stops[0]
+        return _closest(ctx, pts, st, f"{why} before reachability was decided", timings, info)
+    x, why = _witness(ctx, hi_side["x"], lo_side["x"], z1, z2, args[1], threads)
+    if why == "infeasible":
+        msg = (
+            f"unreachable: the target reaches values on both sides of {asked} but none "
+            f"{'at' if goal.kind == 'reach' else 'inside'} it; the MILP requiring it is "
+            f"infeasible ({args[1]})"
+        )
+        if goal.kind == "reach":
+            ctx.proof = (msg, None)
+            return _nearest_between(ctx, z1, z2, pts, msg, args, kw, timings, info)
+        return _result(ctx, None, None, "unreachable", msg, None, timings, info, {})
+    if x is None:
+        connected = not (ctx.problem.domain.integer or ctx.problem.constraints)
         return _closest(
             ctx,
-            [x, *pts],
-            "found",
-            f"witness found: {'the value' if goal.kind == 'reach' else 'the range'} {asked} "
-            "is reachable",
+            pts,
+            "time_limit" if why == "time_limit" else "not_found",
+            f"the target takes values on both sides of {asked}"
+            + (
+                " (so, on this connected domain, inside it too)"
+                if connected
+                else ", but the integer inputs or target constraints may skip the range"
+            )
+            + (
+                "; the time limit came before a witness was found"
+                if why == "time_limit"
+                else "; no witness inside it was pinned down (numerical limits)"
+            ),
             timings,
             info,
         )
+    return _closest(
+        ctx,
+        [x, *pts],
+        "found",
+        f"witness found: {'the value' if goal.kind == 'reach' else 'the range'} {asked} "
+        "is reachable",
+        timings,
+        info,
+    )
 
 
 #: the search for the nearest point after an unreachability proof gets at most the time the
@@ -877,14 +932,14 @@ def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> tuple[torch.Ten
                 return None, "time_limit"
             model.add_output_constraint(0, lo, hi)
             sol = model.solve(milp_solver, ctx.remaining(), first_solution=True, threads=threads)
+            if sol.status == "interrupted":  # its point, if any, may be a witness: kept
+                ctx.note(1.0, None if sol.x is None else _rounded(ctx, sol.x))
+                raise KeyboardInterrupt
             if sol.status == "infeasible":
                 return None, "infeasible" if k == 0 else "numerical"
             if sol.x is None:
                 return None, "time_limit"
-            x = torch.as_tensor(sol.x, dtype=torch.float64)
-            if ctx.problem.domain.integer:
-                idx = list(ctx.problem.domain.integer)
-                x[idx] = x[idx].round()
+            x = _rounded(ctx, sol.x)
             if inside(x):
                 return x, ""
         return None, "numerical"
@@ -906,6 +961,15 @@ def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> tuple[torch.Ten
     return None, "numerical"
 
 
+def _rounded(ctx: _Ctx, x: np.ndarray) -> torch.Tensor:
+    """A MILP solution's input (flat) with its integer features rounded."""
+    x = torch.as_tensor(x, dtype=torch.float64)
+    if ctx.problem.domain.integer:
+        idx = list(ctx.problem.domain.integer)
+        x[idx] = x[idx].round()
+    return x
+
+
 def _reach_tol(goal) -> float:
     return 1e-6 * max(1.0, abs(goal.value)) if goal.kind == "reach" else 0.0
 
@@ -920,6 +984,50 @@ def _closest(ctx, pts, status, message, timings, info) -> Result:
     loss = goal.loss(torch.as_tensor(vals)).numpy()
     i = int(np.argmin(loss))
     return _result(ctx, X[i], float(vals[i]), status, message, None, timings, info, {})
+
+
+def _interrupted(ctx: _Ctx, timings, info) -> Result:
+    """The answer to a Ctrl-C: the best input found so far (:meth:`_Ctx.note`), re-evaluated
+    on the model, and for a maximum or minimum the bound proven so far (a search's, else the
+    root's CROWN bound; None before either). A reach or range goal decided before the Ctrl-C
+    keeps its answer, as when a limit stops the search: a point found inside is 'found', a
+    proof 'unreachable' (the search for the nearest input was what the Ctrl-C stopped)."""
+    goal = ctx.problem.goal
+    x, value = None, None
+    if ctx.found:
+        X = torch.stack([ctx.snap(p) for p in ctx.found])
+        vals = ctx.model_values(X)
+        i = int(np.argmin(goal.loss(torch.as_tensor(vals)).numpy()))
+        x, value = X[i], float(vals[i])
+    if goal.kind in ("maximize", "minimize"):
+        sense = float(goal.sense)
+        word = "max" if sense > 0 else "min"
+        b = ctx.bound_so_far(sense)
+        if value is None:
+            bound = None if b is None else sense * b + 0.0  # never -0.0
+            proven = "" if bound is None else f"; certified {word} bound {bound:.6g}"
+            msg = f"interrupted before any feasible input was found{proven}"
+            return _result(ctx, None, None, "interrupted", msg, bound, timings, info, {})
+        if b is None:
+            msg = f"interrupted: best {value:.6g}, no bound proven yet"
+            return _result(ctx, x, value, "interrupted", msg, None, timings, info, {})
+        # value <= bound, as in a finished solve (the model's float32 rounding)
+        bound = sense * max(b, sense * value)
+        gap = max(sense * (bound - value), 0.0) + 0.0
+        msg = f"interrupted: best {value:.6g}, certified {word} bound {bound:.6g} (gap {gap:.3g})"
+        return _result(ctx, x, value, "interrupted", msg, bound, timings, info, {}, gap)
+    if ctx.proof is not None:
+        msg, bound = ctx.proof
+        near = "" if value is None else f" (nearest so far {value:.6g})"
+        msg += f"; the search for the nearest input was interrupted{near}"
+        return _result(ctx, x, value, "unreachable", msg, bound, timings, info, {})
+    asked = f"{goal.value:g}" if goal.kind == "reach" else f"[{goal.low:g}, {goal.high:g}]"
+    if value is not None and bool(goal.satisfied(torch.tensor([value]), tol=_reach_tol(goal))[0]):
+        msg = f"witness found: {asked} is reachable (the search was then interrupted)"
+        return _result(ctx, x, value, "found", msg, None, timings, info, {})
+    near = "" if value is None else f"; closest value found {value:.6g}"
+    msg = f"interrupted before reachability of {asked} was decided{near}"
+    return _result(ctx, x, value, "interrupted", msg, None, timings, info, {})
 
 
 def _result(ctx, x, value, status, message, bound, timings, info, r, gap=None) -> Result:

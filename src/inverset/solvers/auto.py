@@ -253,6 +253,10 @@ def solve(
                 stages.append(("evolution", options))
                 continue
             raise
+        except KeyboardInterrupt:  # a stage that answers no Ctrl-C itself: the earlier ones'
+            log.append({"solver": name, "status": "interrupted"})
+            statuses.append("interrupted")
+            break
         spent = problem.nfev - before
         # solvers count from 0 or from the problem's running total: rebase to this solve
         offset = before - nfev0 - (res.nfev - spent)
@@ -297,6 +301,14 @@ def solve(
 
     chain = " -> ".join(e["solver"] for e in log)
     picked = {"picked": chain, "why": why, "stages": log, "probe_nfev": probed}
+    if best is None and "interrupted" in statuses:
+        best = Result(
+            x=None,
+            value=None,
+            status="interrupted",
+            message="interrupted before any search found a point",
+            solver="none",
+        )
     if best is None:  # no stage ran: the budget went on choosing
         stop = next((s for s in statuses if s in ("time_limit", "max_evals")), "max_evals")
         best = Result(

@@ -181,7 +181,10 @@ def solve(
                     ld = torch.where(finite, loss.detach(), torch.full_like(loss, math.inf))
                     if warming:  # the stand-in network's values are not the target's
                         ld = torch.where(warm, torch.full_like(ld, math.inf), ld)
-                    improved = ld < best_loss - 1e-9 * (1 + best_loss.abs().nan_to_num(posinf=0))
+                    # a step counts when it gains 1e-9 of the target's scale (not the loss's:
+                    # a far reach goal, 1e12, has losses near 1e12 whatever the point)
+                    scale = v.detach().abs().double().nan_to_num(posinf=0, neginf=0)
+                    improved = ld < best_loss - 1e-9 * (1 + scale)
                     best_u[improved] = u.detach()[improved]
                     if step == 0:  # the values at best_u: the answer when no budget is left
                         best_v, best_cv = v.detach().clone(), cv.detach().clone()
@@ -244,21 +247,32 @@ def solve(
         end, final_stage = "step_limit" if capped else "converged", None
         if polish and plain and (calls is None or calls >= 3):
             tp = time.perf_counter()
-            zs, end = _polish(problem, losses, zs, sc, top, calls, deadline)
-            timings["polish"] = time.perf_counter() - tp
             final_stage = "polish"
+            try:
+                zs, end = _polish(problem, losses, zs, sc, top, calls, deadline)
+            except KeyboardInterrupt:  # outside L-BFGS-B's loop: Adam's points stand
+                end = "interrupted"
+            timings["polish"] = time.perf_counter() - tp
+        if end == "interrupted":
+            status = "interrupted"
         # no room in the budget to evaluate the final points again: keep Adam's own values
         short = max_evals is not None and left() < 0
         if box.integer and not short:
-            zs, end = _integer_search(problem, losses, zs, box, budget=left(), deadline=deadline)
+            # after a Ctrl-C the points are only rounded to whole numbers, not searched
+            rounds = 0 if status == "interrupted" else 25
+            zs, end = _integer_search(problem, losses, zs, box, rounds, left(), deadline)
             final_stage = "integer"
-        if status == "converged":
+        if status == "converged" or end == "interrupted":
             status = end
         if status in ("converged", "step_limit") and time.perf_counter() > deadline:
             status = "time_limit"  # the polish or the integer search was cut short
         with torch.no_grad():
             x = problem.space.to_input(zs)
-            values, cv = (best_v, best_cv) if short else problem.evaluate_all(x)
+            try:
+                values, cv = (best_v, best_cv) if short else problem.evaluate_all(x)
+            except KeyboardInterrupt:  # the answer's values: one pass, then stop
+                status = "interrupted"
+                values, cv = problem.evaluate_all(x)
             final_loss = loss_of(values, cv)
             ok = box.contains(zs) & torch.isfinite(final_loss)
             if problem.constraints:
@@ -404,8 +418,8 @@ def _polish(
     their faces); at most ``calls`` loss evaluations per point (default: the method's own
     iteration limit) and not past ``deadline`` (``time.perf_counter()``). A point is only
     replaced by a better one. Returns the points and how the polish ended: 'converged' (the
-    method's own test), 'step_limit' (its iteration cap), 'max_evals' (``calls``) or
-    'time_limit'."""
+    method's own test), 'step_limit' (its iteration cap), 'max_evals' (``calls``),
+    'time_limit' or 'interrupted' (a Ctrl-C: the best points so far, re-evaluated)."""
     from scipy.optimize import LinearConstraint, minimize
 
     box = problem.space.box
@@ -456,11 +470,13 @@ def _polish(
         how = {"method": "L-BFGS-B", "callback": on_time}
         if box.A is not None:
             how.update(method="SLSQP", constraints=[LinearConstraint(box.A, -np.inf, box.b)])
+        if "interrupted" in ends:  # a Ctrl-C stopped an earlier point's SLSQP: no more
+            return start_z
         try:
             res = minimize(fg, start, jac=True, bounds=bounds, options={"maxiter": maxiter}, **how)
-        except _Halt as halt:
+        except (_Halt, KeyboardInterrupt) as halt:
             best = seen["x"]
-            ends.append(str(halt))
+            ends.append(str(halt) if isinstance(halt, _Halt) else "interrupted")
         else:
             best = res.x
             # scipy reports no iterations (no ``nit``) when every bound is fixed (lo == hi)
@@ -476,6 +492,8 @@ def _polish(
     out = zs.clone()
     better = lp < loss0[order]
     out[order[better]] = zp[better]
+    if "interrupted" in ends:
+        return out, "interrupted"
     return out, next((e for e in ends if e != "converged"), "converged")
 
 
@@ -491,8 +509,8 @@ def _integer_search(
     """Round integer features, then move each point to its best +-1 integer neighbour
     (all neighbours of all points in one batch) until none improves ('converged'), ``rounds``
     rounds all moved ('step_limit'), a round would take more than ``budget`` evaluations in
-    all ('max_evals'), or ``deadline`` has passed ('time_limit'). Returns the points and
-    that end."""
+    all ('max_evals'), ``deadline`` has passed ('time_limit') or a Ctrl-C came
+    ('interrupted': the points of the last finished move). Returns the points and that end."""
     z = box.project(zs, round_integers=True)
     idx = list(box.integer)
     n, d = z.shape[0], len(idx)
@@ -500,42 +518,45 @@ def _integer_search(
         return z, "max_evals"
     lo = torch.as_tensor(box.lower.reshape(-1)[idx], dtype=z.dtype, device=z.device)
     hi = torch.as_tensor(box.upper.reshape(-1)[idx], dtype=z.dtype, device=z.device)
-    with torch.no_grad():
-        cur, _ = losses(z)
-        used = n
-        for _ in range(rounds):
-            used += 2 * n * d
-            if budget is not None and used > budget:
-                return z, "max_evals"
-            if time.perf_counter() > deadline:
-                return z, "time_limit"
-            flat = z.reshape(n, -1)
-            cand = flat[:, None, :].repeat(1, 2 * d, 1)
-            for j, i in enumerate(idx):
-                cand[:, 2 * j, i] += 1
-                cand[:, 2 * j + 1, i] -= 1
-            sub = cand[:, :, idx]
-            valid = ((sub >= lo) & (sub <= hi)).all(-1)
-            cz = cand.reshape(n * 2 * d, *z.shape[1:])
-            if box.A is not None:
-                valid &= box.contains(cz).reshape(n, 2 * d)
-            parts = []
-            for i in range(0, len(cz), 4096):  # chunks: one round on 784 inputs is 50k points
+    try:
+        with torch.no_grad():
+            cur, _ = losses(z)
+            used = n
+            for _ in range(rounds):
+                used += 2 * n * d
+                if budget is not None and used > budget:
+                    return z, "max_evals"
                 if time.perf_counter() > deadline:
                     return z, "time_limit"
-                parts.append(losses(cz[i : i + 4096])[0])
-            cl = torch.cat(parts)
-            cl = torch.where(
-                valid, cl.reshape(n, 2 * d), torch.full_like(valid, math.inf, dtype=cl.dtype)
-            )
-            bl, bj = cl.min(1)
-            move = bl < cur - 1e-12
-            if not bool(move.any()):
-                return z, "converged"
-            flat = flat.clone()
-            flat[move] = cand[move, bj[move]]
-            z = flat.reshape(z.shape)
-            cur = torch.where(move, bl, cur)
+                flat = z.reshape(n, -1)
+                cand = flat[:, None, :].repeat(1, 2 * d, 1)
+                for j, i in enumerate(idx):
+                    cand[:, 2 * j, i] += 1
+                    cand[:, 2 * j + 1, i] -= 1
+                sub = cand[:, :, idx]
+                valid = ((sub >= lo) & (sub <= hi)).all(-1)
+                cz = cand.reshape(n * 2 * d, *z.shape[1:])
+                if box.A is not None:
+                    valid &= box.contains(cz).reshape(n, 2 * d)
+                parts = []
+                for i in range(0, len(cz), 4096):  # chunks: a round on 784 inputs is 50k points
+                    if time.perf_counter() > deadline:
+                        return z, "time_limit"
+                    parts.append(losses(cz[i : i + 4096])[0])
+                cl = torch.cat(parts)
+                cl = torch.where(
+                    valid, cl.reshape(n, 2 * d), torch.full_like(valid, math.inf, dtype=cl.dtype)
+                )
+                bl, bj = cl.min(1)
+                move = bl < cur - 1e-12
+                if not bool(move.any()):
+                    return z, "converged"
+                flat = flat.clone()
+                flat[move] = cand[move, bj[move]]
+                z = flat.reshape(z.shape)  # one assignment: a Ctrl-C keeps the old or the new
+                cur = torch.where(move, bl, cur)
+    except KeyboardInterrupt:
+        return z, "interrupted"
     return z, "step_limit"
 
 
