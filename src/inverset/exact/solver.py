@@ -583,6 +583,29 @@ def _search(
     return {"x": r.x, "value": r.value, "bound": r.bound, "status": r.status, "method": chosen}
 
 
+def _decided(ctx: _Ctx, side, sense: float, end: float, asked: str, args, kw, timings, info):
+    """The answer when one side of a reach/range decision settles it (None when it does not):
+    no input in the domain at all, or proven none at or beyond ``end`` (``sense`` 1: up to z1,
+    from the maximum; -1: down to z2, from the minimum). A reach goal goes on to the nearest
+    input."""
+    if side["status"] == "infeasible":
+        msg = "the domain admits no input"
+        return _result(ctx, None, None, "infeasible", msg, None, timings, info, side)
+    if side["status"] != "below":
+        return None
+    reach = ctx.problem.goal.kind == "reach"
+    b = sense * side["bound"] + 0.0  # never -0.0
+    name = asked if reach else f"{end:g}"
+    word, cmp, verb = ("most", "<", "reaches") if sense > 0 else ("least", ">", "goes down to")
+    msg = f"unreachable: the target is at {word} {b:.6g} {cmp} {name} on the whole domain (proven)"
+    if "proof" in side:
+        msg = f"unreachable: no input {verb} {name}; {side['proof']}"
+    if reach:
+        ctx.proof = (msg, b)
+        return _nearest(ctx, side, sense, msg, args, kw, timings, info)
+    return _result(ctx, side["x"], None, "unreachable", msg, b, timings, info, side)
+
+
 def solve(
     problem: Problem,
     *,
@@ -729,43 +752,13 @@ def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result
     asked = f"{goal.value:g}" if goal.kind == "reach" else f"[{z1:g}, {z2:g}]"
     anywhere = {"x": None, "value": math.inf, "bound": None, "status": "reached"}
     hi_side = _maximize(ctx, 1.0, *args, threshold=z1 - pad1, **kw) if z1 > -math.inf else anywhere
-    if hi_side["status"] == "infeasible":
-        return _result(
-            ctx,
-            None,
-            None,
-            "infeasible",
-            "the domain admits no input",
-            None,
-            timings,
-            info,
-            hi_side,
-        )
-    if hi_side["status"] == "below":
-        b = hi_side["bound"]
-        low = asked if goal.kind == "reach" else f"{z1:g}"
-        msg = f"unreachable: the target is at most {b:.6g} < {low} on the whole domain (proven)"
-        if "proof" in hi_side:
-            msg = f"unreachable: no input reaches {low}; {hi_side['proof']}"
-        if goal.kind == "reach":
-            ctx.proof = (msg, b)
-            return _nearest(ctx, hi_side, 1.0, msg, args, kw, timings, info)
-        return _result(ctx, hi_side["x"], None, "unreachable", msg, b, timings, info, hi_side)
+    done = _decided(ctx, hi_side, 1.0, z1, asked, args, kw, timings, info)
+    if done is not None:
+        return done
     lo_side = _maximize(ctx, -1.0, *args, threshold=-z2 - pad2, **kw) if z2 < math.inf else anywhere
-    if lo_side["status"] == "infeasible":
-        return _result(
-            ctx, None, None, "infeasible", "the domain admits no input", None, timings, info, {}
-        )
-    if lo_side["status"] == "below":
-        b = -lo_side["bound"] + 0.0  # never -0.0
-        high = asked if goal.kind == "reach" else f"{z2:g}"
-        msg = f"unreachable: the target is at least {b:.6g} > {high} on the whole domain (proven)"
-        if "proof" in lo_side:
-            msg = f"unreachable: no input goes down to {high}; {lo_side['proof']}"
-        if goal.kind == "reach":
-            ctx.proof = (msg, b)
-            return _nearest(ctx, lo_side, -1.0, msg, args, kw, timings, info)
-        return _result(ctx, lo_side["x"], None, "unreachable", msg, b, timings, info, lo_side)
+    done = _decided(ctx, lo_side, -1.0, z2, asked, args, kw, timings, info)
+    if done is not None:
+        return done
     pts = [r["x"] for r in (hi_side, lo_side) if r["x"] is not None]
     stops = [r["status"] for r in (hi_side, lo_side) if r["status"] in STOPS]
     if stops:
