@@ -519,6 +519,30 @@ def test_an_interrupted_query_exits_130_after_printing_and_saving(
     assert iv.Result.load(tmp_path / "r").status == "interrupted"
 
 
+def test_sigterm_is_a_ctrl_c_for_the_query_commands(tiny_ts, tmp_path, monkeypatch, run_main):
+    """SIGTERM raises KeyboardInterrupt in every command, so a terminated search answers as
+    an interrupted one (only sampling and atlas jobs turned it so before: maximize was killed
+    with nothing printed or saved)."""
+    import os
+    import signal
+    import time
+
+    import inverset.api
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(2)  # the handler raises in here
+        raise AssertionError("SIGTERM did not interrupt")
+
+    monkeypatch.setattr(inverset.api, "solve", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    code, _, err = run_main(
+        "maximize", tiny_ts, "-t", "out:0", "--box=-1,1", "--input-shape", "2", "--no-progress"
+    )
+    assert code == 130 and err.strip() == "interrupted", err
+    assert signal.getsignal(signal.SIGTERM) is before  # restored afterwards
+
+
 @pytest.mark.parametrize("command", ["visualize", "dream"])
 def test_interrupted_images_exit_130_after_printing(tmp_path, monkeypatch, run_main, command):
     import inverset.featvis

@@ -133,15 +133,24 @@ def test_a_saturated_class_probability_rises(single):
     assert min(r.history["objective"]) >= 0 and max(r.history["objective"]) <= 1
 
 
-def test_a_combined_prob_objective_climbs_the_surrogate_and_reports_the_probability():
+def test_prob_scaled_by_numbers_climbs_the_surrogate_combined_climbs_the_sum():
+    """A number added or multiplied keeps prob's log-odds surrogate (the maximizers stay);
+    another objective added drops it: the sum asked for is what is climbed and reported."""
     m = saturated(False)
-    obj = fv.class_prob(1) - 0.01 * fv.total_variation()
+    scaled = 2 * fv.class_prob(1) + 1
     r = fv.visualize(
-        m, objective=obj, param="pixels", transforms="none", batch_size=1, steps=60, lr=0.2
+        m, objective=scaled, param="pixels", transforms="none", batch_size=1, steps=60, lr=0.2
+    )
+    assert scaled.surrogate is not None
+    assert r.values[0] == pytest.approx(2 * core(m, "prob:1", r.xs)[0] + 1, abs=1e-5)
+    assert r.values[0] > 2.8  # the saturated class lifted to p > 0.9
+    summed = fv.class_prob(1) - 0.01 * fv.total_variation()
+    assert summed.surrogate is None
+    r = fv.visualize(
+        m, objective=summed, param="pixels", transforms="none", batch_size=1, steps=5, lr=0.2
     )
     tv = np.abs(np.diff(r.xs, axis=2)).mean() + np.abs(np.diff(r.xs, axis=3)).mean()
     assert r.values[0] == pytest.approx(core(m, "prob:1", r.xs)[0] - 0.01 * tv, abs=1e-5)
-    assert r.values[0] > 0.9
 
 
 # 5. an ONNX file that declares its input size gets inputs of that size

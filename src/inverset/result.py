@@ -7,6 +7,7 @@ import errno
 import json
 import math
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,19 @@ def write_fix(exc: OSError) -> str:
     return "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
 
 
+@contextlib.contextmanager
+def no_leftovers(*tmps: Path) -> Iterator[None]:
+    """A write through the temporary files ``tmps`` that fails (a full disk) leaves none of
+    them behind; the error goes on."""
+    try:
+        yield
+    except OSError:
+        for tmp in tmps:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        raise
+
+
 class SaveError(InversetError):
     """A Result could not be written (full disk, unwritable directory): the message says why
     and how to fix it; ``result`` is the Result itself, so that it can still be shown."""
@@ -230,14 +244,12 @@ class Result:
             raise SaveError(self, str(exc)) from None
         tmp_json, tmp_npz = d / "result.json.tmp", d / "result.tmp.npz"
         try:
-            tmp_json.write_text(text)
-            np.savez_compressed(tmp_npz, **arrays)
-            tmp_npz.replace(d / "result.npz")
-            tmp_json.replace(d / "result.json")
+            with no_leftovers(tmp_json, tmp_npz):
+                tmp_json.write_text(text)
+                np.savez_compressed(tmp_npz, **arrays)
+                tmp_npz.replace(d / "result.npz")
+                tmp_json.replace(d / "result.json")
         except OSError as exc:
-            for tmp in (tmp_json, tmp_npz):
-                with contextlib.suppress(OSError):
-                    tmp.unlink(missing_ok=True)
             raise SaveError(
                 self,
                 f"the result was not saved in {d} ({exc.strerror or type(exc).__name__}); "

@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from inverset.domain import Box, read_constraints
 from inverset.errors import InversetError, first_line
+from inverset.progress import sigterm_as_interrupt
 from inverset.result import EMPTY_DIRECTORY, Result, SaveError, output_directory
 
 if TYPE_CHECKING:
@@ -461,7 +462,8 @@ def main() -> None:
 
     try:
         register()
-        rv = app(standalone_mode=False, prog_name="inverset")
+        with sigterm_as_interrupt():  # a terminated command keeps its answer, as on Ctrl-C
+            rv = app(standalone_mode=False, prog_name="inverset")
     except InversetError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -326,9 +326,10 @@ def _run_highs(h) -> tuple[object, bool]:
     """``h.run()`` where a Ctrl-C stops it: HiGHS runs in a worker thread (in the main thread
     it holds the signal until its time limit: a Ctrl-C 6 s into a 30 s ACAS Xu MILP was
     seen at 31 s) while this thread waits, and on KeyboardInterrupt asks HiGHS to stop (its
-    interrupt callbacks; it stops within a fraction of a second, and further Ctrl-Cs wait for
-    that). Returns the run's HighsStatus (None if it never ran) and whether a Ctrl-C came. A
-    highspy without interrupt callbacks runs in this thread."""
+    interrupt callbacks; mostly within a second, but some root-node phases do not look for
+    several seconds: 2-8 s on an ACAS Xu MILP; further Ctrl-Cs wait for it). Returns the
+    run's HighsStatus (None if it never ran) and whether a Ctrl-C came. A highspy without
+    interrupt callbacks runs in this thread."""
     if not hasattr(h, "cancelSolve"):
         return h.run(), False
     h.HandleUserInterrupt = True
@@ -347,8 +348,8 @@ def _run_highs(h) -> tuple[object, bool]:
 
 def _in_worker(work, stop) -> bool:
     """Run ``work()`` in a worker thread while this (the main) thread waits, where a Ctrl-C
-    lands; on one, call ``stop()`` until ``work`` ends (a MILP solver stops within a fraction
-    of a second; further Ctrl-Cs wait for that) and return True. The wait is on an Event:
+    lands; on one, call ``stop()`` until ``work`` ends (see :func:`_run_highs` for how long
+    that takes; further Ctrl-Cs wait for it) and return True. The wait is on an Event:
     ``Thread.join`` interrupted by a Ctrl-C can report a running thread finished (CPython
     3.11), and the solver's results would be read while it still runs."""
     done = threading.Event()
@@ -362,15 +363,12 @@ def _in_worker(work, stop) -> bool:
     worker = threading.Thread(target=run, daemon=True)
     try:
         worker.start()
-    except KeyboardInterrupt:  # the thread may have started: its solve stops at once
-        stop()
-        raise
-    try:
         while not done.wait(0.1):
             pass
         return False
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # (in start() too: the thread may have started)
+        if not worker.is_alive() and not done.is_set():
+            raise
     while not done.is_set():
         with contextlib.suppress(Exception, KeyboardInterrupt):
             stop()

@@ -14,17 +14,15 @@ duplicates a sample.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from inverset.errors import InversetError, first_line
-from inverset.result import _jsonable, output_directory
+from inverset.result import _jsonable, no_leftovers, output_directory
 
 STATE = "state.json"
 WALKERS = "walkers.npz"
@@ -32,21 +30,9 @@ WALKERS = "walkers.npz"
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp = path.with_name(path.stem + ".tmp.npz")
-    with _no_leftover(tmp):
+    with no_leftovers(tmp):
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _no_leftover(tmp: Path) -> Iterator[None]:
-    """A write through ``tmp`` that fails (a full disk) leaves no ``tmp`` behind; the error
-    goes on (the chunks already written stay, and --resume continues from them)."""
-    try:
-        yield
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
 
 
 class SampleStore:
@@ -157,6 +143,6 @@ class SampleStore:
             _save_npz(self.dir / WALKERS, walkers)
         self.state = {**state, "query": self.query, "chunks": self.chunks}
         tmp = self.dir / (STATE + ".tmp")
-        with _no_leftover(tmp):
+        with no_leftovers(tmp):
             tmp.write_text(json.dumps(_jsonable(self.state), indent=1))
             os.replace(tmp, self.dir / STATE)
