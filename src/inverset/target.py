@@ -272,7 +272,7 @@ class _Part(NamedTuple):
     numeric: bool
 
 
-def _constant(e: Expr) -> float:
+def constant_value(e: Expr) -> float:
     """The value of an expression that reads no activation (numbers only)."""
     return float(e.evaluate({"": torch.zeros(1, dtype=torch.float64)})[0])
 
@@ -333,15 +333,15 @@ class _Parser:
         part = _Part(e, 1 + max(p.depth for p in parts), all(p.numeric for p in parts))
         if part.depth > MAX_DEPTH:
             raise self.too_deep()
-        if part.numeric and not math.isfinite(_constant(e)):
+        if part.numeric and not math.isfinite(constant_value(e)):
             raise InversetError(
                 f"target {_short(self.text)} holds {e}, which is not a finite number "
-                f"({_constant(e)}); give numbers whose result fits a float"
+                f"({constant_value(e)}); give numbers whose result fits a float"
             )
         return part
 
     def binop(self, op: str, left: _Part, right: _Part) -> _Part:
-        if op == "/" and right.numeric and _constant(right.expr) == 0:
+        if op == "/" and right.numeric and constant_value(right.expr) == 0:
             what = "" if isinstance(right.expr, Const) else f" ({right.expr} is 0)"
             raise InversetError(
                 f"target {_short(self.text)} divides by zero{what}; divide by a nonzero number"

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inverset.errors import InversetError, UnsupportedModelError
-from inverset.target import BinOp, Const, Expr, Func, Neg, Ref
+from inverset.target import BinOp, Const, Expr, Func, Neg, Ref, constant_value
 
 DT = torch.float64
 
@@ -868,16 +868,16 @@ def split_head(e: Expr, n_out: int) -> tuple[Head, list[Expr]]:
         if isinstance(x, Neg):
             return go(x.arg, -k, c)
         if isinstance(x, BinOp) and x.op == "*" and not x.left.refs():
-            return go(x.right, k * _const(x.left), c)
+            return go(x.right, k * constant_value(x.left), c)
         if isinstance(x, BinOp) and x.op in "*/" and not x.right.refs():
-            v = _const(x.right)
+            v = constant_value(x.right)
             return go(x.left, k * (v if x.op == "*" else 1.0 / v), c)
         if isinstance(x, BinOp) and x.op in "+-" and not x.right.refs():
             s = 1.0 if x.op == "+" else -1.0
-            return go(x.left, k, c + k * s * _const(x.right))
+            return go(x.left, k, c + k * s * constant_value(x.right))
         if isinstance(x, BinOp) and x.op in "+-" and not x.left.refs():
             s = 1.0 if x.op == "+" else -1.0
-            return go(x.right, s * k, c + k * _const(x.left))
+            return go(x.right, s * k, c + k * constant_value(x.left))
         if isinstance(x, Ref) and x.kind == "margin":
             others = [j for j in range(n_out) if j != x.index[0]]
             if others:
@@ -888,10 +888,6 @@ def split_head(e: Expr, n_out: int) -> tuple[Head, list[Expr]]:
 
     h = go(e, 1.0, 0.0)
     return h, leaves
-
-
-def _const(x: Expr) -> float:
-    return float(x.evaluate({"out": torch.zeros(1, 1, dtype=DT)})[0])
 
 
 def _affine(x: Expr, k: float, c: float) -> Expr:

@@ -726,10 +726,7 @@ def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result
             )
         x = ctx.snap(r["x"])
         value = float(ctx.model_values(x[None])[0])
-        # the bound certifies the network in exact arithmetic; the value is the model's own
-        # (float32) evaluation, which may exceed it by rounding: keep value <= bound
-        bound = sense * max(r["bound"], sense * value)
-        gap = max(sense * (bound - value), 0.0) + 0.0  # never -0.0
+        bound, gap = _clamped(sense, r["bound"], value)
         st = r["status"] if r["status"] in STOPS else "optimal"
         word = "max" if sense > 0 else "min"
         msg = (
@@ -748,8 +745,7 @@ def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result
     # the bounds are float64 arithmetic without outward rounding: decide 'unreachable' only
     # beyond a rounding margin (a target exactly at the optimum stays reachable)
     pad1, pad2 = (1e-12 * (1.0 + abs(z)) for z in (z1, z2))
-    # what the messages call the goal: a reach goal's value, a range's ends
-    asked = f"{goal.value:g}" if goal.kind == "reach" else f"[{z1:g}, {z2:g}]"
+    asked = _asked(goal)
     anywhere = {"x": None, "value": math.inf, "bound": None, "status": "reached"}
     hi_side = _maximize(ctx, 1.0, *args, threshold=z1 - pad1, **kw) if z1 > -math.inf else anywhere
     done = _decided(ctx, hi_side, 1.0, z1, asked, args, kw, timings, info)
@@ -967,16 +963,34 @@ def _reach_tol(goal) -> float:
     return 1e-6 * max(1.0, abs(goal.value)) if goal.kind == "reach" else 0.0
 
 
-def _closest(ctx, pts, status, message, timings, info) -> Result:
+def _best_of(ctx: _Ctx, pts) -> tuple[torch.Tensor | None, float | None]:
+    """The point of ``pts`` (flat; None entries skipped) best for the goal on the model
+    itself, and its model value; (None, None) for no point."""
     pts = [ctx.snap(p) for p in pts if p is not None]
-    goal = ctx.problem.goal
     if not pts:
-        return _result(ctx, None, None, status, message, None, timings, info, {})
+        return None, None
     X = torch.stack(pts)
     vals = ctx.model_values(X)
-    loss = goal.loss(torch.as_tensor(vals)).numpy()
-    i = int(np.argmin(loss))
-    return _result(ctx, X[i], float(vals[i]), status, message, None, timings, info, {})
+    i = int(np.argmin(ctx.problem.goal.loss(torch.as_tensor(vals)).numpy()))
+    return X[i], float(vals[i])
+
+
+def _closest(ctx, pts, status, message, timings, info) -> Result:
+    x, value = _best_of(ctx, pts)
+    return _result(ctx, x, value, status, message, None, timings, info, {})
+
+
+def _clamped(sense: float, bound: float, value: float) -> tuple[float, float]:
+    """(bound, gap) in the target's sense from a bound on ``sense * target``: the bound
+    certifies the network in exact arithmetic, the value is the model's own (float32)
+    evaluation, which may exceed it by rounding, so the bound is kept at or beyond it."""
+    bound = sense * max(bound, sense * value)
+    return bound, max(sense * (bound - value), 0.0) + 0.0  # never -0.0
+
+
+def _asked(goal) -> str:
+    """What messages call a reach or range goal: its value, or its ends."""
+    return f"{goal.value:g}" if goal.kind == "reach" else f"[{goal.low:g}, {goal.high:g}]"
 
 
 def _interrupted(ctx: _Ctx, timings, info) -> Result:
@@ -986,12 +1000,7 @@ def _interrupted(ctx: _Ctx, timings, info) -> Result:
     keeps its answer, as when a limit stops the search: a point found inside is 'found', a
     proof 'unreachable' (the search for the nearest input was what the Ctrl-C stopped)."""
     goal = ctx.problem.goal
-    x, value = None, None
-    if ctx.found:
-        X = torch.stack([ctx.snap(p) for p in ctx.found])
-        vals = ctx.model_values(X)
-        i = int(np.argmin(goal.loss(torch.as_tensor(vals)).numpy()))
-        x, value = X[i], float(vals[i])
+    x, value = _best_of(ctx, ctx.found)
     if goal.kind in ("maximize", "minimize"):
         sense = float(goal.sense)
         word = "max" if sense > 0 else "min"
@@ -1004,9 +1013,7 @@ def _interrupted(ctx: _Ctx, timings, info) -> Result:
         if b is None:
             msg = f"interrupted: best {value:.6g}, no bound proven yet"
             return _result(ctx, x, value, "interrupted", msg, None, timings, info, {})
-        # value <= bound, as in a finished solve (the model's float32 rounding)
-        bound = sense * max(b, sense * value)
-        gap = max(sense * (bound - value), 0.0) + 0.0
+        bound, gap = _clamped(sense, b, value)
         msg = f"interrupted: best {value:.6g}, certified {word} bound {bound:.6g} (gap {gap:.3g})"
         return _result(ctx, x, value, "interrupted", msg, bound, timings, info, {}, gap)
     if ctx.proof is not None:
@@ -1014,7 +1021,7 @@ def _interrupted(ctx: _Ctx, timings, info) -> Result:
         near = "" if value is None else f" (nearest so far {value:.6g})"
         msg += f"; the search for the nearest input was interrupted{near}"
         return _result(ctx, x, value, "unreachable", msg, bound, timings, info, {})
-    asked = f"{goal.value:g}" if goal.kind == "reach" else f"[{goal.low:g}, {goal.high:g}]"
+    asked = _asked(goal)
     if value is not None and bool(goal.satisfied(torch.tensor([value]), tol=_reach_tol(goal))[0]):
         msg = f"witness found: {asked} is reachable (the search was then interrupted)"
         return _result(ctx, x, value, "found", msg, None, timings, info, {})

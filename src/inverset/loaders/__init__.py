@@ -190,16 +190,13 @@ def _load_file(path: Path, trust: bool, device: str | torch.device | None = None
 def _load_torch(path: Path, trust: bool, device: str | torch.device | None = None) -> nn.Module:
     """A TorchScript file (its constants straight onto ``device``: a frozen module cannot
     move them later), a state dict (refused: it needs a factory) or, trusted, a pickle."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            scripted = any(n.split("/", 1)[-1].startswith("code/") for n in zf.namelist())
-        if scripted:
-            try:
-                model = torch.jit.load(str(path), map_location=device or "cpu")
-            except Exception as exc:
-                raise InversetError(f"{path} is not a loadable TorchScript file ({exc})") from None
-            model.source = str(path)
-            return model
+    if _holds(path) == "torchscript":
+        try:
+            model = torch.jit.load(str(path), map_location=device or "cpu")
+        except Exception as exc:
+            raise InversetError(f"{path} is not a loadable TorchScript file ({exc})") from None
+        model.source = str(path)
+        return model
     try:
         with warnings.catch_warnings():  # the refusal below says it in one line
             if not trust:
