@@ -350,3 +350,16 @@ def test_targets_differing_only_in_other_scripts_get_distinct_stable_directories
     assert len(set(pair)) == 2 and all(k.startswith("out_0_out_1_") for k in pair)
     with pytest.raises(InversetError, match="list each target once"):
         expand_targets(m, targets=["out:0+out:1", "out:0 + out:1"])
+
+
+def test_a_layer_with_classes_or_targets_adds_its_channels(digits_cnn):
+    """--layer is not dropped when --classes or --target is given too; a wrong name is named."""
+    m = digits_cnn.model
+    items = expand_targets(m, layer="conv1", classes="0-1")
+    assert [it["target"] for it in items] == [*(f"conv1:{c}" for c in range(16)), "out:0", "out:1"]
+    items = expand_targets(m, layer="fc1", channels="3,5", targets=["out:2"])
+    assert [it["target"] for it in items] == ["fc1:3", "fc1:5", "out:2"]
+    with pytest.raises(InversetError, match=r"unknown layer 'conv9'; valid layers: conv1"):
+        expand_targets(m, layer="conv9", classes="0-1")
+    with pytest.raises(InversetError, match="unknown layer 'conv9'"):
+        expand_targets(m, layer="conv9", targets=["out:0"])

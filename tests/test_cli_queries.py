@@ -425,3 +425,95 @@ def test_a_goal_past_float32_is_searched_not_blamed_on_the_model(run_main, model
     s = json.loads(p.stdout)
     assert s["status"] == "not_found" and math.isfinite(s["value"])
     assert "non-finite" not in p.stderr
+
+
+# ------------------------------------------------------------------ feature names
+
+
+@pytest.fixture(scope="module")
+def named(tmp_path_factory):
+    """(dir, regressor, data): an sklearn MLP fitted on a DataFrame of features a, b, c (it
+    knows their names), saved as reg.joblib, and its data as data.csv."""
+    import joblib
+    import pandas as pd
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPRegressor
+
+    d = tmp_path_factory.mktemp("named")
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.uniform(0, 1, size=(60, 3)) * [1, 10, 100], columns=["a", "b", "c"])
+    df["b"] = df.b.round()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = MLPRegressor(hidden_layer_sizes=(6,), max_iter=200, random_state=0)
+        reg.fit(df, df.a - 0.3 * df.b + 0.02 * df.c)
+    joblib.dump(reg, d / "reg.joblib")
+    df.to_csv(d / "data.csv", index=False)
+    return d, reg, df
+
+
+def test_a_reordered_box_file_is_matched_to_the_models_feature_names(run_main, named):
+    """--box-file's header is matched to the model's names: a reordered file gives the answer
+    of the file in order, in the model's order; a misspelt name is a one-line error."""
+    d, reg, df = named
+    df[["c", "a", "b"]].to_csv(d / "reordered.csv", index=False)
+    args = ["maximize", d / "reg.joblib", "--trust", "-t", "out:0", "--solver", "exact"]
+    runs = [run_main(*args, "--box-file", d / f, "--json") for f in ("data.csv", "reordered.csv")]
+    assert [p.returncode for p in runs] == [0, 0], runs
+    a, b = (json.loads(p.stdout) for p in runs)
+    assert a["status"] == b["status"] == "optimal" and a["x"] == b["x"]
+    x = df.iloc[:1].copy()
+    x.iloc[0] = b["x"]
+    assert b["value"] == pytest.approx(reg.predict(x)[0], abs=1e-9)
+    p = run_main(*args, "--box-file", d / "reordered.csv", "--out", d / "r", "--no-progress")
+    assert p.returncode == 0 and Result.load(d / "r").query["domain"]["names"] == ["a", "b", "c"]
+    table = p.stdout[p.stdout.index("best input") :].split()
+    assert table[table.index("a") + 1] == f"{b['x'][0]:.6g}"
+    df.rename(columns={"c": "cc"}).to_csv(d / "typo.csv", index=False)
+    p = run_main(*args, "--box-file", d / "typo.csv")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "names 'cc', which the model does not have; its features are a, b, c" in p.stderr
+
+
+def test_integer_and_constraints_name_the_models_features(run_main, named):
+    """--integer b and a constraints file with a header (c + 10 a <= 12) by feature name."""
+    d = named[0]
+    (d / "cons.csv").write_text("c,a,rhs\n1,10,12\n")
+    p = run_main(
+        "maximize", d / "reg.joblib", "--trust", "-t", "out:0", "--solver", "exact",
+        "--box-file", d / "data.csv", "--integer", "b", "--constraints", d / "cons.csv", "--json",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["status"] == "optimal" and s["x"][1] == round(s["x"][1])
+    assert s["x"][2] + 10 * s["x"][0] <= 12 + 1e-6
+    p = run_main("maximize", d / "reg.joblib", "--trust", "-t", "out:0", "--integer", "bb")
+    assert p.returncode == 2 and "got 'bb'; the features are a, b, c" in p.stderr, p.stderr
+
+
+def test_json_names_a_truncated_x(run_main, models, tmp_path):
+    """--json's x is the whole best input; longer than 64 features, x_summary holds the first
+    64 (as result.json) and x_size counts them all."""
+    args = ["maximize", models / "conv.pt", "--factory", "cliq_models:conv", "-t", "out:0"]
+    p = run_main(
+        *args, "--box", "0,1", "--steps", "2", "--starts", "1", "--option", "polish=false", "--json"
+    )
+    s = json.loads(p.stdout)
+    assert len(s["x"]) == s["x_size"] == 64 and "x_summary" not in s
+    mlp = [models / "mlp4.pt", "--factory", "cliq_models:mlp4", "-t", "out:0"]
+    p = run_main(
+        "maximize",
+        *mlp,
+        "--box",
+        "0,1",
+        "--steps",
+        "2",
+        "--starts",
+        "1",
+        "--option",
+        "polish=false",
+        "--json",
+    )
+    assert json.loads(p.stdout)["x_size"] == 4
+    big = iv.Result(x=np.arange(70.0), value=1.0, status="converged").summary()
+    assert "x" not in big and big["x_summary"] == list(range(64)) and big["x_size"] == 70

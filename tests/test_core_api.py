@@ -234,3 +234,59 @@ def test_half_precision_models_are_searched_sampled_and_visualized(dtype):
     assert v.xs.dtype == np.float32 and np.isfinite(v.value)
     with pytest.raises(InversetError, match=r"certifies float32 and float64 .* model.float\(\)"):
         iv.maximize(m, "logit:3", box, solver="exact")
+
+
+def _recipe_regressor():
+    """A small sklearn MLP fitted on a DataFrame: it knows its feature names (a, b, c)."""
+    import warnings
+
+    pd = pytest.importorskip("pandas")
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPRegressor
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.uniform(0, 1, size=(60, 3)) * [1, 10, 100], columns=["a", "b", "c"])
+    y = df.a - 0.3 * df.b + 0.02 * df.c
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = MLPRegressor(hidden_layer_sizes=(6,), max_iter=200, random_state=0).fit(df, y)
+    return reg, df
+
+
+def test_a_fitted_sklearn_model_is_taken_as_is():
+    """iv.maximize takes a fitted sklearn MLP; values equal its predict / predict_proba."""
+    from sklearn.neural_network import MLPClassifier
+
+    reg, df = _recipe_regressor()
+    res = iv.maximize(reg, "out:0", iv.Box.from_data(df), steps=20, starts=2)
+    x = df.iloc[:1].copy()
+    x.iloc[0] = res.x
+    assert res.value == pytest.approx(reg.predict(x)[0], abs=1e-9)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=50, random_state=0)
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        clf.fit(df.to_numpy(), df.a > 0.5)
+    res = iv.minimize(clf, "prob:1", iv.Box(0, 100, shape=3), steps=20, starts=2)
+    assert res.value == pytest.approx(clf.predict_proba(res.x[None])[0, 1], abs=1e-9)
+    with pytest.raises(
+        iv.InversetError, match=r"torch\.nn\.Module or a fitted sklearn MLP, not str"
+    ):
+        iv.maximize("model.onnx", "out:0", iv.Box(0, 1, shape=3))
+
+
+def test_a_box_whose_columns_are_reordered_is_matched_by_name(tmp_path):
+    """The box's names (a CSV header, a DataFrame's columns) are matched to the model's."""
+    reg, df = _recipe_regressor()
+    f = tmp_path / "reordered.csv"
+    df[["c", "a", "b"]].to_csv(f, index=False)
+    res = iv.maximize(reg, "out:0", iv.Box.from_csv(f), solver="exact", time_limit=20)
+    assert res.status == "optimal" and res.query["domain"]["names"] == ["a", "b", "c"]
+    lo, hi = df.min().to_numpy(), df.max().to_numpy()  # the model's order: a, b, c
+    assert ((lo - 1e-9 <= res.x) & (res.x <= hi + 1e-9)).all(), (res.x, lo, hi)
+    assert res.value >= reg.predict(df).max() - 1e-9  # the data lie in the box: a maximum
+    x = df.iloc[:1].copy()
+    x.iloc[0] = res.x
+    assert res.value == pytest.approx(reg.predict(x)[0], abs=1e-9)
+    df.rename(columns={"c": "cc"}).to_csv(f, index=False)
+    with pytest.raises(iv.InversetError, match=r"box names 'cc', which the model does not have"):
+        iv.maximize(reg, "out:0", iv.Box.from_csv(f))

@@ -179,3 +179,66 @@ def test_a_box_too_large_for_memory_names_its_size():
         iv.Box(0, 1, shape=(99999999, 99999999))
     with pytest.raises(iv.InversetError, match="9,999,999,800,000,001 features, too many"):
         iv.Box(shape=(99999999, 99999999))
+
+
+def test_aligned_moves_bounds_integers_and_constraint_columns_by_name():
+    """A box whose names are in another order than the model's is reordered to the model's."""
+    b = iv.Box([0, 10, 20], [1, 11, 21], names=["c", "a", "b"], integer=[0], A=[[1, 2, 3]], b=[99])
+    a = b.aligned(["a", "b", "c"])
+    np.testing.assert_array_equal(a.lower, [10, 20, 0])
+    np.testing.assert_array_equal(a.upper, [11, 21, 1])
+    assert a.integer == (2,) and a.names == ["a", "b", "c"]
+    np.testing.assert_array_equal(a.A, [[2, 3, 1]])
+    assert b.aligned(None) is b and iv.Box(0, 1).aligned(["a"]).names is None
+    with pytest.raises(iv.InversetError, match=r"names 'x', which the model does not have; its "):
+        iv.Box([0, 0], [1, 1], names=["a", "x"]).aligned(["a", "b"])
+    with pytest.raises(iv.InversetError, match=r"names feature 'a' twice"):
+        iv.Box([0, 0], [1, 1], names=["a", "a"]).aligned(["a", "b"])
+    with pytest.raises(iv.InversetError, match=r"names 2 features but bounds 3"):
+        iv.Box([0, 0, 0], [1, 1, 1], names=["a", "b"]).aligned(["a", "b", "c"])
+
+
+def test_from_data_takes_a_dataframes_column_names():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"b": [1.0, 3.0], "a": [5.0, -1.0]})
+    box = iv.Box.from_data(df)
+    assert box.names == ["b", "a"]
+    np.testing.assert_array_equal(box.aligned(["a", "b"]).lower, [-1, 1])
+    assert iv.Box.from_data(df, names=["p", "q"]).names == ["p", "q"]
+
+
+def test_box_file_header_of_another_width_is_named(tmp_path):
+    f = tmp_path / "wide.csv"
+    f.write_text("a,b,c\n1,2\n3,4\n")
+    with pytest.raises(iv.InversetError, match="header names 3 columns but the rows hold 2"):
+        iv.Box.from_csv(f)
+
+
+@pytest.mark.parametrize(
+    "text, names, message",
+    [
+        ("1,1,1,1\n1,1\n", None, r"row 2 has 2 values but row 1 has 4; rows are a_1"),
+        ("1,1,x,1\n", None, r"row 1, column 3 holds 'x', not a number"),
+        ("1;1;1;1\n", None, r"row 1 holds '1;1;1;1'; separate the values by commas"),
+        ("a,b,c,b0\n1,1,1,1\n", None, r"has a header, but the features have no names"),
+        ("a,z,b\n1,1,1\n", ["a", "b", "c"], r"names 'z', not among the features a, b, c"),
+        ("a,b,b0\n1,1,1\n1,1\n", ["a", "b"], r"row 3 has 2 values but the header has 3"),
+    ],
+)
+def test_constraints_file_errors_name_the_row_or_column(tmp_path, text, names, message):
+    f = tmp_path / "A.csv"
+    f.write_text(text)
+    with pytest.raises(iv.InversetError, match=message) as exc:
+        iv.domain.read_constraints(f, names)
+    assert "usecols" not in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_constraints_file_header_is_matched_to_the_feature_names(tmp_path):
+    f = tmp_path / "A.csv"
+    f.write_text("# x_c + 2 x_a <= 3\nc,a,b\n1,2,3\n")
+    A, b = iv.domain.read_constraints(f, ["a", "b", "c"])
+    np.testing.assert_array_equal(A, [[2, 0, 1]])
+    np.testing.assert_array_equal(b, [3])
+    f.write_text("1,2,3,4\n")
+    A, b = iv.domain.read_constraints(f, ["a", "b", "c"])  # no header: columns in order
+    np.testing.assert_array_equal(A, [[1, 2, 3]])

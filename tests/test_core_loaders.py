@@ -423,3 +423,51 @@ def test_an_empty_model_name_or_weights_without_a_factory_say_so(tmp_path):
         load_model("tiny", weights=tmp_path / "w.pt")
     with pytest.raises(iv.InversetError, match=r"package.module:function .*got '.*w.pt'"):
         load_model(tmp_path / "w.pt", weights=tmp_path / "w.pt")
+
+
+def _pipeline_data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3)) * [1.0, 10.0, 100.0] + [0.0, 5.0, -50.0]
+    return X, X[:, 0] + 0.1 * X[:, 1] - 0.01 * X[:, 2]
+
+
+def test_a_pipeline_of_scalers_and_an_mlp_is_folded_exactly():
+    """StandardScaler/MinMaxScaler steps become the first layer's affine map: the module equals
+    pipeline.predict, and the box stays in the raw feature space (the exact solver too)."""
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    X, y = _pipeline_data()
+    reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=100, random_state=0)
+    pipe = _fit(make_pipeline(StandardScaler(), MinMaxScaler(), reg), X, y)
+    model = load_model(pipe)
+    with torch.no_grad():
+        got = model(torch.from_numpy(X)).numpy()[:, 0]
+    assert np.abs(got - pipe.predict(X)).max() <= 1e-9
+    assert model.source == "sklearn Pipeline(StandardScaler, MinMaxScaler, MLPRegressor)"
+    res = iv.maximize(pipe, "out:0", iv.Box(X.min(0), X.max(0)), solver="exact", time_limit=30)
+    assert res.status == "optimal" and X.min(0)[2] <= res.x[2] <= X.max(0)[2]
+    assert res.value == pytest.approx(pipe.predict(res.x[None])[0], abs=1e-9)
+    scaled = StandardScaler(with_mean=False)
+    clf = MLPClassifier(hidden_layer_sizes=(6,), max_iter=100, random_state=0)
+    pipe = _fit(make_pipeline(scaled, clf), X, y > 0)
+    with torch.no_grad():
+        probs = torch.softmax(load_model(pipe)(torch.from_numpy(X)), 1).numpy()
+    assert np.abs(probs - pipe.predict_proba(X)).max() <= 1e-9
+
+
+def test_a_pipeline_inverset_cannot_fold_names_the_fix():
+    from sklearn.decomposition import PCA
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler
+
+    X, y = _pipeline_data()
+    mlp = MLPRegressor(hidden_layer_sizes=(4,), max_iter=20, random_state=0)
+    pipe = _fit(make_pipeline(PCA(2), mlp), X, y)
+    with pytest.raises(iv.InversetError, match=r"cannot convert a Pipeline\(PCA, MLPRegressor\)"):
+        load_model(pipe)
+    pipe = _fit(make_pipeline(MinMaxScaler(clip=True), mlp), X, y)
+    with pytest.raises(iv.InversetError, match="clip=True is not a linear map; refit"):
+        load_model(pipe)

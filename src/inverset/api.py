@@ -41,6 +41,9 @@ def solve(
 ) -> Result:
     """Answer one query with the named solver; the Result records the query it answered.
 
+    ``model``: a torch module, or a fitted scikit-learn MLP (alone or after scalers in a
+    Pipeline), converted exactly. A ``domain`` whose ``names`` differ in order from the model's
+    feature names is matched to them by name.
     ``goal``: a :class:`Goal`, or 'maximize' / 'minimize'. ``seed``: an integer from 0 to
     2**32 - 1 makes the run repeatable; None draws a fresh random seed, recorded in
     ``result.query["seed"]`` so the run can be repeated. ``max_evals``: a whole number >= 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,11 +254,7 @@ class Box:
             return float(s) if s.strip() else np.nan
 
         def is_num(s: str) -> bool:
-            try:
-                cell(s)
-                return True
-            except ValueError:
-                return False
+            return not s.strip() or _is_number(s)
 
         first = rows[0][0].strip().lower() if rows[0] else ""
         if not all(is_num(c) for c in rows[0]) and first not in ("lo", "hi"):
@@ -296,6 +291,12 @@ class Box:
                     f"has {len(rows[0])}; give every row one cell per feature (an empty cell is "
                     "a missing value)"
                 )
+        width = len(table[0]) if table else 0
+        if names is not None and len(names) != width:
+            raise InversetError(
+                f"box file {path}: the header names {len(names)} columns but the rows hold "
+                f"{width} values; give one name per column"
+            )
         number = float if bounds else cell
         try:
             data = np.array([[number(v) for v in r] for r in table], dtype=np.float64)
@@ -305,10 +306,68 @@ class Box:
         return cls(lo, hi, names=names, **kw)
 
     @classmethod
-    def from_data(cls, data: np.ndarray, **kw: Any) -> Box:
-        """The smallest box holding every row of ``data`` (features in columns)."""
-        data = np.asarray(data, dtype=np.float64)
+    def from_data(cls, data: Any, **kw: Any) -> Box:
+        """The smallest box holding every row of ``data`` (features in columns); a DataFrame's
+        column names become the box's ``names`` (matched to a model's feature names)."""
+        columns = getattr(data, "columns", None)
+        if columns is not None and kw.get("names") is None:
+            kw["names"] = [str(c) for c in columns]
+        try:
+            data = np.asarray(data, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InversetError(
+                "box data must hold numbers only (one row per sample, one column per feature)"
+            ) from None
         return cls(*_data_range(data, kw.get("names")), **kw)
+
+    def aligned(self, names: Sequence[str] | None, where: str = "box") -> Box:
+        """This box with its features in the order of ``names`` (a model's feature names),
+        matched to the box's own ``names``: bounds, integer features and the columns of ``A``
+        move along. Unchanged when either side has no names; a name the model lacks, or a
+        feature of the model the box does not name, is a one-line error."""
+        if names is None or self.names is None or self.shape is None:
+            return self
+        names, own = [str(n) for n in names], [str(n) for n in self.names]
+        if own == names:
+            return self
+        listed = ", ".join(names)
+        if len(own) != self.size:
+            raise InversetError(
+                f"the {where} names {len(own)} features but bounds {self.size}; give one name "
+                "per feature"
+            )
+        twice = next((n for n in own if own.count(n) > 1), None)
+        if twice is not None:
+            raise InversetError(f"the {where} names feature {twice!r} twice; name each once")
+        unknown = [n for n in own if n not in names]
+        if unknown:
+            fix = (
+                "rename the column, or drop the header to take the columns in order"
+                if where.startswith("box file")
+                else "use the model's names, or names=None to take the features in order"
+            )
+            raise InversetError(
+                f"the {where} names {', '.join(map(repr, unknown))}, which the model does not "
+                f"have; its features are {listed} ({fix})"
+            )
+        missing = [n for n in names if n not in own]
+        if missing:
+            raise InversetError(
+                f"the {where} has no column for the model's feature(s) "
+                f"{', '.join(map(repr, missing))}; its features are {listed}"
+            )
+        order = [own.index(n) for n in names]
+        lo, hi = (np.broadcast_to(v, self.shape).reshape(-1)[order] for v in (self._lo, self._hi))
+        where_now = {old: new for new, old in enumerate(order)}
+        return Box(
+            lo.reshape(self.shape),
+            hi.reshape(self.shape),
+            shape=self.shape,
+            integer=[where_now[i] for i in self.integer],
+            A=None if self.A is None else self.A[:, order],
+            b=self.b,
+            names=names,
+        )
 
     # ----------------------------------------------------------------- queries
     @property
@@ -517,21 +576,86 @@ def _data_range(
     return np.nanmin(data, axis=0), np.nanmax(data, axis=0)
 
 
-def read_constraints(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Linear constraints ``A x <= b`` from a CSV whose rows are ``a_1, ..., a_n, b``."""
+def read_constraints(
+    path: str | Path, names: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Linear constraints ``A x <= b`` from a CSV whose rows are ``a_1, ..., a_n, b`` (``#``
+    starts a comment). A header row names the columns: each but the last (``b``) is matched
+    to ``names`` (the model's features), and a feature it does not name has coefficient 0."""
     path = Path(path)
+    fix = "rows are a_1,...,a_n,b"
     if not path.is_file():
-        raise InversetError(f"constraints file {path} does not exist; rows are a_1,...,a_n,b")
+        raise InversetError(f"constraints file {path} does not exist; {fix}")
     try:
-        with warnings.catch_warnings():  # an empty file: numpy warns, the error below says it
-            warnings.simplefilter("ignore", UserWarning)
-            data = np.loadtxt(path, delimiter=",", ndmin=2, comments="#")
-    except ValueError as exc:
-        raise InversetError(f"constraints file {path}: {exc}; rows are a_1,...,a_n,b") from None
-    if data.size == 0:
-        raise InversetError(f"constraints file {path} holds no rows; rows are a_1,...,a_n,b")
-    if data.shape[1] < 2:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            lines = [ln.split("#", 1)[0] for ln in fh]
+    except UnicodeDecodeError as exc:
+        raise InversetError(f"constraints file {path} is not a text CSV ({exc}); {fix}") from None
+    rows = [[c.strip() for c in r] for r in csv.reader(lines) if any(c.strip() for c in r)]
+    if not rows:
+        raise InversetError(f"constraints file {path} holds no rows; {fix}")
+    joined = next((c for c in rows[0] if _other_separator(c)), None)
+    if joined is not None:
         raise InversetError(
-            f"constraints file {path} has rows of one value; rows are a_1,...,a_n,b (a.x <= b)"
+            f"constraints file {path}: row 1 holds {joined!r}; separate the values by commas"
         )
-    return data[:, :-1], data[:, -1]
+    header = None
+    if not any(_is_number(c) for c in rows[0]):
+        header, rows = rows[0], rows[1:]
+        if not rows:
+            raise InversetError(f"constraints file {path} holds a header but no rows; {fix}")
+    width = len(header) if header is not None else len(rows[0])
+    first = 1 if header is None else 2
+    for k, r in enumerate(rows):
+        if len(r) != width:
+            what = "the header" if header is not None else "row 1"
+            raise InversetError(
+                f"constraints file {path}: row {k + first} has {len(r)} values but {what} "
+                f"has {width}; {fix} with one value per column"
+            )
+        bad = next((j for j, c in enumerate(r) if not _is_number(c)), None)
+        if bad is not None:
+            raise InversetError(
+                f"constraints file {path}: row {k + first}, column {bad + 1} holds {r[bad]!r}, "
+                f"not a number; {fix}, separated by commas"
+            )
+    data = np.array([[float(c) for c in r] for r in rows], dtype=np.float64)
+    if width < 2:
+        raise InversetError(f"constraints file {path} has rows of one value; {fix} (a.x <= b)")
+    A, b = data[:, :-1], data[:, -1]
+    if header is None:
+        return A, b
+    if names is None:
+        raise InversetError(
+            f"constraints file {path} has a header, but the features have no names to match it "
+            "to; drop the header row (columns are then taken in order), or give a box file "
+            "whose header names the features"
+        )
+    names = [str(n) for n in names]
+    cols = header[:-1]
+    unknown = [c for c in cols if c not in names]
+    if unknown:
+        raise InversetError(
+            f"constraints file {path} names {', '.join(map(repr, unknown))}, not among the "
+            f"features {', '.join(names)} (the last column is b)"
+        )
+    twice = next((c for c in cols if cols.count(c) > 1), None)
+    if twice is not None:
+        raise InversetError(f"constraints file {path} names feature {twice!r} twice")
+    full = np.zeros((A.shape[0], len(names)))
+    full[:, [names.index(c) for c in cols]] = A
+    return full, b
+
+
+def _other_separator(text: str) -> bool:
+    """Does a cell hold several numbers joined by ';', tabs or spaces (not commas)?"""
+    parts = [p for p in text.replace(";", " ").split() if p]
+    return len(parts) > 1 and all(_is_number(p) for p in parts)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -15,6 +15,7 @@ from torch import nn
 from inverset.domain import Box, as_shape
 from inverset.errors import InversetError, first_line
 from inverset.goal import Goal
+from inverset.loaders import as_module
 from inverset.model import (
     OUTPUT,
     check_layer_names,
@@ -27,6 +28,13 @@ from inverset.model import (
 )
 from inverset.space import Direct, Latent, Space
 from inverset.target import Expr, n_classes, parse_target
+
+
+def feature_names(model: nn.Module) -> list[str] | None:
+    """The names of the model's input features, when its source recorded them (a DataFrame
+    the sklearn model was fitted on), in the order the model takes them."""
+    names = getattr(model, "feature_names", None)
+    return [str(n) for n in names] if names is not None else None
 
 
 def check_box_size(domain: Box, model_shape: Sequence[int] | None, where: str = "box") -> None:
@@ -73,11 +81,7 @@ class Problem:
         constraints: Sequence[tuple[str | Expr, float, float]] = (),
     ) -> Problem:
         """Resolve and validate a query: shapes, layer names, indices, finite outputs."""
-        if not isinstance(model, nn.Module):
-            raise InversetError(
-                f"model must be a torch.nn.Module (use inverset.load_model), not "
-                f"{type(model).__name__}"
-            )
+        model = as_module(model)
         goal = Goal.of(goal)
         if domain is not None and not isinstance(domain, Box):
             raise InversetError(
@@ -89,7 +93,7 @@ class Problem:
                 f"space must be an inverset space such as iv.Latent(G, dim) (or None to search "
                 f"the inputs; a box goes in domain=), got {type(space).__name__}"
             )
-        domain = domain if domain is not None else Box()
+        domain = (domain if domain is not None else Box()).aligned(feature_names(model))
         input_shape = as_shape(input_shape, "input_shape")
         model_shape = input_shape_of(model)
         if input_shape is None:

@@ -32,6 +32,9 @@ STATUSES = {
 }
 
 
+#: how many features of the best input a summary holds (``x``, or ``x_summary`` when longer)
+SUMMARY_X = 64
+
 #: the error for an empty directory name (as a Path it would silently be the current directory)
 EMPTY_DIRECTORY = (
     "the output directory is empty; give a directory path (e.g. --out runs/a, or --out . for "
@@ -204,7 +207,14 @@ class Result:
 
     def summary(self) -> dict[str, Any]:
         """Scalars only: what `--json` prints and `result.json` starts with (infinities and
-        NaN as ``{"__float__": "inf" | "-inf" | "nan"}``, see :data:`FLOAT_TAG`)."""
+        NaN as ``{"__float__": "inf" | "-inf" | "nan"}``, see :data:`FLOAT_TAG`). The best
+        input is ``x`` when it has at most :data:`SUMMARY_X` features, else its first ones are
+        ``x_summary`` (the whole of it is in ``result.npz``); ``x_size`` counts them all."""
+        flat = None if self.x is None else np.asarray(self.x).reshape(-1)
+        if flat is None or flat.size <= SUMMARY_X:
+            x = {"x": None if flat is None else flat.tolist()}
+        else:
+            x = {"x_summary": flat[:SUMMARY_X].tolist()}
         return _jsonable(
             {
                 "status": self.status,
@@ -214,7 +224,8 @@ class Result:
                 "gap": self.gap,
                 "nfev": self.nfev,
                 "solver": self.solver,
-                "x": None if self.x is None else np.asarray(self.x).reshape(-1)[:64].tolist(),
+                **x,
+                "x_size": 0 if flat is None else int(flat.size),
                 "n_points": 0 if self.xs is None else len(self.xs),
                 "timings": self.timings,
                 "info": self.info,
@@ -230,7 +241,8 @@ class Result:
         and raises :class:`SaveError`, which holds this Result.
         """
         meta = self.summary()
-        meta["x_summary"] = meta.pop("x")
+        if "x" in meta:  # the whole x is in result.npz
+            meta["x_summary"] = meta.pop("x")
         meta.update(history=self.history, query=self.query)
         arrays = {f"arrays/{k}": np.asarray(v) for k, v in self.arrays.items()}
         for name in ("x", "xs", "values"):

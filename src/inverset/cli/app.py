@@ -98,10 +98,17 @@ BoxFileOpt = Annotated[
     ),
 ]
 IntegerOpt = Annotated[
-    str | None, typer.Option("--integer", help="flat indices of integer features, e.g. 2,5")
+    str | None,
+    typer.Option(
+        "--integer", help="integer features: flat indices or feature names, e.g. 2,5 or n_add"
+    ),
 ]
 ConstraintsOpt = Annotated[
-    Path | None, typer.Option("--constraints", help="CSV rows a_1..a_n,b meaning a.x <= b")
+    Path | None,
+    typer.Option(
+        "--constraints",
+        help="CSV rows a_1..a_n,b meaning a.x <= b (a header row may name the features)",
+    ),
 ]
 ShapeOpt = Annotated[
     str | None, typer.Option("--input-shape", help="input shape without batch, e.g. 1,8,8")
@@ -236,42 +243,63 @@ def build_domain(
     model: torch.nn.Module | None = None,
 ) -> Box:
     """The Box the options describe (bounds, integers, linear constraints, shape). With
-    ``model``, per-feature bounds must be as many as the inputs it records it takes."""
-    from inverset.problem import check_box_size
+    ``model``, per-feature bounds must be as many as the inputs it records it takes, and when
+    it knows its feature names, a box file's header, a constraints file's header and
+    ``--integer NAME`` are matched to them; indices and headerless columns follow the model's
+    order."""
+    from inverset.problem import check_box_size, feature_names
 
-    domain = _domain(box, box_file, integer, constraints, input_shape)
+    model_names = feature_names(model) if model is not None else None
+    if box and box_file:
+        raise InversetError("give either --box or --box-file, not both")
+    if box_file:
+        base = Box.from_csv(box_file).aligned(model_names, f"box file {box_file}")
+    elif box:
+        v = parse_floats(box, "--box")
+        if len(v) != 2:
+            raise InversetError(
+                f"--box takes LO,HI (two numbers), got {box!r}; per-feature bounds go in --box-file"
+            )
+        base = Box(v[0], v[1])
+    else:
+        base = Box()
+    names = model_names or base.names
+    kw: dict[str, Any] = {}
+    if integer:
+        kw["integer"] = parse_features(integer, names)
+    if constraints:
+        kw["A"], kw["b"] = read_constraints(constraints, names)
+    if input_shape:
+        kw["shape"] = parse_ints(input_shape, "--input-shape")
+    lo, hi = (base.lower, base.upper) if base.shape is not None else (base.lo, base.hi)
+    domain = Box(lo, hi, names=base.names, **kw)
     if model is not None and not input_shape:
         where = f"box file {box_file}" if box_file else "box"
         check_box_size(domain, getattr(model, "input_shape", None), where)
     return domain
 
 
-def _domain(
-    box: str | None,
-    box_file: Path | None,
-    integer: str | None,
-    constraints: Path | None,
-    input_shape: str | None,
-) -> Box:
-    kw: dict[str, Any] = {}
-    if integer:
-        kw["integer"] = parse_ints(integer, "--integer")
-    if constraints:
-        kw["A"], kw["b"] = read_constraints(constraints)
-    if input_shape:
-        kw["shape"] = parse_ints(input_shape, "--input-shape")
-    if box and box_file:
-        raise InversetError("give either --box or --box-file, not both")
-    if box_file:
-        return Box.from_csv(box_file, **kw)
-    if box:
-        v = parse_floats(box, "--box")
-        if len(v) != 2:
-            raise InversetError(
-                f"--box takes LO,HI (two numbers), got {box!r}; per-feature bounds go in --box-file"
+def parse_features(text: str, names: list[str] | None) -> list[int]:
+    """``--integer``: flat indices of features, or their names (the model's, else the box
+    file's header)."""
+    out = []
+    for v in (v.strip() for v in text.split(",")):
+        if not v:
+            continue
+        try:
+            out.append(int(v))
+            continue
+        except ValueError:
+            pass
+        if names is None or v not in names:
+            known = (
+                f"the features are {', '.join(names)}" if names else "the features have no names"
             )
-        return Box(v[0], v[1], **kw)
-    return Box(**kw)
+            raise InversetError(
+                f"--integer takes feature indices or names separated by commas, got {v!r}; {known}"
+            )
+        out.append(names.index(v))
+    return out
 
 
 def latent_space(

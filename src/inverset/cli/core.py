@@ -177,6 +177,7 @@ def _run(
     progress,
 ) -> None:
     from inverset.api import solve
+    from inverset.problem import feature_names
     from inverset.target import read_labels
 
     opts = parse_options(option)
@@ -202,7 +203,7 @@ def _run(
         progress=progress and not as_json,
         **opts,
     )
-    names = domain.names or getattr(m, "feature_names", None)
+    names = domain.names or feature_names(m)
     finish(result, out_dir, as_json, names)
 
 

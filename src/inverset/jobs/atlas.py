@@ -33,6 +33,7 @@ from torch import nn
 
 from inverset.domain import Box
 from inverset.errors import InversetError
+from inverset.loaders import as_module
 from inverset.model import (
     OUTPUT,
     check_layer_names,
@@ -180,7 +181,7 @@ def expand_targets(
     """The job's targets: channels/units of ``layer``, output ``classes``, explicit ``targets``;
     each paired with every range of ``ranges``. Each is ``{key, target, layer, channel, range}``."""
     base: list[tuple[str, str | None, int | None]] = []
-    if layer is not None and channels is None and classes is None and not targets:
+    if layer is not None and channels is None:
         channels = "all"
     if channels is not None:
         if layer is None:
@@ -980,8 +981,7 @@ def atlas(
     if job_time_limit is not None and not job_time_limit >= 0:
         raise InversetError(f"job time limit must be >= 0 seconds, got {job_time_limit}")
     check_time_limit(time_limit)  # the same check every unit's call makes
-    if not isinstance(model, nn.Module):
-        raise InversetError("model must be a torch.nn.Module (use inverset.load_model)")
+    model = as_module(model)
     t0 = time.monotonic()
     items = expand_targets(
         model,

@@ -28,6 +28,21 @@ def _is_sklearn(obj: Any) -> bool:
     return type(obj).__module__.startswith("sklearn.")
 
 
+def as_module(model: Any) -> nn.Module:
+    """A model object as a torch module: a module as is, a fitted sklearn MLP (or Pipeline of
+    scalers and one) converted; anything else (a file name too) is a one-line error."""
+    if isinstance(model, nn.Module):
+        return model
+    if _is_sklearn(model):
+        from inverset.loaders.sklearn import from_sklearn
+
+        return from_sklearn(model)
+    raise InversetError(
+        f"model must be a torch.nn.Module or a fitted sklearn MLP, not {type(model).__name__} "
+        "(load files with inverset.load_model)"
+    )
+
+
 def _from_factory(spec: str, weights: str | Path | None, device: str | None) -> nn.Module:
     mod_name, _, fn_name = spec.partition(":")
     if os.getcwd() not in sys.path:  # as `python -m` does: mymod.py here is importable
@@ -95,12 +110,8 @@ def load_model(
     trust, since a pickle can run any code. ``weights`` is a state-dict file for a factory.
     ``device`` moves the model; by default it stays where it is (CPU for files).
     """
-    if isinstance(source, nn.Module):
-        model = source
-    elif _is_sklearn(source):
-        from inverset.loaders.sklearn import from_sklearn
-
-        model = from_sklearn(source)
+    if isinstance(source, nn.Module) or _is_sklearn(source):
+        model = as_module(source)
     elif isinstance(source, str | Path):
         text = str(source)
         if not text.strip():
@@ -161,14 +172,9 @@ def _load_file(path: Path, trust: bool, device: str | torch.device | None = None
                 f"{path} is not a readable joblib file ({kind if why == kind else f'{kind}: {why}'}"
                 "); give a file written by joblib.dump"
             ) from None
-        if _is_sklearn(obj):
-            from inverset.loaders.sklearn import from_sklearn
-
-            model = from_sklearn(obj)
-        elif isinstance(obj, nn.Module):
-            model = obj
-        else:
+        if not (_is_sklearn(obj) or isinstance(obj, nn.Module)):
             raise InversetError(f"{path} holds a {type(obj).__name__}, not a model")
+        model = as_module(obj)
         model.source = str(path)
         return model
     if suffix in (".pt", ".pth", ".ts", ".torchscript", ".bin"):

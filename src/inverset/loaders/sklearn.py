@@ -1,4 +1,5 @@
-"""scikit-learn ``MLPRegressor``/``MLPClassifier`` -> an exactly equivalent torch module."""
+"""scikit-learn ``MLPRegressor``/``MLPClassifier`` (alone, or last in a ``Pipeline`` after
+``StandardScaler``/``MinMaxScaler`` steps) -> an exactly equivalent torch module."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ class SklearnMLP(nn.Module):
     ``prob:1`` (softmax) equals sklearn's ``predict_proba[:, 1]`` exactly.
     """
 
-    def __init__(self, est: Any):
+    def __init__(self, est: Any, scale: np.ndarray | None = None, shift: np.ndarray | None = None):
+        """``scale``/``shift``: a scaling ``x * scale + shift`` of the raw inputs before ``est``
+        (a pipeline's scalers), folded into the first layer."""
         super().__init__()
         act = est.activation
         if act not in _ACTS:
@@ -31,6 +34,8 @@ class SklearnMLP(nn.Module):
         n = len(est.coefs_)
         binary = est.out_activation_ == "logistic" and est.coefs_[-1].shape[1] == 1
         for i, (w, b) in enumerate(zip(est.coefs_, est.intercepts_, strict=True)):
+            if i == 0 and scale is not None and shift is not None:  # W (x s + t) + b
+                w, b = w * scale[:, None], b + shift @ w
             if i == n - 1 and binary:  # logits (0, z) from one plain Linear layer: row 0 is zero
                 w = np.concatenate([np.zeros_like(w), w], axis=1)
                 b = np.concatenate([np.zeros_like(b), b])
@@ -68,11 +73,47 @@ class SklearnMLP(nn.Module):
         return z
 
 
+#: what inverset reads: an MLP, alone or last in a Pipeline after these scalers
+MLPS, SCALERS = ("MLPRegressor", "MLPClassifier"), ("StandardScaler", "MinMaxScaler")
+READS = "an MLPRegressor/MLPClassifier, or a Pipeline of StandardScaler/MinMaxScaler steps and one"
+
+
 def from_sklearn(est: Any) -> SklearnMLP:
-    """Convert a fitted sklearn MLP (checks that it is one and that it is fitted)."""
+    """Convert a fitted sklearn MLP, or a Pipeline of scalers ending in one (the scalers are
+    folded into the first layer, so the box stays in the raw feature space)."""
     name = type(est).__name__
-    if name not in ("MLPRegressor", "MLPClassifier"):
-        raise InversetError(f"cannot convert a {name}; inverset reads MLPRegressor/MLPClassifier")
-    if not hasattr(est, "coefs_"):
-        raise InversetError(f"the {name} is not fitted; call fit() first")
-    return SklearnMLP(est).eval()
+    steps = [s for _, s in est.steps] if name == "Pipeline" else [est]
+    mlp, scalers = steps[-1], [s for s in steps[:-1] if s is not None and s != "passthrough"]
+    kinds = [type(s).__name__ for s in (*scalers, mlp)]
+    if kinds[-1] not in MLPS or any(k not in SCALERS for k in kinds[:-1]):
+        what = f"Pipeline({', '.join(kinds)})" if name == "Pipeline" else f"{name}"
+        raise InversetError(f"cannot convert a {what}; inverset reads {READS}")
+    for s in (*scalers, mlp):
+        if not hasattr(s, "coefs_" if s is mlp else "n_features_in_"):
+            raise InversetError(f"the {type(s).__name__} is not fitted; call fit() first")
+    scale, shift = np.ones(mlp.coefs_[0].shape[0]), np.zeros(mlp.coefs_[0].shape[0])
+    for s in scalers:
+        a, c = _affine(s)
+        scale, shift = scale * a, shift * a + c
+    model = SklearnMLP(mlp, scale, shift) if scalers else SklearnMLP(mlp)
+    if scalers:
+        names = getattr(est, "feature_names_in_", None)
+        if names is not None:
+            model.feature_names = [str(f) for f in names]
+        model.source = f"sklearn Pipeline({', '.join(kinds)})"
+    return model.eval()
+
+
+def _affine(scaler: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(a, c) with ``scaler.transform(x) == x * a + c``; a clipping MinMaxScaler is refused."""
+    n = int(scaler.n_features_in_)
+    if type(scaler).__name__ == "MinMaxScaler":
+        if getattr(scaler, "clip", False):
+            raise InversetError(
+                "a MinMaxScaler with clip=True is not a linear map; refit it with clip=False"
+            )
+        return np.asarray(scaler.scale_, dtype=np.float64), np.asarray(scaler.min_, np.float64)
+    mean = scaler.mean_ if scaler.with_mean else np.zeros(n)
+    std = scaler.scale_ if scaler.with_std else np.ones(n)
+    a = 1.0 / np.asarray(std, dtype=np.float64)
+    return a, -np.asarray(mean, dtype=np.float64) * a
