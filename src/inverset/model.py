@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 from inverset.errors import InversetError, first_line
 
@@ -235,8 +237,8 @@ def probe(model: nn.Module, names: Sequence[str], once: bool = True) -> Iterator
 def forward(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> Activations:
     """One forward pass of ``x`` returning ``{name: activation}`` for ``names`` (and 'out').
 
-    A layer that ran more than once keeps its last output, counted in ``calls``: targets refuse
-    it (:meth:`inverset.target.Ref.check`), other readers (a sampler's encoder) may use it."""
+    A layer that ran more than once keeps its last output, counted in ``calls``: its readers
+    (targets, :meth:`inverset.target.Ref.check`; a sampler's encoder) refuse it."""
     with probe(model, names, once=False) as acts:
         acts[OUTPUT] = first_tensor(model(x))
         result = Activations(acts)
@@ -385,3 +387,44 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+#: flat starts (the gradient solver's, featvis's images) follow a network whose ReLUs pass
+#: this times their negative inputs for their first WARM_STEPS steps (at most a third of
+#: ``steps``; fewer when the other starts have converged first): on a small CNN whose target
+#: channel is off on 99.6% of the box, 64 starts reached 0.0021 / 0 / 0 at seeds 0-2 without,
+#: 0.0184 / 0.0288 / 0.0154 with it, against a certified 0.0304; a slope of 0.01 stayed at
+#: 0.0119
+LEAKY_SLOPE = 0.1
+WARM_STEPS = 100
+
+
+class LeakyReLUs(TorchFunctionMode):
+    """While open, every ReLU the model calls (``nn.ReLU`` modules, ``F.relu``,
+    ``torch.relu``, ``Tensor.relu``, in place or not) passes ``slope`` times its negative
+    inputs on the batch rows ``rows`` (bool [B]): a stand-in network whose gradient is not zero
+    where every unit a target reads is off. ``rows=None`` changes nothing and only counts the
+    ReLU calls (``calls``): whether a warm-up can reach this model at all (TorchScript
+    modules are opaque to it)."""
+
+    FUNCS = frozenset(
+        {F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_}
+    )
+    IN_PLACE = frozenset({F.relu_, torch.relu_, torch.Tensor.relu_})
+
+    def __init__(self, rows: torch.Tensor | None, slope: float = LEAKY_SLOPE):
+        super().__init__()
+        self.rows, self.slope, self.calls = rows, slope, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func not in self.FUNCS:
+            return func(*args, **kwargs)
+        self.calls += 1
+        x = args[0] if args else kwargs["input"]
+        if self.rows is None or x.dim() == 0 or x.shape[0] != self.rows.shape[0]:
+            return func(*args, **kwargs)
+        in_place = func in self.IN_PLACE or bool(kwargs.get("inplace", len(args) > 1 and args[1]))
+        r = self.rows.to(x.device).reshape(-1, *([1] * (x.dim() - 1)))
+        out = torch.where(r & (x < 0), self.slope * x, torch.relu(x))
+        return x.copy_(out) if in_place else out
