@@ -3,6 +3,8 @@ recognizes, targets that really rise, one target per batch element, hygiene, det
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 import torch
@@ -419,3 +421,76 @@ def test_ctrl_c_in_dream_keeps_the_dream_so_far(digits_cnn, monkeypatch):
         before = forward(model, torch.full((1, 1, 8, 8), 0.5), ["conv2"])["conv2"]
         after = forward(model, torch.as_tensor(r.xs), ["conv2"])["conv2"]
     assert float((after**2).mean()) > float((before**2).mean())
+
+
+def _dead_start_mlp(bias: float) -> nn.Module:
+    """1x8x8 -> 4 ReLU units, each +1 on one half of the picture and -1 on the other, that
+    every grey or random start image switches off (their bias is far below what such images
+    give), as random images do the MNIST-FC nets' relu1; a half-white picture gives 32 + bias."""
+    half = torch.zeros(8, 8)
+    half[:, :4] = 1.0
+    half = 2 * half - 1  # +1 left, -1 right
+    w = torch.stack([half, half.T, -half, -half.T]).reshape(4, 64)
+    fc1 = nn.Linear(64, 4)
+    with torch.no_grad():
+        fc1.weight.copy_(w)
+        fc1.bias.fill_(bias)
+    layers = {"flatten": nn.Flatten(), "fc1": fc1, "relu1": nn.ReLU(), "fc2": nn.Linear(4, 3)}
+    return nn.Sequential(OrderedDict(layers))
+
+
+def test_units_off_at_every_start_are_raised_through_leaky_relus():
+    torch.set_num_threads(1)
+    model = _dead_start_mlp(-12.0)  # grey gives -12, random -12 +- 2.3, the best +20
+    noise = torch.rand(2000, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        start = model[:3](torch.cat([torch.full((1, 1, 8, 8), 0.5), noise]))
+    assert float(start.max()) == 0.0  # grey and random images: every unit off
+    r = fv.visualize(model, layer="relu1", channels=[0, 1, 2], steps=96, input_shape=(1, 8, 8))
+    with torch.no_grad():
+        after = model[:3](torch.tensor(r.xs, dtype=torch.float32))
+    own = after[torch.arange(3), torch.tensor([0, 1, 2])].numpy()
+    np.testing.assert_allclose(r.values, own, rtol=1e-5, atol=1e-6)
+    assert (own > 1.0).all(), own  # HEAD: [0, 0, 0] (zero gradient, images untouched)
+    assert r.status == "converged" and r.info["stuck"] == []
+    # the history holds the model's values only (a ReLU's mean is never negative), none of
+    # the leaky stand-in's while the rows warm up (NaN where every row does)
+    hist = np.asarray(r.history["objective"], dtype=float)
+    assert np.nanmin(hist) >= 0.0 and np.isnan(hist).any() and hist[-1] > 1.0
+
+
+def test_a_target_that_never_moves_is_said_and_not_converged():
+    torch.set_num_threads(1)
+    model = _dead_start_mlp(-1000.0)  # no image in [0, 1] turns a unit on
+    r = fv.visualize(model, layer="relu1", channels=[0, 1], steps=12, input_shape=(1, 8, 8))
+    assert list(r.values) == [0.0, 0.0]
+    assert r.status == "not_found"  # HEAD: 'converged'
+    assert r.info["stuck"] == ["relu1:0", "relu1:1"]
+    assert "2 of the 2 target(s) never moved from their start value" in r.message
+
+
+class _Only16(nn.Module):
+    """Takes exactly 1x16x16 inputs (its Linear reads the flattened map)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.fc = nn.Linear(4 * 16 * 16, 10)
+
+    def forward(self, x):
+        return self.fc(self.relu1(self.conv1(x)).flatten(1))
+
+
+@pytest.mark.parametrize("layer", ["relu1", "fc"])
+def test_dream_resizes_octaves_a_fixed_size_model_cannot_take(layer):
+    torch.set_num_threads(1)
+    model = _Only16()
+    img = np.random.RandomState(0).rand(16, 16).astype(np.float32)
+    # HEAD: fc a RuntimeError (the 11x11 octave went to the model unresized), relu1 no note
+    r = fv.dream(model, img, layer=layer, octaves=2, steps=3, input_shape=(1, 16, 16))
+    assert r.query["octaves"] == [[11, 11], [16, 16]]
+    assert "the model fails on 11x11 inputs: every octave is resized to 16x16" in r.message
+    assert r.xs.shape == (1, 1, 16, 16) and np.isfinite(r.value)
+    assert not np.allclose(r.arrays["images"], r.arrays["original"])

@@ -31,7 +31,9 @@ from inverset.featvis.param import ImageParam, LatentImage, make_param
 from inverset.featvis.transforms import Transform, as_transform
 from inverset.model import (
     OUTPUT,
+    WARM_STEPS,
     Activations,
+    LeakyReLUs,
     check_layer_names,
     first_tensor,
     hookable_layers,
@@ -270,9 +272,12 @@ def _setup(
     size,
     mean,
     std,
+    also: Sequence[tuple[int, ...]] = (),
 ) -> tuple[_Runner, tuple[int, ...], int, dict[str, tuple[int, ...]], str]:
     """Check layer names, pick the render shape, find out whether the model takes any size
-    (else inputs are resized to its fixed size, and the note says so), read layer shapes."""
+    (else inputs are resized to its fixed size, and the note says so), read layer shapes.
+    ``also``: further render sizes the model must take (a dream's smaller octaves); when it
+    fails on one, every input is resized to the render size it took, and the note says so."""
     names = [n for n in layers if n != OUTPUT]
     _check_hookable(model, names)
     check_layer_names(model, names)
@@ -339,6 +344,16 @@ def _setup(
                 f"rendered at {'x'.join(map(str, spatial))} and resized to the model's fixed "
                 f"input size {'x'.join(map(str, runner.model_size))}"
             )
+        else:
+            sizes = [sp for sp in dict.fromkeys(map(tuple, also)) if sp != spatial]
+            refused = [sp for sp in sizes if try_size(sp) is None]
+            if refused:
+                runner.model_size = spatial
+                acts = try_size(spatial)
+                note = (
+                    f"the model fails on {', '.join('x'.join(map(str, sp)) for sp in refused)} "
+                    f"inputs: every octave is resized to {'x'.join(map(str, spatial))}"
+                )
     runner.early_stop = all(v == 1 for v in counts.values())
     shapes = {k: tuple(v.shape[1:]) for k, v in acts.items()}
     return runner, spatial, c, shapes, note
@@ -386,12 +401,25 @@ def _composite(x, alpha, lo, hi, gen: torch.Generator | None) -> torch.Tensor:
     return x * alpha + bg * (1 - alpha)
 
 
-def _score(objective: Objective, ctx: Context, climbed: torch.Tensor) -> float:
+def _score(
+    objective: Objective, ctx: Context, climbed: torch.Tensor, stand_in: torch.Tensor | None = None
+) -> float:
     """The mean score of a step for the history: the values climbed, or the objective's own
-    score when it climbs a surrogate (a probability's, not its log's)."""
+    score when it climbs a surrogate (a probability's, not its log's). Rows ``stand_in`` (bool
+    [B]: on leaky ReLUs) are left out, their values not the model's; NaN when every row is."""
     with torch.no_grad():
-        v = climbed if objective.surrogate is None else objective(ctx)
-        return float(v.detach().mean())
+        v = (climbed if objective.surrogate is None else objective(ctx)).detach()
+        if stand_in is not None:
+            v = v[~stand_in.to(v.device)]
+        return float(v.mean()) if v.numel() else math.nan
+
+
+def _flat_rows(v: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+    """Bool [B]: the images whose ``v`` (one value each) has an exactly zero gradient."""
+    (g,) = torch.autograd.grad(v.sum(), img, retain_graph=True, allow_unused=True)
+    if g is None:
+        return torch.ones(len(img), dtype=torch.bool, device=img.device)
+    return (g.reshape(len(img), -1) == 0).all(1)
 
 
 def _render_batch(
@@ -406,38 +434,64 @@ def _render_batch(
     gen: torch.Generator,
     frame_every: int,
     bar,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[float], list[torch.Tensor], bool]:
-    """Optimize one batch of images; the last item says whether Ctrl-C ended the steps early
-    (the images as they are then are still evaluated and returned)."""
+) -> tuple[
+    torch.Tensor, torch.Tensor, torch.Tensor, list[float], list[torch.Tensor], bool, torch.Tensor
+]:
+    """Optimize one batch of images; the second last item says whether Ctrl-C ended the steps
+    early (the images as they are then are still evaluated and returned), the last which
+    targets never moved: still at their start value with a zero gradient.
+
+    Images whose target has no gradient at the start (every ReLU it reads is off, as random
+    images make the MNIST-FC nets) take their first steps through leaky ReLUs, as the gradient
+    solver's flat starts do (:class:`~inverset.model.LeakyReLUs`)."""
     lo, hi = value_range
     c = param.shape[0]
     opt = torch.optim.Adam(param.parameters(), lr=lr)
     history, frames = [], []
     interrupted = False
+    # the images on leaky ReLUs until step warm_end (then checked again), when any ReLU runs
+    warm: torch.Tensor | None = None
+    warm_end, span, leaky = 0, min(WARM_STEPS, steps // 3), False
+    start: torch.Tensor | None = None  # the targets' values at the first step
     with runner.session() as run:
         try:
             for step in range(steps):
                 img = param()
                 x, a = lo + (hi - lo) * img[:, :c], (img[:, c:] if param.alpha else None)
-                ctx = Context(run(transforms(_composite(x, a, lo, hi, gen), gen)), x, a)
+                warming = warm is not None and step < warm_end
+                relus = LeakyReLUs(warm if warming else None)
+                with relus if step == 0 or warming else contextlib.nullcontext():
+                    ctx = Context(run(transforms(_composite(x, a, lo, hi, gen), gen)), x, a)
                 v = objective.ascent(ctx)
+                if step == 0:
+                    with torch.no_grad():
+                        start = target(ctx).detach()
+                    leaky = span > 0 and relus.calls > 0
+                if leaky and step == warm_end:  # the first step and each after a warm-up
+                    flat = _flat_rows(target.ascent(ctx), img)
+                    warm = flat if bool(flat.any()) else None
+                    warm_end = step + 1 + span
                 opt.zero_grad(set_to_none=True)
                 (-v.sum()).backward()
                 opt.step()
-                history.append(_score(objective, ctx, v))
+                history.append(_score(objective, ctx, v, warm if warming else None))
                 if frame_every and step % frame_every == 0:
                     frames.append(img.detach().cpu())
                 bar.update(1, objective=history[-1])
         except KeyboardInterrupt:
             interrupted = True
-        with torch.no_grad():
-            img = param()
-            x, a = lo + (hi - lo) * img[:, :c], (img[:, c:] if param.alpha else None)
-            xin = _composite(x, a, lo, hi, None)
-            values = target(Context(run(xin), x, a))
+        img = param()
+        x, a = lo + (hi - lo) * img[:, :c], (img[:, c:] if param.alpha else None)
+        xin = _composite(x, a, lo, hi, None)
+        ctx = Context(run(xin), x, a)
+        values = target(ctx).detach()
+        stuck = _flat_rows(target.ascent(ctx), img)
+        start = values if start is None else start  # Ctrl-C before the first step
+        stuck &= (values - start).abs() <= 1e-9 * (1 + start.abs())
+        img, xin = img.detach(), xin.detach()
     if frame_every:
         frames.append(img.cpu())
-    return img, xin, values, history, frames, interrupted
+    return img, xin, values, history, frames, interrupted, stuck
 
 
 def visualize(
@@ -553,7 +607,7 @@ def visualize(
         tf = as_transform("none" if transforms is None and prior else transforms, min(spatial))
         chunks = [units[i : i + batch_size] for i in range(0, len(units), batch_size)]
         frame_every = max(1, steps // frames) if frames else 0
-        imgs, xins, vals, frame_list, codes = [], [], [], [], []
+        imgs, xins, vals, frame_list, codes, stuck = [], [], [], [], [], []
         hist, counts = np.zeros(steps), np.zeros(steps)
         interrupted = False
         with progress_bar(progress, steps * len(chunks), "visualize") as bar:
@@ -572,7 +626,7 @@ def visualize(
                 ).to(device=device, dtype=work_dtype(model))
                 target = objective if custom else as_objective(objective, layer, chunk)
                 full = target + extra if extra is not None else target
-                img, xin, v, h, fr, interrupted = _render_batch(
+                img, xin, v, h, fr, interrupted, still = _render_batch(
                     runner,
                     p,
                     full,
@@ -590,6 +644,7 @@ def visualize(
                 imgs.append(img.cpu())
                 xins.append(runner.prepare(xin).cpu())
                 vals.append(v.cpu())
+                stuck.append(still.cpu())
                 hist[: len(h)] += np.asarray(h) * len(chunk)
                 counts[: len(h)] += len(chunk)
                 frame_list.append(fr)
@@ -615,6 +670,13 @@ def visualize(
         map(str, spatial)
     )
     msg += f" in {len(imgs)} batch(es)" + (f"; {note}" if note else "")
+    never = [lab for lab, s in zip(labels, torch.cat(stuck).tolist(), strict=True) if s]
+    if never:
+        msg += (
+            f"; {len(never)} of the {n} target(s) never moved from their start value (zero "
+            f"gradient: every unit they read stays off): {', '.join(never[:8])}"
+            + (", ..." if len(never) > 8 else "")
+        )
     if interrupted:
         msg = (
             f"interrupted (Ctrl-C): {msg} ({n} of the {asked} asked for; the last batch "
@@ -623,7 +685,7 @@ def visualize(
     return Result(
         x=xs[best],
         value=float(values[best]),
-        status="interrupted" if interrupted else "converged",
+        status="interrupted" if interrupted else "not_found" if len(never) == n else "converged",
         message=msg,
         xs=xs,
         values=values,
@@ -654,7 +716,7 @@ def visualize(
             "alpha": alpha,
             "resized_to": None if runner.model_size is None else list(runner.model_size),
         },
-        info={"labels": labels, "device": str(device)},
+        info={"labels": labels, "device": str(device), "stuck": never},
         arrays=arrays,
     )
 
@@ -801,9 +863,12 @@ def dream(
     ]
     history, snapshots = [], []
     with restore_mode(model, train=False, freeze=True):
-        runner, _, _, _, note = _setup(model, layers, shape or (c, *full), full, mean, std)
-        if runner.model_size is None and shape is not None and min(sizes[0]) < 8:
-            sizes = [s for s in sizes if min(s) >= 8] or [full]
+        # a model of any size drops octaves under 8 pixels; one that fails on a larger octave
+        # has every octave resized to the image size (as a fixed-size model to its own)
+        big = [s for s in sizes if min(s) >= 8] if shape is not None else sizes
+        runner, _, _, _, note = _setup(model, layers, shape or (c, *full), full, mean, std, big)
+        if runner.model_size is None:
+            sizes = big or [full]
         detail = torch.zeros_like(_resize(base, sizes[0]))
         interrupted = False
         b, x = base, base.clone()
