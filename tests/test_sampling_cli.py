@@ -166,3 +166,45 @@ def test_sample_bad_options_are_one_line(run_main, small_net, extra, message):
     )  # fmt: skip
     assert p.returncode == 2, p.stdout + p.stderr
     assert message in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_sample_encoder_run_twice_is_refused(run_main, tmp_path):
+    """``act`` runs twice per forward pass: ``--encoder act`` is the targets' one-line
+    refusal (exit 2), and the default encoder skips it."""
+    from tests.test_sampling_robust import SharedAct
+
+    torch.save(SharedAct().state_dict(), tmp_path / "w.pt")
+    args = ["sample", tmp_path / "w.pt", "--factory", "tests.test_sampling_robust:SharedAct"]
+    args += ["--input-shape", "4", "--box", "0,1", "-t", "out:0", "--range", "-100,100"]
+    p = run_main(*args, "-n", "5", "--no-progress", "--encoder", "act")
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "layer 'act' runs 2 times in one forward pass" in p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    p = run_main(*args, "-n", "5", "--no-progress", "--out", tmp_path / "s")
+    assert p.returncode == 0, p.stderr
+    assert Result.load(tmp_path / "s").info["encoder"] == "layer fc1"
+
+
+def test_sample_interrupted_exact_check_exits_130_and_resume_finds(run_main, tmp_path, monkeypatch):
+    """A Ctrl-C or SIGTERM answered by the exact check's solver: exit 130, status
+    interrupted, saved; ``--resume`` runs the check again and finds the samples."""
+    pytest.importorskip("highspy")
+    import inverset.exact.solver as exact
+    from tests.test_sampling_robust import peaked
+
+    torch.save(peaked().state_dict(), tmp_path / "w.pt")
+    stopped = Result(x=None, value=None, status="interrupted", message="interrupted: no answer")
+    real = exact.solve
+    monkeypatch.setattr(exact, "solve", lambda *_a, **_k: stopped)
+    args = ["sample", tmp_path / "w.pt", "--factory", "tests.test_sampling_robust:peaked"]
+    args += ["--input-shape", "10", "--box", "0,1", "-t", "out:0", "--range", "0.1,1.2"]
+    args += ["-n", "20", "--no-progress", "--out", tmp_path / "s"]
+    args += ["--option", "inner_steps=1", "--option", "max_outer=1"]
+    p = run_main(*args)
+    assert p.returncode == 130, p.stdout + p.stderr
+    assert Result.load(tmp_path / "s").status == "interrupted"
+    monkeypatch.setattr(exact, "solve", real)
+    p = run_main(*args, "--resume")
+    assert p.returncode == 0, p.stdout + p.stderr
+    r = Result.load(tmp_path / "s")
+    assert r.status == "found" and len(r.xs) == 20 and "witness found" in r.info["exact_check"]

@@ -330,3 +330,28 @@ def test_sigterm_keeps_samples(tmp_path):
     assert state["accepted"] == k > 0
     r = Result.load(out)
     assert r.status == "interrupted" and len(r.xs) == k
+
+
+def test_a_fitted_sklearn_pipeline_is_sampled_as_is():
+    """``iv.sample`` takes an estimator as the other queries do (it crashed in the encoder);
+    every sample's prediction, by scikit-learn itself, lies in the range."""
+    import warnings
+
+    from sklearn.datasets import load_diabetes
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    torch.set_num_threads(1)
+    X, y = load_diabetes(return_X_y=True)
+    est = make_pipeline(
+        StandardScaler(), MLPRegressor(hidden_layer_sizes=(16,), max_iter=300, random_state=0)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    r = sample(est, "out:0", (150.0, 200.0), n=40, domain=Box.from_data(X), seed=0)
+    assert r.status == "found" and len(r.xs) == 40
+    pred = est.predict(r.xs.reshape(40, -1))
+    assert ((pred >= 150.0 - 1e-6) & (pred <= 200.0 + 1e-6)).all(), pred

@@ -13,6 +13,7 @@ from torch import nn
 
 from inverset.domain import Box
 from inverset.errors import InversetError
+from inverset.result import Result
 from inverset.sampling import default_layer, sample
 from tests.conftest import need
 
@@ -280,3 +281,85 @@ def test_an_encoder_module_gets_inputs_on_its_own_device_and_dtype():
         model[0].bias.zero_()
     r = sample(model, "out:0", (-0.1, 0.1), n=5, domain=Box(-1, 1, shape=(3,)), encoder=enc)
     assert r.status == "found" and len(r.xs) == 5
+
+
+def peaked() -> nn.Module:
+    """A ReLU net on [0, 1]^10 with maximum 0.1285 (exact): one Adam step from random points
+    stays far below it, so seeding meets no point near it and the exact check runs."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 1))
+    m.input_shape = (10,)
+    return m
+
+
+@pytest.mark.parametrize("how", ["answer", "raise"])
+def test_interrupted_exact_check_is_an_interruption_and_resume_runs_it(tmp_path, monkeypatch, how):
+    """A Ctrl-C or SIGTERM in the exact reachability check (answered by the solver, or raised
+    before it started) interrupts the run; the resumed run does the check, as a fresh run."""
+    need("highspy")
+    import inverset.exact.solver as exact
+
+    def stopped(*_a, **_k) -> Result:
+        if how == "raise":
+            raise KeyboardInterrupt
+        return Result(x=None, value=None, status="interrupted", message="interrupted: no answer")
+
+    kw = dict(domain=Box(0, 1), n=20, inner_steps=1, max_outer=1)
+    rng = (0.1, 1.2)
+    fresh = sample(peaked(), "out:0", rng, **kw)
+    assert fresh.status == "found" and "witness found" in fresh.info["exact_check"]
+    monkeypatch.setattr(exact, "solve", stopped)
+    r1 = sample(peaked(), "out:0", rng, out=tmp_path, **kw)
+    assert r1.status == "interrupted" and len(r1.xs) == 0, r1.message
+    monkeypatch.undo()
+    r2 = sample(peaked(), "out:0", rng, out=tmp_path, resume=True, **kw)
+    assert r2.status == "found" and len(r2.xs) == 20, r2.message
+    assert "witness found" in r2.info["exact_check"]
+    np.testing.assert_array_equal(r2.xs, fresh.xs)
+    assert ((r2.values >= 0.1) & (r2.values <= 1.2)).all()
+
+
+def test_resume_keeps_the_in_range_points_seeding_met(tmp_path):
+    """The range (0.1255, 0.1265) is met only at the exact check's witness, which the next
+    outer iteration walks out of; seeding puts it back at its end. Interrupted in that
+    iteration, the saved run keeps the point met, so the resumed run finds what a fresh one
+    does (it lost it, and ended not_found with no sample)."""
+    need("highspy")
+    kw = dict(domain=Box(0, 1), n=20, inner_steps=5, max_outer=3)
+    rng = (0.1255, 0.1265)
+    fresh = sample(peaked(), "out:0", rng, **kw)
+    assert fresh.status == "found" and len(fresh.xs) == 20, fresh.message
+    r1 = sample(peaked(), "out:0", rng, out=tmp_path, callback=StopSeeding(6), **kw)
+    assert r1.status == "interrupted" and len(r1.xs) == 0
+    r2 = sample(peaked(), "out:0", rng, out=tmp_path, resume=True, **kw)
+    assert r2.status == "found" and len(r2.xs) == 20, r2.message
+    assert ((r2.values >= 0.1255) & (r2.values <= 0.1265)).all()
+
+
+class SharedAct(nn.Module):
+    """One ReLU module used twice per forward pass (after fc1 and after fc2)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = nn.Linear(4, 8)
+        self.act = nn.ReLU()
+        self.fc2 = nn.Linear(8, 6)
+        self.fc3 = nn.Linear(6, 2)
+        self.input_shape = (4,)
+
+    def forward(self, x):
+        return self.fc3(self.act(self.fc2(self.act(self.fc1(x)))))
+
+
+def test_encoder_layer_run_twice_is_refused_and_skipped_by_default():
+    m = SharedAct()
+    with pytest.raises(InversetError, match=r"layer 'act' runs 2 times in one forward pass"):
+        sample(m, "out:0", (-100.0, 100.0), n=5, domain=Box(0, 1), encoder="act")
+    assert default_layer(m) == "fc1"
+    r = sample(m, "out:0", (-100.0, 100.0), n=10, domain=Box(0, 1))
+    assert r.status == "found" and r.info["encoder"] == "layer fc1"
+    with torch.no_grad():
+        e = m.fc1(torch.as_tensor(r.xs)).double()
+    mean = float(torch.cdist(e, e).sum()) / (len(e) * (len(e) - 1))
+    assert r.info["diversity"] == pytest.approx(mean, rel=1e-9)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from inverset.errors import InversetError
-from inverset.model import check_layer_names, hookable_layers, inputs_for, layers
+from inverset.model import check_layer_names, hookable_layers, inputs_for, layers, run_twice
 
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _ACTIVATIONS = (
@@ -34,8 +34,9 @@ def default_layer(model: nn.Module, input_shape: Sequence[int] | None = None) ->
     """The output of the model's first hidden block: the first activation module that follows
     its first Linear/Conv layer (in registration order), else that layer itself. Only layers
     that forward hooks can read and, when the input shape is known (``input_shape`` or
-    recorded on the model), that the forward pass runs are candidates: a registered but
-    unused module is never picked."""
+    recorded on the model), that the forward pass runs exactly once are candidates: a
+    registered but unused module is never picked, nor one used at several places (a shared
+    activation, whose output is ambiguous)."""
     found = hookable_layers(model)
     try:
         runs = {info.name: info.calls for info in layers(model, input_shape)}
@@ -43,7 +44,7 @@ def default_layer(model: nn.Module, input_shape: Sequence[int] | None = None) ->
         runs = {}
     first = None
     for name, m in found.items():
-        if runs.get(name) == 0:
+        if runs.get(name, 1) != 1:
             continue
         if first is None and isinstance(m, _WEIGHTED):
             first = name
@@ -59,8 +60,12 @@ class Encoder:
         self.kind, self.layer, self.module = kind, layer, module
 
     def __call__(self, x: torch.Tensor, acts: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Features of inputs ``x``; ``acts`` are the activations of the same forward pass."""
+        """Features of inputs ``x``; ``acts`` are the activations of the same forward pass.
+        A layer that ran more than once in it is refused, as targets refuse it."""
         if self.kind == "layer":
+            calls = getattr(acts, "calls", {}).get(self.layer, 1)
+            if calls > 1:
+                raise run_twice(self.layer, calls)
             e = acts[self.layer]
         elif self.kind == "identity":
             e = x

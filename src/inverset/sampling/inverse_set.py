@@ -272,13 +272,13 @@ def sample(
         labels=labels,
         constraints=cons,
     )
-    enc = make_encoder(model, encoder, problem.domain.shape)
+    enc = make_encoder(problem.model, encoder, problem.domain.shape)
     sampler = _Sampler(problem, enc, seed, options, callback, start)
     sampler.probe()  # a bad encoder or layer fails here, before anything is written to ``out``
     query = {
         **problem.to_dict(),
         "solver": "inverse_set",
-        "weights": fingerprint(model),
+        "weights": fingerprint(problem.model),
         "encoder": enc.describe(),
         "K": K,
         "seed": seed,
@@ -389,6 +389,8 @@ class _Sampler:
             acts = forward(self.p.model, x, self.names)
             try:
                 e = self.enc(x, acts)
+            except InversetError:  # already one line naming the problem and its fix
+                raise
             except (RuntimeError, ValueError, IndexError, TypeError) as exc:
                 raise InversetError(
                     f"the encoder ({self.enc.describe()}) fails on the model's inputs of shape "
@@ -509,7 +511,7 @@ class _Sampler:
         """Eq. 8-9: (walkers u, lambda*, mu*, all seeds feasible); the seeds in range are the
         first samples. A walker that passed through the range but ended outside it (a range
         too narrow to stay in) is put back at the last in-range point it met. ``start``: the
-        saved state of an interrupted seeding."""
+        saved state of an interrupted seeding (an exact check it left due runs first)."""
         o, K = self.o, self.o["K"]
         if start is None:
             u = self.initial(K)
@@ -518,14 +520,30 @@ class _Sampler:
             )
             mu, first = float(o["mu0"]), 0
             worst = torch.full((K,), -math.inf, dtype=self.dt, device=self.dev)
-            self.any_feasible = False
+            self.any_feasible = self.exact_due = False
         else:
             u, lam, mu, first = start["u"], start["lam"], start["mu"], start["outer"]
             worst, self.any_feasible = start["worst"], start["any_feasible"]
+            self.exact_due = start.get("exact_due", False)
         u = u.detach().clone().requires_grad_(True)
         feas = torch.zeros(K, dtype=torch.bool, device=self.dev)
-        met = u.detach().clone()  # each walker's last in-range point (where ``was_in``)
-        was_in = torch.zeros(K, dtype=torch.bool, device=self.dev)
+        kept = start or {}
+        # each walker's last in-range point (where ``was_in``), kept by a saved run
+        met = kept.get("met", u.detach().clone())
+        was_in = kept.get("was_in", torch.zeros(K, dtype=torch.bool, device=self.dev))
+
+        def snapshot(outer: int) -> None:
+            """What an interruption saves: the state the outer iteration ``outer`` starts
+            from (or, while it runs, restarts from)."""
+            self.seed_state = {
+                "u": u,
+                "lam": lam,
+                "mu": mu,
+                "outer": outer,
+                "worst": worst,
+                "met": met,
+                "was_in": was_in,
+            }
 
         def note(feas: torch.Tensor) -> None:
             if bool(feas.any()):
@@ -543,9 +561,21 @@ class _Sampler:
                 self.accept(u, V, E, x, among=ok)
             return u, lam, mu, bool(ok.all())
 
+        def exact_witness() -> None:
+            """The due exact check; its witness replaces walker 0. It stays due when the time
+            limit skipped or cut it short (a resumed run gets it again)."""
+            witness, settled = self.exact_reachability()
+            self.exact_due = not settled
+            if witness is not None:
+                with torch.no_grad():
+                    u[0] = self.u(witness.to(self.dev, self.dt).reshape(u.shape[1:]))
+
+        snapshot(first)
+        if self.exact_due and not self.any_feasible:
+            exact_witness()
         for outer in builtins.range(first, o["max_outer"]):
             self.c["outer_iterations"] = outer + 1
-            self.seed_state = {"u": u, "lam": lam, "mu": mu, "outer": outer, "worst": worst}
+            snapshot(outer)
             opt = self.make_opt(u, o["lr"])
             for it in builtins.range(o["inner_steps"]):
                 if opt is not None:
@@ -569,7 +599,7 @@ class _Sampler:
                 note(feas)
             lam = (lam - mu * c).clamp_min(0)
             mu *= o["alpha"]
-            self.seed_state = {"u": u, "lam": lam, "mu": mu, "outer": outer + 1, "worst": worst}
+            snapshot(outer + 1)
             if bool(feas.all()):
                 return seeds()
             # improvement on the paper: a walker still outside whose worst constraint did not
@@ -587,22 +617,23 @@ class _Sampler:
                 self.c["seed_restarts"] += len(idx)
             self.seed_state["worst"] = worst
             if outer == 0 and not self.any_feasible and o["exact_check"]:
-                witness = self.exact_reachability()
-                if witness is not None:
-                    with torch.no_grad():
-                        u[0] = self.u(witness.to(self.dev, self.dt).reshape(u.shape[1:]))
+                self.exact_due = True
+            if self.exact_due and not self.any_feasible:
+                exact_witness()
         return seeds()
 
-    def exact_reachability(self) -> torch.Tensor | None:
+    def exact_reachability(self) -> tuple[torch.Tensor | None, bool]:
         """When a first round found no feasible point: ask the exact solver (piecewise-linear
         models, input space) whether the range is reachable at all. Raises ``_Stop`` with the
-        proof when it is not; returns its witness (Direct space) when it found one."""
+        proof when it is not, KeyboardInterrupt when a Ctrl-C or SIGTERM stopped it; returns
+        its witness (Direct space) when it found one, and whether the check is settled (not
+        skipped or cut short by the time limit)."""
         try:
             from inverset.exact import is_supported
             from inverset.exact.solver import solve as exact_solve
         except ImportError:
             self.c["exact_check"] = "exact solver not importable; skipped"
-            return None
+            return None, True
         p = self.p
         g = p.goal
         direct = Problem(
@@ -610,17 +641,19 @@ class _Sampler:
         )
         if not direct.domain.bounded or not is_supported(direct):
             self.c["exact_check"] = "model or domain not supported by the exact solver; skipped"
-            return None
+            return None, True
         budget = min(self.o["exact_time"], self.left())
         if budget < EXACT_MIN_SECONDS:
             self.c["exact_check"] = (
                 f"skipped: less than {EXACT_MIN_SECONDS:g} s of the time limit left"
             )
-            return None
+            return None, False
         r = exact_solve(direct, seed=self.seed, time_limit=budget)
         self.c["exact_check"] = (
             r.message if r.message.startswith(r.status) else f"{r.status}: {r.message}"
         )
+        if r.status == "interrupted":  # the solver answered a Ctrl-C: so does the run
+            raise KeyboardInterrupt
         if r.status == "infeasible":
             # the domain with every range admits no input: an empty intersection of the
             # ranges when the domain alone is feasible, else an empty domain
@@ -632,8 +665,8 @@ class _Sampler:
             self.empty_because = r.message
             raise _Stop("unreachable")
         if r.status == "found" and r.x is not None and isinstance(p.space, Direct):
-            return torch.as_tensor(np.asarray(r.x))
-        return None
+            return torch.as_tensor(np.asarray(r.x)), True
+        return None, r.status == "found" or budget >= self.o["exact_time"]
 
     def why_infeasible(self, direct: Problem, exact_solve) -> str:
         """Why the exact solver found no input meeting every range: the ranges cannot hold at
@@ -904,6 +937,9 @@ class _Sampler:
                     "outer": np.array(s["outer"]),
                     "worst": t(s["worst"]),
                     "any_feasible": np.array(self.any_feasible),
+                    "met": t(s["met"]),
+                    "was_in": t(s["was_in"]),
+                    "exact_due": np.array(self.exact_due),
                     **common,
                 },
             )
@@ -929,7 +965,7 @@ class _Sampler:
             return None
         self.resumed = True
         data = st.load()
-        for k in self.c:
+        for k in (*self.c, "exact_check"):
             if k in st.state:
                 self.c[k] = st.state[k]
         self.elapsed_before = float(st.state.get("elapsed", 0.0))
@@ -972,6 +1008,10 @@ class _Sampler:
             "worst": t(w["worst"]),
             "any_feasible": bool(w["any_feasible"]),
         }
+        if "met" in w:  # runs saved before these were kept start without them
+            state["met"] = t(w["met"])
+            state["was_in"] = torch.as_tensor(w["was_in"], dtype=torch.bool, device=self.dev)
+            state["exact_due"] = bool(w["exact_due"])
         return "seeding", state
 
     def acc_u_from(self, data: dict[str, np.ndarray]) -> np.ndarray:
