@@ -148,3 +148,34 @@ def test_ctrl_c_keeps_the_answer_so_far(tmp_path, monkeypatch, run_main):
     assert "UNDECIDED (interrupted)" in ran.stdout, ran
     saved = Result.load(tmp_path / "cert")
     assert saved.status == "interrupted" and saved.x is not None and saved.value < 0.3254
+
+
+def test_certify_on_a_domain_without_inputs_says_so(tmp_path):
+    """Integer x0 in [0.2, 0.8] (real points exist, whole ones do not): every claim is
+    vacuous; certify says the domain is empty (exit 2), never PROVEN with a bound on it."""
+    path, _ = _model(tmp_path)
+    rows = tmp_path / "c.csv"
+    rows.write_text("-1,0,-0.2\n1,0,0.8\n")
+    base = ["certify", str(path), "-t", "out:0", "--box", "-1,1", "--input-shape", "2"]
+    base += ["--integer", "0", "--constraints", str(rows), "--no-progress"]
+    for claim in (["--below", "100"], ["--below", "-100"], ["--above=-100"], ["--above", "100"]):
+        r = _run([*base, *claim])
+        assert r.return_value == 2, (claim, r.output)
+        assert "NO INPUT: the domain admits no input" in r.output and "PROVEN" not in r.output
+
+
+def test_certify_shows_a_counterexample_apart_from_the_threshold(tmp_path):
+    """A counterexample just past C prints with the digits that tell it from C, and C as
+    given (6 significant digits read 'x = 0.436271 ..., not < 0.436271')."""
+    import re
+
+    path, _ = _model(tmp_path)
+    base = ["certify", str(path), "-t", "out:0", "--box", "-1,1", "--input-shape", "2"]
+    r = _run(["maximize", *base[1:], "--solver", "exact", "--json", "--no-progress"])
+    top = json.loads(r.output.strip().splitlines()[-1])["value"]
+    c = float(f"{top - 3e-8:.10g}")
+    r = _run([*base, "--below", repr(c), "--no-progress"])
+    assert r.return_value == 1, r.output
+    m = re.search(r"= (\S+) at the input below, not < (\S+)", r.output)
+    assert m is not None, r.output
+    assert float(m[2]) == c and float(m[1]) >= c and m[1] != m[2]

@@ -31,7 +31,7 @@ from inverset.cli.app import (
 )
 from inverset.errors import InversetError
 
-PROVEN, COUNTEREXAMPLE, UNDECIDED = 0, 1, 3
+PROVEN, COUNTEREXAMPLE, NO_INPUT, UNDECIDED = 0, 1, 2, 3
 
 
 @app.command()
@@ -69,10 +69,13 @@ def certify(
 
     Exit code 0: proven (the result's bound is a certified max/min on the wrong side of C);
     1: counterexample found (its input and value are in the result);
-    3: undecided within the time limit; 2: bad input;
+    3: undecided within the time limit; 2: bad input, or a domain no input satisfies (the
+    box, integer features and constraints together: the claim would hold vacuously);
     4: an internal error (a bug, with its traceback).
     """
     from inverset.api import in_range
+    from inverset.exact.solver import shown, shown_apart
+    from inverset.problem import feature_names
     from inverset.target import read_labels
 
     if (below is None) == (above is None):
@@ -97,18 +100,25 @@ def certify(
         method=method,
         milp_solver=milp_solver,
     )
-    side = f"< {below:g}" if below is not None else f"> {above:g}"
+    side = f"< {shown(below)}" if below is not None else f"> {shown(above)}"
     if result.status == "unreachable":
         code = PROVEN
         verdict = f"PROVEN: {target} {side} on the whole domain ({result.message})"
     elif result.status == "found":
         code = COUNTEREXAMPLE
-        verdict = f"COUNTEREXAMPLE: {target} = {result.value:.6g} at the input below, not {side}"
+        v = shown_apart(result.value, c)
+        verdict = f"COUNTEREXAMPLE: {target} = {v} at the input below, not {side}"
+    elif result.status == "infeasible":
+        code = NO_INPUT
+        verdict = (
+            f"NO INPUT: {result.message}; nothing to certify (check the box, --integer and "
+            "--constraints)"
+        )
     else:
         code = UNDECIDED
         verdict = f"UNDECIDED ({result.status}): {result.message}"
     result.info["certify"] = {"claim": f"{target} {side}", "verdict": verdict.split(":")[0]}
     if not as_json:
         out.print(verdict, markup=False)
-    finish(result, out_dir, as_json, domain.names or getattr(m, "feature_names", None))
+    finish(result, out_dir, as_json, domain.names or feature_names(m))
     return code

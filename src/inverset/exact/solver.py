@@ -468,6 +468,10 @@ def _search(
         root = min(root, top)
         ctx.timings["bounds"] = ctx.timings.get("bounds", 0.0) + time.perf_counter() - t
         if threshold is not None and root < threshold:
+            # a bound on an empty domain proves nothing worth saying: with no input found,
+            # integer inputs or constraints may leave none at all
+            if x0 is None and not ctx.domain_feasible(milp_solver):
+                return {"x": None, "value": -math.inf, "bound": None, "status": "infeasible"}
             return {"x": x0, "value": v0, "bound": root, "status": "below", "method": "crown"}
         late = {"x": x0, "value": v0, "bound": root, "method": "crown"}
         if ctx.remaining() == 0.0:
@@ -595,9 +599,12 @@ def _decided(ctx: _Ctx, side, sense: float, end: float, asked: str, args, kw, ti
         return None
     reach = ctx.problem.goal.kind == "reach"
     b = sense * side["bound"] + 0.0  # never -0.0
-    name = asked if reach else f"{end:g}"
+    name = asked if reach else shown(end)
     word, cmp, verb = ("most", "<", "reaches") if sense > 0 else ("least", ">", "goes down to")
-    msg = f"unreachable: the target is at {word} {b:.6g} {cmp} {name} on the whole domain (proven)"
+    msg = (
+        f"unreachable: the target is at {word} {shown_apart(b, end)} {cmp} {name} on the "
+        "whole domain (proven)"
+    )
     if "proof" in side:
         msg = f"unreachable: no input {verb} {name}; {side['proof']}"
     if reach:
@@ -990,7 +997,26 @@ def _clamped(sense: float, bound: float, value: float) -> tuple[float, float]:
 
 def _asked(goal) -> str:
     """What messages call a reach or range goal: its value, or its ends."""
-    return f"{goal.value:g}" if goal.kind == "reach" else f"[{goal.low:g}, {goal.high:g}]"
+    if goal.kind == "reach":
+        return shown(goal.value)
+    return f"[{shown(goal.low)}, {shown(goal.high)}]"
+
+
+def shown(v: float) -> str:
+    """``v`` as a user wrote it: ``%g`` when that is exact, else the shortest exact form
+    (a threshold 6.1780678 is not "6.17807")."""
+    short = f"{v:g}"
+    return short if float(short) == v else repr(float(v))
+
+
+def shown_apart(v: float, ref: float) -> str:
+    """``v`` to 6 significant digits, or as many more as tell it apart from ``ref`` (a value
+    just past a threshold must not read as the threshold)."""
+    for digits in range(6, 18):
+        text = f"{v:.{digits}g}"
+        if float(text) != ref and float(f"{ref:.{digits}g}") != float(text):
+            return text
+    return repr(float(v))
 
 
 def _interrupted(ctx: _Ctx, timings, info) -> Result:
