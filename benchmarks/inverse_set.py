@@ -14,7 +14,12 @@ penalty (the PPGN family). Every returned sample is re-evaluated.
 
 Columns: "in range" counts the returned samples that re-evaluate in the range, out of the n
 asked for (over all seeds); E-div (mean pairwise E-distance) and the costs per sample are over
-those in-range samples. A method that proves the range unreachable says so, with its bound.
+those in-range samples. "steps" is seed 0's run only: (a) seeding steps + sampling steps, (b)
+the median step at which a start first lay in the range / the last step taken, (c) none, (d)
+the Langevin steps of every chain. "range coverage (8 bins)" splits [Z1, Z2] into 8 equal bins
+and lists, one number per seed, how many of them hold at least one in-range sample's value (8:
+the samples reach every part of the range). A method that proves the range unreachable says
+so, with its bound.
 
     python benchmarks/inverse_set.py [--target logit:3 --range 8,12 -n 500 --seeds 0,1,2]
 """
@@ -231,7 +236,9 @@ def main() -> None:
     print(f"query: {a.target} in [{z1:g}, {z2:g}], n={a.n}, E={enc.describe()}, seeds {seeds}")
     print(
         "in range: re-evaluated in range / asked for; E-div and costs per sample: over the "
-        "in-range samples; steps: (a) seeding+sampling, (b) median first in-range step/last step"
+        "in-range samples; steps (seed 0): (a) seeding+sampling, (b) median first in-range "
+        "step/last step, (d) Langevin steps; range coverage: per seed, how many of 8 equal bins "
+        "of the range hold an in-range sample"
     )
     head = (
         f"{'method':52s} {'in range':>10s} {'E-div':>13s} {'grad/sample':>11s} "

@@ -16,6 +16,7 @@ then samples, in G's latent space, inputs whose neuron lies in a chosen range:
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 import inverset as iv
+from inverset.errors import InversetError
 from inverset.model import forward
 from inverset.report.images import save_grid, save_histogram, save_range_histograms
 from inverset.sampling import sample
@@ -68,12 +70,17 @@ def report(name: str, r) -> None:
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def parser() -> argparse.ArgumentParser:
+    """The command line, its defaults included."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="examples_out/inverse_set")
     ap.add_argument("-n", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    a = parser().parse_args()
     torch.set_num_threads(1)
     out = Path(a.out)
     t0 = time.perf_counter()
@@ -145,4 +152,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except InversetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

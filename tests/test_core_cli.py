@@ -272,6 +272,10 @@ def test_demo_runs(tmp_path):
     assert proof["value"] - 1e-3 <= s["diabetes"]["max"] <= proof["bound"] + 1e-6
     assert s["ideal_3"]["predicted"] == 3 and s["ideal_3"]["margin"] > 0
     assert (tmp_path / "demo" / "ideal_3" / "inputs.png").is_file()
+    assert (
+        "4 results (result.json + result.npz each): diabetes_certified_max, diabetes_maximize, "
+        "diabetes_minimize, ideal_3"
+    ) in p.stdout
 
 
 def test_a_corrupt_saved_result_is_a_clear_error(tmp_path):

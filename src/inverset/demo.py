@@ -27,12 +27,15 @@ from inverset.zoo import check_seed, diabetes, digits
 def run_demo(
     out_dir: str | Path = "demo_out", seed: int = 0, console: Console | None = None
 ) -> dict[str, Any]:
-    """Run the demo, write pictures + ``summary.json`` into ``out_dir``, return the summary."""
+    """Run the demo, write its Results, pictures and ``summary.json`` into ``out_dir``, return
+    the summary."""
     check_seed(seed)  # before any directory is made or model trained
     console = console or Console()
     out = output_directory(out_dir)
     t0 = time.perf_counter()
     summary: dict = {}
+    saved: list[Path] = []  # the Results' directories and the pictures, as written
+    pictures: list[Path] = []
 
     console.print("[bold]1. Surrogate:[/] MLPRegressor 10-16-16-1 (ReLU) on sklearn's diabetes")
     reg, X, y, names = diabetes(seed=seed)
@@ -41,8 +44,8 @@ def run_demo(
     best = maximize(model, "out:0", box, starts=64, seed=seed)
     worst = minimize(model, "out:0", box, starts=64, seed=seed)
     for name, res in (("maximize", best), ("minimize", worst)):
-        res.save(out / f"diabetes_{name}")
-        write_pictures(res, out / f"diabetes_{name}", names)
+        saved.append(res.save(out / f"diabetes_{name}"))
+        pictures += write_pictures(res, out / f"diabetes_{name}", names)
     t = Table(title="inputs that maximize / minimize predicted progression (data's box)")
     t.add_column("feature")
     t.add_column("data min", justify="right")
@@ -64,7 +67,7 @@ def run_demo(
     )
     # The surrogate is a ReLU network: the exact solver proves how good the gradient answer is.
     proof = maximize(model, "out:0", box, solver="exact", time_limit=30, seed=seed)
-    proof.save(out / "diabetes_certified_max")
+    saved.append(proof.save(out / "diabetes_certified_max"))
     console.print(
         f"exact solver ({proof.status}): no input in the box predicts more than "
         f"{proof.bound:.4f}; best input found {proof.value:.4f} (gradient search: {best.value:.4f})"
@@ -84,8 +87,8 @@ def run_demo(
     cnn = trained.model
     console.print(f"held-out accuracy {trained.accuracy:.3f}")
     ideal = maximize(cnn, "margin:3", Box(0, 1, shape=(1, 8, 8)), starts=32, seed=seed)
-    ideal.save(out / "ideal_3")
-    write_pictures(ideal, out / "ideal_3")
+    saved.append(ideal.save(out / "ideal_3"))
+    pictures += write_pictures(ideal, out / "ideal_3")
     with torch.no_grad():
         x = torch.as_tensor(ideal.x[None], dtype=torch.float32)
         p = torch.softmax(cnn(x), 1)[0]
@@ -101,7 +104,11 @@ def run_demo(
     }
     summary["seconds"] = time.perf_counter() - t0
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    pngs = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
-    console.print(f"\nwrote {out}/summary.json and {len(pngs)} pictures: {', '.join(pngs)}")
+    results = sorted(str(d.relative_to(out)) for d in saved)
+    pngs = sorted(str(f.relative_to(out)) for f in pictures)
+    console.print(f"\nwrote into {out}/:")
+    console.print("  summary.json")
+    console.print(f"  {len(results)} results (result.json + result.npz each): {', '.join(results)}")
+    console.print(f"  {len(pngs)} pictures: {', '.join(pngs)}")
     console.print(f"done in {summary['seconds']:.1f} s")
     return summary
