@@ -276,9 +276,8 @@ def test_user_extended_milp_model():
     from inverset.exact import compile_problem
 
     net = compile_problem(p)
-    lo, hi = -np.ones(2), np.ones(2)
-    b = crown(net, torch.as_tensor(lo)[None], torch.as_tensor(hi)[None])
-    m = build_milp(net, lo, hi, b)
+    lo, hi = p.domain.lower, p.domain.upper  # the README's recipe: one box, numpy, for both
+    m = build_milp(net, lo, hi, crown(net, lo, hi))
     m.add_constraint(m.x, [1.0, -1.0], 0.0, 0.0)  # x0 == x1
     m.add_objective_term([m.x[0]], [-0.1])
     sol = m.solve()
@@ -767,3 +766,20 @@ def test_a_milp_without_binaries_bounds_at_its_optimum_not_at_zero():
     sol = m.solve()
     assert sol.status == "optimal" and sol.objective == pytest.approx(-7.0)
     assert sol.bound == pytest.approx(-7.0)  # was 0.0
+
+
+@pytest.mark.parametrize("goal", ["maximize", "minimize"])
+def test_the_milp_path_keeps_a_convergence_history(goal):
+    """Every method leaves a history whose last entry is the answer (the MILP's was empty):
+    the incumbent and root bound first, the certified optimum last."""
+    model = _mlp([3, 8, 8, 1], 0)
+    box = iv.Box([-1.0, -2.0, 0.0], [1.0, 1.0, 2.0])
+    solve = iv.maximize if goal == "maximize" else iv.minimize
+    r = solve(model, "out:0", box, solver="exact", method="milp")
+    h = r.history
+    assert r.status == "optimal" and len(h["best"]) >= 2
+    assert h["best"][-1] == pytest.approx(r.value, abs=1e-6)
+    assert h["bound"][-1] == pytest.approx(r.bound, abs=1e-6)
+    s = 1.0 if goal == "maximize" else -1.0
+    assert all(s * b >= s * v - 1e-9 for v, b in zip(h["best"], h["bound"], strict=True))
+    assert np.all(np.diff(h["time"]) >= 0)

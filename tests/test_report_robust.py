@@ -281,3 +281,33 @@ def test_report_into_a_read_only_atlas_is_one_line(run_main, fresh, monkeypatch)
     assert len(lines) == 1 and lines[0].startswith("error: cannot write the atlas page "), err
     assert "(Read-only file system); make " in lines[0]
     assert not list(fresh.rglob("*.tmp"))
+
+
+def test_cards_of_several_solvers_and_goals_say_which(tmp_path):
+    """Results of one target by several solvers and goals, side by side: each card names its
+    goal and solver (they read alike, 'out:0 | value ... | converged', before)."""
+    from inverset import reach
+
+    dom = Box(-1, 1, shape=(3,))
+    maximize(_model(), "out:0", dom, steps=5, starts=1, seed=0).save(tmp_path / "r" / "a")
+    maximize(_model(), "out:0", dom, solver="exact").save(tmp_path / "r" / "b")
+    reach(_model(), "out:0", 0.25, dom, steps=5, starts=2, seed=0).save(tmp_path / "r" / "c")
+    text = build_report(tmp_path / "r").read_text()
+    lines = [t.split("</div>")[0] for t in text.split("<div class=s>")[1:]]
+    assert any(ln.endswith("· maximize · gradient") for ln in lines), lines
+    assert any(ln.endswith("optimal · maximize · exact") for ln in lines), lines
+    assert any(ln.endswith("· reach 0.25 · gradient") for ln in lines), lines
+
+
+def test_a_failed_save_raises_the_public_save_error_holding_the_result(tmp_path):
+    """README: a failed write raises ``SaveError`` (``iv.SaveError``), an InversetError whose
+    ``.result`` is the Result, and leaves no temporary file."""
+    import inverset as iv
+
+    r = maximize(_model(), "out:0", Box(-1, 1, shape=(3,)), steps=3, starts=1, seed=0)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(iv.SaveError) as err:
+        r.save(blocker / "run")
+    assert isinstance(err.value, iv.InversetError) and err.value.result is r
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

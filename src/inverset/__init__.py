@@ -10,7 +10,7 @@ from inverset.goal import Goal
 from inverset.loaders import load_model
 from inverset.model import layers, probe
 from inverset.problem import Problem
-from inverset.result import Result
+from inverset.result import Result, SaveError
 from inverset.space import Direct, Latent, Space
 from inverset.target import parse_target
 
@@ -47,6 +47,7 @@ __all__ = [
     "Latent",
     "Problem",
     "Result",
+    "SaveError",
     "Space",
     "UnsupportedModelError",
     "atlas",

@@ -12,6 +12,7 @@ import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from inverset.exact.ir import Network
@@ -134,6 +135,13 @@ def _concretize(A: torch.Tensor, c: torch.Tensor, lo, hi, upper: bool) -> torch.
     return v + r if upper else v - r
 
 
+def _boxes(v, net: Network) -> torch.Tensor:
+    """Box corners as a [B, n] tensor (a numpy array in the network's dtype)."""
+    if not isinstance(v, torch.Tensor):
+        v = torch.as_tensor(np.asarray(v), dtype=net.weights[0].dtype)
+    return v[None] if v.dim() == 1 else v
+
+
 def crown(
     net: Network,
     lo: torch.Tensor,
@@ -164,7 +172,9 @@ def crown(
     iterate is sound, so the bounds are only less tight); the hidden layers bounded past it
     keep their interval bounds (sound, looser, and at once: a solve out of time still gets a
     bound).
+    ``lo``/``hi``: a batch of boxes [B, n]; one box [n] (torch or numpy) is a batch of one.
     """
+    lo, hi = (_boxes(v, net) for v in (lo, hi))
     B = lo.shape[0]
     if time.perf_counter() > deadline:
         intermediate = "interval"

@@ -160,6 +160,7 @@ def build(
     """Big-M model of ``net`` on the box [lo, hi] (flat) with pre-activation ``bounds`` of
     that box (batch of one), optional integer inputs and rows ``A x <= b``. Returns None when
     ``deadline`` (a ``time.perf_counter()`` value) passes while building."""
+    lo, hi = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (lo, hi))
     if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
         raise InversetError(
             "the exact solver needs a bounded box on every input; give --box LO,HI or a box file"

@@ -158,6 +158,17 @@ class _Ctx:
         if bound is not None and not math.isnan(bound):
             self.proven[sense] = min(self.proven.get(sense, math.inf), bound)
 
+    def record(self, sense: float, best: float, bound: float | None) -> None:
+        """One history entry of a search of ``sense * target`` (best and bound in the target's
+        own sign; no bound yet: infinite), as branch and bound's rounds add theirs. Kept for a
+        maximum or minimum: a reach or range decision searches both senses, whose bests are
+        not one convergence."""
+        if not math.isfinite(best) or self.problem.goal.kind not in ("maximize", "minimize"):
+            return
+        self.history["time"].append(time.perf_counter() - self.t0)
+        self.history["best"].append(sense * best)
+        self.history["bound"].append(sense * (math.inf if bound is None else bound))
+
     def bound_so_far(self, sense: float) -> float | None:
         """The least bound on ``sense * target`` proven so far: a search's, or the root's
         CROWN bounds once computed (None: none yet)."""
@@ -455,6 +466,7 @@ def _search(
             x0, v0 = xg[0], vg
     ctx.note(sense, x0)
     if threshold is not None and v0 >= threshold:
+        ctx.record(sense, v0, None)
         return {"x": x0, "value": v0, "bound": None, "status": "reached", "method": "sampling"}
     if use_milp:
         ctx.method_used.append("milp")
@@ -467,6 +479,7 @@ def _search(
             root = min(root, float(head.apply(hb.out_hi)[0]))
         root = min(root, top)
         ctx.timings["bounds"] = ctx.timings.get("bounds", 0.0) + time.perf_counter() - t
+        ctx.record(sense, v0, root)
         if threshold is not None and root < threshold:
             # a bound on an empty domain proves nothing worth saying: with no input found,
             # integer inputs or constraints may leave none at all
@@ -536,6 +549,7 @@ def _search(
                 if sol.status == "optimal" or gap <= max(ctx.tol, ctx.tol * abs(v))
                 else "time_limit"
             )
+        ctx.record(sense, v, bound)
         return {"x": x, "value": v, "bound": bound, "status": st, "method": milp_solver}
     ctx.method_used.append(chosen)
     need = BAB_MIN_CROWNS * ctx.crown_seconds
@@ -610,6 +624,10 @@ def _decided(ctx: _Ctx, side, sense: float, end: float, asked: str, args, kw, ti
     if reach:
         ctx.proof = (msg, b)
         return _nearest(ctx, side, sense, msg, args, kw, timings, info)
+    # a range decision stops at the proof (certify and VNN-LIB checks ask nothing more): its
+    # point is the best the decision met, not a searched nearest
+    if side["x"] is not None:
+        msg += "; the point returned is the best the proof met, not the nearest (reach searches it)"
     return _result(ctx, side["x"], None, "unreachable", msg, b, timings, info, side)
 
 

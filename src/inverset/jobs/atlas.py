@@ -71,7 +71,10 @@ def parse_indices(spec: str | Sequence[int] | range, count: int | None, what: st
         text = spec.strip().lower()
         if text == "all":
             if count is None:
-                raise InversetError(f"the number of {what} is unknown; give --input-shape")
+                raise InversetError(
+                    f"the number of {what} is unknown; give the model's input shape "
+                    "(input_shape=(1, 8, 8) / --input-shape 1,8,8)"
+                )
             return list(range(count))
         out: list[int] = []
         for part in text.split(","):

@@ -348,7 +348,7 @@ def build_report(
             why = first_line(exc)  # an InversetError names the file
             if not isinstance(exc, InversetError):
                 why = f"{d / 'result.json'} is not a saved result ({type(exc).__name__}: {why})"
-            problem(key, target, "broken", why, "move it away, rerun the atlas to recompute it")
+            problem(key, target, "broken", why, "rerun the atlas to recompute it")
             continue
         if job and key in seeds and not is_own_result(result.info, key, seeds[key], ident):
             why = f"{d} holds another query's result, not this job's"
@@ -380,7 +380,7 @@ def build_report(
             f"<div><a href='{link}'>{html.escape(str(result.query.get('target', target)))}</a>"
             f"{_range_label(result)}</div>"
             f"<div class=v>{html.escape(metric_line(result))}</div>"
-            f"<div class=s>{html.escape(result.status)}</div></div>"
+            f"<div class=s>{html.escape(how_line(result))}</div></div>"
         )
     model = job.get("model", {})
     meta = [
@@ -406,3 +406,15 @@ def build_report(
 def _range_label(result: Result) -> str:
     rng = goal_range(result)
     return f" <span class=s>[{rng[0]:g}, {rng[1]:g}]</span>" if rng else ""
+
+
+def how_line(result: Result) -> str:
+    """A card's last line: status, goal and solver (results of several solvers and goals
+    side by side must be told apart)."""
+    goal = result.query.get("goal") or {}
+    kind = goal.get("kind") if isinstance(goal, dict) else None
+    if kind == "reach" and goal.get("value") is not None:
+        kind = f"reach {float(goal['value']):g}"
+    elif kind == "range":
+        kind = None  # the range is shown beside the target
+    return " · ".join(p for p in (result.status, kind, result.solver) if p)
