@@ -237,15 +237,7 @@ class Box:
         """Box from a CSV file: either data rows (min/max per column are taken) or two rows
         named ``lo``/``hi`` (first column holds the row name). A header row gives feature names."""
         path = Path(path)
-        if not path.is_file():
-            raise InversetError(f"box file {path} does not exist; give a CSV of data or lo/hi rows")
-        try:
-            with path.open(newline="", encoding="utf-8-sig") as fh:  # utf-8-sig: Excel's BOM
-                rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise InversetError(
-                f"box file {path} is not a text CSV ({exc}); give a CSV of data or lo/hi rows"
-            ) from None
+        rows = _csv_rows(path, "box file", "give a CSV of data or lo/hi rows")
         if not rows:
             raise InversetError(f"box file {path} is empty; give a CSV of data or lo/hi rows")
         names = None
@@ -584,14 +576,7 @@ def read_constraints(
     to ``names`` (the model's features), and a feature it does not name has coefficient 0."""
     path = Path(path)
     fix = "rows are a_1,...,a_n,b"
-    if not path.is_file():
-        raise InversetError(f"constraints file {path} does not exist; {fix}")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            lines = [ln.split("#", 1)[0] for ln in fh]
-    except UnicodeDecodeError as exc:
-        raise InversetError(f"constraints file {path} is not a text CSV ({exc}); {fix}") from None
-    rows = [[c.strip() for c in r] for r in csv.reader(lines) if any(c.strip() for c in r)]
+    rows = [[c.strip() for c in r] for r in _csv_rows(path, "constraints file", fix, True)]
     if not rows:
         raise InversetError(f"constraints file {path} holds no rows; {fix}")
     joined = next((c for c in rows[0] if _other_separator(c)), None)
@@ -645,6 +630,19 @@ def read_constraints(
     full = np.zeros((A.shape[0], len(names)))
     full[:, [names.index(c) for c in cols]] = A
     return full, b
+
+
+def _csv_rows(path: Path, kind: str, fix: str, comments: bool = False) -> list[list[str]]:
+    """The non-blank rows of a text CSV (utf-8-sig: Excel's BOM; ``#`` starts a comment when
+    ``comments``), or a one-line error naming the ``kind`` of file and the ``fix``."""
+    if not path.is_file():
+        raise InversetError(f"{kind} {path} does not exist; {fix}")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            lines = [ln.split("#", 1)[0] for ln in fh] if comments else fh
+            return [r for r in csv.reader(lines) if any(c.strip() for c in r)]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InversetError(f"{kind} {path} is not a text CSV ({exc}); {fix}") from None
 
 
 def _other_separator(text: str) -> bool:
