@@ -15,7 +15,9 @@ rows, solves and removes them (sat at the first feasible one).
 Timing: every package is imported and every solver (inverset too) solves a tiny problem once
 before the first timed run, so no time includes an import or a first call's set-up. A time
 includes building the model (compiling it, for inverset) and counts against that solver's
-limit, so the solver gets what the build left (``timeout`` if the build used it all). A run
+limit, so the solver gets what the build left (``timeout`` if the build used it all). The
+peers are handed the network as a list of weight matrices read once, outside their times;
+inverset's time includes reading it from the torch module (and checking it). A run
 that takes under a second is repeated up to 10 times and its median reported, for the MLP nets
 and the VNN-LIB instances alike. Every reported x* is re-evaluated on the network; a VNN-LIB
 witness counts as ``sat`` only when onnxruntime confirms it (in a box and in the unsafe

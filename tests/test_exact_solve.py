@@ -783,3 +783,41 @@ def test_the_milp_path_keeps_a_convergence_history(goal):
     s = 1.0 if goal == "maximize" else -1.0
     assert all(s * b >= s * v - 1e-9 for v, b in zip(h["best"], h["bound"], strict=True))
     assert np.all(np.diff(h["time"]) >= 0)
+
+
+def test_sequential_chains_are_read_without_tracing(monkeypatch):
+    """A plain Sequential (nested ones flattened) is written down as a chain without torch.fx
+    tracing (about 1 ms per solve); the same network as the traced one. A Sequential whose
+    own forward differs is still traced, and follows its forward."""
+    from inverset.exact import ir
+
+    torch.manual_seed(0)
+    inner = nn.Sequential(nn.Linear(4, 6), nn.ReLU())
+    model = nn.Sequential(inner, nn.Linear(6, 5), nn.ReLU(), nn.Identity(), nn.Linear(5, 2))
+    target = [iv.parse_target("out:1")]
+    direct = ir.extract(model, (4,), target)
+    tracer = ir._Tracer(autowrap_modules=())
+    assert [n.target for n in ir._chain_graph(model, tracer).nodes][1:-1] == [
+        "0.0",
+        "0.1",
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
+    monkeypatch.setattr(ir, "_chain_graph", lambda m, t: None)
+    traced = ir.extract(model, (4,), target)
+    monkeypatch.undo()
+    for a, b in zip(direct.weights + direct.biases, traced.weights + traced.biases, strict=True):
+        assert torch.equal(a, b)
+
+    class Doubled(nn.Sequential):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    twice = Doubled(*model)
+    assert ir._chain_graph(twice, tracer) is None
+    x = torch.rand(7, 4)
+    got = ir.extract(twice, (4,), target).forward(x.double())[:, 0]
+    with torch.no_grad():
+        assert torch.allclose(got.float(), twice(x)[:, 1], atol=1e-6)

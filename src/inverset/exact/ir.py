@@ -284,6 +284,34 @@ _AFFINE_METHODS = _LAYOUT_METHODS | {"add", "sub", "mul", "div", "neg"}
 _RELU_FUNCS = {F.relu, torch.relu}
 
 
+def _chain_graph(model: nn.Module, tracer: fx.Tracer) -> fx.Graph | None:
+    """The graph of an :class:`~torch.nn.Sequential` of layers ``tracer`` keeps whole (nested
+    Sequentials flattened), written down directly; None for any other model. Tracing patches
+    ``torch.nn.Module``'s methods and costs about 1 ms whatever the model's size: as much as
+    the rest of a small MLP's extraction (the diabetes MLPRegressor, 10-16-16-1)."""
+    names: list[str] = []
+
+    def walk(m: nn.Module, prefix: str) -> bool:
+        if not isinstance(m, nn.Sequential) or type(m).forward is not nn.Sequential.forward:
+            return False
+        for name, child in m._modules.items():
+            q = prefix + name
+            if child is not None and tracer.is_leaf_module(child, q):
+                names.append(q)
+            elif child is None or not walk(child, q + "."):
+                return False
+        return True
+
+    if not walk(model, ""):
+        return None
+    graph = fx.Graph()
+    x = graph.placeholder("x")
+    for q in names:
+        x = graph.call_module(q, (x,))
+    graph.output(x)
+    return graph
+
+
 def _unsupported(what: str) -> UnsupportedModelError:
     return UnsupportedModelError(
         f"the exact solver cannot handle {what} (it needs Linear/Conv/ReLU/pooling/BatchNorm/"
@@ -362,8 +390,10 @@ class _Extractor:
     def run(self) -> dict[str, _Sym]:
         if isinstance(self.model, torch.jit.ScriptModule):
             self.model = _unscript(self.model)
+        tracer = _Tracer(autowrap_modules=())
+        graph = _chain_graph(self.model, tracer)
         try:  # the graph alone: a GraphModule would also generate and compile Python code
-            graph = _Tracer(autowrap_modules=()).trace(self.model)
+            graph = graph or tracer.trace(self.model)
         except Exception as exc:
             why = f"this model (torch.fx cannot trace it: {type(exc).__name__})"
             raise _unsupported(why) from None

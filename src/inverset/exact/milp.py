@@ -183,19 +183,20 @@ def build(
             if deadline is not None and j % 32 == 0 and time.perf_counter() > deadline:
                 return None
             nz = np.nonzero(W[j])[0]
-            idx, coef = prev[nz], W[j, nz]
+            # row h - W x (and -lb d): the h and d slots are filled in below
+            idx = np.concatenate(([0], prev[nz], [0]))
+            coef = np.concatenate(([1.0], -W[j, nz], [0.0]))
             if ub[j] <= 0:
                 hcols[j] = m.add_var(0.0, 0.0)
             elif lb[j] >= 0:
-                hcols[j] = m.add_var(lb[j], ub[j])
-                m.add_constraint(np.r_[hcols[j], idx], np.r_[1.0, -coef], bb[j], bb[j])
+                idx[0] = hcols[j] = m.add_var(lb[j], ub[j])
+                m.add_constraint(idx[:-1], coef[:-1], bb[j], bb[j])
             else:
-                hj = hcols[j] = m.add_var(0.0, ub[j])
-                dj = dcols[j] = m.add_var(0.0, 1.0, True)
-                m.add_constraint(np.r_[hj, idx], np.r_[1.0, -coef], bb[j], math.inf)
-                m.add_constraint(
-                    np.r_[hj, idx, dj], np.r_[1.0, -coef, -lb[j]], -math.inf, bb[j] - lb[j]
-                )
+                idx[0] = hj = hcols[j] = m.add_var(0.0, ub[j])
+                idx[-1] = dj = dcols[j] = m.add_var(0.0, 1.0, True)
+                coef[-1] = -lb[j]
+                m.add_constraint(idx[:-1], coef[:-1], bb[j], math.inf)
+                m.add_constraint(idx, coef, -math.inf, bb[j] - lb[j])
                 m.add_constraint([hj, dj], [1.0, -ub[j]], -math.inf, 0.0)
         m.h.append(hcols)
         m.d.append(dcols)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import math
@@ -100,7 +101,7 @@ def check_options(
         raise InversetError(
             f"unknown option {rest[0]!r} for {name}; its options: {', '.join(valid)}"
         )
-    if not isinstance(options, Mapping):
+    if not isinstance(options, Mapping) or not options:
         return
     hints = _hints(fn)
     for k, v in options.items():
@@ -144,8 +145,10 @@ def _check_forwarded(
             raise errors[0]
 
 
+@functools.cache
 def _hints(fn: Callable) -> dict[str, Any]:
-    """``fn``'s resolved annotations (none when one cannot be resolved)."""
+    """``fn``'s resolved annotations (none when one cannot be resolved); resolving them costs
+    as much as a small MILP's solve, so once per function."""
     try:
         return typing.get_type_hints(fn)
     except Exception:  # a name imported only for type checkers
