@@ -65,3 +65,25 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def keep_sigterm_handler() -> Iterator[bool]:
+    """Hold a SIGTERM that arrives inside the block until it ends, then answer it with the
+    handler in force on entering, put back then (main thread only): a library that installs
+    its own handler inside (``ray.init`` does: exit at once, or abort from C++) would skip the
+    clean stop of :func:`sigterm_as_interrupt`, or stop mid-way through its own start-up.
+    Only a handler this process chose (a Python function, or ignore) is kept; with the
+    default action the library's stays. Yields whether it keeps one."""
+    old = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or old in (None, signal.SIG_DFL):
+        yield False
+        return
+    held: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: held.append(signum))
+    try:
+        yield True
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        if held:
+            signal.raise_signal(signal.SIGTERM)

@@ -17,7 +17,7 @@ import re
 import shutil
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as futures_wait
 from concurrent.futures.process import BrokenProcessPool
@@ -366,13 +366,23 @@ def _retryable() -> list[type[BaseException]]:
     return [OSError, MemoryError, RuntimeError]
 
 
+#: the Ray addresses Ray resolves itself: a running cluster found, or a new one started
+_RAY_NAMES = ("auto", "local")
+
+
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast on a HOST:PORT nobody listens at (ray.init would retry for minutes)."""
+    """Refuse an address that is not HOST:PORT, ray://HOST:PORT, auto or local, and fail fast
+    on a HOST:PORT nobody listens at (ray.init would retry for minutes)."""
     import socket
 
-    m = re.fullmatch(r"(?:ray://)?\[?([^\]]+?)\]?:(\d+)", address.strip())
-    if not m:
-        return  # 'auto' and the like: Ray resolves those itself
+    if address.strip() in _RAY_NAMES:
+        return
+    m = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)", address.strip())
+    if not m or not 0 < int(m.group(2)) < 65536:
+        raise InversetError(
+            f"bad Ray address {address!r}; give HOST:PORT (as `ray status` prints it, e.g. "
+            "10.0.0.5:6379), ray://HOST:PORT for a Ray client server, or auto"
+        )
     try:
         socket.create_connection((m.group(1), int(m.group(2))), timeout=timeout).close()
     except OSError as exc:
@@ -380,6 +390,22 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
             f"nothing answers at the Ray address {address} ({exc.strerror or exc}); start the "
             "cluster (ray start --head) or give its address as ray status prints it"
         ) from None
+
+
+@contextlib.contextmanager
+def _ray_leaves_sigterm(ray: Any, leave: bool) -> Iterator[None]:
+    """When ``leave``, Ray's Python SIGTERM handlers (exit at once; stop the local cluster and
+    exit) are not installed inside the block. Its C++ one still is, by the core worker."""
+    utils = getattr(getattr(ray, "_private", None), "utils", None)
+    if not leave or not hasattr(utils, "set_sigterm_handler"):
+        yield
+        return
+    install = utils.set_sigterm_handler
+    utils.set_sigterm_handler = lambda _handler: None
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = install
 
 
 class RayRunner(Runner):
@@ -400,32 +426,18 @@ class RayRunner(Runner):
         self._started = False
 
     def start(self, model: nn.Module, spec: dict[str, Any]) -> None:
+        if self.address:
+            _check_reachable(self.address)
         try:
             import ray
         except ModuleNotFoundError:
             raise InversetError(
                 "--ray needs the 'ray' package; install it with: pip install 'inverset[ray]'"
             ) from None
-        if not ray.is_initialized():
-            if self.address:
-                _check_reachable(self.address)
-                try:
-                    ray.init(address=self.address, log_to_driver=False)
-                except ConnectionError as exc:
-                    raise InversetError(
-                        f"cannot reach the Ray cluster at {self.address} ({exc}); check the "
-                        "address with `ray status` on the head node, and set RAY_AUTH_MODE as "
-                        "the cluster was started with"
-                    ) from None
-            else:
-                ray.init(
-                    address="local",  # a new cluster, never one another user left running
-                    num_cpus=self.workers,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                )
-            self._started = True
         self._ray = ray
+        if not ray.is_initialized():
+            self._started = True  # close() stops what an interrupted start left
+            self._init(ray)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.slots = max(1, 2 * cpus)
         cuda = next((p.is_cuda for p in model.parameters()), False)
@@ -438,6 +450,27 @@ class RayRunner(Runner):
         self._model_ref = ray.put(model)
         self._spec = spec
         self._cpus = cpus
+
+    def _init(self, ray: Any) -> None:
+        """Start or join the cluster, keeping this process's SIGTERM handler (ray.init installs
+        its own: the job's clean stop, its summary and its run record, would be skipped)."""
+        from inverset.progress import keep_sigterm_handler
+
+        if self.address:
+            kwargs: dict[str, Any] = {"address": self.address}
+        else:  # a new cluster, never one another user left running
+            kwargs = {"address": "local", "num_cpus": self.workers, "include_dashboard": False}
+        with keep_sigterm_handler() as kept, _ray_leaves_sigterm(ray, kept):
+            try:
+                ray.init(log_to_driver=False, **kwargs)
+            except ConnectionError as exc:
+                if not self.address:
+                    raise
+                raise InversetError(
+                    f"cannot reach the Ray cluster at {self.address} ({exc}); check the "
+                    "address with `ray status` on the head node, and set RAY_AUTH_MODE as "
+                    "the cluster was started with"
+                ) from None
 
     def submit(self, unit: dict[str, Any]) -> Any:
         return self._remote.remote(self._model_ref, self._spec, unit)
@@ -458,12 +491,17 @@ class RayRunner(Runner):
         return out
 
     def close(self, abandoned: Sequence[Any] = ()) -> None:
-        for ref in abandoned:
-            with contextlib.suppress(Exception):
-                self._ray.cancel(ref)
+        """Stop a cluster this runner started (its workers with it), or leave one it joined
+        (the cluster ends the tasks of a driver that leaves); in a Ray session it did not
+        start, cancel the ``abandoned`` tasks. (Cancelling right before a shutdown can crash
+        Ray's core worker: a task cancelled while its reply arrives.)"""
         if self._started:
             self._ray.shutdown()
             self._started = False
+            return
+        for ref in abandoned:
+            with contextlib.suppress(Exception):
+                self._ray.cancel(ref)
 
     def describe(self) -> str:
         where = self.address or "local cluster"
