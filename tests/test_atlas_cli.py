@@ -109,6 +109,10 @@ def test_sample_mode_from_the_command_line(weights, tmp_path):
         (["--classes", "0-1", "--mode", "sample"], "--mode sample needs --ranges"),
         (["--classes", "0-1", "--ranges", "1"], "--ranges takes z1,z2"),
         (["--classes", "0-1", "--bogus"], "unknown option or argument --bogus"),
+        # an option given twice: one was dropped silently (starts), or a TypeError (seed)
+        (["--classes", "0", "--option", "starts=7"], "--starts 4 and --option starts=7 both"),
+        (["--classes", "0", "--option", "seed=3"], "not an option of the mode's call; use --seed"),
+        (["--classes", "0", "--option", "batch=3"], "use --batch"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(weights, tmp_path, args, message, monkeypatch, capsys):
@@ -125,6 +129,17 @@ def test_bad_input_exits_2_with_one_line(weights, tmp_path, args, message, monke
     assert exit_.value.code == 2, err
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("flag", ["--starts", "--steps"])
+def test_maximize_refuses_an_option_given_twice(run_main, weights, flag):
+    """`--starts 2 --option starts=7` ran with one of them, silently."""
+    key = flag.removeprefix("--")
+    p = run_main("maximize", weights, *JOB[:6], "-t", "out:0", flag, 2, "--option", f"{key}=7")
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.strip() == (
+        f"error: {flag} 2 and --option {key}=7 both set {key}; give one of them"
+    )
 
 
 def test_report_of_an_empty_directory_is_a_clear_error(tmp_path, monkeypatch, capsys):

@@ -210,6 +210,58 @@ def test_visualize_batches_channels_and_splits_results(digits_cnn, tmp_path):
         np.testing.assert_array_equal(r.arrays["images"], got[k].arrays["images"])
 
 
+def test_visualize_with_a_latent_param_keeps_each_targets_codes(digits_cnn, tmp_path):
+    """Each target's result holds its own latent code in arrays['z'], as fv.visualize's does
+    (the split kept only images/targets/frames and dropped them)."""
+    from inverset import Latent
+
+    torch.manual_seed(0)
+    gen = nn.Sequential(nn.Linear(4, 64), nn.Sigmoid(), nn.Unflatten(1, (1, 8, 8)))
+    kw = {"mode": "visualize", "steps": 6, "domain": Box(0, 1), "seed": 0, "report": False}
+    s = atlas(digits_cnn.model, tmp_path / "z", classes="2-3", param=Latent(gen, 4), **kw)
+    assert s.status == "complete" and s.finished == 2
+    for key, r in load_atlas(tmp_path / "z").items():
+        z = r.arrays["z"]
+        assert z.shape == (1, 4) and np.abs(z).max() <= 3.0, key
+        with torch.no_grad():
+            again = gen(torch.from_numpy(z)).numpy()
+        np.testing.assert_allclose(again, r.xs, atol=1e-6)
+
+
+ALLOC = "DefaultCPUAllocator: can't allocate memory: you tried to allocate 447068544 bytes."
+
+
+def test_a_batch_out_of_memory_names_the_atlas_batch_option(digits_cnn, tmp_path, monkeypatch):
+    """A unit whose batch does not fit refuses a fresh job (no job.json; it was a RuntimeError
+    failing every target, and an 'internal error' from the CLI); a resumed job keeps what it
+    has and fails only that unit's targets."""
+    model = digits_cnn.model
+    forward = type(model).forward
+    kw = {"mode": "visualize", "steps": 2, "domain": Box(0, 1), "seed": 1, "report": False}
+    kw.update(layer="conv1", channels="0-7", batch=4)
+    out = tmp_path / "m"
+    s = atlas(model, out, job_time_limit=0, **kw)  # the first unit, channels 0-3
+    assert s.status == "job_time_limit" and s.finished == 4
+
+    def tight(self, x):
+        if x.shape[0] > 3:
+            raise RuntimeError(ALLOC)
+        return forward(self, x)
+
+    monkeypatch.setattr(type(model), "forward", tight)
+    words = (
+        f"out of memory rendering 4 image(s) at 8x8 in one batch ({ALLOC}); render fewer at a "
+        "time: --batch 1 (batch=1)"
+    )
+    with pytest.raises(InversetError) as err:
+        atlas(model, tmp_path / "fresh", **kw)
+    assert str(err.value) == words and not (tmp_path / "fresh" / "job.json").exists()
+    s = atlas(model, out, **kw)
+    assert s.status == "failed" and s.skipped == 4 and s.finished == 0
+    assert s.failed == {k: f"InversetError: {words}" for k in KEYS16[4:8]}
+    assert target_dirs(out) == KEYS16[:4]
+
+
 def test_sample_mode_pairs_targets_with_ranges(digits_cnn, tmp_path):
     s = atlas(
         digits_cnn.model,

@@ -326,6 +326,7 @@ def test_a_result_that_lost_its_arrays_is_reported_broken_and_recomputed(tmp_pat
     warnings: list[str] = []
     build_report(tmp_path / "job", warn=warnings.append)
     assert len(warnings) == 1 and "out_1" in warnings[0] and "broken" in warnings[0]
+    assert warnings[0].endswith("(rerun the atlas to recompute it)")
     s = atlas(m, tmp_path / "job", **kw)
     assert s.status == "complete" and s.skipped == 1 and s.finished == 1
     r = Result.load(lost)
@@ -541,3 +542,46 @@ def test_a_target_error_naming_the_target_as_parsed_fails_that_target_alone(tmp_
     s = atlas(m, tmp_path / "job", targets=["prob:1 - 0.5*prob:2", "out:0"], **kw)
     assert list(s.failed) == ["prob_1-0.5_prob_2"] and s.finished == 1
     assert "(prob:1 - (0.5 * prob:2)) is not piecewise linear" in s.failed["prob_1-0.5_prob_2"]
+
+
+def test_a_runner_that_fails_to_start_leaves_the_job_as_it_was(tmp_path):
+    """A Ray start failure (`--ray 127.0.0.1:6399` with nothing there) left DIR/job.json with
+    runs: [] behind: a fresh job leaves none, a resumed one its earlier record unchanged, and
+    the runner's own error comes out as raised (an internal one with its cause)."""
+    from inverset.jobs.runners import InlineRunner
+
+    class NoStart(InlineRunner):
+        closed = 0
+
+        def __init__(self, error: Exception):
+            super().__init__()
+            self.error = error
+
+        def start(self, model, spec):
+            raise self.error
+
+        def close(self, handles):
+            NoStart.closed += 1
+
+    m = small()
+    kw = {"classes": "0-2", "input_shape": (3,), "domain": Box(-1, 1), **FAST}
+    refused = InversetError("nothing answers at the Ray address 127.0.0.1:6399")
+    with pytest.raises(InversetError, match="nothing answers"):
+        atlas(m, tmp_path / "fresh", runner=NoStart(refused), **kw)
+    assert not (tmp_path / "fresh" / "job.json").exists() and NoStart.closed == 1
+    out = tmp_path / "job"
+    s = atlas(m, out, job_time_limit=0, **kw)
+    assert s.finished == 1
+    before = json.loads((out / "job.json").read_text())
+    assert len(before["runs"]) == 1
+    cause = OSError("gcs down")
+    broken = RuntimeError("ray internals")
+    broken.__cause__ = cause
+    for error in (refused, broken):
+        with pytest.raises(type(error)) as got:
+            atlas(m, out, runner=NoStart(error), **kw)
+        assert got.value is error and got.value.__cause__ is (cause if error is broken else None)
+        assert json.loads((out / "job.json").read_text()) == before
+    assert sorted(p.name for p in out.iterdir()) == ["job.json", "out_0"]
+    s = atlas(m, out, **kw)
+    assert s.status == "complete" and s.skipped == 1 and s.finished == 2

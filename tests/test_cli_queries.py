@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import inverset as iv
+from inverset.model import fingerprint
 from inverset.result import Result
 from tests.conftest import cli
 
@@ -353,7 +354,12 @@ def test_query_in_a_generators_latent_space(run_main, models, tmp_path):
         r = Result.load(out)
         z = r.arrays["z"]
         assert z.shape == (len(r.xs), 2) and np.abs(z).max() <= 2 + 1e-6
-        assert r.query["space"] == {"kind": "Latent", "dim": [2], "bound": 2.0}
+        assert r.query["space"] == {
+            "kind": "Latent",
+            "dim": [2],
+            "bound": 2.0,
+            "generator": fingerprint(g),
+        }
         with torch.no_grad():
             x = torch.clamp(g(torch.as_tensor(z, dtype=torch.float32)), -1, 1).numpy()
         np.testing.assert_allclose(x, r.xs.reshape(len(z), -1), atol=1e-6)
@@ -370,7 +376,7 @@ def test_query_in_a_generators_latent_space(run_main, models, tmp_path):
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--integer", "0"], "integer features and linear constraints need a search of the"),
+        (["--integer", "0"], "need a search of the inputs themselves (drop space= / --generator)"),
         (["--solver", "exact"], "the exact solver searches model inputs directly"),
         (["--latent-dim", "0"], "--latent-dim must be a whole number >= 1"),
         (["--latent-bound", "0"], "--latent-bound must be a positive number"),
@@ -387,6 +393,20 @@ def test_generator_options_need_a_generator(run_main, models, tmp_path):
     p = run_main("minimize", *mlp4_args(models), "--box=-1,1", "--generator-weights", "w.pt")
     assert p.returncode == 2
     assert "--generator-weights applies to a generator; give --generator too" in p.stderr
+
+
+def test_latent_bound_needs_a_generator_and_defaults_to_3(run_main, models, tmp_path):
+    """--latent-bound without --generator is refused, not ignored; without --latent-bound a
+    generator's codes lie in [-3, 3]."""
+    p = run_main("maximize", *mlp4_args(models), "--box=-1,1", "--latent-bound", "2")
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "--latent-bound applies to a generator; give --generator too" in p.stderr
+    p = run_main(
+        "maximize", *mlp4_args(models), "--box=-1,1", "--generator", "cliq_models:gen",
+        "--starts", "2", "--steps", "5", "--out", tmp_path / "o",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert Result.load(tmp_path / "o").query["space"]["bound"] == 3.0
 
 
 # ------------------------------------------------------------------ far reach and range goals

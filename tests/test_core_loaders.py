@@ -471,3 +471,65 @@ def test_a_pipeline_inverset_cannot_fold_names_the_fix():
     pipe = _fit(make_pipeline(MinMaxScaler(clip=True), mlp), X, y)
     with pytest.raises(iv.InversetError, match="clip=True is not a linear map; refit"):
         load_model(pipe)
+
+
+def test_sklearn_poisson_regressor_keeps_its_exp_output():
+    """An MLPRegressor fitted with the Poisson loss predicts exp(z): the converted model's
+    last layer ``exp`` reproduces ``predict``."""
+    from sklearn.neural_network import MLPRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.random((60, 3))
+    reg = _fit(
+        MLPRegressor(hidden_layer_sizes=(5,), loss="poisson", max_iter=300, random_state=0),
+        X,
+        X.sum(1),
+    )
+    model = load_model(reg)
+    with torch.no_grad():
+        got = model(torch.from_numpy(X)).numpy()[:, 0]
+    assert np.abs(got - reg.predict(X)).max() <= 1e-9
+    assert [i.name for i in iv.layers(model)] == ["fc1", "act1", "out", "exp"]
+
+
+PICKLED_CODE = """
+from torch import nn
+
+
+class PickledNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 1)
+
+    def forward(self, x):
+        return self.fc(x)
+"""
+
+
+def test_trusted_pickle_whose_class_module_is_missing_names_it(tmp_path, monkeypatch):
+    """A trusted pickle's class lives in a module beside its author's code: run from that
+    folder it loads (as a factory's module does); elsewhere the error names the module and
+    the fix, not just 'ModuleNotFoundError'."""
+    import importlib
+    import os
+    import sys
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "pickled_net_mod.py").write_text(PICKLED_CODE)
+    here = {"", os.getcwd()}
+    monkeypatch.setattr(sys, "path", [str(code), *(p for p in sys.path if p not in here)])
+    torch.save(importlib.import_module("pickled_net_mod").PickledNet(), tmp_path / "net.pt")
+    monkeypatch.delitem(sys.modules, "pickled_net_mod")
+    sys.path.remove(str(code))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(iv.InversetError) as exc:
+        load_model(tmp_path / "net.pt", trust=True)
+    assert str(exc.value) == (
+        f"{tmp_path / 'net.pt'} holds a pickled module whose class's module 'pickled_net_mod' "
+        "cannot be imported; run from the folder of that module's code or add the folder to "
+        "PYTHONPATH (install it if it is a package), or save the model as TorchScript"
+    )
+    monkeypatch.chdir(code)
+    model = load_model(tmp_path / "net.pt", trust=True)
+    assert type(model).__name__ == "PickledNet" and model.source == str(tmp_path / "net.pt")

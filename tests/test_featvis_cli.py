@@ -97,3 +97,40 @@ def test_bad_input_is_one_line_exit_2(run_main, cnn_file, args, message):
     assert p.returncode == 2
     assert message in p.stderr
     assert "Traceback" not in p.stderr
+
+
+#: what torch's CPU allocator raises when a batch does not fit (an --size 1024 run, 4 GB)
+ALLOC = (
+    "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+    "you tried to allocate 447068544 bytes. Error code 12 (Cannot allocate memory)"
+)
+
+
+@pytest.fixture
+def oom_over_3(monkeypatch):
+    """DigitsCNN runs out of memory on a batch of more than 3 inputs."""
+    from inverset.zoo import DigitsCNN
+
+    forward = DigitsCNN.forward
+
+    def tight(self, x):
+        if x.shape[0] > 3:
+            raise RuntimeError(ALLOC)
+        return forward(self, x)
+
+    monkeypatch.setattr(DigitsCNN, "forward", tight)
+
+
+def test_a_batch_out_of_memory_is_one_line_exit_2(run_main, cnn_file, tmp_path, oom_over_3):
+    """It was a traceback and 'internal error (bug in inverset)', exit 4."""
+    args = ("visualize", cnn_file, *MODEL, "--layer", "conv2", "--channels", "0-7", "--steps", 2)
+    p = run_main(*args, "--no-progress", "--out", tmp_path / "v")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines() == [
+        f"error: out of memory rendering 8 image(s) at 8x8 in one batch ({ALLOC}); render "
+        "fewer at a time: --batch-size 2 (batch_size=2)"
+    ]
+    assert not (tmp_path / "v").exists()
+    p = run_main(*args, "--batch-size", 3, "--no-progress", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["targets"] == [f"conv2:{c}" for c in range(8)]

@@ -265,8 +265,30 @@ def test_latent_generator_decides_the_picture_shape():
     decoder = nn.Sequential(nn.Linear(4, 64), nn.Sigmoid(), nn.Unflatten(1, (1, 8, 8)))
     r = fv.visualize(model.eval(), param=iv.Latent(decoder, 4), steps=5)
     assert r.arrays["images"].shape == (3, 1, 8, 8)
+    # a size is not applied to a generator's images, and the message says so (it claimed
+    # 'rendered at 16x16 and resized to the model's fixed input size 8x8')
+    r = fv.visualize(model, param=iv.Latent(decoder, 4), steps=2, size=16)
+    assert r.arrays["images"].shape == (3, 1, 8, 8) and r.query["size"] == [8, 8]
+    assert r.message == (
+        "rendered 3 image(s) of out at 8x8 in 1 batch(es); size 16x16 does not apply to a "
+        "Latent param: the images are the generator's own 8x8 output"
+    )
     with pytest.raises(iv.InversetError, match="finite bound"):
         fv.visualize(model, param=iv.Latent(decoder, 4, bound=float("inf")), steps=5)
+
+
+def test_a_latent_size_the_generator_does_not_take_is_one_line():
+    """It was torch's RuntimeError (mat1 and mat2 shapes cannot be multiplied) and a
+    traceback; the core solvers word it so (problem.py), and so does visualize now."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    decoder = nn.Sequential(nn.Linear(4, 64), nn.Sigmoid(), nn.Unflatten(1, (1, 8, 8)))
+    with pytest.raises(iv.InversetError) as err:
+        fv.visualize(model.eval(), param=iv.Latent(decoder, 5), steps=2)
+    assert str(err.value) == (
+        "the generator fails on codes of shape (5,) (mat1 and mat2 shapes cannot be multiplied "
+        "(1x5 and 4x64)); give the latent size it takes (Latent(G, dim) / --latent-dim)"
+    )
 
 
 class Counter(nn.Module):

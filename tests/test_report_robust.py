@@ -86,6 +86,17 @@ def test_one_unreadable_result_is_a_broken_card_not_a_failed_report(fresh):
     assert len(heard) == 1 and str(fresh / "out_1") in heard[0]
     # the broken target keeps no page or picture of the result it no longer holds
     assert not any((fresh / "out_1" / n).exists() for n in ("index.html", "thumb.png"))
+    # the advice is what works: a rerun alone refuses the directory (it said 'rerun the
+    # atlas to recompute it'); removing it first recomputes it
+    assert heard[0].endswith(f"(remove {fresh / 'out_1'} and rerun the atlas to recompute it)")
+    kw = {"classes": "all", "domain": Box(-1, 1, shape=(3,)), "steps": 5, "starts": 1}
+    kw.update(polish=False, report=False)
+    with pytest.raises(InversetError, match="holds a result that is not this job's"):
+        atlas(_model(), fresh, **kw)
+    shutil.rmtree(fresh / "out_1")
+    s = atlas(_model(), fresh, **kw)
+    assert s.status == "complete" and s.skipped == 2 and s.finished == 1
+    assert Result.load(fresh / "out_1").query["target"] == "out:1"
 
 
 def test_another_querys_result_is_foreign_not_done(fresh):

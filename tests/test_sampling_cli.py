@@ -157,6 +157,7 @@ def small_net(tmp_path_factory):
         (["--latent-bound", "0"], "--latent-bound must be a positive number"),
         (["--latent-bound", "-1"], "--latent-bound"),
         (["--generator-weights", "w.pt"], "--generator-weights applies to a generator"),
+        (["--latent-bound", "2"], "--latent-bound applies to a generator; give --generator too"),
     ],
 )
 def test_sample_bad_options_are_one_line(run_main, small_net, extra, message):
@@ -166,6 +167,35 @@ def test_sample_bad_options_are_one_line(run_main, small_net, extra, message):
     )  # fmt: skip
     assert p.returncode == 2, p.stdout + p.stderr
     assert message in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_sample_resumed_with_another_generator_is_refused(run_main, small_net, tmp_path):
+    """Other weights of the generator would mix two generators' samples in one run: refused
+    (exit 2), the run left as it was; the same generator resumes."""
+    from torch import nn
+
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        torch.save(nn.Sequential(nn.Linear(2, 3), nn.Sigmoid()), tmp_path / f"g{seed}.pt")
+    out = tmp_path / "run"
+    common = [
+        "sample", small_net, "--trust", "--input-shape", "3", "--box", "0,1", "-t", "out:0",
+        "--range", "-100,100", "--latent-dim", "2", "--no-progress", "--out", out, "--json",
+    ]  # fmt: skip
+    p = run_main(*common, "-n", "10", "--generator", tmp_path / "g0.pt")
+    assert p.returncode == 0, p.stderr
+    p = run_main(*common, "-n", "20", "--resume", "--generator", tmp_path / "g1.pt")
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "answered a different query (space.generator differ)" in p.stderr
+    assert len(Result.load(out).xs) == 10
+    p = run_main(*common, "-n", "20", "--resume", "--generator", tmp_path / "g0.pt")
+    assert p.returncode == 0, p.stderr
+    r = Result.load(out)
+    assert len(r.xs) == 20 and r.query["space"]["bound"] == 3.0
+    g = torch.load(tmp_path / "g0.pt", weights_only=False)
+    with torch.no_grad():
+        x = g(torch.as_tensor(r.arrays["z"], dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(x, r.xs, atol=1e-6)
 
 
 def test_sample_encoder_run_twice_is_refused(run_main, tmp_path):

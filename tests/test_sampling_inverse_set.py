@@ -12,7 +12,7 @@ from torch import nn
 
 from inverset.domain import Box
 from inverset.errors import InversetError
-from inverset.model import forward
+from inverset.model import fingerprint, forward
 from inverset.sampling import default_layer, sample
 from inverset.space import Latent
 from tests.conftest import need
@@ -355,3 +355,80 @@ def test_a_fitted_sklearn_pipeline_is_sampled_as_is():
     assert r.status == "found" and len(r.xs) == 40
     pred = est.predict(r.xs.reshape(40, -1))
     assert ((pred >= 150.0 - 1e-6) & (pred <= 200.0 + 1e-6)).all(), pred
+
+
+def decoder(seed: int) -> nn.Module:
+    """A fixed random generator of 3 inputs in (0, 1) from 2-d codes."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(2, 3), nn.Sigmoid())
+
+
+def test_resume_with_other_generator_weights_is_refused(tmp_path):
+    """A run in a generator's latent space resumed with other weights of the same architecture
+    would mix the samples of two generators: refused, naming the generator; the same weights
+    (another copy of them) resume."""
+    m = nn.Sequential(nn.Linear(3, 1))
+    with torch.no_grad():
+        m[0].weight.fill_(1.0)
+        m[0].bias.zero_()
+    kw = dict(domain=Box(0, 1, shape=(3,)), out=tmp_path / "run", seed=0, exact_check=False)
+    first = sample(m, "out:0", (1.0, 2.0), n=20, space=Latent(decoder(0), 2), **kw)
+    assert first.status == "found", first.message
+    assert first.query["space"]["generator"] == fingerprint(decoder(0))
+    with pytest.raises(InversetError, match=r"different query \(space.generator differ\)"):
+        sample(m, "out:0", (1.0, 2.0), n=30, space=Latent(decoder(1), 2), resume=True, **kw)
+    r = sample(m, "out:0", (1.0, 2.0), n=30, space=Latent(decoder(0), 2), resume=True, **kw)
+    assert r.status == "found" and len(r.xs) == 30 and r.info.get("resumed")
+    with torch.no_grad():
+        x = decoder(0)(torch.as_tensor(r.arrays["z"], dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(x, r.xs, atol=1e-6)  # every sample is G(z) of the one generator
+
+
+def test_latent_space_with_an_unbounded_code_names_the_latent_bound():
+    with pytest.raises(InversetError) as exc:
+        sample(
+            relu_net(),
+            "out:0",
+            (0.0, 1.0),
+            n=5,
+            domain=Box(0, 1),
+            space=Latent(decoder(0), 2, bound=math.inf),
+        )
+    msg = str(exc.value)
+    assert "the latent space is unbounded (Latent bound=inf" in msg
+    assert "give Latent a finite bound" in msg and "search a generator's latent space" not in msg
+
+
+@pytest.mark.parametrize("latent", [False, True])
+def test_unreachable_range_message_claims_no_point(latent):
+    """The exact solver's proof is passed on without its note on a returned point: an empty
+    inverse set returns none."""
+    need("highspy")
+    space = Latent(decoder(0), 2) if latent else None
+    r = sample(relu_net(), "out:0", (100.0, 101.0), n=5, domain=Box(0, 1), space=space)
+    assert r.status == "unreachable" and r.x is None and len(r.xs) == 0, r.message
+    assert r.message.startswith("inverse set is empty: unreachable: the target is at most")
+    assert "(proven)" in r.message and "point returned" not in r.message
+
+
+def test_range_reachable_by_inputs_but_not_through_the_generator_says_so():
+    """The exact check proves the range reachable by an input of the model, but no G(z) lies
+    there (its x0 stays below 0.01): not found, saying plainly which is which."""
+    need("highspy")
+    m = nn.Sequential(nn.Linear(3, 1))
+    with torch.no_grad():
+        m[0].weight.copy_(torch.tensor([[1.0, 0.0, 0.0]]))
+        m[0].bias.zero_()
+    g = nn.Sequential(nn.Linear(2, 3), nn.Sigmoid(), nn.Flatten())
+    with torch.no_grad():
+        g[0].bias.fill_(-10.0)  # x0 = sigmoid(w.z - 10) < 0.01 for every code in [-3, 3]^2
+        g[0].weight.fill_(0.5)
+    space = Latent(g, 2)
+    r = sample(m, "out:0", (0.5, 0.9), n=5, domain=Box(0, 1, shape=(3,)), space=space, max_outer=2)
+    assert r.status == "not_found" and len(r.xs) == 0, r.message
+    assert r.message == (
+        "seeding found no code z whose G(z) has out:0 in [0.5, 0.9] after 2 outer iterations "
+        f"({r.info['seed_steps']} steps); exact check: witness found: some input of the model "
+        "has out:0 in [0.5, 0.9] (the check searches inputs, not G(z)): 0 of 5 samples after "
+        f"{r.info['seed_steps']} seeding + 0 sampling steps"
+    )

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from inverset.domain import Box, as_shape
-from inverset.errors import InversetError, first_line
+from inverset.errors import InversetError
 from inverset.goal import Goal
 from inverset.loaders import as_module
 from inverset.model import (
@@ -122,8 +122,9 @@ class Problem:
         if isinstance(space, Latent):
             if domain.integer or domain.A is not None:
                 raise InversetError(
-                    "a Latent space keeps G(z) inside box bounds only; integer features and "
-                    "linear constraints need a search of the inputs themselves (drop space=)"
+                    "a generator's latent space keeps G(z) inside box bounds only; integer "
+                    "features and linear constraints need a search of the inputs themselves "
+                    "(drop space= / --generator)"
                 )
             space = space.with_domain(domain)
         problem = cls(model, expr, goal, domain, space or Direct(domain), cons, labels)
@@ -199,16 +200,7 @@ class Problem:
         gen = torch.Generator().manual_seed(0)
         z = self.space.box.sample(2, gen, device=self.device, dtype=self.dtype)
         with torch.no_grad(), self.session():
-            try:
-                x = self.space.to_input(z)
-            except InversetError:
-                raise
-            except (RuntimeError, ValueError, IndexError, TypeError) as exc:
-                raise InversetError(
-                    f"the generator fails on codes of shape {tuple(z.shape[1:])} "
-                    f"({first_line(exc)}); give the latent size it takes (Latent(G, dim) / "
-                    "--latent-dim)"
-                ) from exc
+            x = self.space.first_input(z)
             acts = forward_checked(self.model, x, self.layer_names)
             self.target.check(acts)
             if self.labels is not None and OUTPUT in acts:

@@ -16,8 +16,8 @@ from torch import nn
 
 from inverset.checks import is_number
 from inverset.domain import Box, as_shape
-from inverset.errors import InversetError
-from inverset.model import inputs_for
+from inverset.errors import InversetError, first_line
+from inverset.model import fingerprint, inputs_for
 
 
 class Space:
@@ -28,6 +28,11 @@ class Space:
 
     def to_input(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def first_input(self, z: torch.Tensor) -> torch.Tensor:
+        """:meth:`to_input` for a query's first codes, which check the space: a failure is
+        a one-line error naming the fix."""
+        return self.to_input(z)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": type(self).__name__}
@@ -129,5 +134,34 @@ class Latent(Space):
             x = x.reshape(z.shape[0], *self.domain.shape)
         return torch.maximum(torch.minimum(x, hi), lo)
 
+    def first_input(self, z: torch.Tensor) -> torch.Tensor:
+        """:meth:`to_input`; a generator that fails on the codes (a code size it does not
+        take) is a one-line error naming the fix."""
+        try:
+            return self.to_input(z)
+        except InversetError:
+            raise
+        except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+            raise InversetError(
+                f"the generator fails on codes of shape {tuple(z.shape[1:])} "
+                f"({first_line(exc)}); give the latent size it takes (Latent(G, dim) / "
+                "--latent-dim)"
+            ) from exc
+
+    def generator_id(self) -> str:
+        """What tells the generator apart in a saved query: a module by its weights (SHA-256
+        of its state dict), any other callable by its qualified name (else its type's)."""
+        g = self.generator
+        if isinstance(g, nn.Module):
+            return fingerprint(g)
+        return getattr(g, "__qualname__", "") or type(g).__name__
+
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "Latent", "dim": list(self.shape), "bound": self.bound}
+        """The space as plain data, its generator by :meth:`generator_id` (a saved run resumed
+        with other generator weights answers a different query)."""
+        return {
+            "kind": "Latent",
+            "dim": list(self.shape),
+            "bound": self.bound,
+            "generator": self.generator_id(),
+        }

@@ -143,7 +143,24 @@ GeneratorWeightsOpt = Annotated[
 LatentDimOpt = Annotated[
     int | None, typer.Option("--latent-dim", help="code size of G (default: recorded on G)")
 ]
-LatentBoundOpt = Annotated[float, typer.Option("--latent-bound", help="codes lie in [-B, B]^dim")]
+
+
+def given_only(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    """An option's value when given (command line or environment), None when left at its
+    default: a default must not pass for a request (``--latent-bound`` without a generator)."""
+    source = ctx.get_parameter_source(param.name or "")
+    return None if source is not None and source.name.startswith("DEFAULT") else value
+
+
+LatentBoundOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--latent-bound",
+        help="codes of --generator lie in [-B, B]^dim (default 3)",
+        callback=given_only,
+        show_default=False,
+    ),
+]
 
 
 def out_path(text: Any) -> Path:
@@ -306,7 +323,7 @@ def latent_space(
     generator: str | None,
     weights: Path | None,
     dim: int | None,
-    bound: float,
+    bound: float | None,
     *,
     model: torch.nn.Module,
     trust: bool = False,
@@ -314,20 +331,29 @@ def latent_space(
 ) -> Latent | None:
     """The ``Latent`` space the generator options describe (None without ``--generator``):
     G loaded as MODEL is (a file, or a factory with ``--generator-weights``), on ``model``'s
-    device, its code size from ``--latent-dim`` or recorded on G."""
+    device, its code size from ``--latent-dim`` or recorded on G, its bound ``--latent-bound``
+    when given (else Latent's own); a generator option without ``--generator`` is refused."""
     from inverset.model import model_device
     from inverset.space import Latent
 
     if dim is not None and dim < 1:
         raise InversetError(f"--latent-dim must be a whole number >= 1, got {dim}")
-    if not 0 < bound < math.inf:
+    if bound is not None and not 0 < bound < math.inf:
         raise InversetError(
             f"--latent-bound must be a positive number (codes lie in [-B, B]), got {bound}"
         )
     if generator is None:
-        if weights is not None or dim is not None:
-            given = "--generator-weights" if weights is not None else "--latent-dim"
-            raise InversetError(f"{given} applies to a generator; give --generator too")
+        given = [
+            name
+            for name, value in (
+                ("--generator-weights", weights),
+                ("--latent-dim", dim),
+                ("--latent-bound", bound),
+            )
+            if value is not None
+        ]
+        if given:
+            raise InversetError(f"{given[0]} applies to a generator; give --generator too")
         return None
     from inverset.loaders import load_model
 
@@ -345,7 +371,7 @@ def latent_space(
         raise InversetError(
             "the generator's code size is unknown; give --latent-dim (e.g. --latent-dim 8)"
         )
-    return Latent(g, dim, bound=bound)
+    return Latent(g, dim) if bound is None else Latent(g, dim, bound=bound)
 
 
 def parse_options(options: list[str] | None) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,7 +32,36 @@ from inverset.cli.app import (
     parse_floats,
     parse_options,
 )
+from inverset.cli.core import add_options
 from inverset.errors import InversetError
+
+#: how to set each parameter of ``inverset.jobs.atlas`` whose flag is not ``--`` its name
+ATLAS_FLAGS = {
+    "model": "give the model as the MODEL argument",
+    "out": "use --out",
+    "targets": "use --target",
+    "domain": "use --box, --box-file, --integer and --constraints",
+    "runner": "use --ray or --workers",
+    "ray_address": "use --ray ADDRESS",
+    "progress": "use --progress/--no-progress",
+    "report": "the command always writes the report (in Python: iv.atlas(..., report=False))",
+    "on_result": "it is set in Python only (iv.atlas(..., on_result=))",
+}
+
+
+def check_atlas_options(opts: dict[str, Any]) -> None:
+    """``--option`` takes options of the mode's call only: a parameter of the job itself
+    (seed, batch, ...; passed twice, it was a TypeError) is a one-line error naming its flag."""
+    import inspect
+
+    from inverset.jobs import atlas as run_atlas
+
+    params = inspect.signature(run_atlas).parameters
+    for key in opts:
+        p = params.get(key)
+        if p is not None and p.kind is not p.VAR_KEYWORD:
+            how = ATLAS_FLAGS.get(key, "use --" + key.replace("_", "-"))
+            raise InversetError(f"--option {key}=... is not an option of the mode's call; {how}")
 
 
 def parse_ranges(texts: list[str] | None) -> list[tuple[float, float]] | None:
@@ -158,12 +187,11 @@ def atlas(
     from inverset.jobs import atlas as run_atlas
 
     model, use_ray, address = parse_ray(model, ctx.args)
+    opts = parse_options(option)
+    check_atlas_options(opts)
+    add_options(opts, steps=steps, starts=starts, n=n)
     m = load_cli_model(model, trust, factory, device, input_shape)
     domain = build_domain(box, box_file, integer, constraints, input_shape, model=m)
-    opts = parse_options(option)
-    for key, value in (("steps", steps), ("starts", starts), ("n", n)):
-        if value is not None:
-            opts[key] = value
     summary = run_atlas(
         m,
         out_dir,

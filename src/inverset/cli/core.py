@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -151,6 +151,21 @@ def check_solver_options(opts: dict) -> None:
             raise InversetError(f"--option {key}=... is not a solver option; {how}")
 
 
+def add_options(opts: dict[str, Any], **given: Any) -> dict[str, Any]:
+    """Add the first-class options given (``starts=`` of ``--starts``; None: not given) to the
+    ``--option`` pairs ``opts``; one set both ways is a one-line error naming both."""
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key in opts:
+            flag = "--" + key.replace("_", "-")
+            raise InversetError(
+                f"{flag} {value} and --option {key}={opts[key]} both set {key}; give one of them"
+            )
+        opts[key] = value
+    return opts
+
+
 def _run(
     goal: Goal,
     model,
@@ -180,15 +195,11 @@ def _run(
     from inverset.problem import feature_names
     from inverset.target import read_labels
 
-    opts = parse_options(option)
+    opts = add_options(parse_options(option), starts=starts, steps=steps)
     check_solver_options(opts)
     m = load_cli_model(model, trust, factory, device, input_shape)
     domain = build_domain(box, box_file, integer, constraints, input_shape, model=m)
     space = latent_space(*latent, model=m, trust=trust, device=device)
-    if starts is not None:
-        opts["starts"] = starts
-    if steps is not None:
-        opts["steps"] = steps
     result = solve(
         m,
         target,

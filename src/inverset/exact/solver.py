@@ -52,6 +52,9 @@ RELU_MIN_UNSTABLE = 64
 BAB_MIN_CROWNS = 4
 
 
+#: what an unreachable range's message says of its point (callers that return no point cut it)
+POINT_NOTE = "the point returned is the best the proof met, not the nearest (reach searches it)"
+
 #: how a search ended without an answer: its status, and what the message says
 STOPS = {
     "time_limit": "stopped at the time limit",
@@ -632,7 +635,7 @@ def _decided(ctx: _Ctx, side, sense: float, end: float, asked: str, args, kw, ti
     # a range decision stops at the proof (certify and VNN-LIB checks ask nothing more): its
     # point is the best the decision met, not a searched nearest
     if side["x"] is not None:
-        msg += "; the point returned is the best the proof met, not the nearest (reach searches it)"
+        msg += f"; {POINT_NOTE}"
     return _result(ctx, side["x"], None, "unreachable", msg, b, timings, info, side)
 
 

@@ -174,7 +174,7 @@ class LatentImage(ImageParam):
         raw = torch.randn((int(batch), *latent.shape), generator=gen) * sd
         with torch.no_grad():
             z = torch.zeros((1, *latent.shape), device=device or _device(latent))
-            sample = latent.to_input(z)
+            sample = latent.first_input(z)
         super().__init__(tuple(sample.shape[1:]), batch, alpha=False)
         self.latent = latent
         self.lo, self.hi = (float(v) for v in value_range)

@@ -153,6 +153,51 @@ def _check_std(std) -> None:
 MAX_PIXELS = 2048 * 2048  # per rendered image; a batch of larger ones exhausts memory
 
 
+class RenderOutOfMemory(InversetError):
+    """A batch of ``images`` renders at ``size`` (e.g. '1024x1024') ran out of memory;
+    ``why`` is the allocator's line. Its message names visualize's option; a caller that
+    batches under another name rewords it with :func:`out_of_memory_message`."""
+
+    images: int = 0
+    size: str = ""
+    why: str = ""
+
+
+def out_of_memory_message(
+    images: int, size: str, why: str, flag: str, keyword: str, size_flag: str = "--size N"
+) -> str:
+    """One line for a batch that ran out of memory: what ran, and the smaller batch
+    (``flag``/``keyword``: the caller's option) or, for one image, a smaller size."""
+    k = max(1, images // 4)
+    fix = (
+        f"render fewer at a time: {flag} {k} ({keyword}={k})"
+        if images > 1
+        else f"render smaller images: {size_flag} (size=N)"
+    )
+    return f"out of memory rendering {images} image(s) at {size} in one batch ({why}); {fix}"
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """An allocator failure: torch's OutOfMemoryError (CUDA), the CPU allocator's
+    RuntimeError ("DefaultCPUAllocator: can't allocate memory"), MPS's, or a MemoryError."""
+    if isinstance(exc, MemoryError | torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text
+        or "DefaultCPUAllocator" in text
+        or "out of memory" in text.lower()
+    )
+
+
+def _out_of_memory(exc: BaseException, images: int, spatial: Sequence[int]) -> RenderOutOfMemory:
+    """The RenderOutOfMemory for ``exc`` in a batch of ``images`` at ``spatial``."""
+    size, why = "x".join(map(str, spatial)), first_line(exc)
+    err = RenderOutOfMemory(out_of_memory_message(images, size, why, "--batch-size", "batch_size"))
+    err.images, err.size, err.why = images, size, why
+    return err
+
+
 def _check_lr(lr: float) -> None:
     """A step size must be a finite positive number (Adam refuses others with a traceback,
     and NaN would silently turn every image into NaN)."""
@@ -543,8 +588,11 @@ def visualize(
     ``size`` is the render size (default: the model's input size; a model that only takes
     its own size gets resized inputs, and ``result.message`` says so: an ONNX file that
     declares a fixed input size, or a model whose forward fails at the render size; at most
-    2048x2048 pixels). The input and the render must be pictures (height and width at least
-    2) or 1-D signals: vectors and a row of features shaped (1, 1, 5) are refused.
+    2048x2048 pixels; with a ``Latent`` param the images are the generator's output, and a
+    ``size`` that differs is not applied: the message says so). The input and the render
+    must be pictures (height and width at least 2) or 1-D signals: vectors and a row of
+    features shaped (1, 1, 5) are refused. A batch that runs out of memory is the
+    :class:`RenderOutOfMemory` error naming a smaller ``batch_size``.
     ``frames`` > 0 keeps that many snapshots of the optimization for a GIF.
 
     Returns a Result with ``arrays['images']`` (N, C[+1 alpha], *size) in ``value_range``,
@@ -577,6 +625,7 @@ def visualize(
     read = list(dict.fromkeys(read)) or [OUTPUT]
     count_from = OUTPUT if sample.layers == (OUTPUT,) else layer
     device = model_device(model)
+    ignored = ""
     with contextlib.ExitStack() as stack:
         stack.enter_context(restore_mode(model, train=False, freeze=True))
         if isinstance(param, Latent):
@@ -584,9 +633,16 @@ def visualize(
                 stack.enter_context(restore_mode(param.generator, train=False, freeze=True))
             # the generator's output is the picture the model receives: its shape decides
             drawn = LatentImage(param, 1, value_range=(lo, hi), device=device).shape
-            size = drawn[1:] if size is None else size
+            if size is not None and _spatial(size, drawn) != drawn[1:]:
+                ignored = (
+                    f"size {'x'.join(map(str, _spatial(size, drawn)))} does not apply to a "
+                    f"Latent param: the images are the generator's own "
+                    f"{'x'.join(map(str, drawn[1:]))} output"
+                )
+            size = drawn[1:]
             input_shape = drawn if input_shape is None else input_shape
         runner, spatial, c, shapes, note = _setup(model, read, input_shape, size, mean, std)
+        note = "; ".join(n for n in (ignored, note) if n)
         if custom:
             units, labels = list(range(batch_size)), [objective.name] * batch_size
         else:
@@ -613,32 +669,37 @@ def visualize(
         with progress_bar(progress, steps * len(chunks), "visualize") as bar:
             for k, chunk in enumerate(chunks):
                 cseed = int(seed) * 100_003 + k
-                p = make_param(
-                    param,
-                    (c, *spatial),
-                    len(chunk),
-                    alpha=alpha,
-                    decorrelate=decorrelate,
-                    color_matrix=color_matrix,
-                    seed=cseed,
-                    value_range=(lo, hi),
-                    device=device,
-                ).to(device=device, dtype=work_dtype(model))
                 target = objective if custom else as_objective(objective, layer, chunk)
                 full = target + extra if extra is not None else target
-                img, xin, v, h, fr, interrupted, still = _render_batch(
-                    runner,
-                    p,
-                    full,
-                    target,
-                    tf,
-                    steps,
-                    lr,
-                    (lo, hi),
-                    torch.Generator().manual_seed(cseed + 1),
-                    frame_every,
-                    bar,
-                )
+                try:
+                    p = make_param(
+                        param,
+                        (c, *spatial),
+                        len(chunk),
+                        alpha=alpha,
+                        decorrelate=decorrelate,
+                        color_matrix=color_matrix,
+                        seed=cseed,
+                        value_range=(lo, hi),
+                        device=device,
+                    ).to(device=device, dtype=work_dtype(model))
+                    img, xin, v, h, fr, interrupted, still = _render_batch(
+                        runner,
+                        p,
+                        full,
+                        target,
+                        tf,
+                        steps,
+                        lr,
+                        (lo, hi),
+                        torch.Generator().manual_seed(cseed + 1),
+                        frame_every,
+                        bar,
+                    )
+                except (RuntimeError, MemoryError) as exc:
+                    if not _is_out_of_memory(exc):
+                        raise
+                    raise _out_of_memory(exc, len(chunk), spatial) from None
                 img = img.clone()
                 img[:, :c] = lo + (hi - lo) * img[:, :c]
                 imgs.append(img.cpu())

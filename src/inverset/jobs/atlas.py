@@ -51,7 +51,6 @@ from inverset.model import (
 )
 from inverset.progress import sigterm_as_interrupt
 from inverset.result import Result, _jsonable, output_directory
-from inverset.space import Latent
 from inverset.target import parse_target
 
 MODES = ("maximize", "minimize", "visualize", "sample")
@@ -334,19 +333,27 @@ def solve_unit(
         return [(key, sample(model, target=target, range=tuple(rng), domain=domain, **common))]
     if mode == "visualize":
         from inverset.featvis import visualize
+        from inverset.featvis.render import RenderOutOfMemory, out_of_memory_message
 
         accepted = inspect.signature(visualize).parameters
         if "time_limit" not in accepted:
             common.pop("time_limit")
         if domain is not None and "value_range" not in common:
             common["value_range"] = _value_range(domain)
-        res = visualize(
-            model,
-            layer=unit["layer"],
-            channels=unit["channels"],
-            batch_size=len(unit["channels"]),
-            **common,
-        )
+        try:
+            res = visualize(
+                model,
+                layer=unit["layer"],
+                channels=unit["channels"],
+                batch_size=len(unit["channels"]),
+                **common,
+            )
+        except RenderOutOfMemory as exc:  # the atlas's batch option, not visualize's
+            raise InversetError(
+                out_of_memory_message(
+                    exc.images, exc.size, exc.why, "--batch", "batch", "--option size=N"
+                )
+            ) from None
         return split_result(res, unit)
     raise InversetError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
 
@@ -419,8 +426,9 @@ def _value_range(domain: Box) -> tuple[float, float]:
 
 def split_result(res: Result, unit: dict[str, Any]) -> list[tuple[str, Result]]:
     """Per-target Results from one visualize Result that rendered a batch of channels:
-    ``xs``/``values`` and the arrays ``images``/``targets`` (axis 0) and ``frames`` (axis 1)
-    are split; history (the batch's mean objective), timings and nfev are shared."""
+    ``xs``/``values`` and the arrays ``images``/``targets`` (axis 0), ``z`` (a latent param's
+    codes, one row per target as ``xs``) and ``frames`` (axis 1) are split; history (the
+    batch's mean objective), timings and nfev are shared."""
     keys = unit["keys"]
     k = len(keys)
     values = np.asarray(res.values) if res.values is not None else None
@@ -436,6 +444,8 @@ def split_result(res: Result, unit: dict[str, Any]) -> list[tuple[str, Result]]:
             a = np.asarray(a)
             if name in ("images", "targets") and a.ndim and a.shape[0] == k:
                 arrays[name] = a[i]
+            elif name == "z" and a.ndim and a.shape[0] == k:
+                arrays[name] = a[i : i + 1]
             elif name == "frames" and a.ndim > 1 and a.shape[1] == k:
                 arrays[name] = a[:, i]
         query = {**res.query, "target": target, "targets": [target]}
@@ -655,14 +665,10 @@ def _job_problem(job: Any) -> str | None:
 
 
 def _described(obj: Any) -> Any:
-    """What job.json records of an option that is not JSON, the same in every process: a
-    Latent by its generator's weights, an object with ``describe()`` or ``to_dict()`` by that,
+    """What job.json records of an option that is not JSON, the same in every process: an
+    object with ``describe()`` or ``to_dict()`` by that (a Latent: its generator's weights),
     anything else by its text without a memory address (``<... at 0x7f...>`` made every
     resumed job look new)."""
-    if isinstance(obj, Latent):
-        g = obj.generator
-        who = fingerprint(g) if isinstance(g, nn.Module) else getattr(g, "__qualname__", "")
-        return {**obj.to_dict(), "generator": who or type(g).__name__}
     for name in ("describe", "to_dict"):
         if callable(getattr(obj, name, None)):
             return getattr(obj, name)()
@@ -812,6 +818,15 @@ class _BadQuery(Exception):
     has nothing done): the job is refused as bad input, as an up-front check would."""
 
 
+class _NotStarted(Exception):
+    """The runner failed to start (``error``: why, e.g. an unreachable Ray address): no
+    target has started, so the job is left as it was before this run."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
 def _names_target(message: str, unit: dict[str, Any]) -> bool:
     """The message names one of the unit's targets (so it is about that target), as the
     user wrote it or as errors print it (``-out:2`` prints ``-(out:2)``)."""
@@ -841,7 +856,8 @@ def _drive(
     ``job_time_limit`` counts from the first unit's start, and at least that unit starts, so
     every run makes progress. A unit's error is its targets' failure; but while the job has
     nothing ``done``, an InversetError naming none of the unit's targets, or one from every
-    unit, is about the query: :class:`_BadQuery`. Workers that can run no more
+    unit, is about the query: :class:`_BadQuery`; a runner that fails to start is
+    :class:`_NotStarted`. Workers that can run no more
     (:class:`RunnerFailed`) fail the units in flight and stop the run."""
     from inverset.errors import first_line
     from inverset.jobs.runners import RunnerFailed
@@ -856,7 +872,10 @@ def _drive(
     clock: float | None = None
     fresh = not done
     try:
-        run.start(model, spec)
+        try:
+            run.start(model, spec)
+        except Exception as exc:
+            raise _NotStarted(exc) from exc
         bar.show()
         while pending or inflight:
             while pending and len(inflight) < run.slots:
@@ -1108,7 +1127,8 @@ def _run_job(
     t0: float,
 ) -> AtlasSummary:
     """Run a job whose directory is locked: record it, drive its unfinished units, record the
-    run. A query the units refuse (:class:`_BadQuery`) restores job.json as it was."""
+    run. A query the units refuse (:class:`_BadQuery`) or a runner that fails to start
+    (:class:`_NotStarted`) restores job.json as it was: none when this run created it."""
     import inverset
     from inverset.jobs.runners import make_runner
 
@@ -1117,21 +1137,31 @@ def _run_job(
     job["inverset"] = inverset.__version__
     seeds = unit_seeds(job)
     keys = [t["key"] for t in job["targets"]]
+    run = make_runner(*make_runner_args)
     _write_json(out / "job.json", job)
     todo = [u for u in units if not all(k in done for k in u["keys"])]
-    run = make_runner(*make_runner_args)
     started = datetime.now(UTC).isoformat()
+
+    def restore() -> None:
+        if old is None:
+            (out / "job.json").unlink(missing_ok=True)
+        else:
+            _write_json(out / "job.json", old)
+
+    unstarted: Exception | None = None
     try:
         with _JobProgress(progress, len(keys), len(done), title, not run.live) as bar:
             status, finished, failed = _drive(
                 run, model, spec, todo, out, bar, job_time_limit, on_result, job["id"], done
             )
     except _BadQuery as exc:
-        if old is None:
-            (out / "job.json").unlink(missing_ok=True)
-        else:
-            _write_json(out / "job.json", old)
+        restore()
         raise InversetError(str(exc)) from None
+    except _NotStarted as exc:
+        unstarted = exc.error
+    if unstarted is not None:  # raised here, outside the handler, as the runner raised it
+        restore()
+        raise unstarted
     remaining = [k for k in keys if not is_done(out, k, seeds[k], job["id"])]
     if status == "complete" and failed:
         status = "failed"

@@ -43,10 +43,16 @@ def as_module(model: Any) -> nn.Module:
     )
 
 
+def _cwd_importable() -> None:
+    """Make modules in the current directory importable, as ``python -m`` does: a factory's
+    ``mymod.py`` here, or the module a trusted pickle's class lives in."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+
+
 def _from_factory(spec: str, weights: str | Path | None, device: str | None) -> nn.Module:
     mod_name, _, fn_name = spec.partition(":")
-    if os.getcwd() not in sys.path:  # as `python -m` does: mymod.py here is importable
-        sys.path.append(os.getcwd())
+    _cwd_importable()
     try:
         fn = getattr(importlib.import_module(mod_name), fn_name)
     except (ImportError, AttributeError) as exc:
@@ -207,6 +213,8 @@ def _load_torch(path: Path, trust: bool, device: str | torch.device | None = Non
         with warnings.catch_warnings():  # the refusal below says it in one line
             if not trust:
                 warnings.simplefilter("ignore")
+            else:
+                _cwd_importable()
             obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as exc:
         misread = _misread(path, "torch file", ("torch",))
@@ -218,6 +226,12 @@ def _load_torch(path: Path, trust: bool, device: str | torch.device | None = Non
                 f"{path} holds a pickled module, which can run code when loaded; pass --trust "
                 "(trust=True) if you trust its author, or save it as TorchScript or a state "
                 "dict with a factory"
+            ) from None
+        if trust and isinstance(exc, ModuleNotFoundError) and exc.name:
+            raise InversetError(
+                f"{path} holds a pickled module whose class's module {exc.name!r} cannot be "
+                "imported; run from the folder of that module's code or add the folder to "
+                "PYTHONPATH (install it if it is a package), or save the model as TorchScript"
             ) from None
         raise InversetError(f"{path} is not a readable torch file ({type(exc).__name__})") from None
     if isinstance(obj, nn.Module):

@@ -329,8 +329,11 @@ def build_report(
     for key, target in entries:
         d = out / key
         state = target_state(out, key)
+        # a result.json without its arrays: loading it says so, on a broken card; the atlas
+        # replaces it, but recomputes no complete result it cannot read (it may not be its own)
+        fix = f"remove {d} and rerun the atlas to recompute it"
         if state == "partial" and (d / "result.json").is_file():
-            state = "done"  # its arrays are missing: loading it says so, on a broken card
+            state, fix = "done", "rerun the atlas to recompute it"
         if state in ("absent", "partial"):
             why = failed.get(key)
             cls, text = ("failed", f"failed: {why}") if why else ("", "pending")
@@ -348,7 +351,7 @@ def build_report(
             why = first_line(exc)  # an InversetError names the file
             if not isinstance(exc, InversetError):
                 why = f"{d / 'result.json'} is not a saved result ({type(exc).__name__}: {why})"
-            problem(key, target, "broken", why, "rerun the atlas to recompute it")
+            problem(key, target, "broken", why, fix)
             continue
         if job and key in seeds and not is_own_result(result.info, key, seeds[key], ident):
             why = f"{d} holds another query's result, not this job's"

@@ -63,7 +63,7 @@ from inverset.progress import progress_bar, sigterm_as_interrupt
 from inverset.result import Result
 from inverset.sampling.encoders import Encoder, make_encoder
 from inverset.sampling.store import SampleStore
-from inverset.solvers import check_time_limit
+from inverset.solvers import check_time_limit, unbounded
 from inverset.space import Direct, Latent, Space
 from inverset.zoo import MAX_SEARCH_SEED, check_seed
 
@@ -303,10 +303,8 @@ class _Sampler:
         self.box = problem.space.box
         lo, hi = self.box.tensors(self.dev, self.dt)
         if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):
-            raise InversetError(
-                "inverse-set sampling needs a bounded search box; give the input domain finite "
-                "bounds (e.g. Box(0, 1)) or search a generator's latent space"
-            )
+            what, fix = unbounded(problem.space)
+            raise InversetError(f"inverse-set sampling needs a bounded search space: {what}; {fix}")
         self.lo, self.width = lo, (hi - lo).clamp_min(1e-12)
         g = problem.goal
         rows = [(g.low, g.high), *[(a, b) for _, a, b in problem.constraints]]
@@ -649,9 +647,16 @@ class _Sampler:
             )
             return None, False
         r = exact_solve(direct, seed=self.seed, time_limit=budget)
-        self.c["exact_check"] = (
-            r.message if r.message.startswith(r.status) else f"{r.status}: {r.message}"
-        )
+        if r.status == "found":
+            # the proof is about the model's inputs; through a generator G(z) may not reach them
+            via = "" if isinstance(p.space, Direct) else " (the check searches inputs, not G(z))"
+            self.c["exact_check"] = (
+                f"witness found: some input of the model has {self.describe_ranges()}{via}"
+            )
+        else:
+            self.c["exact_check"] = (
+                r.message if r.message.startswith(r.status) else f"{r.status}: {r.message}"
+            )
         if r.status == "interrupted":  # the solver answered a Ctrl-C: so does the run
             raise KeyboardInterrupt
         if r.status == "infeasible":
@@ -662,7 +667,7 @@ class _Sampler:
             raise _Stop("unreachable")
         if r.status == "unreachable":
             self.exact_result = r
-            self.empty_because = r.message
+            self.empty_because = _without_point(r.message)
             raise _Stop("unreachable")
         if r.status == "found" and r.x is not None and isinstance(p.space, Direct):
             return torch.as_tensor(np.asarray(r.x)), True
@@ -681,7 +686,7 @@ class _Sampler:
         if r.status == "infeasible":
             return "the domain admits no input (proven by the exact solver)"
         if r.status == "unreachable":
-            return r.message
+            return _without_point(r.message)
         return (
             f"the ranges cannot all hold at once on this domain: no input has {rng} (proven by "
             "the exact solver)"
@@ -1066,8 +1071,9 @@ class _Sampler:
         if status == "found" and accepted >= n:
             message = f"{accepted} samples, all verified in {rng}, after {steps}"
         else:
+            point = "point" if isinstance(p.space, Direct) else "code z whose G(z) has"
             why = {
-                "no_seed": f"seeding found no point in {rng} after {self.c['outer_iterations']} "
+                "no_seed": f"seeding found no {point} {rng} after {self.c['outer_iterations']} "
                 f"outer iterations ({self.c['seed_steps']} steps)",
                 "not_found": f"the walk used its budget of {o['max_steps']} steps",
                 "found": "every sample was taken",
@@ -1090,7 +1096,8 @@ class _Sampler:
                 else:
                     why += "; no proof that the range is unreachable (widen the range or raise "
                     why += "max_outer)"
-            message = f"{why}: {accepted} of {n} samples, all verified in {rng}, after {steps}"
+            verified = f", all verified in {rng}," if accepted else ""
+            message = f"{why}: {accepted} of {n} samples{verified} after {steps}"
             if self.store is not None and resumable:
                 message += f"; saved in {self.store.dir}, continue with resume=True / --resume"
         arrays: dict[str, np.ndarray] = {}
@@ -1154,6 +1161,14 @@ class _Sampler:
         parts = [f"{self.p.target} in {_interval(self.p.goal.low, self.p.goal.high)}"]
         parts += [f"{t} in {_interval(a, b)}" for t, a, b in self.p.constraints]
         return " and ".join(parts)
+
+
+def _without_point(message: str) -> str:
+    """The exact solver's unreachability message without its note on the returned point,
+    which an empty inverse set does not return."""
+    from inverset.exact.solver import POINT_NOTE
+
+    return message.split(f"; {POINT_NOTE}", 1)[0]
 
 
 def _interval(a: float, b: float) -> str:

@@ -35,6 +35,20 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
         os.replace(tmp, path)
 
 
+def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The keys whose values differ, one level into a dict both hold (``space.generator``)."""
+    keys = []
+    for k in sorted({*old, *new}):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += [f"{k}.{j}" for j in sorted({*a, *b}) if a.get(j) != b.get(j)]
+        else:
+            keys.append(k)
+    return keys
+
+
 class SampleStore:
     """Append-only sample chunks plus a small JSON state in ``directory``."""
 
@@ -56,11 +70,11 @@ class SampleStore:
             self.state = self._read_state(state_file)
             old = self.state.get("query") or {}
             if old != self.query:
-                keys = sorted(k for k in {*old, *self.query} if old.get(k) != self.query.get(k))
                 raise InversetError(
-                    f"the run in {self.dir} answered a different query ({', '.join(keys)} "
-                    "differ); resume it with the same model and weights, target, ranges, space "
-                    "and encoder, or choose another directory"
+                    f"the run in {self.dir} answered a different query "
+                    f"({', '.join(_differing(old, self.query))} differ); resume it with the same "
+                    "model and weights, target, ranges, space (generator and its weights) and "
+                    "encoder, or choose another directory"
                 )
             self.chunks = list(self.state.get("chunks", []))
 
