@@ -290,3 +290,22 @@ def test_a_box_whose_columns_are_reordered_is_matched_by_name(tmp_path):
     df.rename(columns={"c": "cc"}).to_csv(f, index=False)
     with pytest.raises(iv.InversetError, match=r"box names 'cc', which the model does not have"):
         iv.maximize(reg, "out:0", iv.Box.from_csv(f))
+
+
+def test_a_latent_generator_id_follows_its_weights():
+    """The generator's fingerprint (what a resumed run checks) is kept between calls but
+    follows every change of the weights: in place, a replaced parameter, a loaded state."""
+    torch.manual_seed(0)
+    g = nn.Sequential(nn.Linear(2, 5), nn.ReLU(), nn.Linear(5, 3))
+    lat = iv.Latent(g, 2)
+    seen = [lat.generator_id()]
+    assert lat.generator_id() == seen[0]
+    with torch.no_grad():
+        g[0].weight[0, 0] += 1
+    seen.append(lat.generator_id())
+    g[2].bias = nn.Parameter(g[2].bias.detach() + 1)
+    seen.append(lat.generator_id())
+    g.load_state_dict({k: v * 2 for k, v in g.state_dict().items()})
+    seen.append(lat.generator_id())
+    assert len(set(seen)) == 4
+    assert seen[-1] == iv.Latent(g, 2).generator_id()  # a fresh Latent agrees

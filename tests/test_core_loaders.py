@@ -474,8 +474,8 @@ def test_a_pipeline_inverset_cannot_fold_names_the_fix():
 
 
 def test_sklearn_poisson_regressor_keeps_its_exp_output():
-    """An MLPRegressor fitted with the Poisson loss predicts exp(z): the converted model's
-    last layer ``exp`` reproduces ``predict``."""
+    """An MLPRegressor fitted with the Poisson loss predicts exp(z): the converted model
+    reproduces ``predict``, and the exact solver refuses it in one line."""
     from sklearn.neural_network import MLPRegressor
 
     rng = np.random.default_rng(0)
@@ -489,7 +489,8 @@ def test_sklearn_poisson_regressor_keeps_its_exp_output():
     with torch.no_grad():
         got = model(torch.from_numpy(X)).numpy()[:, 0]
     assert np.abs(got - reg.predict(X)).max() <= 1e-9
-    assert [i.name for i in iv.layers(model)] == ["fc1", "act1", "out", "exp"]
+    with pytest.raises(iv.InversetError, match="cannot handle the operation exp"):
+        iv.maximize(model, "out:0", iv.Box(0, 1, shape=(3,)), solver="exact")
 
 
 PICKLED_CODE = """

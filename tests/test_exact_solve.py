@@ -815,6 +815,22 @@ def test_sequential_chains_are_read_without_tracing(monkeypatch):
         def forward(self, x):
             return 2 * super().forward(x)
 
+    # one layer object used twice: named by its first name, as tracing names it (the extractor
+    # looks layers up by the names named_modules lists; a KeyError escaped)
+    relu = nn.ReLU()
+    shared = nn.Sequential(nn.Linear(4, 6), relu, nn.Linear(6, 6), relu, nn.Linear(6, 2))
+    assert [n.target for n in ir._chain_graph(shared, tracer).nodes][1:-1] == [
+        "0",
+        "1",
+        "2",
+        "1",
+        "4",
+    ]
+    r = iv.maximize(shared, "out:1", iv.Box(-1, 1, shape=(4,)), solver="exact")
+    grid = torch.rand(20000, 4) * 2 - 1
+    with torch.no_grad():
+        assert r.status == "optimal" and r.value >= float(shared(grid)[:, 1].max()) - 1e-6
+
     twice = Doubled(*model)
     assert ir._chain_graph(twice, tracer) is None
     x = torch.rand(7, 4)

@@ -150,11 +150,18 @@ class Latent(Space):
 
     def generator_id(self) -> str:
         """What tells the generator apart in a saved query: a module by its weights (SHA-256
-        of its state dict), any other callable by its qualified name (else its type's)."""
+        of its state dict), any other callable by its qualified name (else its type's). The
+        hash is kept until a tensor of the state dict is replaced or changed in place (a 50 MB
+        generator takes 70 ms to hash, and every query and atlas target records it)."""
         g = self.generator
-        if isinstance(g, nn.Module):
-            return fingerprint(g)
-        return getattr(g, "__qualname__", "") or type(g).__name__
+        if not isinstance(g, nn.Module):
+            return getattr(g, "__qualname__", "") or type(g).__name__
+        state = tuple(
+            (name, t.data_ptr(), t._version, t.shape, t.dtype) for name, t in g.state_dict().items()
+        )
+        if getattr(self, "_id", (None,))[0] != state:
+            self._id = (state, fingerprint(g))
+        return self._id[1]
 
     def to_dict(self) -> dict[str, Any]:
         """The space as plain data, its generator by :meth:`generator_id` (a saved run resumed

@@ -288,7 +288,9 @@ def _chain_graph(model: nn.Module, tracer: fx.Tracer) -> fx.Graph | None:
     """The graph of an :class:`~torch.nn.Sequential` of layers ``tracer`` keeps whole (nested
     Sequentials flattened), written down directly; None for any other model. Tracing patches
     ``torch.nn.Module``'s methods and costs about 1 ms whatever the model's size: as much as
-    the rest of a small MLP's extraction (the diabetes MLPRegressor, 10-16-16-1)."""
+    the rest of a small MLP's extraction. A layer used twice is named as tracing names it, by
+    its first name (the one ``named_modules`` lists)."""
+    first = {id(m): name for name, m in model.named_modules()}
     names: list[str] = []
 
     def walk(m: nn.Module, prefix: str) -> bool:
@@ -297,7 +299,7 @@ def _chain_graph(model: nn.Module, tracer: fx.Tracer) -> fx.Graph | None:
         for name, child in m._modules.items():
             q = prefix + name
             if child is not None and tracer.is_leaf_module(child, q):
-                names.append(q)
+                names.append(first[id(child)])
             elif child is None or not walk(child, q + "."):
                 return False
         return True

@@ -14,17 +14,8 @@ from inverset.errors import InversetError
 _ACTS = {"identity": nn.Identity, "relu": nn.ReLU, "tanh": nn.Tanh, "logistic": nn.Sigmoid}
 
 
-class Exp(nn.Module):
-    """``exp``: the output activation of an MLPRegressor fitted with the Poisson loss."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.exp(x)
-
-
-class SklearnMLP(nn.Sequential):
-    """Layers ``fc1, act1, fc2, act2, ..., out`` (and ``exp`` for a Poisson regressor) in
-    float64, as sklearn computes; a plain :class:`~torch.nn.Sequential`, which the exact
-    solver reads without tracing.
+class SklearnMLP(nn.Module):
+    """Layers ``fc1, act1, fc2, act2, ..., out`` in float64, as sklearn computes.
 
     Regressors output predictions. Classifiers output logits; a binary classifier's single
     logit z becomes the two logits (0, z) (its ``out`` layer gets a zero first row), so
@@ -57,6 +48,7 @@ class SklearnMLP(nn.Sequential):
                 self.add_module(f"act{i + 1}", _ACTS[act]())
             else:
                 self.add_module("out", lin)
+        self.n_hidden = n - 1
         self.out_activation = est.out_activation_
         self.is_classifier = hasattr(est, "classes_")
         if not self.is_classifier and self.out_activation not in ("identity", "exp"):
@@ -70,8 +62,15 @@ class SklearnMLP(nn.Sequential):
         names = getattr(est, "feature_names_in_", None)
         self.feature_names = [str(f) for f in names] if names is not None else None
         self.source = f"sklearn {type(est).__name__}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(x.shape[0], -1)
+        for i in range(1, self.n_hidden + 1):
+            h = getattr(self, f"act{i}")(getattr(self, f"fc{i}")(h))
+        z = self.out(h)
         if self.out_activation == "exp":
-            self.add_module("exp", Exp())
+            z = torch.exp(z)
+        return z
 
 
 #: what inverset reads: an MLP, alone or last in a Pipeline after these scalers

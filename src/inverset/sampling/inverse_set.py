@@ -1071,7 +1071,7 @@ class _Sampler:
         if status == "found" and accepted >= n:
             message = f"{accepted} samples, all verified in {rng}, after {steps}"
         else:
-            point = "point" if isinstance(p.space, Direct) else "code z whose G(z) has"
+            point = "point with" if isinstance(p.space, Direct) else "code z whose G(z) has"
             why = {
                 "no_seed": f"seeding found no {point} {rng} after {self.c['outer_iterations']} "
                 f"outer iterations ({self.c['seed_steps']} steps)",
