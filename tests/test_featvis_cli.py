@@ -134,3 +134,29 @@ def test_a_batch_out_of_memory_is_one_line_exit_2(run_main, cnn_file, tmp_path, 
     p = run_main(*args, "--batch-size", 3, "--no-progress", "--json")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["targets"] == [f"conv2:{c}" for c in range(8)]
+
+
+def test_a_dream_out_of_memory_is_one_line_exit_2(run_main, cnn_file, tmp_path, monkeypatch):
+    """Out of memory in a dream's octave was a traceback and 'internal error', exit 4."""
+    from PIL import Image
+
+    from inverset.zoo import DigitsCNN
+
+    forward = DigitsCNN.forward
+
+    def tight(self, x):  # the 6th call: a step of the first octave, 9x9 (24 / 1.4**3)
+        tight.calls += 1
+        if tight.calls > 5:
+            raise RuntimeError(ALLOC)
+        return forward(self, x)
+
+    tight.calls = 0
+    monkeypatch.setattr(DigitsCNN, "forward", tight)
+    Image.fromarray(np.full((24, 24), 128, dtype=np.uint8)).save(tmp_path / "grey.png")
+    args = ("dream", cnn_file, *MODEL, "--image", tmp_path / "grey.png", "--layer", "conv2")
+    p = run_main(*args, "--no-progress", "--out", tmp_path / "d")
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip().splitlines() == [
+        f"error: out of memory dreaming at 9x9 ({ALLOC}); give a smaller image (e.g. half the "
+        "size) or a layer nearer the input"
+    ]

@@ -958,6 +958,14 @@ def dream(
             except KeyboardInterrupt:  # Ctrl-C: the detail so far, on the full image
                 interrupted = True
                 x = (base + _resize(x.detach() - b, full)).clamp(lo, hi)
+            except Exception as exc:
+                if not _is_out_of_memory(exc):
+                    raise
+                at = "x".join(map(str, tuple(x.shape[2:])))
+                raise InversetError(
+                    f"out of memory dreaming at {at} ({first_line(exc)}); give a smaller image "
+                    "(e.g. half the size) or a layer nearer the input"
+                ) from None
             with torch.no_grad():
                 value = float(obj(Context(run(x), x)).mean())
                 xin = runner.prepare(x).cpu()
