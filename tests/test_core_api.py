@@ -309,3 +309,23 @@ def test_a_latent_generator_id_follows_its_weights():
     seen.append(lat.generator_id())
     assert len(set(seen)) == 4
     assert seen[-1] == iv.Latent(g, 2).generator_id()  # a fresh Latent agrees
+
+
+def test_queries_in_a_latent_space_hash_the_generator_once(monkeypatch):
+    """Every query records its generator's fingerprint through its own copy of the Latent
+    (``with_domain``): the hash is shared by the copies, not redone for each query."""
+    from inverset import space
+
+    torch.manual_seed(0)
+    g = nn.Sequential(nn.Linear(2, 5), nn.ReLU(), nn.Linear(5, 3))
+    clf = nn.Sequential(nn.Linear(3, 2))
+    lat, hashed = iv.Latent(g, 2), []
+    real = space.fingerprint
+    monkeypatch.setattr(space, "fingerprint", lambda m: hashed.append(m) or real(m))
+    ids = {
+        iv.maximize(clf, "out:0", iv.Box(-1, 1, shape=(3,)), space=lat, max_evals=20).query[
+            "space"
+        ]["generator"]
+        for _ in range(3)
+    }
+    assert ids == {lat.generator_id()} and len(hashed) == 1

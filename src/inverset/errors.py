@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+
 
 class InversetError(ValueError):
     """Bad input from the user (wrong layer name, bad box, unreadable file, ...).
@@ -20,3 +23,20 @@ def first_line(exc: BaseException) -> str:
     one-line error quotes from a library's longer message."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+#: what a library raises when it cannot take what it was given (shapes, sizes, types)
+LIBRARY_FAILURES = (RuntimeError, ValueError, IndexError, TypeError)
+
+
+@contextlib.contextmanager
+def reworded(message: Callable[[str], str]) -> Iterator[None]:
+    """A library's failure inside the block (:data:`LIBRARY_FAILURES`) becomes the one-line
+    error ``message(first line of the failure)``; an InversetError (a ValueError too) is
+    already one line and passes as it is."""
+    try:
+        yield
+    except InversetError:
+        raise
+    except LIBRARY_FAILURES as exc:
+        raise InversetError(message(first_line(exc))) from exc

@@ -7,6 +7,7 @@ parameterizations (Fourier, decorrelated colour) live in :mod:`inverset.featvis.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +17,13 @@ from torch import nn
 
 from inverset.checks import is_number
 from inverset.domain import Box, as_shape
-from inverset.errors import InversetError, first_line
+from inverset.errors import InversetError, reworded
 from inverset.model import fingerprint, inputs_for
+
+#: each generator module's fingerprint, with the state (tensor addresses and versions) it hashed
+_GENERATOR_IDS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class Space:
@@ -137,31 +143,30 @@ class Latent(Space):
     def first_input(self, z: torch.Tensor) -> torch.Tensor:
         """:meth:`to_input`; a generator that fails on the codes (a code size it does not
         take) is a one-line error naming the fix."""
-        try:
+        with reworded(
+            lambda why: (
+                f"the generator fails on codes of shape {tuple(z.shape[1:])} ({why}); "
+                "give the latent size it takes (Latent(G, dim) / --latent-dim)"
+            )
+        ):
             return self.to_input(z)
-        except InversetError:
-            raise
-        except (RuntimeError, ValueError, IndexError, TypeError) as exc:
-            raise InversetError(
-                f"the generator fails on codes of shape {tuple(z.shape[1:])} "
-                f"({first_line(exc)}); give the latent size it takes (Latent(G, dim) / "
-                "--latent-dim)"
-            ) from exc
 
     def generator_id(self) -> str:
         """What tells the generator apart in a saved query: a module by its weights (SHA-256
         of its state dict), any other callable by its qualified name (else its type's). The
-        hash is kept until a tensor of the state dict is replaced or changed in place (a 50 MB
-        generator takes 70 ms to hash, and every query and atlas target records it)."""
+        hash is kept per generator, shared by every Latent of it (each query's is a copy,
+        :meth:`with_domain`), until a tensor of its state dict is replaced or changed in place:
+        a 50 MB generator takes 70 ms to hash, and every query and atlas target records it."""
         g = self.generator
         if not isinstance(g, nn.Module):
             return getattr(g, "__qualname__", "") or type(g).__name__
         state = tuple(
             (name, t.data_ptr(), t._version, t.shape, t.dtype) for name, t in g.state_dict().items()
         )
-        if getattr(self, "_id", (None,))[0] != state:
-            self._id = (state, fingerprint(g))
-        return self._id[1]
+        kept = _GENERATOR_IDS.get(g)
+        if kept is None or kept[0] != state:
+            kept = _GENERATOR_IDS[g] = (state, fingerprint(g))
+        return kept[1]
 
     def to_dict(self) -> dict[str, Any]:
         """The space as plain data, its generator by :meth:`generator_id` (a saved run resumed

@@ -32,7 +32,7 @@ from inverset.cli.app import (
     parse_floats,
     parse_options,
 )
-from inverset.cli.core import add_options
+from inverset.cli.core import add_options, refuse_own_parameters
 from inverset.errors import InversetError
 
 #: how to set each parameter of ``inverset.jobs.atlas`` whose flag is not ``--`` its name
@@ -52,16 +52,15 @@ ATLAS_FLAGS = {
 def check_atlas_options(opts: dict[str, Any]) -> None:
     """``--option`` takes options of the mode's call only: a parameter of the job itself
     (seed, batch, ...; passed twice, it was a TypeError) is a one-line error naming its flag."""
-    import inspect
-
     from inverset.jobs import atlas as run_atlas
 
-    params = inspect.signature(run_atlas).parameters
-    for key in opts:
-        p = params.get(key)
-        if p is not None and p.kind is not p.VAR_KEYWORD:
-            how = ATLAS_FLAGS.get(key, "use --" + key.replace("_", "-"))
-            raise InversetError(f"--option {key}=... is not an option of the mode's call; {how}")
+    refuse_own_parameters(
+        opts,
+        run_atlas,
+        "an option of the mode's call",
+        ATLAS_FLAGS,
+        lambda key: "use --" + key.replace("_", "-"),
+    )
 
 
 def parse_ranges(texts: list[str] | None) -> list[tuple[float, float]] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -136,19 +137,29 @@ QUERY_OPTIONS = {
 }
 
 
-def check_solver_options(opts: dict) -> None:
-    """``--option`` takes solver options only: a parameter of the query itself (seed, time
-    limit, ...) is a one-line error naming the option that sets it."""
+def refuse_own_parameters(
+    opts: dict, fn: Callable, what: str, how: dict[str, str], other: Callable[[str], str]
+) -> None:
+    """``--option`` passes options through ``fn`` (the query, the atlas job) to what it runs:
+    a parameter of ``fn`` itself is a one-line error saying it is not ``what`` and how to set
+    it (``how[key]``, else ``other(key)``)."""
     import inspect
 
-    from inverset.api import solve
-
-    params = inspect.signature(solve).parameters
+    params = inspect.signature(fn).parameters
     for key in opts:
         p = params.get(key)
         if p is not None and p.kind is not p.VAR_KEYWORD:
-            how = QUERY_OPTIONS.get(key, "the command's own options set it")
-            raise InversetError(f"--option {key}=... is not a solver option; {how}")
+            raise InversetError(f"--option {key}=... is not {what}; {how.get(key) or other(key)}")
+
+
+def check_solver_options(opts: dict) -> None:
+    """``--option`` takes solver options only: a parameter of the query itself (seed, time
+    limit, ...) is a one-line error naming the option that sets it."""
+    from inverset.api import solve
+
+    refuse_own_parameters(
+        opts, solve, "a solver option", QUERY_OPTIONS, lambda _: "the command's own options set it"
+    )
 
 
 def add_options(opts: dict[str, Any], **given: Any) -> dict[str, Any]:

@@ -235,22 +235,20 @@ class _Ctx:
         if sense not in self._heads:
             p = self.problem
             e = p.target if sense > 0 else Neg(p.target)
-            margin = any(r.kind == "margin" for r in e.refs())
-            if not margin and split_head(e, 0)[0].kind == "leaf":
-                # no min/max at the top: the compiled chain is the head
-                self._heads[sense] = (self.net.select([0], sense), Head("leaf", 0))
-                return self._heads[sense]
             gen = torch.Generator().manual_seed(99)
-            x = p.domain.sample(8, gen, dtype=torch.float64).reshape(8, -1)
-            n_out = 0  # the model's output count matters to margin:k only
-            if margin:
+            x = None  # sample points: for margin:k (the model's output count), then the check
+            n_out = 0
+            if any(r.kind == "margin" for r in e.refs()):
+                x = p.domain.sample(8, gen, dtype=torch.float64).reshape(8, -1)
                 with torch.no_grad(), p.session():
                     out = p.model(x.reshape(8, *p.domain.shape).to(p.device, p.dtype))
                 n_out = int(out.reshape(8, -1).shape[1])
             head, leaves = split_head(e, n_out)
-            if head.kind == "leaf":
+            if head.kind == "leaf":  # no min/max at the top: the compiled chain is the head
                 self._heads[sense] = (self.net.select([0], sense), Head("leaf", 0))
                 return self._heads[sense]
+            if x is None:
+                x = p.domain.sample(8, gen, dtype=torch.float64).reshape(8, -1)
             with p.session():
                 net = extract(p.model, p.domain.shape, leaves)
             with torch.no_grad():

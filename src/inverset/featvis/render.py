@@ -958,7 +958,7 @@ def dream(
             except KeyboardInterrupt:  # Ctrl-C: the detail so far, on the full image
                 interrupted = True
                 x = (base + _resize(x.detach() - b, full)).clamp(lo, hi)
-            except Exception as exc:
+            except (RuntimeError, MemoryError) as exc:
                 if not _is_out_of_memory(exc):
                     raise
                 at = "x".join(map(str, tuple(x.shape[2:])))

@@ -55,7 +55,7 @@ from torch import nn
 
 from inverset.checks import is_number, is_whole
 from inverset.domain import Box
-from inverset.errors import InversetError, first_line
+from inverset.errors import InversetError, reworded
 from inverset.goal import Goal
 from inverset.model import fingerprint, forward, to_numpy
 from inverset.problem import Problem
@@ -385,16 +385,14 @@ class _Sampler:
             t = time.perf_counter()
             x = self.p.space.to_input(self.z(u))
             acts = forward(self.p.model, x, self.names)
-            try:
-                e = self.enc(x, acts)
-            except InversetError:  # already one line naming the problem and its fix
-                raise
-            except (RuntimeError, ValueError, IndexError, TypeError) as exc:
-                raise InversetError(
-                    f"the encoder ({self.enc.describe()}) fails on the model's inputs of shape "
-                    f"{tuple(x.shape[1:])} ({first_line(exc)}); give one that takes them, a "
+            with reworded(
+                lambda why: (
+                    f"the encoder ({self.enc.describe()}) fails on the model's inputs "
+                    f"of shape {tuple(x.shape[1:])} ({why}); give one that takes them, a "
                     "layer name or 'identity'"
-                ) from exc
+                )
+            ):
+                e = self.enc(x, acts)
             self.sec_per_point = time.perf_counter() - t
         self.bytes_per_sample += x[0].numel() * x.element_size()
         self.pair_cost = PAIR_SECONDS * (x[0].numel() + e[0].numel())
