@@ -837,3 +837,50 @@ def test_sequential_chains_are_read_without_tracing(monkeypatch):
     got = ir.extract(twice, (4,), target).forward(x.double())[:, 0]
     with torch.no_grad():
         assert torch.allclose(got.float(), twice(x)[:, 1], atol=1e-6)
+
+
+def test_sklearn_mlps_give_their_chain_without_tracing(monkeypatch):
+    """A converted scikit-learn MLP (regressor, binary classifier, pipeline with a scaler)
+    gives its layer chain to the exact solver directly: the same network as the traced one,
+    also on an input shaped as pictures. A Poisson regressor (its exp) is still traced."""
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from inverset.exact import ir
+    from inverset.loaders.sklearn import from_sklearn
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 4)) * 3 + 1
+    y = X @ [1.0, -2.0, 0.5, 0.0]
+    fits = [
+        MLPRegressor(hidden_layer_sizes=(6, 5), max_iter=50, random_state=0).fit(X, y),
+        MLPClassifier(hidden_layer_sizes=(5,), max_iter=50, random_state=0).fit(X, y > 0),
+        make_pipeline(
+            StandardScaler(), MLPRegressor(hidden_layer_sizes=(5,), max_iter=50, random_state=0)
+        ).fit(X, y),
+    ]
+    tracer = ir._Tracer(autowrap_modules=())
+    for est in fits:
+        model = from_sklearn(est)
+        for shape in [(4,), (1, 2, 2)]:
+            targets = [iv.parse_target(f"out:{j}") for j in range(model.out.out_features)]
+            direct = ir.extract(model, shape, targets)
+            with monkeypatch.context() as m:
+                m.setattr(ir, "_chain_graph", lambda model, tracer: None)
+                traced = ir.extract(model, shape, targets)
+            tensors = zip(
+                direct.weights + direct.biases, traced.weights + traced.biases, strict=True
+            )
+            assert all(torch.equal(a, b) for a, b in tensors)
+    poisson = MLPRegressor(
+        hidden_layer_sizes=(5,), loss="poisson", max_iter=50, random_state=0
+    ).fit(X, np.abs(y))
+    assert ir._chain_graph(from_sklearn(poisson), tracer) is None
+    assert [n.target for n in ir._chain_graph(from_sklearn(fits[0]), tracer).nodes][2:-1] == [
+        "fc1",
+        "act1",
+        "fc2",
+        "act2",
+        "out",
+    ]

@@ -289,7 +289,26 @@ def _chain_graph(model: nn.Module, tracer: fx.Tracer) -> fx.Graph | None:
     Sequentials flattened), written down directly; None for any other model. Tracing patches
     ``torch.nn.Module``'s methods and costs about 1 ms whatever the model's size: as much as
     the rest of a small MLP's extraction. A layer used twice is named as tracing names it, by
-    its first name (the one ``named_modules`` lists)."""
+    its first name (the one ``named_modules`` lists). A scikit-learn MLP's converted module
+    gives its chain itself (:meth:`~inverset.loaders.sklearn.SklearnMLP.chain`)."""
+    from inverset.loaders.sklearn import SklearnMLP
+
+    flat = isinstance(model, SklearnMLP)
+    names = model.chain() if flat else _sequential_names(model, tracer)
+    if names is None:
+        return None
+    graph = fx.Graph()
+    x = graph.placeholder("x")
+    if flat:
+        x = graph.call_function(torch.flatten, (x, 1))
+    for q in names:
+        x = graph.call_module(q, (x,))
+    graph.output(x)
+    return graph
+
+
+def _sequential_names(model: nn.Module, tracer: fx.Tracer) -> list[str] | None:
+    """The names of the layers a plain Sequential applies in turn, or None for another model."""
     first = {id(m): name for name, m in model.named_modules()}
     names: list[str] = []
 
@@ -304,14 +323,7 @@ def _chain_graph(model: nn.Module, tracer: fx.Tracer) -> fx.Graph | None:
                 return False
         return True
 
-    if not walk(model, ""):
-        return None
-    graph = fx.Graph()
-    x = graph.placeholder("x")
-    for q in names:
-        x = graph.call_module(q, (x,))
-    graph.output(x)
-    return graph
+    return names if walk(model, "") else None
 
 
 def _unsupported(what: str) -> UnsupportedModelError:

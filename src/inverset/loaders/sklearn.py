@@ -63,6 +63,15 @@ class SklearnMLP(nn.Module):
         self.feature_names = [str(f) for f in names] if names is not None else None
         self.source = f"sklearn {type(est).__name__}"
 
+    def chain(self) -> list[str] | None:
+        """Names of the layers ``forward`` applies in turn to its flattened input, or None
+        when it does more (a Poisson regressor's exp): the exact solver reads this chain
+        instead of tracing ``forward``, which costs about 1.5 ms a solve."""
+        if type(self).forward is not SklearnMLP.forward or self.out_activation == "exp":
+            return None
+        hidden = [f"{k}{i}" for i in range(1, self.n_hidden + 1) for k in ("fc", "act")]
+        return [*hidden, "out"]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.reshape(x.shape[0], -1)
         for i in range(1, self.n_hidden + 1):
