@@ -206,6 +206,27 @@ def test_save_writes_grid_gif_and_result(digits_cnn, tmp_path):
         assert g.n_frames == 6
 
 
+def test_images_the_model_receives_as_they_are_are_saved_once(digits_cnn, tmp_path):
+    """Un-normalized renders are the model's inputs themselves: ``xs`` is written once (it was
+    a second copy of the images, 328 MB for 64 at 512 px) and read back as both, apart;
+    normalized inputs differ from the images and keep their own copy."""
+    import zipfile
+
+    model = digits_cnn.model
+    plain = fv.visualize(model, layer="out", channels="0-2", steps=3)
+    normed = fv.visualize(model, layer="out", channels="0-2", steps=3, mean=0.5, std=0.25)
+    for r, d, copies in [(plain, tmp_path / "a", 1), (normed, tmp_path / "b", 2)]:
+        r.save(d)
+        with zipfile.ZipFile(d / "result.npz") as z:
+            names = set(z.namelist())
+        assert ("xs.npy" in names) == (copies == 2) and "arrays/images.npy" in names
+        back = iv.Result.load(d)
+        np.testing.assert_array_equal(back.xs, r.xs)
+        np.testing.assert_array_equal(back.arrays["images"], r.arrays["images"])
+        back.xs[:] = -1
+        assert (back.arrays["images"] != -1).all()
+
+
 def test_latent_generator_space(digits_cnn):
     torch.manual_seed(0)
     decoder = nn.Sequential(nn.Linear(6, 64), nn.Sigmoid(), nn.Unflatten(1, (1, 8, 8)))

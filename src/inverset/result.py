@@ -42,6 +42,18 @@ EMPTY_DIRECTORY = (
 )
 
 
+def _copy_of(arrays: dict[str, np.ndarray], name: str) -> str | None:
+    """The key of another array equal to ``arrays[name]`` (same shape, dtype and values), or
+    None: a visualization's ``xs`` is often its ``arrays/images``, hundreds of MB at 512 px."""
+    a = arrays.get(name)
+    if a is None:
+        return None
+    for key, b in arrays.items():
+        if key != name and b.shape == a.shape and b.dtype == a.dtype and np.array_equal(a, b):
+            return key
+    return None
+
+
 def output_directory(path: str | Path, create: bool = True) -> Path:
     """``path`` as a directory to write into (made when ``create``, else only checked by making
     and removing what is missing); a one-line error when it or one of its parents is an
@@ -249,6 +261,10 @@ class Result:
             v = getattr(self, name)
             if v is not None:
                 arrays[name] = np.asarray(v)
+        copy = _copy_of(arrays, "xs")
+        if copy is not None:  # e.g. un-normalized images: written once, read back as both
+            meta["xs_in"] = copy
+            del arrays["xs"]
         text = json.dumps(_jsonable(meta, tagged=True), indent=2, allow_nan=False)
         try:
             d = output_directory(directory)
@@ -300,6 +316,8 @@ class Result:
                 text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
                 why = f"is not a valid npz file ({text or type(exc).__name__}: damaged)"
             raise InversetError(f"{npz} {why}; save the result again") from exc
+        if meta.get("xs_in") in arrays and "xs" not in arrays:
+            arrays["xs"] = arrays[meta["xs_in"]].copy()
         extra = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("arrays/")}
         return cls(
             x=arrays.get("x"),
