@@ -13,7 +13,8 @@ from G's prior; (d) unadjusted Langevin dynamics in the latent space on the prio
 penalty (the PPGN family). Every returned sample is re-evaluated.
 
 Columns: "in range" counts the returned samples that re-evaluate in the range, out of the n
-asked for (over all seeds); E-div (mean pairwise E-distance) and the costs per sample are over
+asked for (over all seeds); E-div (mean pairwise E-distance), E-NN (median E-distance to the
+nearest other sample: near-copies pull it to 0) and the costs per sample are over
 those in-range samples. "steps" is seed 0's run only: (a) seeding steps + sampling steps, (b)
 the median step at which a start first lay in the range / the last step taken, (c) none, (d)
 the Langevin steps of every chain. "range coverage (8 bins)" splits [Z1, Z2] into 8 equal bins
@@ -60,6 +61,17 @@ def verify(model, target, z1, z2, xs, enc):
         v = p.target.evaluate(acts).double().numpy()
         e = enc(x, acts).double().numpy()
     return (v >= z1) & (v <= z2), e
+
+
+def median_nearest(e: np.ndarray) -> float:
+    """Median over the samples of the E-distance to the nearest other sample: near-copies
+    (which the mean pairwise distance does not see) pull it towards 0."""
+    if len(e) < 2:
+        return float("nan")
+    t = torch.as_tensor(e)
+    d = torch.cdist(t, t)
+    d.fill_diagonal_(math.inf)
+    return float(d.min(1).values.median())
 
 
 def ours(model, space, target, z1, z2, n, seed, **kw) -> dict:
@@ -235,13 +247,14 @@ def main() -> None:
     seeds = [int(s) for s in a.seeds.split(",")]
     print(f"query: {a.target} in [{z1:g}, {z2:g}], n={a.n}, E={enc.describe()}, seeds {seeds}")
     print(
-        "in range: re-evaluated in range / asked for; E-div and costs per sample: over the "
-        "in-range samples; steps (seed 0): (a) seeding+sampling, (b) median first in-range "
-        "step/last step, (d) Langevin steps; range coverage: per seed, how many of 8 equal bins "
-        "of the range hold an in-range sample"
+        "in range: re-evaluated in range / asked for; E-div, E-NN (median E-distance to the "
+        "nearest other sample) and costs per sample: over the in-range samples; steps (seed "
+        "0): (a) seeding+sampling, (b) median first in-range step/last step, (d) Langevin "
+        "steps; range coverage: per seed, how many of 8 equal bins of the range hold an "
+        "in-range sample"
     )
     head = (
-        f"{'method':52s} {'in range':>10s} {'E-div':>13s} {'grad/sample':>11s} "
+        f"{'method':52s} {'in range':>10s} {'E-div':>13s} {'E-NN':>6s} {'grad/sample':>11s} "
         f"{'fwd/sample':>10s} {'ms/sample':>9s} {'steps':>9s}  range coverage (8 bins)"
     )
     print(head)
@@ -269,6 +282,7 @@ def main() -> None:
                     1000 * dt / k,
                     r["steps"],
                     int((cover > 0).sum()),
+                    median_nearest(e[ok]),
                 )
             )
         good = sum(r[0] for r in rows)
@@ -279,7 +293,8 @@ def main() -> None:
         ge, fe, ms = (np.mean([r[i] for r in rows if r[0]]) for i in (2, 3, 4))
         print(
             f"{name:52s} {f'{good}/{asked}':>10s} "
-            f"{f'{np.nanmean(div):.3f}±{np.nanstd(div):.3f}':>13s} {ge:11.1f} {fe:10.1f} "
+            f"{f'{np.nanmean(div):.3f}±{np.nanstd(div):.3f}':>13s} "
+            f"{np.nanmean([r[7] for r in rows]):6.3f} {ge:11.1f} {fe:10.1f} "
             f"{ms:9.2f} {rows[0][5]:>9s}  {[r[6] for r in rows]}"
         )
 

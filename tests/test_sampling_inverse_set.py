@@ -112,6 +112,29 @@ class Interrupt:
             raise KeyboardInterrupt
 
 
+def test_a_walker_circling_a_point_returns_no_near_copies():
+    """A walker held between the range and the diversity push steps back and forth; the
+    paper's rule (spacing 0) took each return as a new sample (86% of 200 samples within a
+    quarter step of another); a point is now a sample only half a step from its walker's
+    last ones."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 1)).eval()
+    with torch.no_grad():
+        v = m(torch.rand(20000, 16))[:, 0]
+    rng = tuple(float(q) for q in torch.quantile(v, torch.tensor([0.5, 0.55])))
+    quarter = 0.25 * 0.025 * math.sqrt(16)  # a quarter of a walk step (unit box)
+    near = {}
+    for spacing in (0.0, 0.5):
+        r = sample(m, "out:0", rng, n=200, domain=Box(0, 1, shape=(16,)), spacing=spacing)
+        assert r.status == "found" and len(r.xs) == 200
+        assert ((r.values >= rng[0]) & (r.values <= rng[1])).all()
+        d = torch.cdist(torch.as_tensor(r.xs), torch.as_tensor(r.xs))
+        d.fill_diagonal_(math.inf)
+        near[spacing] = float((d.amin(1) < quarter).double().mean())
+    assert near[0.0] > 0.5 and near[0.5] <= 0.02, near
+    assert r.info["too_close"] > 0
+
+
 def test_interrupt_keeps_samples_and_resume_reaches_n_without_duplicates(tmp_path):
     m, w, c = logistic_model()
     out = tmp_path / "run"

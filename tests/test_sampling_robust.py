@@ -325,8 +325,11 @@ def test_resume_keeps_the_in_range_points_seeding_met(tmp_path):
     iteration, the saved run keeps the point met, so the resumed run finds what a fresh one
     does (it lost it, and ended not_found with no sample)."""
     need("highspy")
-    kw = dict(domain=Box(0, 1), n=20, inner_steps=5, max_outer=3)
+    # a sliver of a range: 20 points in it lie closer than the default spacing
+    kw = dict(domain=Box(0, 1), n=20, inner_steps=5, max_outer=3, spacing=0.0)
     rng = (0.1255, 0.1265)
+    short = sample(peaked(), "out:0", rng, **{**kw, "spacing": 0.5})
+    assert short.status == "not_found" and "spacing=0.1 / --option spacing=0.1" in short.message
     fresh = sample(peaked(), "out:0", rng, **kw)
     assert fresh.status == "found" and len(fresh.xs) == 20, fresh.message
     r1 = sample(peaked(), "out:0", rng, out=tmp_path, callback=StopSeeding(6), **kw)

@@ -184,7 +184,9 @@ def sample(
     div = i.get("diversity")
     note = (
         f"generated {i.get('generated', 0)}, accepted {i.get('accepted', 0)}, rejected "
-        f"{i.get('rejected', 0)}; steps: {i.get('seed_steps', 0)} seeding "
+        f"{i.get('rejected', 0)}"
+        + (f" ({i['too_close']} near-copies of recent samples)" if i.get("too_close") else "")
+        + f"; steps: {i.get('seed_steps', 0)} seeding "
         f"({i.get('outer_iterations', 0)} outer) + {i.get('sample_steps', 0)} sampling; "
         f"diversity (mean pairwise E-distance, {i.get('encoder')}) "
         + (f"{div:.4g}" if div is not None else "-")
