@@ -283,6 +283,11 @@ def test_sample_mode_pairs_targets_with_ranges(digits_cnn, tmp_path):
         with torch.no_grad():
             v = digits_cnn.model(torch.as_tensor(r.xs, dtype=torch.float32))[:, 2].numpy()
         assert len(v) >= 1 and ((v >= lo - 1e-4) & (v <= hi + 1e-4)).all()
+    # a sampler's x is its first sample, not a best one: the page says so
+    from inverset.report.html import _target_page
+
+    page = _target_page("out_2__1_3", got["out_2__1_3"], ["thumb.png"], None, None)
+    assert "first sample" in page and "best input" not in page
 
 
 def test_job_time_limit_and_identity(digits_cnn, tmp_path):

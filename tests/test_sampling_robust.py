@@ -151,6 +151,12 @@ def test_empty_intersection_is_unreachable():
     assert r.status == "unreachable", r.message
     assert "cannot all hold at once" in r.message and "out:1 in [100, 101]" in r.message
     assert r.xs.shape == (0, 3) and len(r.values) == 0
+    # the same unit in two ranges: the exact solver calls the target's range unreachable
+    # (among inputs meeting the other); that range alone is reachable (it said "no input
+    # goes down to ...", which is false)
+    r = sample(m, "out:0", (0.0, 0.1), n=20, domain=Box(0, 1), intersect=[("out:0", 0.5, 0.6)])
+    assert r.status == "unreachable", r.message
+    assert "cannot all hold at once" in r.message and "no input" not in r.message.split(":")[0]
 
 
 def test_in_range_points_met_while_seeding_are_kept(digits_cnn):

@@ -214,6 +214,12 @@ class Result:
             raise ValueError(f"unknown status {self.status!r}; one of {sorted(STATUSES)}")
 
     @property
+    def x_label(self) -> str:
+        """What ``x`` is, for captions: a sampler's first sample (its samples have no best:
+        each lies in the range), else the best input found."""
+        return "first sample" if self.solver == "inverse_set" else "best input"
+
+    @property
     def success(self) -> bool:
         return self.status in {"optimal", "converged", "found"}
 

@@ -474,7 +474,7 @@ def print_result(result: Result, names: list[str] | None = None) -> None:
                 or result.query.get("domain", {}).get("names")
                 or [f"x[{i}]" for i in range(x.size)]
             )
-            xt = Table(title="best input", box=None)
+            xt = Table(title=result.x_label, box=None)
             xt.add_column("feature")
             xt.add_column("value", justify="right")
             for n, v in zip(names, x, strict=False):

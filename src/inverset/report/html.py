@@ -184,7 +184,7 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
                     names or dom.get("names"),
                     lo.reshape(-1),
                     hi.reshape(-1),
-                    title=f"{target}: best input",
+                    title=f"{target}: {result.x_label}",
                 )
         pics.append(THUMB)
         xs = result.xs
@@ -230,7 +230,7 @@ def _target_page(
         nav.append(f"<a href='../{quote(nxt)}/index.html'>next</a>")
     rows = [
         ("status", result.status),
-        ("value", _fmt(result.value)),
+        ("value" if result.x_label == "best input" else "value (first sample)", _fmt(result.value)),
         ("bound", _fmt(result.bound)),
         ("gap", _fmt(result.gap)),
     ]
@@ -248,7 +248,7 @@ def _target_page(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows
     )
     captions = {
-        THUMB: "best input",
+        THUMB: result.x_label,
         SAMPLES: "returned points",
         CURVE: "convergence",
         HIST: "histogram of target values",

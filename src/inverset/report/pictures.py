@@ -96,7 +96,7 @@ def write_pictures(
                     names,
                     lo.reshape(-1),
                     hi.reshape(-1),
-                    title=f"best input: {target} = {result.value:.5g}",
+                    title=f"{result.x_label}: {target} = {result.value:.5g}",
                 )
             )
     if result.history.get("best"):

@@ -682,8 +682,13 @@ class _Sampler:
             self.empty_because = self.why_infeasible(direct, exact_solve)
             raise _Stop("unreachable")
         if r.status == "unreachable":
+            # with other ranges the proof is about inputs meeting them: say which fails
             self.exact_result = r
-            self.empty_because = _without_point(r.message)
+            self.empty_because = (
+                self.why_infeasible(direct, exact_solve)
+                if p.constraints
+                else _without_point(r.message)
+            )
             raise _Stop("unreachable")
         if r.status == "found" and r.x is not None and isinstance(p.space, Direct):
             return torch.as_tensor(np.asarray(r.x)), True
