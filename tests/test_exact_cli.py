@@ -179,3 +179,30 @@ def test_certify_shows_a_counterexample_apart_from_the_threshold(tmp_path):
     m = re.search(r"= (\S+) at the input below, not < (\S+)", r.output)
     assert m is not None, r.output
     assert float(m[2]) == c and float(m[1]) >= c and m[1] != m[2]
+
+
+def test_output_read_by_a_reader_that_leaves_keeps_the_exit_code(tmp_path):
+    """``inverset certify ... | head -1``: the reader leaves after a line. The answer's exit
+    code stands (rich exited with 1, certify's "counterexample", for a proof); a plain
+    write (--json) keeps its exit code too (click exited with 1); no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    path, _ = _model(tmp_path)
+    args = [str(path), "-t", "out:0", "--box=-1,1", "--input-shape", "2", "--no-progress"]
+    codes = {}
+    for name, extra in [("certify", ["--below", "1000"]), ("maximize", ["--json"])]:
+        read, write = os.pipe()
+        os.close(read)  # the reader is gone before the first line
+        p = subprocess.run(
+            [sys.executable, "-m", "inverset", name, *args, *extra],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+        os.close(write)
+        assert "Traceback" not in p.stderr, p.stderr
+        codes[name] = p.returncode
+    assert codes == {"certify": 0, "maximize": 0}

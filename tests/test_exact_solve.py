@@ -785,6 +785,20 @@ def test_the_milp_path_keeps_a_convergence_history(goal):
     assert np.all(np.diff(h["time"]) >= 0)
 
 
+def test_a_time_limit_too_short_for_branch_and_bound_keeps_a_history(monkeypatch):
+    """With no time for branch and bound's own root, the answer is the incumbent and the root
+    bound: the history holds them (it was empty, though the README promises best and bound)."""
+    from inverset.exact import solver as exact_solver
+
+    monkeypatch.setattr(exact_solver._Ctx, "short_of", lambda self, seconds: True)
+    model = _mlp([3, 8, 8, 1], 0)
+    r = iv.maximize(model, "out:0", iv.Box(-1, 1, shape=(3,)), solver="exact", method="bab")
+    h = r.history
+    assert r.status == "time_limit" and h["best"] and h["bound"]
+    assert h["best"][-1] == pytest.approx(r.value, abs=1e-9)
+    assert h["bound"][-1] == pytest.approx(r.bound, abs=1e-9) and r.bound >= r.value
+
+
 def test_sequential_chains_are_read_without_tracing(monkeypatch):
     """A plain Sequential (nested ones flattened) is written down as a chain without torch.fx
     tracing (about 1 ms per solve); the same network as the traced one. A Sequential whose

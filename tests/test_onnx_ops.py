@@ -760,10 +760,17 @@ def test_exact_targets_on_transpose_and_binary_layers(tmp_path, make, shape, tar
     _check_exact(model, target, shape)
 
 
-def test_exact_names_a_softmax_layer_target(tmp_path):
+def test_exact_names_the_layer_below_a_final_softmax(tmp_path):
+    """A target on (or through) the final Softmax names the layer the exact solver can take:
+    it was 'cannot handle layer softmax1 of type Softmax; use --solver gradient'."""
     path = _export(_Probs(), torch.randn(1, 3), tmp_path / "p.onnx")
-    with pytest.raises(InversetError, match="layer 'softmax1' of type Softmax"):
-        iv.maximize(load_model(path), "softmax1:0", iv.Box(-1, 1, shape=(3,)), solver="exact")
+    model, box = load_model(path), iv.Box(-1, 1, shape=(3,))
+    for target in ("softmax1:1", "out:1", "prob:1", "margin:1"):
+        with pytest.raises(InversetError) as info:
+            iv.maximize(model, target, box, solver="exact")
+        assert "ends in Softmax (layer 'softmax1')" in str(info.value)
+        assert "use -t linear2:1 (the logit of output 1" in str(info.value)
+    assert iv.maximize(model, "linear2:1", box, solver="exact").status == "optimal"
 
 
 # ----------------------------------------------------------------------------- no batch axis
@@ -840,6 +847,8 @@ def test_weight_first_product_inside_the_graph_names_the_operand_order(tmp_path)
         ("Elu", {"alpha": 0.5}, {}, 13),
         ("Softplus", {}, {}, 13),
         ("Gelu", {"approximate": "tanh"}, {}, 20),
+        ("Max", {}, {"lo": [-0.5, 0.0, 0.3, 1.0, -1.0]}, 13),
+        ("Min", {}, {"hi": [[0.5], [0.0], [-0.3], [1.0]]}, 13),
     ],
     ids=lambda v: str(v) if not isinstance(v, dict) else ",".join(map(str, v.values())),
 )
@@ -881,6 +890,46 @@ def test_exact_gelu_export_and_relu6_and_global_max_pool(tmp_path):
 def test_unsupported_operator_suggests_supported_ops_or_the_module(tmp_path):
     msg = _one_line_error(_save(tmp_path, [oh.make_node("Sin", ["x"], ["y"])], [None, 3]), "Sin")
     assert "TorchScript" not in msg and "nn.Module" in msg
+
+
+class _LSTM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn, self.fc = nn.LSTM(3, 5, batch_first=True), nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.rnn(x)[0][:, -1])
+
+
+@pytest.mark.parametrize("axes", [{0: "b"}, {}], ids=["dynamic", "static"])
+def test_an_unsupported_operator_is_named_before_shape_advice(tmp_path, axes):
+    """An LSTM export got advice for the shapes and transposes around it ('instead of
+    x.view(x.size(0), -1)', 'e.g. x.permute(0, 2, 3, 1)'), not that LSTM is not read."""
+    path = _export(_LSTM(), torch.randn(1, 4, 3), tmp_path / "lstm.onnx", axes=axes)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"LSTM", "Transpose"} <= ops
+    msg = _one_line_error(path, "the ONNX graph uses LSTM,", "does not read", "Gemm", "nn.Module")
+    assert "view" not in msg and "permute" not in msg
+
+
+def test_a_graph_of_several_outputs_names_the_fix(tmp_path):
+    """'reads ONNX graphs with one input and one output (found 1 inputs, 2 outputs)' gave no
+    fix."""
+    graph = oh.make_graph(
+        [oh.make_node("Relu", ["x"], ["y"]), oh.make_node("Relu", ["y"], ["z"])],
+        "two",
+        [oh.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        [oh.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y", "z")],
+    )
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "two.onnx"))
+    _one_line_error(tmp_path / "two.onnx", "found 1 inputs, 2 outputs", "returns model(x)[0]")
+
+
+def test_max_of_two_computed_tensors_is_a_one_line_error(tmp_path):
+    nodes = [oh.make_node("Relu", ["x"], ["r"]), oh.make_node("Max", ["x", "r"], ["y"])]
+    _one_line_error(_save(tmp_path, nodes, [None, 3]), "Max of 2 computed tensors", "constant")
 
 
 def test_clip_with_a_computed_bound_is_a_one_line_error(tmp_path):

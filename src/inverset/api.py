@@ -14,9 +14,16 @@ from inverset.checks import is_whole
 from inverset.domain import Box
 from inverset.errors import InversetError
 from inverset.goal import Goal
+from inverset.model import NotRepeatableError
 from inverset.problem import Problem
 from inverset.result import Result
-from inverset.solvers import check_options, check_time_limit, get_solver, unbounded
+from inverset.solvers import (
+    NOISE_TOLERANT,
+    check_options,
+    check_time_limit,
+    get_solver,
+    unbounded,
+)
 from inverset.space import Latent, Space
 from inverset.target import Expr
 from inverset.zoo import MAX_SEARCH_SEED, MAX_SEED, check_seed
@@ -54,16 +61,23 @@ def solve(
     seed = check_seed(secrets.randbelow(MAX_SEED + 1) if seed is None else seed, MAX_SEARCH_SEED)
     goal = Goal.of(goal)
     t0 = time.perf_counter()
-    problem = Problem.build(
-        model,
-        target,
-        goal,
-        domain,
-        space=space,
-        input_shape=input_shape,
-        labels=labels,
-        constraints=constraints,
-    )
+    try:
+        problem = Problem.build(
+            model,
+            target,
+            goal,
+            domain,
+            space=space,
+            input_shape=input_shape,
+            labels=labels,
+            constraints=constraints,
+            noisy_ok=solver in NOISE_TOLERANT,
+        )
+    except NotRepeatableError as exc:
+        raise NotRepeatableError(
+            f"{exc}; or, for a model noisy on purpose, use a black-box solver that takes noise "
+            f"({', '.join(NOISE_TOLERANT)}: --solver cmaes)"
+        ) from None
     fn = get_solver(solver)
     check_options(f"solver {solver!r}", fn, options)
     result = fn(
@@ -86,6 +100,11 @@ def solve(
     result.timings.setdefault("total", time.perf_counter() - t0)
     if goal.kind in ("maximize", "minimize") and result.message:
         result.message += _unbounded_note(problem.space)
+    if problem.noisy:
+        result.message += (
+            "; the model's outputs change from pass to pass (noise, dropout or batch "
+            "statistics): each value is one noisy evaluation"
+        )
     return result
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import itertools
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -93,22 +96,91 @@ def input_shape_of(model: nn.Module) -> tuple[int, ...] | None:
     return tuple(shape) if shape is not None else None
 
 
-def first_tensor(out: object) -> torch.Tensor:
-    """The tensor a model returned (first one of a tuple/list/dict)."""
+def _first(out: object) -> tuple[torch.Tensor, str]:
+    """The tensor a model or layer returned (the first one of a tuple/list/dict, recursively)
+    and where it sits in ``out`` as an index path: '' for a tensor, ``[0]``, ``['cls']``."""
     if isinstance(out, torch.Tensor):
-        return out
+        return out, ""
     if isinstance(out, list | tuple) and out:
-        return first_tensor(out[0])
+        t, path = _first(out[0])
+        return t, f"[0]{path}"
     if isinstance(out, dict) and out:
-        return first_tensor(next(iter(out.values())))
+        key = next(iter(out))
+        t, path = _first(out[key])
+        return t, f"[{key!r}]{path}"
     raise InversetError(
         f"the model returned {type(out).__name__}, not a tensor; wrap it to return one"
     )
 
 
+def first_tensor(out: object) -> torch.Tensor:
+    """The tensor a model returned (first one of a tuple/list/dict)."""
+    return _first(out)[0]
+
+
+def returned(out: object) -> str | None:
+    """The part of what a model or layer returned that inverset reads (:func:`first_tensor`)
+    when it is no tensor, e.g. "[0] of the tuple of 2", "['cls'] of the dict with keys 'cls',
+    'reg'"; None for a tensor."""
+    if isinstance(out, torch.Tensor):
+        return None
+    path = _first(out)[1]
+    if isinstance(out, dict):
+        keys = ", ".join(map(repr, itertools.islice(out, 8))) + (", ..." if len(out) > 8 else "")
+        return f"{path} of the dict with keys {keys}"
+    n = len(out) if isinstance(out, list | tuple) else 0
+    return f"{path} of the {type(out).__name__} of {n}"
+
+
+#: layers whose units are the last axis of their output, the same at every position of the
+#: axes before it: a Linear applied to a sequence (B, L, F) has F units. Other layers' units
+#: are axis 1 (the channels of a (B, C, ...) map).
+UNITS_LAST = (
+    nn.Linear,
+    nn.Bilinear,
+    nn.Embedding,
+    nn.MultiheadAttention,
+    nn.RNNBase,
+    nn.TransformerEncoderLayer,
+    nn.TransformerDecoderLayer,
+    nn.TransformerEncoder,
+    nn.TransformerDecoder,
+    nn.Transformer,
+)
+#: normalizations over the last axis alone keep their input's units there
+_LAST_AXIS_NORMS = (nn.LayerNorm, getattr(nn, "RMSNorm", nn.LayerNorm))
+
+
+def units_last(module: nn.Module) -> bool:
+    """Whether ``module``'s units are the last axis of its output (:data:`UNITS_LAST`, or a
+    LayerNorm/RMSNorm over the last axis) rather than axis 1."""
+    if isinstance(module, _LAST_AXIS_NORMS):
+        return len(module.normalized_shape) == 1
+    return isinstance(module, UNITS_LAST)
+
+
+#: how a target names a submodule called ``out`` directly under the model: ``out`` itself is
+#: always the model output (``out:k``), which that module need not compute
+OUTPUT_MODULE = f".{OUTPUT}"
+
+
 def named_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Every addressable submodule by its dotted name (the root itself is left out)."""
-    return {name: m for name, m in model.named_modules() if name}
+    """Every addressable submodule by its dotted name (the root itself is left out); one
+    called ``out`` directly under the model is :data:`OUTPUT_MODULE`."""
+    return {
+        OUTPUT_MODULE if name == OUTPUT else name: m for name, m in model.named_modules() if name
+    }
+
+
+def module_path(layer: str) -> str:
+    """The module path (as ``named_modules`` and torch.fx name it) of the layer a target
+    names: the inverse of :func:`named_layers`' renaming."""
+    return OUTPUT if layer == OUTPUT_MODULE else layer
+
+
+def layer_name(path: str) -> str:
+    """The name a target gives the module at ``path`` (:func:`named_layers`' renaming)."""
+    return OUTPUT_MODULE if path == OUTPUT else path
 
 
 def check_layer_names(model: nn.Module, names: Sequence[str]) -> None:
@@ -183,12 +255,28 @@ class Activations(dict[str, torch.Tensor]):
     """Layer outputs of forward passes by name; ``calls[name]``: how often the layer ran in the
     last pass (more than once: a reused module, whose units are ambiguous as a target);
     ``probs``: the model's last layer when its outputs are probabilities
-    (:func:`output_activation`)."""
+    (:func:`output_activation`); ``last``: the layers whose units are the last axis of their
+    output (:func:`units_last`), not axis 1; ``returned[name]``: what the model ('out') or a
+    layer returned when no tensor (:func:`returned`). A copy of an Activations keeps them."""
 
     def __init__(self, *args: object, **kw: object) -> None:
         super().__init__(*args, **kw)
-        self.calls: dict[str, int] = {}
-        self.probs: str | None = None
+        src = args[0] if args and isinstance(args[0], Activations) else None
+        self.calls: dict[str, int] = dict(src.calls) if src is not None else {}
+        self.probs: str | None = src.probs if src is not None else None
+        self.last: set[str] = set(src.last) if src is not None else set()
+        self.returned: dict[str, str] = dict(src.returned) if src is not None else {}
+
+    def record(self, name: str, module: nn.Module, out: object) -> None:
+        """Keep what ``module`` (the model itself for 'out') returned as activation ``name``:
+        its first tensor, one more call, where its units are and what it returned."""
+        self.calls[name] = self.calls.get(name, 0) + 1
+        self[name] = first_tensor(out)
+        if units_last(module):
+            self.last.add(name)
+        note = returned(out)
+        if note is not None:
+            self.returned[name] = note
 
 
 @contextlib.contextmanager
@@ -211,8 +299,7 @@ def probe(model: nn.Module, names: Sequence[str], once: bool = True) -> Iterator
                 raise not_hookable(n)
 
             def hook(_m, _inp, out, _n=n):
-                acts.calls[_n] = acts.calls.get(_n, 0) + 1
-                acts[_n] = first_tensor(out)
+                acts.record(_n, _m, out)
 
             handles.append(layers[n].register_forward_hook(hook))
         if handles:
@@ -240,15 +327,57 @@ def forward(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> Activati
     A layer that ran more than once keeps its last output, counted in ``calls``: its readers
     (targets, :meth:`inverset.target.Ref.check`; a sampler's encoder) refuse it."""
     with probe(model, names, once=False) as acts:
-        acts[OUTPUT] = first_tensor(model(x))
+        acts.record(OUTPUT, model, model(x))
         result = Activations(acts)
         result.calls = dict(acts.calls)
         result.probs = output_activation(model)
         return result
 
 
+def input_names(model: nn.Module) -> list[str] | None:
+    """The inputs the model's forward requires (those without a default), by name; None when
+    its signature is unknown."""
+    fwd = getattr(model, "forward", None)
+    schema = getattr(fwd, "schema", None)
+    if schema is not None:  # a TorchScript method: its first argument is self
+        return [a.name for a in schema.arguments[1:] if not a.has_default_value()]
+    try:
+        params = inspect.signature(fwd).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    P = inspect.Parameter
+    kinds = (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY)
+    return [p.name for p in params if p.kind in kinds and p.default is P.empty]
+
+
+def check_one_input(model: nn.Module) -> None:
+    """Refuse, in one line, a model whose forward requires more than one input: inverset
+    calls ``model(x)`` with one tensor."""
+    names = input_names(model)
+    if names is not None and len(names) > 1:
+        raise InversetError(
+            f"the model's forward takes {len(names)} inputs ({', '.join(names)}) but inverset "
+            "feeds it one tensor; wrap it in a module whose forward(x) splits x into them, e.g. "
+            "return model(x[:, :k], x[:, k:])"
+        )
+
+
+#: what a library says when it was given floats where it indexes with integers (nn.Embedding,
+#: tensor indexing, gather, index_select, one_hot, take, scatter)
+_INTEGER_WANTED = re.compile(r"Long, Int|LongTensor|for index|indices must be long")
+
+
 def shape_error(x: torch.Tensor, exc: Exception) -> InversetError:
-    """The one-line error for a model that fails on inputs shaped like ``x``."""
+    """The one-line error for a model that fails on inputs shaped like ``x``; one that wanted
+    integer inputs (it indexes with them) is told so, as the shape is not the problem."""
+    wanted = next((ln for ln in str(exc).splitlines() if _INTEGER_WANTED.search(ln)), None)
+    if wanted is not None and x.is_floating_point():
+        return InversetError(
+            f"the model indexes with its input ({wanted.strip()}): it takes integer ids (e.g. "
+            "an nn.Embedding), but inverset searches continuous inputs (float tensors); search "
+            "the embedding's output instead: wrap the model so its forward takes the embedding "
+            "vectors"
+        )
     return InversetError(
         f"the model fails on inputs of shape {tuple(x.shape[1:])} ({first_line(exc)}); pass "
         "the shape it takes (input_shape= / --input-shape)"
@@ -257,13 +386,70 @@ def shape_error(x: torch.Tensor, exc: Exception) -> InversetError:
 
 def forward_checked(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> Activations:
     """:func:`forward` for a first pass on a shape the user gave: a model that fails on it is
-    a one-line error naming the shape, not a traceback from deep inside the model."""
+    a one-line error naming the shape, not a traceback from deep inside the model; so is one
+    whose forward takes more than one input, or fails to be called with one tensor."""
+    check_one_input(model)
     try:
         return forward(model, x, names)
     except InversetError:
         raise
     except (RuntimeError, ValueError, IndexError) as exc:
         raise shape_error(x, exc) from exc
+    except TypeError as exc:
+        raise InversetError(
+            f"the model fails when called on one tensor of shape {tuple(x.shape[1:])} "
+            f"(TypeError: {first_line(exc)}); inverset calls model(x) with a single float "
+            "tensor: wrap the model so its forward takes that"
+        ) from exc
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``a`` and ``b`` agree up to float noise (relative to their largest finite
+    magnitude); NaN equals NaN, infinities must match; other dtypes must be equal."""
+    if a.shape != b.shape or not a.is_floating_point():
+        return a.shape == b.shape and torch.equal(a, b)
+    rtol = max(1e-5, 10 * torch.finfo(a.dtype).eps)
+    a, b = a.detach().double(), b.detach().double()
+    finite = torch.cat([a[a.isfinite()], b[b.isfinite()]]).abs()
+    scale = float(finite.max()) if finite.numel() else 0.0
+    return torch.allclose(a, b, rtol=0.0, atol=rtol * scale, equal_nan=True)
+
+
+class NotRepeatableError(InversetError):
+    """A model whose outputs change from pass to pass (:func:`check_repeatable`)."""
+
+
+def check_repeatable(
+    run: Callable[[torch.Tensor], Mapping[str, torch.Tensor]],
+    x: torch.Tensor,
+    acts: Mapping[str, torch.Tensor],
+    names: Sequence[str],
+) -> None:
+    """Refuse, in one line, a model (in the mode inverset runs it) whose outputs for the
+    same input change from run to run or with the rest of its batch: dropout or batch
+    statistics still active. ``run(x)`` is a forward pass giving the activations ``names``
+    (``acts``: those of the batch ``x``); one more pass of ``x`` with its last row repeated
+    must give the same rows again (a batch of other statistics: the same batch twice would
+    hide batch statistics). A model that fails on the longer batch (it takes a batch of one
+    or two only) is not checked."""
+    rows = [*range(x.shape[0]), x.shape[0] - 1]
+    try:
+        again = run(x[rows])
+    except (RuntimeError, ValueError, IndexError):
+        return
+    for n in dict.fromkeys(names):
+        a, b = acts.get(n), again.get(n)
+        if a is None or b is None or a.dim() == 0 or len(a) != len(x) or len(b) != len(rows):
+            continue
+        if not _close(a[rows], b):
+            where = "" if n == OUTPUT else f" at layer {n!r}"
+            raise NotRepeatableError(
+                f"the model gives different outputs for the same input{where} (randomness in "
+                "its forward: dropout left on by F.dropout(x, p) without training=self.training "
+                "or by a torch.jit.trace made in train mode, added noise, or batch statistics); "
+                "make it repeatable: trace or export it after model.eval(), pass "
+                "training=self.training"
+            )
 
 
 @dataclass
@@ -273,12 +459,17 @@ class LayerInfo:
     shape: tuple[int, ...] | None  # output shape without batch, when an input shape is known
     #: times the layer runs in one forward pass (None: not traced); only 1 makes it a target
     calls: int | None = field(default=None, repr=False)
+    #: its units are the last axis of its output (:func:`units_last`), not axis 1
+    last: bool = field(default=False, repr=False)
 
     @property
     def units(self) -> int | None:
+        """How many units ``LAYER:c`` can name (channels of a map)."""
         if self.shape is None:
             return None
-        return self.shape[0] if len(self.shape) >= 1 else 1
+        if not self.shape:
+            return 1
+        return self.shape[-1] if self.last else self.shape[0]
 
     @property
     def note(self) -> str:
@@ -289,6 +480,21 @@ class LayerInfo:
             return f"runs {self.calls}x per forward: no target"
         return ""
 
+    @property
+    def example(self) -> str:
+        """What a listing shows for the layer: why it is no target, or ``NAME:0`` and what
+        that reads ('' when its shape is unknown)."""
+        if self.note or self.shape is None:
+            return self.note
+        target = f"{self.name}:0"
+        if self.name == OUTPUT_MODULE:
+            target += f" (the module named {OUTPUT}; {OUTPUT}:k is the model output)"
+        if len(self.shape) <= 1:
+            return target
+        if self.name == OUTPUT:
+            return f"{target} (flattened)"
+        return f"{target} ({'unit mean over positions' if self.last else 'channel mean'})"
+
 
 def hookable_layers(model: nn.Module) -> dict[str, nn.Module]:
     """The layers forward hooks can read: all but TorchScript ones, which cannot be hooked."""
@@ -297,55 +503,105 @@ def hookable_layers(model: nn.Module) -> dict[str, nn.Module]:
     }
 
 
-def _trace(
-    model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]
-) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
-    """One forward pass of ``x``: each layer's output shape (last call) and how often it ran,
-    with the output's shape under 'out'. Layers returning no tensor get no shape."""
+class _Traced(NamedTuple):
+    """What one forward pass tells of each layer (:func:`_trace`)."""
+
+    shapes: dict[str, tuple[int, ...]]
+    calls: dict[str, int]
+    returned: dict[str, str]
+    #: the module :data:`OUTPUT_MODULE` returns the model output itself (the last layer)
+    module_is_output: bool
+
+
+def _same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``b`` is ``a`` or a view of it with the same elements in the same order."""
+    return a is b or (
+        a.data_ptr() == b.data_ptr()
+        and a.numel() == b.numel()
+        and a.is_contiguous()
+        and b.is_contiguous()
+    )
+
+
+def _trace(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]) -> _Traced:
+    """One forward pass of ``x``: each layer's output shape (last call), how often it ran and
+    what it returned when no tensor, with the output's under 'out'. Layers returning no
+    tensor get no shape."""
     shapes: dict[str, tuple[int, ...]] = {}
     calls = dict.fromkeys(layers, 0)
-    handles = []
+    notes: dict[str, str] = {}
+    last_out: list[torch.Tensor] = []  # what OUTPUT_MODULE returned
 
     def hook(_m, _inp, out, _n):
         calls[_n] += 1
         with contextlib.suppress(InversetError):
-            shapes[_n] = tuple(first_tensor(out).shape[1:])
+            t = first_tensor(out)
+            shapes[_n] = tuple(t.shape[1:])
+            if _n == OUTPUT_MODULE:
+                last_out[:] = [t]
+            note = returned(out)
+            if note is not None:
+                notes[_n] = note
 
+    handles = []
+    is_output = False
     try:
         for n, m in layers.items():
             handles.append(m.register_forward_hook(lambda m_, i, o, _n=n: hook(m_, i, o, _n)))
         with contextlib.suppress(InversetError):
-            shapes[OUTPUT] = tuple(first_tensor(model(x)).shape[1:])
+            out = model(x)
+            t = first_tensor(out)
+            shapes[OUTPUT] = tuple(t.shape[1:])
+            is_output = bool(last_out) and _same_values(last_out[0], t)
+            note = returned(out)
+            if note is not None:
+                notes[OUTPUT] = note
     finally:
         for h in handles:
             h.remove()
-    return shapes, calls
+    return _Traced(shapes, calls, notes, is_output)
 
 
-def layers(model: nn.Module, input_shape: Sequence[int] | None = None) -> list[LayerInfo]:
+def layers(model: object, input_shape: Sequence[int] | None = None) -> list[LayerInfo]:
     """Every layer a target can name, with its output shape and how often it runs (one
     forward pass of a zero input). TorchScript layers cannot be hooked, so are left out.
 
+    A module called ``out`` directly under the model that returns the model output (its last
+    layer, e.g. a scikit-learn model's) is listed as the output ``out``; any other is listed
+    as :data:`OUTPUT_MODULE`, beside the output.
+
+    ``model``: a torch module or a fitted scikit-learn MLP (or Pipeline ending in one);
     ``input_shape`` excludes the batch axis; it defaults to what the loader recorded.
     """
+    from inverset.loaders import as_module  # loaders import this module
+
+    model = as_module(model)
+    check_one_input(model)
     shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
     found = hookable_layers(model)
-    shapes: dict[str, tuple[int, ...]] = {}
-    calls: dict[str, int] = {}
+    traced = _Traced({}, {}, {}, False)
     if shape is not None:
         x = torch.zeros((1, *shape), device=model_device(model), dtype=model_dtype(model))
         with torch.no_grad(), restore_mode(model, train=False):
             try:
-                shapes, calls = _trace(model, x, found)
+                traced = _trace(model, x, found)
             except (RuntimeError, ValueError, IndexError) as exc:
                 raise shape_error(x, exc) from exc
+    shapes, calls = traced.shapes, traced.calls
     infos = []
     for n, m in found.items():
         k = calls.get(n)
-        infos.append(LayerInfo(n, type(m).__name__, shapes.get(n) if k == 1 else None, k))
-    if OUTPUT not in found:  # a last layer named 'out' (scikit-learn models) is the output
+        if n == OUTPUT_MODULE and traced.module_is_output:
+            infos.append(LayerInfo(OUTPUT, type(m).__name__, shapes.get(OUTPUT), k))
+            continue
+        infos.append(
+            LayerInfo(n, type(m).__name__, shapes.get(n) if k == 1 else None, k, units_last(m))
+        )
+    if not traced.module_is_output:
         act = output_activation(model)
         kind = f"output: probabilities ({act}; prob:k reads them)" if act else "output"
+        if OUTPUT in traced.returned:
+            kind += f": {traced.returned[OUTPUT]} that the model returns"
         infos.append(LayerInfo(OUTPUT, kind, shapes.get(OUTPUT), 1 if shapes else None))
     return infos
 

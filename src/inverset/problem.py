@@ -18,7 +18,9 @@ from inverset.goal import Goal
 from inverset.loaders import as_module
 from inverset.model import (
     OUTPUT,
+    NotRepeatableError,
     check_layer_names,
+    check_repeatable,
     forward,
     forward_checked,
     input_shape_of,
@@ -66,6 +68,9 @@ class Problem:
     constraints: list[tuple[Expr, float, float]] = field(default_factory=list)
     labels: list[str] | None = None
     nfev: int = 0
+    #: why the model's outputs are not repeatable, when a solver that takes noise accepted it
+    #: (``Problem.build(noisy_ok=True)``); None: they repeat
+    noisy: str | None = None
 
     @classmethod
     def build(
@@ -79,8 +84,11 @@ class Problem:
         input_shape: Sequence[int] | None = None,
         labels: Sequence[str] | None = None,
         constraints: Sequence[tuple[str | Expr, float, float]] = (),
+        noisy_ok: bool = False,
     ) -> Problem:
-        """Resolve and validate a query: shapes, layer names, indices, finite outputs."""
+        """Resolve and validate a query: shapes, layer names, indices, finite outputs, outputs
+        that repeat (:func:`~inverset.model.check_repeatable`; ``noisy_ok``: a model whose
+        outputs do not is kept, the reason in ``noisy``, for solvers that take noise)."""
         model = as_module(model)
         goal = Goal.of(goal)
         if domain is not None and not isinstance(domain, Box):
@@ -128,7 +136,7 @@ class Problem:
                 )
             space = space.with_domain(domain)
         problem = cls(model, expr, goal, domain, space or Direct(domain), cons, labels)
-        problem._validate()
+        problem._validate(noisy_ok)
         return problem
 
     # ------------------------------------------------------------------ properties
@@ -141,9 +149,14 @@ class Problem:
         return model_dtype(self.model)
 
     @property
-    def layer_names(self) -> list[str]:
+    def read(self) -> list[str]:
+        """The layers the target and the constraints read (the output alone when none)."""
         names = [*self.target.layers(), *(n for c in self.constraints for n in c[0].layers())]
-        return list(dict.fromkeys([OUTPUT, *names]))
+        return list(dict.fromkeys(names)) or [OUTPUT]
+
+    @property
+    def layer_names(self) -> list[str]:
+        return list(dict.fromkeys([OUTPUT, *self.read]))
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
@@ -196,12 +209,18 @@ class Problem:
             out.append(self.evaluate(xi).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
-    def _validate(self) -> None:
+    def _validate(self, noisy_ok: bool = False) -> None:
         gen = torch.Generator().manual_seed(0)
         z = self.space.box.sample(2, gen, device=self.device, dtype=self.dtype)
         with torch.no_grad(), self.session():
             x = self.space.first_input(z)
+            given = x.clone()
             acts = forward_checked(self.model, x, self.layer_names)
+            if not torch.equal(x, given):
+                raise InversetError(
+                    "the model changes its input in place (e.g. x.sub_(0.5) or x /= 255 in "
+                    "forward); write it out of place (x = x - 0.5), as inverset reuses inputs"
+                )
             self.target.check(acts)
             if self.labels is not None and OUTPUT in acts:
                 n = n_classes(int(acts[OUTPUT].reshape(acts[OUTPUT].shape[0], -1).shape[1]))
@@ -212,6 +231,12 @@ class Problem:
                     )
             for t, _, _ in self.constraints:
                 t.check(acts)
+            try:
+                check_repeatable(lambda x: forward(self.model, x, self.read), x, acts, self.read)
+            except NotRepeatableError as exc:
+                if not noisy_ok:
+                    raise
+                self.noisy = str(exc)
             v = self.target.evaluate(acts)
         if not torch.isfinite(v).all():
             raise InversetError(

@@ -13,12 +13,17 @@ Grammar (spaces are free between tokens, not inside a reference)::
 A class's name is its label (``--labels``, scikit-learn's ``classes_``); a number is a class
 index unless quoted, and a number that is another class's name is refused as ambiguous.
 
-``out``/``logit`` read the flattened model output, ``prob`` its softmax (sigmoid for a single
-output; a model whose last layer is a Softmax or Sigmoid outputs probabilities already:
-``prob:k`` reads output k and ``logit:k`` is an error), ``margin:k`` is
-``out_k - max_{j != k} out_j``. Every node evaluates on a batch of
-activations to one value per batch element; solvers that need structure (the exact solver)
-walk the same nodes.
+``out``/``logit`` read the flattened model output (the first tensor of a tuple/list/dict the
+model returns), ``prob`` its softmax (sigmoid for a single output; refused for an output with
+more than one axis of size over 1; a model whose last layer is a Softmax or Sigmoid outputs
+probabilities already: ``prob:k`` reads output k and ``logit:k`` is an error), ``margin:k`` is
+``out_k - max_{j != k} out_j``. ``LAYER:c`` is unit c on axis 1 of the layer's output (a
+conv layer's channel, averaged over positions), or on its last axis for a layer whose units
+are last (a Linear applied to a sequence (B, L, F): averaged over the L positions; see
+:func:`inverset.model.units_last`); ``LAYER:i,j,..`` is one element. A module called ``out``
+directly under the model is the layer ``.out`` (``out`` is the model output). Every node
+evaluates on a batch of activations to one value per batch element; solvers that need
+structure (the exact solver) walk the same nodes.
 """
 
 from __future__ import annotations
@@ -100,6 +105,16 @@ class Ref(Expr):
         a = acts[self.layer]
         return a.reshape(a.shape[0], -1) if self.kind != "layer" else a
 
+    def _units_last(self, acts, a: torch.Tensor) -> bool:
+        """Whether ``LAYER:c`` reads the last axis of activation ``a`` (a Linear applied to
+        a sequence, :func:`inverset.model.units_last`), not axis 1."""
+        return a.dim() > 2 and self.layer in getattr(acts, "last", ())
+
+    def _returned(self, acts) -> str | None:
+        """What the layer (the model, for an output ref) returned when no tensor, and the
+        part that is read (:func:`inverset.model.returned`); None for a tensor."""
+        return getattr(acts, "returned", {}).get(self.layer)
+
     def check(self, acts):
         calls = getattr(acts, "calls", {}).get(self.layer, 1)
         if self.kind == "layer" and calls > 1:
@@ -108,23 +123,33 @@ class Ref(Expr):
         if self.kind == "layer":
             shape = tuple(a.shape[1:])
             if len(self.index) == 1:
-                n = shape[0] if shape else 1
+                last = self._units_last(acts, a)
+                n = (shape[-1] if last else shape[0]) if shape else 1
                 if not 0 <= self.index[0] < n:
-                    what = "channel" if len(shape) > 1 else "unit"
+                    what = "channel" if len(shape) > 1 and not last else "unit"
+                    where = f", its last axis of {shape}" if last else ""
                     raise InversetError(
                         f"{self}: {what} {self.index[0]} is out of range; layer {self.layer!r} "
-                        f"has {n} {what}s (0..{n - 1})"
+                        f"has {n} {what}s (0..{n - 1}{where}){_it_returns(self._returned(acts))}"
                     )
             elif len(self.index) != len(shape) or any(
                 not 0 <= i < s for i, s in zip(self.index, shape, strict=False)
             ):
                 raise InversetError(
                     f"{self}: index {','.join(map(str, self.index))} does not fit layer "
-                    f"{self.layer!r} of shape {tuple(shape)}; give C or C,H,W within it"
+                    f"{self.layer!r} of shape {tuple(shape)}{_it_returns(self._returned(acts))}; "
+                    "give C or C,H,W within it"
                 )
         else:
             n = a.shape[1]
             probs = getattr(acts, "probs", None)
+            raw = tuple(acts[self.layer].shape[1:])
+            if self.kind == "prob" and not probs and sum(s > 1 for s in raw) > 1:
+                raise InversetError(
+                    f"{self}: prob takes a softmax over one axis of classes, and the model "
+                    f"output has shape {raw}; target a logit (out:k reads the flattened output) "
+                    "or wrap the model to return the logits of one prediction"
+                )
             if self.kind == "logit" and probs:
                 raise InversetError(
                     f"{self}: the model outputs probabilities (its last layer is {probs}), not "
@@ -138,10 +163,15 @@ class Ref(Expr):
                 )
             m = n_classes(n) if self.kind == "prob" else n
             if not 0 <= self.index[0] < m:
-                raise InversetError(
-                    f"{self}: index {self.index[0]} is out of range; the model has {m} "
-                    f"outputs (0..{m - 1})"
+                note = self._returned(acts)
+                parts = (
+                    f"; inverset reads {note} that the model returns, which has {m} outputs "
+                    f"(0..{m - 1}); target another part by the name of the layer that computes "
+                    "it, LAYER:k (see `inverset layers`)"
+                    if note
+                    else f"; the model has {m} outputs (0..{m - 1})"
                 )
+                raise InversetError(f"{self}: index {self.index[0]} is out of range{parts}")
 
     def evaluate(self, acts):
         a = self._act(acts)
@@ -159,7 +189,7 @@ class Ref(Expr):
             others = torch.cat([a[:, :k], a[:, k + 1 :]], dim=1)
             return a[:, k] - others.amax(1)
         if len(self.index) == 1:
-            v = a[:, k]
+            v = a[..., k] if self._units_last(acts, a) else a[:, k]
             return v.reshape(v.shape[0], -1).mean(1) if v.dim() > 1 else v
         return a[(slice(None), *self.index)]
 
@@ -443,6 +473,11 @@ class _Parser:
                 self.fail(f"{layer}: takes one index", pos)
             return Ref(layer, "out", index, label)
         return Ref("layer", layer, index)
+
+
+def _it_returns(note: str | None) -> str:
+    """What an error about a layer that returned no tensor adds (:meth:`Ref._returned`)."""
+    return f"; inverset reads {note} that the layer returns" if note else ""
 
 
 def _short(text: str, limit: int = 80) -> str:

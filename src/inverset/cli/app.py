@@ -5,8 +5,10 @@ The CLI holds no logic the API lacks: commands parse, call the API, and write th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -74,8 +76,41 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-out = Console()
+
+
+def _drop_output(stream) -> None:
+    """Point ``stream``'s file descriptor at /dev/null: its reader went away (``inverset ...
+    | head``), and whatever is printed next, or flushed at exit, would fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+
+class _Console(Console):
+    """A console that, when the reader of its output goes away, drops the rest of it and lets
+    the command finish with its own exit code: rich exits with 1, which reads as certify's
+    'counterexample' or an atlas with a failed target."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _drop_output(self.file)
+
+
+err = _Console(stderr=True)
+out = _Console()
+
+
+def write_out(text: str) -> None:
+    """Write ``text`` (e.g. a --json summary) to stdout; when its reader went away, drop the
+    output as :class:`_Console` does, and the command keeps its exit code (click would exit
+    with 1)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_output(sys.stdout)
+
 
 # ---------------------------------------------------------------- shared options
 ModelArg = Annotated[
@@ -434,7 +469,7 @@ def finish(
         summary = result.summary()
         if saved is not None:
             summary["out"] = str(saved)
-        sys.stdout.write(json.dumps(summary) + "\n")
+        write_out(json.dumps(summary) + "\n")
     else:
         print_result(result, names)
         if note:

@@ -4,7 +4,6 @@ and ``inverset report`` (rebuild its HTML pages from the saved results)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +30,7 @@ from inverset.cli.app import (
     out_option,
     parse_floats,
     parse_options,
+    write_out,
 )
 from inverset.cli.core import add_options, refuse_own_parameters
 from inverset.errors import InversetError
@@ -214,7 +214,7 @@ def atlas(
         **opts,
     )
     if as_json:
-        sys.stdout.write(
+        write_out(
             json.dumps(
                 {
                     "status": summary.status,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,6 +40,7 @@ from inverset.cli.app import (
     out_option,
     parse_floats,
     parse_options,
+    write_out,
 )
 from inverset.errors import InversetError
 from inverset.goal import Goal
@@ -77,7 +77,7 @@ def layers(
     m = load_cli_model(model, trust, factory, "cpu", input_shape)
     infos = list_layers(m)
     if as_json:
-        sys.stdout.write(
+        write_out(
             json.dumps(
                 [
                     {
@@ -100,9 +100,7 @@ def layers(
     t.add_column("output shape", overflow="fold")
     t.add_column("target example", overflow="fold")
     for i in infos:
-        example = i.note
-        if not example and i.shape is not None:
-            example = f"{i.name}:0" + (" (channel mean)" if len(i.shape) > 1 else "")
+        example = i.example
         t.add_row(
             escape(i.name),
             i.kind,

@@ -74,7 +74,7 @@ def certify(
     4: an internal error (a bug, with its traceback).
     """
     from inverset.api import in_range
-    from inverset.exact.solver import shown, shown_apart
+    from inverset.exact.solver import shown, shown_apart, without_point_note
     from inverset.problem import feature_names
     from inverset.target import read_labels
 
@@ -103,6 +103,8 @@ def certify(
     side = f"< {shown(below)}" if below is not None else f"> {shown(above)}"
     if result.status == "unreachable":
         code = PROVEN
+        # the proof is the answer; the point beside it is no nearest one
+        result.message = without_point_note(result.message)
         verdict = f"PROVEN: {target} {side} on the whole domain ({result.message})"
     elif result.status == "found":
         code = COUNTEREXAMPLE

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +24,7 @@ from inverset.cli.app import (
     out,
     parse_floats,
     parse_ints,
+    write_out,
 )
 from inverset.errors import InversetError
 
@@ -64,7 +64,7 @@ def _report(result, out_dir: Path | None, as_json: bool, gif: bool) -> None:
         summary["values"] = [float(v) for v in result.values]
         if out_dir is not None:
             summary["out"] = str(out_dir)
-        sys.stdout.write(json.dumps(summary) + "\n")
+        write_out(json.dumps(summary) + "\n")
     else:
         out.print(result.message, markup=False)
         for label, v in zip(result.info.get("labels", []), result.values, strict=False):

@@ -5,9 +5,11 @@ becomes ``z_1 = W_1 x + b_1, h_1 = relu(z_1), ..., out = W_L h_{L-1} + b_L`` on 
 flattened input ``x``. Max-pooling, ``min``/``max`` in targets and ``margin:k`` are
 rewritten with ``max(a, b) = b + relu(a - b)``; values needed later (residual branches,
 hidden units a target reads) are carried through ReLU layers as ``relu(v) - relu(-v)``
-(one unit when ``v`` is known to be nonnegative). Bounds, the MILP and branch and bound
-then only ever see Affine/ReLU chains. The model is traced with ``torch.fx``; anything
-that is not affine, ReLU or max-pooling raises :class:`UnsupportedModelError`.
+(one unit when ``v`` is known to be nonnegative); clamping (ReLU6, hardtanh, ``clamp``, ONNX
+Clip) is ``low + relu(x - low)`` then ``high - relu(high - v)``. Bounds, the MILP and branch
+and bound then only ever see Affine/ReLU chains. The model is traced with ``torch.fx``;
+anything that is not affine, ReLU, clamping or max-pooling raises
+:class:`UnsupportedModelError`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inverset.errors import InversetError, UnsupportedModelError
+from inverset.model import layer_name, module_path, named_layers, units_last
 from inverset.target import BinOp, Const, Expr, Func, Neg, Ref, constant_value
 
 DT = torch.float64
@@ -282,6 +285,48 @@ _LAYOUT_METHODS = {
 }
 _AFFINE_METHODS = _LAYOUT_METHODS | {"add", "sub", "mul", "div", "neg"}
 _RELU_FUNCS = {F.relu, torch.relu}
+#: torch's clamping operations, by the name a function, a tensor method and a TorchScript
+#: ``aten::`` op share: the names of their arguments after the input, in order, and the
+#: defaults of the ends (``low``, ``high``); an end None is open
+_CLAMPS: dict[str, tuple[tuple[str, ...], dict[str, float]]] = {
+    "clamp": (("low", "high"), {}),
+    "clip": (("low", "high"), {}),
+    "clamp_min": (("low",), {}),
+    "clamp_max": (("high",), {}),
+    "hardtanh": (("low", "high"), {"low": -1.0, "high": 1.0}),
+    "relu6": ((), {"low": 0.0, "high": 6.0}),
+}
+#: keyword arguments naming an end
+_CLAMP_KEYS = {"min": "low", "max": "high", "min_val": "low", "max_val": "high"}
+_CLAMP_FUNCS = {
+    torch.clamp: "clamp",
+    torch.clip: "clip",
+    torch.clamp_min: "clamp_min",
+    torch.clamp_max: "clamp_max",
+    F.hardtanh: "hardtanh",
+    F.relu6: "relu6",
+}
+#: layers whose output is a probability (or its log): not piecewise linear, and a model's
+#: last layer the exact solver then works below
+_SQUASH_MODULES = {nn.Softmax: "Softmax", nn.LogSoftmax: "LogSoftmax", nn.Sigmoid: "Sigmoid"}
+_SQUASH_FUNCS = {
+    torch.softmax: "Softmax",
+    F.softmax: "Softmax",
+    torch.log_softmax: "LogSoftmax",
+    F.log_softmax: "LogSoftmax",
+    torch.sigmoid: "Sigmoid",
+    F.sigmoid: "Sigmoid",
+}
+_SQUASH_METHODS = {"softmax": "Softmax", "log_softmax": "LogSoftmax", "sigmoid": "Sigmoid"}
+
+
+def _clamp_ends(name: str, rest: Sequence, kwargs: dict) -> tuple[object, object]:
+    """(low, high) of the clamping operation ``name`` called with ``rest`` (the arguments
+    after the input) and ``kwargs``."""
+    order, defaults = _CLAMPS[name]
+    ends: dict[str, object] = {**defaults, **dict(zip(order, rest, strict=False))}
+    ends.update({_CLAMP_KEYS[k]: v for k, v in kwargs.items() if k in _CLAMP_KEYS})
+    return ends.get("low"), ends.get("high")
 
 
 def _chain_graph(model: nn.Module, tracer: fx.Tracer) -> fx.Graph | None:
@@ -328,9 +373,73 @@ def _sequential_names(model: nn.Module, tracer: fx.Tracer) -> list[str] | None:
 
 def _unsupported(what: str) -> UnsupportedModelError:
     return UnsupportedModelError(
-        f"the exact solver cannot handle {what} (it needs Linear/Conv/ReLU/pooling/BatchNorm/"
-        "affine layers only); use --solver gradient"
+        f"the exact solver cannot handle {what} (it needs Linear/Conv/ReLU/clamp/pooling/"
+        "BatchNorm/affine layers only); use --solver gradient"
     )
+
+
+class SquashedOutputError(UnsupportedModelError):
+    """The model ends in a Softmax, LogSoftmax or Sigmoid, which the exact solver cannot
+    take; the message names the layer below it to target instead."""
+
+
+def squashed(
+    kind: str,
+    layer: str | None,
+    below: str | None,
+    ref: Ref | None,
+    n: int = 1,
+    script: bool = False,
+) -> SquashedOutputError:
+    """The error for a model ending in ``kind`` (layer ``layer``, None when no named layer);
+    ``below``: the layer (its target name) whose output of ``n`` units it takes (None: no
+    layer's output alone); ``ref``: the output the query reads (None: none); ``script``: a
+    TorchScript model, whose layers are not targets."""
+    where = f" (layer {layer!r})" if layer else ""
+    head = (
+        f"the model ends in {kind}{where}, which is not piecewise linear; the exact solver "
+        "works on its input"
+    )
+    if script:
+        fix = (
+            ", but a TorchScript model's hidden layers are not targets: load the model as an "
+            f"nn.Module or ONNX file and target the layer before the {kind}, or save it "
+            f"without the {kind};"
+        )
+    elif below is None:
+        fix = f", but no layer outputs it alone: save the model without the final {kind},"
+    elif n == 1:  # one logit z: a sigmoid's class 1 is z, its class 0 (prob:0) is -z
+        t = Ref("layer", below, (0,))
+        zero = ref is not None and ref.kind == "prob" and ref.index[0] == 0
+        fix = f": use -t -{t} (prob:0 is 1 - sigmoid({t}))," if zero else f": use -t {t},"
+    else:
+        unit = ref.index[0] if ref is not None and ref.index[0] < n else 0
+        t = Ref("layer", below, (unit,))
+        other = Ref("layer", below, (1 if unit == 0 else 0,))
+        fix = (
+            f": use -t {t} (the logit of output {unit}; differences such as {t} - {other} "
+            "work too),"
+        )
+    return SquashedOutputError(f"{head}{fix} or use --solver gradient")
+
+
+def _first(res):
+    """The first of a model's outputs (of a tuple, list or dict of them)."""
+    while isinstance(res, tuple | list) and res:
+        res = res[0]
+    return next(iter(res.values())) if isinstance(res, dict) and res else res
+
+
+def _squash(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
+    """'Softmax', 'LogSoftmax' or 'Sigmoid' when ``node`` computes one, else None."""
+    if node.op == "call_module":
+        m = modules.get(node.target)
+        return next((k for t, k in _SQUASH_MODULES.items() if isinstance(m, t)), None)
+    if node.op == "call_function":
+        return _SQUASH_FUNCS.get(node.target)
+    if node.op == "call_method":
+        return _SQUASH_METHODS.get(node.target)
+    return None
 
 
 class _Extractor:
@@ -340,10 +449,13 @@ class _Extractor:
         input_shape: tuple[int, ...],
         needed: set[str],
         need_out: bool = True,
+        ref: Ref | None = None,
     ):
         self.model = model
         self.shape = tuple(input_shape)
         self.needed, self.need_out = needed, need_out
+        self.paths = {module_path(n): n for n in needed}  # module path -> the target's name
+        self.ref = ref  # the output the query reads (named in an error)
         self.b = _Builder(int(np.prod(self.shape)), "cpu")
         self.pos: dict[str, _Sym] = {}
 
@@ -413,6 +525,8 @@ class _Extractor:
             raise _unsupported(why) from None
         modules = dict(self.model.named_modules())
         nodes = list(graph.nodes)
+        last = _first(nodes[-1].args[0]) if nodes and nodes[-1].op == "output" else None
+        squash = _squash(last, modules) if isinstance(last, fx.Node) else None
         users = {n: len(n.users) for n in nodes}
         env: dict[fx.Node, object] = {}
         b = self.b
@@ -428,6 +542,13 @@ class _Extractor:
                     s = env[inp]
                     if not any(s is p for p in self.pos.values()):
                         b.drop(s)
+            if squash and node is last:
+                below = node.args[0] if node.args else None
+                ok = isinstance(below, fx.Node)
+                n = env[below].n if ok and isinstance(env.get(below), _Sym) else 1
+                name = layer_name(below.target) if ok and below.op == "call_module" else None
+                layer = layer_name(node.target) if node.op == "call_module" else None
+                raise squashed(squash, layer, name, self.ref, n)
             if node.op == "placeholder":
                 if node is not nodes[0]:
                     raise _unsupported("models with more than one input")
@@ -453,11 +574,7 @@ class _Extractor:
                 env[node] = self._method(node.target, val(node.args), val(node.kwargs))
             elif node.op == "output":
                 out_node = node
-                res = val(node.args[0])
-                while isinstance(res, tuple | list):
-                    res = res[0]
-                if isinstance(res, dict):
-                    res = next(iter(res.values()))
+                res = _first(val(node.args[0]))
                 if not isinstance(res, _Sym):
                     raise _unsupported("a model whose output does not depend on its input")
                 self.pos["out"] = res
@@ -465,8 +582,8 @@ class _Extractor:
             if isinstance(env.get(node), _Sym) and node.op != "output":
                 if users[node] > 0:
                     b.keep(env[node])
-                if node.op == "call_module" and node.target in self.needed:
-                    self.pos[node.target] = env[node]
+                if node.op == "call_module" and node.target in self.paths:
+                    self.pos[self.paths[node.target]] = env[node]
                     b.keep(env[node])
             if not self.need_out and self.needed and self.needed <= self.pos.keys():
                 # hidden targets only: the layers after them would only carry their values
@@ -511,6 +628,8 @@ class _Extractor:
             return self._function(torch.cat, (list(args), m.axis), {})
         if name == "Clip":
             return self._clip(x, m.low, m.high)
+        if isinstance(m, nn.Hardtanh):  # ReLU6 too
+            return self._clip(x, m.min_val, m.max_val)
         global_max = isinstance(m, nn.AdaptiveMaxPool2d | nn.AdaptiveMaxPool1d)
         if global_max and m.output_size in (1, (1, 1)):  # one window of the whole input
             dims = 2 if isinstance(m, nn.AdaptiveMaxPool2d) else 1
@@ -534,18 +653,44 @@ class _Extractor:
                 return self._apply_affine(x, mod, nonneg_keep=keep)
         raise _unsupported(f"layer {node.target!r} of type {name}")
 
-    def _clip(self, x: _Sym, low: float | None, high: float | None) -> _Sym:
+    def _clip(self, x: _Sym, low, high) -> _Sym:
         """``min(max(x, low), high)`` as ``low + relu(x - low)``, then ``high - relu(high - v)``
-        (one ReLU layer per finite end)."""
+        (one ReLU layer per end given; an end a number, or a tensor broadcast against ``x``;
+        None or infinite: open)."""
         b = self.b
-        no = torch.zeros(x.n, dtype=torch.bool)
-        if low is not None:
-            r = b.relu(_Sym(x.M, x.c - low, x.shape, no))
-            x = _Sym(r.M, r.c + low, x.shape, torch.full((x.n,), low >= 0))
-        if high is not None:
-            r = b.relu(_Sym(-x.M, high - x.c, x.shape, no))
-            x = _Sym(-r.M, high - r.c, x.shape, x.nonneg & (high >= 0))
+        for end in (low, high):
+            if isinstance(end, _Sym):
+                raise _unsupported("clamping to bounds computed from the input")
+        lo, hi = self._clip_end(low, x), self._clip_end(high, x)
+        if lo is not None:
+            r = b.relu(_Sym(x.M, x.c - lo, x.shape, x.nonneg & (lo <= 0)))
+            x = _Sym(r.M, r.c + lo, x.shape, x.nonneg | (lo >= 0))
+        if hi is not None:
+            r = b.relu(_Sym(-x.M, hi - x.c, x.shape, torch.zeros(x.n, dtype=torch.bool)))
+            x = _Sym(-r.M, hi - r.c, x.shape, x.nonneg & (hi >= 0))
         return x
+
+    @staticmethod
+    def _clip_end(end, x: _Sym) -> torch.Tensor | None:
+        """A clamp end as one value per unit of ``x`` (None: open)."""
+        if end is None:
+            return None
+        v = torch.as_tensor(end).detach().to("cpu", DT)
+        full = (1, *x.shape)
+        try:
+            fits = torch.broadcast_shapes(v.shape, full) == full
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise _unsupported(
+                f"clamping an activation of shape {x.shape} to bounds of shape {tuple(v.shape)}"
+            )
+        v = v.broadcast_to(full).reshape(-1)
+        if bool(torch.isinf(v).all()):
+            return None
+        if not bool(torch.isfinite(v).all()):
+            raise _unsupported("clamping to bounds of which some are infinite")
+        return v.clone()
 
     def _function(self, fn, args, kwargs):
         # activations may sit inside a list argument (torch.cat, torch.stack)
@@ -568,6 +713,8 @@ class _Extractor:
             return fn(*args, **kwargs)
         if fn in _RELU_FUNCS:
             return self.b.relu(args[0])
+        if fn in _CLAMP_FUNCS and isinstance(args[0], _Sym):
+            return self._clip(args[0], *_clamp_ends(_CLAMP_FUNCS[fn], args[1:], kwargs))
         if fn is F.max_pool2d or fn is F.max_pool1d:
             x = args[0]
             kw = dict(
@@ -625,6 +772,8 @@ class _Extractor:
             return full if not args[1:] else full[args[1]]
         if name == "relu":
             return self.b.relu(obj)
+        if name in _CLAMPS:
+            return self._clip(obj, *_clamp_ends(name, args[1:], kwargs))
         if name == "dim":
             return len(obj.shape) + 1
         if name in _AFFINE_METHODS:
@@ -689,14 +838,23 @@ def _unscript_sequential(m: torch.jit.ScriptModule) -> nn.Module:
 
 #: ops of a frozen TorchScript graph that only carry their input on
 _FROZEN_IDENTITY = ("aten::dropout", "aten::contiguous", "aten::detach")
+#: a frozen TorchScript graph's probability ops -> the layer they are
+_FROZEN_SQUASH = {
+    "aten::softmax": "Softmax",
+    "aten::log_softmax": "LogSoftmax",
+    "aten::sigmoid": "Sigmoid",
+}
 
 
 def _unfreeze(m: torch.jit.ScriptModule) -> nn.Module:
     """A frozen TorchScript module (``torch.jit.freeze`` / ``optimize_for_inference``, whose
     weights are graph constants) as an ``nn.Sequential``, when its graph is one chain of
-    ``linear`` (or ``matmul`` and a bias ``add``), ``conv2d``, pooling, ``relu`` and
-    ``flatten``."""
+    ``linear`` (or ``matmul`` and a bias ``add``), ``conv2d``, pooling, ``relu``, clamping
+    (``relu6``, ``hardtanh``, ``clamp``) and ``flatten``."""
+    from inverset.loaders.onnx import Clip
+
     g = m.graph
+    returned = [o.debugName() for o in g.outputs()]
     cur = list(g.inputs())[1].debugName()
     consts: dict[str, object] = {}
     layers: list[nn.Module] = []
@@ -757,14 +915,19 @@ def _unfreeze(m: torch.jit.ScriptModule) -> nn.Module:
             layers.append(nn.AvgPool2d(*rest))
         elif kind in ("aten::relu", "aten::relu_"):
             layers.append(nn.ReLU())
+        elif kind.removeprefix("aten::").removesuffix("_") in _CLAMPS:
+            op = kind.removeprefix("aten::").removesuffix("_")
+            layers.append(Clip(*_clamp_ends(op, rest, {})))
         elif kind == "aten::flatten":
             layers.append(nn.Flatten(*rest))
         elif kind in _FROZEN_IDENTITY:
             layers.append(nn.Identity())
+        elif kind in _FROZEN_SQUASH and node.output().debugName() in returned:
+            raise squashed(_FROZEN_SQUASH[kind], None, None, None, script=True)
         else:
             raise refuse(f"the operation {kind}")
         cur = node.output().debugName()
-    if [o.debugName() for o in g.outputs()] != [cur]:
+    if returned != [cur]:
         raise refuse("an output that is not the last layer's")
     return nn.Sequential(*layers)
 
@@ -776,33 +939,37 @@ def _pair(v):
 
 
 # ----------------------------------------------------------------------------- targets
-def _compile(b: _Builder, e: Expr, pos: dict[str, _Sym]) -> _Sym:
+def _compile(
+    b: _Builder, e: Expr, pos: dict[str, _Sym], last: frozenset[str] = frozenset()
+) -> _Sym:
+    """``e`` as rows of the network; ``last``: the layers whose units are the last axis of
+    their output (:func:`inverset.model.units_last`)."""
     if not e.refs():
         val = e.evaluate({"out": torch.zeros(1, 1, dtype=DT)})
         return b.const(val.reshape(1), (1,))
     if isinstance(e, Const):
         return b.const(torch.tensor([e.value]), (1,))
     if isinstance(e, Ref):
-        return _ref(b, e, pos)
+        return _ref(b, e, pos, last)
     if isinstance(e, Neg):
-        return b.scale(_compile(b, e.arg, pos), -1.0)
+        return b.scale(_compile(b, e.arg, pos, last), -1.0)
     if isinstance(e, BinOp):
         if e.op in "+-":
-            left = _compile(b, e.left, pos)
+            left = _compile(b, e.left, pos, last)
             b.keep(left)
-            right = _compile(b, e.right, pos)
+            right = _compile(b, e.right, pos, last)
             b.drop(left)
             return b.add(left, right, 1.0 if e.op == "+" else -1.0)
         const_r, const_l = not e.right.refs(), not e.left.refs()
         ctx = {"out": torch.zeros(1, 1, dtype=DT)}
         if e.op == "*" and (const_r or const_l):
             k = float((e.right if const_r else e.left).evaluate(ctx)[0])
-            return b.scale(_compile(b, e.left if const_r else e.right, pos), k)
+            return b.scale(_compile(b, e.left if const_r else e.right, pos, last), k)
         if e.op == "/" and const_r:
             k = float(e.right.evaluate(ctx)[0])
             if k == 0:
                 raise InversetError(f"target {e} divides by zero; fix the constant")
-            return b.scale(_compile(b, e.left, pos), 1.0 / k)
+            return b.scale(_compile(b, e.left, pos, last), 1.0 / k)
         raise InversetError(
             f"target {e} multiplies or divides two network values, which is not piecewise "
             "linear; the exact solver needs constant factors (use --solver gradient)"
@@ -810,7 +977,7 @@ def _compile(b: _Builder, e: Expr, pos: dict[str, _Sym]) -> _Sym:
     if isinstance(e, Func):
         parts = []
         for a in e.args:
-            s = _compile(b, a, pos)
+            s = _compile(b, a, pos, last)
             b.keep(s)
             parts.append(s)
         for s in parts:
@@ -819,7 +986,7 @@ def _compile(b: _Builder, e: Expr, pos: dict[str, _Sym]) -> _Sym:
     raise InversetError(f"target {e} is not supported by the exact solver; use --solver gradient")
 
 
-def _ref(b: _Builder, r: Ref, pos: dict[str, _Sym]) -> _Sym:
+def _ref(b: _Builder, r: Ref, pos: dict[str, _Sym], last: frozenset[str]) -> _Sym:
     s = pos[r.layer]
     if r.kind == "prob":
         raise InversetError(
@@ -840,10 +1007,13 @@ def _ref(b: _Builder, r: Ref, pos: dict[str, _Sym]) -> _Sym:
         return b.add(mine, m, -1.0)
     shape = s.shape
     if len(r.index) == 1 and len(shape) > 1:
-        per = int(np.prod(shape[1:]))
-        idx = torch.arange(r.index[0] * per, (r.index[0] + 1) * per)
+        if r.layer in last:  # unit c of every position: every shape[-1]-th row from c
+            idx = torch.arange(r.index[0], s.n, shape[-1])
+        else:  # channel c: a contiguous block of positions
+            per = int(np.prod(shape[1:]))
+            idx = torch.arange(r.index[0] * per, (r.index[0] + 1) * per)
         A = torch.zeros(1, s.n, dtype=DT)
-        A[0, idx] = 1.0 / per
+        A[0, idx] = 1.0 / len(idx)
         return b.affine(s, A, torch.zeros(1, dtype=DT), (1,))
     if len(r.index) == 1:
         return b.rows(s, torch.tensor([r.index[0]]))
@@ -859,12 +1029,17 @@ def extract(
 ) -> Network:
     """The Affine/ReLU chain computing ``exprs`` (one output row each) from the flat input."""
     layers = {layer for e in exprs for layer in e.layers()}
-    ex = _Extractor(model, tuple(input_shape), layers - {"out"}, need_out="out" in layers)
+    refs = [r for e in exprs for r in e.refs()]
+    # the output the query reads (named in an error): an out/prob/... ref, else a layer's
+    ref = next((r for r in refs if r.kind != "layer"), refs[0] if refs else None)
+    ex = _Extractor(model, tuple(input_shape), layers - {"out"}, need_out="out" in layers, ref=ref)
     pos = ex.run()
     b = ex.b
+    named = named_layers(model)
+    last = frozenset(n for n in layers if n in named and units_last(named[n]))
     outs = []
     for e in exprs:
-        s = _compile(b, e, pos)
+        s = _compile(b, e, pos, last)
         b.keep(s)
         outs.append(s)
     final = b.cat(outs)

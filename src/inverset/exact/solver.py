@@ -22,14 +22,14 @@ from inverset.checks import is_whole
 from inverset.errors import InversetError, UnsupportedModelError
 from inverset.exact import bab, relu_bab
 from inverset.exact.bounds import Bounds, crown
-from inverset.exact.ir import Head, Network, extract, split_head
+from inverset.exact.ir import Head, Network, SquashedOutputError, extract, split_head
 from inverset.exact.milp import build
-from inverset.model import torch_threads
+from inverset.model import OUTPUT, output_activation, torch_threads
 from inverset.problem import Problem
 from inverset.progress import progress_bar
 from inverset.result import Result
 from inverset.space import Direct
-from inverset.target import Neg
+from inverset.target import Expr, Neg, Ref
 
 #: branch and bound splits input boxes: strong in few dimensions, hopeless in many. Measured:
 #: 2-32-32-1 over [-1, 1]^2, branch and bound 0.07 s, MILP 1.9 s; 8-32-32-1 over [-1, 1]^8,
@@ -55,6 +55,13 @@ BAB_MIN_CROWNS = 4
 #: what an unreachable range's message says of its point (callers that return no point cut it)
 POINT_NOTE = "the point returned is the best the proof met, not the nearest (reach searches it)"
 
+
+def without_point_note(message: str) -> str:
+    """An unreachability message without :data:`POINT_NOTE`, for callers whose answer is not
+    that point (an empty inverse set, a certificate)."""
+    return message.split(f"; {POINT_NOTE}", 1)[0]
+
+
 #: how a search ended without an answer: its status, and what the message says
 STOPS = {
     "time_limit": "stopped at the time limit",
@@ -75,11 +82,16 @@ def compile_problem(problem: Problem) -> Network:
         raise InversetError(
             f"the exact solver certifies float32 and float64 models; this one computes in "
             f"{str(problem.dtype).removeprefix('torch.')}, whose rounding a certificate would "
-            "not cover; pass model.float(), or use --solver gradient"
+            "not cover; convert it to float32 first: model.float() in Python, or on the command "
+            "line save the model after model.float() (inverset has no option to convert it), "
+            "or use --solver gradient"
         )
-    exprs = [problem.target, *(c[0] for c in problem.constraints)]
+    exprs = _exprs(problem)
     for e in exprs:
         if not e.piecewise_linear:
+            prob = next((r for r in e.refs() if r.kind == "prob"), None)
+            if prob is not None and output_activation(problem.model):
+                _name_logits(problem, prob.index[0])
             raise InversetError(
                 f"target {e} is not piecewise linear (prob:k or a product of network values); "
                 "use logit:k / margin:k with the exact solver, or --solver gradient"
@@ -89,6 +101,23 @@ def compile_problem(problem: Problem) -> Network:
         net = extract(problem.model, shape, exprs)
         _check(problem, net)
     return net
+
+
+def _exprs(problem: Problem) -> list[Expr]:
+    """The target and the constraint expressions: the rows of the compiled chain."""
+    return [problem.target, *(c[0] for c in problem.constraints)]
+
+
+def _name_logits(problem: Problem, k: int) -> None:
+    """For ``prob:k`` of a model ending in a Softmax or Sigmoid (which ``prob:k`` reads):
+    raise the error naming the layer below it, the logits the exact solver can take."""
+    try:
+        with problem.session():
+            extract(problem.model, problem.domain.shape, [Ref("prob", OUTPUT, (k,))])
+    except SquashedOutputError:
+        raise
+    except InversetError:
+        pass  # another layer stops the exact solver first: the caller's error stands
 
 
 #: sample points on which the compiled chain must reproduce the model (model evaluations that
@@ -116,8 +145,8 @@ def _check(problem: Problem, net: Network) -> None:
 
 def is_supported(problem: Problem) -> bool:
     """Can the exact solver answer this problem (piecewise-linear net/target, bounded box)?"""
-    if not problem.domain.bounded:
-        return False
+    if not problem.domain.bounded or not all(e.piecewise_linear for e in _exprs(problem)):
+        return False  # without compile_problem's extraction to name the logits of prob:k
     try:
         compile_problem(problem)
     except InversetError:
@@ -572,6 +601,7 @@ def _search(
             v1 = float(row.forward(xs)[0, 0])
             if v1 > v0:
                 x0, v0 = xs[0], v1
+        ctx.record(sense, v0, root)
         return {"x": x0, "value": v0, "bound": root, "status": "time_limit", "method": chosen}
     start = time.perf_counter() - ctx.t0
     with progress_bar(progress, None, "exact branch and bound") as bar:

@@ -129,9 +129,13 @@ class Objective:
 
 
 def _act(ctx: Context, layer: str) -> torch.Tensor:
+    """The activation of ``layer`` with its units on axis 1: a layer whose units are its last
+    axis (a Linear applied to a sequence, :func:`inverset.model.units_last`) moved there."""
     a = ctx.acts.get(layer)
     if a is None:
         raise InversetError(f"layer {layer!r} produced no activation in the forward pass")
+    if a.dim() > 2 and layer in getattr(ctx.acts, "last", ()):
+        return a.movedim(-1, 1)
     return a
 
 

@@ -35,6 +35,8 @@ from inverset.model import (
     Activations,
     LeakyReLUs,
     check_layer_names,
+    check_one_input,
+    check_repeatable,
     first_tensor,
     hookable_layers,
     input_shape_of,
@@ -320,10 +322,12 @@ def _setup(
     also: Sequence[tuple[int, ...]] = (),
 ) -> tuple[_Runner, tuple[int, ...], int, dict[str, tuple[int, ...]], str]:
     """Check layer names, pick the render shape, find out whether the model takes any size
-    (else inputs are resized to its fixed size, and the note says so), read layer shapes.
+    (else inputs are resized to its fixed size, and the note says so), read layer shapes
+    (units first, :func:`inverset.model.units_last`).
     ``also``: further render sizes the model must take (a dream's smaller octaves); when it
     fails on one, every input is resized to the render size it took, and the note says so."""
     names = [n for n in layers if n != OUTPUT]
+    check_one_input(model)
     _check_hookable(model, names)
     check_layer_names(model, names)
     model_shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
@@ -400,7 +404,24 @@ def _setup(
                     f"inputs: every octave is resized to {'x'.join(map(str, spatial))}"
                 )
     runner.early_stop = all(v == 1 for v in counts.values())
-    shapes = {k: tuple(v.shape[1:]) for k, v in acts.items()}
+    # two random pictures, run as the renders are (up to the deepest layer read): dropout or
+    # batch statistics still active change the outputs from pass to pass (one line, as a
+    # query's check says)
+    pics = torch.rand((2, c, *spatial), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), runner.session() as run:
+        pics = pics.to(device, dtype)
+        try:
+            two = run(pics)
+        except (RuntimeError, ValueError, IndexError):
+            two = None  # a model that takes one picture at a time: not checked
+        if two is not None:
+            check_repeatable(run, pics, two, [n for n in layers if n in acts] or [OUTPUT])
+    # units first: a Linear applied to a sequence (B, L, F) has F units (its last axis)
+    last = getattr(acts, "last", set())
+    shapes = {
+        k: tuple(v.movedim(-1, 1).shape[1:] if k in last and v.dim() > 2 else v.shape[1:])
+        for k, v in acts.items()
+    }
     return runner, spatial, c, shapes, note
 
 

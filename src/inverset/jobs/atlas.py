@@ -36,6 +36,7 @@ from inverset.errors import InversetError
 from inverset.loaders import as_module
 from inverset.model import (
     OUTPUT,
+    OUTPUT_MODULE,
     check_layer_names,
     fingerprint,
     forward_checked,
@@ -160,14 +161,16 @@ def _layer_units(model: nn.Module, layer: str, input_shape: Sequence[int] | None
     check_layer_names(model, [layer])
     if layer != OUTPUT and layer not in hookable_layers(model):
         raise not_hookable(layer)
-    for info in layers(model, input_shape):
-        if info.name == layer:
-            if info.calls == 0:
-                raise never_run(layer)
-            if info.calls is not None and info.calls > 1:
-                raise run_twice(layer, info.calls)
-            return info.units
-    return None
+    infos = {info.name: info for info in layers(model, input_shape)}
+    # a module named out that computes the model output is listed as the output
+    info = infos.get(layer) or (infos.get(OUTPUT) if layer == OUTPUT_MODULE else None)
+    if info is None:
+        return None
+    if info.calls == 0:
+        raise never_run(layer)
+    if info.calls is not None and info.calls > 1:
+        raise run_twice(layer, info.calls)
+    return info.units
 
 
 def expand_targets(

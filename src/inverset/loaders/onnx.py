@@ -192,11 +192,18 @@ class Cast(nn.Module):
 
 
 class Clip(nn.Module):
-    """ONNX Clip (ReLU6, hardtanh): ``min(max(x, low), high)``, an end None when not given."""
+    """ONNX Clip (ReLU6, hardtanh), Max/Min with a constant (``torch.clamp`` to tensor
+    bounds), and a TorchScript graph's clamping for the exact solver:
+    ``min(max(x, low), high)``, an end None when not given (a number, or a tensor that
+    broadcasts against ``x``)."""
 
-    def __init__(self, low: float | None, high: float | None):
+    def __init__(self, low: float | torch.Tensor | None, high: float | torch.Tensor | None):
         super().__init__()
-        self.low, self.high = low, high
+        for name, end in (("low", low), ("high", high)):
+            if isinstance(end, torch.Tensor):  # a buffer: it moves with the model
+                self.register_buffer(name, end)
+            else:
+                setattr(self, name, end)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.clamp(x, self.low, self.high)
@@ -315,6 +322,16 @@ _ACTIVATIONS: dict[str, tuple[str, Any]] = {
     "Erf": ("erf", lambda at: Erf()),
     "Gelu": ("gelu", lambda at: nn.GELU(_text(at.get("approximate", "none")))),
 }
+#: the layer operators the converter reads (besides the shape arithmetic it folds)
+_LAYER_OPS = (
+    *("Gemm", "MatMul", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool"),
+    *("GlobalMaxPool", "BatchNormalization", *_ACTIVATIONS, "Clip", "Max", "Min", "Softmax"),
+    "LogSoftmax",
+    *("ReduceMean", "ReduceSum", "Add", "Sub", "Mul", "Div", "Concat", "Flatten", "Reshape"),
+    *("Transpose", "Squeeze", "Unsqueeze", "Slice", "Cast", "Identity", "Dropout"),
+)
+#: every operator the converter has a rule for (shape ops: on shapes only)
+_READ_OPS = {*_LAYER_OPS, *_FOLD_OPS, *_SHAPE_OPS, "Constant", "Shape"}
 #: ops a graph whose input has no batch axis may hold: they act on the last axis or on each
 #: value, so the converter runs them on a batch as the graph runs one input
 _UNBATCHED_OPS = {
@@ -445,15 +462,28 @@ def load_onnx(path: str | Path) -> OnnxModel:
     except Exception as exc:  # onnx raises DecodeError and friends
         raise InversetError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
     g = proto.graph
+    unread = list(dict.fromkeys(n.op_type for n in g.node if n.op_type not in _READ_OPS))
+    if unread:  # named before any advice on the shapes or transposes around them
+        raise InversetError(
+            f"{path}: the ONNX graph uses {', '.join(unread)}, which inverset's converter does "
+            f"not read (it reads {', '.join(_LAYER_OPS)} and shape arithmetic); {_EXPORT_FIX}"
+        )
     opset = _opset(proto)
     consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in g.initializer}
     # folded shape values: True where an entry is the batch size (free at run time)
     masks: dict[str, np.ndarray] = {}
     inputs = [i for i in g.input if i.name not in consts]
     if len(inputs) != 1 or len(g.output) != 1:
+        fix = (
+            "export a model whose forward takes one tensor (e.g. a wrapper module fixing the "
+            "other inputs as constants)"
+            if len(inputs) != 1
+            else "export a model whose forward returns the one output to study (e.g. a "
+            "wrapper module whose forward(x) returns model(x)[0])"
+        )
         raise InversetError(
             f"{path}: inverset reads ONNX graphs with one input and one output "
-            f"(found {len(inputs)} inputs, {len(g.output)} outputs)"
+            f"(found {len(inputs)} inputs, {len(g.output)} outputs); {fix}"
         )
     x_in, y_out = inputs[0], g.output[0].name
     in_type = x_in.type.tensor_type
@@ -727,6 +757,14 @@ def load_onnx(path: str | Path) -> OnnxModel:
             low, high = operand(1, ins, at, "min"), operand(2, ins, at, "max")
             ends = [None if v is None or abs(float(v)) >= 3.4e38 else float(v) for v in (low, high)]
             add("clip", Clip(*ends), dyn[:1], out)
+        elif op in ("Max", "Min"):  # torch.clamp to tensor bounds: a Clip of each value
+            if len(ins) != 2 or len(dyn) != 1:
+                raise InversetError(
+                    f"{where}: {op} of {len(dyn)} computed tensors and {len(ins) - len(dyn)} "
+                    "constants is not supported, only of a tensor and a constant (torch.clamp)"
+                )
+            c = t(consts[next(i for i in ins if i != dyn[0])])
+            add("clip", Clip(c, None) if op == "Max" else Clip(None, c), dyn, out)
         elif op in ("Softmax", "LogSoftmax"):
             # before opset 13: axis 1 by default, over the input flattened to 2-D from axis
             coerce = opset < 13

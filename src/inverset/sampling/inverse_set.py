@@ -645,6 +645,7 @@ class _Sampler:
         try:
             from inverset.exact import is_supported
             from inverset.exact.solver import solve as exact_solve
+            from inverset.exact.solver import without_point_note
         except ImportError:
             self.c["exact_check"] = "exact solver not importable; skipped"
             return None, True
@@ -687,7 +688,7 @@ class _Sampler:
             self.empty_because = (
                 self.why_infeasible(direct, exact_solve)
                 if p.constraints
-                else _without_point(r.message)
+                else without_point_note(r.message)
             )
             raise _Stop("unreachable")
         if r.status == "found" and r.x is not None and isinstance(p.space, Direct):
@@ -697,6 +698,8 @@ class _Sampler:
     def why_infeasible(self, direct: Problem, exact_solve) -> str:
         """Why the exact solver found no input meeting every range: the ranges cannot hold at
         once (the domain itself is feasible), or the domain admits no input at all."""
+        from inverset.exact.solver import without_point_note
+
         p = self.p
         rng = self.describe_ranges()
         if not p.constraints:
@@ -707,7 +710,7 @@ class _Sampler:
         if r.status == "infeasible":
             return "the domain admits no input (proven by the exact solver)"
         if r.status == "unreachable":
-            return _without_point(r.message)
+            return without_point_note(r.message)
         return (
             f"the ranges cannot all hold at once on this domain: no input has {rng} (proven by "
             "the exact solver)"
@@ -1213,14 +1216,6 @@ class _Sampler:
         parts = [f"{self.p.target} in {_interval(self.p.goal.low, self.p.goal.high)}"]
         parts += [f"{t} in {_interval(a, b)}" for t, a, b in self.p.constraints]
         return " and ".join(parts)
-
-
-def _without_point(message: str) -> str:
-    """The exact solver's unreachability message without its note on the returned point,
-    which an empty inverse set does not return."""
-    from inverset.exact.solver import POINT_NOTE
-
-    return message.split(f"; {POINT_NOTE}", 1)[0]
 
 
 def _interval(a: float, b: float) -> str:

@@ -30,6 +30,11 @@ SOLVERS: dict[str, str] = {
 }
 
 
+#: solvers that take a model whose outputs change from pass to pass (noise on purpose): they
+#: compare values without gradients, and the result says the values are noisy
+NOISE_TOLERANT = ("annealing", "evolution", "swarm", "cmaes", "bayes")
+
+
 def get_solver(name: str) -> Callable:
     """The solve function registered under ``name`` (error lists the valid names)."""
     if name not in SOLVERS:

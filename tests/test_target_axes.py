@@ -1,0 +1,342 @@
+"""Which axis of a layer's output ``LAYER:c`` reads, the module named ``out``, and models that
+return a tuple, list or dict (tiny models built inline)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import inverset as iv
+from inverset.model import Activations, forward
+from inverset.target import parse_target
+
+torch.set_num_threads(1)
+
+
+class SeqNet(nn.Module):
+    """A Linear and a LayerNorm applied to a sequence (B, 5, 3), then pooled over positions."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(3, 4)
+        self.norm = nn.LayerNorm(4)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.act(self.norm(self.fc1(x))).mean(1))
+
+
+def _seq() -> SeqNet:
+    torch.manual_seed(0)
+    return SeqNet().eval()
+
+
+def _read(model: nn.Module, target: str, x: torch.Tensor) -> torch.Tensor:
+    """The target's values at ``x`` after its check, as every query reads them."""
+    expr = parse_target(target)
+    with torch.no_grad():
+        acts = forward(model, x, expr.layers())
+        expr.check(acts)
+        return expr.evaluate(acts)
+
+
+def test_linear_on_a_sequence_reads_a_unit_averaged_over_positions():
+    """``fc1:2`` of a Linear with output (B, 5, 4) read position 2 (averaged over the 4
+    units), and ``fc1:4`` was in range (5 positions): it is unit 2 averaged over the 5
+    positions, and unit 4 is out of range of the 4 units."""
+    m, x = _seq(), torch.randn(3, 5, 3, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        h = m.fc1(x)
+        n = m.norm(h)
+    assert torch.allclose(_read(m, "fc1:2", x), h[:, :, 2].mean(1))
+    assert torch.allclose(_read(m, "norm:3", x), n[:, :, 3].mean(1))
+    assert torch.allclose(_read(m, "fc1:1,2", x), h[:, 1, 2])  # full index: position, unit
+    with pytest.raises(iv.InversetError, match=r"fc1:4: unit 4 is out of range; layer 'fc1' "):
+        _read(m, "fc1:4", x)
+    with pytest.raises(iv.InversetError, match=r"has 4 units \(0..3, its last axis of \(5, 4\)\)"):
+        _read(m, "fc1:4", x)
+
+
+def test_a_query_on_a_sequence_linear_maximizes_the_unit():
+    m = _seq()
+    r = iv.maximize(m, "fc1:3", iv.Box(-1, 1, shape=(5, 3)), seed=0, starts=2, steps=100)
+    with torch.no_grad():
+        h = m.fc1(torch.as_tensor(r.x, dtype=torch.float32)[None])[0]
+    # a unit of a Linear is linear in the input: its maximum over the box is at a corner
+    w, b = m.fc1.weight[3].detach(), float(m.fc1.bias[3].detach())
+    assert r.value == pytest.approx(float(h[:, 3].mean()), abs=1e-6)
+    assert r.value == pytest.approx(float(w.abs().sum()) + b, abs=1e-4)
+
+
+def test_conv_layers_keep_channels_on_axis_1():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv1d(3, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 6, 2)).eval()
+    x = torch.randn(2, 3, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        c = m[0](x)
+    assert torch.allclose(_read(m, "0:5", x), c[:, 5].mean(1))
+    with pytest.raises(iv.InversetError, match=r"channel 6 is out of range; layer '0' has 6 "):
+        _read(m, "0:6", x)
+    info = {i.name: i for i in iv.layers(m, (3, 8))}
+    assert info["0"].units == 6 and info["0"].example == "0:0 (channel mean)"
+
+
+def test_layers_lists_the_units_of_a_sequence_linear():
+    info = {i.name: i for i in iv.layers(_seq(), (5, 3))}
+    assert info["fc1"].shape == (5, 4) and info["fc1"].units == 4
+    assert info["fc1"].example == "fc1:0 (unit mean over positions)"
+    assert info["norm"].units == 4 and "unit mean over positions" in info["norm"].example
+    # an activation keeps axis 1 (its layout is its input's, which it does not know)
+    assert info["act"].units == 5 and info["act"].example == "act:0 (channel mean)"
+    assert info["out"].example == "out:0"
+
+
+def test_an_rnn_layer_reads_hidden_units_and_names_the_tuple_it_returns():
+    torch.manual_seed(0)
+
+    class RNNReg(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(3, 6, batch_first=True)
+            self.head = nn.Linear(6, 1)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0][:, -1])
+
+    m, x = RNNReg().eval(), torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        y = m.rnn(x)[0]
+    assert torch.allclose(_read(m, "rnn:5", x), y[:, :, 5].mean(1))
+    with pytest.raises(
+        iv.InversetError,
+        match=r"has 6 units \(0..5, its last axis of \(5, 6\)\); inverset reads \[0\] of the "
+        r"tuple of 2 that the layer returns",
+    ):
+        _read(m, "rnn:6", x)
+
+
+# ------------------------------------------------------------ a module named 'out'
+class OutMid(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(2, 4)
+        self.out = nn.Linear(4, 3)
+        self.head = nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.out(torch.relu(self.fc1(x)))))
+
+
+def test_a_module_named_out_that_is_not_the_output_is_the_layer_dot_out():
+    """``layers`` listed ('out', 'Linear', (1,)): the module's type with the model output's
+    shape, and no target could read the module. It is the layer ``.out``; ``out`` stays the
+    model output."""
+    torch.manual_seed(0)
+    m = OutMid().eval()
+    rows = [(i.name, i.kind, i.shape) for i in iv.layers(m, (2,))]
+    assert rows == [
+        ("fc1", "Linear", (4,)),
+        (".out", "Linear", (3,)),
+        ("head", "Linear", (1,)),
+        ("out", "output", (1,)),
+    ]
+    assert "out:k is the model output" in iv.layers(m, (2,))[1].example
+    box = iv.Box(-1, 1, shape=(2,))
+    r = iv.maximize(m, ".out:2", box, seed=0, starts=4, steps=100)
+    x = torch.as_tensor(r.x, dtype=torch.float32)[None]
+    with torch.no_grad():
+        assert r.value == pytest.approx(float(m.out(torch.relu(m.fc1(x)))[0, 2]), abs=1e-6)
+    r = iv.maximize(m, "out:0", box, seed=0, starts=4, steps=100)
+    with torch.no_grad():
+        assert r.value == pytest.approx(float(m(torch.as_tensor(r.x)[None].float())), abs=1e-6)
+    with pytest.raises(iv.InversetError, match=r"unit 3 is out of range; layer '.out' has 3"):
+        iv.maximize(m, ".out:3", box, steps=2, starts=1)
+
+
+def test_a_last_layer_named_out_is_listed_as_the_output_once():
+    torch.manual_seed(0)
+    m = nn.Module()
+    m.fc1, m.out = nn.Linear(2, 4), nn.Linear(4, 3)
+    m.forward = lambda x: m.out(torch.relu(m.fc1(x)))
+    assert [(i.name, i.kind, i.shape) for i in iv.layers(m, (2,))] == [
+        ("fc1", "Linear", (4,)),
+        ("out", "Linear", (3,)),
+    ]
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(_read(m, ".out:1", x), _read(m, "out:1", x))
+
+
+# ------------------------------------------------------------ tuple / dict outputs
+class TupleOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(3, 8)
+        self.a = nn.Linear(8, 2)
+        self.b = nn.Linear(8, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x))
+        return self.a(h), self.b(h)
+
+
+class DictOut(TupleOut):
+    def forward(self, x):
+        h = torch.relu(self.fc1(x))
+        return {"cls": self.a(h), "reg": self.b(h)}
+
+
+@pytest.mark.parametrize(
+    "cls, read",
+    [
+        (TupleOut, r"\[0\] of the tuple of 2"),
+        (DictOut, r"\['cls'\] of the dict with keys 'cls', 'reg'"),
+    ],
+)
+def test_an_output_index_past_the_first_tensor_names_what_the_model_returns(cls, read):
+    """'index 2 is out of range; the model has 2 outputs (0..1)' for a model returning
+    (a [2], b [1]) hid that only its first tensor is read, and how to reach the rest."""
+    torch.manual_seed(0)
+    m = cls().eval()
+    box = iv.Box(-1, 1, shape=(3,))
+    with pytest.raises(
+        iv.InversetError,
+        match=rf"out:2: index 2 is out of range; inverset reads {read} that the model returns, "
+        r"which has 2 outputs \(0..1\); target another part by the name of the layer that "
+        r"computes it",
+    ):
+        iv.maximize(m, "out:2", box, steps=2, starts=1)
+    out_row = iv.layers(m, (3,))[-1]
+    assert out_row.name == "out" and out_row.shape == (2,)
+    assert out_row.kind == f"output: {read.replace(chr(92), '')} that the model returns"
+    r = iv.maximize(m, "b:0", box, seed=0, starts=2, steps=50)
+    with torch.no_grad():
+        y = m(torch.as_tensor(r.x, dtype=torch.float32)[None])
+    other = y[1] if cls is TupleOut else y["reg"]
+    assert r.value == pytest.approx(float(other[0, 0]), abs=1e-6)
+
+
+def test_prob_of_an_output_with_two_axes_is_refused():
+    """``prob:1`` of a (B, 2, 3) output took a softmax over all 6 values."""
+    torch.manual_seed(0)
+
+    class TwoAxes(nn.Module):
+        def __init__(self, rows: int):
+            super().__init__()
+            self.rows, self.fc = rows, nn.Linear(3, 3 * rows)
+
+        def forward(self, x):
+            return self.fc(x).view(-1, self.rows, 3)
+
+    box = iv.Box(-1, 1, shape=(3,))
+    with pytest.raises(
+        iv.InversetError,
+        match=r"prob:1: prob takes a softmax over one axis of classes, and the model output has "
+        r"shape \(2, 3\); target a logit \(out:k",
+    ):
+        iv.maximize(TwoAxes(2).eval(), "prob:1", box, steps=2, starts=1)
+    one = TwoAxes(1).eval()  # (B, 1, 3): one axis of classes
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = torch.softmax(one(x)[:, 0], 1)[:, 1]
+    assert torch.allclose(_read(one, "prob:1", x), want)
+    with pytest.raises(iv.InversetError, match=r"prob:1: prob takes a softmax"):
+        _read(TwoAxes(2).eval(), "prob:1", x)
+
+
+def test_a_copy_of_activations_keeps_their_facts():
+    acts = Activations()
+    lin, conv = nn.Linear(3, 4), nn.Conv1d(3, 4, 1)
+    acts.record("fc", lin, lin(torch.zeros(2, 5, 3)))
+    acts.record("conv", conv, (conv(torch.zeros(2, 3, 5)), None))
+    acts.probs = "Softmax"
+    copy = Activations(acts)
+    assert copy.last == {"fc"} and copy.calls == {"fc": 1, "conv": 1}
+    assert copy.returned == {"conv": "[0] of the tuple of 2"} and copy.probs == "Softmax"
+    assert copy["conv"].shape == (2, 4, 5)
+
+
+def test_the_exact_solver_reads_units_last_and_the_dot_out_layer():
+    """The exact solver compiles ``LAYER:c`` of a Linear applied to a sequence as unit c
+    averaged over positions (as the target evaluates it), and finds the module ``.out``."""
+
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(2, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc2(torch.relu(self.fc1(x))).flatten(1)
+
+    torch.manual_seed(0)
+    m = Seq().eval()
+    lo = torch.tensor([[-1.0, -1.0], [0.0, 0.5], [-0.5, 0.0]])
+    box = iv.Box(lo.numpy(), (lo + 0.5).numpy())
+    r = iv.maximize(m, "fc1:2", box, solver="exact")
+    # the mean over positions of unit 2 is maximized position by position: a grid per position
+    g = torch.linspace(0, 1, 201)
+    grid = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2) * 0.5
+    with torch.no_grad():
+        best = sum(float(m.fc1(lo[p] + grid)[:, 2].max()) for p in range(3)) / 3
+    assert r.status == "optimal" and r.value == pytest.approx(best, abs=1e-3)
+    assert r.value >= best - 1e-9
+
+    class OutMid(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.out, self.head = nn.Linear(2, 4), nn.Linear(4, 3), nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.out(torch.relu(self.fc1(x)))))
+
+    m = OutMid().eval()
+    r = iv.maximize(m, ".out:2", iv.Box(-1, 1, shape=(2,)), solver="exact")
+    grid = torch.stack(torch.meshgrid(g * 2 - 1, g * 2 - 1, indexing="ij"), -1).reshape(-1, 2)
+    with torch.no_grad():
+        best = float(m.out(torch.relu(m.fc1(grid)))[:, 2].max())
+    assert r.status == "optimal" and best - 1e-9 <= r.value <= best + 1e-2
+
+
+def test_visualize_renders_the_units_of_a_linear_on_patches():
+    """A ViT-like model: a Linear on a sequence of patches has 6 units, not 4 positions;
+    each image raises its unit's mean over the patches (re-evaluated on the model)."""
+    from inverset import featvis as fv
+
+    class Patches(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.head = nn.Linear(16, 6), nn.Linear(6, 3)
+
+        def forward(self, x):
+            p = x.reshape(x.shape[0], 1, 2, 4, 2, 4).permute(0, 2, 4, 1, 3, 5).flatten(3)
+            h = self.fc(p.reshape(x.shape[0], 4, 16))
+            return self.head(torch.relu(h).mean(1))
+
+    torch.manual_seed(0)
+    m = Patches().eval()
+    r = fv.visualize(
+        m, "fc", channels="all", steps=60, input_shape=(1, 8, 8), param="pixels", transforms="none"
+    )
+    assert list(r.arrays["targets"]) == list(range(6))
+    x = torch.as_tensor(r.xs)
+    with torch.no_grad():
+        units = m.fc(x.reshape(6, 1, 2, 4, 2, 4).permute(0, 2, 4, 1, 3, 5).flatten(3).flatten(1, 2))
+        start = m.fc(torch.full((1, 4, 16), 0.5)).mean(1)[0]
+    got = units.mean(1)[torch.arange(6), torch.arange(6)]
+    assert torch.allclose(got.double(), torch.as_tensor(r.values), atol=1e-4)
+    assert (got > start + 0.1).all()
+
+
+def test_an_atlas_of_the_dot_out_layer_counts_its_units():
+    """``--layer .out`` on a scikit-learn model (whose module out is its output, listed as
+    out): the units are counted (it said 'unknown; give the input shape')."""
+    from sklearn.neural_network import MLPClassifier
+
+    from inverset.jobs.atlas import expand_targets
+
+    X = torch.rand(40, 4).numpy()
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=20).fit(X, (X[:, 0] * 3).astype(int))
+    model = iv.load_model(clf)
+    got = expand_targets(model, layer=".out", input_shape=(4,))
+    assert [t["target"] for t in got] == [".out:0", ".out:1", ".out:2"]
