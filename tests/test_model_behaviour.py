@@ -285,3 +285,25 @@ def test_visualize_takes_a_model_that_runs_one_picture_at_a_time():
     torch.manual_seed(0)
     r = fv.visualize(One().eval(), "out", channels=[0], steps=20, input_shape=(1, 8, 8))
     assert r.status == "converged" and r.values[0] > 0
+
+
+def test_a_generator_whose_outputs_change_is_refused_as_the_model_is():
+    """A Latent space's G(z) is what the model sees: a decoder with dropout left on gave
+    non-repeatable targets silently; a black-box solver takes it and says so."""
+
+    class Decoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(2, 4)
+
+        def forward(self, z):
+            return F.dropout(torch.sigmoid(self.fc(z)), 0.5)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 1)).eval()
+    space = iv.Latent(Decoder().eval(), 2, bound=2.0)
+    box = iv.Box(0, 2, shape=(4,))
+    with pytest.raises(InversetError, match="the generator gives different outputs"):
+        iv.maximize(model, "out:0", box, space=space)
+    r = iv.maximize(model, "out:0", box, space=space, solver="cmaes", max_evals=60, seed=0)
+    assert "one noisy evaluation" in r.message

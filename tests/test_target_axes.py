@@ -340,3 +340,5 @@ def test_an_atlas_of_the_dot_out_layer_counts_its_units():
     model = iv.load_model(clf)
     got = expand_targets(model, layer=".out", input_shape=(4,))
     assert [t["target"] for t in got] == [".out:0", ".out:1", ".out:2"]
+    # its results' directories do not read as the output's (.out:3 was out_3, as out:3)
+    assert [t["key"] for t in got] == ["_out_0", "_out_1", "_out_2"]

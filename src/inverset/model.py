@@ -424,6 +424,7 @@ def check_repeatable(
     x: torch.Tensor,
     acts: Mapping[str, torch.Tensor],
     names: Sequence[str],
+    what: str = "model",
 ) -> None:
     """Refuse, in one line, a model (in the mode inverset runs it) whose outputs for the
     same input change from run to run or with the rest of its batch: dropout or batch
@@ -431,7 +432,7 @@ def check_repeatable(
     (``acts``: those of the batch ``x``); one more pass of ``x`` with its last row repeated
     must give the same rows again (a batch of other statistics: the same batch twice would
     hide batch statistics). A model that fails on the longer batch (it takes a batch of one
-    or two only) is not checked."""
+    or two only) is not checked. ``what`` names it in the message ('generator')."""
     rows = [*range(x.shape[0]), x.shape[0] - 1]
     try:
         again = run(x[rows])
@@ -444,7 +445,7 @@ def check_repeatable(
         if not _close(a[rows], b):
             where = "" if n == OUTPUT else f" at layer {n!r}"
             raise NotRepeatableError(
-                f"the model gives different outputs for the same input{where} (randomness in "
+                f"the {what} gives different outputs for the same input{where} (randomness in "
                 "its forward: dropout left on by F.dropout(x, p) without training=self.training "
                 "or by a torch.jit.trace made in train mode, added noise, or batch statistics); "
                 "make it repeatable: trace or export it after model.eval(), pass "

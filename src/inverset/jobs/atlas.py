@@ -128,6 +128,8 @@ def target_key(target: str, rng: Sequence[float] | None = None, hashed: bool = F
     so it stays distinct and fits a file name (with the temporary directory's prefix and
     suffix)."""
     key = re.sub(r"[^A-Za-z0-9.-]+", "_", target.replace(" ", "")).strip("_.") or "target"
+    if target.startswith(OUTPUT_MODULE):  # the layer .out is not the output out: _out_3
+        key = "_" + key
     if rng is not None:
         key += "__" + re.sub(r"[^A-Za-z0-9.-]+", "_", f"{_num(rng[0])}_{_num(rng[1])}")
     if hashed or not target.isascii():
