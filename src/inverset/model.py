@@ -279,6 +279,19 @@ class Activations(dict[str, torch.Tensor]):
             self.returned[name] = note
 
 
+def reads_last(acts: Mapping[str, torch.Tensor], name: str) -> bool:
+    """Whether layer ``name``'s units are the last axis of its activation in ``acts`` (recorded
+    in :attr:`Activations.last`, :func:`units_last`), not axis 1; a 2-D one has one axis."""
+    return acts[name].dim() > 2 and name in getattr(acts, "last", ())
+
+
+def units_first(acts: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
+    """Activation ``name`` with its units on axis 1 (:func:`reads_last` ones moved there): what
+    ``LAYER:c`` and feature visualization index."""
+    a = acts[name]
+    return a.movedim(-1, 1) if reads_last(acts, name) else a
+
+
 @contextlib.contextmanager
 def probe(model: nn.Module, names: Sequence[str], once: bool = True) -> Iterator[Activations]:
     """Context manager: inside it, each forward pass fills the yielded dict with the outputs

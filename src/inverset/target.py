@@ -37,7 +37,7 @@ from typing import NamedTuple
 import torch
 
 from inverset.errors import InversetError
-from inverset.model import run_twice
+from inverset.model import reads_last, run_twice, units_first
 
 OUTPUT_KINDS = ("out", "logit", "prob", "margin")
 
@@ -105,11 +105,6 @@ class Ref(Expr):
         a = acts[self.layer]
         return a.reshape(a.shape[0], -1) if self.kind != "layer" else a
 
-    def _units_last(self, acts, a: torch.Tensor) -> bool:
-        """Whether ``LAYER:c`` reads the last axis of activation ``a`` (a Linear applied to
-        a sequence, :func:`inverset.model.units_last`), not axis 1."""
-        return a.dim() > 2 and self.layer in getattr(acts, "last", ())
-
     def _returned(self, acts) -> str | None:
         """What the layer (the model, for an output ref) returned when no tensor, and the
         part that is read (:func:`inverset.model.returned`); None for a tensor."""
@@ -123,8 +118,8 @@ class Ref(Expr):
         if self.kind == "layer":
             shape = tuple(a.shape[1:])
             if len(self.index) == 1:
-                last = self._units_last(acts, a)
-                n = (shape[-1] if last else shape[0]) if shape else 1
+                last = reads_last(acts, self.layer)
+                n = units_first(acts, self.layer).shape[1] if shape else 1
                 if not 0 <= self.index[0] < n:
                     what = "channel" if len(shape) > 1 and not last else "unit"
                     where = f", its last axis of {shape}" if last else ""
@@ -189,7 +184,7 @@ class Ref(Expr):
             others = torch.cat([a[:, :k], a[:, k + 1 :]], dim=1)
             return a[:, k] - others.amax(1)
         if len(self.index) == 1:
-            v = a[..., k] if self._units_last(acts, a) else a[:, k]
+            v = units_first(acts, self.layer)[:, k]
             return v.reshape(v.shape[0], -1).mean(1) if v.dim() > 1 else v
         return a[(slice(None), *self.index)]
 

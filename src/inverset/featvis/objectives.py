@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from inverset.errors import InversetError
 from inverset.featvis.transforms import gaussian_blur
-from inverset.model import OUTPUT, Activations
+from inverset.model import OUTPUT, Activations, units_first
 from inverset.target import Ref, n_classes
 
 
@@ -131,12 +131,9 @@ class Objective:
 def _act(ctx: Context, layer: str) -> torch.Tensor:
     """The activation of ``layer`` with its units on axis 1: a layer whose units are its last
     axis (a Linear applied to a sequence, :func:`inverset.model.units_last`) moved there."""
-    a = ctx.acts.get(layer)
-    if a is None:
+    if ctx.acts.get(layer) is None:
         raise InversetError(f"layer {layer!r} produced no activation in the forward pass")
-    if a.dim() > 2 and layer in getattr(ctx.acts, "last", ()):
-        return a.movedim(-1, 1)
-    return a
+    return units_first(ctx.acts, layer)
 
 
 def _units(

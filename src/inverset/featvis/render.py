@@ -46,6 +46,7 @@ from inverset.model import (
     output_activation,
     probe,
     restore_mode,
+    units_first,
     work_dtype,
 )
 from inverset.progress import progress_bar
@@ -417,11 +418,7 @@ def _setup(
         if two is not None:
             check_repeatable(run, pics, two, [n for n in layers if n in acts] or [OUTPUT])
     # units first: a Linear applied to a sequence (B, L, F) has F units (its last axis)
-    last = getattr(acts, "last", set())
-    shapes = {
-        k: tuple(v.movedim(-1, 1).shape[1:] if k in last and v.dim() > 2 else v.shape[1:])
-        for k, v in acts.items()
-    }
+    shapes = {k: tuple(units_first(acts, k).shape[1:]) for k in acts}
     return runner, spatial, c, shapes, note
 
 

@@ -69,14 +69,17 @@ class SklearnMLP(nn.Module):
         instead of tracing ``forward``, which costs about 1.5 ms a solve."""
         if type(self).forward is not SklearnMLP.forward or self.out_activation == "exp":
             return None
+        return self._layers()
+
+    def _layers(self) -> list[str]:
+        """``fc1, act1, ..., out``: the layers in the order ``forward`` applies them."""
         hidden = [f"{k}{i}" for i in range(1, self.n_hidden + 1) for k in ("fc", "act")]
         return [*hidden, "out"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.reshape(x.shape[0], -1)
-        for i in range(1, self.n_hidden + 1):
-            h = getattr(self, f"act{i}")(getattr(self, f"fc{i}")(h))
-        z = self.out(h)
+        z = x.reshape(x.shape[0], -1)
+        for name in self._layers():
+            z = getattr(self, name)(z)
         if self.out_activation == "exp":
             z = torch.exp(z)
         return z

@@ -823,16 +823,17 @@ class _Sampler:
         else:
             pool = torch.as_tensor(np.concatenate(self.pool), dtype=self.dt, device=self.dev)
             pick = torch.randint(0, pool.shape[0], (len(idx),), generator=self.gen)
+            start = pool[pick.to(self.dev)]
             # a small random move off the sample: at an accepted sample that is the centroid of
             # the memory (one sample, or K = 1) the diversity gradient is zero and the walker
             # would stay put
             noise = torch.rand((len(idx), *u.shape[1:]), generator=self.gen, dtype=torch.float64)
             with torch.no_grad():
                 step = self.o["step"] * (2 * noise.to(self.dev, self.dt) - 1)
-                u[idx] = self.project(pool[pick.to(self.dev)] + step)
+                u[idx] = self.project(start + step)
             if self.recent is not None:  # its first sample is a new one, not the one it left
                 self.recent[idx] = math.nan
-                self.push_recent(idx, pool[pick.to(self.dev)])
+                self.push_recent(idx, start)
         if opt is not None:
             st = opt.state.get(u, {})
             for key in ("exp_avg", "exp_avg_sq"):
