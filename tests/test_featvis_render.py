@@ -42,7 +42,7 @@ def test_class_images_are_recognized_by_an_independent_judge(digits_cnn, digits_
         logits = digits_cnn.model(torch.tensor(r.xs, dtype=torch.float32)).numpy()
     np.testing.assert_allclose(r.values, logits[np.arange(10), targets], rtol=1e-4, atol=1e-4)
     assert r.value == pytest.approx(r.values.max())
-    assert r.status == "converged"
+    assert r.status == "step_limit"
     assert r.history["objective"][-1] > r.history["objective"][0] + 5
 
 
@@ -496,7 +496,7 @@ def test_units_off_at_every_start_are_raised_through_leaky_relus():
     own = after[torch.arange(3), torch.tensor([0, 1, 2])].numpy()
     np.testing.assert_allclose(r.values, own, rtol=1e-5, atol=1e-6)
     assert (own > 1.0).all(), own  # HEAD: [0, 0, 0] (zero gradient, images untouched)
-    assert r.status == "converged" and r.info["stuck"] == []
+    assert r.status == "step_limit" and r.info["stuck"] == []
     # the history holds the model's values only (a ReLU's mean is never negative), none of
     # the leaky stand-in's while the rows warm up (NaN where every row does)
     hist = np.asarray(r.history["objective"], dtype=float)
@@ -508,7 +508,7 @@ def test_a_target_that_never_moves_is_said_and_not_converged():
     model = _dead_start_mlp(-1000.0)  # no image in [0, 1] turns a unit on
     r = fv.visualize(model, layer="relu1", channels=[0, 1], steps=12, input_shape=(1, 8, 8))
     assert list(r.values) == [0.0, 0.0]
-    assert r.status == "not_found"  # HEAD: 'converged'
+    assert r.status == "not_found"  # before: 'converged'
     assert r.info["stuck"] == ["relu1:0", "relu1:1"]
     assert "2 of the 2 target(s) never moved from their start value" in r.message
 

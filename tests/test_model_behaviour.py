@@ -284,7 +284,7 @@ def test_visualize_takes_a_model_that_runs_one_picture_at_a_time():
 
     torch.manual_seed(0)
     r = fv.visualize(One().eval(), "out", channels=[0], steps=20, input_shape=(1, 8, 8))
-    assert r.status == "converged" and r.values[0] > 0
+    assert r.status == "step_limit" and r.values[0] > 0
 
 
 def test_a_generator_whose_outputs_change_is_refused_as_the_model_is():
@@ -307,3 +307,14 @@ def test_a_generator_whose_outputs_change_is_refused_as_the_model_is():
         iv.maximize(model, "out:0", box, space=space)
     r = iv.maximize(model, "out:0", box, space=space, solver="cmaes", max_evals=60, seed=0)
     assert "one noisy evaluation" in r.message
+    # feature visualization through that generator is refused the same way
+    from inverset import featvis as fv
+
+    pic = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).eval()
+    space = iv.Latent(nn.Sequential(Decoder(), nn.Unflatten(1, (1, 2, 2))).eval(), 2, bound=2.0)
+    with pytest.raises(InversetError, match="the generator gives different outputs"):
+        fv.visualize(pic, "out", channels=[0], steps=2, param=space)
+    # a repeatable generator is taken and its pictures raise the target
+    g = nn.Sequential(nn.Linear(2, 4), nn.Sigmoid(), nn.Unflatten(1, (1, 2, 2))).eval()
+    r = fv.visualize(pic, "out", channels=[0], steps=30, param=iv.Latent(g, 2, bound=2.0))
+    assert r.status == "step_limit" and r.values[0] > r.history["objective"][0] + 0.05

@@ -88,9 +88,52 @@ def test_layers_lists_the_units_of_a_sequence_linear():
     assert info["fc1"].shape == (5, 4) and info["fc1"].units == 4
     assert info["fc1"].example == "fc1:0 (unit mean over positions)"
     assert info["norm"].units == 4 and "unit mean over positions" in info["norm"].example
-    # an activation keeps axis 1 (its layout is its input's, which it does not know)
-    assert info["act"].units == 5 and info["act"].example == "act:0 (channel mean)"
+    # an activation keeps its input's layout: the LayerNorm's units
+    assert info["act"].units == 4 and info["act"].example == "act:0 (unit mean over positions)"
     assert info["out"].example == "out:0"
+
+
+class MLPBlock(nn.Module):
+    """A transformer's MLP block (GPT-style): Linear, GELU, dropout, Linear, added to the
+    residual stream after a LayerNorm; then a Conv1d over the positions as channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.ln = nn.LayerNorm(3)
+        self.c_fc, self.gelu, self.drop = nn.Linear(3, 8), nn.GELU(), nn.Dropout(0.1)
+        self.c_proj = nn.Linear(8, 3)
+        self.conv, self.crelu = nn.Conv1d(5, 5, 1), nn.ReLU()
+
+    def mlp(self, x):
+        return self.c_proj(self.drop(self.gelu(self.c_fc(self.ln(x)))))
+
+    def forward(self, x):
+        h = x + self.mlp(x)
+        return self.crelu(self.conv(h)).mean((1, 2)) + h.mean((1, 2))
+
+
+def test_a_weightless_layer_after_a_sequence_linear_reads_its_units():
+    """``gelu:7`` of a GELU after a Linear on a sequence (B, 5, 8) read position 7 (or was
+    out of range: 5 positions): it is unit 7 averaged over positions, as ``c_fc:7`` is, and
+    so is the dropout after it; a ReLU after a Conv1d keeps the conv's channels on axis 1."""
+    torch.manual_seed(0)
+    m = MLPBlock().eval()
+    x = torch.randn(3, 5, 3, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        g = m.gelu(m.c_fc(m.ln(x)))
+        c = m.crelu(m.conv(x + m.mlp(x)))
+    assert torch.allclose(_read(m, "gelu:7", x), g[:, :, 7].mean(1))
+    assert torch.allclose(_read(m, "drop:6", x), g[:, :, 6].mean(1))
+    assert torch.allclose(_read(m, "gelu:1 - crelu:4", x), g[:, :, 1].mean(1) - c[:, 4].mean(1))
+    info = {i.name: i for i in iv.layers(m, (5, 3))}
+    assert (info["gelu"].units, info["drop"].units, info["crelu"].units) == (8, 8, 5)
+    assert info["gelu"].example == "gelu:0 (unit mean over positions)"
+    # a query raises the unit it names: the GELU's unit 7 ends far above where it started
+    r = iv.maximize(m, "gelu:7", iv.Box(-1, 1, shape=(5, 3)), seed=0, starts=2, steps=150)
+    with torch.no_grad():
+        got = m.gelu(m.c_fc(m.ln(torch.as_tensor(r.x, dtype=torch.float32)[None])))[0]
+    assert r.value == pytest.approx(float(got[:, 7].mean()), abs=1e-5)
+    assert r.value > float(g[:, :, 7].mean(1).max()) + 0.1
 
 
 def test_an_rnn_layer_reads_hidden_units_and_names_the_tuple_it_returns():
@@ -115,6 +158,48 @@ def test_an_rnn_layer_reads_hidden_units_and_names_the_tuple_it_returns():
         r"tuple of 2 that the layer returns",
     ):
         _read(m, "rnn:6", x)
+
+
+class TimeFirst(nn.Module):
+    """PyTorch's default recurrent and transformer layers take sequences time-first (L, B, F):
+    the model turns its (B, L, F) input around, runs an LSTM, a Linear on every step and a
+    transformer layer, and reads the last step."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.fc = nn.LSTM(3, 6), nn.Linear(6, 4)
+        self.enc = nn.TransformerEncoderLayer(4, 2, dim_feedforward=8, dropout=0.0)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x):
+        h = self.enc(self.fc(self.lstm(x.transpose(0, 1))[0]))
+        return self.head(h[-1])
+
+
+def test_a_time_first_sequence_layer_is_read_per_input():
+    """An LSTM or transformer layer without batch_first=True returns (L, B, H): ``lstm:2`` read
+    its first axis as the batch (listed as shape (1, 6); a query crashed with a size mismatch
+    traceback): it is unit 2 of each input averaged over its 5 steps. A Linear applied to that
+    time-first output cannot be read per input: one line says why, and the listing says so."""
+    torch.manual_seed(0)
+    m = TimeFirst().eval()
+    x = torch.randn(3, 5, 3, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        o = m.lstm(x.transpose(0, 1))[0].transpose(0, 1)  # (B, L, H)
+        e = m.enc(m.fc(m.lstm(x.transpose(0, 1))[0])).transpose(0, 1)
+    assert torch.allclose(_read(m, "lstm:2", x), o[:, :, 2].mean(1))
+    assert torch.allclose(_read(m, "enc:3", x), e[:, :, 3].mean(1), atol=1e-6)
+    assert torch.allclose(_read(m, "lstm:1,4", x), o[:, 1, 4])
+    with pytest.raises(iv.InversetError, match=r"^fc:1: layer 'fc' gives 5 rows \(shape \(5, 3, 4"):
+        _read(m, "fc:1", x)
+    info = {i.name: i for i in iv.layers(m, (5, 3))}
+    assert (info["lstm"].shape, info["enc"].shape) == ((5, 6), (5, 4))
+    assert info["fc"].example == "5 rows per input (not batch first): no target"
+    r = iv.maximize(m, "lstm:2", iv.Box(-1, 1, shape=(5, 3)), seed=0, starts=4, steps=60)
+    with torch.no_grad():
+        got = m.lstm(torch.as_tensor(r.x, dtype=torch.float32)[:, None])[0][:, 0, 2].mean()
+    assert r.value == pytest.approx(float(got), abs=1e-5)
+    assert r.value > float(o[:, :, 2].mean(1).max()) + 0.05
 
 
 # ------------------------------------------------------------ a module named 'out'
@@ -290,6 +375,23 @@ def test_the_exact_solver_reads_units_last_and_the_dot_out_layer():
         def forward(self, x):
             return self.head(torch.relu(self.out(torch.relu(self.fc1(x)))))
 
+    class SeqAct(Seq):
+        def __init__(self):
+            super().__init__()
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            return self.fc2(self.act(self.fc1(x))).flatten(1)
+
+    torch.manual_seed(0)
+    m = SeqAct().eval()
+    r = iv.maximize(m, "act:1 - act:3", box, solver="exact")
+    with torch.no_grad():  # the ReLU's units, as the Linear's: per position, then averaged
+        h = torch.relu(m.fc1(lo[:, None] + grid))
+        best = float((h[..., 1] - h[..., 3]).max(1).values.mean())
+    assert r.status == "optimal" and r.value == pytest.approx(best, abs=1e-3)
+    assert r.value >= best - 1e-9
+
     m = OutMid().eval()
     r = iv.maximize(m, ".out:2", iv.Box(-1, 1, shape=(2,)), solver="exact")
     grid = torch.stack(torch.meshgrid(g * 2 - 1, g * 2 - 1, indexing="ij"), -1).reshape(-1, 2)
@@ -299,19 +401,20 @@ def test_the_exact_solver_reads_units_last_and_the_dot_out_layer():
 
 
 def test_visualize_renders_the_units_of_a_linear_on_patches():
-    """A ViT-like model: a Linear on a sequence of patches has 6 units, not 4 positions;
-    each image raises its unit's mean over the patches (re-evaluated on the model)."""
+    """A ViT-like model: a Linear on a sequence of patches, and the GELU after it, have 6
+    units, not 4 positions; each image raises its unit's mean over the patches (re-evaluated
+    on the model)."""
     from inverset import featvis as fv
 
     class Patches(nn.Module):
         def __init__(self):
             super().__init__()
-            self.fc, self.head = nn.Linear(16, 6), nn.Linear(6, 3)
+            self.fc, self.act, self.head = nn.Linear(16, 6), nn.GELU(), nn.Linear(6, 3)
 
         def forward(self, x):
             p = x.reshape(x.shape[0], 1, 2, 4, 2, 4).permute(0, 2, 4, 1, 3, 5).flatten(3)
             h = self.fc(p.reshape(x.shape[0], 4, 16))
-            return self.head(torch.relu(h).mean(1))
+            return self.head(self.act(h).mean(1))
 
     torch.manual_seed(0)
     m = Patches().eval()
@@ -324,6 +427,18 @@ def test_visualize_renders_the_units_of_a_linear_on_patches():
         units = m.fc(x.reshape(6, 1, 2, 4, 2, 4).permute(0, 2, 4, 1, 3, 5).flatten(3).flatten(1, 2))
         start = m.fc(torch.full((1, 4, 16), 0.5)).mean(1)[0]
     got = units.mean(1)[torch.arange(6), torch.arange(6)]
+    assert torch.allclose(got.double(), torch.as_tensor(r.values), atol=1e-4)
+    assert (got > start + 0.1).all()
+    # the GELU after it has the same 6 units (it had 4 channels: the patches)
+    r = fv.visualize(
+        m, "act", channels="all", steps=60, input_shape=(1, 8, 8), param="pixels", transforms="none"
+    )
+    assert list(r.arrays["targets"]) == list(range(6))
+    x = torch.as_tensor(r.xs)
+    with torch.no_grad():
+        p = x.reshape(6, 1, 2, 4, 2, 4).permute(0, 2, 4, 1, 3, 5).flatten(3).flatten(1, 2)
+        got = m.act(m.fc(p)).mean(1)[torch.arange(6), torch.arange(6)]
+        start = m.act(m.fc(torch.full((1, 4, 16), 0.5))).mean(1)[0]
     assert torch.allclose(got.double(), torch.as_tensor(r.values), atol=1e-4)
     assert (got > start + 0.1).all()
 

@@ -11,6 +11,7 @@ import hashlib
 import inspect
 import itertools
 import re
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -153,10 +154,109 @@ _LAST_AXIS_NORMS = (nn.LayerNorm, getattr(nn, "RMSNorm", nn.LayerNorm))
 
 def units_last(module: nn.Module) -> bool:
     """Whether ``module``'s units are the last axis of its output (:data:`UNITS_LAST`, or a
-    LayerNorm/RMSNorm over the last axis) rather than axis 1."""
+    LayerNorm/RMSNorm over the last axis) rather than axis 1, whatever its input. A module
+    without weights of its own can pass them on (:class:`LastAxis`)."""
     if isinstance(module, _LAST_AXIS_NORMS):
         return len(module.normalized_shape) == 1
     return isinstance(module, UNITS_LAST)
+
+
+def time_first(module: nn.Module) -> bool:
+    """Whether ``module`` returns sequences time-first, ``(L, B, ...)``: PyTorch's recurrent,
+    attention and transformer layers without ``batch_first=True`` (their default)."""
+    if isinstance(module, nn.RNNBase | nn.MultiheadAttention | nn.Transformer):
+        return not module.batch_first
+    if isinstance(module, nn.TransformerEncoderLayer | nn.TransformerDecoderLayer):
+        return not module.self_attn.batch_first
+    if isinstance(module, nn.TransformerEncoder | nn.TransformerDecoder):
+        return len(module.layers) > 0 and time_first(module.layers[0])
+    return False
+
+
+def layer_output(module: nn.Module, out: object) -> torch.Tensor:
+    """What a target reads of what ``module`` returned: its first tensor (:func:`first_tensor`),
+    batch first: a time-first sequence ``(L, B, ...)`` (:func:`time_first`) as ``(B, L, ...)``."""
+    t = first_tensor(out)
+    return t.transpose(0, 1) if t.dim() >= 3 and time_first(module) else t
+
+
+def _weightless(module: nn.Module) -> bool:
+    """No parameters of its own (an activation, dropout, a residual block): what it returns
+    in its input's shape keeps its input's units where they were."""
+    return all(p is None for p in module._parameters.values())
+
+
+#: model -> input shape (without batch) -> module -> units last (:class:`LastAxis`)
+_LAST_SEEN: weakref.WeakKeyDictionary[nn.Module, dict[tuple, dict[nn.Module, bool]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class LastAxis:
+    """Which modules' outputs have their units on the last axis: those of :func:`units_last`
+    modules, and what a module without weights of its own (a GELU after a Linear on a
+    sequence, dropout, a residual block) returns in the shape of such an input, or returns
+    unchanged. One forward pass of the model with every layer hooked finds them for an input
+    shape (:meth:`start` and :meth:`done` bracket each pass); the answer is kept per model and
+    input shape while the model lives: later passes on that shape hook nothing."""
+
+    def __init__(self, model: nn.Module, layers: Sequence[nn.Module] | None = None) -> None:
+        """``layers``: the model's :func:`hookable_layers` when the caller has them."""
+        self.model = model
+        self.found: dict[nn.Module, bool] = {}
+        self._layers = list(hookable_layers(model).values()) if layers is None else layers
+        self._marked: dict[int, weakref.ref[torch.Tensor]] = {}
+        self._pass: list = []  # the layers' hooks while a pass is being seen
+        self._key: tuple | None = None
+
+    def start(self, inp: tuple) -> None:
+        """Call as a pass of the model on ``inp`` (its positional arguments) begins."""
+        x = inp[0] if inp else None
+        self._key = tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else None
+        known = _LAST_SEEN.get(self.model, {}).get(self._key)
+        if known is not None:
+            self.found = known
+            return
+        self.found, self._marked = {}, {}
+        if not self._pass:  # first of a layer's hooks: a reader of the layer asks after it
+            self._pass = [m.register_forward_hook(self._note, prepend=True) for m in self._layers]
+
+    def _is(self, t: object) -> bool:
+        ref = self._marked.get(id(t)) if isinstance(t, torch.Tensor) else None
+        return ref is not None and ref() is t
+
+    def _note(self, module: nn.Module, inp: tuple, out: object) -> None:
+        t = out if isinstance(out, torch.Tensor) else None
+        if t is None:
+            return
+        src = inp[0] if inp else None
+        last = (
+            units_last(module)
+            or self._is(t)
+            or (_weightless(module) and self._is(src) and src.shape == t.shape)
+        )
+        if last:
+            self._marked[id(t)] = weakref.ref(t)
+        self.found[module] = last
+
+    def done(self) -> None:
+        """Call as a pass of the model ends."""
+        if not self._pass:
+            return
+        for h in self._pass:
+            h.remove()
+        self._pass, self._marked = [], {}
+        _LAST_SEEN.setdefault(self.model, {})[self._key] = self.found
+
+    def __call__(self, module: nn.Module) -> bool:
+        """Whether ``module``'s output had its units last in the latest pass
+        (:func:`units_last` for one the pass did not run)."""
+        return self.found.get(module, units_last(module))
+
+    def remove(self) -> None:
+        for h in self._pass:
+            h.remove()
+        self._pass = []
 
 
 #: how a target names a submodule called ``out`` directly under the model: ``out`` itself is
@@ -267,12 +367,13 @@ class Activations(dict[str, torch.Tensor]):
         self.last: set[str] = set(src.last) if src is not None else set()
         self.returned: dict[str, str] = dict(src.returned) if src is not None else {}
 
-    def record(self, name: str, module: nn.Module, out: object) -> None:
+    def record(self, name: str, module: nn.Module, out: object, last: bool | None = None) -> None:
         """Keep what ``module`` (the model itself for 'out') returned as activation ``name``:
-        its first tensor, one more call, where its units are and what it returned."""
+        its first tensor, one more call, where its units are (``last``, by default
+        :func:`units_last`) and what it returned."""
         self.calls[name] = self.calls.get(name, 0) + 1
-        self[name] = first_tensor(out)
-        if units_last(module):
+        self[name] = first_tensor(out) if name == OUTPUT else layer_output(module, out)
+        if units_last(module) if last is None else last:
             self.last.add(name)
         note = returned(out)
         if note is not None:
@@ -300,27 +401,34 @@ def probe(model: nn.Module, names: Sequence[str], once: bool = True) -> Iterator
     At the end of each pass of the whole model, a named layer that did not run is a one-line
     error, not a missing key later; so is one that ran more than once (a reused module, e.g. a
     shared activation) when ``once``, else its last output is kept and ``calls`` counts them."""
-    check_layer_names(model, names)
     layers = hookable_layers(model)
     acts = Activations()
     handles = []
+    named = [n for n in dict.fromkeys(names) if n != OUTPUT]
+    for n in named:
+        if n not in layers:
+            check_layer_names(model, [n])
+            raise not_hookable(n)
+    # a weightless layer's units are last when its input's were: hooks run before its own
+    passes_on = any(_weightless(layers[n]) and not units_last(layers[n]) for n in named)
+    passed = LastAxis(model, list(layers.values())) if passes_on else None
     try:
-        for n in dict.fromkeys(names):
-            if n == OUTPUT:
-                continue
-            if n not in layers:
-                raise not_hookable(n)
+        for n in named:
 
             def hook(_m, _inp, out, _n=n):
-                acts.record(_n, _m, out)
+                acts.record(_n, _m, out, passed(_m) if passed is not None else None)
 
             handles.append(layers[n].register_forward_hook(hook))
         if handles:
 
-            def start(_m, _inp):
+            def start(_m, inp):
                 acts.calls.clear()
+                if passed is not None:
+                    passed.start(inp)
 
             def check(_m, _inp, _out):
+                if passed is not None:
+                    passed.done()
                 for n in dict.fromkeys(names):
                     k = acts.calls.get(n, 0)
                     if n != OUTPUT and (k == 0 or (once and k > 1)):
@@ -332,6 +440,8 @@ def probe(model: nn.Module, names: Sequence[str], once: bool = True) -> Iterator
     finally:
         for h in handles:
             h.remove()
+        if passed is not None:
+            passed.remove()
 
 
 def forward(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> Activations:
@@ -345,6 +455,21 @@ def forward(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> Activati
         result.calls = dict(acts.calls)
         result.probs = output_activation(model)
         return result
+
+
+def last_axis_layers(
+    model: nn.Module, input_shape: Sequence[int], names: Sequence[str]
+) -> frozenset[str]:
+    """The layers among ``names`` whose units are the last axis of their output on inputs of
+    ``input_shape`` (:func:`units_last`; a weightless one, :class:`LastAxis`, is seen in one
+    pass of a zero input), as :func:`forward` records them for targets."""
+    layers = hookable_layers(model)
+    named = [n for n in names if n in layers]
+    if not any(_weightless(layers[n]) and not units_last(layers[n]) for n in named):
+        return frozenset(n for n in named if units_last(layers[n]))
+    x = torch.zeros((1, *input_shape), device=model_device(model), dtype=model_dtype(model))
+    with torch.no_grad(), restore_mode(model, train=False):
+        return frozenset(forward(model, x, named).last)
 
 
 def input_names(model: nn.Module) -> list[str] | None:
@@ -475,6 +600,8 @@ class LayerInfo:
     calls: int | None = field(default=None, repr=False)
     #: its units are the last axis of its output (:func:`units_last`), not axis 1
     last: bool = field(default=False, repr=False)
+    #: rows it gives for one input when not one (a time-first sequence, batch merged)
+    rows: int | None = field(default=None, repr=False)
 
     @property
     def units(self) -> int | None:
@@ -492,6 +619,8 @@ class LayerInfo:
             return "never run by forward"
         if self.calls is not None and self.calls > 1:
             return f"runs {self.calls}x per forward: no target"
+        if self.rows is not None:
+            return f"{self.rows} rows per input (not batch first): no target"
         return ""
 
     @property
@@ -525,6 +654,10 @@ class _Traced(NamedTuple):
     returned: dict[str, str]
     #: the module :data:`OUTPUT_MODULE` returns the model output itself (the last layer)
     module_is_output: bool
+    #: the layers whose units were the last axis of their output (:class:`LastAxis`)
+    last: frozenset[str]
+    #: rows per input of the layers that do not give one (not batch first)
+    rows: dict[str, int]
 
 
 def _same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -545,12 +678,16 @@ def _trace(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]) -> _
     calls = dict.fromkeys(layers, 0)
     notes: dict[str, str] = {}
     last_out: list[torch.Tensor] = []  # what OUTPUT_MODULE returned
+    rows: dict[str, int] = {}
 
     def hook(_m, _inp, out, _n):
         calls[_n] += 1
         with contextlib.suppress(InversetError):
             t = first_tensor(out)
-            shapes[_n] = tuple(t.shape[1:])
+            read = layer_output(_m, out)
+            shapes[_n] = tuple(read.shape[1:])
+            if read.dim() and len(read) != len(x):
+                rows[_n] = len(read)
             if _n == OUTPUT_MODULE:
                 last_out[:] = [t]
             note = returned(out)
@@ -559,11 +696,14 @@ def _trace(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]) -> _
 
     handles = []
     is_output = False
+    passed = LastAxis(model, list(layers.values()))
     try:
         for n, m in layers.items():
             handles.append(m.register_forward_hook(lambda m_, i, o, _n=n: hook(m_, i, o, _n)))
         with contextlib.suppress(InversetError):
+            passed.start((x,))
             out = model(x)
+            passed.done()
             t = first_tensor(out)
             shapes[OUTPUT] = tuple(t.shape[1:])
             is_output = bool(last_out) and _same_values(last_out[0], t)
@@ -573,7 +713,9 @@ def _trace(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]) -> _
     finally:
         for h in handles:
             h.remove()
-    return _Traced(shapes, calls, notes, is_output)
+        passed.remove()
+    last = frozenset(n for n, m in layers.items() if passed(m))
+    return _Traced(shapes, calls, notes, is_output, last, rows)
 
 
 def layers(model: object, input_shape: Sequence[int] | None = None) -> list[LayerInfo]:
@@ -593,7 +735,7 @@ def layers(model: object, input_shape: Sequence[int] | None = None) -> list[Laye
     check_one_input(model)
     shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
     found = hookable_layers(model)
-    traced = _Traced({}, {}, {}, False)
+    traced = _Traced({}, {}, {}, False, frozenset(), {})
     if shape is not None:
         x = torch.zeros((1, *shape), device=model_device(model), dtype=model_dtype(model))
         with torch.no_grad(), restore_mode(model, train=False):
@@ -609,7 +751,14 @@ def layers(model: object, input_shape: Sequence[int] | None = None) -> list[Laye
             infos.append(LayerInfo(OUTPUT, type(m).__name__, shapes.get(OUTPUT), k))
             continue
         infos.append(
-            LayerInfo(n, type(m).__name__, shapes.get(n) if k == 1 else None, k, units_last(m))
+            LayerInfo(
+                n,
+                type(m).__name__,
+                shapes.get(n) if k == 1 else None,
+                k,
+                n in traced.last if traced.shapes else units_last(m),
+                traced.rows.get(n),
+            )
         )
     if not traced.module_is_output:
         act = output_activation(model)

@@ -20,7 +20,8 @@ probabilities already: ``prob:k`` reads output k and ``logit:k`` is an error), `
 ``out_k - max_{j != k} out_j``. ``LAYER:c`` is unit c on axis 1 of the layer's output (a
 conv layer's channel, averaged over positions), or on its last axis for a layer whose units
 are last (a Linear applied to a sequence (B, L, F): averaged over the L positions; see
-:func:`inverset.model.units_last`); ``LAYER:i,j,..`` is one element. A module called ``out``
+:func:`inverset.model.units_last`, and a weightless layer after one, e.g. its GELU:
+:class:`inverset.model.LastAxis`); ``LAYER:i,j,..`` is one element. A module called ``out``
 directly under the model is the layer ``.out`` (``out`` is the model output). Every node
 evaluates on a batch of activations to one value per batch element; solvers that need
 structure (the exact solver) walk the same nodes.
@@ -37,7 +38,7 @@ from typing import NamedTuple
 import torch
 
 from inverset.errors import InversetError
-from inverset.model import reads_last, run_twice, units_first
+from inverset.model import OUTPUT, reads_last, run_twice, units_first
 
 OUTPUT_KINDS = ("out", "logit", "prob", "margin")
 
@@ -115,6 +116,14 @@ class Ref(Expr):
         if self.kind == "layer" and calls > 1:
             raise run_twice(self.layer, calls)
         a = self._act(acts)
+        out = acts.get(OUTPUT)
+        if self.kind == "layer" and out is not None and a.dim() and len(a) != len(out):
+            raise InversetError(
+                f"{self}: layer {self.layer!r} gives {len(a)} rows (shape {tuple(a.shape)}) for "
+                f"a batch of {len(out)} inputs, not one row per input (a time-first sequence, or "
+                "the batch merged with another axis); target a layer that keeps the batch first, "
+                "or build the model with batch_first=True"
+            )
         if self.kind == "layer":
             shape = tuple(a.shape[1:])
             if len(self.index) == 1:

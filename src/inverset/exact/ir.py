@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inverset.errors import InversetError, UnsupportedModelError
-from inverset.model import layer_name, module_path, named_layers, units_last
+from inverset.model import last_axis_layers, layer_name, module_path
 from inverset.target import BinOp, Const, Expr, Func, Neg, Ref, constant_value
 
 DT = torch.float64
@@ -1035,8 +1035,7 @@ def extract(
     ex = _Extractor(model, tuple(input_shape), layers - {"out"}, need_out="out" in layers, ref=ref)
     pos = ex.run()
     b = ex.b
-    named = named_layers(model)
-    last = frozenset(n for n in layers if n in named and units_last(named[n]))
+    last = last_axis_layers(model, input_shape, sorted(layers - {"out"}))
     outs = []
     for e in exprs:
         s = _compile(b, e, pos, last)

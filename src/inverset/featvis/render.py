@@ -422,6 +422,20 @@ def _setup(
     return runner, spatial, c, shapes, note
 
 
+def _check_generator(latent: Latent, device: torch.device) -> None:
+    """Refuse, as a query does, a generator whose pictures for the same codes change from
+    pass to pass (dropout left on, batch statistics): two random codes in its box, again."""
+    gen = torch.Generator().manual_seed(0)
+    scale = min(latent.bound, 1.0)
+    z = ((torch.rand((2, *latent.shape), generator=gen) * 2 - 1) * scale).to(device)
+
+    def run(codes: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {OUTPUT: latent.first_input(codes)}
+
+    with torch.no_grad():
+        check_repeatable(run, z, run(z), [OUTPUT], what="generator")
+
+
 def parse_channels(channels: str | int | Sequence[int] | range, n: int) -> list[int]:
     """'all' | int | 'A-B' | 'a,b,c' | range | list -> unit indices in [0, n)."""
     if isinstance(channels, str):
@@ -651,6 +665,7 @@ def visualize(
                 stack.enter_context(restore_mode(param.generator, train=False, freeze=True))
             # the generator's output is the picture the model receives: its shape decides
             drawn = LatentImage(param, 1, value_range=(lo, hi), device=device).shape
+            _check_generator(param, device)
             if size is not None and _spatial(size, drawn) != drawn[1:]:
                 ignored = (
                     f"size {'x'.join(map(str, _spatial(size, drawn)))} does not apply to a "
@@ -764,7 +779,7 @@ def visualize(
     return Result(
         x=xs[best],
         value=float(values[best]),
-        status="interrupted" if interrupted else "not_found" if len(never) == n else "converged",
+        status="interrupted" if interrupted else "not_found" if len(never) == n else "step_limit",
         message=msg,
         xs=xs,
         values=values,
@@ -996,7 +1011,7 @@ def dream(
     return Result(
         x=xin[0].numpy(),
         value=value,
-        status="interrupted" if interrupted else "converged",
+        status="interrupted" if interrupted else "step_limit",
         message=msg,
         xs=xin.numpy(),
         values=np.asarray([value]),
