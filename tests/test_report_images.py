@@ -184,6 +184,8 @@ def test_curves_are_drawn_against_what_the_history_records_with_the_bound(saved_
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert list(lines["best"].get_xdata()) == [0.5, 1.0, 2.0]
     assert list(lines["proven bound"].get_ydata()) == [9.0, 4.0, 2.0]
+    # the best so far and the bound hold until the next record: steps, not slopes between
+    assert lines["best"].get_drawstyle() == lines["proven bound"].get_drawstyle() == "steps-post"
     save_curve({"nfev": [10, 40], "time": [0.1, 0.2], "best": [1, 2]}, tmp_path / "b.png")
     ax = saved_figures[1].axes[0]
     assert ax.get_xlabel() == "evaluations"

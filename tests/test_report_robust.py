@@ -308,6 +308,9 @@ def test_cards_of_several_solvers_and_goals_say_which(tmp_path):
     assert any(ln.endswith("· maximize · gradient") for ln in lines), lines
     assert any(ln.endswith("optimal · maximize · exact") for ln in lines), lines
     assert any(ln.endswith("· reach 0.25 · gradient") for ln in lines), lines
+    # their directories tell the three out:0 cards and pages apart
+    assert {"a", "b", "c"} <= set(lines), lines
+    assert "<div class=meta>b</div><h1>out:0</h1>" in (tmp_path / "r/b/index.html").read_text()
 
 
 def test_a_failed_save_raises_the_public_save_error_holding_the_result(tmp_path):

@@ -220,8 +220,10 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
 
 
 def _target_page(
-    key: str, result: Result, pics: list[str], prev: str | None, nxt: str | None
+    key: str, result: Result, pics: list[str], prev: str | None, nxt: str | None, named: bool
 ) -> str:
+    """One target's page; ``named``: its directory name is shown (results saved side by side,
+    not a job's targets)."""
     target = result.query.get("target", key)
     nav = ["<a href='../index.html'>&larr; atlas</a>"]
     if prev:
@@ -263,7 +265,9 @@ def _target_page(
     query = html.escape(json.dumps(_jsonable(result.query), indent=2))
     info = html.escape(json.dumps(_jsonable({"timings": result.timings, **result.info}), indent=2))
     body = (
-        f"<nav>{''.join(nav)}</nav><h1>{html.escape(str(target))}</h1>"
+        f"<nav>{''.join(nav)}</nav>"
+        + (f"<div class=meta>{html.escape(key)}</div>" if named else "")
+        + f"<h1>{html.escape(str(target))}</h1>"
         f"<table class=kv>{table}</table><div class=pics>{imgs}</div>"
         f"<h2>query</h2><pre>{query}</pre><h2>details</h2><pre>{info}</pre>"
     )
@@ -369,7 +373,10 @@ def build_report(
         target = names_of[key]
         prev = done[j - 1] if j > 0 else None
         nxt = done[j + 1] if j + 1 < len(done) else None
-        _write(out / key / "index.html", _target_page(key, result, pics, prev, nxt))
+        shown_target = str(result.query.get("target", target))
+        # results saved side by side (not a job's targets): their directories tell them apart
+        named = not job and key != shown_target
+        _write(out / key / "index.html", _target_page(key, result, pics, prev, nxt, named))
         link = f"{quote(key)}/index.html"
         img = ""
         wide = ""
@@ -378,9 +385,10 @@ def build_report(
                 f"<a href='{link}'><img src='{quote(key)}/{THUMB}' alt='{html.escape(target)}'></a>"
             )
             wide = "" if is_image(np.asarray(result.x).shape) else " wide"
+        caption = f"<div class=s>{html.escape(key)}</div>" if named else ""
         cards[key] = (
-            f"<div class='card{wide}' data-key='{html.escape(key)}'>{img}"
-            f"<div><a href='{link}'>{html.escape(str(result.query.get('target', target)))}</a>"
+            f"<div class='card{wide}' data-key='{html.escape(key)}'>{img}{caption}"
+            f"<div><a href='{link}'>{html.escape(shown_target)}</a>"
             f"{_range_label(result)}</div>"
             f"<div class=v>{html.escape(metric_line(result))}</div>"
             f"<div class=s>{html.escape(how_line(result))}</div></div>"

@@ -324,10 +324,14 @@ def save_curve(
         if relaxed:
             ax.plot(xs, _floats(relaxed), color="#999999", ls="--", label="continuous relaxation")
             ax.plot(xs, _floats(ys), color="#3b6ea8", marker="o", label="whole-number points")
+        elif y == "best":  # the best so far holds until the next record: steps, not slopes
+            ax.step(xs, _floats(ys), where="post", color="#3b6ea8", label=y)
         else:
             ax.plot(xs, _floats(ys), color="#3b6ea8", label=y)
         if bound and len(bound) == len(ys):
-            ax.plot(xs, _floats(bound), color="#c44e52", ls="--", label="proven bound")
+            ax.step(
+                xs, _floats(bound), where="post", color="#c44e52", ls="--", label="proven bound"
+            )
         if relaxed or bound:
             ax.legend(fontsize=7)
     ax.set_xlabel(AXIS_LABELS.get(x, x) if x is not None else "record")
