@@ -286,7 +286,7 @@ def test_sample_mode_pairs_targets_with_ranges(digits_cnn, tmp_path):
     # a sampler's x is its first sample, not a best one: the page says so
     from inverset.report.html import _target_page
 
-    page = _target_page("out_2__1_3", got["out_2__1_3"], ["thumb.png"], None, None)
+    page = _target_page("out_2__1_3", got["out_2__1_3"], ["thumb.png"], None, None, False)
     assert "first sample" in page and "best input" not in page
 
 

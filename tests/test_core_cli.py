@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -617,3 +618,36 @@ def test_an_empty_model_argument_says_it_is_empty(run_main):
         "error: the model is an empty name; give a model file (.onnx, .pt, .joblib) or "
         "package.module:factory"
     )
+
+
+def test_usage_errors_and_missing_extras_are_one_line_without_click(
+    run_main, monkeypatch, tmp_path
+):
+    """typer >= 0.29 carries its own click and no longer installs click: in a plain install a
+    usage error was two tracebacks (``import click`` failed inside the handler), exit 1; a
+    command needing an extra that is not installed (the demo's scikit-learn) ended the same
+    way. One line each, exit 2, naming the extra."""
+    monkeypatch.setitem(sys.modules, "click", None)  # `import click` raises ImportError
+    r = run_main("maximize", "--nonsense")
+    assert r.returncode == 2 and r.stderr.startswith("error: No such option: --nonsense"), r.stderr
+    assert "Traceback" not in r.stderr
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    r = run_main("demo", "--out", tmp_path / "demo")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        "error: this command needs the missing package 'sklearn'; install it with: pip install "
+        "'inverset[sklearn]' (or 'inverset[all]')"
+    )
+
+
+def test_a_solver_whose_extra_is_missing_names_it(monkeypatch):
+    """The error names the extra that installs the missing package, not only 'all'."""
+    from inverset.solvers import get_solver
+
+    monkeypatch.setitem(sys.modules, "cma", None)
+    monkeypatch.delitem(sys.modules, "inverset.solvers.cmaes", raising=False)
+    with pytest.raises(iv.InversetError, match=r"^solver 'cmaes' needs the missing package 'cma'"):
+        get_solver("cmaes")
+    with pytest.raises(iv.InversetError, match=r"pip install 'inverset\[blackbox\]'"):
+        get_solver("cmaes")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -487,3 +489,46 @@ def test_ctrl_c_in_the_integer_search_keeps_its_moves(monkeypatch):
     monkeypatch.undo()
     done = iv.maximize(net, "out:0", box, **kw)  # uninterrupted
     assert answers[2] < answers[4] <= done.value
+
+
+def test_a_search_that_steps_out_of_the_finite_region_keeps_its_finite_points():
+    """log(x0 + x1 + 1.8) on [-1, 1]^2, minimized: every start walks into the corner where it
+    is NaN. The finite points found before were thrown away for a one-line 'bad input' error
+    (exit 2, nothing saved); they are the answer, and the message says why it stopped."""
+
+    class CornerLog(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 1)
+            with torch.no_grad():
+                self.lin.weight.fill_(1.0)
+                self.lin.bias.fill_(1.8)
+
+        def forward(self, x):
+            return torch.log(self.lin(x))
+
+    m = CornerLog().eval()
+    r = iv.minimize(m, "out:0", iv.Box(-1, 1, shape=(2,)), seed=0, starts=8)
+    x = torch.as_tensor(r.x, dtype=torch.float32)
+    assert (x.abs() <= 1).all() and float(x.sum()) > -1.8
+    with torch.no_grad():
+        assert r.value == pytest.approx(float(m(x[None])[0, 0]), abs=1e-6)
+    assert r.value < math.log(0.3)  # well down the slope towards the corner
+    assert "every start stepped where the target is not finite" in r.message
+
+
+def test_a_target_that_never_moves_says_so():
+    """A ReLU unit that is off on the whole box (bias -100): every start stays at 0, which the
+    message called '32 distinct local optima' and nothing else; it now says the target never
+    moved (info['flat']). A live unit of the same net does not say so."""
+    lin = nn.Linear(3, 2)
+    with torch.no_grad():
+        lin.weight.fill_(0.5)
+        lin.bias.copy_(torch.tensor([-100.0, 0.0]))
+    m = nn.Sequential(lin, nn.ReLU()).eval()
+    box = iv.Box(-1, 1, shape=(3,))
+    r = iv.maximize(m, "1:0", box, seed=0)
+    assert r.value == 0.0 and r.info.get("flat") is True
+    assert "the target never moved from its first value at any start" in r.message
+    live = iv.maximize(m, "1:1", box, seed=0)
+    assert live.value == pytest.approx(1.5, abs=1e-5) and "flat" not in live.info

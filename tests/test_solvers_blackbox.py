@@ -379,3 +379,21 @@ def test_evolution_history_spans_the_whole_run():
     assert h["nfev"][-2] < r.nfev  # the last improvement came earlier
     assert len(h["nfev"]) == len(h["best"]) == len(h["time"])
     assert h["time"][-1] == pytest.approx(r.timings["total"])
+
+
+def test_evaluations_that_are_not_finite_are_counted_and_said():
+    """1/x0 with x0 a whole number in [-2, 2]: x0 = 0 gives +inf, which the search leaves out
+    (never a best value). It did so silently; the message and info say how often."""
+
+    class Inv(nn.Module):
+        def forward(self, x):
+            return (1.0 / x[:, :1]) + 0.0 * x[:, 1:]
+
+    box = iv.Box(-2, 2, shape=(2,), integer=[0])
+    r = iv.maximize(Inv(), "out:0", box, solver="evolution", max_evals=300, seed=0)
+    assert r.value == 1.0 and r.x[0] == 1.0
+    with torch.no_grad():
+        seen = Inv()(torch.as_tensor(r.xs, dtype=torch.float32))
+    assert torch.isfinite(seen).all()
+    assert r.info["nonfinite"] > 0
+    assert f"{r.info['nonfinite']} of them gave a target that is not finite" in r.message

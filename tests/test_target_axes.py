@@ -202,6 +202,115 @@ def test_a_time_first_sequence_layer_is_read_per_input():
     assert r.value > float(o[:, :, 2].mean(1).max()) + 0.05
 
 
+class GPTish(nn.Module):
+    """A hand-written GPT-style stack: a Linear input projection plus a position parameter (a
+    functional ``+``: the residual stream enters the first block unmarked by any layer), two
+    blocks of LayerNorm, nn.MultiheadAttention (its output a tuple) with dropout, LayerNorm,
+    Linear, F.gelu and dropout (after a functional activation), Linear, residual adds."""
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(8), nn.LayerNorm(8)
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.drop1, self.drop = nn.Dropout(0.1), nn.Dropout(0.1)
+            self.fc, self.proj = nn.Linear(8, 16), nn.Linear(16, 8)
+
+        def mlp_in(self, x):
+            return nn.functional.gelu(self.fc(self.ln2(x)))
+
+        def forward(self, x):
+            h = self.ln1(x)
+            x = x + self.drop1(self.attn(h, h, h, need_weights=False)[0])
+            return x + self.proj(self.drop(self.mlp_in(x)))
+
+    def __init__(self):
+        super().__init__()
+        self.wte, self.pos = nn.Linear(3, 8), nn.Parameter(torch.randn(6, 8) * 0.1)
+        self.h = nn.ModuleList([GPTish.Block(), GPTish.Block()])
+        self.head = nn.Linear(8, 1)
+
+    def stream(self, x, upto: int):
+        x = self.wte(x) + self.pos
+        for blk in self.h[:upto]:
+            x = blk(x)
+        return x
+
+    def forward(self, x):
+        return self.head(self.stream(x, 2).mean(1))
+
+
+def test_the_residual_stream_and_layers_after_a_tuple_or_a_function_read_units():
+    """``h.1:3``, a block of the residual stream, read position 3 (the stream entering the
+    first block comes from a functional +, no layer's output); a dropout after attention (a
+    tuple) or after F.gelu read positions too: they are unit c averaged over positions, as the
+    LayerNorm and Linear layers that take those tensors in read them. A module swapped in
+    after a query is read the same (the layout kept for the model is looked at again)."""
+    torch.manual_seed(0)
+    m = GPTish().eval()
+    x = torch.randn(3, 6, 3, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        s1, s2 = m.stream(x, 1), m.stream(x, 2)
+        b = m.h[1]
+        a = b.attn(b.ln1(s1), b.ln1(s1), b.ln1(s1), need_weights=False)[0]
+        g = b.mlp_in(s1 + a)
+    assert torch.allclose(_read(m, "h.1:3", x), s2[:, :, 3].mean(1), atol=1e-6)
+    assert torch.allclose(_read(m, "h.0:7", x), s1[:, :, 7].mean(1), atol=1e-6)
+    assert torch.allclose(_read(m, "h.1.drop1:5", x), a[:, :, 5].mean(1), atol=1e-6)
+    assert torch.allclose(_read(m, "h.1.drop:12", x), g[:, :, 12].mean(1), atol=1e-6)
+    info = {i.name: i for i in iv.layers(m, (6, 3))}
+    assert [info[n].units for n in ("h.0", "h.1", "h.1.drop1", "h.1.drop")] == [8, 8, 8, 16]
+    r = iv.maximize(m, "h.1:3", iv.Box(-1, 1, shape=(6, 3)), seed=0, starts=2, steps=30)
+    with torch.no_grad():
+        here = m.stream(torch.as_tensor(r.x, dtype=torch.float32)[None], 2)[0, :, 3].mean()
+    assert r.value == pytest.approx(float(here), abs=1e-5)
+    m.h[1].drop = nn.Dropout(0.0)  # a new module: not in what was kept for this model
+    assert torch.allclose(_read(m, "h.1.drop:12", x), g[:, :, 12].mean(1), atol=1e-6)
+    with pytest.raises(iv.InversetError, match=r"give a unit, or position,unit within it"):
+        _read(m, "h.1:7,0", x)
+
+
+class TimeFirstPic(nn.Module):
+    """A picture (1, 4, 4) read as 4 tokens of 4 values by a time-first transformer layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.TransformerEncoderLayer(4, 2, dim_feedforward=8, dropout=0.0)
+        self.act = nn.GELU()
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.enc(x.reshape(-1, 4, 4).transpose(0, 1))  # (L, B, E)
+        return self.head(self.act(h).mean(0))
+
+
+def test_layers_with_no_row_per_input_are_refused_by_pictures_and_sampling():
+    """Inside a time-first transformer layer, the Linear gives rows of positions: feature
+    visualization rendered it with wrong values (or blamed the channel list), and inverse-set
+    sampling crashed in its diversity term (its default encoder picked that Linear): one line
+    now, and the default encoder picks the transformer layer itself."""
+    from inverset import featvis as fv
+
+    torch.manual_seed(0)
+    m = TimeFirstPic().eval()
+    with pytest.raises(iv.InversetError, match=r"^layer 'enc.linear1' gives 4 rows \(shape \(4, 2"):
+        fv.visualize(m, "enc.linear1", channels="all", steps=2, input_shape=(1, 4, 4))
+    r = fv.visualize(m, "enc", channels=[1], steps=20, input_shape=(1, 4, 4), param="pixels")
+    with torch.no_grad():
+        own = m.enc(torch.as_tensor(r.xs).reshape(-1, 4, 4).transpose(0, 1))[:, 0, 1].mean()
+    assert r.values[0] == pytest.approx(float(own), abs=1e-5)
+    box = iv.Box(0, 1, shape=(1, 4, 4))
+    with pytest.raises(iv.InversetError, match=r"layer 'enc.linear1' gives 4 rows"):
+        iv.sample(m, "out:0", (-10, 10), n=4, domain=box, encoder="enc.linear1", max_outer=1)
+    with torch.no_grad():
+        mid = float(m(torch.full((1, 1, 4, 4), 0.5))[0, 0])
+    s = iv.sample(m, "out:0", (mid - 0.1, mid + 0.1), n=10, domain=box, seed=0)
+    assert s.info["encoder"] == "layer enc" and len(s.xs) == 10
+    with torch.no_grad():
+        vals = m(torch.as_tensor(s.xs, dtype=torch.float32))[:, 0]
+    assert ((vals >= mid - 0.1 - 1e-5) & (vals <= mid + 0.1 + 1e-5)).all()
+
+
 # ------------------------------------------------------------ a module named 'out'
 class OutMid(nn.Module):
     def __init__(self):
@@ -391,6 +500,30 @@ def test_the_exact_solver_reads_units_last_and_the_dot_out_layer():
         best = float((h[..., 1] - h[..., 3]).max(1).values.mean())
     assert r.status == "optimal" and r.value == pytest.approx(best, abs=1e-3)
     assert r.value >= best - 1e-9
+
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act = nn.Linear(4, 4), nn.ReLU()
+
+        def forward(self, x):
+            return x + self.act(self.fc(x))
+
+    class WithRes(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.res, self.fc2 = nn.Linear(2, 4), Res(), nn.Linear(4, 1)
+
+        def forward(self, x):
+            return torch.sigmoid(self.fc2(self.res(torch.relu(self.fc1(x)))))
+
+    torch.manual_seed(0)
+    m = WithRes().eval()  # a residual block (traced through by torch.fx) is a target too
+    r = iv.maximize(m, "res:1", iv.Box(-1, 1, shape=(2,)), solver="exact")
+    grid2 = torch.stack(torch.meshgrid(g * 2 - 1, g * 2 - 1, indexing="ij"), -1).reshape(-1, 2)
+    with torch.no_grad():
+        best = float(m.res(torch.relu(m.fc1(grid2)))[:, 1].max())
+    assert r.status == "optimal" and best - 1e-9 <= r.value <= best + 1e-2
 
     m = OutMid().eval()
     r = iv.maximize(m, ".out:2", iv.Box(-1, 1, shape=(2,)), solver="exact")

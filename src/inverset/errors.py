@@ -18,6 +18,35 @@ class UnsupportedModelError(InversetError):
     """The model holds a layer that the requested solver cannot handle."""
 
 
+#: optional packages by the import name their absence raises, and the extra that installs them
+EXTRAS = {
+    "sklearn": "sklearn",
+    "joblib": "sklearn",
+    "pyscipopt": "exact",
+    "cma": "blackbox",
+    "nevergrad": "blackbox",
+    "botorch": "bayes",
+    "gpytorch": "bayes",
+    "ray": "ray",
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+    "skimage": "examples",
+    "efficientnet_lite_pytorch": "examples",
+}
+
+
+def missing_package(exc: ModuleNotFoundError, what: str = "this") -> InversetError | None:
+    """The one-line error for an optional package that is not installed (``exc`` from its
+    import), naming the extra that installs it; None for any other missing module (a bug)."""
+    top = (exc.name or "").split(".")[0]
+    if top not in EXTRAS:
+        return None
+    return InversetError(
+        f"{what} needs the missing package {top!r}; install it with: "
+        f"pip install 'inverset[{EXTRAS[top]}]' (or 'inverset[all]')"
+    )
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name when it has none): what a
     one-line error quotes from a library's longer message."""

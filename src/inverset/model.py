@@ -194,58 +194,92 @@ _LAST_SEEN: weakref.WeakKeyDictionary[nn.Module, dict[tuple, dict[nn.Module, boo
 
 class LastAxis:
     """Which modules' outputs have their units on the last axis: those of :func:`units_last`
-    modules, and what a module without weights of its own (a GELU after a Linear on a
-    sequence, dropout, a residual block) returns in the shape of such an input, or returns
-    unchanged. One forward pass of the model with every layer hooked finds them for an input
-    shape (:meth:`start` and :meth:`done` bracket each pass); the answer is kept per model and
-    input shape while the model lives: later passes on that shape hook nothing."""
+    modules; any tensor a module acting on the last axis takes in (a Linear, a LayerNorm,
+    attention: the residual stream a block's LayerNorm reads, even when a functional ``+``
+    made it); and what a module without weights of its own (a GELU after a Linear on a
+    sequence, dropout, a residual block) returns in the shape of such an input. One forward
+    pass with every layer hooked finds them for an input shape (:meth:`start` and
+    :meth:`done` bracket each pass; until :meth:`done`, an answer sees only what ran so far);
+    the answer is kept per model and input shape while the model lives, so later passes on
+    that shape hook nothing, unless a layer in ``watch`` is new to it (a swapped module)."""
 
-    def __init__(self, model: nn.Module, layers: Sequence[nn.Module] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[nn.Module] | None = None,
+        watch: Sequence[nn.Module] = (),
+    ) -> None:
         """``layers``: the model's :func:`hookable_layers` when the caller has them."""
         self.model = model
         self.found: dict[nn.Module, bool] = {}
         self._layers = list(hookable_layers(model).values()) if layers is None else layers
-        self._marked: dict[int, weakref.ref[torch.Tensor]] = {}
+        self._watch = tuple(watch)
         self._pass: list = []  # the layers' hooks while a pass is being seen
         self._key: tuple | None = None
+        # while a pass is seen: (module, its input, its output) in the order they ran, and
+        # the tensors known to have units last, by id (the records keep them alive)
+        self._runs: list[tuple[nn.Module, object, torch.Tensor]] = []
+        self._last: set[int] = set()
 
     def start(self, inp: tuple) -> None:
         """Call as a pass of the model on ``inp`` (its positional arguments) begins."""
         x = inp[0] if inp else None
         self._key = tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else None
         known = _LAST_SEEN.get(self.model, {}).get(self._key)
-        if known is not None:
+        if known is not None and all(m in known for m in self._watch):
             self.found = known
             return
-        self.found, self._marked = {}, {}
+        self.found, self._runs, self._last = {}, [], set()
         if not self._pass:  # first of a layer's hooks: a reader of the layer asks after it
-            self._pass = [m.register_forward_hook(self._note, prepend=True) for m in self._layers]
+            for m in self._layers:
+                self._pass.append(m.register_forward_hook(self._note, prepend=True))
+                if units_last(m) and not isinstance(m, nn.Embedding):
+                    self._pass.append(m.register_forward_pre_hook(self._takes, prepend=True))
 
-    def _is(self, t: object) -> bool:
-        ref = self._marked.get(id(t)) if isinstance(t, torch.Tensor) else None
-        return ref is not None and ref() is t
+    def _takes(self, _module: nn.Module, inp: tuple) -> None:
+        x = inp[0] if inp else None
+        if isinstance(x, torch.Tensor) and x.dim() >= 3:
+            self._runs.append((_module, None, x))  # kept alive for the pass, as outputs are
+            self._last.add(id(x))
+
+    def _is_last(self, module: nn.Module, src: object, t: torch.Tensor) -> bool:
+        return (
+            units_last(module)
+            or id(t) in self._last
+            or (
+                _weightless(module)
+                and isinstance(src, torch.Tensor)
+                and id(src) in self._last
+                and src.shape == t.shape
+            )
+        )
 
     def _note(self, module: nn.Module, inp: tuple, out: object) -> None:
-        t = out if isinstance(out, torch.Tensor) else None
-        if t is None:
+        try:
+            t = first_tensor(out)
+        except InversetError:
             return
         src = inp[0] if inp else None
-        last = (
-            units_last(module)
-            or self._is(t)
-            or (_weightless(module) and self._is(src) and src.shape == t.shape)
-        )
-        if last:
-            self._marked[id(t)] = weakref.ref(t)
-        self.found[module] = last
+        self._runs.append((module, src, t))
+        if self._is_last(module, src, t):
+            self._last.add(id(t))
+        self.found[module] = id(t) in self._last
 
     def done(self) -> None:
-        """Call as a pass of the model ends."""
+        """Call as a pass of the model ends: every layer decided with what the whole pass
+        showed (a tensor a later Linear took in), and the answer kept."""
         if not self._pass:
             return
         for h in self._pass:
             h.remove()
-        self._pass, self._marked = [], {}
+        self._pass = []
+        for module, src, t in self._runs:
+            if src is None:
+                continue  # a tensor a module took in, not a module's output
+            if self._is_last(module, src, t):
+                self._last.add(id(t))
+            self.found[module] = id(t) in self._last
+        self._runs, self._last = [], set()
         _LAST_SEEN.setdefault(self.model, {})[self._key] = self.found
 
     def __call__(self, module: nn.Module) -> bool:
@@ -256,7 +290,7 @@ class LastAxis:
     def remove(self) -> None:
         for h in self._pass:
             h.remove()
-        self._pass = []
+        self._pass, self._runs, self._last = [], [], set()
 
 
 #: how a target names a submodule called ``out`` directly under the model: ``out`` itself is
@@ -297,6 +331,19 @@ def check_layer_names(model: nn.Module, names: Sequence[str]) -> None:
             raise InversetError(
                 f"unknown layer {n!r}; valid layers: {shown or '(none)'} (or 'out' for the output)"
             )
+
+
+def check_rows(name: str, a: torch.Tensor, batch: int, what: str = "inputs") -> None:
+    """Refuse, in one line, layer ``name``'s activation ``a`` when it does not give one row
+    per input of a batch of ``batch`` (a time-first sequence the model did not hand back batch
+    first, or the batch merged with another axis): its values are no input's own."""
+    if a.dim() and len(a) != batch:
+        raise InversetError(
+            f"layer {name!r} gives {len(a)} rows (shape {tuple(a.shape)}) for a batch of "
+            f"{batch} {what}, not one row per input (a time-first sequence, or the batch merged "
+            "with another axis); pick a layer that keeps the batch first (see `inverset "
+            "layers`), or build the model with batch_first=True"
+        )
 
 
 def not_hookable(name: str) -> InversetError:
@@ -411,7 +458,8 @@ def probe(model: nn.Module, names: Sequence[str], once: bool = True) -> Iterator
             raise not_hookable(n)
     # a weightless layer's units are last when its input's were: hooks run before its own
     passes_on = any(_weightless(layers[n]) and not units_last(layers[n]) for n in named)
-    passed = LastAxis(model, list(layers.values())) if passes_on else None
+    watch = [layers[n] for n in named]
+    passed = LastAxis(model, list(layers.values()), watch) if passes_on else None
     try:
         for n in named:
 
@@ -427,8 +475,13 @@ def probe(model: nn.Module, names: Sequence[str], once: bool = True) -> Iterator
                     passed.start(inp)
 
             def check(_m, _inp, _out):
-                if passed is not None:
+                if passed is not None:  # what the whole pass showed decides
                     passed.done()
+                    for n in named:
+                        if n in acts and passed(layers[n]):
+                            acts.last.add(n)
+                        else:
+                            acts.last.discard(n)
                 for n in dict.fromkeys(names):
                     k = acts.calls.get(n, 0)
                     if n != OUTPUT and (k == 0 or (once and k > 1)):
@@ -696,7 +749,7 @@ def _trace(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]) -> _
 
     handles = []
     is_output = False
-    passed = LastAxis(model, list(layers.values()))
+    passed = LastAxis(model, list(layers.values()), list(layers.values()))
     try:
         for n, m in layers.items():
             handles.append(m.register_forward_hook(lambda m_, i, o, _n=n: hook(m_, i, o, _n)))
@@ -754,7 +807,7 @@ def layers(model: object, input_shape: Sequence[int] | None = None) -> list[Laye
             LayerInfo(
                 n,
                 type(m).__name__,
-                shapes.get(n) if k == 1 else None,
+                shapes.get(n) if k == 1 and n not in traced.rows else None,
                 k,
                 n in traced.last if traced.shapes else units_last(m),
                 traced.rows.get(n),

@@ -38,7 +38,7 @@ from typing import NamedTuple
 import torch
 
 from inverset.errors import InversetError
-from inverset.model import OUTPUT, reads_last, run_twice, units_first
+from inverset.model import OUTPUT, check_rows, reads_last, run_twice, units_first
 
 OUTPUT_KINDS = ("out", "logit", "prob", "margin")
 
@@ -117,13 +117,11 @@ class Ref(Expr):
             raise run_twice(self.layer, calls)
         a = self._act(acts)
         out = acts.get(OUTPUT)
-        if self.kind == "layer" and out is not None and a.dim() and len(a) != len(out):
-            raise InversetError(
-                f"{self}: layer {self.layer!r} gives {len(a)} rows (shape {tuple(a.shape)}) for "
-                f"a batch of {len(out)} inputs, not one row per input (a time-first sequence, or "
-                "the batch merged with another axis); target a layer that keeps the batch first, "
-                "or build the model with batch_first=True"
-            )
+        if self.kind == "layer" and out is not None:
+            try:
+                check_rows(self.layer, a, len(out))
+            except InversetError as exc:
+                raise InversetError(f"{self}: {exc}") from None
         if self.kind == "layer":
             shape = tuple(a.shape[1:])
             if len(self.index) == 1:
@@ -142,7 +140,11 @@ class Ref(Expr):
                 raise InversetError(
                     f"{self}: index {','.join(map(str, self.index))} does not fit layer "
                     f"{self.layer!r} of shape {tuple(shape)}{_it_returns(self._returned(acts))}; "
-                    "give C or C,H,W within it"
+                    + (
+                        "give a unit, or position,unit within it"
+                        if reads_last(acts, self.layer)
+                        else "give C or C,H,W within it"
+                    )
                 )
         else:
             n = a.shape[1]

@@ -20,7 +20,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from inverset.domain import Box, read_constraints
-from inverset.errors import InversetError, first_line
+from inverset.errors import InversetError, first_line, missing_package
 from inverset.progress import sigterm_as_interrupt
 from inverset.result import EMPTY_DIRECTORY, Result, SaveError, output_directory
 
@@ -518,16 +518,18 @@ def print_result(result: Result, names: list[str] | None = None) -> None:
 
 
 def _click_errors() -> tuple[type[Exception], ...]:
-    """Usage errors of click and of the copy of click that typer >= 0.29 carries (missing or
-    unknown options, bad values, unknown commands)."""
-    import click
+    """Usage errors of click and of the copy of click that typer >= 0.29 carries instead of
+    depending on it (missing or unknown options, bad values, unknown commands)."""
+    kinds: list[type[Exception]] = []
+    with contextlib.suppress(ImportError):
+        import click
 
-    kinds: list[type[Exception]] = [click.ClickException]
-    try:
+        kinds.append(click.ClickException)
+    with contextlib.suppress(ImportError):
         from typer._click.exceptions import ClickException
-    except ImportError:
-        return tuple(kinds)
-    return (*kinds, ClickException)
+
+        kinds.append(ClickException)
+    return tuple(kinds)
 
 
 #: exit code of an unexpected exception (answers use 0, 1 and 3; bad input 2)
@@ -572,6 +574,12 @@ def main() -> None:
     except KeyboardInterrupt:  # while the commands are imported
         err.print("interrupted")
         sys.exit(INTERRUPTED)
+    except ModuleNotFoundError as exc:  # an optional package a command needs: one line
+        missing = missing_package(exc, "this command")
+        if missing is None:
+            internal_error(exc)
+        err.print(f"[red]error:[/] {escape(str(missing))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     except Exception as exc:
         internal_error(exc)
     sys.exit(rv if isinstance(rv, int) else 0)

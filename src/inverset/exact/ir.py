@@ -239,11 +239,27 @@ def _loader_types(names: Sequence[str] | None = None) -> tuple[type, ...]:
 
 
 class _Tracer(fx.Tracer):
+    """torch.fx's tracer keeping the layers the extractor reads whole, and noting the node
+    each module traced through (a residual block, a Sequential) returned: a target may name
+    it, and fx leaves no call of it in the graph."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.returned: dict[fx.Node, list[str]] = {}
+
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         known = (*_AFFINE_MODULES, *_loader_types(), nn.ReLU, nn.MaxPool2d, nn.MaxPool1d)
         if isinstance(m, known):
             return True
         return super().is_leaf_module(m, qualname)
+
+    def call_module(self, m: nn.Module, forward, args, kwargs):
+        out = super().call_module(m, forward, args, kwargs)
+        path = self.path_of_module(m)
+        first = _first(out)
+        if isinstance(first, fx.Proxy) and not self.is_leaf_module(m, path):
+            self.returned.setdefault(first.node, []).append(path)
+        return out
 
 
 _AFFINE_FUNCS = {
@@ -582,9 +598,11 @@ class _Extractor:
             if isinstance(env.get(node), _Sym) and node.op != "output":
                 if users[node] > 0:
                     b.keep(env[node])
-                if node.op == "call_module" and node.target in self.paths:
-                    self.pos[self.paths[node.target]] = env[node]
-                    b.keep(env[node])
+                ends = [node.target] if node.op == "call_module" else []
+                for path in ends + tracer.returned.get(node, []):
+                    if path in self.paths:
+                        self.pos[self.paths[path]] = env[node]
+                        b.keep(env[node])
             if not self.need_out and self.needed and self.needed <= self.pos.keys():
                 # hidden targets only: the layers after them would only carry their values
                 # through more ReLUs (looser bounds) and may not even be supported

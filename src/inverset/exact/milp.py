@@ -135,13 +135,17 @@ class MILPModel:
         """Solve; ``first_solution`` stops at the first feasible point (reachability). A
         Ctrl-C while the solver runs stops it: status 'interrupted', with its best solution
         and bound so far."""
+        if solver not in ("highs", "scip"):
+            raise InversetError(f"unknown MILP solver {solver!r}; use 'highs' or 'scip'")
+        unit, warm, lo, w = _unit_inputs(self, warm_start)
         if solver == "highs":
-            return _solve_highs(
-                self, time_limit, warm_start, first_solution, rel_gap, abs_gap, threads
-            )
-        if solver == "scip":
-            return _solve_scip(self, time_limit, warm_start, first_solution, rel_gap, abs_gap)
-        raise InversetError(f"unknown MILP solver {solver!r}; use 'highs' or 'scip'")
+            sol = _solve_highs(unit, time_limit, warm, first_solution, rel_gap, abs_gap, threads)
+        else:
+            sol = _solve_scip(unit, time_limit, warm, first_solution, rel_gap, abs_gap)
+        if sol.x is not None:  # back in raw units, inside the box despite the rounding
+            lb, ub = np.asarray(self.lb)[self.x], np.asarray(self.ub)[self.x]
+            sol.x = np.clip(lo + w * sol.x, lb, ub)
+        return sol
 
 
 def build(
@@ -205,6 +209,42 @@ def build(
         idx, w, c = m.output(objective_row)
         m.set_objective(idx, w, c, maximize)
     return m
+
+
+def _unit_inputs(
+    model: MILPModel, warm: np.ndarray | None
+) -> tuple[MILPModel, np.ndarray | None, np.ndarray, np.ndarray]:
+    """``model`` with each continuous input column ``x_i`` in ``[lo_i, hi_i]`` replaced by
+    ``u_i`` in [0, 1], ``x_i = lo_i + w_i u_i`` (rows, objective and the warm start
+    rewritten), and ``(lo, w)`` to map a solution back. Inputs in raw units of very different
+    scales (a pressure in Pa beside a fraction: bounds 1e7 beside first-layer weights 1e-8)
+    leave the MILP solver's tolerances to decide, and it certified a maximum 12 below the
+    true one; on the unit box the first layer's coefficients are the network's own scale."""
+    n = len(model.lb)
+    shift, scale = np.zeros(n), np.ones(n)
+    xs = model.x
+    lo = np.asarray(model.lb, dtype=np.float64)[xs]
+    w = np.asarray(model.ub, dtype=np.float64)[xs] - lo
+    move = ~np.asarray(model.integer, dtype=bool)[xs] & np.isfinite(lo) & np.isfinite(w) & (w > 0)
+    lo, w = np.where(move, lo, 0.0), np.where(move, w, 1.0)
+    shift[xs], scale[xs] = lo, w
+    unit = MILPModel(model.net, list(model.lb), list(model.ub), model.integer, [], {}, 0.0)
+    unit.maximize, unit.x, unit.h, unit.d = model.maximize, model.x, model.h, model.d
+    for i in xs[move]:
+        unit.lb[i], unit.ub[i] = 0.0, 1.0
+    for idx, coef, rlo, rhi in model.rows:
+        c = coef * scale[idx]
+        off = float(coef @ shift[idx])
+        unit.rows.append((idx, c, rlo - off, rhi - off))
+    const = model.obj_const
+    for i, c in model.obj.items():
+        unit.obj[i] = c * scale[i]
+        const += c * shift[i]
+    unit.obj_const = const
+    if warm is not None:
+        warm = np.asarray(warm, dtype=np.float64).copy()
+        warm[xs] = (warm[xs] - lo) / w
+    return unit, warm, lo, w
 
 
 def _csr(model: MILPModel):

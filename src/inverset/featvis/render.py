@@ -37,6 +37,7 @@ from inverset.model import (
     check_layer_names,
     check_one_input,
     check_repeatable,
+    check_rows,
     first_tensor,
     hookable_layers,
     input_shape_of,
@@ -415,6 +416,9 @@ def _setup(
             two = run(pics)
         except (RuntimeError, ValueError, IndexError):
             two = None  # a model that takes one picture at a time: not checked
+        for n in names:  # each image's own units: one row per picture
+            if n in acts:
+                check_rows(n, (two or acts)[n], 2 if two is not None else 1, "pictures")
         if two is not None:
             check_repeatable(run, pics, two, [n for n in layers if n in acts] or [OUTPUT])
     # units first: a Linear applied to a sequence (B, L, F) has F units (its last axis)

@@ -14,9 +14,25 @@ import torch
 from torch import nn
 
 from inverset.errors import InversetError
-from inverset.model import check_layer_names, hookable_layers, inputs_for, layers, run_twice
+from inverset.model import (
+    check_layer_names,
+    check_rows,
+    hookable_layers,
+    inputs_for,
+    layers,
+    run_twice,
+)
 
-_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_WEIGHTED = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.RNNBase,
+    nn.MultiheadAttention,
+    nn.TransformerEncoderLayer,
+    nn.TransformerDecoderLayer,
+)
 _ACTIVATIONS = (
     nn.ReLU,
     nn.LeakyReLU,
@@ -32,19 +48,21 @@ _ACTIVATIONS = (
 
 def default_layer(model: nn.Module, input_shape: Sequence[int] | None = None) -> str | None:
     """The output of the model's first hidden block: the first activation module that follows
-    its first Linear/Conv layer (in registration order), else that layer itself. Only layers
-    that forward hooks can read and, when the input shape is known (``input_shape`` or
-    recorded on the model), that the forward pass runs exactly once are candidates: a
-    registered but unused module is never picked, nor one used at several places (a shared
-    activation, whose output is ambiguous)."""
+    its first Linear/Conv/recurrent/attention layer (in registration order), else that layer itself.
+    Only layers that forward hooks can read and, when the input shape is known
+    (``input_shape`` or recorded on the model), that the forward pass runs exactly once with
+    one row per input are candidates: a registered but unused module is never picked, nor
+    one used at several places (a shared activation, whose output is ambiguous), nor one
+    inside a time-first sequence model (rows of positions, not inputs)."""
     found = hookable_layers(model)
     try:
-        runs = {info.name: info.calls for info in layers(model, input_shape)}
+        infos = {info.name: info for info in layers(model, input_shape)}
     except InversetError:  # the model fails on that shape: the run reports it
-        runs = {}
+        infos = {}
     first = None
     for name, m in found.items():
-        if runs.get(name, 1) != 1:
+        info = infos.get(name)
+        if info is not None and (info.calls != 1 or info.rows is not None):
             continue
         if first is None and isinstance(m, _WEIGHTED):
             first = name
@@ -67,10 +85,16 @@ class Encoder:
             if calls > 1:
                 raise run_twice(self.layer, calls)
             e = acts[self.layer]
+            check_rows(self.layer, e, len(x))
         elif self.kind == "identity":
             e = x
         else:  # on its own device, wherever the model is (as a Latent's generator)
             e = self.module(inputs_for(self.module, x)).to(x.device)
+            if e.dim() == 0 or len(e) != len(x):
+                raise InversetError(
+                    f"the encoder module gives {tuple(e.shape)} for a batch of {len(x)} inputs, "
+                    "not one row per input; give a module whose output keeps the batch first"
+                )
         return e.reshape(e.shape[0], -1)
 
     def describe(self) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from inverset.checks import is_number
-from inverset.errors import InversetError
+from inverset.errors import InversetError, missing_package
 
 SOLVERS: dict[str, str] = {
     "gradient": "inverset.solvers.gradient:solve",
@@ -43,10 +43,7 @@ def get_solver(name: str) -> Callable:
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        raise InversetError(
-            f"solver {name!r} needs the missing package {exc.name!r}; "
-            f"install it with: pip install 'inverset[all]'"
-        ) from None
+        raise missing_package(exc, f"solver {name!r}") or exc from None
     return getattr(mod, func)
 
 

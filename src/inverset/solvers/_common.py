@@ -87,6 +87,7 @@ class Objective:
         self.time_limit, self.max_evals, self.bar = time_limit, max_evals, bar
         self.t0 = time.perf_counter()
         self.nfev = 0
+        self.nonfinite = 0  # evaluations whose target was NaN or infinite (left out)
         self.polish_nfev = 0
         self.polish_note: str | None = None
         #: the last polish ended by L-BFGS-B's own convergence test (not its iteration cap)
@@ -321,6 +322,7 @@ class Objective:
     def _record(self, z: np.ndarray, loss: np.ndarray, v: np.ndarray, ok: np.ndarray) -> None:
         n = len(z)
         self.nfev += n
+        self.nonfinite += int((~np.isfinite(v)).sum())
         ok = ok & np.isfinite(loss)
         if ok.any():
             i = int(np.argmin(np.where(ok, loss, np.inf)))
@@ -425,6 +427,12 @@ class Objective:
         msg = f"{self.name}: {msg} after {self.nfev} evaluations in {self.elapsed:.2f} s"
         if info.get("single_point"):
             msg += " (the domain is a single point: lo == hi for every feature)"
+        if self.nonfinite:
+            info["nonfinite"] = self.nonfinite
+            msg += (
+                f"; {self.nonfinite} of them gave a target that is not finite (NaN or infinite), "
+                "left out"
+            )
         if status in ("time_limit", "max_evals", "interrupted", "step_limit"):
             msg = f"stopped ({status}); {msg}"
         arrays = {} if isinstance(p.space, Direct) else {"z": zs.reshape(-1, *self.shape)}

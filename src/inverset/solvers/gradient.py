@@ -143,6 +143,9 @@ def solve(
         best_loss = torch.full((starts,), math.inf, device=problem.device, dtype=problem.dtype)
         best_u = u.detach().clone()
         stale = 0
+        blew_up: int | None = None  # the step at which every start left the finite region
+        nonfinite = 0  # start-steps whose target was NaN or infinite (not taken as a best)
+        moved = False  # whether any start's target value ever left its first value
         # starts on a flat region (every unit the target reads is off): their first steps
         # follow a network with leaky ReLUs, which has a gradient there
         warm: torch.Tensor | None = None
@@ -166,11 +169,15 @@ def solve(
                         v, cv = problem.evaluate_all(x)
                     loss = loss_of(v, cv)
                     finite = torch.isfinite(loss)
-                    if not finite.any():
+                    nonfinite += int((~finite).sum())
+                    if not finite.any() and not bool(torch.isfinite(best_loss).any()):
                         raise InversetError(
                             f"the target {problem.target} became non-finite at every start; "
                             "check the model's input scaling or narrow the box"
                         )
+                    if not finite.any():  # the finite points found so far are the answer
+                        blew_up = step
+                        break
                     ld = torch.where(finite, loss.detach(), torch.full_like(loss, math.inf))
                     if warming:  # the stand-in network's values are not the target's
                         ld = torch.where(warm, torch.full_like(ld, math.inf), ld)
@@ -181,6 +188,9 @@ def solve(
                     best_u[improved] = u.detach()[improved]
                     if step == 0:  # the values at best_u: the answer when no budget is left
                         best_v, best_cv = v.detach().clone(), cv.detach().clone()
+                        first_v = best_v.clone()
+                    elif not moved and not warming:  # the model's own values, not stand-ins
+                        moved = bool((v.detach() != first_v).any())
                     else:
                         best_v[improved], best_cv[improved] = (
                             v.detach()[improved],
@@ -235,7 +245,7 @@ def solve(
         top = min(starts, 8)
         # polishing evaluates every start, then ``calls`` times the best, then those again
         calls = None if max_evals is None else (left() - starts - top) // top
-        plain = status == "converged" and goal.kind != "range"
+        plain = status == "converged" and goal.kind != "range" and blew_up is None
         # the last stage's end decides a status the Adam loop left at 'converged'
         end, final_stage = "step_limit" if capped else "converged", None
         if polish and plain and (calls is None or calls >= 3):
@@ -282,6 +292,24 @@ def solve(
         r.message = (
             f"max_evals={max_evals} left no evaluation for rounding the integer features to "
             "whole numbers; give a larger budget"
+        )
+    if not moved and len(history["step"]) > 1 and r.status != "interrupted":
+        r.info["flat"] = True
+        r.message += (
+            "; the target never moved from its first value at any start (zero gradient "
+            "everywhere the search went: a unit that stays off, or a constant output)"
+        )
+    if nonfinite:
+        r.info["nonfinite"] = nonfinite
+        r.message += (
+            f"; {nonfinite} start-steps gave a target that is not finite (NaN or infinite), "
+            "left out"
+        )
+    if blew_up is not None:
+        r.message += (
+            f"; at step {blew_up} every start stepped where the target is not finite: the best "
+            "finite points before it are returned, not polished (narrow the box to where the "
+            "model is defined)"
         )
     r.nfev = used()  # this solve's evaluations, not the problem's running total
     _close_history(history, bool(box.integer), final_stage, r.value, r.timings["total"], r.nfev)
