@@ -651,3 +651,14 @@ def test_a_solver_whose_extra_is_missing_names_it(monkeypatch):
         get_solver("cmaes")
     with pytest.raises(iv.InversetError, match=r"pip install 'inverset\[blackbox\]'"):
         get_solver("cmaes")
+
+
+def test_a_missing_submodule_of_an_installed_package_is_no_missing_extra():
+    """Only a package that is not installed is named as an extra to install: a submodule
+    missing from an installed one (a typo, a version mismatch) is a real error."""
+    from inverset.errors import missing_package
+
+    assert missing_package(ModuleNotFoundError(name="sklearn.neural_netwrk")) is None
+    assert missing_package(ModuleNotFoundError(name="numpy_not_ours")) is None
+    err = missing_package(ModuleNotFoundError(name="sklearn"), "the demo")
+    assert str(err).startswith("the demo needs the missing package 'sklearn'")

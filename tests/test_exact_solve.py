@@ -185,23 +185,6 @@ def test_polish_finds_the_exact_maximum_of_its_neighbourhood(seed):
     assert float(_f(model.float())(x[None].numpy())[0]) == pytest.approx(v, abs=1e-5)
 
 
-def test_polish_is_skipped_without_highs(monkeypatch):
-    import importlib.util
-
-    from inverset.exact.ir import extract
-    from inverset.exact.polish import polish
-
-    model = _mlp([2, 8, 1], 0).double()
-    net = extract(model, (2,), [iv.parse_target("out:0")])
-    lo, hi, x0 = -torch.ones(2).double(), torch.ones(2).double(), torch.zeros(2).double()
-    assert polish(net, x0, lo, hi) is not None
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "highspy" else real(name, *a)
-    )
-    assert polish(net, x0, lo, hi) is None  # branch and bound goes on without it
-
-
 def test_integer_inputs_are_respected():
     model = _mlp([3, 10, 10, 1], 7)
     lo, hi = [-3, -2, -1], [3, 2, 4]

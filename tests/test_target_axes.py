@@ -270,6 +270,103 @@ def test_the_residual_stream_and_layers_after_a_tuple_or_a_function_read_units()
         _read(m, "h.1:7,0", x)
 
 
+def test_a_conv_read_by_a_linear_keeps_its_channels_whatever_else_is_read():
+    """A Linear applied over a Conv1d's positions (after an in-place ReLU) made the conv and
+    its ReLU read their last axis, and only when a weightless layer was in the target too:
+    ``0:3`` read two different things alone and beside ``1:0``. A layer with weights keeps its
+    own layout; the ReLU keeps the conv's."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv1d(4, 8, 3, padding=1), nn.ReLU(inplace=True), nn.Linear(10, 1))
+    m = m.eval()
+    x = torch.randn(2, 4, 10, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        c = torch.relu(m[0](x))
+    assert torch.allclose(_read(m, "0:3", x), c[:, 3].mean(1))
+    assert torch.allclose(_read(m, "0:3 + 0*1:0", x), c[:, 3].mean(1))
+    assert torch.allclose(_read(m, "1:6", x), c[:, 6].mean(1))
+    info = {i.name: i for i in iv.layers(m, (4, 10))}
+    assert (info["0"].units, info["1"].units) == (8, 8)
+
+
+class TokensPic(nn.Module):
+    """Pictures read as tokens: the 8-value rows of a (1, H, W) picture when ``rows`` (it
+    takes only multiples of 8 pixels), else the (C,) pixels of a (C, H, W) one (any size);
+    then a Linear, F.gelu, dropout and a Linear."""
+
+    def __init__(self, rows: bool):
+        super().__init__()
+        self.rows, width = rows, 8 if rows else 4
+        self.fc, self.drop, self.proj = nn.Linear(width, 12), nn.Dropout(0.1), nn.Linear(12, 3)
+
+    def tokens(self, x):
+        return x.reshape(x.shape[0], -1, 8) if self.rows else x.flatten(2).transpose(1, 2)
+
+    def hidden(self, x):
+        return nn.functional.gelu(self.fc(self.tokens(x)))
+
+    def forward(self, x):
+        return self.proj(self.drop(self.hidden(x))).mean(1)
+
+
+def test_visualize_with_its_transforms_reads_a_weightless_layer_by_the_whole_pass():
+    """The dropout after F.gelu has the Linear's 12 units because the Linear after it reads
+    them; feature visualization stops its passes at the layer it reads, so at the sizes its
+    padding and scaling make it never saw the rest of the pass and raised positions: its
+    images raised units 3 and 9 by 0.007 and 0.014 (from a gray picture), now by 0.09."""
+    from inverset import featvis as fv
+
+    torch.manual_seed(0)
+    m = TokensPic(rows=False).eval()
+    r = fv.visualize(m, "drop", channels=[3, 9], steps=30, input_shape=(4, 32, 32), seed=0)
+    with torch.no_grad():
+        got = m.hidden(torch.as_tensor(r.xs))[torch.arange(2), :, torch.tensor([3, 9])].mean(1)
+        start = m.hidden(torch.full((1, 4, 32, 32), 0.5))[0, :, [3, 9]].mean(0)
+    assert torch.allclose(got.double(), torch.as_tensor(r.values), atol=1e-4)
+    assert (got > start + 0.05).all(), (got, start)
+    # what was kept for the model is intact: a stopped pass wrote its partial answer into it
+    y = torch.rand(2, 4, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.allclose(_read(m, "drop:9", y), m.hidden(y)[:, :, 9].mean(1))
+
+
+def test_visualize_resizes_transformed_images_the_model_does_not_take():
+    """A model taking only multiples of 8 pixels: the standard transforms' padded 34x34
+    images failed in it with a traceback; they go in resized to the 32x32 it took, and the
+    message says so."""
+    from inverset import featvis as fv
+
+    torch.manual_seed(0)
+    m = TokensPic(rows=True).eval()
+    r = fv.visualize(m, "drop", channels=[3], steps=10, input_shape=(1, 32, 32), seed=0)
+    assert "the model fails on the transforms' 34x34 inputs" in r.message
+    assert "every transformed image is resized to 32x32" in r.message
+    with torch.no_grad():
+        got = m.hidden(torch.as_tensor(r.xs))[0, :, 3].mean()
+    assert float(got) == pytest.approx(float(r.values[0]), abs=1e-4)
+
+
+def test_a_layer_called_with_a_keyword_input_and_a_scalar_output_model_read_units():
+    """``act(input=h)``: hooks see no positional input, and the GELU after a Linear on a
+    sequence read its positions; a model returning one number (no batch axis) made the row
+    check fail with a TypeError."""
+
+    class KwAct(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act = nn.Linear(3, 4), nn.GELU()
+
+        def forward(self, x):
+            return self.act(input=self.fc(x)).sum()
+
+    torch.manual_seed(0)
+    m = KwAct().eval()
+    x = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        h = m.act(m.fc(x))
+    assert torch.allclose(_read(m, "act:3", x), h[:, :, 3].mean(1))
+    assert torch.allclose(_read(m, "fc:1", x), m.fc(x)[:, :, 1].mean(1).detach())
+
+
 class TimeFirstPic(nn.Module):
     """A picture (1, 4, 4) read as 4 tokens of 4 values by a time-first transformer layer."""
 

@@ -38,8 +38,11 @@ EXTRAS = {
 def missing_package(exc: ModuleNotFoundError, what: str = "this") -> InversetError | None:
     """The one-line error for an optional package that is not installed (``exc`` from its
     import), naming the extra that installs it; None for any other missing module (a bug)."""
+    import importlib.util
+
     top = (exc.name or "").split(".")[0]
-    if top not in EXTRAS:
+    # a submodule missing from an installed package is a version mismatch or a bug: not this
+    if top not in EXTRAS or (exc.name != top and importlib.util.find_spec(top) is not None):
         return None
     return InversetError(
         f"{what} needs the missing package {top!r}; install it with: "

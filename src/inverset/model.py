@@ -180,10 +180,11 @@ def layer_output(module: nn.Module, out: object) -> torch.Tensor:
     return t.transpose(0, 1) if t.dim() >= 3 and time_first(module) else t
 
 
-def _weightless(module: nn.Module) -> bool:
-    """No parameters of its own (an activation, dropout, a residual block): what it returns
-    in its input's shape keeps its input's units where they were."""
-    return all(p is None for p in module._parameters.values())
+def passes_units(module: nn.Module) -> bool:
+    """A module without parameters of its own that is not a :func:`units_last` layer (an
+    activation, dropout, a residual block): its units are where its input's were
+    (:class:`LastAxis`)."""
+    return all(p is None for p in module._parameters.values()) and not units_last(module)
 
 
 #: model -> input shape (without batch) -> module -> units last (:class:`LastAxis`)
@@ -193,13 +194,17 @@ _LAST_SEEN: weakref.WeakKeyDictionary[nn.Module, dict[tuple, dict[nn.Module, boo
 
 
 class LastAxis:
-    """Which modules' outputs have their units on the last axis: those of :func:`units_last`
-    modules; any tensor a module acting on the last axis takes in (a Linear, a LayerNorm,
-    attention: the residual stream a block's LayerNorm reads, even when a functional ``+``
-    made it); and what a module without weights of its own (a GELU after a Linear on a
-    sequence, dropout, a residual block) returns in the shape of such an input. One forward
-    pass with every layer hooked finds them for an input shape (:meth:`start` and
-    :meth:`done` bracket each pass; until :meth:`done`, an answer sees only what ran so far);
+    """Which layers without weights of their own (:func:`passes_units`: an activation,
+    dropout, a residual block) have their units on the last axis, as :func:`units_last`
+    layers do. Such a layer keeps the layout of the tensor it works on: that of the module
+    that returned its input (a GELU after a Linear on a sequence: last; a ReLU after a
+    Conv1d: axis 1) or, when a function made that input (``F.gelu``, a residual ``+``), the
+    layout a Linear, LayerNorm or attention layer reading its input or output implies (they
+    act on the last axis). A module returning a tensor another module returned (a
+    Sequential, an in-place ReLU) has that module's layout.
+
+    One forward pass with every layer hooked decides them for an input shape (:meth:`start`
+    and :meth:`done` bracket each pass; before :meth:`done`, an answer sees what ran so far);
     the answer is kept per model and input shape while the model lives, so later passes on
     that shape hook nothing, unless a layer in ``watch`` is new to it (a swapped module)."""
 
@@ -216,10 +221,11 @@ class LastAxis:
         self._watch = tuple(watch)
         self._pass: list = []  # the layers' hooks while a pass is being seen
         self._key: tuple | None = None
-        # while a pass is seen: (module, its input, its output) in the order they ran, and
-        # the tensors known to have units last, by id (the records keep them alive)
-        self._runs: list[tuple[nn.Module, object, torch.Tensor]] = []
-        self._last: set[int] = set()
+        # while a pass is seen: what each module returned (module, its input, its output) in
+        # the order they ran, and the tensors a last-axis layer took in; the records keep the
+        # tensors alive, so their ids name them for the whole pass
+        self._runs: list[tuple[nn.Module, torch.Tensor | None, torch.Tensor]] = []
+        self._taken: list[torch.Tensor] = []
 
     def start(self, inp: tuple) -> None:
         """Call as a pass of the model on ``inp`` (its positional arguments) begins."""
@@ -227,43 +233,47 @@ class LastAxis:
         self._key = tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else None
         known = _LAST_SEEN.get(self.model, {}).get(self._key)
         if known is not None and all(m in known for m in self._watch):
+            self.remove()  # a pass an early stop left unfinished: its hooks go
             self.found = known
             return
-        self.found, self._runs, self._last = {}, [], set()
+        self.found, self._runs, self._taken = {}, [], []
         if not self._pass:  # first of a layer's hooks: a reader of the layer asks after it
             for m in self._layers:
-                self._pass.append(m.register_forward_hook(self._note, prepend=True))
+                hook = m.register_forward_hook(self._note, prepend=True, with_kwargs=True)
+                self._pass.append(hook)
                 if units_last(m) and not isinstance(m, nn.Embedding):
-                    self._pass.append(m.register_forward_pre_hook(self._takes, prepend=True))
+                    pre = m.register_forward_pre_hook(self._takes, prepend=True, with_kwargs=True)
+                    self._pass.append(pre)
 
-    def _takes(self, _module: nn.Module, inp: tuple) -> None:
-        x = inp[0] if inp else None
-        if isinstance(x, torch.Tensor) and x.dim() >= 3:
-            self._runs.append((_module, None, x))  # kept alive for the pass, as outputs are
-            self._last.add(id(x))
+    def _takes(self, _module: nn.Module, args: tuple, kwargs: dict) -> None:
+        x = _input_of(args, kwargs)
+        if x is not None and x.dim() >= 3:
+            self._taken.append(x)
 
-    def _is_last(self, module: nn.Module, src: object, t: torch.Tensor) -> bool:
-        return (
-            units_last(module)
-            or id(t) in self._last
-            or (
-                _weightless(module)
-                and isinstance(src, torch.Tensor)
-                and id(src) in self._last
-                and src.shape == t.shape
-            )
-        )
-
-    def _note(self, module: nn.Module, inp: tuple, out: object) -> None:
+    def _note(self, module: nn.Module, args: tuple, kwargs: dict, out: object) -> None:
         try:
             t = first_tensor(out)
         except InversetError:
             return
-        src = inp[0] if inp else None
-        self._runs.append((module, src, t))
-        if self._is_last(module, src, t):
-            self._last.add(id(t))
-        self.found[module] = id(t) in self._last
+        self._runs.append((module, _input_of(args, kwargs), t))
+        self.found[module] = self._decide()[id(t)]
+
+    def _decide(self) -> dict[int, bool]:
+        """Each recorded output's layout, by tensor id, from the records so far."""
+        taken = {id(x) for x in self._taken}
+        last: dict[int, bool] = {}  # a module output's id -> units last
+        for module, src, t in self._runs:
+            if not passes_units(module):
+                verdict = units_last(module)
+            elif id(t) in last:  # returned what a module inside returned (or its input)
+                verdict = last[id(t)]
+            elif src is not None and id(src) in last and src.shape == t.shape:
+                verdict = last[id(src)]
+            else:  # made by a function: what reads it says
+                same = src is not None and src.shape == t.shape and id(src) in taken
+                verdict = id(t) in taken or same
+            last[id(t)] = verdict
+        return last
 
     def done(self) -> None:
         """Call as a pass of the model ends: every layer decided with what the whole pass
@@ -273,13 +283,9 @@ class LastAxis:
         for h in self._pass:
             h.remove()
         self._pass = []
-        for module, src, t in self._runs:
-            if src is None:
-                continue  # a tensor a module took in, not a module's output
-            if self._is_last(module, src, t):
-                self._last.add(id(t))
-            self.found[module] = id(t) in self._last
-        self._runs, self._last = [], set()
+        last = self._decide()
+        self.found = {module: last[id(t)] for module, _, t in self._runs}
+        self._runs, self._taken = [], []
         _LAST_SEEN.setdefault(self.model, {})[self._key] = self.found
 
     def __call__(self, module: nn.Module) -> bool:
@@ -290,7 +296,14 @@ class LastAxis:
     def remove(self) -> None:
         for h in self._pass:
             h.remove()
-        self._pass, self._runs, self._last = [], [], set()
+        self._pass, self._runs, self._taken = [], [], []
+
+
+def _input_of(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The tensor a module was called on: its first positional argument, else its first
+    keyword argument (``act(input=h)``)."""
+    first = args[0] if args else next(iter(kwargs.values()), None)
+    return first if isinstance(first, torch.Tensor) else None
 
 
 #: how a target names a submodule called ``out`` directly under the model: ``out`` itself is
@@ -333,11 +346,17 @@ def check_layer_names(model: nn.Module, names: Sequence[str]) -> None:
             )
 
 
+def one_row_each(a: torch.Tensor, batch: int) -> bool:
+    """Whether ``a`` has one row per input of a batch of ``batch`` (its first axis); a
+    time-first sequence the model did not hand back batch first, or the batch merged with
+    another axis, has not: its values are no input's own."""
+    return not a.dim() or len(a) == batch
+
+
 def check_rows(name: str, a: torch.Tensor, batch: int, what: str = "inputs") -> None:
-    """Refuse, in one line, layer ``name``'s activation ``a`` when it does not give one row
-    per input of a batch of ``batch`` (a time-first sequence the model did not hand back batch
-    first, or the batch merged with another axis): its values are no input's own."""
-    if a.dim() and len(a) != batch:
+    """Refuse, in one line, layer ``name``'s activation ``a`` without one row per input
+    (:func:`one_row_each`)."""
+    if not one_row_each(a, batch):
         raise InversetError(
             f"layer {name!r} gives {len(a)} rows (shape {tuple(a.shape)}) for a batch of "
             f"{batch} {what}, not one row per input (a time-first sequence, or the batch merged "
@@ -403,8 +422,9 @@ class Activations(dict[str, torch.Tensor]):
     last pass (more than once: a reused module, whose units are ambiguous as a target);
     ``probs``: the model's last layer when its outputs are probabilities
     (:func:`output_activation`); ``last``: the layers whose units are the last axis of their
-    output (:func:`units_last`), not axis 1; ``returned[name]``: what the model ('out') or a
-    layer returned when no tensor (:func:`returned`). A copy of an Activations keeps them."""
+    output (:func:`units_last`, :class:`LastAxis`), not axis 1; ``returned[name]``: what the
+    model ('out') or a layer returned when no tensor (:func:`returned`). A copy of an
+    Activations keeps them."""
 
     def __init__(self, *args: object, **kw: object) -> None:
         super().__init__(*args, **kw)
@@ -429,7 +449,8 @@ class Activations(dict[str, torch.Tensor]):
 
 def reads_last(acts: Mapping[str, torch.Tensor], name: str) -> bool:
     """Whether layer ``name``'s units are the last axis of its activation in ``acts`` (recorded
-    in :attr:`Activations.last`, :func:`units_last`), not axis 1; a 2-D one has one axis."""
+    in :attr:`Activations.last`: :func:`units_last`, :class:`LastAxis`), not axis 1; a 2-D
+    one has one axis."""
     return acts[name].dim() > 2 and name in getattr(acts, "last", ())
 
 
@@ -457,7 +478,7 @@ def probe(model: nn.Module, names: Sequence[str], once: bool = True) -> Iterator
             check_layer_names(model, [n])
             raise not_hookable(n)
     # a weightless layer's units are last when its input's were: hooks run before its own
-    passes_on = any(_weightless(layers[n]) and not units_last(layers[n]) for n in named)
+    passes_on = any(passes_units(layers[n]) for n in named)
     watch = [layers[n] for n in named]
     passed = LastAxis(model, list(layers.values()), watch) if passes_on else None
     try:
@@ -478,10 +499,8 @@ def probe(model: nn.Module, names: Sequence[str], once: bool = True) -> Iterator
                 if passed is not None:  # what the whole pass showed decides
                     passed.done()
                     for n in named:
-                        if n in acts and passed(layers[n]):
-                            acts.last.add(n)
-                        else:
-                            acts.last.discard(n)
+                        if n in acts and passes_units(layers[n]):
+                            (acts.last.add if passed(layers[n]) else acts.last.discard)(n)
                 for n in dict.fromkeys(names):
                     k = acts.calls.get(n, 0)
                     if n != OUTPUT and (k == 0 or (once and k > 1)):
@@ -518,7 +537,7 @@ def last_axis_layers(
     pass of a zero input), as :func:`forward` records them for targets."""
     layers = hookable_layers(model)
     named = [n for n in names if n in layers]
-    if not any(_weightless(layers[n]) and not units_last(layers[n]) for n in named):
+    if not any(passes_units(layers[n]) for n in named):
         return frozenset(n for n in named if units_last(layers[n]))
     x = torch.zeros((1, *input_shape), device=model_device(model), dtype=model_dtype(model))
     with torch.no_grad(), restore_mode(model, train=False):
@@ -651,7 +670,7 @@ class LayerInfo:
     shape: tuple[int, ...] | None  # output shape without batch, when an input shape is known
     #: times the layer runs in one forward pass (None: not traced); only 1 makes it a target
     calls: int | None = field(default=None, repr=False)
-    #: its units are the last axis of its output (:func:`units_last`), not axis 1
+    #: its units are the last axis of its output (:func:`units_last`, :class:`LastAxis`)
     last: bool = field(default=False, repr=False)
     #: rows it gives for one input when not one (a time-first sequence, batch merged)
     rows: int | None = field(default=None, repr=False)
@@ -739,7 +758,7 @@ def _trace(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]) -> _
             t = first_tensor(out)
             read = layer_output(_m, out)
             shapes[_n] = tuple(read.shape[1:])
-            if read.dim() and len(read) != len(x):
+            if not one_row_each(read, len(x)):
                 rows[_n] = len(read)
             if _n == OUTPUT_MODULE:
                 last_out[:] = [t]

@@ -117,7 +117,7 @@ class Ref(Expr):
             raise run_twice(self.layer, calls)
         a = self._act(acts)
         out = acts.get(OUTPUT)
-        if self.kind == "layer" and out is not None:
+        if self.kind == "layer" and out is not None and out.dim():
             try:
                 check_rows(self.layer, a, len(out))
             except InversetError as exc:

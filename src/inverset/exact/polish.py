@@ -9,7 +9,6 @@ ascent 0.066859, polished 0.067397 in 0.13 s with 17 binaries).
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 
@@ -35,11 +34,8 @@ def polish(
 ) -> tuple[torch.Tensor, float] | None:
     """Maximize output ``row`` of ``net`` over a box around ``x`` inside [lo, hi] (1-D
     tensors), warm-started at ``x``; returns (best point found, its value on the chain), or
-    None when the MILP found no point within ``time_limit`` seconds or HiGHS (extra
-    ``exact``) is not installed: branch and bound itself needs only torch. A Ctrl-C that
-    stops HiGHS is raised again (KeyboardInterrupt) for the caller to end its search."""
-    if importlib.util.find_spec("highspy") is None:
-        return None
+    None when the MILP found no point within ``time_limit`` seconds. A Ctrl-C that stops
+    HiGHS is raised again (KeyboardInterrupt) for the caller to end its search."""
     t0 = time.perf_counter()
     r = (hi - lo) / 16
     for _ in range(8):

@@ -541,8 +541,10 @@ def _search(
             ctx.remaining(),
             warm,
             first_solution=threshold is not None,
-            rel_gap=ctx.tol,
-            abs_gap=ctx.tol,
+            # half the tolerance: 'optimal' below is judged on the input re-evaluated on the
+            # network, which the MILP's own feasibility tolerances may leave a little lower
+            rel_gap=ctx.tol / 2,
+            abs_gap=ctx.tol / 2,
             threads=threads,
         )
         ctx.nodes += sol.nodes

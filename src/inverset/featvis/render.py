@@ -15,7 +15,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +45,7 @@ from inverset.model import (
     model_dtype,
     named_layers,
     output_activation,
+    passes_units,
     probe,
     restore_mode,
     units_first,
@@ -75,6 +76,10 @@ class _Runner:
     std: torch.Tensor | None
     early_stop: bool
     dtype: torch.dtype  # the model's: images are cast to it on the way in
+    render: tuple[int, ...] | None = None  # a spatial size the model was seen to take
+    note: str = ""  # what the runner had to change on the way (said in the message)
+    #: input shapes a whole pass has run on (the layouts of layers read are known for them)
+    seen: set[tuple[int, ...]] = field(default_factory=set)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         if self.model_size is not None and tuple(x.shape[2:]) != self.model_size:
@@ -87,25 +92,51 @@ class _Runner:
     def session(self) -> Iterator[Callable[[torch.Tensor], dict[str, torch.Tensor]]]:
         names = [n for n in self.layers if n != OUTPUT]
         stop = self.early_stop and OUTPUT not in self.layers and bool(names)
+        mods = named_layers(self.model)
+        # a layer that keeps its input's layout (a GELU, a residual block) is decided by a
+        # whole pass (what reads its output counts): one per input shape runs to the end
+        fixed = not any(passes_units(mods[n]) for n in names)
+        seen = self.seen
+        may_stop = [fixed]
         with probe(self.model, names) as acts:
             handles = []
             try:
                 if stop:
-                    mods = named_layers(self.model)
                     for n in names:
 
                         def hook(_m, _i, _o):
-                            if all(k in acts for k in names):
+                            if may_stop[0] and all(k in acts for k in names):
                                 raise _Stop
 
                         handles.append(mods[n].register_forward_hook(hook))
 
                 probs = output_activation(self.model)
 
-                def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
+                def forward(x: torch.Tensor) -> None:
                     acts.clear()
+                    shape = tuple(x.shape[1:])
+                    may_stop[0] = fixed or shape in seen
                     with contextlib.suppress(_Stop):
-                        acts[OUTPUT] = first_tensor(self.model(self.prepare(x).to(self.dtype)))
+                        acts[OUTPUT] = first_tensor(self.model(x))
+                    seen.add(shape)
+
+                def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
+                    x = self.prepare(x).to(self.dtype)
+                    try:
+                        forward(x)
+                    except (RuntimeError, ValueError, IndexError) as exc:
+                        size = tuple(x.shape[2:])
+                        if self.model_size is not None or self.render in (None, size):
+                            raise
+                        # a size the transforms made (pad, random scale) that the model does
+                        # not take: from now on every image goes in at the size it took
+                        self.model_size = self.render
+                        self.note = (
+                            f"the model fails on the transforms' {'x'.join(map(str, size))} "
+                            f"inputs ({first_line(exc)}): every transformed image is resized "
+                            f"to {'x'.join(map(str, self.render))}"
+                        )
+                        forward(_resize(x, self.render))
                     got = Activations(acts)
                     got.probs = probs  # a model ending in a Softmax: prob:k reads its output
                     return got
@@ -406,6 +437,7 @@ def _setup(
                     f"inputs: every octave is resized to {'x'.join(map(str, spatial))}"
                 )
     runner.early_stop = all(v == 1 for v in counts.values())
+    runner.render = runner.model_size or tuple(spatial)
     # two random pictures, run as the renders are (up to the deepest layer read): dropout or
     # batch statistics still active change the outputs from pass to pass (one line, as a
     # query's check says)
@@ -767,7 +799,7 @@ def visualize(
     msg = f"rendered {n} image(s) of {layer if not custom else objective.name} at " + "x".join(
         map(str, spatial)
     )
-    msg += f" in {len(imgs)} batch(es)" + (f"; {note}" if note else "")
+    msg += f" in {len(imgs)} batch(es)" + "".join(f"; {n}" for n in (note, runner.note) if n)
     never = [lab for lab, s in zip(labels, torch.cat(stuck).tolist(), strict=True) if s]
     if never:
         msg += (

@@ -20,6 +20,7 @@ from inverset.model import (
     hookable_layers,
     inputs_for,
     layers,
+    one_row_each,
     run_twice,
 )
 
@@ -90,7 +91,7 @@ class Encoder:
             e = x
         else:  # on its own device, wherever the model is (as a Latent's generator)
             e = self.module(inputs_for(self.module, x)).to(x.device)
-            if e.dim() == 0 or len(e) != len(x):
+            if e.dim() == 0 or not one_row_each(e, len(x)):
                 raise InversetError(
                     f"the encoder module gives {tuple(e.shape)} for a batch of {len(x)} inputs, "
                     "not one row per input; give a module whose output keeps the batch first"

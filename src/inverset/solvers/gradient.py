@@ -186,11 +186,12 @@ def solve(
                     scale = v.detach().abs().double().nan_to_num(posinf=0, neginf=0)
                     improved = ld < best_loss - 1e-9 * (1 + scale)
                     best_u[improved] = u.detach()[improved]
-                    if step == 0:  # the values at best_u: the answer when no budget is left
-                        best_v, best_cv = v.detach().clone(), cv.detach().clone()
-                        first_v = best_v.clone()
+                    if step == 0:
+                        first_v = v.detach().clone()
                     elif not moved and not warming:  # the model's own values, not stand-ins
                         moved = bool((v.detach() != first_v).any())
+                    if step == 0:  # the values at best_u: the answer when no budget is left
+                        best_v, best_cv = v.detach().clone(), cv.detach().clone()
                     else:
                         best_v[improved], best_cv[improved] = (
                             v.detach()[improved],
