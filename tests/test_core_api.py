@@ -329,3 +329,58 @@ def test_queries_in_a_latent_space_hash_the_generator_once(monkeypatch):
         for _ in range(3)
     }
     assert ids == {lat.generator_id()} and len(hashed) == 1
+
+
+def test_progress_in_a_notebook_is_one_plain_line(monkeypatch, capsys):
+    """In Jupyter without ipywidgets rich's live bar was a warning and an empty output: the
+    bar is drawn once, at its end, as plain text on stderr (no terminal control codes)."""
+    import rich.console
+
+    monkeypatch.setattr(rich.console, "_is_jupyter", lambda: True)
+    m = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+    iv.maximize(m, "out:0", iv.Box(-1, 1, shape=(2,)), starts=4, steps=20, seed=0, progress=True)
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and err.count("gradient search") == 1, repr(err)
+    assert "21/21" in err
+
+
+def test_api_mistakes_are_one_line_errors():
+    """From a notebook: a device this machine lacks or torch does not know, a sampling range
+    given as one number, a numpy array as the domain (its repr spanned 9 lines)."""
+    m = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+    with pytest.raises(iv.InversetError, match=r"^unknown device 'gpu'; use auto, cpu, cuda"):
+        iv.load_model(m, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(iv.InversetError, match=r"^device 'cuda' is not available"):
+            iv.load_model(m, device="cuda")
+    with pytest.raises(iv.InversetError, match=r"^range must be two numbers \(z1, z2\), got 8$"):
+        iv.sample(m, "out:0", 8, n=3, domain=iv.Box(-1, 1, shape=(2,)))
+    with pytest.raises(iv.InversetError, match=r"got ndarray of shape \(1, 8, 8\)$"):
+        iv.maximize(m, "out:0", np.zeros((1, 8, 8)))
+
+
+def test_reprs_stay_short_and_say_why_a_layer_is_no_target():
+    """A MILP model of a digits-sized net printed every row (13 MB in a notebook); a layer
+    that runs twice or never showed only ``shape=None``."""
+    from inverset.exact import build_milp, compile_problem, crown
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act, self.unused = nn.Linear(2, 3), nn.ReLU(), nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.act(self.fc(x)))
+
+    info = {i.name: repr(i) for i in iv.layers(Twice(), (2,))}
+    assert info["act"].endswith("shape=None, note='runs 2x per forward: no target')")
+    assert info["unused"].endswith("note='never run by forward')")
+    assert info["fc"] == "LayerInfo(name='fc', kind='Linear', shape=(3,))"
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 2))
+    box = iv.Box(0, 1, shape=(1, 8, 8))
+    net = compile_problem(iv.Problem.build(cnn, "out:0", "maximize", box))
+    lo, hi = box.lower, box.upper  # the README's call, on a picture-shaped box
+    m = build_milp(net, lo, hi, crown(net, lo, hi))
+    assert len(m.rows) > 100 and repr(m).startswith("MILPModel(inputs=64, columns=")
+    assert len(repr(m)) < 200

@@ -697,6 +697,23 @@ def test_ctrl_c_before_any_incumbent_or_while_compiling():
     assert r.status == "interrupted" and r.x is None and "compiling" in r.message
 
 
+def test_ctrl_c_before_relu_splitting_bounds_still_returns_a_bound_and_history(monkeypatch):
+    """ReLU-phase branch and bound computes its own root bounds: a Ctrl-C before any said
+    'no bound proven yet' with an empty history (README: the root's bound if nothing more,
+    and a history for every solver); the root's bound is computed at once (interval bounds
+    for the hidden layers) and the history holds the state the Ctrl-C left."""
+    from inverset.exact import relu_bab
+
+    model, box = _mlp([4, 32, 32, 1], 0), iv.Box(-1, 1, shape=(4,))
+    ref = iv.maximize(model, "out:0", box, solver="exact", method="bab", threads=1)
+    ctrl_c_on_call(monkeypatch, relu_bab, "maximize", 1)
+    r = _no_escape(lambda: iv.maximize(model, "out:0", box, solver="exact", method="relu"))
+    assert r.status == "interrupted" and r.value is not None
+    assert math.isfinite(r.bound) and r.bound >= ref.value - 1e-9
+    assert r.history["best"][-1] == pytest.approx(r.value, abs=1e-6)
+    assert r.history["bound"][-1] == pytest.approx(r.bound, abs=1e-6)
+
+
 def test_ctrl_c_before_a_range_is_decided_keeps_the_closest_input(monkeypatch):
     """``certify``'s question (is a range reachable?) interrupted mid-search: 'interrupted'
     with the input closest to the range, not an escaping KeyboardInterrupt."""

@@ -273,3 +273,15 @@ def test_messages_name_the_cli_option_and_the_python_argument():
         fv.visualize(small_cnn(), layer="0", steps=1, mean=[0.1, 0.2, 0.3], std=1.0)
     with pytest.raises(iv.InversetError, match=r"need 1 or 3 values \(one per channel\), got 2"):
         fv.visualize(anysize, size=8, steps=1, mean=[0.1, 0.2], std=1.0, layer="0")
+
+
+def test_dream_starts_from_a_results_picture_in_its_own_layout():
+    """A Result's ``x`` is (C, H, W): numpy arrays were read as (H, W, C) ('image has 8
+    channels; the model takes 1'), a batch of one named --size. Both start the dream as is."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 3)).eval()
+    m.input_shape = (1, 8, 8)  # as a loader records it
+    x = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(1)).numpy()
+    for image in (x, x[None], torch.as_tensor(x)[None]):
+        r = fv.dream(m, image, layer="1", octaves=1, steps=2)
+        assert np.allclose(np.asarray(r.arrays["original"]).reshape(1, 8, 8), x, atol=1e-6)

@@ -397,3 +397,19 @@ def test_evaluations_that_are_not_finite_are_counted_and_said():
     assert torch.isfinite(seen).all()
     assert r.info["nonfinite"] > 0
     assert f"{r.info['nonfinite']} of them gave a target that is not finite" in r.message
+
+
+@pytest.mark.parametrize("solver", ["cmaes", "swarm"])
+def test_a_search_leaves_the_global_random_states_as_they_were(solver):
+    """cma seeded numpy's global generator with the solver's seed (a user's np.random draws
+    after a cmaes solve were the same whatever seed they had set); nevergrad drew from it."""
+    import random
+
+    m = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+    np.random.seed(5)
+    random.seed(5)
+    want = (np.random.rand(), random.random())
+    np.random.seed(5)
+    random.seed(5)
+    iv.maximize(m, "out:0", iv.Box(-1, 1, shape=(2,)), solver=solver, max_evals=60, seed=0)
+    assert (np.random.rand(), random.random()) == want

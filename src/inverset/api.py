@@ -51,10 +51,22 @@ def solve(
     ``model``: a torch module, or a fitted scikit-learn MLP (alone or after scalers in a
     Pipeline), converted exactly. A ``domain`` whose ``names`` differ in order from the model's
     feature names is matched to them by name.
-    ``goal``: a :class:`Goal`, or 'maximize' / 'minimize'. ``seed``: an integer from 0 to
-    2**32 - 1 makes the run repeatable; None draws a fresh random seed, recorded in
-    ``result.query["seed"]`` so the run can be repeated. ``max_evals``: a whole number >= 1
-    of model evaluations (None: no cap).
+    ``target``: e.g. ``"out:0"``, ``"logit:7"``, ``"prob:cat"`` (with ``labels``),
+    ``"fc2:3"``, ``"conv5:197"``, ``"out:0 - 0.5*out:3"``, ``min(...)``, ``max(...)``.
+    ``goal``: a :class:`Goal`, or 'maximize' / 'minimize'. ``domain``: a :class:`Box` (bounds,
+    integer features, ``A x <= b``); None is the unbounded box. ``solver``: 'gradient'
+    (default), 'exact' (certified, ReLU networks), 'auto', or a black-box one: 'evolution',
+    'annealing', 'basinhopping', 'cmaes', 'swarm', 'bayes' (:data:`inverset.solvers.SOLVERS`).
+    ``space``: None searches the inputs; ``Latent(G, dim)`` a generator's codes.
+    ``input_shape``: the shape of one input without the batch axis, when the model does not
+    record it. ``constraints``: ``(target, lo, hi)`` triples every answer must satisfy.
+    ``seed``: an integer from 0 to 2**32 - 1 makes the run repeatable; None draws a fresh
+    random seed, recorded in ``result.query["seed"]`` so the run can be repeated.
+    ``time_limit``: seconds (None: none). ``max_evals``: a whole number >= 1 of model
+    evaluations (None: no cap). ``progress``: a progress bar on stderr. ``options``: the
+    solver's own (gradient: ``starts=32``, ``steps=300``, ``lr``, ``polish``; exact:
+    ``method``, ``milp_solver``; ...); an unknown one is an error listing them.
+    A Ctrl-C returns what was found so far, status ``interrupted``.
     """
     check_time_limit(time_limit)
     max_evals = _check_max_evals(max_evals)
@@ -134,19 +146,24 @@ def _unbounded_note(space: Space) -> str:
 
 
 def maximize(model: nn.Module, target: str | Expr, domain: Box | None = None, **kw: Any) -> Result:
-    """Inputs in ``domain`` that make ``target`` as large as possible."""
+    """Inputs in ``domain`` that make ``target`` as large as possible; ``kw``: what :func:`solve`
+    takes (``solver``, ``seed``, ``time_limit``, ``max_evals``, ``progress``, ``space``,
+    ``input_shape``, the solver's options such as ``starts`` and ``steps``)."""
     return solve(model, target, Goal.maximize(), domain, **kw)
 
 
 def minimize(model: nn.Module, target: str | Expr, domain: Box | None = None, **kw: Any) -> Result:
-    """Inputs in ``domain`` that make ``target`` as small as possible."""
+    """Inputs in ``domain`` that make ``target`` as small as possible; ``kw``: what :func:`solve`
+    takes (``solver``, ``seed``, ``time_limit``, ``max_evals``, ``progress``, ``space``,
+    ``input_shape``, the solver's options such as ``starts`` and ``steps``)."""
     return solve(model, target, Goal.minimize(), domain, **kw)
 
 
 def reach(
     model: nn.Module, target: str | Expr, value: float, domain: Box | None = None, **kw: Any
 ) -> Result:
-    """Inputs in ``domain`` whose ``target`` is as close as possible to ``value``."""
+    """Inputs in ``domain`` whose ``target`` is as close as possible to ``value``; ``kw``: what
+    :func:`solve` takes."""
     return solve(model, target, Goal.reach(value), domain, **kw)
 
 
@@ -157,7 +174,8 @@ def in_range(
     domain: Box | None = None,
     **kw: Any,
 ) -> Result:
-    """Inputs in ``domain`` whose ``target`` lies in ``[z1, z2]`` (several, when found)."""
+    """Inputs in ``domain`` whose ``target`` lies in ``range``, ``(z1, z2)`` (several, when
+    found); ``kw``: what :func:`solve` takes."""
     try:
         ends = np.asarray(range, dtype=np.float64)
     except (TypeError, ValueError):

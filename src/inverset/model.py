@@ -663,7 +663,7 @@ def check_repeatable(
             )
 
 
-@dataclass
+@dataclass(repr=False)
 class LayerInfo:
     name: str
     kind: str
@@ -674,6 +674,12 @@ class LayerInfo:
     last: bool = field(default=False, repr=False)
     #: rows it gives for one input when not one (a time-first sequence, batch merged)
     rows: int | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        """Name, kind and shape, and why it is no target when it is not (runs twice, never
+        runs, no row per input): a shape of None alone read as 'unknown'."""
+        why = f", note={self.note!r}" if self.note else ""
+        return f"LayerInfo(name={self.name!r}, kind={self.kind!r}, shape={self.shape}{why})"
 
     @property
     def units(self) -> int | None:

@@ -94,7 +94,7 @@ class Problem:
         if domain is not None and not isinstance(domain, Box):
             raise InversetError(
                 f"domain must be an inverset.Box, e.g. iv.Box(0, 1) or iv.Box(lo, hi, "
-                f"shape=(4,)), got {type(domain).__name__} {domain!r}"
+                f"shape=(4,)), got {_described(domain)}"
             )
         if space is not None and not isinstance(space, Space):
             raise InversetError(
@@ -303,3 +303,13 @@ def timer(timings: dict[str, float], key: str) -> Iterator[None]:
         yield
     finally:
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+
+
+def _described(v: object) -> str:
+    """A value named in a one-line error: an array by its type and shape (its repr spans
+    lines), anything else by its short repr."""
+    shape = getattr(v, "shape", None)
+    if shape is not None:
+        return f"{type(v).__name__} of shape {tuple(shape)}"
+    text = repr(v)
+    return f"{type(v).__name__} {text if len(text) <= 60 else text[:57] + '...'}"

@@ -44,7 +44,11 @@ def progress_bar(enabled: bool, total: float | None, description: str) -> Iterat
         TimeElapsedColumn(),
         TextColumn("{task.fields[info]}"),
     ]
-    with Progress(*cols, console=Console(stderr=True), transient=False) as p:
+    # in Jupyter a plain stream showing the last state once, not rich's live widget (which
+    # needs ipywidgets: without it a warning and an empty output) nor terminal redraws
+    jupyter = Console().is_jupyter
+    console = Console(stderr=True, force_jupyter=False, force_terminal=False if jupyter else None)
+    with Progress(*cols, console=console, transient=False) as p:
         task = p.add_task(description, total=total, info="")
         yield _Bar(p, task)
 

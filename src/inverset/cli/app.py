@@ -20,7 +20,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from inverset.domain import Box, read_constraints
-from inverset.errors import InversetError, first_line, missing_package
+from inverset.errors import InversetError, missing_package
 from inverset.progress import sigterm_as_interrupt
 from inverset.result import EMPTY_DIRECTORY, Result, SaveError, output_directory
 
@@ -239,36 +239,6 @@ def parse_ints(text: str, what: str) -> list[int]:
         raise InversetError(f"{what} must be integers separated by commas, got {text!r}") from None
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> CUDA when present, else the CPU; a named device must exist here."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise InversetError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and (
-        not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()
-    ):
-        raise InversetError(
-            f"device {device!r} is not available (this torch sees "
-            f"{torch.cuda.device_count()} CUDA devices); use --device cpu or auto"
-        )
-    if dev.type == "meta":
-        raise InversetError("device 'meta' holds no values to search; use --device cpu or auto")
-    try:  # another accelerator (mps, xpu, ...) this torch may lack
-        torch.empty(1, device=dev)
-    except (RuntimeError, AssertionError) as exc:
-        why = first_line(exc)
-        why = why if len(why) <= 100 else "this torch build cannot allocate memory there"
-        raise InversetError(
-            f"device {device!r} is not available here ({why}); use --device cpu or auto"
-        ) from None
-    return device
-
-
 def load_cli_model(
     model: str,
     trust: bool = False,
@@ -277,7 +247,7 @@ def load_cli_model(
     input_shape: str | None = None,
 ) -> torch.nn.Module:
     """Load MODEL as the commands do (factory + state dict, pickles only with --trust)."""
-    from inverset.loaders import load_model
+    from inverset.loaders import load_model, resolve_device
 
     shape = parse_ints(input_shape, "--input-shape") if input_shape else None
     dev = resolve_device(device)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from inverset.errors import InversetError
 from inverset.exact.ir import Network
 
 
@@ -136,10 +137,19 @@ def _concretize(A: torch.Tensor, c: torch.Tensor, lo, hi, upper: bool) -> torch.
 
 
 def _boxes(v, net: Network) -> torch.Tensor:
-    """Box corners as a [B, n] tensor (a numpy array in the network's dtype)."""
+    """Box corners as a [B, n] tensor (a numpy array in the network's dtype): one box in the
+    input's shape or flat (a ``Box``'s ``lower``), or a batch of them."""
     if not isinstance(v, torch.Tensor):
         v = torch.as_tensor(np.asarray(v), dtype=net.weights[0].dtype)
-    return v[None] if v.dim() == 1 else v
+    n = net.n_inputs
+    if v.numel() == n:
+        return v.reshape(1, n)
+    if v.dim() >= 2 and v[0].numel() == n:
+        return v.reshape(v.shape[0], n)
+    raise InversetError(
+        f"box corners of shape {tuple(v.shape)} do not fit the network's {n} inputs; give one "
+        "box in the input's shape (or flat), or a batch [B, n]"
+    )
 
 
 def crown(

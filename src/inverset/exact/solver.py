@@ -1084,6 +1084,12 @@ def _interrupted(ctx: _Ctx, timings, info) -> Result:
         sense = float(goal.sense)
         word = "max" if sense > 0 else "min"
         b = ctx.bound_so_far(sense)
+        if b is None:  # the root's bounds, with interval bounds for the hidden layers: at once
+            ctx.deadline = min(ctx.deadline, time.perf_counter())
+            ctx.root_bounds()
+            b = ctx.bound_so_far(sense)
+        if value is not None and not ctx.history["time"]:
+            ctx.record(sense, sense * value, b)  # the state the Ctrl-C left
         if value is None:
             bound = None if b is None else sense * b + 0.0  # never -0.0
             proven = "" if bound is None else f"; certified {word} bound {bound:.6g}"

@@ -893,7 +893,9 @@ def _pil_pixels(im: PILImage, channels: int) -> np.ndarray:
 
 def _load_image(image, channels: int, lo: float, hi: float) -> torch.Tensor:
     """A path, PIL image (any mode: 8/16-bit, float, palette, alpha), (H,W[,C]) array
-    (uint8, uint16 or [0,1] floats) or (C,H,W) tensor -> (1, C, H, W) float in [lo, hi]."""
+    (uint8, uint16 or [0,1] floats), (C,H,W) array (a Result's ``x``: first axis the model's
+    channels, last axis no colour) or (C,H,W) tensor, each also with a batch axis of one ->
+    (1, C, H, W) float in [lo, hi]."""
     from PIL import Image
 
     if isinstance(image, str | Path):
@@ -911,14 +913,17 @@ def _load_image(image, channels: int, lo: float, hi: float) -> torch.Tensor:
         image = _pil_pixels(image, channels)
     if isinstance(image, torch.Tensor):
         t = image.detach().float().cpu()
+        t = t[0] if t.dim() == 4 and len(t) == 1 else t
         t = t if t.dim() == 3 else t[None]
     else:
         a = np.asarray(image)
         scale = float(np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.unsignedinteger) else 1.0
         a = a.astype(np.float32) / scale
+        a = a[0] if a.ndim == 4 and len(a) == 1 else a
         if a.ndim == 2:
             a = a[..., None]
-        t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 0)))
+        chw = a.ndim == 3 and a.shape[0] in (channels, 1, 3) and a.shape[-1] not in (1, 3, 4)
+        t = torch.from_numpy(np.ascontiguousarray(a if chw else np.moveaxis(a, -1, 0)))
         t = lo + (hi - lo) * t
     if t.shape[0] != channels:
         if t.shape[0] == 3 and channels == 1:

@@ -145,8 +145,43 @@ def load_model(
     if input_shape is not None:
         model.input_shape = tuple(int(s) for s in input_shape)
     if device is not None:
-        model = model.to(device)
+        model = model.to(resolve_device(device) if isinstance(device, str) else device)
     return model
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> CUDA when present, else the CPU; a named device must exist here (a one-line
+    error, not torch's, for one this torch or machine lacks)."""
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InversetError(
+            f"unknown device {device!r}; use auto, cpu, cuda or cuda:N (device= / --device)"
+        ) from None
+    if dev.type == "cuda" and (
+        not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()
+    ):
+        raise InversetError(
+            f"device {device!r} is not available (this torch sees "
+            f"{torch.cuda.device_count()} CUDA devices); use device='cpu' or 'auto' (--device)"
+        )
+    if dev.type == "meta":
+        raise InversetError(
+            "device 'meta' holds no values to search; use device='cpu' or 'auto' (--device)"
+        )
+    try:  # another accelerator (mps, xpu, ...) this torch may lack
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError) as exc:
+        why = first_line(exc)
+        why = why if len(why) <= 100 else "this torch build cannot allocate memory there"
+        raise InversetError(
+            f"device {device!r} is not available here ({why}); use device='cpu' or 'auto' "
+            "(--device)"
+        ) from None
+    return device
 
 
 def _load_file(path: Path, trust: bool, device: str | torch.device | None = None) -> nn.Module:

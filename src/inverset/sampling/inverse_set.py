@@ -110,12 +110,12 @@ class _Stop(Exception):
 def _parse_ranges(
     target: str, rng: Sequence[float], intersect: Sequence[tuple[str, float, float]]
 ) -> tuple[float, float, list[tuple[str, float, float]]]:
-    if len(rng) != 2:
+    if not isinstance(rng, Sequence | np.ndarray) or len(rng) != 2:
         raise InversetError(f"range must be two numbers (z1, z2), got {rng!r}")
     z1, z2 = float(rng[0]), float(rng[1])
     cons = []
     for item in intersect:
-        if len(item) != 3:
+        if not isinstance(item, Sequence) or len(item) != 3:
             raise InversetError(
                 f"each intersection is (target, z1, z2), e.g. ('fc1:3', 0.5, 1.0); got {item!r}"
             )

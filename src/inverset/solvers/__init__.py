@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
 import math
+import random
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from numbers import Integral, Real
 from typing import Any
 
@@ -41,10 +43,24 @@ def get_solver(name: str) -> Callable:
         raise InversetError(f"unknown solver {name!r}; choose one of: {', '.join(SOLVERS)}")
     module, func = SOLVERS[name].split(":")
     try:
-        mod = importlib.import_module(module)
+        with global_rngs_kept():  # a library's first import may draw from them
+            mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
         raise missing_package(exc, f"solver {name!r}") or exc from None
     return getattr(mod, func)
+
+
+@contextlib.contextmanager
+def global_rngs_kept() -> Iterator[None]:
+    """numpy's and Python's global random states as they were after the block: cma seeds
+    ``np.random`` with the solver's seed, nevergrad draws from it, and a user's own draws
+    after a solve must not depend on which solver ran."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
 
 
 #: what every solver takes from the query itself, not as a solver option

@@ -23,7 +23,7 @@ from inverset.errors import InversetError, first_line
 from inverset.problem import Problem
 from inverset.progress import progress_bar
 from inverset.result import Result
-from inverset.solvers import unbounded
+from inverset.solvers import global_rngs_kept, unbounded
 from inverset.space import Direct
 
 #: a point is inside the domain and the target constraints when its violation is below this
@@ -470,7 +470,11 @@ def run(
     takes 1-2 s), not inside ``search``, where it would count against the time limit.
     """
     info: dict[str, Any] = {}
-    with progress_bar(progress, max_evals, name) as bar, problem.session():
+    with (
+        progress_bar(progress, max_evals, name) as bar,
+        problem.session(),
+        global_rngs_kept(),
+    ):
         obj = Objective(
             problem, name, time_limit=time_limit, max_evals=max_evals, bar=bar, **objective
         )
