@@ -310,6 +310,8 @@ def test_time_limit_returns_incumbent_and_bound(method):
     assert r.status == "time_limit" and r.x is not None
     assert r.bound > r.value and r.gap == pytest.approx(r.bound - r.value)
     assert math.isfinite(r.value)
+    # the history ends at the returned value (the model's float32 evaluation), exactly
+    assert r.history["best"][-1] == r.value and r.history["bound"][-1] == pytest.approx(r.bound)
 
 
 @pytest.mark.parametrize("limit", [2.0, 3.0])

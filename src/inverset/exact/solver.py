@@ -1127,6 +1127,13 @@ def _result(ctx, x, value, status, message, bound, timings, info, r, gap=None) -
     xm = None if x is None else x.reshape(p.domain.shape).to(p.dtype).cpu().numpy() + 0.0
     bound = None if bound is None else bound + 0.0
     info = {**info, "method": "+".join(ctx.method_used) or r.get("method", ""), "nodes": ctx.nodes}
+    h = ctx.history
+    if h["time"] and value is not None and h["best"][-1] != value:
+        # the search's values are the network's in float64; the answer is the model's own
+        # evaluation (float32): it ends the history, as every solver's does
+        h["time"].append(timings["total"])
+        h["best"].append(value)
+        h["bound"].append(h["bound"][-1] if bound is None else bound)
     return Result(
         x=xm,
         value=value,
