@@ -687,3 +687,30 @@ def test_an_atlas_of_the_dot_out_layer_counts_its_units():
     assert [t["target"] for t in got] == [".out:0", ".out:1", ".out:2"]
     # its results' directories do not read as the output's (.out:3 was out_3, as out:3)
     assert [t["key"] for t in got] == ["_out_0", "_out_1", "_out_2"]
+
+
+def test_the_default_diversity_encoder_of_a_sequence_model_is_its_first_block():
+    """The sampler measures diversity at the model's first hidden block: for a transformer
+    (its activations functional, inside the layers) that was the ReLU of the output head."""
+    from inverset.sampling.encoders import default_layer
+
+    class Enc(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layer = nn.TransformerEncoderLayer(4, 2, dim_feedforward=8, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.head = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1))
+
+        def forward(self, x):
+            return self.head(self.encoder(x).mean(1))
+
+    class Rec(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm, self.head = nn.LSTM(3, 6, batch_first=True), nn.Linear(6, 1)
+
+        def forward(self, x):
+            return self.head(self.lstm(x)[0][:, -1])
+
+    assert default_layer(Enc().eval(), (5, 4)) == "encoder.layers.0"
+    assert default_layer(Rec().eval(), (5, 3)) == "lstm"

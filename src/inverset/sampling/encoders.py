@@ -24,16 +24,14 @@ from inverset.model import (
     run_twice,
 )
 
-_WEIGHTED = (
-    nn.Linear,
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
+#: recurrent and attention layers are a hidden block each (their activations are inside)
+_BLOCKS = (
     nn.RNNBase,
     nn.MultiheadAttention,
     nn.TransformerEncoderLayer,
     nn.TransformerDecoderLayer,
 )
+_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _ACTIVATIONS = (
     nn.ReLU,
     nn.LeakyReLU,
@@ -48,8 +46,9 @@ _ACTIVATIONS = (
 
 
 def default_layer(model: nn.Module, input_shape: Sequence[int] | None = None) -> str | None:
-    """The output of the model's first hidden block: the first activation module that follows
-    its first Linear/Conv/recurrent/attention layer (in registration order), else that layer itself.
+    """The output of the model's first hidden block: a recurrent or attention layer, or the
+    first activation module that follows its first Linear/Conv layer (in registration order),
+    else that layer itself.
     Only layers that forward hooks can read and, when the input shape is known
     (``input_shape`` or recorded on the model), that the forward pass runs exactly once with
     one row per input are candidates: a registered but unused module is never picked, nor
@@ -65,6 +64,8 @@ def default_layer(model: nn.Module, input_shape: Sequence[int] | None = None) ->
         info = infos.get(name)
         if info is not None and (info.calls != 1 or info.rows is not None):
             continue
+        if first is None and isinstance(m, _BLOCKS):  # a whole block: its output
+            return name
         if first is None and isinstance(m, _WEIGHTED):
             first = name
         elif first is not None and isinstance(m, _ACTIVATIONS):
