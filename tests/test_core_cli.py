@@ -184,7 +184,10 @@ CNN = "maximize {d}/cnn.pt --factory inverset.zoo:DigitsCNN"
             f"{CNN} -t conv2:99 --box 0,1 --input-shape 1,8,8",
             "channel 99 is out of range",
         ),
-        ("maximize {d}/surrogate.pt -t out:0 --box 0,1e39 --input-shape 6", "not finite"),
+        (
+            "maximize {d}/surrogate.pt -t out:0 --box 0,1e39 --input-shape 6",
+            "beyond the largest float32",
+        ),
         (
             "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 --option nope=1",
             "unknown option 'nope' for solver 'gradient'; its options: starts, steps",

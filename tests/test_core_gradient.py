@@ -532,3 +532,15 @@ def test_a_target_that_never_moves_says_so():
     assert "the target never moved from its first value at any start" in r.message
     live = iv.maximize(m, "1:1", box, seed=0)
     assert live.value == pytest.approx(1.5, abs=1e-5) and "flat" not in live.info
+
+
+def test_a_domain_of_one_point_is_answered_at_once():
+    """lo == hi for every feature: the gradient search spent its whole budget (status
+    max_evals, 288 evaluations) where the black-box solvers evaluate the point once."""
+    m = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+    box = iv.Box([0.3, 0.2], [0.3, 0.2])
+    r = iv.maximize(m, "out:0", box, max_evals=300, seed=0)
+    assert r.status == "converged" and r.nfev <= 8
+    assert r.message.endswith("(the domain is a single point: lo == hi for every feature)")
+    with torch.no_grad():
+        assert r.value == pytest.approx(float(m(torch.tensor([[0.3, 0.2]]))[0, 0]), abs=1e-6)

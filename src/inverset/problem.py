@@ -210,6 +210,16 @@ class Problem:
         return np.concatenate(out) if out else np.zeros(0)
 
     def _validate(self, noisy_ok: bool = False) -> None:
+        box = self.space.box
+        top = torch.finfo(self.dtype).max if self.dtype.is_floating_point else math.inf
+        ends = np.abs(np.concatenate([np.ravel(box.lower), np.ravel(box.upper)]))
+        big = ends[np.isfinite(ends) & (ends > top)]
+        if big.size:
+            raise InversetError(
+                f"a bound of the box, {float(big.max()):g}, is beyond the largest "
+                f"{str(self.dtype).removeprefix('torch.')} the model computes in ({top:.3g}); "
+                "rescale the inputs (e.g. a scaler in front of the model), or give a smaller box"
+            )
         gen = torch.Generator().manual_seed(0)
         z = self.space.box.sample(2, gen, device=self.device, dtype=self.dtype)
         with torch.no_grad(), self.session():

@@ -101,6 +101,10 @@ def solve(
     timings: dict[str, float] = {}
     gen = torch.Generator().manual_seed(int(seed))
     box = problem.space.box
+    # lo == hi for every feature: the one point is the answer, one evaluation (not a budget)
+    single = bool(np.all(np.asarray(box.lower) == np.asarray(box.upper)))
+    if single:
+        starts, steps = 1, 0
     sc = Scaled(problem)
     goal = problem.goal
     history: dict[str, list] = {"step": [], "best": [], "time": [], "nfev": [], "stage": []}
@@ -294,6 +298,9 @@ def solve(
             f"max_evals={max_evals} left no evaluation for rounding the integer features to "
             "whole numbers; give a larger budget"
         )
+    if single and r.status != "interrupted":
+        r.status = "converged"
+        r.message += " (the domain is a single point: lo == hi for every feature)"
     if not moved and len(history["step"]) > 1 and r.status != "interrupted":
         r.info["flat"] = True
         r.message += (
