@@ -384,3 +384,20 @@ def test_reprs_stay_short_and_say_why_a_layer_is_no_target():
     m = build_milp(net, lo, hi, crown(net, lo, hi))
     assert len(m.rows) > 100 and repr(m).startswith("MILPModel(inputs=64, columns=")
     assert len(repr(m)) < 200
+
+
+def test_a_model_file_loads_on_the_device_auto_names(tmp_path):
+    """``device="auto"`` reached torch.jit.load unresolved: a good TorchScript file was 'not a
+    loadable TorchScript file'. A sampling range may be a tensor."""
+    m = torch.jit.script(nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1)))
+    path = tmp_path / "m.pt"
+    m.save(str(path))
+    loaded = iv.load_model(path, device="auto", input_shape=(2,))
+    x = torch.rand(3, 2)
+    assert torch.equal(loaded.cpu()(x), m(x))
+    with pytest.raises(iv.InversetError, match=r"^unknown device 'bogus'"):
+        iv.load_model(path, device="bogus")
+    r = iv.sample(
+        loaded, "out:0", torch.tensor([-10.0, 10.0]), n=4, domain=iv.Box(-1, 1, shape=(2,))
+    )
+    assert r.status == "found" and len(r.xs) == 4

@@ -544,3 +544,15 @@ def test_a_domain_of_one_point_is_answered_at_once():
     assert r.message.endswith("(the domain is a single point: lo == hi for every feature)")
     with torch.no_grad():
         assert r.value == pytest.approx(float(m(torch.tensor([[0.3, 0.2]]))[0, 0]), abs=1e-6)
+
+
+def test_a_one_point_domain_that_misses_the_goal_is_not_found():
+    """On one point a range the model cannot reach, or constraints it breaks, were reported
+    'converged' (x None for the constraints): nothing more can be searched, so not_found."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2))
+    box = iv.Box(0.5, 0.5, shape=(2,))
+    r = iv.in_range(m, "out:0", (100, 200), box, seed=0)
+    assert r.status == "not_found" and not r.message.startswith("stopped")
+    r = iv.maximize(m, "out:0", box, seed=0, constraints=[("out:1", 100, 200)])
+    assert r.status == "not_found" and r.x is None

@@ -714,3 +714,57 @@ def test_the_default_diversity_encoder_of_a_sequence_model_is_its_first_block():
 
     assert default_layer(Enc().eval(), (5, 4)) == "encoder.layers.0"
     assert default_layer(Rec().eval(), (5, 3)) == "lstm"
+
+
+def test_a_hand_written_norm_keeps_the_units_where_its_input_had_them():
+    """A custom RMSNorm (a weight of its own, no known type) after a Linear on a sequence, then
+    a GELU: both were read on axis 1 (5 positions; ``act:7`` out of range), as a layer with
+    weights was taken to fix its own layout; an unknown module keeps its input's."""
+
+    class RMSNorm(nn.Module):
+        def __init__(self, d):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(d))
+
+        def forward(self, x):
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.weight
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc0, self.norm, self.act, self.head = (
+                nn.Linear(3, 8),
+                RMSNorm(8),
+                nn.GELU(),
+                nn.Linear(8, 2),
+            )
+
+        def forward(self, x):
+            return self.head(self.act(self.norm(self.fc0(x))).mean(1))
+
+    torch.manual_seed(0)
+    m = Net().eval()
+    x = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        h = m.act(m.norm(m.fc0(x)))
+    assert torch.allclose(_read(m, "act:7", x), h[:, :, 7].mean(1))
+    info = {i.name: i for i in iv.layers(m, (5, 3))}
+    assert (info["norm"].units, info["act"].units) == (8, 8)
+
+
+def test_the_default_encoder_skips_an_input_projection_before_the_first_block():
+    """With the usual input projection (a Linear) before the transformer or LSTM, the default
+    diversity encoder was still the output head's ReLU."""
+    from inverset.sampling.encoders import default_layer
+
+    class Proj(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(3, 4)
+            self.lstm = nn.LSTM(4, 6, batch_first=True)
+            self.head = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 1))
+
+        def forward(self, x):
+            return self.head(self.lstm(self.embed(x))[0][:, -1])
+
+    assert default_layer(Proj().eval(), (5, 3)) == "lstm"

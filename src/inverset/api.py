@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from inverset.checks import is_whole
+from inverset.checks import is_whole, two_numbers
 from inverset.domain import Box
 from inverset.errors import InversetError
 from inverset.goal import Goal
@@ -176,10 +176,7 @@ def in_range(
 ) -> Result:
     """Inputs in ``domain`` whose ``target`` lies in ``range``, ``(z1, z2)`` (several, when
     found); ``kw``: what :func:`solve` takes."""
-    try:
-        ends = np.asarray(range, dtype=np.float64)
-    except (TypeError, ValueError):
-        ends = None
-    if isinstance(range, str | bytes) or ends is None or ends.shape != (2,):
+    ends = two_numbers(range)
+    if ends is None:
         raise InversetError(f"range must be two numbers (z1, z2), got {range!r}")
-    return solve(model, target, Goal.range(*ends.tolist()), domain, **kw)
+    return solve(model, target, Goal.range(*ends), domain, **kw)

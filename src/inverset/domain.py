@@ -378,6 +378,11 @@ class Box:
     def bounded(self) -> bool:
         return bool(np.isfinite(self._lo).all() and np.isfinite(self._hi).all())
 
+    @property
+    def single_point(self) -> bool:
+        """lo == hi for every feature: the one point is every search's answer."""
+        return bool(np.all(self._lo == self._hi))
+
     def tensors(
         self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
     ) -> tuple[torch.Tensor, torch.Tensor]:

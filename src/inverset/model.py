@@ -180,11 +180,26 @@ def layer_output(module: nn.Module, out: object) -> torch.Tensor:
     return t.transpose(0, 1) if t.dim() >= 3 and time_first(module) else t
 
 
+#: layers whose units are axis 1 whatever their input (the channels of a map)
+_UNITS_FIRST = (
+    nn.modules.conv._ConvNd,
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+)
+
+
 def passes_units(module: nn.Module) -> bool:
-    """A module without parameters of its own that is not a :func:`units_last` layer (an
-    activation, dropout, a residual block): its units are where its input's were
-    (:class:`LastAxis`)."""
-    return all(p is None for p in module._parameters.values()) and not units_last(module)
+    """A module whose type does not fix where its units are, as :func:`units_last` layers
+    and conv, normalization-of-channels and pooling layers do: an activation, dropout, a
+    residual block, a hand-written RMSNorm or LayerScale. Its units are where its input's
+    were (:class:`LastAxis`)."""
+    return not (units_last(module) or isinstance(module, _UNITS_FIRST))
 
 
 #: model -> input shape (without batch) -> module -> units last (:class:`LastAxis`)
@@ -194,9 +209,10 @@ _LAST_SEEN: weakref.WeakKeyDictionary[nn.Module, dict[tuple, dict[nn.Module, boo
 
 
 class LastAxis:
-    """Which layers without weights of their own (:func:`passes_units`: an activation,
-    dropout, a residual block) have their units on the last axis, as :func:`units_last`
-    layers do. Such a layer keeps the layout of the tensor it works on: that of the module
+    """Which layers whose type does not fix their layout (:func:`passes_units`: an
+    activation, dropout, a residual block, a hand-written norm) have their units on the last
+    axis, as :func:`units_last` layers do. Such a layer keeps the layout of the tensor it works
+    on: that of the module
     that returned its input (a GELU after a Linear on a sequence: last; a ReLU after a
     Conv1d: axis 1) or, when a function made that input (``F.gelu``, a residual ``+``), the
     layout a Linear, LayerNorm or attention layer reading its input or output implies (they
@@ -213,12 +229,16 @@ class LastAxis:
         model: nn.Module,
         layers: Sequence[nn.Module] | None = None,
         watch: Sequence[nn.Module] = (),
+        live: bool = True,
     ) -> None:
-        """``layers``: the model's :func:`hookable_layers` when the caller has them."""
+        """``layers``: the model's :func:`hookable_layers` when the caller has them; ``live``:
+        the ``watch`` layers are asked about during a pass (else only after it)."""
         self.model = model
         self.found: dict[nn.Module, bool] = {}
         self._layers = list(hookable_layers(model).values()) if layers is None else layers
         self._watch = tuple(watch)
+        # the layers asked about while a pass runs (a reader's hook): answered as they run
+        self._live = {m for m in self._watch if passes_units(m)} if live else set()
         self._pass: list = []  # the layers' hooks while a pass is being seen
         self._key: tuple | None = None
         # while a pass is seen: what each module returned (module, its input, its output) in
@@ -256,7 +276,8 @@ class LastAxis:
         except InversetError:
             return
         self._runs.append((module, _input_of(args, kwargs), t))
-        self.found[module] = self._decide()[id(t)]
+        if module in self._live:  # deciding every layer at every call would be quadratic
+            self.found[module] = self._decide()[id(t)]
 
     def _decide(self) -> dict[int, bool]:
         """Each recorded output's layout, by tensor id, from the records so far."""
@@ -774,7 +795,7 @@ def _trace(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]) -> _
 
     handles = []
     is_output = False
-    passed = LastAxis(model, list(layers.values()), list(layers.values()))
+    passed = LastAxis(model, list(layers.values()), list(layers.values()), live=False)
     try:
         for n, m in layers.items():
             handles.append(m.register_forward_hook(lambda m_, i, o, _n=n: hook(m_, i, o, _n)))

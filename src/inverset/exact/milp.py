@@ -67,7 +67,7 @@ class MILPModel:
         binaries = sum(int((d >= 0).sum()) for d in self.d)
         return (
             f"MILPModel(inputs={len(self.x)}, columns={len(self.lb)}, rows={len(self.rows)}, "
-            f"binaries={binaries}, integer columns={sum(self.integer)}, "
+            f"binaries={binaries}, integer inputs={sum(self.integer[i] for i in self.x)}, "
             f"{'maximize' if self.maximize else 'minimize'} {len(self.obj)} terms)"
         )
 

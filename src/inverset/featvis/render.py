@@ -124,6 +124,8 @@ class _Runner:
                     x = self.prepare(x).to(self.dtype)
                     try:
                         forward(x)
+                    except InversetError:  # a layer never run, run twice, no row per input
+                        raise
                     except (RuntimeError, ValueError, IndexError) as exc:
                         size = tuple(x.shape[2:])
                         if self.model_size is not None or self.render in (None, size):
@@ -919,10 +921,15 @@ def _load_image(image, channels: int, lo: float, hi: float) -> torch.Tensor:
         a = np.asarray(image)
         scale = float(np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.unsignedinteger) else 1.0
         a = a.astype(np.float32) / scale
-        a = a[0] if a.ndim == 4 and len(a) == 1 else a
+        if a.ndim == 4 and len(a) != 1:
+            raise InversetError(f"image is a batch of {len(a)} pictures; give one")
+        a = a[0] if a.ndim == 4 else a
         if a.ndim == 2:
             a = a[..., None]
-        chw = a.ndim == 3 and a.shape[0] in (channels, 1, 3) and a.shape[-1] not in (1, 3, 4)
+        first, last = (a.shape[0], a.shape[-1]) if a.ndim == 3 else (0, 0)
+        chw = first in (channels, 1, 3) and (
+            last not in (1, 3, 4) or (first == channels and last != channels)
+        )
         t = torch.from_numpy(np.ascontiguousarray(a if chw else np.moveaxis(a, -1, 0)))
         t = lo + (hi - lo) * t
     if t.shape[0] != channels:

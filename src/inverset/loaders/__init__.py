@@ -116,6 +116,8 @@ def load_model(
     trust, since a pickle can run any code. ``weights`` is a state-dict file for a factory.
     ``device`` moves the model; by default it stays where it is (CPU for files).
     """
+    if device is not None:  # checked before a file is read onto it
+        device = resolve_device(str(device))
     if isinstance(source, nn.Module) or _is_sklearn(source):
         model = as_module(source)
     elif isinstance(source, str | Path):
@@ -145,7 +147,7 @@ def load_model(
     if input_shape is not None:
         model.input_shape = tuple(int(s) for s in input_shape)
     if device is not None:
-        model = model.to(resolve_device(device) if isinstance(device, str) else device)
+        model = model.to(device)
     return model
 
 

@@ -64,7 +64,7 @@ def default_layer(model: nn.Module, input_shape: Sequence[int] | None = None) ->
         info = infos.get(name)
         if info is not None and (info.calls != 1 or info.rows is not None):
             continue
-        if first is None and isinstance(m, _BLOCKS):  # a whole block: its output
+        if isinstance(m, _BLOCKS):  # a whole block (after an input projection or not)
             return name
         if first is None and isinstance(m, _WEIGHTED):
             first = name

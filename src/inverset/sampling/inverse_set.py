@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from inverset.checks import is_number, is_whole
+from inverset.checks import is_number, is_whole, two_numbers
 from inverset.domain import Box
 from inverset.errors import InversetError, reworded
 from inverset.goal import Goal
@@ -110,9 +110,10 @@ class _Stop(Exception):
 def _parse_ranges(
     target: str, rng: Sequence[float], intersect: Sequence[tuple[str, float, float]]
 ) -> tuple[float, float, list[tuple[str, float, float]]]:
-    if not isinstance(rng, Sequence | np.ndarray) or len(rng) != 2:
+    ends = two_numbers(rng)
+    if ends is None:
         raise InversetError(f"range must be two numbers (z1, z2), got {rng!r}")
-    z1, z2 = float(rng[0]), float(rng[1])
+    z1, z2 = ends
     cons = []
     for item in intersect:
         if not isinstance(item, Sequence) or len(item) != 3:

@@ -480,7 +480,7 @@ def run(
         )
         probed = 0  # evaluations before the search (the gradient probe)
         try:
-            if not obj.width.any():  # lo == hi for every feature: the one point is the answer
+            if problem.space.box.single_point:  # the one point is the answer
                 info["single_point"] = True
                 obj(np.zeros((1, obj.dim)))
                 return obj.result("converged", info)

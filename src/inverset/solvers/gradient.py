@@ -101,10 +101,9 @@ def solve(
     timings: dict[str, float] = {}
     gen = torch.Generator().manual_seed(int(seed))
     box = problem.space.box
-    # lo == hi for every feature: the one point is the answer, one evaluation (not a budget)
-    single = bool(np.all(np.asarray(box.lower) == np.asarray(box.upper)))
+    single = box.single_point  # the one point is the answer: one start, no step, no polish
     if single:
-        starts, steps = 1, 0
+        starts, steps, polish = 1, 0, False
     sc = Scaled(problem)
     goal = problem.goal
     history: dict[str, list] = {"step": [], "best": [], "time": [], "nfev": [], "stage": []}
@@ -265,7 +264,7 @@ def solve(
             status = "interrupted"
         # no room in the budget to evaluate the final points again: keep Adam's own values
         short = max_evals is not None and left() < 0
-        if box.integer and not short:
+        if box.integer and not short and not single:
             # after a Ctrl-C the points are only rounded to whole numbers, not searched
             rounds = 0 if status == "interrupted" else 25
             tp = time.perf_counter()
@@ -298,8 +297,12 @@ def solve(
             f"max_evals={max_evals} left no evaluation for rounding the integer features to "
             "whole numbers; give a larger budget"
         )
-    if single and r.status != "interrupted":
-        r.status = "converged"
+    if single:
+        if r.status in ("step_limit", "max_evals", "time_limit"):
+            # no budget stopped anything: there is nothing more to search
+            r.message = r.message.removeprefix(f"stopped ({r.status}); ")
+            missed = goal.kind == "range" and not bool(goal.satisfied(torch.tensor([r.value])))
+            r.status = "not_found" if r.x is None or missed else "converged"
         r.message += " (the domain is a single point: lo == hi for every feature)"
     if not moved and len(history["step"]) > 1 and r.status != "interrupted":
         r.info["flat"] = True
