@@ -573,14 +573,6 @@ def test_the_exact_solver_reads_units_last_and_the_dot_out_layer():
     assert r.status == "optimal" and r.value == pytest.approx(best, abs=1e-3)
     assert r.value >= best - 1e-9
 
-    class OutMid(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc1, self.out, self.head = nn.Linear(2, 4), nn.Linear(4, 3), nn.Linear(3, 1)
-
-        def forward(self, x):
-            return self.head(torch.relu(self.out(torch.relu(self.fc1(x)))))
-
     class SeqAct(Seq):
         def __init__(self):
             super().__init__()

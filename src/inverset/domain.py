@@ -378,6 +378,9 @@ class Box:
     def bounded(self) -> bool:
         return bool(np.isfinite(self._lo).all() and np.isfinite(self._hi).all())
 
+    #: what a search's message says of a domain that is a single point
+    SINGLE_POINT = "the domain is a single point: lo == hi for every feature"
+
     @property
     def single_point(self) -> bool:
         """lo == hi for every feature: the one point is every search's answer."""

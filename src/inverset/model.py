@@ -155,7 +155,7 @@ _LAST_AXIS_NORMS = (nn.LayerNorm, getattr(nn, "RMSNorm", nn.LayerNorm))
 def units_last(module: nn.Module) -> bool:
     """Whether ``module``'s units are the last axis of its output (:data:`UNITS_LAST`, or a
     LayerNorm/RMSNorm over the last axis) rather than axis 1, whatever its input. A module
-    without weights of its own can pass them on (:class:`LastAxis`)."""
+    whose type does not fix its layout keeps its input's (:func:`passes_units`)."""
     if isinstance(module, _LAST_AXIS_NORMS):
         return len(module.normalized_shape) == 1
     return isinstance(module, UNITS_LAST)
@@ -212,12 +212,11 @@ class LastAxis:
     """Which layers whose type does not fix their layout (:func:`passes_units`: an
     activation, dropout, a residual block, a hand-written norm) have their units on the last
     axis, as :func:`units_last` layers do. Such a layer keeps the layout of the tensor it works
-    on: that of the module
-    that returned its input (a GELU after a Linear on a sequence: last; a ReLU after a
-    Conv1d: axis 1) or, when a function made that input (``F.gelu``, a residual ``+``), the
-    layout a Linear, LayerNorm or attention layer reading its input or output implies (they
-    act on the last axis). A module returning a tensor another module returned (a
-    Sequential, an in-place ReLU) has that module's layout.
+    on: that of the module that returned its input (a GELU after a Linear on a sequence:
+    last; a ReLU after a Conv1d: axis 1) or, when a function made that input (``F.gelu``, a
+    residual ``+``), the layout a Linear, LayerNorm or attention layer reading its input or
+    output implies (they act on the last axis). A module returning a tensor another module
+    returned (a Sequential, an in-place ReLU) has that module's layout.
 
     One forward pass with every layer hooked decides them for an input shape (:meth:`start`
     and :meth:`done` bracket each pass; before :meth:`done`, an answer sees what ran so far);
@@ -498,7 +497,7 @@ def probe(model: nn.Module, names: Sequence[str], once: bool = True) -> Iterator
         if n not in layers:
             check_layer_names(model, [n])
             raise not_hookable(n)
-    # a weightless layer's units are last when its input's were: hooks run before its own
+    # a layer whose type does not fix its layout is decided by the pass (LastAxis)
     passes_on = any(passes_units(layers[n]) for n in named)
     watch = [layers[n] for n in named]
     passed = LastAxis(model, list(layers.values()), watch) if passes_on else None
@@ -554,8 +553,8 @@ def last_axis_layers(
     model: nn.Module, input_shape: Sequence[int], names: Sequence[str]
 ) -> frozenset[str]:
     """The layers among ``names`` whose units are the last axis of their output on inputs of
-    ``input_shape`` (:func:`units_last`; a weightless one, :class:`LastAxis`, is seen in one
-    pass of a zero input), as :func:`forward` records them for targets."""
+    ``input_shape`` (:func:`units_last`; one whose type does not fix it, :class:`LastAxis`,
+    is seen in one pass of a zero input), as :func:`forward` records them for targets."""
     layers = hookable_layers(model)
     named = [n for n in names if n in layers]
     if not any(passes_units(layers[n]) for n in named):

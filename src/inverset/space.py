@@ -18,7 +18,7 @@ from torch import nn
 from inverset.checks import is_number
 from inverset.domain import Box, as_shape
 from inverset.errors import InversetError, reworded
-from inverset.model import fingerprint, inputs_for
+from inverset.model import OUTPUT, check_repeatable, fingerprint, inputs_for
 
 #: each generator module's fingerprint, with the state (tensor addresses and versions) it hashed
 _GENERATOR_IDS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str]] = (
@@ -150,6 +150,17 @@ class Latent(Space):
             )
         ):
             return self.to_input(z)
+
+    def check_repeatable(self, z: torch.Tensor, x: torch.Tensor | None = None) -> None:
+        """Refuse, as a model is refused (:func:`~inverset.model.check_repeatable`), a
+        generator whose pictures ``x`` (computed here when not given) of the codes ``z``
+        change from pass to pass: ``G(z)`` is what the model sees."""
+
+        def run(codes: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {OUTPUT: self.first_input(codes)}
+
+        first = {OUTPUT: self.first_input(z) if x is None else x}
+        check_repeatable(run, z, first, [OUTPUT], what="generator")
 
     def generator_id(self) -> str:
         """What tells the generator apart in a saved query: a module by its weights (SHA-256

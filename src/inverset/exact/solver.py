@@ -1130,10 +1130,9 @@ def _result(ctx, x, value, status, message, bound, timings, info, r, gap=None) -
     h = ctx.history
     if h["time"] and value is not None and h["best"][-1] != value:
         # the search's values are the network's in float64; the answer is the model's own
-        # evaluation (float32): it ends the history, as every solver's does
-        h["time"].append(timings["total"])
-        h["best"].append(value)
-        h["bound"].append(h["bound"][-1] if bound is None else bound)
+        # evaluation (float32): it ends the history, as every solver's does (sense 1: the
+        # value and bound are in the target's sign already)
+        ctx.record(1.0, value, h["bound"][-1] if bound is None else bound)
     return Result(
         x=xm,
         value=value,

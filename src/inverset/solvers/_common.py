@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from inverset.domain import Box
 from inverset.errors import InversetError, first_line
 from inverset.problem import Problem
 from inverset.progress import progress_bar
@@ -426,7 +427,7 @@ class Objective:
             msg = f"best {value:.6g}; {len(zs)} distinct good points kept"
         msg = f"{self.name}: {msg} after {self.nfev} evaluations in {self.elapsed:.2f} s"
         if info.get("single_point"):
-            msg += " (the domain is a single point: lo == hi for every feature)"
+            msg += f" ({Box.SINGLE_POINT})"
         if self.nonfinite:
             info["nonfinite"] = self.nonfinite
             msg += (

@@ -303,7 +303,7 @@ def solve(
             r.message = r.message.removeprefix(f"stopped ({r.status}); ")
             missed = goal.kind == "range" and not bool(goal.satisfied(torch.tensor([r.value])))
             r.status = "not_found" if r.x is None or missed else "converged"
-        r.message += " (the domain is a single point: lo == hi for every feature)"
+        r.message += f" ({box.SINGLE_POINT})"
     if not moved and len(history["step"]) > 1 and r.status != "interrupted":
         r.info["flat"] = True
         r.message += (
