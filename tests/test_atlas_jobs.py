@@ -420,3 +420,14 @@ def test_a_layer_with_classes_or_targets_adds_its_channels(digits_cnn):
         expand_targets(m, layer="conv9", classes="0-1")
     with pytest.raises(InversetError, match="unknown layer 'conv9'"):
         expand_targets(m, layer="conv9", targets=["out:0"])
+
+
+def test_a_models_labels_that_are_numbers_name_the_atlas_classes(tmp_path):
+    """A model's ``labels`` tensor of numbers was a TypeError traceback in the atlas (the
+    single query took it as names already)."""
+    torch.manual_seed(0)
+    net = nn.Linear(2, 3)
+    net.labels = torch.tensor([10, 20, 30])
+    box = Box(0, 1, shape=(2,))
+    s = atlas(net, tmp_path / "a", targets=['prob:"20"'], domain=box, steps=3, starts=2)
+    assert s.status == "complete" and s.finished == 1

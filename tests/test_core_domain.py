@@ -110,6 +110,56 @@ def test_box_arguments_of_the_wrong_kind_are_named():
     assert iv.Box(0, 1, shape=np.int64(4)).shape == (4,)
 
 
+def thin_polytope(n: int = 12) -> iv.Box:
+    """[0, 1]^n with x_i <= x_{i+1} - 0.05 and sum x <= 3.35: a sliver (the chain alone needs
+    a sum of 3.3), where alternating projections converge slowly."""
+    A, b = np.zeros((n, n)), np.full(n, -0.05)
+    for i in range(n - 1):
+        A[i, i], A[i, i + 1] = 1.0, -1.0
+    A[-1], b[-1] = 1.0, 3.35
+    return iv.Box(0, 1, shape=(n,), A=A, b=b)
+
+
+def test_projection_onto_a_thin_polytope_ends_inside():
+    """Every projected point lies in the domain (50 sweeps of Dykstra had left them up to
+    0.012 outside, so the gradient search found no start inside: not_found)."""
+    box = thin_polytope()
+    x = box.project(torch.rand(64, 12, generator=torch.Generator().manual_seed(0)))
+    assert box.contains(x).all(), float(box.violation(x).max())
+    assert box.contains(box.sample(32, torch.Generator().manual_seed(1))).all()
+    net = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    torch.manual_seed(5)
+    r = iv.maximize(net, "out:0", box, solver="gradient", seed=0, max_evals=3000)
+    exact = iv.maximize(net, "out:0", box, solver="exact", time_limit=30)
+    assert r.status != "not_found", r.message
+    assert box.contains(torch.as_tensor(r.xs, dtype=torch.float64), tol=1e-6).all()
+    assert exact.status == "optimal" and r.value >= exact.value - 1e-3 * (1 + abs(exact.value))
+    assert r.value <= exact.bound + 1e-5
+
+
+def test_constraints_need_both_a_and_b_as_numbers():
+    with pytest.raises(iv.InversetError, match="need both A and b; b was given without A"):
+        iv.Box(0, 1, shape=(3,), b=[-5.0])
+    with pytest.raises(iv.InversetError, match="need both A and b; A was given without b"):
+        iv.Box(0, 1, shape=(3,), A=[[1.0, 0, 0]])
+    with pytest.raises(iv.InversetError, match="A and b must be numbers"):
+        iv.Box(0, 1, shape=(2,), A=[["a", 1.0]], b=[1.0])
+
+
+@pytest.mark.parametrize("solver", ["gradient", "evolution", "cmaes", "annealing", "exact"])
+def test_float32_points_stay_in_a_box_float32_cannot_hold(solver):
+    """1000.3 and 0.3 are not float32 numbers: the points a float32 model sees are rounded
+    inwards (they were 1000.2999878 and 0.30000001, outside the box)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    box = iv.Box([1000.3, 0.1], [1000.4, 0.3])
+    for solve in (iv.maximize, iv.minimize):
+        r = solve(net, "out:0", box, solver=solver, seed=0, max_evals=300, time_limit=10)
+        xs = np.asarray(r.xs, dtype=np.float64)
+        assert r.x.dtype == np.float32  # what the model saw, in its dtype
+        assert ((xs >= [1000.3, 0.1]) & (xs <= [1000.4, 0.3])).all(), xs[:3]
+
+
 def test_rounding_keeps_linear_constraints():
     """Rounding (1.6, 0.9) to (2, 1) would break x0 + x1 <= 2.5: one feature rounds the other
     way instead."""

@@ -534,6 +534,20 @@ def test_a_target_that_never_moves_says_so():
     assert live.value == pytest.approx(1.5, abs=1e-5) and "flat" not in live.info
 
 
+def test_a_search_that_moves_while_some_starts_warm_up_is_not_called_flat():
+    """A range goal: starts already in range have a zero gradient, so the search warms them up
+    on a stand-in network; the others move. The message had said the target 'never moved' (the
+    check was skipped for every start while any warmed up)."""
+    torch.manual_seed(1)
+    m = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1)).eval()
+    box = iv.Box([0, 0, -1, -1], [5, 3, 1, 1])
+    vals = m(box.sample(256, torch.Generator().manual_seed(0)))[:, 0].detach()
+    lo = float(vals.quantile(0.6))
+    r = iv.in_range(m, "out:0", (lo, lo + 0.1), box, solver="gradient", seed=0)
+    assert r.status == "found", r.message
+    assert "flat" not in r.info and "never moved" not in r.message
+
+
 def test_a_domain_of_one_point_is_answered_at_once():
     """lo == hi for every feature: the gradient search spent its whole budget (status
     max_evals, 288 evaluations) where the black-box solvers evaluate the point once."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -273,3 +274,122 @@ def test_constants_that_are_finite_still_parse(net_and_acts):
     assert torch.allclose(ev("out:0 / (1 + 1)", acts), out[:, 0] / 2)
     assert torch.allclose(ev("0 * out:0 + 0 / 2", acts), torch.zeros(2))
     assert torch.allclose(ev("out:0 - -2", acts), out[:, 0] + 2)
+
+
+class Reserved(nn.Module):
+    """Submodules named as the output kinds: logit, prob, margin (and min, which is no kind)."""
+
+    def __init__(self):
+        super().__init__()
+        self.logit = nn.Linear(3, 4)
+        self.prob = nn.ReLU()
+        self.margin = nn.Linear(4, 3)
+        self.min = nn.Tanh()
+
+    def forward(self, x):
+        return self.min(self.margin(self.prob(self.logit(x))))
+
+
+def test_modules_named_as_output_kinds_are_dotted_layers():
+    """``logit:1`` reads the model output (a module named logit had been listed with the
+    example target logit:0, which read the output instead); the module is ``.logit``."""
+    torch.manual_seed(0)
+    net = Reserved().eval()
+    x = torch.randn(5, 3)
+    acts = forward(net, x, [".logit", ".prob", ".margin", "min"])
+    out = net(x)
+    assert torch.equal(ev("logit:1", acts), out[:, 1])
+    assert torch.allclose(ev(".logit:1", acts), net.logit(x)[:, 1])
+    assert torch.allclose(ev(".prob:2", acts), net.logit(x).relu()[:, 2])
+    assert torch.allclose(ev(".margin:0", acts), net.margin(net.logit(x).relu())[:, 0])
+    infos = {i.name: i for i in iv.layers(net, (3,))}
+    assert {".logit", ".prob", ".margin", "min"} <= set(infos)
+    assert infos[".logit"].example.startswith(".logit:0 (the module named logit")
+    box = iv.Box(-1, 1, shape=(3,))
+    r = iv.maximize(net, ".logit:1", box, seed=0, starts=4, steps=20)
+    with torch.no_grad():
+        unit = float(net.logit(torch.as_tensor(r.x)[None])[0, 1])
+    assert r.value == pytest.approx(unit, abs=1e-6)
+
+
+@pytest.mark.parametrize("text", ["3", "2*3 - 1", "min(1, 2)"])
+def test_a_target_that_reads_nothing_is_a_clear_error(text):
+    """A constant target crashed the gradient solver (no grad_fn traceback)."""
+    with pytest.raises(iv.InversetError, match="reads no output or layer: it is a constant"):
+        iv.maximize(Tiny(), text, iv.Box(0, 1, shape=(2,)))
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [[10, 20, 30], np.array([10, 20, 30]), torch.tensor([10, 20, 30]), {0: 10, 2: 30, 1: 20}],
+)
+def test_class_labels_that_are_not_strings_name_the_classes(labels):
+    """Numbers as labels (a model's own ``labels`` buffer, or ``labels=``) were a TypeError
+    traceback; they name the classes as their text."""
+    torch.manual_seed(0)
+    net = nn.Linear(2, 3)
+    box = iv.Box(0, 1, shape=(2,))
+    r = iv.maximize(net, 'prob:"20"', box, labels=labels, starts=2, steps=3, seed=0)
+    with torch.no_grad():
+        p = float(torch.softmax(net(torch.as_tensor(r.x)[None]), 1)[0, 1])
+    assert r.value == pytest.approx(p, abs=1e-6)
+    net.labels = labels
+    assert iv.maximize(net, 'prob:"30"', box, starts=2, steps=3, seed=0).value > 0
+    with pytest.raises(iv.InversetError, match="labels must be a list of class names"):
+        iv.maximize(net, "out:0", box, labels=3, starts=2, steps=3)
+
+
+def test_the_recorded_target_keeps_its_constants_exactly():
+    """``%g`` had recorded 1234567.25 as 1.23457e+06 and 100000001 as 1e+08."""
+    t = iv.parse_target("1234567.25*out:1 + 100000001 - 1e-7")
+    assert str(t) == "(((1234567.25 * out:1) + 100000001) - 1e-07)"
+    assert str(iv.parse_target(str(t))) == str(t)
+
+
+def test_index_and_margin_messages_say_what_the_output_is():
+    one = nn.Sequential(nn.Linear(2, 1))
+    box = iv.Box(0, 1, shape=(2,))
+    with pytest.raises(iv.InversetError, match=r"the model has 2 classes \(0..1\)"):
+        iv.maximize(one, "prob:2", box, starts=1, steps=1)
+    squashed = nn.Sequential(nn.Linear(2, 1), nn.Sigmoid())
+    with pytest.raises(iv.InversetError, match=r"outputs one probability.*use prob:1 or prob:0"):
+        iv.maximize(squashed, "margin:0", box, starts=1, steps=1)
+
+
+def test_an_unknown_layer_of_a_torchscript_model_lists_no_unreadable_layers(tmp_path):
+    """The error listed the scripted submodules ('valid layers: 0, 1, 2'), none a target."""
+    net = torch.jit.script(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)))
+    with pytest.raises(iv.InversetError, match="TorchScript model's layers cannot be read") as e:
+        iv.maximize(net, "conv9:0", iv.Box(0, 1, shape=(2,)), starts=1, steps=1)
+    assert "valid layers" not in str(e.value)
+
+
+def test_a_layer_a_later_in_place_op_changes_is_read_as_it_returned():
+    """``Sequential(Linear, ReLU(inplace=True), Linear)``, target ``0:0``: the hook kept the
+    Linear's output tensor, which the ReLU then rectified: its minimum read 0, not -0.399."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(inplace=True), nn.Linear(3, 1)).eval()
+    box = iv.Box(-1, 1, shape=(2,))
+    r = iv.minimize(net, "0:0", box, seed=0, starts=16)
+    w, b = net[0].weight[0].detach(), float(net[0].bias[0].detach())
+    assert r.value == pytest.approx(b - float(w.abs().sum()), abs=1e-5) and r.value < 0
+    e = iv.minimize(net, "0:0", box, solver="exact")
+    assert e.status == "optimal" and e.value == pytest.approx(r.value, abs=1e-5)
+
+
+def test_a_model_without_a_gradient_is_one_line_for_the_gradient_search():
+    """A target detached from the input (a model optimized for inference) was a RuntimeError
+    traceback ('does not require grad'); black-box solvers still answer."""
+
+    class Detached(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 1)
+
+        def forward(self, x):
+            return self.fc(x.detach())
+
+    box = iv.Box(-1, 1, shape=(2,))
+    with pytest.raises(iv.InversetError, match=r"needs the model's gradient.*cmaes"):
+        iv.maximize(Detached(), "out:0", box, solver="gradient")
+    assert iv.maximize(Detached(), "out:0", box, solver="cmaes", max_evals=200).value is not None

@@ -927,3 +927,67 @@ def test_sklearn_mlps_give_their_chain_without_tracing(monkeypatch):
         "act2",
         "out",
     ]
+
+
+def test_a_target_whose_root_bound_the_incumbent_meets_is_optimal_without_branching():
+    """``max(out:0, 1e3)``: any input gives 1e3 and the root's CROWN bound says no more;
+    branch and bound's own root (optimized slopes, 7 s on the digits CNN) was not needed."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 16), nn.ReLU(), nn.Linear(16, 3)
+    ).eval()
+    r = iv.maximize(net, "max(out:0, 1e3)", iv.Box(0, 1, shape=(1, 8, 8)), solver="exact")
+    assert r.status == "optimal" and r.value == r.bound == 1e3
+    assert r.info["nodes"] == 0
+
+
+def test_an_optimum_the_float32_model_cannot_hold_is_not_certified():
+    """A peak of 1000 at x = 10000.000333..., between float32 numbers (spacing 0.001), slope
+    3e6: the model's value at the rounded input is -953; that was called a 'certified
+    maximum' with a gap of 1953."""
+    net = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 1))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[3.0], [-3.0]]))
+        net[0].bias.copy_(torch.tensor([-30000.001, 30000.001]))
+        net[2].weight.fill_(-1e6)
+        net[2].bias.fill_(1000.0)
+    box = iv.Box(9999.0, 10001.0, shape=(1,))
+    for method in ("milp", "bab"):
+        r = iv.maximize(net, "out:0", box, solver="exact", method=method)
+        assert r.status == "converged" and r.message.startswith("not certified"), r.message
+        with torch.no_grad():
+            assert r.value == float(net(torch.as_tensor(r.x)[None])[0, 0])
+        assert r.bound == pytest.approx(1000.0) and r.gap > 1000
+
+
+def test_a_range_from_the_float32_maximum_is_never_proven_unreachable():
+    """``in_range(v, v + 1)`` from the maximum v the solver itself returned: the float32 model
+    reaches v, a few units in its last place above the network's float64 bound; 30 of 40 such
+    nets were 'unreachable (proven)' (and `certify --below v` PROVEN)."""
+    box = iv.Box(-1, 1, shape=(3,))
+    for seed in range(12):
+        torch.manual_seed(seed)
+        net = nn.Sequential(
+            nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1)
+        ).eval()
+        r = iv.maximize(net, "out:0", box, solver="exact")
+        q = iv.in_range(net, "out:0", (r.value, r.value + 1), box, solver="exact")
+        assert q.status != "unreachable", (seed, q.message)
+        if q.status == "found":
+            assert r.value <= q.value <= r.value + 1
+
+
+def test_a_float64_range_just_above_the_maximum_finds_no_false_witness():
+    """A float64 model, a range starting 1e-9 (relative) above the certified maximum: a
+    witness 1.3e-9 below the range was taken as inside it (its value compared in float32),
+    status 'found'. Whatever the answer, a point it calls a witness lies in the range."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1)).eval().double()
+    box = iv.Box(-1, 1, shape=(3,))
+    top = iv.maximize(net, "out:0", box, solver="exact", method="milp").bound
+    for rel in (1e-9, 1e-7, 1e-4):
+        z1 = top + rel * (1 + abs(top))
+        r = iv.in_range(net, "out:0", (z1, z1 + 1), box, solver="exact", method="milp")
+        assert r.status != "found", (rel, r.value, z1)
+        if rel >= 1e-4:
+            assert r.status == "unreachable", r.message

@@ -118,3 +118,20 @@ def test_without_polish_the_rounded_points_stand():
     """``polish=False`` runs no L-BFGS-B: the integer neighbour search's points are the answer."""
     r = iv.maximize(Coupled(), "out:0", iv.Box([-1, -1, 0], [1, 1, 4], integer=[2]), polish=False)
     assert r.x[2] == 2 and r.value < -0.015
+
+
+def test_float32_rounding_of_a_linear_constraint_moves_no_point():
+    """max x0 + 1.3 x1 + 0.5 x2 through ReLUs, 2 x0 + 2 x1 + x2 <= 3.7, x0, x1 whole: a repair
+    of the projection that took float32 rounding of A x for a violation pulled the points to
+    an inner point at every step, and the search ended at 1.3 (x2 = 0) in 3 of 4 seeds."""
+    net = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 1))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.eye(3))
+        net[0].bias.zero_()
+        net[2].weight.copy_(torch.tensor([[1.0, 1.3, 0.5]]))
+        net[2].bias.zero_()
+    box = iv.Box(0, [3, 3, 1], integer=[0, 1], A=[[2.0, 2.0, 1.0]], b=[3.7])
+    for seed in range(4):
+        r = iv.maximize(net, "out:0", box, solver="gradient", seed=seed)
+        assert r.value == pytest.approx(1.8, abs=1e-5), (seed, r.x)
+        np.testing.assert_allclose(r.x, [0, 1, 1], atol=1e-5)

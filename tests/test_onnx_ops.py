@@ -769,8 +769,14 @@ def test_exact_names_the_layer_below_a_final_softmax(tmp_path):
         with pytest.raises(InversetError) as info:
             iv.maximize(model, target, box, solver="exact")
         assert "ends in Softmax (layer 'softmax1')" in str(info.value)
-        assert "use -t linear2:1 (the logit of output 1" in str(info.value)
+        named = (
+            "'linear2:1 - linear2:0' (the margin in logits"
+            if "margin" in target
+            else ("linear2:1 (the logit of output 1")
+        )
+        assert f"use -t {named}" in str(info.value)
     assert iv.maximize(model, "linear2:1", box, solver="exact").status == "optimal"
+    assert iv.maximize(model, "linear2:1 - linear2:0", box, solver="exact").status == "optimal"
 
 
 # ----------------------------------------------------------------------------- no batch axis

@@ -48,12 +48,35 @@ def stored(out) -> np.ndarray:
 
 
 def test_integer_feature_never_in_range_is_not_found_not_a_crash():
-    """x0 is 0 or 1, the range (0.3, 0.7) lies between: walkers restart with no sample yet."""
+    """x0 is 0 or 1, the range (0.3, 0.7) lies between: without the exact check, walkers
+    restart with no sample yet."""
     m = linear([1.0, 0.0])
     dom = Box(0, 1, shape=(2,), integer=[0])
-    r = sample(m, "out:0", (0.3, 0.7), n=20, domain=dom, max_steps=30, restart=5)
+    r = sample(m, "out:0", (0.3, 0.7), n=20, domain=dom, max_steps=30, restart=5, exact_check=False)
     assert r.status == "not_found", r.message
     assert r.xs.shape == (0, 2) and r.info["restarts"] > 0
+
+
+@pytest.mark.parametrize(
+    ("w", "dom", "rng", "why"),
+    [
+        # x0 + x1 on whole numbers is 2 or 3, never in [2.2, 2.8]
+        ([1.0, 1.0], Box(0, 3, shape=(2,), integer=[0, 1]), (2.2, 2.8), "none inside it"),
+        # 1 <= 2 x2 <= 1 holds only at x2 = 0.5, no whole number
+        (
+            [1.0, 0.0, 0.0],
+            Box(0, 3, shape=(3,), integer=[2], A=[[0, 0, 2.0], [0, 0, -2.0]], b=[1.0, -1.0]),
+            (0.0, 3.0),
+            "admits no input",
+        ),
+    ],
+)
+def test_a_range_met_only_between_whole_numbers_is_proven_unreachable(w, dom, rng, why):
+    """Seeds in range with fractional integer features do not show the range reachable: the
+    exact check runs and proves it empty (it had walked its whole budget: not_found)."""
+    r = sample(linear(w), "out:0", rng, n=20, domain=dom, seed=0, time_limit=60)
+    assert r.status == "unreachable", r.message
+    assert why in r.message and r.xs.shape[0] == 0
 
 
 def test_integer_features_with_linear_constraint_store_only_valid_samples(tmp_path):
@@ -372,3 +395,18 @@ def test_encoder_layer_run_twice_is_refused_and_skipped_by_default():
         e = m.fc1(torch.as_tensor(r.xs)).double()
     mean = float(torch.cdist(e, e).sum()) / (len(e) * (len(e) - 1))
     assert r.info["diversity"] == pytest.approx(mean, rel=1e-9)
+
+
+def test_samples_of_a_thin_polytope_keep_its_constraints():
+    """Alternating projections left walkers up to 0.012 outside a sliver of [0, 1]^12; the
+    samples accepted (2 of 20) broke A x <= b by up to 9e-6, the tolerance then 1e-5."""
+    from tests.test_core_domain import thin_polytope
+
+    box = thin_polytope()
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 1))
+    r = sample(net, "out:0", (-10.0, 10.0), n=20, domain=box, seed=0, time_limit=20)
+    xs = np.asarray(r.xs, dtype=np.float64)
+    assert len(xs) >= 5, r.message
+    assert (xs @ box.A.T - box.b).max() <= 1e-6
+    assert box.contains(torch.as_tensor(xs)).all()

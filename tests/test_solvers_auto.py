@@ -266,3 +266,24 @@ def test_a_stage_that_raises_ctrl_c_keeps_the_earlier_answer(monkeypatch):
     with torch.no_grad():
         value = float(net(torch.as_tensor(res.x[None], dtype=torch.float32))[0, 0])
     assert res.value == pytest.approx(value, abs=1e-6)
+
+
+def test_a_model_run_without_autograd_goes_on_to_the_exact_stage():
+    """A forward under torch.no_grad(): auto's gradient stage had ended the solve with its
+    error, though the exact stage that follows needs no gradient."""
+
+    class NoGrad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 1)
+
+        def forward(self, x):
+            with torch.no_grad():
+                return torch.relu(self.fc(x))
+
+    torch.manual_seed(0)
+    m = NoGrad().eval()
+    r = iv.maximize(m, "out:0", iv.Box(0, 1, shape=(2,)), solver="auto")
+    w, b = m.fc.weight.detach()[0], float(m.fc.bias.detach()[0])
+    assert r.status == "optimal"
+    assert r.value == pytest.approx(max(0.0, b + float(w.clamp_min(0).sum())), abs=1e-6)

@@ -116,6 +116,7 @@ class Box:
     names: list[str] | None = None
     _lo: np.ndarray = field(init=False, repr=False)
     _hi: np.ndarray = field(init=False, repr=False)
+    _inner: np.ndarray | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         self.shape = as_shape(self.shape, "box shape")
@@ -155,9 +156,21 @@ class Box:
             raise InversetError(
                 f"box has lo > hi ({lo_i:g} > {hi_i:g}) at feature {i}; swap the bounds"
             )
+        if (self.A is None) != (self.b is None):
+            given, missing = ("A", "b") if self.b is None else ("b", "A")
+            raise InversetError(
+                f"linear constraints A x <= b need both A and b; {given} was given without "
+                f"{missing}"
+            )
         if self.A is not None:
-            self.A = np.atleast_2d(np.asarray(self.A, dtype=np.float64))
-            self.b = np.atleast_1d(np.asarray(self.b, dtype=np.float64))
+            try:
+                self.A = np.atleast_2d(np.asarray(self.A, dtype=np.float64))
+                self.b = np.atleast_1d(np.asarray(self.b, dtype=np.float64))
+            except (TypeError, ValueError) as e:
+                raise InversetError(
+                    f"linear constraints A and b must be numbers ({e}); give a matrix A with "
+                    "one column per feature and a vector b with one entry per row"
+                ) from None
             if self.A.shape[0] != self.b.shape[0]:
                 raise InversetError(
                     f"linear constraints: A has {self.A.shape[0]} rows but b has "
@@ -202,12 +215,9 @@ class Box:
                 f"linear constraints have {self.A.shape[1]} columns but the input has {n} "
                 f"features; give rows a_1..a_{n},b"
             )
-        lo, hi = (np.broadcast_to(v, self.shape).reshape(-1) for v in (self._lo, self._hi))
-        bounds = [
-            (None if a == -np.inf else a, None if c == np.inf else c)
-            for a, c in zip(lo, hi, strict=True)
-        ]
-        res = linprog(np.zeros(n), A_ub=self.A, b_ub=self.b, bounds=bounds, method="highs")
+        res = linprog(
+            np.zeros(n), A_ub=self.A, b_ub=self.b, bounds=self._linprog_bounds(), method="highs"
+        )
         if res.status == 2:
             raise InversetError(
                 "the linear constraints A x <= b have no point inside the box; check their "
@@ -389,9 +399,18 @@ class Box:
     def tensors(
         self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(lo, hi) as tensors of ``shape`` on ``device``."""
+        """(lo, hi) as tensors of ``shape`` on ``device``, rounded inwards where ``dtype``
+        cannot hold a bound exactly (a float32 model's input clamped to the box stays in it),
+        unless no number of ``dtype`` lies between them."""
         lo = torch.as_tensor(self._lo, dtype=dtype, device=device)
         hi = torch.as_tensor(self._hi, dtype=dtype, device=device)
+        if dtype == torch.float32:
+            up = torch.nextafter(lo, torch.full_like(lo, math.inf))
+            down = torch.nextafter(hi, torch.full_like(hi, -math.inf))
+            lo_in = torch.where(lo.double() < torch.as_tensor(self._lo, device=lo.device), up, lo)
+            hi_in = torch.where(hi.double() > torch.as_tensor(self._hi, device=hi.device), down, hi)
+            keep = lo_in <= hi_in
+            lo, hi = torch.where(keep, lo_in, lo), torch.where(keep, hi_in, hi)
         return lo, hi
 
     def sample(
@@ -492,7 +511,59 @@ class Box:
                 y = p
             if float((y @ A.T - b).max()) <= 1e-9:
                 break
+        # beyond the rounding of the points' dtype (float32 sums of A x miss b by ~1e-7)
+        slack = max(1e-9, 8 * torch.finfo(y.dtype).eps) * (1 + b.abs())
+        bad = ((y @ A.T - b) > slack).any(1)
+        if bool(bad.any()):
+            y = y.clone()
+            y[bad] = self._retract(y[bad].double(), slack.double()).to(y.dtype)
+            y = torch.maximum(torch.minimum(y, hi_f), lo_f)
         return y.reshape(shape)
+
+    def _retract(self, y: torch.Tensor, tol: torch.Tensor) -> torch.Tensor:
+        """Points of the box that alternating projections left outside ``A x <= b`` (a thin
+        polytope, where they converge slowly), moved along the segment to an inner point of the
+        domain until just inside the rows they break by more than ``tol`` (the rows they keep
+        hold on the whole segment: an equality's two rows, which the inner point meets with no
+        room, do not pull every point onto it): every point the searches use is feasible."""
+        if self._inner is None:
+            self._inner = self._inner_point()
+        A = torch.as_tensor(self.A, dtype=y.dtype, device=y.device)
+        b = torch.as_tensor(self.b, dtype=y.dtype, device=y.device)
+        c = torch.as_tensor(self._inner, dtype=y.dtype, device=y.device)
+        room = (b - A @ c).clamp_min(0) * (1 - 1e-3)
+        rise = (y - c) @ A.T
+        broken = y @ A.T - b > tol
+        t = torch.where(broken, room / rise.clamp_min(1e-300), torch.ones_like(rise))
+        return c + t.amin(1, keepdim=True).clamp(0, 1) * (y - c)
+
+    def _inner_point(self) -> np.ndarray:
+        """A point of the box deepest inside ``A x <= b`` (the centre of the largest ball
+        within the constraints' half-spaces, capped at radius 1; a linear program)."""
+        from scipy.optimize import linprog
+
+        assert self.A is not None and self.b is not None and self.shape is not None
+        bounds = self._linprog_bounds()
+        res = linprog(
+            np.r_[np.zeros(len(bounds)), -1.0],
+            A_ub=np.c_[self.A, np.linalg.norm(self.A, axis=1)],
+            b_ub=self.b,
+            bounds=[*bounds, (0.0, 1.0)],
+            method="highs",
+        )
+        if res.x is None:
+            lo, hi = (np.broadcast_to(v, self.shape).reshape(-1) for v in (self._lo, self._hi))
+            return np.clip(np.zeros(len(lo)), lo, hi)
+        return res.x[:-1]
+
+    def _linprog_bounds(self) -> list[tuple[float | None, float | None]]:
+        """The box per flat feature as scipy's ``linprog`` takes it (None: unbounded)."""
+        assert self.shape is not None
+        lo, hi = (np.broadcast_to(v, self.shape).reshape(-1) for v in (self._lo, self._hi))
+        return [
+            (None if a == -np.inf else a, None if c == np.inf else c)
+            for a, c in zip(lo, hi, strict=True)
+        ]
 
     def violation(self, x: torch.Tensor) -> torch.Tensor:
         """Largest constraint violation per point (0 inside the domain)."""

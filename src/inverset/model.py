@@ -25,6 +25,9 @@ from torch.overrides import TorchFunctionMode
 from inverset.errors import InversetError, first_line
 
 OUTPUT = "out"  # the model output; `logit`, `prob` and `margin` refs read it too
+#: what targets call the model output (``out:k``, ``logit:k``, ``prob:k``, ``margin:k``): a
+#: submodule so named directly under the model is named with a leading dot (``.logit:1``)
+OUTPUT_KINDS = (OUTPUT, "logit", "prob", "margin")
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -333,21 +336,20 @@ OUTPUT_MODULE = f".{OUTPUT}"
 
 def named_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Every addressable submodule by its dotted name (the root itself is left out); one
-    called ``out`` directly under the model is :data:`OUTPUT_MODULE`."""
-    return {
-        OUTPUT_MODULE if name == OUTPUT else name: m for name, m in model.named_modules() if name
-    }
+    called ``out`` (or another of :data:`OUTPUT_KINDS`) directly under the model is
+    :data:`OUTPUT_MODULE` (``.logit``...)."""
+    return {layer_name(name): m for name, m in model.named_modules() if name}
 
 
 def module_path(layer: str) -> str:
     """The module path (as ``named_modules`` and torch.fx name it) of the layer a target
     names: the inverse of :func:`named_layers`' renaming."""
-    return OUTPUT if layer == OUTPUT_MODULE else layer
+    return layer[1:] if layer[1:] in OUTPUT_KINDS and layer[:1] == "." else layer
 
 
 def layer_name(path: str) -> str:
     """The name a target gives the module at ``path`` (:func:`named_layers`' renaming)."""
-    return OUTPUT_MODULE if path == OUTPUT else path
+    return f".{path}" if path in OUTPUT_KINDS else path
 
 
 def check_layer_names(model: nn.Module, names: Sequence[str]) -> None:
@@ -360,7 +362,14 @@ def check_layer_names(model: nn.Module, names: Sequence[str]) -> None:
                 "target its outputs (out:k), or load the model as an nn.Module or ONNX file"
             )
         if n != OUTPUT and n not in valid:
-            shown = ", ".join(list(valid)[:40]) + (" ..." if len(valid) > 40 else "")
+            readable = hookable_layers(model)
+            if valid and not readable:
+                raise InversetError(
+                    f"unknown layer {n!r}, and a TorchScript model's layers cannot be read (no "
+                    "forward hooks); target its outputs (out:k), or load the model as an "
+                    "nn.Module or ONNX file"
+                )
+            shown = ", ".join(list(readable)[:40]) + (" ..." if len(readable) > 40 else "")
             raise InversetError(
                 f"unknown layer {n!r}; valid layers: {shown or '(none)'} (or 'out' for the output)"
             )
@@ -459,7 +468,11 @@ class Activations(dict[str, torch.Tensor]):
         its first tensor, one more call, where its units are (``last``, by default
         :func:`units_last`) and what it returned."""
         self.calls[name] = self.calls.get(name, 0) + 1
-        self[name] = first_tensor(out) if name == OUTPUT else layer_output(module, out)
+        if name == OUTPUT:
+            self[name] = first_tensor(out)
+        else:  # a copy: a later in-place operation (nn.ReLU(inplace=True)) would change it
+            a = layer_output(module, out)
+            self[name] = a.clone() if isinstance(a, torch.Tensor) else a
         if units_last(module) if last is None else last:
             self.last.add(name)
         note = returned(out)
@@ -728,8 +741,9 @@ class LayerInfo:
         if self.note or self.shape is None:
             return self.note
         target = f"{self.name}:0"
-        if self.name == OUTPUT_MODULE:
-            target += f" (the module named {OUTPUT}; {OUTPUT}:k is the model output)"
+        if self.name != module_path(self.name):
+            kind = module_path(self.name)
+            target += f" (the module named {kind}; {kind}:k reads the model output)"
         if len(self.shape) <= 1:
             return target
         if self.name == OUTPUT:

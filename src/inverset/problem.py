@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from inverset.checks import is_whole
 from inverset.domain import Box, as_shape
 from inverset.errors import InversetError
 from inverset.goal import Goal
@@ -120,9 +121,11 @@ class Problem:
                 "1,8,8) or a box with one bound per feature"
             )
         domain = domain.with_shape(shape)
-        if labels is None:
-            labels = getattr(model, "labels", None)
-        labels = list(labels) if labels is not None else None
+        labels = (
+            label_names(labels, "labels")
+            if labels is not None
+            else label_names(getattr(model, "labels", None), None)
+        )
         expr = parse_target(target, labels)
         cons = [(parse_target(t, labels), lo, hi) for t, lo, hi in _check_constraints(constraints)]
         names = [*expr.layers(), *(n for c in cons for n in c[0].layers())]
@@ -266,6 +269,31 @@ class Problem:
             "constraints": [[str(t), lo, hi] for t, lo, hi in self.constraints],
             "model": getattr(self.model, "source", type(self.model).__name__),
         }
+
+
+def label_names(labels: Any, given: str | None = None) -> list[str] | None:
+    """Class names as strings, line i naming class i: a sequence, array or tensor of names or
+    numbers, or a dict from class index to name. A model's own ``labels`` attribute
+    (``given`` None) that is none of these is not taken for names."""
+    if labels is None:
+        return None
+    if isinstance(labels, torch.Tensor):
+        labels = labels.tolist()
+    if isinstance(labels, dict) and all(is_whole(k) for k in labels):
+        labels = [labels[k] for k in sorted(labels)]
+    elif isinstance(labels, dict):
+        labels = list(labels.values())
+    names = None
+    if not isinstance(labels, str | bytes):
+        with contextlib.suppress(TypeError, ValueError):
+            arr = np.asarray(labels, dtype=object)
+            names = [str(v) for v in arr] if arr.ndim == 1 else None
+    if names is None and given is not None:
+        raise InversetError(
+            f"{given} must be a list of class names (line i names class i), got "
+            f"{type(labels).__name__}"
+        )
+    return names
 
 
 def _check_constraints(constraints: Any) -> list[tuple[Any, float, float]]:

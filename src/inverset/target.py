@@ -38,9 +38,7 @@ from typing import NamedTuple
 import torch
 
 from inverset.errors import InversetError
-from inverset.model import OUTPUT, check_rows, reads_last, run_twice, units_first
-
-OUTPUT_KINDS = ("out", "logit", "prob", "margin")
+from inverset.model import OUTPUT, OUTPUT_KINDS, check_rows, reads_last, run_twice, units_first
 
 
 class Expr:
@@ -83,7 +81,9 @@ class Const(Expr):
         return True
 
     def __str__(self) -> str:
-        return f"{self.value:g}"
+        # the shortest text that reads back as the same number (``%g`` kept 6 digits)
+        text = repr(float(self.value))
+        return text.removesuffix(".0")
 
 
 @dataclass(frozen=True)
@@ -163,9 +163,15 @@ class Ref(Expr):
                     f"out:{self.index[0]}, or load or export the model without the final {probs}"
                 )
             if self.kind == "margin" and n == 1:
+                fix = (
+                    f"the model outputs one probability (its last layer is {probs}): use "
+                    "prob:1 or prob:0"
+                    if probs
+                    else "for a single-logit binary classifier use out:0 (margin of class 1) "
+                    "or -out:0"
+                )
                 raise InversetError(
-                    f"{self}: a margin needs at least 2 outputs and the model has 1; for a "
-                    "single-logit binary classifier use out:0 (margin of class 1) or -out:0"
+                    f"{self}: a margin needs at least 2 outputs and the model has 1; {fix}"
                 )
             m = n_classes(n) if self.kind == "prob" else n
             if not 0 <= self.index[0] < m:
@@ -175,7 +181,8 @@ class Ref(Expr):
                     f"(0..{m - 1}); target another part by the name of the layer that computes "
                     "it, LAYER:k (see `inverset layers`)"
                     if note
-                    else f"; the model has {m} outputs (0..{m - 1})"
+                    else f"; the model has {m} {'classes' if self.kind == 'prob' else 'outputs'}"
+                    f" (0..{m - 1})"
                 )
                 raise InversetError(f"{self}: index {self.index[0]} is out of range{parts}")
 
@@ -505,7 +512,13 @@ def parse_target(text: str | Expr, labels: Sequence[str] | None = None) -> Expr:
         return text
     if not isinstance(text, str):
         raise InversetError(f"target must be a string like 'out:0', not {type(text).__name__}")
-    return _Parser(text, labels).parse()
+    expr = _Parser(text, labels).parse()
+    if not expr.refs():
+        raise InversetError(
+            f"target {text!r} reads no output or layer: it is a constant; name what to drive, "
+            "e.g. out:0 or fc1:3 (see `inverset layers`)"
+        )
+    return expr
 
 
 def read_labels(path: str) -> list[str]:

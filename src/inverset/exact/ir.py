@@ -86,6 +86,22 @@ class Network:
         )
 
 
+class _BatchSize(int):
+    """An activation's batch size as the model's code reads it (``x.size(0)``, ``x.shape[0]``):
+    each value is probed with a batch of its own size, so a reshape to ``(x.size(0), -1)``
+    takes the batch of the tensor it reshapes (:func:`_rebatch`)."""
+
+
+def _rebatch(a, n: int):
+    """``a`` (an argument, or nested tuples/lists of them) with every :class:`_BatchSize` as
+    ``n``, the batch of the probe it is applied to."""
+    if isinstance(a, _BatchSize):
+        return n
+    if isinstance(a, list | tuple):  # a torch.Size too (it keeps the marker)
+        return type(a)(_rebatch(v, n) for v in a)
+    return a
+
+
 class _Sym:
     """A value of shape ``shape`` (flattened to n) as ``M h + c`` of the current ReLU layer."""
 
@@ -249,9 +265,11 @@ class _Tracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         known = (*_AFFINE_MODULES, *_loader_types(), nn.ReLU, nn.MaxPool2d, nn.MaxPool1d)
-        if isinstance(m, known):
+        # a subclass with a forward of its own computes something else: traced through
+        forward = type(m).forward
+        if any(isinstance(m, t) and forward is t.forward for t in known):
             return True
-        return super().is_leaf_module(m, qualname)
+        return super().is_leaf_module(m, qualname) and not isinstance(m, known)
 
     def call_module(self, m: nn.Module, forward, args, kwargs):
         out = super().call_module(m, forward, args, kwargs)
@@ -301,6 +319,20 @@ _LAYOUT_METHODS = {
 }
 _AFFINE_METHODS = _LAYOUT_METHODS | {"add", "sub", "mul", "div", "neg"}
 _RELU_FUNCS = {F.relu, torch.relu}
+#: in-place functions as the functions computing their result (:func:`_functionalize` has
+#: rewired the later readers of the tensor they change)
+_OUT_OF_PLACE = {
+    operator.iadd: operator.add,
+    operator.isub: operator.sub,
+    operator.imul: operator.mul,
+    operator.itruediv: operator.truediv,
+    torch.relu_: torch.relu,
+    F.relu_: F.relu,
+    torch.clamp_: torch.clamp,
+    torch.clamp_min_: torch.clamp_min,
+    torch.clamp_max_: torch.clamp_max,
+    F.hardtanh_: F.hardtanh,
+}
 #: torch's clamping operations, by the name a function, a tensor method and a TorchScript
 #: ``aten::`` op share: the names of their arguments after the input, in order, and the
 #: defaults of the ends (``low``, ``high``); an end None is open
@@ -387,6 +419,76 @@ def _sequential_names(model: nn.Module, tracer: fx.Tracer) -> list[str] | None:
     return names if walk(model, "") else None
 
 
+#: in-place functions (their first argument is the tensor they write) beside those whose
+#: name ends in ``_``, and functions and methods whose result shares its input's memory
+_INPLACE_OPS = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
+_ALIASING_FUNCS = {operator.getitem, torch.flatten, torch.reshape, torch.squeeze}
+_ALIASING_FUNCS |= {torch.unsqueeze, torch.transpose, torch.permute, torch.narrow, torch.select}
+_ALIASING_METHODS = {"view", "view_as", "reshape", "reshape_as", "flatten", "unflatten"}
+_ALIASING_METHODS |= {"squeeze", "unsqueeze", "transpose", "permute", "t", "narrow", "select"}
+_ALIASING_METHODS |= {"expand", "expand_as", "contiguous", "detach"}
+
+
+def _writes(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
+    """The node whose tensor ``node`` changes in place (``nn.ReLU(inplace=True)``,
+    ``F.relu(h, inplace=True)``, ``h.relu_()``, ``h += 1``), or None."""
+    first = node.args[0] if node.args else None
+    if not isinstance(first, fx.Node):
+        return None
+    if node.op == "call_module":
+        return first if getattr(modules.get(str(node.target)), "inplace", False) else None
+    if node.op == "call_method":
+        name = str(node.target)
+        return first if name.endswith("_") and not name.endswith("__") else None
+    if node.op == "call_function":
+        fn = node.target
+        name = getattr(fn, "__name__", "")
+        inplace = node.kwargs.get("inplace") is True or (
+            fn in (F.relu, F.relu6, F.hardtanh, F.dropout) and True in node.args[1:]
+        )
+        if fn in _INPLACE_OPS or inplace or (name.endswith("_") and not name.endswith("__")):
+            return first
+    return None
+
+
+def _aliases(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether ``node``'s result may share its input's memory (a view, or a layer returning
+    its input itself, as Identity and Dropout in eval mode do)."""
+    if node.op == "call_method":
+        return str(node.target) in _ALIASING_METHODS
+    if node.op == "call_function":
+        return node.target in _ALIASING_FUNCS
+    if node.op == "call_module":
+        m = modules.get(str(node.target))
+        return isinstance(m, nn.Identity | nn.Dropout | nn.Flatten | nn.Unflatten)
+    return False
+
+
+def _functionalize(graph: fx.Graph, modules: dict[str, nn.Module]) -> None:
+    """Rewire the readers of a tensor an operation changes in place that come after it to
+    that operation's result: the graph then computes what the model does (a skip connection
+    reading ``h`` after ``nn.ReLU(inplace=True)(h)`` reads the rectified ``h``). A change
+    made through a view, or to a tensor a view of it still reads, is refused."""
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    for node in list(graph.nodes):
+        written = _writes(node, modules)
+        if written is None:
+            continue
+        later = [u for u in written.users if u is not node and order[u] > order[node]]
+        # the tensors sharing its memory: those it is a view of, and its views
+        chain, bases = written, []
+        while _aliases(chain, modules) and chain.args and isinstance(chain.args[0], fx.Node):
+            bases.append(chain.args[0])
+            chain = chain.args[0]
+        views = [u for u in written.users if order[u] < order[node] and _aliases(u, modules)]
+        readers = [u for b in bases for u in b.users if u not in (written, *bases)]
+        readers += [v for u in views for v in u.users]
+        if any(order[u] > order[node] for u in readers):
+            raise _unsupported(f"an operation changing a view's memory in place ({node.name})")
+        for u in later:
+            u.replace_input_with(written, node)
+
+
 def _unsupported(what: str) -> UnsupportedModelError:
     return UnsupportedModelError(
         f"the exact solver cannot handle {what} (it needs Linear/Conv/ReLU/clamp/pooling/"
@@ -432,10 +534,17 @@ def squashed(
         unit = ref.index[0] if ref is not None and ref.index[0] < n else 0
         t = Ref("layer", below, (unit,))
         other = Ref("layer", below, (1 if unit == 0 else 0,))
-        fix = (
-            f": use -t {t} (the logit of output {unit}; differences such as {t} - {other} "
-            "work too),"
-        )
+        if ref is not None and ref.kind == "margin" and n <= 9:
+            rest = ", ".join(str(Ref("layer", below, (j,))) for j in range(n) if j != unit)
+            rest = rest if n == 2 else f"max({rest})"
+            fix = f": use -t '{t} - {rest}' (the margin in logits),"
+        elif ref is not None and ref.kind == "margin":
+            fix = f": use the logits, -t '{t} - max({other}, ...)' (the margin in logits),"
+        else:
+            fix = (
+                f": use -t {t} (the logit of output {unit}; differences such as {t} - {other} "
+                "work too),"
+            )
     return SquashedOutputError(f"{head}{fix} or use --solver gradient")
 
 
@@ -540,6 +649,7 @@ class _Extractor:
             why = f"this model (torch.fx cannot trace it: {type(exc).__name__})"
             raise _unsupported(why) from None
         modules = dict(self.model.named_modules())
+        _functionalize(graph, modules)
         nodes = list(graph.nodes)
         last = _first(nodes[-1].args[0]) if nodes and nodes[-1].op == "output" else None
         squash = _squash(last, modules) if isinstance(last, fx.Node) else None
@@ -711,6 +821,7 @@ class _Extractor:
         return v.clone()
 
     def _function(self, fn, args, kwargs):
+        fn = _OUT_OF_PLACE.get(fn, fn)
         # activations may sit inside a list argument (torch.cat, torch.stack)
         flat = [
             b
@@ -722,7 +833,7 @@ class _Extractor:
             obj, attr = args
             if isinstance(obj, _Sym):
                 if attr == "shape":
-                    return torch.Size((obj.n + 1, *obj.shape))
+                    return torch.Size((_BatchSize(obj.n + 1), *obj.shape))
                 raise _unsupported(f"reading .{attr} of an activation")
             return getattr(obj, attr)
         if fn is operator.getitem and not syms:
@@ -772,8 +883,8 @@ class _Extractor:
                 raise _unsupported("dividing by an activation")
 
             def f(p):
-                a2 = [p if a is s else a for a in args]
-                k2 = {k: (p if v is s else v) for k, v in kwargs.items()}
+                a2 = [p if a is s else _rebatch(a, p.shape[0]) for a in args]
+                k2 = {k: (p if v is s else _rebatch(v, p.shape[0])) for k, v in kwargs.items()}
                 return fn(*a2, **k2)
 
             with torch.no_grad():
@@ -786,8 +897,10 @@ class _Extractor:
         if not isinstance(obj, _Sym):
             return getattr(obj, name)(*args[1:], **kwargs)
         if name == "size":
-            full = torch.Size((obj.n + 1, *obj.shape))
+            full = torch.Size((_BatchSize(obj.n + 1), *obj.shape))
             return full if not args[1:] else full[args[1]]
+        if name.endswith("_") and not name.endswith("__"):
+            name = name[:-1]  # in place: its later readers read this result (_functionalize)
         if name == "relu":
             return self.b.relu(obj)
         if name in _CLAMPS:
@@ -803,7 +916,9 @@ class _Extractor:
                     raise _unsupported("a permute that moves the batch axis")
 
             def f(p):
-                return getattr(p, name)(*args[1:], **kwargs)
+                n = p.shape[0]
+                kw = {k: _rebatch(v, n) for k, v in kwargs.items()}
+                return getattr(p, name)(*_rebatch(args[1:], n), **kw)
 
             with torch.no_grad():
                 return self._apply_affine(obj, f, nonneg_keep=name in _LAYOUT_METHODS)

@@ -68,6 +68,11 @@ STOPS = {
     "max_evals": "stopped at the node budget (max_evals)",
     "incomplete": "branch and bound on ReLU phases could split no further (a min/max target "
     "over linear regions; method='milp' decides it)",
+    "undecided": "the MILP's point reaches the range only within its feasibility tolerance, "
+    "the network's value at it a rounding short (numerical limits)",
+    "rounded": "not certified: the network's optimum, its input rounded to the model's "
+    "float precision, is worth less to the model itself (an input the model cannot hold "
+    "exactly)",
 }
 
 
@@ -578,7 +583,10 @@ def _search(
         if sol.status == "interrupted":
             st = "interrupted"
         elif threshold is not None:
-            st = "reached" if v >= threshold else ("below" if bound < threshold else "time_limit")
+            st = "reached" if v >= threshold else ("below" if bound < threshold else "")
+            # no time limit: the MILP's point meets the threshold only within its feasibility
+            # tolerance, the network's value at it falls a rounding short
+            st = st or ("time_limit" if sol.status == "time_limit" else "undecided")
         else:
             # optimal as the README defines it: the input found, re-evaluated on the network,
             # within the tolerance of the bound (not the MILP solver's word for its own optimum)
@@ -589,6 +597,9 @@ def _search(
     need = BAB_MIN_CROWNS * ctx.crown_seconds
     if not ctx.short_of(need):  # the head may take a second extraction: time it too
         hnet, head = ctx.head_net(sense)
+        settled = _settled_at_root(ctx, sense, hnet, head, x0, v0, threshold)
+        if settled is not None:
+            return settled
     if ctx.short_of(need):
         # no time for branch and bound's own root: the root bound, and the time left spent
         # climbing from the incumbent
@@ -634,6 +645,32 @@ def _search(
     ctx.history["best"] += [sense * v for v in r.history["best"]]
     ctx.history["bound"] += [sense * v for v in r.history["bound"]]
     return {"x": r.x, "value": r.value, "bound": r.bound, "status": r.status, "method": chosen}
+
+
+def _settled_at_root(
+    ctx: _Ctx,
+    sense: float,
+    hnet: Network,
+    head: Head,
+    x0: torch.Tensor | None,
+    v0: float,
+    threshold: float | None,
+) -> dict[str, Any] | None:
+    """The answer when the root's CROWN bound already settles it (a target whose bound the
+    incumbent meets, such as ``max(out:0, c)`` with ``c`` above the output's bound, or a
+    threshold beyond the bound): branch and bound's own root, with optimized slopes, is
+    costly on a convolutional net. None when it does not settle."""
+    hb = crown(hnet, ctx.lo[None], ctx.hi[None], lower=False, deadline=ctx.deadline)
+    root = float(head.apply(hb.out_hi)[0])
+    b = ctx.root_bounds()
+    root = min(root, float(b.out_hi[0, 0]) if sense > 0 else -float(b.out_lo[0, 0]))
+    if threshold is not None and root < threshold and x0 is not None:
+        ctx.record(sense, v0, root)
+        return {"x": x0, "value": v0, "bound": root, "status": "below", "method": "crown"}
+    if threshold is None and x0 is not None and root - v0 <= max(ctx.tol, ctx.tol * abs(v0)):
+        ctx.record(sense, v0, root)
+        return {"x": x0, "value": v0, "bound": root, "status": "optimal", "method": "crown"}
+    return None
 
 
 def _decided(ctx: _Ctx, side, sense: float, end: float, asked: str, args, kw, timings, info):
@@ -788,6 +825,12 @@ def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result
         value = float(ctx.model_values(x[None])[0])
         bound, gap = _clamped(sense, r["bound"], value)
         st = r["status"] if r["status"] in STOPS else "optimal"
+        rounding = 8 * torch.finfo(ctx.problem.dtype).eps * (1.0 + abs(value))
+        if st == "optimal" and gap > max(ctx.tol, ctx.tol * abs(value)) + rounding:
+            # the network's optimum, its input rounded to the model's precision and evaluated
+            # by the model, is further from the bound than the tolerance (and the model's own
+            # rounding of its value): not certified
+            st = "rounded"
         word = "max" if sense > 0 else "min"
         msg = (
             f"certified {word}imum {value:.6g} (bound {bound:.6g}, gap {gap:.2g}, {r['method']})"
@@ -795,16 +838,18 @@ def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result
             else f"{STOPS[st]}: best {value:.6g}, certified {word} bound "
             f"{bound:.6g} (gap {gap:.3g})"
         )
-        st = "converged" if st == "incomplete" else st
+        st = "converged" if st in ("incomplete", "rounded") else st
         return _result(ctx, x, value, st, msg, bound, timings, info, r, gap)
 
     # reach / range: decide reachability, then find a witness inside
     # a reach goal is met within its tolerance: the range it asks for
     rt = _reach_tol(goal)
     z1, z2 = (goal.value - rt, goal.value + rt) if goal.kind == "reach" else (goal.low, goal.high)
-    # the bounds are float64 arithmetic without outward rounding: decide 'unreachable' only
-    # beyond a rounding margin (a target exactly at the optimum stays reachable)
-    pad1, pad2 = (1e-12 * (1.0 + abs(z)) for z in (z1, z2))
+    # the bounds hold for the network in exact arithmetic, the model computes in its own
+    # precision (float32: its value may pass the float64 optimum by a few units in the last
+    # place): decide 'unreachable' only beyond that margin (the optimum stays reachable)
+    eps = max(1e-12, 8 * torch.finfo(ctx.problem.dtype).eps)
+    pad1, pad2 = (eps * (1.0 + abs(z)) for z in (z1, z2))
     asked = _asked(goal)
     anywhere = {"x": None, "value": math.inf, "bound": None, "status": "reached"}
     hi_side = _maximize(ctx, 1.0, *args, threshold=z1 - pad1, **kw) if z1 > -math.inf else anywhere
@@ -819,19 +864,36 @@ def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result
     stops = [r["status"] for r in (hi_side, lo_side) if r["status"] in STOPS]
     if stops:
         why = STOPS[stops[0]]
-        st = "not_found" if stops[0] == "incomplete" else stops[0]
+        st = "not_found" if stops[0] in ("incomplete", "undecided") else stops[0]
         return _closest(ctx, pts, st, f"{why} before reachability was decided", timings, info)
     x, why = _witness(ctx, hi_side["x"], lo_side["x"], z1, z2, args[1], threads)
+    # the sides were searched to the range's ends less a rounding margin: whether their points
+    # reach the ends themselves
+    both = hi_side["value"] >= z1 and -lo_side["value"] <= z2
     if why == "infeasible":
         msg = (
             f"unreachable: the target reaches values on both sides of {asked} but none "
             f"{'at' if goal.kind == 'reach' else 'inside'} it; the MILP requiring it is "
             f"infeasible ({args[1]})"
+            if both
+            else f"unreachable: no input has the target {'at' if goal.kind == 'reach' else 'in'}"
+            f" {asked}; the MILP requiring it is infeasible ({args[1]})"
         )
         if goal.kind == "reach":
             ctx.proof = (msg, None)
             return _nearest_between(ctx, z1, z2, pts, msg, args, kw, timings, info)
         return _result(ctx, None, None, "unreachable", msg, None, timings, info, {})
+    if x is None and not both and why != "time_limit":
+        return _closest(
+            ctx,
+            pts,
+            "not_found",
+            f"the target comes within the model's rounding of {asked}, but no input was found "
+            "inside it, and the bounds cannot tell at this precision whether one exists "
+            "(numerical limits)",
+            timings,
+            info,
+        )
     if x is None:
         connected = not (ctx.problem.domain.integer or ctx.problem.constraints)
         return _closest(
@@ -999,9 +1061,9 @@ def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> tuple[torch.Ten
     for _ in range(80):
         m = (a + b) / 2
         v = float(ctx.model_values(m[None])[0])
-        if bool(goal.satisfied(torch.tensor([v]), tol=_reach_tol(goal))[0]) and (
-            goal.kind == "reach" or abs(v - mid) <= 0.25 * (z2 - z1) or _ == 79
-        ):
+        if bool(
+            goal.satisfied(torch.tensor([v], dtype=torch.float64), tol=_reach_tol(goal))[0]
+        ) and (goal.kind == "reach" or abs(v - mid) <= 0.25 * (z2 - z1) or _ == 79):
             return m, ""
         if v > mid:
             a = m
@@ -1029,10 +1091,11 @@ def _best_of(ctx: _Ctx, pts) -> tuple[torch.Tensor | None, float | None]:
     pts = [ctx.snap(p) for p in pts if p is not None]
     if not pts:
         return None, None
-    X = torch.stack(pts)
-    vals = ctx.model_values(X)
+    # one point at a time, as the witness test and a user's re-evaluation run them: float32
+    # sums of a batch may round otherwise (a witness at the range's end read 3e-8 below it)
+    vals = np.concatenate([ctx.model_values(p[None]) for p in pts])
     i = int(np.argmin(ctx.problem.goal.loss(torch.as_tensor(vals)).numpy()))
-    return X[i], float(vals[i])
+    return pts[i], float(vals[i])
 
 
 def _closest(ctx, pts, status, message, timings, info) -> Result:
@@ -1107,7 +1170,9 @@ def _interrupted(ctx: _Ctx, timings, info) -> Result:
         msg += f"; the search for the nearest input was interrupted{near}"
         return _result(ctx, x, value, "unreachable", msg, bound, timings, info, {})
     asked = _asked(goal)
-    if value is not None and bool(goal.satisfied(torch.tensor([value]), tol=_reach_tol(goal))[0]):
+    if value is not None and bool(
+        goal.satisfied(torch.tensor([value], dtype=torch.float64), tol=_reach_tol(goal))[0]
+    ):
         msg = f"witness found: {asked} is reachable (the search was then interrupted)"
         return _result(ctx, x, value, "found", msg, None, timings, info, {})
     near = "" if value is None else f"; closest value found {value:.6g}"

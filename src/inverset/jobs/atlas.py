@@ -50,6 +50,7 @@ from inverset.model import (
     restore_mode,
     run_twice,
 )
+from inverset.problem import label_names
 from inverset.progress import sigterm_as_interrupt
 from inverset.result import Result, _jsonable, output_directory
 from inverset.target import parse_target
@@ -128,7 +129,7 @@ def target_key(target: str, rng: Sequence[float] | None = None, hashed: bool = F
     so it stays distinct and fits a file name (with the temporary directory's prefix and
     suffix)."""
     key = re.sub(r"[^A-Za-z0-9.-]+", "_", target.replace(" ", "")).strip("_.") or "target"
-    if target.startswith(OUTPUT_MODULE):  # the layer .out is not the output out: _out_3
+    if target.startswith("."):  # the layer .out is not the output out: _out_3
         key = "_" + key
     if rng is not None:
         key += "__" + re.sub(r"[^A-Za-z0-9.-]+", "_", f"{_num(rng[0])}_{_num(rng[1])}")
@@ -239,7 +240,8 @@ def expand_targets(
 
 def _check_targets(model: nn.Module, items: list[dict[str, Any]], domain: Box | None, shape):
     """Parse every target and check its layer and index with one forward pass of the model."""
-    exprs = [parse_target(it["target"], getattr(model, "labels", None)) for it in items]
+    labels = label_names(getattr(model, "labels", None))
+    exprs = [parse_target(it["target"], labels) for it in items]
     names = list(dict.fromkeys(n for e in exprs for n in e.layers()))
     check_layer_names(model, names)
     shape = tuple(shape) if shape is not None else (domain.shape if domain else None)

@@ -89,8 +89,6 @@ DIVERSITY_PAIRS_OF = 2000
 #: accepted samples are re-evaluated from scratch (verified) in chunks of this many, during
 #: the run: the end of a run verifies at most one chunk, within the time limit
 VERIFY_CHUNK = 1024
-#: a verified sample lies in the domain within this tolerance (float32 inputs, projections)
-DOMAIN_TOL = 1e-5
 #: held back from a time limit for the work after the search (messages, result assembly),
 #: besides the measured costs of verifying and of the diversity estimate
 FINISH_SECONDS = 0.1
@@ -562,7 +560,8 @@ class _Sampler:
 
         def note(feas: torch.Tensor) -> None:
             if bool(feas.any()):
-                self.any_feasible = True
+                if not self.any_feasible:
+                    self.any_feasible = self.rounded_in_range(u.detach()[feas])
                 met[feas] = u.detach()[feas]
                 was_in.logical_or_(feas)
 
@@ -574,6 +573,12 @@ class _Sampler:
                 V, E, x = self.evaluate(u)
                 ok = self.feasible(V)
                 self.accept(u, V, E, x, among=ok)
+            if not self.any_feasible and o["exact_check"] and "exact_check" not in self.c:
+                # seeds in range only between whole numbers: the range may be unreachable
+                exact_witness()
+                with torch.no_grad():
+                    V, E, x = self.evaluate(u[:1])
+                    self.accept(u[:1], V, E, x, among=self.feasible(V))
             return u, lam, mu, bool(ok.all())
 
         def exact_witness() -> None:
@@ -636,6 +641,17 @@ class _Sampler:
             if self.exact_due and not self.any_feasible:
                 exact_witness()
         return seeds()
+
+    def rounded_in_range(self, u: torch.Tensor) -> bool:
+        """Whether any of these in-range walkers stays in range and in the domain once its
+        integer features are rounded (always, without integer features): walkers in range only
+        between whole numbers do not show the range reachable."""
+        if not self.box.integer or isinstance(self.p.space, Latent):
+            return True
+        with torch.no_grad():
+            uc = self.u(self.box.project(self.z(u), round_integers=True))
+            V, _, x = self.evaluate(uc)
+        return bool((self.feasible(V) & self.in_domain(x)).any())
 
     def exact_reachability(self) -> tuple[torch.Tensor | None, bool]:
         """When a first round found no feasible point: ask the exact solver (piecewise-linear
@@ -1212,7 +1228,7 @@ class _Sampler:
         """Which model inputs lie in the query's domain (box, integers, linear constraints)."""
         if not len(x):
             return torch.zeros(0, dtype=torch.bool, device=x.device)
-        return self.p.domain.contains(x.detach().double(), tol=DOMAIN_TOL)
+        return self.p.domain.contains(x.detach().double())
 
     def describe_ranges(self) -> str:
         parts = [f"{self.p.target} in {_interval(self.p.goal.low, self.p.goal.high)}"]

@@ -21,6 +21,7 @@ import torch
 
 from inverset.domain import Box
 from inverset.errors import InversetError, first_line
+from inverset.model import to_numpy
 from inverset.problem import Problem
 from inverset.progress import progress_bar
 from inverset.result import Result
@@ -81,6 +82,11 @@ class Objective:
         self.hi = np.asarray(box.upper, dtype=np.float64).reshape(-1)
         self.width = self.hi - self.lo
         self.dim = self.lo.size
+        # the box as the model's dtype holds it, rounded inwards: the points evaluated
+        self.lo_in, self.hi_in = (
+            np.broadcast_to(to_numpy(t).astype(np.float64), self.shape).reshape(-1)
+            for t in box.tensors(dtype=problem.dtype)
+        )
         self.integer = np.asarray(box.integer, dtype=np.int64)
         self.A = None if box.A is None else np.asarray(box.A, dtype=np.float64)
         self.b = None if box.b is None else np.asarray(box.b, dtype=np.float64)
@@ -169,7 +175,9 @@ class Objective:
         if self.integer.size:
             lo, hi = np.ceil(self.lo[self.integer]), np.floor(self.hi[self.integer])
             z[:, self.integer] = np.clip(np.round(z[:, self.integer]), lo, hi)
-        return z
+        # the points as the model's dtype holds them (those it evaluates), kept in the box
+        z = to_numpy(torch.as_tensor(z).to(self.problem.dtype)).astype(np.float64)
+        return np.clip(z, self.lo_in, self.hi_in)
 
     def to_u(self, z: np.ndarray) -> np.ndarray:
         w = np.where(self.width > 0, self.width, 1.0)
@@ -412,7 +420,7 @@ class Objective:
             inside = self.arch_loss <= 0
             zs, vals = zs[inside], vals[inside]
         with torch.no_grad():
-            xs = p.space.to_input(self._torch(zs)).detach().double().cpu().numpy()
+            xs = to_numpy(p.space.to_input(self._torch(zs)))
         value = float(self.best_value)
         if goal.kind == "reach":
             diff = abs(value - goal.value)

@@ -46,6 +46,7 @@ from inverset.exact.solver import CHECK_POINTS
 from inverset.problem import Problem
 from inverset.result import Result
 from inverset.solvers import check_options, get_solver, unbounded
+from inverset.solvers._common import NoGradient
 from inverset.space import Direct
 
 #: the solvers auto may pick: the options it forwards must be ones at least one of them takes
@@ -253,6 +254,11 @@ def solve(
                 stages.append(("evolution", options))
                 continue
             raise
+        except NoGradient as exc:  # a model run without autograd: the exact stage still works
+            if last:
+                raise
+            log.append({"solver": name, "error": str(exc)})
+            continue
         except KeyboardInterrupt:  # a stage that answers no Ctrl-C itself: the earlier ones'
             log.append({"solver": name, "status": "interrupted"})
             statuses.append("interrupted")

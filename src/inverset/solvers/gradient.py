@@ -25,6 +25,7 @@ from inverset.model import WARM_STEPS, LeakyReLUs, to_numpy
 from inverset.problem import Problem
 from inverset.progress import progress_bar
 from inverset.result import Result
+from inverset.solvers._common import NoGradient
 from inverset.space import Direct
 
 
@@ -191,8 +192,9 @@ def solve(
                     best_u[improved] = u.detach()[improved]
                     if step == 0:
                         first_v = v.detach().clone()
-                    elif not moved and not warming:  # the model's own values, not stand-ins
-                        moved = bool((v.detach() != first_v).any())
+                    elif not moved:  # the model's own values, not a warming start's stand-ins
+                        changed = v.detach() != first_v
+                        moved = bool((changed & ~warm if warming else changed).any())
                     if step == 0:  # the values at best_u: the answer when no budget is left
                         best_v, best_cv = v.detach().clone(), cv.detach().clone()
                     else:
@@ -233,6 +235,13 @@ def solve(
                         1 + abs(goal.value)
                     ):
                         break
+                    if not loss.requires_grad:
+                        raise NoGradient(
+                            "the gradient search needs the model's gradient, but the target "
+                            "does not depend differentiably on the input (a model optimized "
+                            "for inference, or one detaching its input); use --solver cmaes, "
+                            "evolution or swarm"
+                        )
                     torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
                     u.grad = torch.nan_to_num(u.grad)
                     if step == 0:
@@ -301,7 +310,9 @@ def solve(
         if r.status in ("step_limit", "max_evals", "time_limit"):
             # no budget stopped anything: there is nothing more to search
             r.message = r.message.removeprefix(f"stopped ({r.status}); ")
-            missed = goal.kind == "range" and not bool(goal.satisfied(torch.tensor([r.value])))
+            missed = goal.kind == "range" and not bool(
+                goal.satisfied(torch.tensor([r.value], dtype=torch.float64))
+            )
             r.status = "not_found" if r.x is None or missed else "converged"
         r.message += f" ({box.SINGLE_POINT})"
     if not moved and len(history["step"]) > 1 and r.status != "interrupted":
