@@ -320,7 +320,7 @@ def test_an_in_place_change_through_a_view_that_is_read_again_is_refused():
             h.view(-1, 2, 2).relu_()
             return self.o(h)
 
-    with pytest.raises(InversetError, match="changing a view's memory in place"):
+    with pytest.raises(InversetError, match="shares its memory was changed in place"):
         iv.maximize(ViaView(), "out:0", BOX, solver="exact")
 
 
@@ -364,3 +364,62 @@ def test_a_view_taken_after_an_in_place_change_is_read():
     top, _, step = _grid(model)
     r = iv.maximize(model, "out:0", BOX, solver="exact")
     assert r.status == "optimal" and top - 1e-6 <= r.value <= top + step
+
+
+class _Alias(nn.Module):
+    """``g`` shares ``h``'s memory (``h.float()``, dropout in eval mode, a view of a view),
+    then ``h.relu_()`` rectifies both; the model reaches 2.0 at x = -1. The graph had read g
+    before the ReLU: 'PROVEN: out:0 < 1.998' (certify, exit 0)."""
+
+    def __init__(self, alias: str):
+        super().__init__()
+        self.alias, self.fc1, self.fc2 = alias, nn.Linear(4, 1), nn.Linear(4, 1)
+        with torch.no_grad():
+            self.fc1.weight.fill_(0.01)
+            self.fc1.bias.fill_(0.035)
+            self.fc2.weight.fill_(-1.0)
+            self.fc2.bias.fill_(-3.0)
+
+    def forward(self, x):
+        h = self.fc1(x)
+        if self.alias == "float":
+            g = h.float()
+        elif self.alias == "dropout":
+            g = F.dropout(h, 0.5, self.training)
+        else:
+            g = h.unsqueeze(1).squeeze(1)
+        h.relu_()
+        return g + 2 * F.relu(self.fc2(x))
+
+
+@pytest.mark.parametrize("alias", ["float", "dropout", "view-of-view"])
+def test_a_tensor_sharing_memory_with_one_changed_in_place_is_refused(alias):
+    model = _Alias(alias).eval()
+    box = iv.Box(-1, 1, shape=(4,))
+    with torch.no_grad():
+        assert float(model(-torch.ones(1, 4))[0, 0]) == pytest.approx(2.0)
+    with pytest.raises(InversetError, match="shares its memory was changed in place"):
+        iv.in_range(model, "out:0", (1.998, 3.0), box, solver="exact")
+
+
+def test_activations_added_by_tensor_methods_and_out_are_read():
+    """``g.add_(h)`` / ``g.add(h, alpha=2)`` with two activations were a TypeError traceback;
+    ``torch.add(h, 1.0, out=h)`` an AttributeError."""
+
+    class Methods(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.o = nn.Linear(2, 4), nn.Linear(2, 4), nn.Linear(4, 1)
+
+        def forward(self, x):
+            g, h = self.a(x), torch.relu(self.b(x))
+            g.add_(h)
+            g = g.add(h, alpha=2.0)
+            torch.add(g, 1.0, out=g)
+            return self.o(torch.relu(g))
+
+    torch.manual_seed(0)
+    model = Methods().eval()
+    top, low, step = _grid(model)
+    hi, lo = _certified(model)
+    assert top - 1e-6 <= hi <= top + step and low - step <= lo <= low + 1e-6

@@ -991,3 +991,39 @@ def test_a_float64_range_just_above_the_maximum_finds_no_false_witness():
         assert r.status != "found", (rel, r.value, z1)
         if rel >= 1e-4:
             assert r.status == "unreachable", r.message
+
+
+def test_a_range_the_float32_model_reaches_by_rounding_large_sums_is_not_proven_empty():
+    """Two outputs near 100 whose difference is the target (about 0.15): the float32 model
+    passes the network's exact maximum by 5.8e-6, where the margin was 8 units in the last
+    place of the value (1.1e-6), so a range between the two was 'unreachable (proven)'. The
+    margin now bounds the rounding of the sums inside the network."""
+    torch.manual_seed(2)
+    m = nn.Sequential(nn.Linear(3, 24), nn.ReLU(), nn.Linear(24, 2)).eval()
+    with torch.no_grad():
+        m[0].weight.mul_(20)
+        m[2].bias += 100.0
+        m[2].weight[1] = m[2].weight[0] + 0.01 * torch.randn(24)
+    box, target = iv.Box(-1, 1, shape=(3,)), "out:0 - out:1"
+    r = iv.maximize(m, target, box, solver="exact")
+    x = torch.tensor([1.0, 0.3446241319179535, -0.9999918341636658])
+    with torch.no_grad():
+        o = m(x[None])[0].double()
+    reached = float(o[0] - o[1])
+    assert reached > r.bound  # the float32 model passes the exact bound
+    q = iv.in_range(m, target, (r.bound + 0.5 * (reached - r.bound), 10.0), box, solver="exact")
+    assert q.status != "unreachable", q.message
+
+
+def test_a_net_on_inputs_near_1e4_is_not_refused_for_its_float32_rounding():
+    """Its float32 evaluation differs from the exact chain by 4e-4 at 1e4 (sums of terms near
+    1e4): the check called that 'a layer it does not understand'; it allows the rounding the
+    sums can make."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1)).eval()
+    with torch.no_grad():
+        m[0].bias -= m[0].weight @ torch.full((4,), 1e4)
+    box = iv.Box(9999.0, 10001.0, shape=(4,))
+    r = iv.maximize(m, "out:0", box, solver="exact", time_limit=30)
+    g = iv.maximize(m, "out:0", box, solver="gradient", seed=0)
+    assert r.status in ("optimal", "converged") and r.bound >= g.value - 1e-3

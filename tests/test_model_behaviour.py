@@ -318,3 +318,27 @@ def test_a_generator_whose_outputs_change_is_refused_as_the_model_is():
     g = nn.Sequential(nn.Linear(2, 4), nn.Sigmoid(), nn.Unflatten(1, (1, 2, 2))).eval()
     r = fv.visualize(pic, "out", channels=[0], steps=30, param=iv.Latent(g, 2, bound=2.0))
     assert r.status == "step_limit" and r.values[0] > r.history["objective"][0] + 0.05
+
+
+def test_a_model_whose_own_backward_fails_is_one_line_everywhere():
+    """``g.relu_()`` on a tensor a later product needs: PyTorch's backward fails, and every
+    gradient-based command was a RuntimeError traceback (exit 4)."""
+
+    class Bad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.o = nn.Linear(2, 3), nn.Linear(3, 1)
+
+        def forward(self, x):
+            g = torch.sigmoid(self.a(x))
+            g.relu_()
+            return self.o(g * g)
+
+    box = iv.Box(0, 1, shape=(2,))
+    for solver in ("gradient", "basinhopping"):
+        with pytest.raises(iv.InversetError, match=r"backward pass fails.*--solver cmaes"):
+            iv.maximize(Bad(), "out:0", box, solver=solver, max_evals=200)
+    assert iv.maximize(Bad(), "out:0", box, solver="cmaes", max_evals=200).value is not None
+    with pytest.raises(iv.InversetError, match="backward pass fails") as e:
+        iv.sample(Bad(), "out:0", (-10.0, 10.0), n=4, domain=box, time_limit=10)
+    assert "--solver" not in str(e.value)

@@ -18,6 +18,28 @@ class UnsupportedModelError(InversetError):
     """The model holds a layer that the requested solver cannot handle."""
 
 
+class NoGradient(InversetError):
+    """The target does not depend differentiably on the input (a gradient-based step needs it)."""
+
+
+@contextlib.contextmanager
+def model_backward(solvers: bool = True) -> Iterator[None]:
+    """Around a backward pass through the user's model: autograd's failure on a forward that
+    changes in place a tensor its backward needs (``g.relu_()`` on a value a later product
+    reads) becomes a one-line :class:`NoGradient`, naming the solvers that need no gradient
+    (``solvers``; feature visualization and sampling have none)."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if "modified by an inplace operation" not in str(exc):
+            raise
+        others = "; or use --solver cmaes, evolution or swarm, which need none" if solvers else ""
+        raise NoGradient(
+            "the model's backward pass fails: its forward changes in place a tensor the "
+            f"gradient needs; write it out of place (g = g.relu() for g.relu_()){others}"
+        ) from None
+
+
 #: optional packages by the import name their absence raises, and the extra that installs them
 EXTRAS = {
     "sklearn": "sklearn",

@@ -41,6 +41,9 @@ class Network:
     biases: list[torch.Tensor]
     input_shape: tuple[int, ...]
     out_names: list[str] = field(default_factory=list)
+    #: the largest difference seen between the model's own (float) evaluation and the chain's
+    #: on sample inputs: the scale of the model's rounding (set by the solver's check)
+    disagreement: float = 0.0
 
     @property
     def n_inputs(self) -> int:
@@ -420,19 +423,31 @@ def _sequential_names(model: nn.Module, tracer: fx.Tracer) -> list[str] | None:
 
 
 #: in-place functions (their first argument is the tensor they write) beside those whose
-#: name ends in ``_``, and functions and methods whose result shares its input's memory
+#: name ends in ``_``
 _INPLACE_OPS = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
-_ALIASING_FUNCS = {operator.getitem, torch.flatten, torch.reshape, torch.squeeze}
-_ALIASING_FUNCS |= {torch.unsqueeze, torch.transpose, torch.permute, torch.narrow, torch.select}
-_ALIASING_METHODS = {"view", "view_as", "reshape", "reshape_as", "flatten", "unflatten"}
-_ALIASING_METHODS |= {"squeeze", "unsqueeze", "transpose", "permute", "t", "narrow", "select"}
-_ALIASING_METHODS |= {"expand", "expand_as", "contiguous", "detach"}
+#: operations known to return a new tensor (never their input, nor a view of it); any other
+#: may share its input's memory (a view, ``.float()`` of a float tensor, Dropout in eval mode,
+#: an in-place operation itself)
+_FRESH_FUNCS = {operator.add, operator.sub, operator.mul, operator.truediv, operator.neg}
+_FRESH_FUNCS |= {torch.add, torch.sub, torch.mul, torch.div, torch.neg, torch.relu, F.relu}
+_FRESH_FUNCS |= {torch.clamp, torch.clip, torch.clamp_min, torch.clamp_max, F.relu6}
+_FRESH_FUNCS |= {F.hardtanh, torch.cat, F.linear, F.conv1d, F.conv2d, F.max_pool1d}
+_FRESH_FUNCS |= {F.max_pool2d, F.avg_pool1d, F.avg_pool2d, torch.matmul, operator.matmul}
+_FRESH_METHODS = {"add", "sub", "mul", "div", "neg", "relu", "clamp", "clip", "clone"}
+_FRESH_METHODS |= {"clamp_min", "clamp_max", "matmul", "sum", "mean", "size", "dim", "numel"}
+_FRESH_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d)
+_FRESH_MODULES += (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d)
+_FRESH_MODULES += (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d)
+_FRESH_MODULES += (nn.AdaptiveMaxPool2d, nn.ReLU, nn.ReLU6, nn.Hardtanh)
 
 
 def _writes(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
     """The node whose tensor ``node`` changes in place (``nn.ReLU(inplace=True)``,
-    ``F.relu(h, inplace=True)``, ``h.relu_()``, ``h += 1``), or None."""
+    ``F.relu(h, inplace=True)``, ``h.relu_()``, ``h += 1``, ``out=h``), or None."""
     first = node.args[0] if node.args else None
+    out = node.kwargs.get("out")
+    if isinstance(out, fx.Node):
+        return out
     if not isinstance(first, fx.Node):
         return None
     if node.op == "call_module":
@@ -451,41 +466,63 @@ def _writes(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
     return None
 
 
-def _aliases(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
-    """Whether ``node``'s result may share its input's memory (a view, or a layer returning
-    its input itself, as Identity and Dropout in eval mode do)."""
-    if node.op == "call_method":
-        return str(node.target) in _ALIASING_METHODS
-    if node.op == "call_function":
-        return node.target in _ALIASING_FUNCS
+def _fresh(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether ``node`` surely returns a new tensor: anything else may share its first
+    argument's memory, which an in-place change of either then changes in both."""
+    if _writes(node, modules) is not None:
+        return False
     if node.op == "call_module":
         m = modules.get(str(node.target))
-        return isinstance(m, nn.Identity | nn.Dropout | nn.Flatten | nn.Unflatten)
-    return False
+        return isinstance(m, _FRESH_MODULES) and type(m).forward in {
+            t.forward for t in _FRESH_MODULES
+        }
+    if node.op == "call_method":
+        return str(node.target) in _FRESH_METHODS
+    if node.op == "call_function":  # getattr: a shape or dtype, no tensor
+        return node.target in _FRESH_FUNCS or node.target is getattr
+    return True  # the input, constants, attributes: the roots of what may alias
 
 
 def _functionalize(graph: fx.Graph, modules: dict[str, nn.Module]) -> None:
     """Rewire the readers of a tensor an operation changes in place that come after it to
     that operation's result: the graph then computes what the model does (a skip connection
-    reading ``h`` after ``nn.ReLU(inplace=True)(h)`` reads the rectified ``h``). A change
-    made through a view, or to a tensor a view of it still reads, is refused."""
+    reading ``h`` after ``nn.ReLU(inplace=True)(h)`` reads the rectified ``h``). When another
+    tensor that may share its memory (a view of it, the tensor it is a view of, ``h.float()``,
+    Dropout's output) is read after the change, the model is refused: in doubt, no answer
+    rather than a wrong one."""
     order = {n: i for i, n in enumerate(graph.nodes)}
     for node in list(graph.nodes):
         written = _writes(node, modules)
         if written is None:
             continue
-        later = [u for u in written.users if u is not node and order[u] > order[node]]
-        # the tensors sharing its memory: those it is a view of, and its views
-        chain, bases = written, []
-        while _aliases(chain, modules) and chain.args and isinstance(chain.args[0], fx.Node):
-            bases.append(chain.args[0])
-            chain = chain.args[0]
-        views = [u for u in written.users if order[u] < order[node] and _aliases(u, modules)]
-        readers = [u for b in bases for u in b.users if u not in (written, *bases)]
-        readers += [v for u in views for v in u.users]
-        if any(order[u] > order[node] for u in readers):
-            raise _unsupported(f"an operation changing a view's memory in place ({node.name})")
-        for u in later:
+        if written.op == "placeholder":
+            raise _unsupported(f"a model changing its input in place ({node.name})")
+        # the tensors that may share its memory: from the root it may be a view of, every
+        # result derived from it by operations that may return their input, made before
+        root = written
+        while not _fresh(root, modules) and root.args and isinstance(root.args[0], fx.Node):
+            root = root.args[0]
+        shared, todo = {root}, [root]
+        while todo:
+            for u in todo.pop().users:
+                first = u.args[0] if u.args else None
+                derived = first in shared or u.kwargs.get("out") in shared
+                if (
+                    derived
+                    and u not in shared
+                    and order[u] < order[node]
+                    and not _fresh(u, modules)
+                ):
+                    shared.add(u)
+                    todo.append(u)
+        shared.discard(node)
+        others = [u for m in shared - {written} for u in m.users if order[u] > order[node]]
+        if others:
+            raise _unsupported(
+                f"a tensor read after another that shares its memory was changed in place "
+                f"({node.name}, read by {others[0].name})"
+            )
+        for u in [u for u in written.users if u is not node and order[u] > order[node]]:
             u.replace_input_with(written, node)
 
 
@@ -822,6 +859,8 @@ class _Extractor:
 
     def _function(self, fn, args, kwargs):
         fn = _OUT_OF_PLACE.get(fn, fn)
+        # the tensor written through out= reads this result (_functionalize)
+        kwargs = {k: v for k, v in kwargs.items() if k != "out"}
         # activations may sit inside a list argument (torch.cat, torch.stack)
         flat = [
             b
@@ -876,7 +915,8 @@ class _Extractor:
             a, c = args[0], args[1]
             if a.shape != c.shape:
                 raise _unsupported("adding activations of different shapes")
-            return self.b.add(a, c, 1.0 if fn in (torch.add, operator.add) else -1.0)
+            alpha = float(kwargs.get("alpha", 1.0))
+            return self.b.add(a, c, alpha if fn in (torch.add, operator.add) else -alpha)
         if len(syms) == 1 and fn in _AFFINE_FUNCS:
             s = syms[0]
             if fn in (torch.div, operator.truediv) and args[0] is not s:
@@ -901,6 +941,8 @@ class _Extractor:
             return full if not args[1:] else full[args[1]]
         if name.endswith("_") and not name.endswith("__"):
             name = name[:-1]  # in place: its later readers read this result (_functionalize)
+        if name in ("add", "sub", "mul", "div") and any(isinstance(a, _Sym) for a in args[1:]):
+            return self._function(getattr(torch, name), args, kwargs)
         if name == "relu":
             return self.b.relu(obj)
         if name in _CLAMPS:

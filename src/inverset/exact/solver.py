@@ -128,6 +128,35 @@ def _name_logits(problem: Problem, k: int) -> None:
 #: sample points on which the compiled chain must reproduce the model (model evaluations that
 #: ``solver='auto'`` counts in its budget)
 CHECK_POINTS = 16
+#: the model's own float evaluation is taken to lie within this many times the largest
+#: difference from the chain seen on the check's sample points (a sample's largest is not the
+#: box's): the margin of a reachability decision
+ROUNDING_SAFETY = 4.0
+
+
+def rounding_error(net: Network, lo: torch.Tensor, hi: torch.Tensor, dtype) -> float:
+    """The rounding a float evaluation of the chain in ``dtype`` may make in its layers' sums,
+    summed over the layers, anywhere in the box [lo, hi] (flat): a sum of n products rounds by
+    at most gamma_n = n u / (1 - n u) times the sum of their magnitudes (Higham), which
+    interval bounds give per layer. It grows with the magnitudes summed (inputs near 1e4), not
+    with the output; later layers' amplification of earlier errors is left out (it makes the
+    worst case of a deep net useless: 13 on ACAS Xu, where the model differs by 3e-7)."""
+    u = torch.finfo(dtype).eps / 2
+    lo, hi = lo.double().reshape(1, -1), hi.double().reshape(1, -1)
+    total = 0.0
+    last = len(net.weights) - 1
+    for k, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
+        w, b = w.double(), b.double()
+        n = w.shape[1] + 1
+        gamma = n * u / max(1.0 - n * u, 1e-3)
+        mag = torch.maximum(lo.abs(), hi.abs())[0]
+        total += gamma * float((w.abs() @ mag + b.abs()).max())
+        c, r = (hi + lo) / 2, (hi - lo) / 2
+        mid, rad = c @ w.T + b, r @ w.abs().T
+        lo, hi = mid - rad, mid + rad
+        if k < last:
+            lo, hi = lo.clamp_min(0), hi.clamp_min(0)
+    return total
 
 
 def _check(problem: Problem, net: Network) -> None:
@@ -141,7 +170,13 @@ def _check(problem: Problem, net: Network) -> None:
     err = float((ref - got).abs().max())
     scale = 1.0 + float(ref.abs().max())
     tol = 1e-9 if problem.dtype == torch.float64 else 1e-4
-    if not math.isfinite(err) or err > tol * scale:
+    lo, hi = problem.domain.tensors(dtype=torch.float64)
+    lo = lo.expand(problem.domain.shape).reshape(-1)
+    hi = hi.expand(problem.domain.shape).reshape(-1)
+    rounding = 4 * rounding_error(net, lo, hi, problem.dtype)
+    rounding = rounding if math.isfinite(rounding) else 0.0  # an unbounded box
+    net.disagreement = err
+    if not math.isfinite(err) or err > tol * scale + rounding:
         raise UnsupportedModelError(
             f"the exact solver's linear model disagrees with the network by {err:.3g} on sample "
             "inputs (a layer it does not understand); use --solver gradient"
@@ -343,10 +378,13 @@ class _Ctx:
         return x32.double()
 
     def model_values(self, x: torch.Tensor) -> np.ndarray:
+        """The model's target at the points ``x``, one point at a time, as a user's
+        re-evaluation runs them: float32 sums of a batch may round otherwise (a witness at
+        its range's end read 3e-8 below it)."""
         p = self.problem
         xm = x.reshape(x.shape[0], *p.domain.shape).to(p.device, p.dtype)
         with torch.no_grad(), p.session():
-            return p.values(xm)
+            return np.concatenate([p.values(row[None]) for row in xm])
 
     def feasible(self, x: torch.Tensor) -> torch.Tensor:
         p = self.problem
@@ -849,7 +887,9 @@ def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result
     # precision (float32: its value may pass the float64 optimum by a few units in the last
     # place): decide 'unreachable' only beyond that margin (the optimum stays reachable)
     eps = max(1e-12, 8 * torch.finfo(ctx.problem.dtype).eps)
-    pad1, pad2 = (eps * (1.0 + abs(z)) for z in (z1, z2))
+    # beyond the rounding the model showed on the check's points, too (sums of large terms)
+    rounding = ROUNDING_SAFETY * ctx.net.disagreement
+    pad1, pad2 = (eps * (1.0 + abs(z)) + rounding for z in (z1, z2))
     asked = _asked(goal)
     anywhere = {"x": None, "value": math.inf, "bound": None, "status": "reached"}
     hi_side = _maximize(ctx, 1.0, *args, threshold=z1 - pad1, **kw) if z1 > -math.inf else anywhere
@@ -1091,9 +1131,7 @@ def _best_of(ctx: _Ctx, pts) -> tuple[torch.Tensor | None, float | None]:
     pts = [ctx.snap(p) for p in pts if p is not None]
     if not pts:
         return None, None
-    # one point at a time, as the witness test and a user's re-evaluation run them: float32
-    # sums of a batch may round otherwise (a witness at the range's end read 3e-8 below it)
-    vals = np.concatenate([ctx.model_values(p[None]) for p in pts])
+    vals = ctx.model_values(torch.stack(pts))
     i = int(np.argmin(ctx.problem.goal.loss(torch.as_tensor(vals)).numpy()))
     return pts[i], float(vals[i])
 

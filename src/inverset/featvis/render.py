@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inverset.checks import is_whole
-from inverset.errors import InversetError, first_line
+from inverset.errors import InversetError, first_line, model_backward
 from inverset.featvis.objectives import Context, Objective, as_objective
 from inverset.featvis.param import ImageParam, LatentImage, make_param
 from inverset.featvis.transforms import Transform, as_transform
@@ -527,7 +527,8 @@ def _score(
 
 def _flat_rows(v: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
     """Bool [B]: the images whose ``v`` (one value each) has an exactly zero gradient."""
-    (g,) = torch.autograd.grad(v.sum(), img, retain_graph=True, allow_unused=True)
+    with model_backward(solvers=False):
+        (g,) = torch.autograd.grad(v.sum(), img, retain_graph=True, allow_unused=True)
     if g is None:
         return torch.ones(len(img), dtype=torch.bool, device=img.device)
     return (g.reshape(len(img), -1) == 0).all(1)
@@ -583,7 +584,8 @@ def _render_batch(
                     warm = flat if bool(flat.any()) else None
                     warm_end = step + 1 + span
                 opt.zero_grad(set_to_none=True)
-                (-v.sum()).backward()
+                with model_backward(solvers=False):
+                    (-v.sum()).backward()
                 opt.step()
                 history.append(_score(objective, ctx, v, warm if warming else None))
                 if frame_every and step % frame_every == 0:
@@ -1024,7 +1026,8 @@ def dream(
                         xr = torch.roll(x, shifts[: len(dims)], dims)
                         ctx = Context(run(xr), xr)
                         v = obj.ascent(ctx)
-                        (g,) = torch.autograd.grad(v.sum(), x)
+                        with model_backward(solvers=False):
+                            (g,) = torch.autograd.grad(v.sum(), x)
                         with torch.no_grad():
                             x = (x + lr * (hi - lo) * g / (g.abs().mean() + 1e-12)).clamp(lo, hi)
                         history.append(_score(obj, ctx, v))

@@ -61,7 +61,7 @@ from torch import nn
 
 from inverset.checks import is_number, is_whole, two_numbers
 from inverset.domain import Box
-from inverset.errors import InversetError, reworded
+from inverset.errors import InversetError, model_backward, reworded
 from inverset.goal import Goal
 from inverset.model import fingerprint, forward, to_numpy
 from inverset.problem import Problem
@@ -606,7 +606,8 @@ class _Sampler:
                 note(feas)
                 if it > 0 and (bool(feas.all()) or bool((self.cons(V.detach()) >= 0).all())):
                     break
-                self.lagrangian(V, E, lam, mu, False).backward()
+                with model_backward(solvers=False):
+                    self.lagrangian(V, E, lam, mu, False).backward()
                 self.take_step(u, opt, o["lr"])
                 self.c["seed_steps"] += 1
                 self.show(bar, "seeding", self.c["seed_steps"])
@@ -813,7 +814,8 @@ class _Sampler:
                 if self.c["sample_steps"] >= limit:
                     raise _Stop("not_found")
             first = False
-            self.lagrangian(V, E, lam, mu, True).backward()
+            with model_backward(solvers=False):
+                self.lagrangian(V, E, lam, mu, True).backward()
             self.take_step(u, opt, o["step"])
             self.c["sample_steps"] += 1
             if o["restart"] and bool((outside >= o["restart"]).any()):

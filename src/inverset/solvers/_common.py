@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from inverset.domain import Box
-from inverset.errors import InversetError, first_line
+from inverset.errors import InversetError, NoGradient, first_line, model_backward
 from inverset.model import to_numpy
 from inverset.problem import Problem
 from inverset.progress import progress_bar
@@ -41,10 +41,6 @@ class StopSearch(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-
-
-class NoGradient(InversetError):
-    """The target does not depend differentiably on the input (a gradient-based step needs it)."""
 
 
 class Objective:
@@ -257,7 +253,8 @@ class Objective:
         loss, v, viol = self._losses(zt)
         g = None
         if loss.requires_grad:
-            (g,) = torch.autograd.grad(loss.sum(), zt, allow_unused=True)
+            with model_backward():
+                (g,) = torch.autograd.grad(loss.sum(), zt, allow_unused=True)
         if g is None:
             raise NoGradient(
                 f"solver {self.name!r} needs the model's gradient, but the target does not depend "

@@ -41,12 +41,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from inverset.errors import InversetError, UnsupportedModelError
+from inverset.errors import InversetError, NoGradient, UnsupportedModelError
 from inverset.exact.solver import CHECK_POINTS
 from inverset.problem import Problem
 from inverset.result import Result
 from inverset.solvers import check_options, get_solver, unbounded
-from inverset.solvers._common import NoGradient
 from inverset.space import Direct
 
 #: the solvers auto may pick: the options it forwards must be ones at least one of them takes

@@ -20,12 +20,11 @@ import torch
 # when the solver is chosen, so that it is not charged to the first search's time limit
 import torch._dynamo
 
-from inverset.errors import InversetError
+from inverset.errors import InversetError, NoGradient, model_backward
 from inverset.model import WARM_STEPS, LeakyReLUs, to_numpy
 from inverset.problem import Problem
 from inverset.progress import progress_bar
 from inverset.result import Result
-from inverset.solvers._common import NoGradient
 from inverset.space import Direct
 
 
@@ -242,7 +241,8 @@ def solve(
                             "for inference, or one detaching its input); use --solver cmaes, "
                             "evolution or swarm"
                         )
-                    torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
+                    with model_backward():
+                        torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
                     u.grad = torch.nan_to_num(u.grad)
                     if step == 0:
                         flat = _move_flat_starts(u, gen, isinstance(problem.space, Direct))
@@ -486,7 +486,8 @@ def _polish(
             total = loss.sum()
             if not torch.isfinite(total):
                 return float("inf"), np.zeros_like(flat)
-            total.backward()
+            with model_backward():
+                total.backward()
             f = float(total.detach())
             if f < seen["f"]:
                 seen["f"], seen["x"] = f, flat.copy()
