@@ -22,6 +22,15 @@ class NoGradient(InversetError):
     """The target does not depend differentiably on the input (a gradient-based step needs it)."""
 
 
+def no_gradient(what: str) -> NoGradient:
+    """The error of a gradient-based search (``what``) on a target with no input gradient."""
+    return NoGradient(
+        f"{what} needs the model's gradient, but the target does not depend differentiably on "
+        "the input (a model optimized for inference, or one detaching its input); use "
+        "--solver cmaes, evolution or swarm"
+    )
+
+
 @contextlib.contextmanager
 def model_backward(solvers: bool = True) -> Iterator[None]:
     """Around a backward pass through the user's model: autograd's failure on a forward that

@@ -124,7 +124,7 @@ class Problem:
         labels = (
             label_names(labels, "labels")
             if labels is not None
-            else label_names(getattr(model, "labels", None), None)
+            else label_names(getattr(model, "labels", None))
         )
         expr = parse_target(target, labels)
         cons = [(parse_target(t, labels), lo, hi) for t, lo, hi in _check_constraints(constraints)]

@@ -22,9 +22,10 @@ conv layer's channel, averaged over positions), or on its last axis for a layer 
 are last (a Linear applied to a sequence (B, L, F): averaged over the L positions; see
 :func:`inverset.model.units_last`, and after one a layer whose type does not fix its
 layout, e.g. its GELU: :class:`inverset.model.LastAxis`); ``LAYER:i,j,..`` is one element. A
-module called ``out`` directly under the model is the layer ``.out`` (``out`` is the model
-output). Every node evaluates on a batch of activations to one value per batch element;
-solvers that need structure (the exact solver) walk the same nodes.
+module called ``out``, ``logit``, ``prob`` or ``margin`` directly under the model is the layer
+``.out``... (those names read the model output). Every node evaluates on a batch of
+activations to one value per batch element; solvers that need structure (the exact solver)
+walk the same nodes.
 """
 
 from __future__ import annotations

@@ -38,6 +38,12 @@ class BaBResult:
     history: dict[str, list] = field(default_factory=dict)
 
 
+def allowed_gap(tol: float, value: float) -> float:
+    """The gap to the bound that counts as optimal: ``tol`` absolute, or relative to the best
+    ``value`` (``tol`` alone before there is one)."""
+    return max(tol, tol * abs(value)) if math.isfinite(value) else tol
+
+
 def local_ascent(
     net: Network,
     x: torch.Tensor,
@@ -197,7 +203,7 @@ def maximize(
     dropped = -math.inf
 
     def eps() -> float:
-        return max(tol, tol * abs(best_v)) if math.isfinite(best_v) else tol
+        return allowed_gap(tol, best_v)
 
     def level() -> float:
         return threshold if threshold is not None else best_v + eps()

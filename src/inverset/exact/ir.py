@@ -96,12 +96,14 @@ class _BatchSize(int):
 
 
 def _rebatch(a, n: int):
-    """``a`` (an argument, or nested tuples/lists of them) with every :class:`_BatchSize` as
-    ``n``, the batch of the probe it is applied to."""
+    """``a`` (an argument, or nested tuples/lists/dicts of them) with every
+    :class:`_BatchSize` as ``n``, the batch of the probe it is applied to."""
     if isinstance(a, _BatchSize):
         return n
     if isinstance(a, list | tuple):  # a torch.Size too (it keeps the marker)
         return type(a)(_rebatch(v, n) for v in a)
+    if isinstance(a, dict):
+        return {k: _rebatch(v, n) for k, v in a.items()}
     return a
 
 
@@ -257,6 +259,19 @@ def _loader_types(names: Sequence[str] | None = None) -> tuple[type, ...]:
     return tuple(getattr(lo, n) for n in dict.fromkeys(names or every) if hasattr(lo, n))
 
 
+def _runs_own_forward(m: nn.Module, types: tuple[type, ...]) -> bool:
+    """Whether ``m`` is one of ``types`` and runs that type's own ``forward`` (a subclass with
+    a forward of its own may compute anything)."""
+    forward = getattr(type(m), "forward", None)
+    return any(isinstance(m, t) and forward is t.forward for t in types)
+
+
+def _in_place_name(name: str) -> bool:
+    """torch's naming of an operation that changes its first argument: ``relu_``, not
+    ``__add__``."""
+    return name.endswith("_") and not name.endswith("__")
+
+
 class _Tracer(fx.Tracer):
     """torch.fx's tracer keeping the layers the extractor reads whole, and noting the node
     each module traced through (a residual block, a Sequential) returned: a target may name
@@ -269,8 +284,7 @@ class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         known = (*_AFFINE_MODULES, *_loader_types(), nn.ReLU, nn.MaxPool2d, nn.MaxPool1d)
         # a subclass with a forward of its own computes something else: traced through
-        forward = type(m).forward
-        if any(isinstance(m, t) and forward is t.forward for t in known):
+        if _runs_own_forward(m, known):
             return True
         return super().is_leaf_module(m, qualname) and not isinstance(m, known)
 
@@ -322,8 +336,9 @@ _LAYOUT_METHODS = {
 }
 _AFFINE_METHODS = _LAYOUT_METHODS | {"add", "sub", "mul", "div", "neg"}
 _RELU_FUNCS = {F.relu, torch.relu}
-#: in-place functions as the functions computing their result (:func:`_functionalize` has
-#: rewired the later readers of the tensor they change)
+#: in-place functions (their first argument is the tensor they write; any other whose name
+#: ends in ``_`` is one too) as the functions computing their result (:func:`_functionalize`
+#: has rewired the later readers of the tensor they change)
 _OUT_OF_PLACE = {
     operator.iadd: operator.add,
     operator.isub: operator.sub,
@@ -422,9 +437,6 @@ def _sequential_names(model: nn.Module, tracer: fx.Tracer) -> list[str] | None:
     return names if walk(model, "") else None
 
 
-#: in-place functions (their first argument is the tensor they write) beside those whose
-#: name ends in ``_``
-_INPLACE_OPS = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
 #: operations known to return a new tensor (never their input, nor a view of it); any other
 #: may share its input's memory (a view, ``.float()`` of a float tensor, Dropout in eval mode,
 #: an in-place operation itself)
@@ -453,15 +465,13 @@ def _writes(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
     if node.op == "call_module":
         return first if getattr(modules.get(str(node.target)), "inplace", False) else None
     if node.op == "call_method":
-        name = str(node.target)
-        return first if name.endswith("_") and not name.endswith("__") else None
+        return first if _in_place_name(str(node.target)) else None
     if node.op == "call_function":
         fn = node.target
-        name = getattr(fn, "__name__", "")
         inplace = node.kwargs.get("inplace") is True or (
             fn in (F.relu, F.relu6, F.hardtanh, F.dropout) and True in node.args[1:]
         )
-        if fn in _INPLACE_OPS or inplace or (name.endswith("_") and not name.endswith("__")):
+        if fn in _OUT_OF_PLACE or inplace or _in_place_name(getattr(fn, "__name__", "")):
             return first
     return None
 
@@ -472,10 +482,7 @@ def _fresh(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if _writes(node, modules) is not None:
         return False
     if node.op == "call_module":
-        m = modules.get(str(node.target))
-        return isinstance(m, _FRESH_MODULES) and type(m).forward in {
-            t.forward for t in _FRESH_MODULES
-        }
+        return _runs_own_forward(modules.get(str(node.target)), _FRESH_MODULES)
     if node.op == "call_method":
         return str(node.target) in _FRESH_METHODS
     if node.op == "call_function":  # getattr: a shape or dtype, no tensor
@@ -939,7 +946,7 @@ class _Extractor:
         if name == "size":
             full = torch.Size((_BatchSize(obj.n + 1), *obj.shape))
             return full if not args[1:] else full[args[1]]
-        if name.endswith("_") and not name.endswith("__"):
+        if _in_place_name(name):
             name = name[:-1]  # in place: its later readers read this result (_functionalize)
         if name in ("add", "sub", "mul", "div") and any(isinstance(a, _Sym) for a in args[1:]):
             return self._function(getattr(torch, name), args, kwargs)
@@ -959,8 +966,7 @@ class _Extractor:
 
             def f(p):
                 n = p.shape[0]
-                kw = {k: _rebatch(v, n) for k, v in kwargs.items()}
-                return getattr(p, name)(*_rebatch(args[1:], n), **kw)
+                return getattr(p, name)(*_rebatch(args[1:], n), **_rebatch(kwargs, n))
 
             with torch.no_grad():
                 return self._apply_affine(obj, f, nonneg_keep=name in _LAYOUT_METHODS)

@@ -21,7 +21,14 @@ import numpy as np
 import torch
 from scipy.optimize import linprog
 
-from inverset.exact.bab import LEAF, BaBResult, end_of_round, final_bound, local_ascent
+from inverset.exact.bab import (
+    LEAF,
+    BaBResult,
+    allowed_gap,
+    end_of_round,
+    final_bound,
+    local_ascent,
+)
 from inverset.exact.bounds import _relax, backward, corner, crown
 from inverset.exact.ir import Head, Network
 
@@ -281,7 +288,7 @@ def maximize(
             best_v, best_x = float(vals[i]), cand[i].clone()
 
     def eps() -> float:
-        return max(tol, tol * abs(best_v)) if math.isfinite(best_v) else tol
+        return allowed_gap(tol, best_v)
 
     def level() -> float:
         return threshold if threshold is not None else best_v + eps()

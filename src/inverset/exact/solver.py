@@ -21,7 +21,7 @@ import torch
 from inverset.checks import is_whole
 from inverset.errors import InversetError, UnsupportedModelError
 from inverset.exact import bab, relu_bab
-from inverset.exact.bounds import Bounds, crown
+from inverset.exact.bounds import Bounds, _affine_box, crown
 from inverset.exact.ir import Head, Network, SquashedOutputError, extract, split_head
 from inverset.exact.milp import build
 from inverset.model import OUTPUT, output_activation, torch_threads
@@ -128,9 +128,9 @@ def _name_logits(problem: Problem, k: int) -> None:
 #: sample points on which the compiled chain must reproduce the model (model evaluations that
 #: ``solver='auto'`` counts in its budget)
 CHECK_POINTS = 16
-#: the model's own float evaluation is taken to lie within this many times the largest
-#: difference from the chain seen on the check's sample points (a sample's largest is not the
-#: box's): the margin of a reachability decision
+#: how many times its estimate the model's rounding is taken to reach: the largest difference
+#: from the chain seen on the check's sample points (a sample's largest is not the box's), the
+#: margin of a reachability decision; the per-layer rounding bound, the check's allowance
 ROUNDING_SAFETY = 4.0
 
 
@@ -151,9 +151,7 @@ def rounding_error(net: Network, lo: torch.Tensor, hi: torch.Tensor, dtype) -> f
         gamma = n * u / max(1.0 - n * u, 1e-3)
         mag = torch.maximum(lo.abs(), hi.abs())[0]
         total += gamma * float((w.abs() @ mag + b.abs()).max())
-        c, r = (hi + lo) / 2, (hi - lo) / 2
-        mid, rad = c @ w.T + b, r @ w.abs().T
-        lo, hi = mid - rad, mid + rad
+        lo, hi = _affine_box(w, b, lo, hi)
         if k < last:
             lo, hi = lo.clamp_min(0), hi.clamp_min(0)
     return total
@@ -170,10 +168,11 @@ def _check(problem: Problem, net: Network) -> None:
     err = float((ref - got).abs().max())
     scale = 1.0 + float(ref.abs().max())
     tol = 1e-9 if problem.dtype == torch.float64 else 1e-4
-    lo, hi = problem.domain.tensors(dtype=torch.float64)
-    lo = lo.expand(problem.domain.shape).reshape(-1)
-    hi = hi.expand(problem.domain.shape).reshape(-1)
-    rounding = 4 * rounding_error(net, lo, hi, problem.dtype)
+    dom = problem.domain
+    lo, hi = (
+        torch.as_tensor(np.broadcast_to(v, dom.shape).reshape(-1)) for v in (dom.lower, dom.upper)
+    )
+    rounding = ROUNDING_SAFETY * rounding_error(net, lo, hi, problem.dtype)
     rounding = rounding if math.isfinite(rounding) else 0.0  # an unbounded box
     net.disagreement = err
     if not math.isfinite(err) or err > tol * scale + rounding:
@@ -247,8 +246,18 @@ class _Ctx:
         b = self.proven.get(sense, math.inf)
         for r in (self._root, self._milp):
             if r is not None:
-                b = min(b, float(r.out_hi[0, 0]) if sense > 0 else -float(r.out_lo[0, 0]))
+                b = min(b, _target_bound(r, sense))
         return b if math.isfinite(b) else None
+
+    def within_tol(self, gap: float, value: float) -> bool:
+        """Whether a gap to the bound is within the solve's tolerance, absolute or relative to
+        ``value``: what 'optimal' means."""
+        return gap <= bab.allowed_gap(self.tol, value)
+
+    def ulps(self, z: float) -> float:
+        """8 units in the last place of the model's dtype, relative to ``z``: how far the model's
+        own evaluation of a value may pass the network's exact one by its final rounding."""
+        return 8 * torch.finfo(self.problem.dtype).eps * (1.0 + abs(z))
 
     def root_bounds(self) -> Bounds:
         """CROWN bounds of every row on the whole box (computed once per solve: the method
@@ -550,12 +559,8 @@ def _search(
         ctx.method_used.append("milp")
         t = time.perf_counter()
         b = ctx.milp_bounds()  # hidden-layer bounds do not depend on the sense
-        root = float(b.out_hi[0, 0]) if sense > 0 else -float(b.out_lo[0, 0])
         hnet, head = ctx.head_net(sense)
-        if head.kind != "leaf":  # min/max targets: their rows bounded apart are tighter
-            hb = crown(hnet, ctx.lo[None], ctx.hi[None], lower=False, deadline=ctx.deadline)
-            root = min(root, float(head.apply(hb.out_hi)[0]))
-        root = min(root, top)
+        root = min(_root_bound(ctx, sense, b, hnet, head), top)
         ctx.timings["bounds"] = ctx.timings.get("bounds", 0.0) + time.perf_counter() - t
         ctx.record(sense, v0, root)
         if threshold is not None and root < threshold:
@@ -628,7 +633,7 @@ def _search(
         else:
             # optimal as the README defines it: the input found, re-evaluated on the network,
             # within the tolerance of the bound (not the MILP solver's word for its own optimum)
-            st = "optimal" if bound - v <= max(ctx.tol, ctx.tol * abs(v)) else "time_limit"
+            st = "optimal" if ctx.within_tol(bound - v, v) else "time_limit"
         ctx.record(sense, v, bound)
         return {"x": x, "value": v, "bound": bound, "status": st, "method": milp_solver}
     ctx.method_used.append(chosen)
@@ -641,8 +646,7 @@ def _search(
     if ctx.short_of(need):
         # no time for branch and bound's own root: the root bound, and the time left spent
         # climbing from the incumbent
-        b = ctx.root_bounds()
-        root = float(b.out_hi[0, 0]) if sense > 0 else -float(b.out_lo[0, 0])
+        root = _target_bound(ctx.root_bounds(), sense)
         if x0 is not None and ctx.remaining():
             row = net.select([0])
             xs, _ = bab.local_ascent(row, x0[None], ctx.lo, ctx.hi, 200, deadline=ctx.deadline)
@@ -685,6 +689,21 @@ def _search(
     return {"x": r.x, "value": r.value, "bound": r.bound, "status": r.status, "method": chosen}
 
 
+def _target_bound(b: Bounds, sense: float) -> float:
+    """The bound ``b`` gives ``sense * target`` (the chain's row 0) over the whole box."""
+    return float(b.out_hi[0, 0]) if sense > 0 else -float(b.out_lo[0, 0])
+
+
+def _root_bound(ctx: _Ctx, sense: float, b: Bounds, hnet: Network, head: Head) -> float:
+    """The root bound on ``sense * target``: the chain's bounds ``b``, and for a min/max
+    target the bound of its rows bounded apart (``head`` over ``hnet``), which is tighter."""
+    root = _target_bound(b, sense)
+    if head.kind != "leaf":
+        hb = crown(hnet, ctx.lo[None], ctx.hi[None], lower=False, deadline=ctx.deadline)
+        root = min(root, float(head.apply(hb.out_hi)[0]))
+    return root
+
+
 def _settled_at_root(
     ctx: _Ctx,
     sense: float,
@@ -698,14 +717,11 @@ def _settled_at_root(
     incumbent meets, such as ``max(out:0, c)`` with ``c`` above the output's bound, or a
     threshold beyond the bound): branch and bound's own root, with optimized slopes, is
     costly on a convolutional net. None when it does not settle."""
-    hb = crown(hnet, ctx.lo[None], ctx.hi[None], lower=False, deadline=ctx.deadline)
-    root = float(head.apply(hb.out_hi)[0])
-    b = ctx.root_bounds()
-    root = min(root, float(b.out_hi[0, 0]) if sense > 0 else -float(b.out_lo[0, 0]))
+    root = _root_bound(ctx, sense, ctx.root_bounds(), hnet, head)
     if threshold is not None and root < threshold and x0 is not None:
         ctx.record(sense, v0, root)
         return {"x": x0, "value": v0, "bound": root, "status": "below", "method": "crown"}
-    if threshold is None and x0 is not None and root - v0 <= max(ctx.tol, ctx.tol * abs(v0)):
+    if threshold is None and x0 is not None and ctx.within_tol(root - v0, v0):
         ctx.record(sense, v0, root)
         return {"x": x0, "value": v0, "bound": root, "status": "optimal", "method": "crown"}
     return None
@@ -863,8 +879,7 @@ def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result
         value = float(ctx.model_values(x[None])[0])
         bound, gap = _clamped(sense, r["bound"], value)
         st = r["status"] if r["status"] in STOPS else "optimal"
-        rounding = 8 * torch.finfo(ctx.problem.dtype).eps * (1.0 + abs(value))
-        if st == "optimal" and gap > max(ctx.tol, ctx.tol * abs(value)) + rounding:
+        if st == "optimal" and not ctx.within_tol(gap - ctx.ulps(value), value):
             # the network's optimum, its input rounded to the model's precision and evaluated
             # by the model, is further from the bound than the tolerance (and the model's own
             # rounding of its value): not certified
@@ -886,10 +901,9 @@ def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result
     # the bounds hold for the network in exact arithmetic, the model computes in its own
     # precision (float32: its value may pass the float64 optimum by a few units in the last
     # place): decide 'unreachable' only beyond that margin (the optimum stays reachable)
-    eps = max(1e-12, 8 * torch.finfo(ctx.problem.dtype).eps)
     # beyond the rounding the model showed on the check's points, too (sums of large terms)
     rounding = ROUNDING_SAFETY * ctx.net.disagreement
-    pad1, pad2 = (eps * (1.0 + abs(z)) + rounding for z in (z1, z2))
+    pad1, pad2 = (max(1e-12 * (1.0 + abs(z)), ctx.ulps(z)) + rounding for z in (z1, z2))
     asked = _asked(goal)
     anywhere = {"x": None, "value": math.inf, "bound": None, "status": "reached"}
     hi_side = _maximize(ctx, 1.0, *args, threshold=z1 - pad1, **kw) if z1 > -math.inf else anywhere

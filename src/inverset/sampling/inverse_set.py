@@ -647,12 +647,23 @@ class _Sampler:
         """Whether any of these in-range walkers stays in range and in the domain once its
         integer features are rounded (always, without integer features): walkers in range only
         between whole numbers do not show the range reachable."""
-        if not self.box.integer or isinstance(self.p.space, Latent):
+        if not self.rounds:
             return True
         with torch.no_grad():
-            uc = self.u(self.box.project(self.z(u), round_integers=True))
-            V, _, x = self.evaluate(uc)
+            _, V, _, x = self.rounded(u)
         return bool((self.feasible(V) & self.in_domain(x)).any())
+
+    @property
+    def rounds(self) -> bool:
+        """Whether candidates are rounded: integer features of the inputs (a latent code's
+        box has none to round)."""
+        return bool(self.box.integer) and not isinstance(self.p.space, Latent)
+
+    def rounded(self, u: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Walkers ``u`` with their integer features rounded to whole numbers, evaluated:
+        (u, values, encoder features, model inputs)."""
+        uc = self.u(self.box.project(self.z(u), round_integers=True))
+        return (uc, *self.evaluate(uc))
 
     def exact_reachability(self) -> tuple[torch.Tensor | None, bool]:
         """When a first round found no feasible point: ask the exact solver (piecewise-linear
@@ -874,12 +885,10 @@ class _Sampler:
             rows = rows[among]
         if not len(rows):
             return took
-        latent = isinstance(self.p.space, Latent)
         with torch.no_grad():
             uc, V, E, x = u.detach()[rows], V.detach()[rows], E.detach()[rows], x.detach()[rows]
-            if self.box.integer and not latent:
-                uc = self.u(self.box.project(self.z(uc), round_integers=True))
-                V, E, x = self.evaluate(uc)
+            if self.rounds:
+                uc, V, E, x = self.rounded(uc)
         ok = (self.feasible(V) & self.in_domain(x)).tolist()
         keys = np.round(uc.double().cpu().numpy().reshape(len(uc), -1), 7)
         near = self.near_recent(uc, rows, u.shape[0]).tolist()
@@ -911,7 +920,7 @@ class _Sampler:
             {
                 "x": to_numpy(x[idx]),
                 "u": ui,
-                **({"z": to_numpy(self.z(uc[idx]))} if latent else {}),
+                **({"z": to_numpy(self.z(uc[idx]))} if isinstance(self.p.space, Latent) else {}),
             }
         )
         self.pool.append(ui)

@@ -20,7 +20,13 @@ import numpy as np
 import torch
 
 from inverset.domain import Box
-from inverset.errors import InversetError, NoGradient, first_line, model_backward
+from inverset.errors import (
+    InversetError,
+    NoGradient,
+    first_line,
+    model_backward,
+    no_gradient,
+)
 from inverset.model import to_numpy
 from inverset.problem import Problem
 from inverset.progress import progress_bar
@@ -256,10 +262,7 @@ class Objective:
             with model_backward():
                 (g,) = torch.autograd.grad(loss.sum(), zt, allow_unused=True)
         if g is None:
-            raise NoGradient(
-                f"solver {self.name!r} needs the model's gradient, but the target does not depend "
-                "differentiably on the input; use cmaes, evolution or swarm"
-            )
+            raise no_gradient(f"solver {self.name!r}")
         lin = self.linear_violation(z)
         total = loss.detach().double().cpu().numpy() + self.penalty * lin
         feasible = (lin <= FEASIBLE_TOL) & (viol.detach().double().cpu().numpy() <= 1e-9)

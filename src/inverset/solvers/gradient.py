@@ -20,7 +20,7 @@ import torch
 # when the solver is chosen, so that it is not charged to the first search's time limit
 import torch._dynamo
 
-from inverset.errors import InversetError, NoGradient, model_backward
+from inverset.errors import InversetError, model_backward, no_gradient
 from inverset.model import WARM_STEPS, LeakyReLUs, to_numpy
 from inverset.problem import Problem
 from inverset.progress import progress_bar
@@ -235,12 +235,7 @@ def solve(
                     ):
                         break
                     if not loss.requires_grad:
-                        raise NoGradient(
-                            "the gradient search needs the model's gradient, but the target "
-                            "does not depend differentiably on the input (a model optimized "
-                            "for inference, or one detaching its input); use --solver cmaes, "
-                            "evolution or swarm"
-                        )
+                        raise no_gradient("the gradient search")
                     with model_backward():
                         torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
                     u.grad = torch.nan_to_num(u.grad)
