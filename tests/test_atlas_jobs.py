@@ -431,3 +431,23 @@ def test_a_models_labels_that_are_numbers_name_the_atlas_classes(tmp_path):
     box = Box(0, 1, shape=(2,))
     s = atlas(net, tmp_path / "a", targets=['prob:"20"'], domain=box, steps=3, starts=2)
     assert s.status == "complete" and s.finished == 1
+
+
+def test_visualize_renders_at_the_domains_shape(digits_cnn, tmp_path):
+    """A model that records no input shape, the domain giving it: the targets were checked at
+    the domain's shape, then visualize asked for --size (which atlas does not take)."""
+    m = type(digits_cnn.model)()
+    m.load_state_dict(digits_cnn.model.state_dict())
+    s = atlas(
+        m,
+        tmp_path / "v",
+        layer="conv2",
+        channels="0-1",
+        mode="visualize",
+        steps=8,
+        domain=Box(0, 1, shape=(1, 8, 8)),
+        report=False,
+    )
+    assert s.status == "complete" and s.finished == 2
+    r = load_atlas(tmp_path / "v")["conv2_0"]
+    assert np.asarray(r.x).shape[-2:] == (8, 8)

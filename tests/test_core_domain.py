@@ -160,6 +160,46 @@ def test_float32_points_stay_in_a_box_float32_cannot_hold(solver):
         assert ((xs >= [1000.3, 0.1]) & (xs <= [1000.4, 0.3])).all(), xs[:3]
 
 
+@pytest.mark.parametrize("solver", ["gradient", "evolution", "cmaes", "annealing", "exact"])
+def test_float32_points_keep_linear_constraints_near_3000(solver):
+    """Inputs near 3000, where float32's spacing is 2.4e-4, and an active row of A x <= b:
+    the float64 optimum rounded to float32 broke it by up to 2.5e-4 (exact; the gradient
+    search's points by 1.2e-4). The points a float32 model sees keep every row."""
+    rng = np.random.default_rng(2)
+    A = rng.normal(size=(2, 3))
+    b = A @ (3000 + rng.uniform(-0.5, 0.5, 3)) + 0.1234567
+    box = iv.Box(2999, 3001, shape=(3,), A=A, b=b)
+    for seed in (2, 3):
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+        r = iv.maximize(net, "out:0", box, solver=solver, seed=0, max_evals=300, time_limit=10)
+        xs = np.asarray(r.xs, dtype=np.float64)
+        assert r.x.dtype == np.float32
+        assert (xs @ A.T - b <= 1e-9 * (1 + np.abs(b))).all(), (seed, (xs @ A.T - b).max())
+
+
+def test_hold_moves_a_float32_point_off_a_thin_slab_by_one_unit():
+    """Two rows 1e-3 apart at 1e4, where float32's spacing is 9.8e-4: the float32 copy of a
+    point breaks both rows; the first fix walked it 0.036 toward the domain's inner point (the
+    exact optimum lost 40x its gap). A float neighbour one unit away keeps every row."""
+    A = np.array(
+        [
+            [-0.159, 0.541, 0.215, 0.355],
+            [-0.654, -0.13, 0.784, 1.493],
+            [-1.259, 1.514, 1.346, 0.781],
+            [0.159, -0.541, -0.215, -0.355],
+        ]
+    )
+    b = np.array([9520.123569510153, 14930.268179562083, 23820.075875702125, -9520.122569510153])
+    box = iv.Box(9999.0, 10001.0, shape=(4,), A=A, b=b)
+    x = torch.tensor([[9999.3056640625, 10000.1484375, 9999.0, 10000.4140625]])
+    assert (A @ x[0].double().numpy() - b).max() > 4e-4
+    h = box.hold(x)
+    assert h.dtype == torch.float32
+    assert (A @ h[0].double().numpy() - b <= 1e-9 * (1 + np.abs(b))).all()
+    assert float((h - x).abs().max()) <= 9.8e-4
+
+
 def test_rounding_keeps_linear_constraints():
     """Rounding (1.6, 0.9) to (2, 1) would break x0 + x1 <= 2.5: one feature rounds the other
     way instead."""

@@ -1027,3 +1027,58 @@ def test_a_net_on_inputs_near_1e4_is_not_refused_for_its_float32_rounding():
     r = iv.maximize(m, "out:0", box, solver="exact", time_limit=30)
     g = iv.maximize(m, "out:0", box, solver="gradient", seed=0)
     assert r.status in ("optimal", "converged") and r.bound >= g.value - 1e-3
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_answers_keep_target_constraints_on_the_float32_model(seed):
+    """A float32 net on inputs near 3000, maximize out:0 with out:1 <= c active at the optimum:
+    the optimum meets the constraint in exact arithmetic, and the model itself read out:1
+    3.8e-5 (seed 0) above c at the input returned as 'optimal', and at the range's witness.
+    Every solver's answer keeps its constraints on the model's own evaluation."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)
+    ).eval()
+    box = iv.Box(2999.0, 3001.0, shape=(3,))
+    top = iv.maximize(net, "out:1", box, solver="exact").value
+    bottom = iv.minimize(net, "out:1", box, solver="exact").value
+    c = (top + bottom) / 2
+    cons = [("out:1", -math.inf, c)]
+    r = iv.maximize(net, "out:0", box, solver="exact", constraints=cons)
+    with torch.no_grad():
+        out = net(torch.as_tensor(r.x)[None])[0]
+    assert r.status == "optimal", r.message
+    assert float(out[1]) <= c and float(out[0]) == r.value <= r.bound
+    z1 = r.value - 1e-6 * (1 + abs(r.value))
+    w = iv.in_range(net, "out:0", (z1, r.value + 1), box, solver="exact", constraints=cons)
+    with torch.no_grad():
+        out = net(torch.as_tensor(w.x)[None])[0]
+    assert w.status == "found", w.message
+    assert float(out[1]) <= c and z1 <= float(out[0]) <= r.value + 1
+
+
+def _net_near_1e4() -> nn.Sequential:
+    """A float32 3-10-2 net on inputs near 1e4 (its first bias centres them)."""
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(3, 10), nn.ReLU(), nn.Linear(10, 2)).eval()
+    with torch.no_grad():
+        net[0].bias -= net[0].weight @ torch.full((3,), 1e4)
+    return net
+
+
+@pytest.mark.parametrize("solver", ["exact", "auto"])
+def test_a_constrained_optimum_near_1e4_is_kept_and_honest(solver):
+    """out:1 in [-0.23646, -0.18514] on a box near 1e4: the float32 model breaks the range at
+    the network's optimum. With no time limit the exact solver said 'time_limit' once its
+    inset re-solve was further than the tolerance from the bound; auto then kept a gradient
+    point above the exact bound whose out:1, evaluated alone, left the range."""
+    net = _net_near_1e4()
+    lo, hi = -0.2364581435918808, -0.18514017015695572
+    box = iv.Box(9999.0, 10001.0, shape=(3,))
+    r = iv.maximize(net, "out:0", box, solver=solver, constraints=[("out:1", lo, hi)], seed=2)
+    with torch.no_grad():
+        out = net(torch.as_tensor(r.x)[None])[0]
+    assert lo <= float(out[1]) <= hi and float(out[0]) == r.value
+    assert r.value <= r.bound and r.gap == pytest.approx(r.bound - r.value)
+    if solver == "exact":
+        assert r.status in ("optimal", "converged"), r.message

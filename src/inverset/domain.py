@@ -97,6 +97,10 @@ def _integer_indices(integer: Any, size: int | None) -> tuple[int, ...]:
     return tuple(sorted({int(i) for i in arr}))
 
 
+#: :meth:`Box.hold` tries every float neighbour of a point with at most this many features
+HOLD_GRID = 6
+
+
 @dataclass
 class Box:
     """A box ``lo <= x <= hi`` on inputs of shape ``shape`` (without the batch axis).
@@ -117,6 +121,9 @@ class Box:
     _lo: np.ndarray = field(init=False, repr=False)
     _hi: np.ndarray = field(init=False, repr=False)
     _inner: np.ndarray | None = field(init=False, repr=False, compare=False, default=None)
+    _ab64: tuple[torch.Tensor, torch.Tensor] | None = field(
+        init=False, repr=False, compare=False, default=None
+    )
 
     def __post_init__(self) -> None:
         self.shape = as_shape(self.shape, "box shape")
@@ -518,7 +525,76 @@ class Box:
             y = y.clone()
             y[bad] = self._retract(y[bad].double(), slack.double()).to(y.dtype)
             y = torch.maximum(torch.minimum(y, hi_f), lo_f)
-        return y.reshape(shape)
+        return self.hold(y.reshape(shape))
+
+    def hold(self, x: torch.Tensor) -> torch.Tensor:
+        """Points ``x`` (a batch) as their dtype holds them inside ``A x <= b``: a point whose
+        values, read exactly, break a row beyond 1e-9 of ``1 + |b|`` but only by the dtype's
+        rounding is moved, continuous features only, until its copy in ``x``'s dtype keeps
+        every row (a float32 answer near 3000 broke one by 2.5e-4, float32's spacing there):
+        the least move first, a few units in the last place against the broken rows (all
+        features, or one), else toward an inner point of the domain. A point no such move fits
+        (an equality row float32 cannot meet) or outside by more is left as it was."""
+        if self.A is None or x.dtype == torch.float64 or not x.dtype.is_floating_point:
+            return x
+        if self._ab64 is None:
+            self._ab64 = tuple(torch.as_tensor(v, dtype=torch.float64) for v in (self.A, self.b))
+        A, b = (t.to(x.device) for t in self._ab64)
+        slack = 1e-9 * (1 + b.abs())
+        flat = x.reshape(x.shape[0], -1)
+        y = flat.double()
+        res = y @ A.T - b
+        bad = (res > slack).any(1)
+        if not bool(bad.any()):
+            return x
+        rounding = 4 * torch.finfo(x.dtype).eps * (y.abs() @ A.abs().T + b.abs())
+        rows = torch.nonzero(bad & (res <= rounding).all(1)).flatten()
+        y = y[rows]
+        lo, hi = (t.reshape(-1) for t in self.tensors(x.device, x.dtype))
+        out = flat.clone()
+
+        def settle(cand: torch.Tensor) -> torch.Tensor:
+            """Which of the points ``cand`` ([m, k, D] in x's dtype) keep every row, and keep
+            them in ``out`` (the first of each row's k that does); returns the rows left."""
+            nonlocal rows, y
+            cand = torch.maximum(torch.minimum(cand, hi), lo)
+            ok = ((cand.double() @ A.T - b) <= slack).all(-1)  # [m, k]
+            done = ok.any(1)
+            first = ok.double().argmax(1)
+            out[rows[done]] = cand[done, first[done]]
+            rows, y = rows[~done], y[~done]
+            return ~done
+
+        d = flat.shape[1]
+        free = torch.ones(d, dtype=torch.bool, device=x.device)
+        free[list(self.integer)] = False
+        ulp = torch.nextafter(flat[rows], torch.full_like(flat[rows], math.inf)) - flat[rows]
+        ulp = ulp.double() * free
+        if d <= HOLD_GRID:  # every sign pattern, fewest features moved first
+            signs = torch.cartesian_prod(*[torch.tensor([0.0, 1.0, -1.0])] * d).reshape(-1, d)
+            signs = signs[signs.abs().sum(1).argsort(stable=True)][1:].to(x.device)
+            steps = signs[None] * ulp[:, None]  # [m, 3^d - 1, d]
+        else:  # against the broken rows, all features at once and (up to 64) one at a time
+            step = -torch.sign((res[rows] > slack).double() @ A) * ulp
+            steps = step[:, None]
+            if d <= 64:
+                steps = torch.cat([steps, torch.diag_embed(step)], 1)
+        for k in (1, 2, 4, 8, 16, 32):
+            if not len(rows):
+                break
+            left = settle((y[:, None] + k * steps).to(x.dtype))
+            steps = steps[left]
+        if len(rows):
+            if self._inner is None:
+                self._inner = self._inner_point()
+            toward = torch.as_tensor(self._inner, dtype=torch.float64, device=x.device) - y
+            toward = toward * free
+            for k in range(40, -1, -1):  # t = 2^-40 .. 1: the least move that holds
+                if not len(rows):
+                    break
+                left = settle((y + 2.0**-k * toward).to(x.dtype)[:, None])
+                toward = toward[left]
+        return out.reshape(x.shape)
 
     def _retract(self, y: torch.Tensor, tol: torch.Tensor) -> torch.Tensor:
         """Points of the box that alternating projections left outside ``A x <= b`` (a thin

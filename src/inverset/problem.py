@@ -32,6 +32,10 @@ from inverset.model import (
 from inverset.space import Direct, Latent, Space
 from inverset.target import Expr, n_classes, parse_target
 
+#: an answer keeps the target constraints when its summed violation, on the model's own
+#: evaluation, is at most this
+CONSTRAINT_TOL = 1e-9
+
 
 def feature_names(model: nn.Module) -> list[str] | None:
     """The names of the model's input features, when its source recorded them (a DataFrame
@@ -190,6 +194,14 @@ class Problem:
         cv = torch.stack(c, 1) if c else v.new_zeros((v.shape[0], 0))
         return v, cv
 
+    def evaluate_each(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`evaluate_all` one point at a time, as a user re-evaluates an answer: a float32
+        model's sums round differently in a batch (values 1e-4 apart on inputs near 1e4)."""
+        parts = [self.evaluate_all(x[i : i + 1]) for i in range(x.shape[0])]
+        if not parts:
+            return self.evaluate_all(x)
+        return torch.cat([v for v, _ in parts]), torch.cat([c for _, c in parts])
+
     def constraint_violation(self, cv: torch.Tensor) -> torch.Tensor:
         """Per point, the summed distance of each constraint value outside its range."""
         if not self.constraints:
@@ -197,6 +209,11 @@ class Problem:
         lo = cv.new_tensor([c[1] for c in self.constraints])
         hi = cv.new_tensor([c[2] for c in self.constraints])
         return ((lo - cv).clamp_min(0) + (cv - hi).clamp_min(0)).sum(1)
+
+    def keeps_constraints(self, cv: torch.Tensor) -> torch.Tensor:
+        """Per point, whether its constraint values ``cv`` (the model's own) keep every range:
+        what each solver requires of an answer."""
+        return self.constraint_violation(cv) <= CONSTRAINT_TOL
 
     def loss(self, z: torch.Tensor, penalty: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss [B] to minimize, target values [B]) at search variables ``z``."""

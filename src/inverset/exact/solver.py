@@ -73,6 +73,14 @@ STOPS = {
     "rounded": "not certified: the network's optimum, its input rounded to the model's "
     "float precision, is worth less to the model itself (an input the model cannot hold "
     "exactly)",
+    "breaks": "no input found that the model itself keeps within the target constraints: the "
+    "network's optimum meets them in exact arithmetic, the model's float evaluation breaks "
+    "them by a rounding, and the MILP with each range inset by that rounding found no point "
+    "(numerical limits)",
+    "inset": "not certified: the network's optimum meets the target constraints in exact "
+    "arithmetic, the model's float evaluation breaks them there by a rounding; the best input "
+    "found with each range inset by that rounding is further from the bound than the "
+    "tolerance (numerical limits)",
 }
 
 
@@ -170,7 +178,8 @@ def _check(problem: Problem, net: Network) -> None:
     tol = 1e-9 if problem.dtype == torch.float64 else 1e-4
     dom = problem.domain
     lo, hi = (
-        torch.as_tensor(np.broadcast_to(v, dom.shape).reshape(-1)) for v in (dom.lower, dom.upper)
+        torch.as_tensor(np.broadcast_to(v, dom.shape).reshape(-1).copy())
+        for v in (dom.lower, dom.upper)
     )
     rounding = ROUNDING_SAFETY * rounding_error(net, lo, hi, problem.dtype)
     rounding = rounding if math.isfinite(rounding) else 0.0  # an unbounded box
@@ -337,10 +346,10 @@ class _Ctx:
             self._heads[sense] = (net, head)
         return self._heads[sense]
 
-    def milp(self, net: Network | None = None, deadline: float = math.inf):
+    def milp(self, net: Network | None = None, deadline: float = math.inf, inset: bool = False):
         """The MILP of ``net`` (default: the compiled problem) over the domain (box, integers,
-        A x <= b) with the problem's target constraints, or None when building it ran past
-        ``deadline``."""
+        A x <= b) with the problem's target constraints (``inset``: see
+        :meth:`add_constraints`), or None when building it ran past ``deadline``."""
         dom = self.problem.domain
         model = build(
             net if net is not None else self.net,
@@ -353,12 +362,55 @@ class _Ctx:
             deadline=deadline,
         )
         if model is not None:
-            self.add_constraints(model)
+            self.add_constraints(model, inset)
         return model
 
-    def add_constraints(self, model) -> None:
+    def add_constraints(self, model, inset: bool = False) -> None:
+        """The problem's target constraints on ``model``; ``inset``: each finite end moved
+        inward by the model's rounding (:meth:`pad`), so that a point meeting the range in
+        exact arithmetic meets it on the float model too (a range narrower than that: its
+        midpoint)."""
         for i, (_, lo, hi) in enumerate(self.problem.constraints):
+            if inset:
+                a = lo + self.pad(lo) if math.isfinite(lo) else lo
+                b = hi - self.pad(hi) if math.isfinite(hi) else hi
+                lo, hi = (a, b) if a <= b else ((lo + hi) / 2,) * 2
             model.add_output_constraint(i + 1, lo, hi)
+
+    def pad(self, z: float) -> float:
+        """How far the model's own evaluation of a value near ``z`` may pass the network's
+        exact one: its final rounding (:meth:`ulps`), and 4x the rounding it showed on the
+        check's points (sums of large terms)."""
+        return max(1e-12 * (1.0 + abs(z)), self.ulps(z)) + ROUNDING_SAFETY * self.net.disagreement
+
+    def model_keeps(self, x: torch.Tensor) -> bool:
+        """Whether the model itself, at ``x`` rounded to its precision, keeps the target
+        constraints as every solver's answer must: the network meeting a range in exact
+        arithmetic, the float32 model may break it by a rounding (3.8e-5 near 300)."""
+        p = self.problem
+        if not p.constraints:
+            return True
+        xm = self.snap(x.reshape(-1)).reshape(1, *p.domain.shape).to(p.device, p.dtype)
+        with torch.no_grad(), p.session():
+            _, cv = p.evaluate_all(xm)
+        return bool(p.keeps_constraints(cv.double())[0])
+
+    def optimize(self, model, milp_solver: str, threads: int, warm=None, first_solution=False):
+        """``model``'s MILP solved in the time left, its nodes and seconds counted. Half the
+        tolerance: 'optimal' is judged on the input re-evaluated on the network, which the
+        MILP's own feasibility tolerances may leave a little lower."""
+        sol = model.solve(
+            milp_solver,
+            self.remaining(),
+            warm,
+            first_solution=first_solution,
+            rel_gap=self.tol / 2,
+            abs_gap=self.tol / 2,
+            threads=threads,
+        )
+        self.nodes += sol.nodes
+        self.timings["milp_solve"] = self.timings.get("milp_solve", 0.0) + sol.seconds
+        return sol
 
     def domain_feasible(self, milp_solver: str) -> bool:
         """Whether any input satisfies the domain and the target constraints (a MILP
@@ -378,13 +430,13 @@ class _Ctx:
 
     def snap(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` rounded to the model's float precision, nudged inward where rounding left
-        the box (a float32 witness must itself lie in the box)."""
+        the box or ``A x <= b`` (a float32 witness must itself lie in the domain)."""
         if self.problem.dtype != torch.float32:
             return x
         x32 = x.float()
         x32 = torch.where(x32.double() < self.lo, torch.nextafter(x32, x32 + 1), x32)
         x32 = torch.where(x32.double() > self.hi, torch.nextafter(x32, x32 - 1), x32)
-        return x32.double()
+        return self.problem.domain.hold(x32[None])[0].double()
 
     def model_values(self, x: torch.Tensor) -> np.ndarray:
         """The model's target at the points ``x``, one point at a time, as a user's
@@ -393,7 +445,7 @@ class _Ctx:
         p = self.problem
         xm = x.reshape(x.shape[0], *p.domain.shape).to(p.device, p.dtype)
         with torch.no_grad(), p.session():
-            return np.concatenate([p.values(row[None]) for row in xm])
+            return p.evaluate_each(xm)[0].double().cpu().numpy()
 
     def feasible(self, x: torch.Tensor) -> torch.Tensor:
         p = self.problem
@@ -584,19 +636,7 @@ def _search(
         warm = None
         if x0 is not None and (threshold is None or v0 >= threshold):
             warm = model.columns(x0.numpy())
-        sol = model.solve(
-            milp_solver,
-            ctx.remaining(),
-            warm,
-            first_solution=threshold is not None,
-            # half the tolerance: 'optimal' below is judged on the input re-evaluated on the
-            # network, which the MILP's own feasibility tolerances may leave a little lower
-            rel_gap=ctx.tol / 2,
-            abs_gap=ctx.tol / 2,
-            threads=threads,
-        )
-        ctx.nodes += sol.nodes
-        ctx.timings["milp_solve"] = ctx.timings.get("milp_solve", 0.0) + sol.seconds
+        sol = ctx.optimize(model, milp_solver, threads, warm, first_solution=threshold is not None)
         if sol.status == "infeasible":
             # no input reaches the threshold, unless there is no input at all
             if threshold is not None and (x0 is not None or ctx.domain_feasible(milp_solver)):
@@ -621,6 +661,9 @@ def _search(
             vs = float(net.forward(xs[None])[0, 0])
             if vs > v or x is None:
                 x, v = xs, vs
+        how = ""
+        if threshold is None and sol.status != "interrupted":
+            x, v, how = _model_kept(ctx, net, x, v, cap, milp_solver, threads)
         bound = sol.bound if sol.bound is not None else root
         bound = min(bound, root)
         if sol.status == "interrupted":
@@ -634,6 +677,8 @@ def _search(
             # optimal as the README defines it: the input found, re-evaluated on the network,
             # within the tolerance of the bound (not the MILP solver's word for its own optimum)
             st = "optimal" if ctx.within_tol(bound - v, v) else "time_limit"
+            if sol.status != "time_limit" and how in ("inset", "breaks"):
+                st = "breaks" if how == "breaks" else st.replace("time_limit", "inset")
         ctx.record(sense, v, bound)
         return {"x": x, "value": v, "bound": bound, "status": st, "method": milp_solver}
     ctx.method_used.append(chosen)
@@ -687,6 +732,39 @@ def _search(
     ctx.history["best"] += [sense * v for v in r.history["best"]]
     ctx.history["bound"] += [sense * v for v in r.history["bound"]]
     return {"x": r.x, "value": r.value, "bound": r.bound, "status": r.status, "method": chosen}
+
+
+def _model_kept(
+    ctx: _Ctx,
+    net: Network,
+    x: torch.Tensor | None,
+    v: float,
+    cap: float | None,
+    milp_solver: str,
+    threads: int,
+) -> tuple[torch.Tensor | None, float, str]:
+    """(x, v, how): a MILP search's point ``x`` (value ``v`` of the searched row 0 of
+    ``net``) when the model itself keeps the target constraints there (how ''), else the
+    optimum of the MILP with each constraint's range inset by the model's rounding (the
+    bound stays the first MILP's, on the ranges as asked; how 'inset'); 'late' when that
+    MILP stopped at the time limit, 'breaks' when it found no point the model keeps."""
+    if x is None or ctx.model_keeps(x):
+        return x, v, ""
+    model = ctx.milp(net, ctx.deadline, inset=True) if ctx.remaining() != 0.0 else None
+    if model is None:
+        return x, v, "late"
+    if cap is not None:
+        model.add_output_constraint(0, -math.inf, cap)
+    sol = ctx.optimize(model, milp_solver, threads)
+    if sol.status == "interrupted":
+        raise KeyboardInterrupt
+    late = "late" if sol.status == "time_limit" else "breaks"
+    if sol.x is None:
+        return x, v, late
+    xs = _rounded(ctx, sol.x)
+    if not ctx.model_keeps(xs):
+        return x, v, late
+    return xs, float(net.forward(xs[None])[0, 0]), "late" if late == "late" else "inset"
 
 
 def _target_bound(b: Bounds, sense: float) -> float:
@@ -891,7 +969,8 @@ def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result
             else f"{STOPS[st]}: best {value:.6g}, certified {word} bound "
             f"{bound:.6g} (gap {gap:.3g})"
         )
-        st = "converged" if st in ("incomplete", "rounded") else st
+        st = {"incomplete": "converged", "rounded": "converged", "inset": "converged"}.get(st, st)
+        st = "not_found" if st == "breaks" else st
         return _result(ctx, x, value, st, msg, bound, timings, info, r, gap)
 
     # reach / range: decide reachability, then find a witness inside
@@ -902,8 +981,7 @@ def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result
     # precision (float32: its value may pass the float64 optimum by a few units in the last
     # place): decide 'unreachable' only beyond that margin (the optimum stays reachable)
     # beyond the rounding the model showed on the check's points, too (sums of large terms)
-    rounding = ROUNDING_SAFETY * ctx.net.disagreement
-    pad1, pad2 = (max(1e-12 * (1.0 + abs(z)), ctx.ulps(z)) + rounding for z in (z1, z2))
+    pad1, pad2 = ctx.pad(z1), ctx.pad(z2)
     asked = _asked(goal)
     anywhere = {"x": None, "value": math.inf, "bound": None, "status": "reached"}
     hi_side = _maximize(ctx, 1.0, *args, threshold=z1 - pad1, **kw) if z1 > -math.inf else anywhere
@@ -1075,7 +1153,8 @@ def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> tuple[torch.Ten
 
     def inside(x: torch.Tensor) -> bool:
         v = ctx.model_values(ctx.snap(x)[None])
-        return bool(goal.satisfied(torch.as_tensor(v), tol=_reach_tol(goal))[0])
+        ok = bool(goal.satisfied(torch.as_tensor(v), tol=_reach_tol(goal))[0])
+        return ok and ctx.model_keeps(x)
 
     ends = [x for x in (xa, xb) if x is not None]
     for x in ends:
@@ -1084,15 +1163,19 @@ def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> tuple[torch.Ten
     if len(ends) < 2:
         return None, "numerical"
     if ctx.problem.domain.integer or ctx.problem.constraints:
-        # the range as asked (its infeasibility is the proof), then inset by a rounding margin
-        # when the MILP's point misses it on the model's own float arithmetic (at most a
-        # quarter of the range: a reach goal's is only its tolerance wide)
+        # the range as asked (its infeasibility is the proof); when the MILP's point misses it
+        # or a target constraint on the model's own float arithmetic, the constraints' ranges
+        # inset by a rounding margin, then the range too (by at most a quarter: a reach
+        # goal's is only its tolerance wide)
         pad = 1e-6 * (1.0 + max(abs(z) for z in (z1, z2) if math.isfinite(z)))
         pad = min(pad, 0.25 * (z2 - z1))
-        for k, (lo, hi) in enumerate(((z1, z2), (z1 + pad, z2 - pad))):
-            if k and not lo < hi:
-                break
-            model = ctx.milp(deadline=ctx.deadline)
+        tries = [(z1, z2, False)]
+        if ctx.problem.constraints:
+            tries.append((z1, z2, True))
+        if z1 + pad < z2 - pad:
+            tries.append((z1 + pad, z2 - pad, True))
+        for k, (lo, hi, inset) in enumerate(tries):
+            model = ctx.milp(deadline=ctx.deadline, inset=inset)
             if model is None:
                 return None, "time_limit"
             model.add_output_constraint(0, lo, hi)
@@ -1100,8 +1183,10 @@ def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> tuple[torch.Ten
             if sol.status == "interrupted":  # its point, if any, may be a witness: kept
                 ctx.note(1.0, None if sol.x is None else _rounded(ctx, sol.x))
                 raise KeyboardInterrupt
+            if sol.status == "infeasible" and k == 0:
+                return None, "infeasible"
             if sol.status == "infeasible":
-                return None, "infeasible" if k == 0 else "numerical"
+                continue
             if sol.x is None:
                 return None, "time_limit"
             x = _rounded(ctx, sol.x)
@@ -1113,7 +1198,7 @@ def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> tuple[torch.Ten
     mid = (z1 + z2) / 2
     a, b = xa, xb  # f(a) > z2 >= z1 > f(b) here
     for _ in range(80):
-        m = (a + b) / 2
+        m = ctx.snap((a + b) / 2)  # as the answer holds it: in the model's dtype and domain
         v = float(ctx.model_values(m[None])[0])
         if bool(
             goal.satisfied(torch.tensor([v], dtype=torch.float64), tol=_reach_tol(goal))[0]
@@ -1141,8 +1226,10 @@ def _reach_tol(goal) -> float:
 
 def _best_of(ctx: _Ctx, pts) -> tuple[torch.Tensor | None, float | None]:
     """The point of ``pts`` (flat; None entries skipped) best for the goal on the model
-    itself, and its model value; (None, None) for no point."""
+    itself, of those the model keeps within the target constraints when any, and its model
+    value; (None, None) for no point."""
     pts = [ctx.snap(p) for p in pts if p is not None]
+    pts = [p for p in pts if ctx.model_keeps(p)] or pts
     if not pts:
         return None, None
     vals = ctx.model_values(torch.stack(pts))
@@ -1222,8 +1309,12 @@ def _interrupted(ctx: _Ctx, timings, info) -> Result:
         msg += f"; the search for the nearest input was interrupted{near}"
         return _result(ctx, x, value, "unreachable", msg, bound, timings, info, {})
     asked = _asked(goal)
-    if value is not None and bool(
-        goal.satisfied(torch.tensor([value], dtype=torch.float64), tol=_reach_tol(goal))[0]
+    if (
+        value is not None
+        and bool(
+            goal.satisfied(torch.tensor([value], dtype=torch.float64), tol=_reach_tol(goal))[0]
+        )
+        and ctx.model_keeps(x)
     ):
         msg = f"witness found: {asked} is reachable (the search was then interrupted)"
         return _result(ctx, x, value, "found", msg, None, timings, info, {})

@@ -347,6 +347,8 @@ def solve_unit(
             common.pop("time_limit")
         if domain is not None and "value_range" not in common:
             common["value_range"] = _value_range(domain)
+        if domain is not None and domain.shape and not {"input_shape", "size"} & set(common):
+            common["input_shape"] = tuple(domain.shape)  # the render size, as the check used
         try:
             res = visualize(
                 model,

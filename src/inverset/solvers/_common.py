@@ -28,7 +28,7 @@ from inverset.errors import (
     no_gradient,
 )
 from inverset.model import to_numpy
-from inverset.problem import Problem
+from inverset.problem import CONSTRAINT_TOL, Problem
 from inverset.progress import progress_bar
 from inverset.result import Result
 from inverset.solvers import global_rngs_kept, unbounded
@@ -71,6 +71,7 @@ class Objective:
         chunk: int = 4096,
         polish: bool = False,
         bar: Any = None,
+        alone: bool = False,
     ):
         box = problem.space.box
         if not box.bounded:
@@ -93,6 +94,9 @@ class Objective:
         self.A = None if box.A is None else np.asarray(box.A, dtype=np.float64)
         self.b = None if box.b is None else np.asarray(box.b, dtype=np.float64)
         self.linear, self.penalty, self.keep, self.chunk = linear, penalty, keep, chunk
+        #: the search evaluates one point at a time (scipy's dual annealing): each value is
+        #: the point's own, and the budget keeps nothing for evaluating the answer again
+        self.alone = alone
         self.time_limit, self.max_evals, self.bar = time_limit, max_evals, bar
         self.t0 = time.perf_counter()
         self.nfev = 0
@@ -111,6 +115,9 @@ class Objective:
         self.arch_loss = np.zeros(0)
         self.arch_z = np.zeros((0, self.dim))
         self.arch_v = np.zeros(0)
+        #: whether any points were evaluated together (a float32 batch rounds its sums
+        #: otherwise than one point alone): the answer's points are then evaluated again
+        self.batched = False
         goal = problem.goal
         self.found_tol = 1e-4 * max(1.0, abs(goal.value)) if goal.kind == "reach" else 0.0
         self.stop_when_found = goal.kind in ("reach", "range")
@@ -135,10 +142,18 @@ class Objective:
         return None if self.time_limit is None else self._share * self.time_limit
 
     @property
+    def check_reserve(self) -> int:
+        """Evaluations an evaluation budget keeps for re-evaluating the answer's points alone
+        (:meth:`result`): up to ``keep``, a tenth of the budget at most."""
+        if self.max_evals is None or self.alone:
+            return 0
+        return min(self.keep, self.max_evals // 10)
+
+    @property
     def remaining_evals(self) -> int | None:
         if self.max_evals is None:
             return None
-        return max(0, int(self._share * self.max_evals) - self.nfev)
+        return max(0, int(self._share * self.max_evals) - self.check_reserve - self.nfev)
 
     @property
     def over_time(self) -> bool:
@@ -178,7 +193,8 @@ class Objective:
             lo, hi = np.ceil(self.lo[self.integer]), np.floor(self.hi[self.integer])
             z[:, self.integer] = np.clip(np.round(z[:, self.integer]), lo, hi)
         # the points as the model's dtype holds them (those it evaluates), kept in the box
-        z = to_numpy(torch.as_tensor(z).to(self.problem.dtype)).astype(np.float64)
+        zt = torch.as_tensor(z.reshape(-1, *self.shape)).to(self.problem.dtype)
+        z = to_numpy(self.box.hold(zt)).astype(np.float64).reshape(-1, self.dim)
         return np.clip(z, self.lo_in, self.hi_in)
 
     def to_u(self, z: np.ndarray) -> np.ndarray:
@@ -235,7 +251,7 @@ class Objective:
         loss = np.concatenate(losses) if losses else np.zeros(0)
         lin = self.linear_violation(z)
         loss = loss + self.penalty * lin
-        feasible = (lin <= FEASIBLE_TOL) & (np.concatenate(viols) <= 1e-9)
+        feasible = (lin <= FEASIBLE_TOL) & (np.concatenate(viols) <= CONSTRAINT_TOL)
         self._record(z, loss, np.concatenate(values), feasible)
         if cut:
             raise self.stop("max_evals")
@@ -265,7 +281,7 @@ class Objective:
             raise no_gradient(f"solver {self.name!r}")
         lin = self.linear_violation(z)
         total = loss.detach().double().cpu().numpy() + self.penalty * lin
-        feasible = (lin <= FEASIBLE_TOL) & (viol.detach().double().cpu().numpy() <= 1e-9)
+        feasible = (lin <= FEASIBLE_TOL) & (viol.detach().double().cpu().numpy() <= CONSTRAINT_TOL)
         self._record(z, total, v.detach().double().cpu().numpy(), feasible)
         grad = np.nan_to_num(g.double().cpu().numpy().reshape(-1)) * self.width
         if self.A is not None:
@@ -331,6 +347,7 @@ class Objective:
     def _record(self, z: np.ndarray, loss: np.ndarray, v: np.ndarray, ok: np.ndarray) -> None:
         n = len(z)
         self.nfev += n
+        self.batched |= n > 1
         self.nonfinite += int((~np.isfinite(v)).sum())
         ok = ok & np.isfinite(loss)
         if ok.any():
@@ -385,7 +402,29 @@ class Objective:
         if self.polish_note:
             info["polish"] = self.polish_note
         timings = {"total": self.elapsed}
-        if self.best_z is None:
+        zs = self.arch_z if len(self.arch_z) else self.best_z
+        room = None if self.max_evals is None else max(0, self.max_evals - self.nfev)
+        if zs is not None and (room == 0 or not self.batched):
+            # each evaluated alone already, or no evaluation left: the search's own values
+            zs = zs.reshape(-1, self.dim)
+            vals = self.arch_v if len(self.arch_v) else np.array([self.best_value])
+            if room == 0 and self.batched:
+                zs, vals = self.best_z[None], np.array([self.best_value])
+            loss = goal.loss(torch.as_tensor(vals)).numpy()
+        elif zs is not None:
+            # the answer's values as a user re-evaluates each point, alone (a float32 batch
+            # rounds otherwise), the best the budget's reserve allows: a point that then
+            # breaks a target constraint is left out
+            zs = zs.reshape(-1, self.dim)[:room]
+            with torch.no_grad():
+                v, cv = p.evaluate_each(p.space.to_input(self._torch(zs)))
+            self.nfev += len(zs)
+            vals = v.double().cpu().numpy()
+            loss = goal.loss(v.double()).cpu().numpy()
+            keep = p.keeps_constraints(cv.double()).cpu().numpy() & np.isfinite(loss)
+            order = np.argsort(np.where(keep, loss, np.inf), kind="stable")[: int(keep.sum())]
+            zs, vals, loss = (zs[order], vals[order], loss[order]) if len(order) else (None,) * 3
+        if zs is None:
             # a search that evaluated points and ended with none in the domain is not_found,
             # whatever ended it; one stopped before evaluating any keeps the stop's status
             stop = status.replace("_", " ")
@@ -409,26 +448,24 @@ class Objective:
                 timings=timings,
                 info=info,
             )
+        found = self.stop_when_found and bool(loss[0] <= self.found_tol)
         if goal.kind in ("reach", "range"):
-            if self.found:
+            if found:
                 status = "found"
             elif status in ("converged", "found"):
                 status = "not_found"
-        zs = self.arch_z if len(self.arch_z) else self.best_z[None]
-        vals = self.arch_v if len(self.arch_v) else np.array([self.best_value])
-        if goal.kind == "range" and self.found:
-            inside = self.arch_loss <= 0
-            zs, vals = zs[inside], vals[inside]
+        if goal.kind == "range" and found:
+            zs, vals = zs[loss <= 0], vals[loss <= 0]
         with torch.no_grad():
             xs = to_numpy(p.space.to_input(self._torch(zs)))
-        value = float(self.best_value)
+        value = float(vals[0])
         if goal.kind == "reach":
             diff = abs(value - goal.value)
             msg = f"closest value {value:.6g} to {goal.value:g} (|diff| {diff:.3g})"
         elif goal.kind == "range":
             msg = (
                 f"{len(zs)} distinct points inside [{goal.low:g}, {goal.high:g}]"
-                if self.found
+                if found
                 else f"no point reached [{goal.low:g}, {goal.high:g}]; closest value {value:.6g}"
             )
         else:

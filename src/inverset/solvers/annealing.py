@@ -81,4 +81,5 @@ def solve(
         max_evals=max_evals,
         progress=progress,
         linear=linear,
+        alone=True,
     )

@@ -324,8 +324,11 @@ def solve(
             solver="none",
         )
     if proven is not None and best.value is not None:
-        best.bound = proven
-        best.gap = abs(proven - best.value)
+        # the proof holds for the network in exact arithmetic; a float32 model's value may pass
+        # it by a rounding: the bound is kept at or beyond the value, as the exact solver's
+        sense = float(problem.goal.sense)
+        best.bound = sense * max(sense * proven, sense * best.value) + 0.0
+        best.gap = sense * (best.bound - best.value) + 0.0
     status = best.status
     if status not in ("optimal", "unreachable", "infeasible", "found"):
         for s in ("interrupted", "time_limit", "max_evals"):

@@ -284,14 +284,15 @@ def solve(
         with torch.no_grad():
             x = problem.space.to_input(zs)
             try:
-                values, cv = (best_v, best_cv) if short else problem.evaluate_all(x)
-            except KeyboardInterrupt:  # the answer's values: one pass, then stop
+                # each point alone, as a user re-evaluates it (a float32 batch rounds otherwise)
+                values, cv = (best_v, best_cv) if short else problem.evaluate_each(x)
+            except KeyboardInterrupt:  # the answer's values, then stop
                 status = "interrupted"
-                values, cv = problem.evaluate_all(x)
+                values, cv = problem.evaluate_each(x)
             final_loss = loss_of(values, cv)
             ok = box.contains(zs) & torch.isfinite(final_loss)
             if problem.constraints:
-                ok &= problem.constraint_violation(cv) <= 1e-9
+                ok &= problem.keeps_constraints(cv)
             if goal.kind in ("range", "reach"):
                 final_loss = goal.loss(values)
     r = _result(problem, zs, x, values, final_loss, ok, status, history, timings, t0, starts)
