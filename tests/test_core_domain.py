@@ -200,6 +200,11 @@ def test_hold_moves_a_float32_point_off_a_thin_slab_by_one_unit():
     assert float((h - x).abs().max()) <= 9.8e-4
 
 
+def test_hold_takes_an_empty_batch():
+    box = iv.Box(0, 1, shape=(4,), A=[[1.0, 1.0, 0, 0]], b=[1.0])
+    assert box.hold(torch.zeros(0, 4)).shape == (0, 4)
+
+
 def test_rounding_keeps_linear_constraints():
     """Rounding (1.6, 0.9) to (2, 1) would break x0 + x1 <= 2.5: one feature rounds the other
     way instead."""

@@ -1082,3 +1082,24 @@ def test_a_constrained_optimum_near_1e4_is_kept_and_honest(solver):
     assert r.value <= r.bound and r.gap == pytest.approx(r.bound - r.value)
     if solver == "exact":
         assert r.status in ("optimal", "converged"), r.message
+
+
+def test_no_time_for_the_inset_solve_is_never_optimal(monkeypatch):
+    """The point breaking out:1 <= c on the model, and no time left to build the inset MILP
+    (its build returns None past the deadline): the answer was 'optimal'."""
+    from inverset.exact import solver as exact_solver
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)
+    ).eval()
+    box = iv.Box(2999.0, 3001.0, shape=(3,))
+    c = sum(f(net, "out:1", box, solver="exact").value for f in (iv.maximize, iv.minimize)) / 2
+    real = exact_solver._Ctx.milp
+
+    def late(self, net=None, deadline=math.inf, inset=False):
+        return None if inset else real(self, net, deadline, inset)
+
+    monkeypatch.setattr(exact_solver._Ctx, "milp", late)
+    r = iv.maximize(net, "out:0", box, solver="exact", constraints=[("out:1", -math.inf, c)])
+    assert r.status == "time_limit", r.message

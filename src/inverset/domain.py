@@ -537,6 +537,8 @@ class Box:
         (an equality row float32 cannot meet) or outside by more is left as it was."""
         if self.A is None or x.dtype == torch.float64 or not x.dtype.is_floating_point:
             return x
+        if not x.shape[0]:
+            return x
         if self._ab64 is None:
             self._ab64 = tuple(torch.as_tensor(v, dtype=torch.float64) for v in (self.A, self.b))
         A, b = (t.to(x.device) for t in self._ab64)

@@ -679,6 +679,8 @@ def _search(
             st = "optimal" if ctx.within_tol(bound - v, v) else "time_limit"
             if sol.status != "time_limit" and how in ("inset", "breaks"):
                 st = "breaks" if how == "breaks" else st.replace("time_limit", "inset")
+            if how == "unkept":  # no time for a point the model keeps them at
+                st = "time_limit"
         ctx.record(sense, v, bound)
         return {"x": x, "value": v, "bound": bound, "status": st, "method": milp_solver}
     ctx.method_used.append(chosen)
@@ -746,25 +748,24 @@ def _model_kept(
     """(x, v, how): a MILP search's point ``x`` (value ``v`` of the searched row 0 of
     ``net``) when the model itself keeps the target constraints there (how ''), else the
     optimum of the MILP with each constraint's range inset by the model's rounding (the
-    bound stays the first MILP's, on the ranges as asked; how 'inset'); 'late' when that
-    MILP stopped at the time limit, 'breaks' when it found no point the model keeps."""
+    bound stays the first MILP's, on the ranges as asked; how 'inset', or 'late' when that
+    MILP stopped at the time limit); 'breaks' when it found no point the model keeps,
+    'unkept' when the time ran out first (``x`` is then the point the model breaks them at)."""
     if x is None or ctx.model_keeps(x):
         return x, v, ""
     model = ctx.milp(net, ctx.deadline, inset=True) if ctx.remaining() != 0.0 else None
     if model is None:
-        return x, v, "late"
+        return x, v, "unkept"
     if cap is not None:
         model.add_output_constraint(0, -math.inf, cap)
     sol = ctx.optimize(model, milp_solver, threads)
     if sol.status == "interrupted":
         raise KeyboardInterrupt
-    late = "late" if sol.status == "time_limit" else "breaks"
-    if sol.x is None:
-        return x, v, late
-    xs = _rounded(ctx, sol.x)
-    if not ctx.model_keeps(xs):
-        return x, v, late
-    return xs, float(net.forward(xs[None])[0, 0]), "late" if late == "late" else "inset"
+    failed = "unkept" if sol.status == "time_limit" else "breaks"
+    xs = None if sol.x is None else _rounded(ctx, sol.x)
+    if xs is None or not ctx.model_keeps(xs):
+        return x, v, failed
+    return xs, float(net.forward(xs[None])[0, 0]), "late" if failed == "unkept" else "inset"
 
 
 def _target_bound(b: Bounds, sense: float) -> float:
