@@ -156,6 +156,14 @@ def _number(v: Any) -> Any:
     return float(v) if v in ("inf", "-inf") else _unjson(v)
 
 
+def clamped_bound(sense: float, bound: float, value: float) -> tuple[float, float]:
+    """(bound, gap) in the target's sense from a bound on ``sense * target``: the bound
+    certifies the network in exact arithmetic, the value is the model's own (float32)
+    evaluation, which may exceed it by rounding, so the bound is kept at or beyond it."""
+    bound = sense * max(bound, sense * value) + 0.0  # never -0.0 (a dead unit's bound)
+    return bound, max(sense * (bound - value), 0.0) + 0.0
+
+
 def write_fix(exc: OSError) -> str:
     """What fixes a failed write into a directory: room on a full disk, else permission."""
     return "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"

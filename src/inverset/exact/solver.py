@@ -27,7 +27,7 @@ from inverset.exact.milp import build
 from inverset.model import OUTPUT, output_activation, torch_threads
 from inverset.problem import Problem
 from inverset.progress import progress_bar
-from inverset.result import Result
+from inverset.result import Result, clamped_bound
 from inverset.space import Direct
 from inverset.target import Expr, Neg, Ref
 
@@ -677,10 +677,12 @@ def _search(
             # optimal as the README defines it: the input found, re-evaluated on the network,
             # within the tolerance of the bound (not the MILP solver's word for its own optimum)
             st = "optimal" if ctx.within_tol(bound - v, v) else "time_limit"
-            if sol.status != "time_limit" and how in ("inset", "breaks"):
-                st = "breaks" if how == "breaks" else st.replace("time_limit", "inset")
-            if how == "unkept":  # no time for a point the model keeps them at
+            if how == "breaks":
+                st = "breaks"
+            elif how == "unkept":  # no time for a point the model keeps them at
                 st = "time_limit"
+            elif how == "inset" and st == "time_limit" and sol.status != "time_limit":
+                st = "inset"
         ctx.record(sense, v, bound)
         return {"x": x, "value": v, "bound": bound, "status": st, "method": milp_solver}
     ctx.method_used.append(chosen)
@@ -956,7 +958,7 @@ def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result
             )
         x = ctx.snap(r["x"])
         value = float(ctx.model_values(x[None])[0])
-        bound, gap = _clamped(sense, r["bound"], value)
+        bound, gap = clamped_bound(sense, r["bound"], value)
         st = r["status"] if r["status"] in STOPS else "optimal"
         if st == "optimal" and not ctx.within_tol(gap - ctx.ulps(value), value):
             # the network's optimum, its input rounded to the model's precision and evaluated
@@ -1243,14 +1245,6 @@ def _closest(ctx, pts, status, message, timings, info) -> Result:
     return _result(ctx, x, value, status, message, None, timings, info, {})
 
 
-def _clamped(sense: float, bound: float, value: float) -> tuple[float, float]:
-    """(bound, gap) in the target's sense from a bound on ``sense * target``: the bound
-    certifies the network in exact arithmetic, the value is the model's own (float32)
-    evaluation, which may exceed it by rounding, so the bound is kept at or beyond it."""
-    bound = sense * max(bound, sense * value) + 0.0  # never -0.0 (a dead unit's bound)
-    return bound, max(sense * (bound - value), 0.0) + 0.0
-
-
 def _asked(goal) -> str:
     """What messages call a reach or range goal: its value, or its ends."""
     if goal.kind == "reach":
@@ -1301,7 +1295,7 @@ def _interrupted(ctx: _Ctx, timings, info) -> Result:
         if b is None:
             msg = f"interrupted: best {value:.6g}, no bound proven yet"
             return _result(ctx, x, value, "interrupted", msg, None, timings, info, {})
-        bound, gap = _clamped(sense, b, value)
+        bound, gap = clamped_bound(sense, b, value)
         msg = f"interrupted: best {value:.6g}, certified {word} bound {bound:.6g} (gap {gap:.3g})"
         return _result(ctx, x, value, "interrupted", msg, bound, timings, info, {}, gap)
     if ctx.proof is not None:

@@ -404,12 +404,12 @@ class Objective:
         timings = {"total": self.elapsed}
         zs = self.arch_z if len(self.arch_z) else self.best_z
         room = None if self.max_evals is None else max(0, self.max_evals - self.nfev)
-        if zs is not None and (room == 0 or not self.batched):
-            # each evaluated alone already, or no evaluation left: the search's own values
+        if zs is not None and not self.batched:  # each point was evaluated alone
             zs = zs.reshape(-1, self.dim)
             vals = self.arch_v if len(self.arch_v) else np.array([self.best_value])
-            if room == 0 and self.batched:
-                zs, vals = self.best_z[None], np.array([self.best_value])
+            loss = goal.loss(torch.as_tensor(vals)).numpy()
+        elif zs is not None and room == 0:  # no evaluation left: the best, as the search saw it
+            zs, vals = self.best_z[None], np.array([self.best_value])
             loss = goal.loss(torch.as_tensor(vals)).numpy()
         elif zs is not None:
             # the answer's values as a user re-evaluates each point, alone (a float32 batch

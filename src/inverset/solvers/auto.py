@@ -44,7 +44,7 @@ import torch
 from inverset.errors import InversetError, NoGradient, UnsupportedModelError
 from inverset.exact.solver import CHECK_POINTS
 from inverset.problem import Problem
-from inverset.result import Result
+from inverset.result import Result, clamped_bound
 from inverset.solvers import check_options, get_solver, unbounded
 from inverset.space import Direct
 
@@ -324,11 +324,8 @@ def solve(
             solver="none",
         )
     if proven is not None and best.value is not None:
-        # the proof holds for the network in exact arithmetic; a float32 model's value may pass
-        # it by a rounding: the bound is kept at or beyond the value, as the exact solver's
         sense = float(problem.goal.sense)
-        best.bound = sense * max(sense * proven, sense * best.value) + 0.0
-        best.gap = sense * (best.bound - best.value) + 0.0
+        best.bound, best.gap = clamped_bound(sense, sense * proven, best.value)
     status = best.status
     if status not in ("optimal", "unreachable", "infeasible", "found"):
         for s in ("interrupted", "time_limit", "max_evals"):
