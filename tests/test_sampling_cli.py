@@ -238,3 +238,17 @@ def test_sample_interrupted_exact_check_exits_130_and_resume_finds(run_main, tmp
     assert p.returncode == 0, p.stdout + p.stderr
     r = Result.load(tmp_path / "s")
     assert r.status == "found" and len(r.xs) == 20 and "witness found" in r.info["exact_check"]
+
+
+def test_sample_summary_says_when_the_diversity_is_estimated(run_main, small_net, monkeypatch):
+    """Over ``DIVERSITY_PAIRS_OF`` samples the diversity is estimated on a random subset of
+    them: the summary says so (it did not)."""
+    from inverset.sampling import inverse_set
+
+    monkeypatch.setattr(inverse_set, "DIVERSITY_PAIRS_OF", 10)
+    p = run_main(
+        "sample", small_net, "--trust", "--input-shape", "3", "--box", "0,1", "-t", "out:0",
+        "--range", "-100,100", "-n", "30", "--no-progress", "--option", "spacing=0",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "on 10 random samples of 30) " in " ".join(p.stdout.split())

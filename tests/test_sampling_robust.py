@@ -40,6 +40,14 @@ def logistic() -> nn.Module:
     return m
 
 
+def min_rms_gap(xs: np.ndarray) -> float:
+    """Smallest root-mean-square coordinate difference between two rows (the copy measure)."""
+    X = np.asarray(xs, dtype=np.float64).reshape(len(xs), -1)
+    d = ((X[:, None] - X[None]) ** 2).mean(-1)
+    np.fill_diagonal(d, np.inf)
+    return float(np.sqrt(d.min()))
+
+
 def stored(out) -> np.ndarray:
     """Every sample the store lists, read back from its chunks."""
     state = json.loads((out / "state.json").read_text())
@@ -407,6 +415,170 @@ def test_samples_of_a_thin_polytope_keep_its_constraints():
     net = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 1))
     r = sample(net, "out:0", (-10.0, 10.0), n=20, domain=box, seed=0, time_limit=20)
     xs = np.asarray(r.xs, dtype=np.float64)
-    assert len(xs) >= 5, r.message
+    # 4 distinct points (10 before copies within 3e-6 of one another were refused)
+    assert len(xs) >= 3, r.message
+    assert min_rms_gap(xs) > 1e-5
     assert (xs @ box.A.T - box.b).max() <= 1e-6
     assert box.contains(torch.as_tensor(xs)).all()
+
+
+def test_walkers_merged_into_one_point_give_no_copies(shared):
+    """MNIST-FC 256x2, linear1:1 in [-1, 0]: four seeds merged into one point (within 3e-7)
+    and all four were returned; the rounding to 7 decimals let them through."""
+    import inverset as iv
+
+    m = iv.load_model(shared / "external" / "mnistfc" / "mnist-net_256x2.onnx")
+    box = Box(0, 1, shape=(784, 1))
+    r = sample(m, "linear1:1", (-1, 0), n=60, domain=box, seed=0, time_limit=20)
+    assert r.status == "found" and len(r.xs) == 60, r.message
+    assert min_rms_gap(r.xs) > 1e-5
+    assert r.info["restarts"] > 0
+
+
+def _offer(tmp_path, monkeypatch, resume: bool) -> list[bool]:
+    """Which walkers the sampler takes when offered two near-copies (6e-7 apart in one
+    coordinate, rounding differently at 7 decimals) of a sample of the run it resumes
+    (``resume``), or of each other."""
+    from inverset.sampling import inverse_set as S
+
+    m = linear([1.0, 1.0, 1.0, 1.0])
+    box = Box(0, 1, shape=(4,))
+    kw = dict(n=6, domain=box, seed=0, out=tmp_path / "run", exact_check=False)
+    first = sample(m, "out:0", (1.0, 3.0), **kw)
+    base = np.asarray(first.xs[0], dtype=np.float32).copy()
+    base[0] = np.float32(0.25 + 4e-8)  # 0.2500000 when rounded
+    if resume:
+        base = np.asarray(first.xs[0], dtype=np.float32)
+    taken: list[bool] = []
+
+    def walk(self, u, lam, mu, bar, fresh):
+        cand = torch.as_tensor(np.stack([base, base]), dtype=self.dt)
+        cand[1, 0] += 6e-7  # 0.2500006: another key at 7 decimals
+        if resume:
+            cand[0, 1] += 3e-7
+        V, E, x = self.evaluate(self.u(cand))
+        taken.extend(self.accept(self.u(cand), V, E, x).tolist())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(S._Sampler, "walk", walk)
+    sample(m, "out:0", (1.0, 3.0), **{**kw, "n": 12, "resume": True})
+    return taken
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_near_copies_are_refused_across_walkers_and_resume(tmp_path, monkeypatch, resume):
+    """Two walkers 6e-7 apart (root mean square 3e-7 of the box width) are one sample; so is a
+    walker 3e-7 from a sample of the run it resumes."""
+    taken = _offer(tmp_path, monkeypatch, resume)
+    assert taken == ([False, False] if resume else [True, False])
+
+
+def test_skipped_exact_check_does_no_work_and_is_not_retried(monkeypatch):
+    """The exact check's imports and model check (2 s on the digits CNN) ran before the time
+    was checked, at every outer iteration of seeding."""
+    import inverset.exact as ex
+    from inverset.sampling import inverse_set as S
+
+    calls = {"is_supported": 0}
+    real = ex.is_supported
+
+    def counted(problem):
+        calls["is_supported"] += 1
+        return real(problem)
+
+    monkeypatch.setattr(ex, "is_supported", counted)
+    monkeypatch.setattr(S, "EXACT_MIN_SECONDS", 1e6)
+    m = linear([1.0, 1.0])
+    kw = dict(n=5, domain=Box(0, 1, shape=(2,)), max_outer=4, inner_steps=5, time_limit=60)
+    r = sample(m, "out:0", (5.0, 6.0), **kw)
+    assert r.status == "not_found" and r.info["outer_iterations"] == 4, r.message
+    assert calls["is_supported"] == 0
+    assert "skipped: less than" in r.info["exact_check"]
+
+
+def test_exact_check_out_of_its_own_budget_says_exact_time(monkeypatch):
+    """Without a time limit, an exact check stopped by its own budget (exact_time) was
+    reported as 'stopped at the time limit'."""
+    import inverset.exact.solver as es
+
+    def slow(problem, seed=0, time_limit=None, **kw):
+        return Result(
+            x=None,
+            value=None,
+            status="time_limit",
+            message="stopped at the time limit before reachability was decided",
+        )
+
+    monkeypatch.setattr(es, "solve", slow)
+    m = nn.Sequential(nn.Linear(2, 1), nn.ReLU())
+    m.input_shape = (2,)
+    kw = dict(n=5, domain=Box(0, 1, shape=(2,)), max_outer=1, inner_steps=5, exact_time=3)
+    r = sample(m, "out:0", (50.0, 60.0), **kw)
+    assert "own budget (exact_time=3 s)" in r.message, r.message
+    assert "exact_time=12" in r.message and "the time limit" not in r.message
+
+
+def test_every_sample_is_in_range_evaluated_alone():
+    """Inputs near 1e4, a range 0.0026 wide (about 20 float32 ulps of the value): 6 of 300
+    samples, verified in batches, were outside the range on the model evaluated alone."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+    m.eval()
+    dom = Box(1e4, 1e4 + 1, shape=(16,))
+    with torch.no_grad():
+        v = m(dom.sample(2000, torch.Generator().manual_seed(0)).float()).flatten().numpy()
+    z1, z2 = (float(a) for a in np.percentile(v, [40, 45]))
+    r = sample(m, "out:0", (z1, z2), n=300, domain=dom, seed=0, time_limit=30)
+    assert len(r.xs) == 300, r.message
+    with torch.no_grad():
+        alone = np.array([m(torch.as_tensor(x)[None]).item() for x in r.xs])
+    assert ((alone >= z1) & (alone <= z2)).all(), int(((alone < z1) | (alone > z2)).sum())
+    assert (alone == r.values).all()
+
+
+def test_log_diversity_memory_grows_by_doubling(monkeypatch):
+    """diversity='log' copied every accepted feature at every accept (torch.cat): 7.4 GB peak
+    at n=12800 on MNIST-FC. The buffer is reallocated only when full."""
+    import math
+
+    from inverset.sampling import inverse_set as S
+
+    seen: set[int] = set()
+    ref_gap = [0.0]
+    real_remember, real_div = S._Sampler.remember, S._Sampler.diversity
+
+    def remember(self, e):
+        real_remember(self, e)
+        seen.add(self.acc_e.rows.data_ptr())
+
+    def diversity(self, e, memory):
+        out = real_div(self, e, memory)
+        if memory and len(self.acc_e):
+            e = e.detach()
+            acc = (self.acc_e.rows + self.e0).double()
+            d2 = torch.cdist(e.double(), e.double()).pow(2)
+            d2 = d2 + torch.diag(torch.full_like(d2[:, 0], math.inf))
+            d2 = torch.cat([d2, torch.cdist(e.double(), acc).pow(2)], 1)
+            k = min(self.o["neighbours"], d2.shape[1])
+            ref = torch.log(torch.topk(d2, k, dim=1, largest=False).values + 1e-2).mean(1)
+            ref_gap[0] = max(ref_gap[0], float((out.detach().double() - ref).abs().max()))
+        return out
+
+    monkeypatch.setattr(S._Sampler, "remember", remember)
+    monkeypatch.setattr(S._Sampler, "diversity", diversity)
+    r = sample(
+        logistic(), "out:0", (0.3, 0.7), n=400, domain=Box(0, 1, shape=(8,)), diversity="log"
+    )
+    assert len(r.xs) == 400, r.message
+    assert len(seen) <= 2 + math.log2(400)
+    assert ref_gap[0] < 1e-3
+
+
+def test_whole_number_values_on_the_range_ends_are_samples():
+    """x0 + x1 in [5, 6] on whole x in [0, 3]^2: the three points, whose values lie on the
+    ends, were all refused (acceptance kept 1e-6 of the width off the ends): none found."""
+    m = linear([1.0, 1.0])
+    r = sample(m, "out:0", (5.0, 6.0), n=3, domain=Box(0, 3, shape=(2,), integer=[0, 1]), seed=0)
+    assert r.status == "found", r.message
+    assert sorted(map(tuple, np.asarray(r.xs).tolist())) == [(2, 3), (3, 2), (3, 3)]
+    assert sorted(np.asarray(r.values).tolist()) == [5.0, 5.0, 6.0]

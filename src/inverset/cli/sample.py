@@ -182,13 +182,22 @@ def sample(
         ) from None
     i = result.info
     div = i.get("diversity")
+    why = [
+        f"{i[k]} {what}"
+        for k, what in (
+            ("too_close", "near-copies of recent samples"),
+            ("duplicates", "copies of accepted samples"),
+        )
+        if i.get(k)
+    ]
+    of = f", on {i['diversity_of']}" if "diversity_of" in i else ""
     note = (
         f"generated {i.get('generated', 0)}, accepted {i.get('accepted', 0)}, rejected "
         f"{i.get('rejected', 0)}"
-        + (f" ({i['too_close']} near-copies of recent samples)" if i.get("too_close") else "")
+        + (f" ({', '.join(why)})" if why else "")
         + f"; steps: {i.get('seed_steps', 0)} seeding "
         f"({i.get('outer_iterations', 0)} outer) + {i.get('sample_steps', 0)} sampling; "
-        f"diversity (mean pairwise E-distance, {i.get('encoder')}) "
+        f"diversity (mean pairwise E-distance, {i.get('encoder')}{of}) "
         + (f"{div:.4g}" if div is not None else "-")
     )
     finish(result, out_dir, as_json, failed=failed, note=note)

@@ -32,8 +32,9 @@ walk keeps the paper's plain gradient step, normalized per walker (``walk_optimi
 samples); seeding stops at the first inner step where all K walkers lie in the range, and a
 walker stuck outside for a whole outer iteration (a local optimum below the range) is redrawn;
 a walker that produced no new sample for ``restart`` steps restarts at a random accepted
-sample; a walker repeating an accepted sample exactly (e.g. pinned at a corner of the box) is not
-accepted twice, nor a point within ``spacing`` (half) a step of one of its walker's RECENT last
+sample, and one that met another walker (both then take the same steps) at once; no point within
+``COPY_TOL`` of an accepted sample is accepted (a walker pinned at a corner of the box, or two
+walkers merged), nor a point within ``spacing`` (half) a step of one of its walker's RECENT last
 samples: the normalized step of a walker held between the range and the diversity push goes
 back and forth, and the paper's rule (every feasible walker, every step) took each return as a
 new sample (86% of 200 samples within a quarter step of another on a 16-input MLP);
@@ -41,7 +42,8 @@ new sample (86% of 200 samples within a quarter step of another on a 16-input ML
 squared distances.
 
 Every returned sample is re-evaluated on the model from scratch (in chunks, as the run goes,
-so that the time limit covers it) and lies in all its ranges and in the domain.
+so that the time limit covers it; alone when its chunk's value lies within rounding reach of a
+range end) and lies in all its ranges and in the domain.
 """
 
 from __future__ import annotations
@@ -73,9 +75,6 @@ from inverset.solvers import check_time_limit, unbounded
 from inverset.space import Direct, Latent, Space
 from inverset.zoo import MAX_SEARCH_SEED, check_seed
 
-#: acceptance keeps this fraction of the range width away from its ends, so that a point
-#: accepted in one batch stays inside when re-evaluated alone (float noise of batching)
-ACCEPT_INSET = 1e-6
 #: a walker's new sample must lie ``spacing`` steps away from each of this many of its own
 #: last samples (a walker circling a point makes near-copies every other step, not only
 #: consecutive ones)
@@ -83,6 +82,18 @@ RECENT = 8
 #: the exact reachability check is skipped with less time left than this (it needs about a
 #: second to compile and bound the model, which would overrun the time limit)
 EXACT_MIN_SECONDS = 2.0
+#: two samples closer than this (root mean square difference per coordinate, in units of the
+#: box width) are copies: 84 float32 ulps at the box's far end, far above the rounding of one
+#: point (unit coordinates recomputed from a saved input differ by a few ulps) and 2500 times
+#: below a walk step (0.025)
+COPY_TOL = 1e-5
+#: a verified sample whose chunk value lies within this many ulps (of the model's dtype) of a
+#: range end, relative to that end or the value, is evaluated again alone: a float32 model's
+#: batch sums round differently (4 ulps apart on inputs near 1e4); 64 leaves a margin of 16
+#: while a half-precision model's samples are not all evaluated again
+REACH_ULPS = 64
+#: samples of the first verified chunk evaluated alone to measure how far chunk values stray
+GAP_PROBES = 8
 #: diversity (mean pairwise distance) of more samples than this is estimated on this many of
 #: them, drawn at random: all pairs of 20,000 samples would take longer than the run
 DIVERSITY_PAIRS_OF = 2000
@@ -97,6 +108,38 @@ PAIR_SECONDS = 6e-11
 #: compressed writing speed assumed for the final save to ``out`` (np.savez_compressed of
 #: float data: about 25 MB/s measured on one core)
 SAVE_BYTES_PER_SECOND = 15e6
+
+
+class _Rows:
+    """Rows appended in batches, in a buffer that doubles when full (no copy of every row at
+    every append)."""
+
+    def __init__(self) -> None:
+        self.buf: torch.Tensor | None = None
+        self.n = 0
+
+    def add(self, rows: torch.Tensor) -> None:
+        rows = rows.detach()
+        if self.buf is None or self.n + len(rows) > len(self.buf):
+            cap = max(64, 2 * (self.n + len(rows)))
+            buf = rows.new_empty((cap, *rows.shape[1:]))
+            if self.buf is not None:
+                buf[: self.n] = self.buf[: self.n]
+            self.buf = buf
+        self.buf[self.n : self.n + len(rows)] = rows
+        self.n += len(rows)
+
+    @property
+    def rows(self) -> torch.Tensor | None:
+        return None if self.buf is None else self.buf[: self.n]
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 at least (a half-precision model's features)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 class _Stop(Exception):
@@ -338,16 +381,21 @@ class _Sampler:
         self.gen = torch.Generator().manual_seed(int(seed))
         self.sigma = 1.0
         self.margin = opts["margin"]
-        self.acc_e: torch.Tensor | None = None
+        self.acc_e = _Rows()  # 'log' diversity: E features of the accepted samples, less e0
+        self.e0: torch.Tensor | None = None  # the first accepted features (centre of acc_e)
         self.e_sum: torch.Tensor | None = None
         self.last_e: torch.Tensor | None = None
         self.n_e = 0
-        self.seen: set[bytes] = set()  # accepted walkers, rounded: no sample is taken twice
-        # verified samples (model inputs, values, unit coordinates, codes), in acceptance order
-        self.acc: dict[str, list[np.ndarray]] = {k: [] for k in ("x", "values", "u", "z")}
+        # unit coordinates (flat) of every accepted sample: no copy of one is taken, and
+        # walkers restart from them; with their projections on a random direction (float64),
+        # which find the candidates for a copy without a distance to every sample
+        self.acc_u = _Rows()
+        self.acc_p = _Rows()
+        self.direction: torch.Tensor | None = None
+        # verified samples (model inputs, values, codes), in acceptance order
+        self.acc: dict[str, list[np.ndarray]] = {k: [] for k in ("x", "values", "z")}
         self.n_acc = 0  # accepted: verified plus pending
         self.pending: list[dict[str, np.ndarray]] = []  # accepted, not yet verified
-        self.pool: list[np.ndarray] = []  # unit coordinates of every accepted sample
         # counters (all persisted for resume)
         self.c: dict[str, Any] = {
             "seed_steps": 0,
@@ -371,6 +419,11 @@ class _Sampler:
         self.walk_state: tuple | None = None
         self.seed_state: dict[str, Any] | None = None
         self.resumed = False
+        self.exact_skipped = False  # the time limit left the exact check too little time
+        # the largest difference of a value computed in a chunk from the model's on its point
+        # alone, per range, seen so far; measured on the first chunk's first samples
+        self.batch_gap = np.zeros(len(self.lo64))
+        self.gap_probed = False
         self.shown = 0  # samples the progress bar shows
         self.sec_per_point = 1e-3  # verification cost per sample, measured as the run goes
         self.bytes_per_sample = 8 * (len(rows) + 1)
@@ -426,10 +479,11 @@ class _Sampler:
         return torch.cat(parts, 1)
 
     def feasible(self, V: torch.Tensor) -> torch.Tensor:
-        """Walkers inside every range, a small inset from its ends (compared in float64)."""
+        """Walkers inside every range, ends included (compared in float64: a whole-number
+        model's values often lie on them). Verification, which evaluates a value near an end
+        alone, drops a point batching put inside."""
         v = V.detach().double().cpu().numpy()
-        inset = ACCEPT_INSET * self.rw64
-        ok = (self.lo64 + inset <= v) & (self.hi64 - inset >= v) & np.isfinite(v)
+        ok = (self.lo64 <= v) & (self.hi64 >= v) & np.isfinite(v)
         return torch.as_tensor(ok.all(1), device=V.device)
 
     def lagrangian(
@@ -455,10 +509,16 @@ class _Sampler:
                 mem = self.e_sum / self.n_e if self.o["memory"] == "all" else self.last_e.mean(0)
                 div = div + ((e - mem) ** 2).sum(1)
             return div
+        e = _wide(e)  # cdist has no half precision on the CPU
         d2 = torch.cdist(e, e).pow(2)
         d2 = d2 + torch.diag(torch.full_like(d2[:, 0], math.inf))
-        if memory and self.acc_e is not None:
-            d2 = torch.cat([d2, torch.cdist(e, self.acc_e).pow(2)], 1)
+        if memory and len(self.acc_e):
+            # squared distances as |a|^2 + |b|^2 - 2 a.b (one matmul, 2.8 times faster than
+            # cdist), about e0 so that the rounding (float32: 1e-7 of the squared norms) stays
+            # far below the 1e-2 the log adds
+            a, c = self.acc_e.rows, e - self.e0
+            far = (c * c).sum(1, keepdim=True) + (a * a).sum(1) - 2 * c @ a.T
+            d2 = torch.cat([d2, far.clamp_min(0)], 1)
         k = min(self.o["neighbours"], d2.shape[1])
         near = torch.topk(d2, k, dim=1, largest=False).values
         near = torch.where(torch.isfinite(near), near, torch.zeros_like(near))
@@ -670,11 +730,20 @@ class _Sampler:
         models, input space) whether the range is reachable at all. Raises ``_Stop`` with the
         proof when it is not, KeyboardInterrupt when a Ctrl-C or SIGTERM stopped it; returns
         its witness (Direct space) when it found one, and whether the check is settled (not
-        skipped or cut short by the time limit)."""
+        skipped or cut short by the time limit). Skipped for time, it is not tried again in
+        this call; the time left is checked before its imports and model check (2 s on the
+        digits CNN) and again after them."""
+        if self.exact_skipped or self.skip_exact():
+            return None, False
         try:
             from inverset.exact import is_supported
             from inverset.exact.solver import solve as exact_solve
             from inverset.exact.solver import without_point_note
+
+            if self.time_limit is not None:
+                # the exact solver imports it under a time limit before its own clock starts
+                # (1 s, once per process): here it is on this call's clock, before the budget
+                importlib.import_module("torch._dynamo")
         except ImportError:
             self.c["exact_check"] = "exact solver not importable; skipped"
             return None, True
@@ -686,18 +755,24 @@ class _Sampler:
         if not direct.domain.bounded or not is_supported(direct):
             self.c["exact_check"] = "model or domain not supported by the exact solver; skipped"
             return None, True
-        budget = min(self.o["exact_time"], self.left())
-        if budget < EXACT_MIN_SECONDS:
-            self.c["exact_check"] = (
-                f"skipped: less than {EXACT_MIN_SECONDS:g} s of the time limit left"
-            )
+        if self.skip_exact():
             return None, False
+        budget = min(self.o["exact_time"], self.left())
         r = exact_solve(direct, seed=self.seed, time_limit=budget)
         if r.status == "found":
             # the proof is about the model's inputs; through a generator G(z) may not reach them
             via = "" if isinstance(p.space, Direct) else " (the check searches inputs, not G(z))"
             self.c["exact_check"] = (
                 f"witness found: some input of the model has {self.describe_ranges()}{via}"
+            )
+        elif r.status == "time_limit":
+            t = self.o["exact_time"]
+            self.c["exact_check"] = (
+                f"its own budget (exact_time={t:g} s) ran out before reachability was decided: "
+                f"raise it (exact_time={4 * t:g} / --option exact_time={4 * t:g})"
+                if budget >= t
+                else f"the time limit left it {budget:.1f} s, too little to decide reachability "
+                "(raise time_limit / --time-limit)"
             )
         else:
             self.c["exact_check"] = (
@@ -723,6 +798,15 @@ class _Sampler:
         if r.status == "found" and r.x is not None and isinstance(p.space, Direct):
             return torch.as_tensor(np.asarray(r.x)), True
         return None, r.status == "found" or budget >= self.o["exact_time"]
+
+    def skip_exact(self) -> bool:
+        """Whether the time limit leaves the exact check too little time (then noted, and
+        not tried again in this call)."""
+        if self.left() >= EXACT_MIN_SECONDS:
+            return False
+        self.exact_skipped = True
+        self.c["exact_check"] = f"skipped: less than {EXACT_MIN_SECONDS:g} s of the time limit left"
+        return True
 
     def why_infeasible(self, direct: Problem, exact_solve) -> str:
         """Why the exact solver found no input meeting every range: the ranges cannot hold at
@@ -829,8 +913,10 @@ class _Sampler:
                 self.lagrangian(V, E, lam, mu, True).backward()
             self.take_step(u, opt, o["step"])
             self.c["sample_steps"] += 1
-            if o["restart"] and bool((outside >= o["restart"]).any()):
-                self.restart_walkers(u, opt, outside)
+            # merged walkers take the same steps from now on: one of them leaves at once
+            due = self.merged(u) | ((outside >= o["restart"]) if o["restart"] else False)
+            if bool(due.any()):
+                self.restart_walkers(u, opt, outside, torch.nonzero(due).flatten())
             self.walk_state = (u, lam, mu)
             self.flush()
             self.tick("sampling")
@@ -842,18 +928,22 @@ class _Sampler:
         self.verify_pending()
         return self.n_acc >= self.o["n"]
 
-    def restart_walkers(self, u, opt, outside) -> None:
-        """Walkers that produced no new sample for ``restart`` steps restart at random accepted
-        samples (at random points while there is none, e.g. integer features in the range
-        only between whole numbers)."""
-        idx = torch.nonzero(outside >= self.o["restart"]).flatten()
-        if not self.pool:
+    def merged(self, u: torch.Tensor) -> torch.Tensor:
+        """Bool per walker: within ``COPY_TOL`` of a walker before it."""
+        flat = u.detach().reshape(len(u), -1).double()
+        close = torch.cdist(flat, flat) < self.copy_reach(flat.shape[1])
+        return torch.tril(close, -1).any(1)
+
+    def restart_walkers(self, u, opt, outside, idx: torch.Tensor) -> None:
+        """Walkers ``idx`` (no new sample for ``restart`` steps, or merged with another)
+        restart at random accepted samples (at random points while there is none, e.g.
+        integer features in the range only between whole numbers)."""
+        if not len(self.acc_u):
             with torch.no_grad():
                 u[idx] = self.initial(len(idx))
         else:
-            pool = torch.as_tensor(np.concatenate(self.pool), dtype=self.dt, device=self.dev)
-            pick = torch.randint(0, pool.shape[0], (len(idx),), generator=self.gen)
-            start = pool[pick.to(self.dev)]
+            pick = torch.randint(0, len(self.acc_u), (len(idx),), generator=self.gen)
+            start = self.acc_u.rows[pick.to(self.dev)].reshape(len(idx), *u.shape[1:])
             # a small random move off the sample: at an accepted sample that is the centroid of
             # the memory (one sample, or K = 1) the diversity gradient is zero and the walker
             # would stay put
@@ -874,7 +964,8 @@ class _Sampler:
 
     def accept(self, u, V, E, x, among: torch.Tensor | None = None) -> torch.Tensor:
         """Take the walkers (all, or those in the mask ``among``) that lie in every range and
-        in the domain and are not exact repeats of an accepted sample, up to ``n`` in all;
+        in the domain and are no copies (``COPY_TOL``) of an accepted sample, nor of one taken
+        before them in this batch, up to ``n`` in all;
         returns the mask of walkers taken. Walkers looked at count as generated, those not
         taken as rejected; walkers left once ``n`` is reached count as neither. With integer
         features the candidates are the walkers rounded to whole numbers, evaluated again (the
@@ -890,42 +981,76 @@ class _Sampler:
             if self.rounds:
                 uc, V, E, x = self.rounded(uc)
         ok = (self.feasible(V) & self.in_domain(x)).tolist()
-        keys = np.round(uc.double().cpu().numpy().reshape(len(uc), -1), 7)
+        flat = uc.reshape(len(uc), -1).double()
+        copy = self.copies(flat).tolist()
+        close = (torch.cdist(flat, flat) < self.copy_reach(flat.shape[1])).tolist()
         near = self.near_recent(uc, rows, u.shape[0]).tolist()
-        keep = []
+        keep: list[int] = []
         for j in builtins.range(len(rows)):
             if self.n_acc + len(keep) >= self.o["n"]:
                 break
             self.c["generated"] += 1
-            key = keys[j].tobytes()
-            if ok[j] and key in self.seen:
+            again = copy[j] or any(close[j][i] for i in keep)
+            if ok[j] and again:
                 self.c["duplicates"] += 1
-            if not ok[j] or key in self.seen:
+            if not ok[j] or again:
                 self.c["rejected"] += 1
                 continue
             if near[j]:
                 self.c["too_close"] += 1
                 self.c["rejected"] += 1
                 continue
-            self.seen.add(key)
             keep.append(j)
         if not keep:
             return took
         took[rows[keep]] = True
         self.push_recent(rows[keep], uc[keep])
         idx = torch.as_tensor(keep, dtype=torch.long, device=self.dev)
+        self.add_accepted(flat[idx].to(self.dt))
         self.remember(E[idx] / self.sigma)
-        ui = to_numpy(uc[idx])
         self.pending.append(
             {
                 "x": to_numpy(x[idx]),
-                "u": ui,
                 **({"z": to_numpy(self.z(uc[idx]))} if isinstance(self.p.space, Latent) else {}),
             }
         )
-        self.pool.append(ui)
         self.n_acc += len(keep)
         return took
+
+    @staticmethod
+    def copy_reach(d: int) -> float:
+        """Euclidean distance in unit coordinates (``d`` of them) below which two points are
+        copies: ``COPY_TOL`` per coordinate, root mean square."""
+        return COPY_TOL * math.sqrt(d)
+
+    def projection(self, flat: torch.Tensor) -> torch.Tensor:
+        """Unit coordinates ``flat`` projected (float64) on a fixed random direction: points
+        within a distance have projections within it."""
+        if self.direction is None:
+            g = torch.Generator().manual_seed(int(self.seed))
+            d = torch.randn(flat.shape[1], generator=g, dtype=torch.float64)
+            self.direction = (d / d.norm()).to(flat.device)
+        return flat.double() @ self.direction
+
+    def add_accepted(self, flat: torch.Tensor) -> None:
+        """Remember accepted samples' unit coordinates (flat) against copies and as restart
+        points."""
+        self.acc_u.add(flat)
+        self.acc_p.add(self.projection(flat))
+
+    def copies(self, flat: torch.Tensor) -> torch.Tensor:
+        """Bool per candidate (flat unit coordinates): within ``COPY_TOL`` of an accepted
+        sample; only samples whose projection lies that close are measured."""
+        out = torch.zeros(len(flat), dtype=torch.bool, device=flat.device)
+        if not len(self.acc_u):
+            return out
+        r = self.copy_reach(flat.shape[1])
+        gap = (self.acc_p.rows[None, :] - self.projection(flat)[:, None]).abs()
+        i, j = torch.nonzero(gap <= r * (1 + 1e-9)).T
+        if len(i):
+            d = (self.acc_u.rows[j].double() - flat[i].double()).norm(dim=1)
+            out[i[d < r]] = True
+        return out
 
     def near_recent(self, uc: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
         """Bool per candidate ``uc`` (of walkers ``rows``, ``k`` walkers in all): closer than
@@ -954,6 +1079,7 @@ class _Sampler:
         t = time.perf_counter()
         V, _ = self.verify(part["x"], features=False)
         self.sec_per_point = (time.perf_counter() - t) / len(V)
+        V = self.alone_near_ends(part["x"], V)
         ok = self.in_ranges(V) & self.in_domain(torch.as_tensor(part["x"])).cpu().numpy()
         bad = int((~ok).sum())
         self.c["failed_verification"] += bad
@@ -961,7 +1087,7 @@ class _Sampler:
         if not ok.any():
             return
         part = {k: v[ok] for k, v in part.items()}
-        for k in ("x", "u", "z"):
+        for k in ("x", "z"):
             if k in part:
                 self.acc[k].append(part[k])
         self.acc["values"].append(V[ok])
@@ -969,11 +1095,40 @@ class _Sampler:
             V = V[ok]
             self.store.add(x=part["x"], values=V[:, 0], constraints=V[:, 1:], z=part.get("z"))
 
+    @torch.no_grad()
+    def alone_near_ends(self, xs: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """Values ``V`` (computed in chunks) with those near a range end replaced by the model's
+        value of their point alone, as a user checks a sample. Near: within ``REACH_ULPS`` of
+        the end or the value, or 4 times the largest chunk-versus-alone difference seen so far
+        (the first chunk's first ``GAP_PROBES`` samples are evaluated alone to measure it: the
+        model's rounding depends on its inner sums, not on its output)."""
+        ends = np.stack([self.lo64, self.hi64])[None]  # (1, 2, m)
+        mag = np.maximum(np.abs(np.where(np.isfinite(ends), ends, 0)), np.abs(V)[:, None])
+        ulps = REACH_ULPS * torch.finfo(self.dt).eps * np.where(np.isfinite(mag), mag, 0)
+        reach = np.maximum(ulps, 4 * self.batch_gap)
+        near = (np.abs(V[:, None, :] - ends) <= reach).any((1, 2))
+        if not self.gap_probed:
+            near[:GAP_PROBES] = True
+            self.gap_probed = True
+        if not near.any():
+            return V
+        x = torch.as_tensor(xs[near], dtype=self.dt, device=self.dev)
+        v, cv = self.p.evaluate_each(x)
+        alone = torch.cat([v[:, None], cv], 1).double().cpu().numpy()
+        diff = np.abs(alone - V[near])
+        self.batch_gap = np.maximum(self.batch_gap, np.where(np.isfinite(diff), diff, 0).max(0))
+        V = V.copy()
+        V[near] = alone
+        return V
+
     def remember(self, e: torch.Tensor) -> None:
         """Add normalized E features of accepted samples to the distance memory (the features
         themselves are kept only for 'log' diversity; 'sq' needs their sum alone)."""
         if self.o["diversity"] == "log":
-            self.acc_e = e if self.acc_e is None else torch.cat([self.acc_e, e])
+            e = _wide(e)
+            if self.e0 is None:
+                self.e0 = e[0].clone()
+            self.acc_e.add(e - self.e0)
         self.n_e += len(e)
         self.e_sum = e.sum(0) if self.e_sum is None else self.e_sum + e.sum(0)
         self.last_e = e
@@ -1066,10 +1221,7 @@ class _Sampler:
             self.acc["values"].append(np.concatenate([data["values"][:, None], cons], 1))
             if "z" in data:
                 self.acc["z"].append(data["z"])
-            self.acc["u"] = [self.acc_u_from(data)]
-            self.pool = list(self.acc["u"])
-            rows = self.acc["u"][0].astype(np.float64).reshape(self.n_acc, -1)
-            self.seen = {np.round(r, 7).tobytes() for r in rows}
+            self.add_accepted(self.acc_u_from(data).reshape(self.n_acc, -1))
             t = time.perf_counter()
             _, E = self.verify(data["x"])
             self.sec_per_point = (time.perf_counter() - t) / self.n_acc
@@ -1097,11 +1249,10 @@ class _Sampler:
             state["exact_due"] = bool(w["exact_due"])
         return "seeding", state
 
-    def acc_u_from(self, data: dict[str, np.ndarray]) -> np.ndarray:
+    def acc_u_from(self, data: dict[str, np.ndarray]) -> torch.Tensor:
         """Unit coordinates of accepted samples (inputs in Direct space, codes in Latent)."""
         src = data["z"] if "z" in data else data["x"]
-        zt = torch.as_tensor(src, dtype=self.dt, device=self.dev)
-        return to_numpy(self.u(zt))
+        return self.u(torch.as_tensor(src, dtype=self.dt, device=self.dev))
 
     # ------------------------------------------------------------------ answer
     def finish(self, status: str) -> Result:
