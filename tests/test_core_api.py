@@ -231,7 +231,10 @@ def test_half_precision_models_are_searched_sampled_and_visualized(dtype):
     s = iv.sample(m, "logit:3", (0.0, 0.05), n=3, domain=box, seed=0, time_limit=30)
     assert s.status == "found" and all(0.0 <= logit3(x) <= 0.05 for x in s.xs)
     v = fv.visualize(m, layer="conv2", channels=[0], steps=20, input_shape=(1, 8, 8))
-    assert v.xs.dtype == np.float32 and np.isfinite(v.value)
+    # the input the model ran on, in its dtype (bfloat16 as float32: numpy has none)
+    assert v.xs.dtype == (np.float16 if dtype == torch.float16 else np.float32)
+    assert torch.equal(torch.as_tensor(v.xs).to(dtype).to(torch.float32), torch.as_tensor(v.xs))
+    assert np.isfinite(v.value)
     with pytest.raises(InversetError, match=r"certifies float32 and float64 .* model.float\(\)"):
         iv.maximize(m, "logit:3", box, solver="exact")
 

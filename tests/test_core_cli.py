@@ -665,3 +665,22 @@ def test_a_missing_submodule_of_an_installed_package_is_no_missing_extra():
     assert missing_package(ModuleNotFoundError(name="numpy_not_ours")) is None
     err = missing_package(ModuleNotFoundError(name="sklearn"), "the demo")
     assert str(err).startswith("the demo needs the missing package 'sklearn'")
+
+
+def test_help_and_import_do_not_wait_for_torch():
+    """``import inverset`` and ``inverset --help`` load no torch (1.3 s for --help); the
+    package's names and submodules load on first use."""
+    code = (
+        "import sys, inverset\n"
+        "from inverset.cli import main\n"
+        "sys.argv = ['inverset', '--help']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('torch' in sys.modules)\n"
+        "print(inverset.Box.__name__, inverset.api.solve.__name__, inverset.maximize.__name__)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-2:] == ["False", "Box solve maximize"]

@@ -317,6 +317,41 @@ def test_time_limit_holds_through_polish_and_integer_search():
             np.testing.assert_array_equal(r.x, np.round(r.x))
 
 
+class _Slow(nn.Module):
+    """A small net whose every forward call takes 4 ms, whatever the batch: one evaluation of
+    each of many starts alone costs seconds, one batch does not."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+
+    def forward(self, x):
+        import time
+
+        time.sleep(0.004)
+        return self.net(x)
+
+
+def test_the_final_evaluation_of_many_starts_keeps_the_time_limit():
+    """Each final point is evaluated alone, most promising first, while time is left; past the
+    limit the rest are left out and the answer says so (800 starts alone took 3.2 s after a
+    0.5 s limit)."""
+    import time
+
+    model, box = _Slow(), iv.Box(-1, 1, shape=(3,))
+    iv.maximize(model, "out:0", box, starts=2, steps=2)  # first call's imports, untimed
+    t = time.perf_counter()
+    r = iv.maximize(model, "out:0", box, starts=800, time_limit=0.5)
+    assert time.perf_counter() - t < 1.5
+    assert r.status == "time_limit" and 0 < r.info["not_evaluated_alone"] < 800
+    assert "starts left out, not evaluated alone (no time left)" in r.message
+    assert len(r.xs) <= 800 - r.info["not_evaluated_alone"]
+    with torch.no_grad():  # every returned point's value is the model's on it alone
+        alone = [float(model(torch.as_tensor(x[None]))[0, 0]) for x in r.xs]
+    assert list(r.values) == alone and r.value == max(alone)
+
+
 def test_no_feasible_point_is_not_a_success():
     box = iv.Box(0, 1, shape=(2,), integer=[0, 1], A=[[1, 1], [-1, -1]], b=[1.5, -1.2])
     r = iv.maximize(nn.Linear(2, 1), "out:0", box, seed=0)

@@ -318,12 +318,13 @@ def test_time_limit_returns_incumbent_and_bound(method):
 def test_branch_and_bound_on_a_cnn_keeps_a_short_time_limit(digits_cnn, limit):
     """The digits CNN's ``margin:3`` takes a second extraction (its min head), a root with
     optimized slopes and rounds of about a second each: every stage now checks the clock
-    (2 and 3 s limits ran 1.0-1.6 s over on a loaded machine, 0.3-0.8 s idle)."""
+    (2 and 3 s limits ran 1.0-1.6 s over on a loaded machine, 0.3-0.8 s idle). The test allows
+    the issue's one second: a 0.5 s allowance failed once under load."""
     box = iv.Box(0, 1, shape=(1, 8, 8))
     iv.maximize(digits_cnn.model, "margin:3", box, solver="exact", time_limit=0.5)
     t = time.perf_counter()
     r = iv.maximize(digits_cnn.model, "margin:3", box, solver="exact", time_limit=limit)
-    assert time.perf_counter() - t < limit + 0.5
+    assert time.perf_counter() - t < limit + 1.0  # the issue's "honoured to within a second"
     assert r.status == "time_limit" and r.x is not None and r.bound > r.value
     with torch.no_grad():
         out = digits_cnn.model(torch.as_tensor(r.x[None], dtype=torch.float32))[0]
@@ -475,6 +476,31 @@ def test_milp_runs_after_another_highs_user_changed_the_thread_count():
     r = iv.maximize(model, "out:0", iv.Box(-1, 1, shape=(2,)), solver="exact", method="milp")
     assert r.status == "optimal"
     assert r.value == pytest.approx(_brute_max(_f(model), [-1, -1], [1, 1], 201), abs=2e-4)
+
+
+@pytest.mark.parametrize("method", ["bab", "relu"])
+def test_a_search_stopped_with_a_loose_bound_keeps_the_roots(monkeypatch, method):
+    """Branch and bound stopped early may hold a bound looser than the root's CROWN bound (on
+    a loaded machine: 45.96 where the root proved 4.16, MNIST-FC 256x4); the answer keeps the
+    tighter one, and the history ends at it."""
+    import dataclasses
+
+    from inverset.exact import bab, relu_bab
+
+    module = bab if method == "bab" else relu_bab
+    real = module.maximize
+
+    def loose(*args, **kwargs):
+        r = real(*args, **kwargs)
+        return dataclasses.replace(r, bound=r.bound + 100.0, status="time_limit")
+
+    monkeypatch.setattr(module, "maximize", loose)
+    model = _mlp([2, 16, 16, 1], 0)
+    box = iv.Box(-1, 1, shape=(2,))
+    r = iv.maximize(model, "out:0", box, solver="exact", method=method)
+    assert r.status == "time_limit"
+    assert r.value <= r.bound < r.value + 1.0  # the root's gap here is 0.14-0.22, not 100
+    assert r.history["bound"][-1] == pytest.approx(r.bound)
 
 
 def test_solve_runs_on_the_threads_asked_for_and_restores_torch(monkeypatch):

@@ -211,3 +211,19 @@ def test_the_cli_refuses_logit_and_renders_prob_on_a_softmax_onnx(run_main, soft
     assert code == 2 and "Traceback" not in err
     assert "not logits; use the objective prob (--objective prob" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_half_precision_models_pictures_return_the_input_it_ran_on(digits_cnn):
+    """A float16 model renders in float32 and casts on the way in: ``x`` is that cast input
+    (it was the float32 image, which the model never saw), and ``value`` is the model's there."""
+    import copy
+
+    half = copy.deepcopy(digits_cnn.model).half()
+    vis = fv.visualize(half, layer="out", channels=[3], steps=5, seed=0)
+    image = np.random.default_rng(0).random((8, 8, 1))
+    dream = fv.dream(half, image, layer="out", octaves=1, steps=3, seed=0)
+    for r in (vis, dream):
+        assert r.x.dtype == np.float16 and r.xs.dtype == np.float16
+    with torch.no_grad():
+        out = half(torch.as_tensor(vis.x[None]))
+    assert vis.value == float(out[0, 3])

@@ -34,6 +34,20 @@ def test_fourier_spectrum_is_one_over_f_and_seeded():
     assert not torch.equal(a, fv.FourierImage((3, 16, 16), seed=5)())
 
 
+@pytest.mark.parametrize("cls", [fv.FourierImage, fv.Pixels])
+def test_a_seeded_image_does_not_depend_on_the_default_dtype(cls):
+    """The same seed draws the same start under ``torch.set_default_dtype(torch.float64)``
+    (it drew float64 numbers there: another image, another visualization)."""
+    first = cls((3, 16, 16), seed=2)()
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        second = cls((3, 16, 16), seed=2)()
+    finally:
+        torch.set_default_dtype(before)
+    assert torch.equal(first, second.to(first.dtype))
+
+
 def test_colour_decorrelation_matrix_is_used_and_configurable():
     p = fv.FourierImage((3, 8, 8), decorrelate=True)
     m = IMAGENET_COLOR_SQRT / np.linalg.norm(IMAGENET_COLOR_SQRT, axis=0).max()

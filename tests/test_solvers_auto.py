@@ -287,3 +287,27 @@ def test_a_model_run_without_autograd_goes_on_to_the_exact_stage():
     w, b = m.fc.weight.detach()[0], float(m.fc.bias.detach()[0])
     assert r.status == "optimal"
     assert r.value == pytest.approx(max(0.0, b + float(w.clamp_min(0).sum())), abs=1e-6)
+
+
+def test_an_earlier_stages_point_under_the_exact_stages_bound_says_the_bound(monkeypatch):
+    """When the exact stage stops at its limit short of the gradient stage's point, the answer
+    is that point, its bound the exact stage's, and the message says so (it gave the gradient
+    stage's message alone)."""
+    from inverset.exact import solver
+
+    real = solver.solve
+
+    def stopped_short(problem, **kwargs):
+        r = real(problem, **kwargs)
+        r.status, r.value = "time_limit", r.value - 0.5
+        r.message = f"stopped at the time limit: best {r.value:.6g}, certified max bound ..."
+        return r
+
+    monkeypatch.setattr(solver, "solve", stopped_short)
+    res = iv.maximize(_relu4(), "out:0", iv.Box(-1, 1, shape=(4,)), solver="auto", seed=0)
+    assert res.status == "time_limit" and res.solver == "auto:gradient"
+    assert res.bound is not None and res.bound >= res.value
+    assert res.message.endswith(
+        f"; the exact stage ended (time limit) with certified max bound {res.bound:.6g} "
+        f"(gap {res.gap:.3g})"
+    )

@@ -3,21 +3,30 @@
 import importlib
 from typing import Any
 
-from inverset.api import in_range, maximize, minimize, reach, solve
-from inverset.domain import Box
-from inverset.errors import InversetError, UnsupportedModelError
-from inverset.goal import Goal
-from inverset.loaders import load_model
-from inverset.model import layers, probe
-from inverset.problem import Problem
-from inverset.result import Result, SaveError
-from inverset.space import Direct, Latent, Space
-from inverset.target import parse_target
-
 __version__ = "0.1.0"
 
-# Heavier capabilities load on first use, so `import inverset` stays quick.
+# Everything loads on first use (PEP 562), so `import inverset` and `inverset --help` do not
+# wait for torch.
 _LAZY = {
+    "in_range": ("inverset.api", "in_range"),
+    "maximize": ("inverset.api", "maximize"),
+    "minimize": ("inverset.api", "minimize"),
+    "reach": ("inverset.api", "reach"),
+    "solve": ("inverset.api", "solve"),
+    "Box": ("inverset.domain", "Box"),
+    "InversetError": ("inverset.errors", "InversetError"),
+    "UnsupportedModelError": ("inverset.errors", "UnsupportedModelError"),
+    "Goal": ("inverset.goal", "Goal"),
+    "load_model": ("inverset.loaders", "load_model"),
+    "layers": ("inverset.model", "layers"),
+    "probe": ("inverset.model", "probe"),
+    "Problem": ("inverset.problem", "Problem"),
+    "Result": ("inverset.result", "Result"),
+    "SaveError": ("inverset.result", "SaveError"),
+    "Direct": ("inverset.space", "Direct"),
+    "Latent": ("inverset.space", "Latent"),
+    "Space": ("inverset.space", "Space"),
+    "parse_target": ("inverset.target", "parse_target"),
     "sample": ("inverset.sampling", "sample"),
     "visualize": ("inverset.featvis", "visualize"),
     "dream": ("inverset.featvis", "dream"),
@@ -33,10 +42,20 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     """Import a capability the first time it is used (PEP 562)."""
     if name not in _LAZY:
+        try:  # a submodule, as `import inverset; inverset.api` read it once imported
+            return importlib.import_module(f"inverset.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"inverset.{name}":
+                raise
         raise AttributeError(f"module 'inverset' has no attribute {name!r}")
     module, attr = _LAZY[name]
     mod = importlib.import_module(module)
     return mod if attr is None else getattr(mod, attr)
+
+
+def __dir__() -> list[str]:
+    """The lazy names too, for completion in a shell or notebook."""
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -197,10 +198,34 @@ class Problem:
     def evaluate_each(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`evaluate_all` one point at a time, as a user re-evaluates an answer: a float32
         model's sums round differently in a batch (values 1e-4 apart on inputs near 1e4)."""
-        parts = [self.evaluate_all(x[i : i + 1]) for i in range(x.shape[0])]
-        if not parts:
-            return self.evaluate_all(x)
-        return torch.cat([v for v, _ in parts]), torch.cat([c for _, c in parts])
+        v, cv, _ = self.evaluate_each_until(x)
+        return v, cv
+
+    def evaluate_each_until(
+        self, x: torch.Tensor, deadline: float = math.inf, order: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`evaluate_each` in ``order`` (indices, most promising first) until ``deadline``
+        (a ``time.perf_counter()`` value), the first point always, so that thousands of starts
+        keep a time limit. Returns (values, constraint values, a mask of the points evaluated);
+        the others' values are NaN."""
+        n = x.shape[0]
+        order = torch.arange(n, device=x.device) if order is None else order.to(x.device)
+        alone = torch.zeros(n, dtype=torch.bool, device=x.device)
+        if not n:
+            v, cv = self.evaluate_all(x)
+            return v, cv, alone
+        parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for k, i in enumerate(order.tolist()):
+            if k and time.perf_counter() > deadline:
+                break
+            parts.append(self.evaluate_all(x[i : i + 1]))
+        done = order[: len(parts)]
+        alone[done] = True
+        v, cv = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        values = v.new_full((n, *v.shape[1:]), math.nan)
+        cvs = cv.new_full((n, *cv.shape[1:]), math.nan)
+        values[done], cvs[done] = v, cv
+        return values, cvs, alone
 
     def constraint_violation(self, cv: torch.Tensor) -> torch.Tensor:
         """Per point, the summed distance of each constraint value outside its range."""

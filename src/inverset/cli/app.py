@@ -19,7 +19,6 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from inverset.domain import Box, read_constraints
 from inverset.errors import InversetError, missing_package
 from inverset.progress import sigterm_as_interrupt
 from inverset.result import EMPTY_DIRECTORY, Result, SaveError, output_directory
@@ -27,6 +26,7 @@ from inverset.result import EMPTY_DIRECTORY, Result, SaveError, output_directory
 if TYPE_CHECKING:
     import torch
 
+    from inverset.domain import Box
     from inverset.space import Latent
 
 
@@ -269,6 +269,7 @@ def build_domain(
     it knows its feature names, a box file's header, a constraints file's header and
     ``--integer NAME`` are matched to them; indices and headerless columns follow the model's
     order."""
+    from inverset.domain import Box, read_constraints
     from inverset.problem import check_box_size, feature_names
 
     model_names = feature_names(model) if model is not None else None

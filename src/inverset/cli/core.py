@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -43,7 +43,9 @@ from inverset.cli.app import (
     write_out,
 )
 from inverset.errors import InversetError
-from inverset.goal import Goal
+
+if TYPE_CHECKING:
+    from inverset.goal import Goal
 
 SolverOpt = Annotated[
     str,
@@ -74,7 +76,7 @@ def layers(
 
     from inverset.model import layers as list_layers
 
-    m = load_cli_model(model, trust, factory, "cpu", input_shape)
+    m = load_cli_model(model, trust, factory, "auto", input_shape)
     infos = list_layers(m)
     if as_json:
         write_out(
@@ -255,6 +257,8 @@ def _command(goal_kind: str, doc: str):
         as_json: JsonOpt = False,
         progress: ProgressOpt = True,
     ) -> None:
+        from inverset.goal import Goal
+
         _run(
             Goal(goal_kind),
             model,
@@ -323,6 +327,8 @@ def reach(
     progress: ProgressOpt = True,
 ) -> None:
     """Find inputs whose target is as close as possible to --value."""
+    from inverset.goal import Goal
+
     _run(
         Goal.reach(value),
         model,
@@ -383,6 +389,8 @@ def range_(
     z = parse_floats(range_, "--range")
     if len(z) != 2:
         raise InversetError(f"--range takes z1,z2 (two numbers), got {range_!r}")
+    from inverset.goal import Goal
+
     _run(
         Goal.range(*z),
         model,

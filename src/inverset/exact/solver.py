@@ -735,7 +735,11 @@ def _search(
     ctx.history["time"] += [start + t for t in r.history["time"]]
     ctx.history["best"] += [sense * v for v in r.history["best"]]
     ctx.history["bound"] += [sense * v for v in r.history["bound"]]
-    return {"x": r.x, "value": r.value, "bound": r.bound, "status": r.status, "method": chosen}
+    # a search stopped early may hold a looser bound than the root's (CROWN) one
+    bound = min(b for b in (r.bound, ctx.bound_so_far(sense), math.inf) if b is not None)
+    if bound < r.bound:
+        ctx.record(sense, r.value, bound)
+    return {"x": r.x, "value": r.value, "bound": bound, "status": r.status, "method": chosen}
 
 
 def _model_kept(

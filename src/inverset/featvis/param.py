@@ -88,7 +88,8 @@ class Pixels(ImageParam):
     ):
         super().__init__(shape, batch, alpha)
         gen = torch.Generator().manual_seed(int(seed))
-        raw = torch.randn((self.batch, self.channels, *self.shape[1:]), generator=gen) * sd
+        size = (self.batch, self.channels, *self.shape[1:])
+        raw = torch.randn(size, generator=gen, dtype=torch.float32) * sd  # whatever the default
         self.color = _color_matrix(self.shape[0], color_matrix) if decorrelate else None
         if init is not None:
             raw = self._inverse(init)
@@ -129,13 +130,15 @@ class FourierImage(ImageParam):
     ):
         super().__init__(shape, batch, alpha)
         spatial = self.shape[1:]
-        freqs = [torch.fft.fftfreq(n) for n in spatial[:-1]] + [torch.fft.rfftfreq(spatial[-1])]
+        freqs = [torch.fft.fftfreq(n, dtype=torch.float32) for n in spatial[:-1]]
+        freqs.append(torch.fft.rfftfreq(spatial[-1], dtype=torch.float32))
         grids = torch.meshgrid(*freqs, indexing="ij")
         f = torch.sqrt(sum(g**2 for g in grids))
         scale = 1.0 / torch.clamp(f, min=1.0 / max(spatial)) ** decay
         self.register_buffer("scale", scale.float(), persistent=False)
         gen = torch.Generator().manual_seed(int(seed))
-        spec = torch.randn((self.batch, self.channels, *scale.shape, 2), generator=gen) * sd
+        size = (self.batch, self.channels, *scale.shape, 2)
+        spec = torch.randn(size, generator=gen, dtype=torch.float32) * sd
         self.spectrum = nn.Parameter(spec)
         self.color = _color_matrix(self.shape[0], color_matrix) if decorrelate else None
         self.dims = tuple(range(2, 2 + len(spatial)))
@@ -171,7 +174,7 @@ class LatentImage(ImageParam):
                 f"tanh(raw)), got {latent.bound}; give Latent(..., bound=3.0) or another number"
             )
         gen = torch.Generator().manual_seed(int(seed))
-        raw = torch.randn((int(batch), *latent.shape), generator=gen) * sd
+        raw = torch.randn((int(batch), *latent.shape), generator=gen, dtype=torch.float32) * sd
         with torch.no_grad():
             z = torch.zeros((1, *latent.shape), device=device or _device(latent))
             sample = latent.first_input(z)

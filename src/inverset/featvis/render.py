@@ -48,6 +48,7 @@ from inverset.model import (
     passes_units,
     probe,
     restore_mode,
+    to_numpy,
     units_first,
     work_dtype,
 )
@@ -87,6 +88,11 @@ class _Runner:
         if self.mean is not None:
             x = (x - self.mean) / self.std
         return x
+
+    def model_input(self, x: torch.Tensor) -> np.ndarray:
+        """The input the model ran on for image ``x``, in its dtype, as host numpy: what a
+        result returns (a half-precision model's input too, not the float32 image)."""
+        return to_numpy(self.prepare(x.detach()).to(self.dtype))
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Callable[[torch.Tensor], dict[str, torch.Tensor]]]:
@@ -772,7 +778,7 @@ def visualize(
                 img = img.clone()
                 img[:, :c] = lo + (hi - lo) * img[:, :c]
                 imgs.append(img.cpu())
-                xins.append(runner.prepare(xin).cpu())
+                xins.append(runner.model_input(xin))
                 vals.append(v.cpu())
                 stuck.append(still.cpu())
                 hist[: len(h)] += np.asarray(h) * len(chunk)
@@ -794,7 +800,7 @@ def visualize(
     if stacked and len({f.shape[0] for f in stacked}) == 1:  # an interrupted batch has fewer
         arrays["frames"] = torch.cat(stacked, 1).numpy()
         arrays["frames"][:, :, :c] = lo + (hi - lo) * arrays["frames"][:, :, :c]
-    xs = torch.cat(xins).numpy()
+    xs = np.concatenate(xins)
     ran = int((counts > 0).sum())
     msg = f"rendered {n} image(s) of {layer if not custom else objective.name} at " + "x".join(
         map(str, spatial)
@@ -1048,7 +1054,7 @@ def dream(
                 ) from None
             with torch.no_grad():
                 value = float(obj(Context(run(x), x)).mean())
-                xin = runner.prepare(x).cpu()
+                xin = runner.model_input(x)
     arrays = {"images": x.detach().cpu().numpy(), "original": base.cpu().numpy()}
     if frames and snapshots:
         arrays["frames"] = torch.stack(snapshots).numpy()
@@ -1056,11 +1062,11 @@ def dream(
     if interrupted:
         msg = f"interrupted (Ctrl-C) after {len(history)} of the {msg.removeprefix('dreamed ')}"
     return Result(
-        x=xin[0].numpy(),
+        x=xin[0],
         value=value,
         status="interrupted" if interrupted else "step_limit",
         message=msg,
-        xs=xin.numpy(),
+        xs=xin,
         values=np.asarray([value]),
         nfev=len(history),
         solver="dream",

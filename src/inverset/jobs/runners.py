@@ -27,7 +27,7 @@ from typing import Any
 from torch import nn
 
 from inverset.errors import InversetError
-from inverset.model import torch_threads
+from inverset.model import model_device, torch_threads
 from inverset.result import Result
 
 Outcome = list[tuple[str, Result]] | BaseException
@@ -440,7 +440,7 @@ class RayRunner(Runner):
             self._init(ray)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.slots = max(1, 2 * cpus)
-        cuda = next((p.is_cuda for p in model.parameters()), False)
+        cuda = model_device(model).type == "cuda"
         self._remote = ray.remote(
             num_cpus=1,
             num_gpus=1 if cuda else 0,

@@ -333,6 +333,14 @@ def solve(
                 status = s
                 break
     message = f"auto picked {chain or 'nothing'} ({why}); {best.message}"
+    if proven is not None and best.bound is not None and "certified" not in best.message:
+        # another stage's point won; the exact stage's proof still bounds it
+        word = "max" if problem.goal.sense > 0 else "min"
+        ended = log[-1]["status"].replace("_", " ")
+        message += (
+            f"; the exact stage ended ({ended}) with certified {word} bound {best.bound:.6g} "
+            f"(gap {best.gap:.3g})"
+        )
     if ignored:
         picked["ignored_options"] = ignored
         message += f"; options not taken by {final}: {', '.join(ignored)}"

@@ -283,19 +283,37 @@ def solve(
             status = "time_limit"  # the polish or the integer search was cut short
         with torch.no_grad():
             x = problem.space.to_input(zs)
+            # each point alone, as a user re-evaluates it (a float32 batch rounds otherwise),
+            # the most promising first; past the deadline (or after a Ctrl-C) the rest are
+            # left out
+            order = torch.argsort(best_loss.nan_to_num(math.inf), stable=True)
+            alone = torch.ones(starts, dtype=torch.bool, device=x.device)
             try:
-                # each point alone, as a user re-evaluates it (a float32 batch rounds otherwise)
-                values, cv = (best_v, best_cv) if short else problem.evaluate_each(x)
+                if short:
+                    values, cv = best_v, best_cv
+                else:
+                    # a search the limit stopped still checks its points for a tenth of the
+                    # limit (at most 0.5 s)
+                    grace = min(0.5, 0.1 * time_limit) if time_limit else 0.0
+                    until = max(deadline, time.perf_counter() + grace)
+                    values, cv, alone = problem.evaluate_each_until(x, until, order)
             except KeyboardInterrupt:  # the answer's values, then stop
                 status = "interrupted"
-                values, cv = problem.evaluate_each(x)
+                values, cv, alone = problem.evaluate_each_until(x, -math.inf, order)
             final_loss = loss_of(values, cv)
-            ok = box.contains(zs) & torch.isfinite(final_loss)
+            ok = box.contains(zs) & torch.isfinite(final_loss) & alone
             if problem.constraints:
                 ok &= problem.keeps_constraints(cv)
             if goal.kind in ("range", "reach"):
                 final_loss = goal.loss(values)
+    unchecked = starts - int(alone.sum())
+    if unchecked and status in ("converged", "step_limit"):  # the search itself ended in time
+        status = "time_limit"
     r = _result(problem, zs, x, values, final_loss, ok, status, history, timings, t0, starts)
+    if unchecked:
+        r.info["not_evaluated_alone"] = unchecked
+        why = "interrupted" if status == "interrupted" else "no time left"
+        r.message += f"; {unchecked} of {starts} starts left out, not evaluated alone ({why})"
     if short and box.integer and r.x is None:  # the budget, not the domain, left no point
         r.status = "max_evals"
         r.message = (
