@@ -207,9 +207,11 @@ def test_thousands_of_starts_stop_on_time():
         Ripples(), "out:0", box, starts=4096, steps=10**6, patience=10**6, time_limit=0.5
     )
     assert res.status == "time_limit" and res.timings["total"] < 1.5
-    # distinct: no two kept points agree to 1e-3 of the box width in every feature
+    # distinct: no two kept points agree to 1e-3 of the box width in every feature; each
+    # evaluated alone in the 0.1 s after the limit (about 2000 idle), the others left out
     keys = {tuple(np.round((x + 0.5) * 1e3).astype(int)) for x in res.xs}
-    assert len(keys) == len(res.xs) == res.info["distinct"] > 1000
+    assert len(keys) == len(res.xs) == res.info["distinct"] > 300
+    assert len(res.xs) <= 4096 - res.info.get("not_evaluated_alone", 0)
 
 
 def test_starts_on_a_flat_region_are_moved_to_where_the_net_responds():
@@ -350,6 +352,22 @@ def test_the_final_evaluation_of_many_starts_keeps_the_time_limit():
     with torch.no_grad():  # every returned point's value is the model's on it alone
         alone = [float(model(torch.as_tensor(x[None]))[0, 0]) for x in r.xs]
     assert list(r.values) == alone and r.value == max(alone)
+
+
+def test_the_constraint_penalty_rises_with_the_targets_scale():
+    """max 100 x0 + x1 with x0 <= 0.5 (a target constraint on out:1): the fixed penalty 10 was
+    weaker than the target's slope, every start ended at x0 = 1 and the answer was not_found
+    (the diabetes surrogate: not_found or 25-41% short of the certified optimum)."""
+    lin = nn.Linear(2, 2)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[100.0, 1.0], [1.0, 0.0]]))
+        lin.bias.zero_()
+    cons = [("out:1", 0.0, 0.5)]
+    r = iv.maximize(lin, "out:0", iv.Box(0, 1, shape=(2,)), constraints=cons, seed=0)
+    assert r.status == "converged", r.message
+    assert r.value == pytest.approx(51.0, abs=1e-4)
+    np.testing.assert_allclose(r.x, [0.5, 1.0], atol=1e-6)
+    assert r.x[0] <= 0.5  # out:1 kept on the model itself
 
 
 def test_no_feasible_point_is_not_a_success():

@@ -582,3 +582,45 @@ def test_whole_number_values_on_the_range_ends_are_samples():
     assert r.status == "found", r.message
     assert sorted(map(tuple, np.asarray(r.xs).tolist())) == [(2, 3), (3, 2), (3, 3)]
     assert sorted(np.asarray(r.values).tolist()) == [5.0, 5.0, 6.0]
+    more = sample(m, "out:0", (5.0, 6.0), n=5, domain=Box(0, 3, shape=(2,), integer=[0, 1]))
+    assert more.status == "not_found" and len(more.xs) == 3
+    assert "copies of accepted samples: the range may hold fewer distinct inputs" in more.message
+
+
+def test_values_near_zero_from_large_inner_sums_are_in_range_alone():
+    """Inputs near 1e4 through a net whose output is shifted to near 0: a chunk's values stray
+    from the model's on each point alone by up to 0.01, far more than any ulps of a value near
+    0; the gap measured on the first samples must widen the check of that same chunk (2-4 of
+    1000 samples were outside [-0.1, 0.1] alone)."""
+    g = torch.Generator().manual_seed(0)
+    m = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 2))
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) / 4)
+        m[2].bias[0] += 3669.5
+    r = sample(m, "out:0", (-0.1, 0.1), n=1000, domain=Box(1e4, 1e4 + 1, shape=(64,)), seed=0)
+    assert r.status == "found", r.message
+    with torch.no_grad():
+        alone = np.array([m(torch.as_tensor(x)[None])[0, 0].item() for x in r.xs])
+    assert ((alone >= -0.1) & (alone <= 0.1)).all(), int(((alone < -0.1) | (alone > 0.1)).sum())
+
+
+def test_a_half_precision_model_with_a_fixed_feature_is_sampled(digits_cnn):
+    """A float16 digits CNN, pixel 0 fixed at 0 (lo == hi): the fixed feature's width was
+    1e-12, 0 in float16, and every walker NaN ('seeding found no point'). A box wider than
+    float16 holds is refused in one line."""
+    import copy
+
+    half = copy.deepcopy(digits_cnn.model).half()
+    hi = np.ones((1, 8, 8))
+    hi[0, 0, 0] = 0.0
+    r = sample(half, "logit:3", (8.0, 12.0), n=20, domain=Box(np.zeros((1, 8, 8)), hi), seed=0)
+    assert r.status == "found", r.message
+    xs = np.asarray(r.xs, dtype=np.float32)
+    assert (xs[:, 0, 0, 0] == 0).all() and len(xs) == 20
+    with torch.no_grad():
+        alone = [half(torch.as_tensor(x)[None])[0, 3].item() for x in r.xs]
+    assert all(8.0 <= v <= 12.0 for v in alone)
+    wide = nn.Sequential(nn.Linear(2, 1)).half()
+    with pytest.raises(InversetError, match=r"wider than the model's dtype torch\.float16"):
+        sample(wide, "out:0", (0.0, 0.1), n=5, domain=Box(-6e4, 6e4, shape=(2,)))

@@ -362,7 +362,13 @@ class _Sampler:
         if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):
             what, fix = unbounded(problem.space)
             raise InversetError(f"inverse-set sampling needs a bounded search space: {what}; {fix}")
-        self.lo, self.width = lo, (hi - lo).clamp_min(1e-12)
+        # a fixed feature (lo == hi) gets the dtype's least width: 1e-12 is 0 in float16
+        self.lo, self.width = lo, (hi - lo).clamp_min(max(1e-12, torch.finfo(self.dt).tiny))
+        if not torch.isfinite(self.width).all():
+            raise InversetError(
+                f"the box is wider than the model's dtype {self.dt} can hold "
+                f"({torch.finfo(self.dt).max:g}): narrow it or give the model in float32"
+            )
         g = problem.goal
         rows = [(g.low, g.high), *[(a, b) for _, a, b in problem.constraints]]
         # the user's bounds exactly (float64): acceptance and verification compare against them,
@@ -1100,26 +1106,33 @@ class _Sampler:
         """Values ``V`` (computed in chunks) with those near a range end replaced by the model's
         value of their point alone, as a user checks a sample. Near: within ``REACH_ULPS`` of
         the end or the value, or 4 times the largest chunk-versus-alone difference seen so far
-        (the first chunk's first ``GAP_PROBES`` samples are evaluated alone to measure it: the
-        model's rounding depends on its inner sums, not on its output)."""
+        (the first ``GAP_PROBES`` samples verified are evaluated alone first to measure it:
+        the model's rounding depends on its inner sums, not on its output)."""
+        V = V.copy()
+        done = np.zeros(len(V), dtype=bool)
+        if not self.gap_probed:
+            self.gap_probed = True
+            done[:GAP_PROBES] = True
+            self.evaluate_alone(xs, V, done)
         ends = np.stack([self.lo64, self.hi64])[None]  # (1, 2, m)
         mag = np.maximum(np.abs(np.where(np.isfinite(ends), ends, 0)), np.abs(V)[:, None])
         ulps = REACH_ULPS * torch.finfo(self.dt).eps * np.where(np.isfinite(mag), mag, 0)
         reach = np.maximum(ulps, 4 * self.batch_gap)
-        near = (np.abs(V[:, None, :] - ends) <= reach).any((1, 2))
-        if not self.gap_probed:
-            near[:GAP_PROBES] = True
-            self.gap_probed = True
-        if not near.any():
-            return V
-        x = torch.as_tensor(xs[near], dtype=self.dt, device=self.dev)
+        near = (np.abs(V[:, None, :] - ends) <= reach).any((1, 2)) & ~done
+        if near.any():
+            self.evaluate_alone(xs, V, near)
+        return V
+
+    def evaluate_alone(self, xs: np.ndarray, V: np.ndarray, rows: np.ndarray) -> None:
+        """Replace the values ``V`` of the samples ``rows`` (a mask) by the model's on each one
+        alone, and widen the measured chunk-versus-alone gap by theirs."""
+        x = torch.as_tensor(xs[rows], dtype=self.dt, device=self.dev)
         v, cv = self.p.evaluate_each(x)
         alone = torch.cat([v[:, None], cv], 1).double().cpu().numpy()
-        diff = np.abs(alone - V[near])
-        self.batch_gap = np.maximum(self.batch_gap, np.where(np.isfinite(diff), diff, 0).max(0))
-        V = V.copy()
-        V[near] = alone
-        return V
+        diff = np.abs(alone - V[rows])
+        gap = np.where(np.isfinite(diff), diff, 0).max(0, initial=0.0)
+        self.batch_gap = np.maximum(self.batch_gap, gap)
+        V[rows] = alone
 
     def remember(self, e: torch.Tensor) -> None:
         """Add normalized E features of accepted samples to the distance memory (the features
@@ -1314,6 +1327,11 @@ class _Sampler:
                     f" ({self.c['too_close']} points were refused as near-copies of their "
                     f"walker's recent samples, spacing {o['spacing']:g} steps: spacing=0.1 / "
                     "--option spacing=0.1 accepts closer ones, 0 every one)"
+                )
+            if status == "not_found" and self.c["duplicates"]:
+                why += (
+                    f" ({self.c['duplicates']} points were copies of accepted samples: the "
+                    "range may hold fewer distinct inputs than n, e.g. on whole numbers)"
                 )
             if self.c["failed_verification"]:
                 why += (

@@ -133,6 +133,23 @@ def solve(
         """Evaluations of the budget left after the final one (no budget: None)."""
         return None if max_evals is None else max_evals - used() - starts
 
+    def escalate() -> bool:
+        """Every ``patience`` steps: when the best start breaks a target constraint, the
+        penalty is too weak for the target's scale (the penalized optimum lies outside), so
+        raise it tenfold, up to ``PENALTY_RISE`` times its start (the best losses under the
+        new one)."""
+        nonlocal penalty, best_loss
+        best = int(torch.argmin(best_loss))
+        if not problem.constraints or penalty >= top_penalty or not math.isfinite(best_loss[best]):
+            return False
+        if bool(problem.keeps_constraints(best_cv[best : best + 1])[0]):
+            return False
+        penalty *= 10.0
+        counted = torch.isfinite(best_loss)
+        best_loss = torch.where(counted, loss_of(best_v, best_cv).detach(), best_loss)
+        return True
+
+    top_penalty = penalty * PENALTY_RISE
     deadline = math.inf if time_limit is None else t0 + time_limit
 
     status = "converged"
@@ -221,6 +238,8 @@ def solve(
                     if reason:
                         status = reason
                         break
+                    if step % patience == patience - 1 and escalate():
+                        stale = 0
                     if stale >= patience and warming:  # the others have converged
                         warm_end, stale = step, 0
                     elif stale >= patience:
@@ -293,8 +312,8 @@ def solve(
                     values, cv = best_v, best_cv
                 else:
                     # a search the limit stopped still checks its points for a tenth of the
-                    # limit (at most 0.5 s)
-                    grace = min(0.5, 0.1 * time_limit) if time_limit else 0.0
+                    # limit, from 0.1 to 0.5 s
+                    grace = min(0.5, max(0.1, 0.1 * time_limit)) if time_limit else 0.0
                     until = max(deadline, time.perf_counter() + grace)
                     values, cv, alone = problem.evaluate_each_until(x, until, order)
             except KeyboardInterrupt:  # the answer's values, then stop
@@ -375,6 +394,12 @@ def _close_history(
     history["stage"].append(stage or "final")
     if integer:
         history["relaxed"].append(math.nan)
+
+
+#: how far the target-constraint penalty may rise (tenfold at a time) while the best start
+#: breaks a constraint: a target that changes 100 units per unit of a constrained output (the
+#: diabetes surrogate) needs 100, not the default 10
+PENALTY_RISE = 1e6
 
 
 #: inputs from which a quarter of the starts are sparse corner points (image-like domains)
