@@ -46,8 +46,9 @@ import torch
 # inverset's one-time import (torch.optim's first optimizer loads it, 1-2 s), outside the
 # timings as the peers' imports are
 import torch._dynamo
+from _args import positive
 from torch import nn
-from vnncomp import check_witness, positive
+from vnncomp import check_witness
 
 import inverset as iv
 from inverset.exact.vnnlib import Property, read_vnnlib

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _args import listed, positive
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
@@ -150,21 +151,23 @@ def run_lucent(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="cnn,lite0")
-    ap.add_argument("--n", type=int, default=16)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--steps", default="256", help="steps, or one per model: 256,64")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--models", type=listed(str, LAYERS), default="cnn,lite0")
+    ap.add_argument("--n", type=positive(int), default=16)
+    ap.add_argument("--size", type=positive(int), default=128)
+    ap.add_argument(
+        "--steps", type=listed(positive(int)), default="256", help="or one per model: 256,64"
+    )
+    ap.add_argument("--threads", type=positive(int), default=1)
     ap.add_argument("--seed", type=int, default=0, help="both sides' random seed")
     ap.add_argument("--worker", default=None)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.worker:
-        args.steps = int(args.steps)
+        args.steps = args.steps[0]
         lucent_worker(args)
         return
     torch.set_num_threads(args.threads)
-    steps = dict(zip(args.models.split(","), args.steps.split(","), strict=False))
+    steps = dict(zip(args.models, args.steps, strict=False))
     print(
         f"{args.n} channels, {args.size} px, {args.threads} thread(s); act = target channel "
         f"mean on the final image ({args.size} px, no transforms); act@224 = Lucent's images "
@@ -192,8 +195,8 @@ def main() -> None:
             flush=True,
         )
 
-    for name in args.models.split(","):
-        n_steps = int(steps.get(name, args.steps.split(",")[-1]))
+    for name in args.models:
+        n_steps = steps.get(name, args.steps[-1])
         model, layer = build(name), LAYERS[name]
         dt, imgs = run_inverset(model, layer, args.n, args.size, n_steps, args.seed)
         act = channel_means(model, layer, imgs, args.size)

@@ -33,6 +33,7 @@ import time
 
 import numpy as np
 import torch
+from _args import listed, positive
 
 from inverset.domain import Box
 from inverset.goal import Goal
@@ -195,13 +196,13 @@ def langevin(model, space, target, z1, z2, n, seed, chains=50, eta=1e-3, kappa=5
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--target", default="logit:3")
-    ap.add_argument("--range", default="8,12")
-    ap.add_argument("-n", type=int, default=500)
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--range", type=listed(float, count=2), default="8,12", help="z1,z2")
+    ap.add_argument("-n", type=positive(int), default=500)
+    ap.add_argument("--seeds", type=listed(int), default="0,1,2")
+    ap.add_argument("--threads", type=positive(int), default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    z1, z2 = (float(v) for v in a.range.split(","))
+    z1, z2 = a.range
     t = time.perf_counter()
     cnn = digits("cnn", seed=0)
     vae = digits_vae(seed=0)
@@ -244,7 +245,7 @@ def main() -> None:
         "(c) rejection from the prior": lambda s: rejection(model, space, a.target, z1, z2, a.n, s),
         "(d) Langevin in latent space": lambda s: langevin(model, space, a.target, z1, z2, a.n, s),
     }
-    seeds = [int(s) for s in a.seeds.split(",")]
+    seeds = a.seeds
     print(f"query: {a.target} in [{z1:g}, {z2:g}], n={a.n}, E={enc.describe()}, seeds {seeds}")
     print(
         "in range: re-evaluated in range / asked for; E-div, E-NN (median E-distance to the "

@@ -35,6 +35,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from _args import listed, positive
 
 import inverset as iv
 from inverset.goal import Goal
@@ -86,6 +87,7 @@ def wine():
 
 
 PROBLEMS = {"diabetes": diabetes, "cancer": cancer, "wine": wine}
+GOALS = ("maximize", "minimize")  # reach and range need a value this script does not take
 
 
 def reference(model, target, goal, box, ref_time: float) -> tuple[float | None, str]:
@@ -174,30 +176,36 @@ def print_table(title: str, cols: list[str], rows: dict[str, dict[str, dict]]) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--budgets", default="1,5,30", help="wall-clock budgets in seconds")
-    ap.add_argument("--evals", default="", help="model-evaluation budgets, e.g. 1000,20000")
-    ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--problems", default="diabetes,cancer,wine")
-    ap.add_argument("--goals", default="maximize,minimize")
-    ap.add_argument("--solvers", default=",".join(SOLVERS))
-    ap.add_argument("--ref-time", type=float, default=300.0, help="seconds for the exact solver")
-    ap.add_argument("--cap", type=float, default=60.0, help="time cap of evaluation-budget runs")
+    ap.add_argument(
+        "--budgets", type=listed(positive(float)), default="1,5,30", help="wall-clock seconds"
+    )
+    ap.add_argument(
+        "--evals", type=listed(positive(int)), default="", help="evaluation budgets: 1000,20000"
+    )
+    ap.add_argument("--seeds", type=positive(int), default=10)
+    ap.add_argument("--problems", type=listed(str, PROBLEMS), default="diabetes,cancer,wine")
+    ap.add_argument("--goals", type=listed(str, GOALS), default="maximize,minimize")
+    ap.add_argument("--solvers", type=listed(str, SOLVERS), default=",".join(SOLVERS))
+    ap.add_argument(
+        "--ref-time", type=positive(float), default=300.0, help="seconds for the exact solver"
+    )
+    ap.add_argument(
+        "--cap", type=positive(float), default=60.0, help="time cap of evaluation-budget runs"
+    )
     ap.add_argument("--json", default=None, help="also write every run to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    budgets = [float(b) for b in args.budgets.split(",") if b]
-    evals = [int(e) for e in args.evals.split(",") if e]
-    solvers = [s for s in args.solvers.split(",") if s]
+    budgets, evals, solvers = args.budgets, args.evals, args.solvers
     print(
         "Timings are wall clock on a shared 2-core machine (torch with 1 thread); other "
         "processes make them noisy."
     )
     raw: dict = {}
     auto_check: list[str] = []
-    for pname in args.problems.split(","):
+    for pname in args.problems:
         model, box, target = PROBLEMS[pname]()
         warm_up(model, target, box, solvers)
-        for gname in args.goals.split(","):
+        for gname in args.goals:
             goal = Goal(gname)
             key = f"{pname} {gname} {target}"
             opt, how = reference(model, target, goal, box, args.ref_time)

@@ -28,6 +28,7 @@ import torch
 # one-time import (torch.optim's first optimizer loads it, 1-2 s), kept out of the first
 # instance's time
 import torch._dynamo
+from _args import positive
 
 import inverset as iv
 from inverset.exact.vnnlib import read_vnnlib
@@ -77,21 +78,6 @@ def check_witness(path: Path, prop, x: np.ndarray) -> bool:
     inside = any(((xf >= lo - 1e-9) & (xf <= hi + 1e-9)).all() for lo, hi in prop.boxes)
     hit = any(all(float(c @ y) <= d + 1e-6 for c, d in conj) for conj in prop.unsafe)
     return bool(inside and hit)
-
-
-def positive(kind: type):
-    """An argparse type: a finite number of ``kind`` above zero, else a one-line error."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"{text} must be above 0")
-        return value
-
-    return parse
 
 
 def prop_keys(prop_file: str) -> set[str]:

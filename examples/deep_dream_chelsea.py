@@ -57,7 +57,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = parser().parse_args()
+    ap = parser()
+    args = ap.parse_args()
+    if args.threads < 1:
+        ap.error(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     photo = chelsea()
     model = efficientnet_lite(0)

@@ -63,9 +63,10 @@ def _values(r) -> np.ndarray:
 
 def report(name: str, r) -> None:
     i = r.info
+    div = "-" if i["diversity"] is None else f"{i['diversity']:.3f}"  # one sample: none
     print(
         f"  {name:28s} {r.status:9s} {i['accepted']:4d} in range (verified {i['verified']}), "
-        f"steps {i['seed_steps']}+{i['sample_steps']}, diversity {i['diversity']:.3f}, "
+        f"steps {i['seed_steps']}+{i['sample_steps']}, diversity {div}, "
         f"{r.timings['total']:.1f} s"
     )
 

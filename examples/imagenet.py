@@ -10,7 +10,7 @@ channels of a middle block. Writes ``classes/grid.png``, ``channels/grid.png`` a
 Run: ``python examples/imagenet.py [--steps 256] [--out examples_out/imagenet]`` (pip install
 'inverset[examples]'; a missing package is a one-line error, exit code 2). Measured: 512 s for
 the 8 classes and 252 s for the 8 channels (wall, one thread, on 2 CPU cores shared with a load
-average near 9; far less on a quiet machine).
+average near 9, ``--threads 1``; far less on a quiet machine).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from inverset import featvis as fv
 from inverset.errors import InversetError
 from inverset.featvis.zoo import efficientnet_lite
+from inverset.model import check_layer_names
 
 CLASSES = {
     281: "tabby cat",
@@ -60,10 +61,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = parser().parse_args()
+    ap = parser()
+    args = ap.parse_args()
+    if args.threads < 1:
+        ap.error(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     lite0, lite1 = efficientnet_lite(0), efficientnet_lite(1)
+    check_layer_names(lite0, [args.layer])  # before minutes of rendering, not after
 
     t = time.perf_counter()
     classes = list(CLASSES)
