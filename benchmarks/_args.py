@@ -24,13 +24,20 @@ def positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
-def listed(item: Callable[[str], Any], choices: Iterable[str] | None = None, count: int = 0):
+def listed(
+    item: Callable[[str], Any],
+    choices: Iterable[str] | None = None,
+    count: int = 0,
+    empty: bool = False,
+):
     """A comma-separated list of ``item`` values (from ``choices`` when given; exactly
-    ``count`` of them when nonzero)."""
+    ``count`` of them when nonzero; none only when ``empty``)."""
     valid = None if choices is None else list(choices)
 
     def parse(text: str) -> list:
         parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not parts and not empty:
+            raise argparse.ArgumentTypeError("give at least one value")
         if valid is not None:
             bad = [p for p in parts if p not in valid]
             if bad:

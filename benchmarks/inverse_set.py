@@ -203,6 +203,8 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     z1, z2 = a.range
+    if not z1 < z2:
+        ap.error(f"--range {z1:g},{z2:g}: give z1 < z2")
     t = time.perf_counter()
     cnn = digits("cnn", seed=0)
     vae = digits_vae(seed=0)

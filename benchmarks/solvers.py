@@ -179,9 +179,8 @@ def main() -> None:
     ap.add_argument(
         "--budgets", type=listed(positive(float)), default="1,5,30", help="wall-clock seconds"
     )
-    ap.add_argument(
-        "--evals", type=listed(positive(int)), default="", help="evaluation budgets: 1000,20000"
-    )
+    eval_budgets = listed(positive(int), empty=True)
+    ap.add_argument("--evals", type=eval_budgets, default="", help="evaluation budgets: 1000,20000")
     ap.add_argument("--seeds", type=positive(int), default=10)
     ap.add_argument("--problems", type=listed(str, PROBLEMS), default="diabetes,cancer,wine")
     ap.add_argument("--goals", type=listed(str, GOALS), default="maximize,minimize")

@@ -368,6 +368,11 @@ def test_the_constraint_penalty_rises_with_the_targets_scale():
     assert r.value == pytest.approx(51.0, abs=1e-4)
     np.testing.assert_allclose(r.x, [0.5, 1.0], atol=1e-6)
     assert r.x[0] <= 0.5  # out:1 kept on the model itself
+    # a float16 model: the penalty stays within its dtype (a first rise overflowed to inf
+    # and "the target became non-finite at every start" was raised)
+    half = lin.half()
+    r = iv.maximize(half, "out:0", iv.Box(0, 10, shape=(2,)), constraints=cons, seed=0)
+    assert r.status in ("converged", "not_found"), r.message
 
 
 def test_no_feasible_point_is_not_a_success():

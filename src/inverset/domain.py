@@ -101,6 +101,12 @@ def _integer_indices(integer: Any, size: int | None) -> tuple[int, ...]:
 HOLD_GRID = 6
 
 
+def unit_widths(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """``hi - lo`` as the scale of unit coordinates: a fixed feature (lo == hi) gets its
+    dtype's least width (1e-12 is 0 in float16, and 0/0 made the searches' walkers NaN)."""
+    return (hi - lo).clamp_min(max(1e-12, torch.finfo(lo.dtype).tiny))
+
+
 @dataclass
 class Box:
     """A box ``lo <= x <= hi`` on inputs of shape ``shape`` (without the batch axis).

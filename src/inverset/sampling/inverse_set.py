@@ -62,7 +62,7 @@ import torch
 from torch import nn
 
 from inverset.checks import is_number, is_whole, two_numbers
-from inverset.domain import Box
+from inverset.domain import Box, unit_widths
 from inverset.errors import InversetError, model_backward, reworded
 from inverset.goal import Goal
 from inverset.model import fingerprint, forward, to_numpy
@@ -362,8 +362,7 @@ class _Sampler:
         if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):
             what, fix = unbounded(problem.space)
             raise InversetError(f"inverse-set sampling needs a bounded search space: {what}; {fix}")
-        # a fixed feature (lo == hi) gets the dtype's least width: 1e-12 is 0 in float16
-        self.lo, self.width = lo, (hi - lo).clamp_min(max(1e-12, torch.finfo(self.dt).tiny))
+        self.lo, self.width = lo, unit_widths(lo, hi)
         if not torch.isfinite(self.width).all():
             raise InversetError(
                 f"the box is wider than the model's dtype {self.dt} can hold "

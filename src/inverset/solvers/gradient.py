@@ -20,6 +20,7 @@ import torch
 # when the solver is chosen, so that it is not charged to the first search's time limit
 import torch._dynamo
 
+from inverset.domain import unit_widths
 from inverset.errors import InversetError, model_backward, no_gradient
 from inverset.model import WARM_STEPS, LeakyReLUs, to_numpy
 from inverset.problem import Problem
@@ -36,7 +37,7 @@ class Scaled:
         lo, hi = box.tensors(problem.device, problem.dtype)
         finite = torch.isfinite(lo) & torch.isfinite(hi)
         self.lo = torch.where(finite, lo, torch.zeros_like(lo))
-        self.s = torch.where(finite, (hi - lo).clamp_min(1e-12), torch.ones_like(lo))
+        self.s = torch.where(finite, unit_widths(lo, hi), torch.ones_like(lo))
         self.box = box
 
     def z(self, u: torch.Tensor) -> torch.Tensor:
@@ -134,22 +135,28 @@ def solve(
         return None if max_evals is None else max_evals - used() - starts
 
     def escalate() -> bool:
-        """Every ``patience`` steps: when the best start breaks a target constraint, the
-        penalty is too weak for the target's scale (the penalized optimum lies outside), so
-        raise it tenfold, up to ``PENALTY_RISE`` times its start (the best losses under the
-        new one)."""
+        """Every ``patience`` steps: when the best start breaks a target constraint by more
+        than ``RISE_AT`` of the constraints' scale (not Adam's jitter at the boundary), the
+        penalty is too weak for the target's scale (the penalized optimum lies outside): raise
+        it tenfold, up to ``PENALTY_RISE`` times its start and within the model's dtype
+        (float16 overflowed), and recompute the best losses under it."""
         nonlocal penalty, best_loss
         best = int(torch.argmin(best_loss))
-        if not problem.constraints or penalty >= top_penalty or not math.isfinite(best_loss[best]):
+        if not problem.constraints or 10 * penalty > top_penalty:
             return False
-        if bool(problem.keeps_constraints(best_cv[best : best + 1])[0]):
+        if not math.isfinite(best_loss[best]):
             return False
-        penalty *= 10.0
+        violation = float(problem.constraint_violation(best_cv[best : best + 1])[0])
+        if violation <= RISE_AT * (1 + constraint_scale):
+            return False
+        penalty *= 10
         counted = torch.isfinite(best_loss)
         best_loss = torch.where(counted, loss_of(best_v, best_cv).detach(), best_loss)
         return True
 
-    top_penalty = penalty * PENALTY_RISE
+    top_penalty = min(penalty * PENALTY_RISE, torch.finfo(problem.dtype).max / 1e3)
+    ends = [abs(e) for _, lo, hi in problem.constraints for e in (lo, hi) if math.isfinite(e)]
+    constraint_scale = max(ends, default=0.0)
     deadline = math.inf if time_limit is None else t0 + time_limit
 
     status = "converged"
@@ -400,6 +407,9 @@ def _close_history(
 #: breaks a constraint: a target that changes 100 units per unit of a constrained output (the
 #: diabetes surrogate) needs 100, not the default 10
 PENALTY_RISE = 1e6
+#: a violation (relative to the constraints' scale) below which the penalty does not rise:
+#: Adam's steps jitter across an active constraint by 1e-6 to 5e-5
+RISE_AT = 1e-3
 
 
 #: inputs from which a quarter of the starts are sparse corner points (image-like domains)
