@@ -736,7 +736,8 @@ def _search(
     ctx.history["best"] += [sense * v for v in r.history["best"]]
     ctx.history["bound"] += [sense * v for v in r.history["bound"]]
     # a search stopped early may hold a looser bound than the root's (CROWN) one
-    bound = min(b for b in (r.bound, ctx.bound_so_far(sense), math.inf) if b is not None)
+    so_far = ctx.bound_so_far(sense)
+    bound = r.bound if so_far is None else min(r.bound, so_far)
     if bound < r.bound:
         ctx.record(sense, r.value, bound)
     return {"x": r.x, "value": r.value, "bound": bound, "status": r.status, "method": chosen}

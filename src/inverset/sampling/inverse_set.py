@@ -424,7 +424,6 @@ class _Sampler:
         self.walk_state: tuple | None = None
         self.seed_state: dict[str, Any] | None = None
         self.resumed = False
-        self.exact_skipped = False  # the time limit left the exact check too little time
         # the largest difference of a value computed in a chunk from the model's on its point
         # alone, per range, seen so far; measured on the first chunk's first samples
         self.batch_gap = np.zeros(len(self.lo64))
@@ -738,7 +737,7 @@ class _Sampler:
         skipped or cut short by the time limit). Skipped for time, it is not tried again in
         this call; the time left is checked before its imports and model check (2 s on the
         digits CNN) and again after them."""
-        if self.exact_skipped or self.skip_exact():
+        if self.skip_exact():
             return None, False
         try:
             from inverset.exact import is_supported
@@ -805,11 +804,10 @@ class _Sampler:
         return None, r.status == "found" or budget >= self.o["exact_time"]
 
     def skip_exact(self) -> bool:
-        """Whether the time limit leaves the exact check too little time (then noted, and
-        not tried again in this call)."""
+        """Whether the time limit leaves the exact check too little time (then noted; the
+        time left only shrinks, so it is not tried again in this call)."""
         if self.left() >= EXACT_MIN_SECONDS:
             return False
-        self.exact_skipped = True
         self.c["exact_check"] = f"skipped: less than {EXACT_MIN_SECONDS:g} s of the time limit left"
         return True
 
@@ -935,8 +933,7 @@ class _Sampler:
 
     def merged(self, u: torch.Tensor) -> torch.Tensor:
         """Bool per walker: within ``COPY_TOL`` of a walker before it."""
-        flat = u.detach().reshape(len(u), -1).double()
-        close = torch.cdist(flat, flat) < self.copy_reach(flat.shape[1])
+        close = self.close_pairs(u.detach().reshape(len(u), -1).double())
         return torch.tril(close, -1).any(1)
 
     def restart_walkers(self, u, opt, outside, idx: torch.Tensor) -> None:
@@ -988,7 +985,7 @@ class _Sampler:
         ok = (self.feasible(V) & self.in_domain(x)).tolist()
         flat = uc.reshape(len(uc), -1).double()
         copy = self.copies(flat).tolist()
-        close = (torch.cdist(flat, flat) < self.copy_reach(flat.shape[1])).tolist()
+        close = self.close_pairs(flat).tolist()
         near = self.near_recent(uc, rows, u.shape[0]).tolist()
         keep: list[int] = []
         for j in builtins.range(len(rows)):
@@ -1027,6 +1024,10 @@ class _Sampler:
         """Euclidean distance in unit coordinates (``d`` of them) below which two points are
         copies: ``COPY_TOL`` per coordinate, root mean square."""
         return COPY_TOL * math.sqrt(d)
+
+    def close_pairs(self, flat: torch.Tensor) -> torch.Tensor:
+        """Bool matrix: which pairs of points (flat unit coordinates) are copies."""
+        return torch.cdist(flat, flat) < self.copy_reach(flat.shape[1])
 
     def projection(self, flat: torch.Tensor) -> torch.Tensor:
         """Unit coordinates ``flat`` projected (float64) on a fixed random direction: points
