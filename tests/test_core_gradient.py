@@ -465,6 +465,24 @@ def test_starts_where_every_unit_is_off_first_follow_leaky_relus():
         assert got == pytest.approx(values, abs=1e-6), (relu, got, values)
 
 
+def test_flat_starts_on_a_net_held_far_below_zero_turn_a_hidden_unit_on(shared):
+    """MNIST-FC 256x2's first layer sits near -100 on random images, where the stand-in
+    network of slope 0.1 is unlike the model: relu2:1 stayed at 0 ('never moved') at seeds 0
+    and 1 with 128 starts, though the exact solver finds 16.1. Starts taking slopes 0.1,
+    0.01 and 0.001 in turn reach 9.6 and 9.8, each value the model's own at x."""
+    torch.set_num_threads(1)
+    m = iv.load_model(shared / "external/mnistfc/mnist-net_256x2.onnx", input_shape=(1, 28, 28))
+    box = iv.Box(0, 1, shape=(1, 28, 28))
+    seen = []
+    dict(m.named_modules())["relu2"].register_forward_hook(lambda *a: seen.append(a[2]))
+    for seed in (0, 1):
+        r = iv.maximize(m, "relu2:1", box, seed=seed, starts=128, time_limit=20)
+        assert r.value > 5 and "flat" not in r.info, (seed, r.value, r.message)
+        with torch.no_grad():
+            m(torch.as_tensor(r.x[None], dtype=torch.float32))
+        assert float(seen[-1][0, 1]) == pytest.approx(r.value, abs=1e-5)
+
+
 class _FunctionalReLUs(nn.Module):
     """``Linear, relu, Linear, relu`` of a Sequential, its ReLUs called as ``relu``."""
 

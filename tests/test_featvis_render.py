@@ -191,6 +191,29 @@ def test_dream_on_an_image_raises_the_layer_norm(digits_cnn):
     assert r.arrays["images"].min() >= 0 and r.arrays["images"].max() <= 1
 
 
+def test_a_dream_on_a_small_image_keeps_its_rolls_inside_it_and_says_when_stuck(shared):
+    """MNIST-FC 256x2 on a real 7 (the centre of VNN-LIB prop_3's box): rolls of 16 px on 28
+    px octaves (10 px at the smallest) climbed other images, and four octaves lowered the
+    dream's own objective (0.121 -> 0.087 at seed 0); rolls of at most an eighth of the octave
+    raise it (1.77). A flat grey image switches relu1 off: the dream said step_limit, nothing
+    about it; it is now not_found with the objective in info['stuck']."""
+    from inverset.exact.vnnlib import read_vnnlib
+
+    torch.set_num_threads(1)
+    net = shared / "external" / "mnistfc"
+    m = iv.load_model(net / "mnist-net_256x2.onnx", input_shape=(1, 28, 28))
+    lo, hi = read_vnnlib(net / "prop_3_0.03.vnnlib").boxes[0]
+    seven = ((lo + hi) / 2).reshape(1, 28, 28).astype(np.float32)
+    with torch.no_grad():
+        before = forward(m, torch.as_tensor(seven)[None], ["relu1"])["relu1"].pow(2).mean()
+    r = fv.dream(m, seven, "relu1", input_shape=(1, 28, 28), seed=0)
+    assert r.value > 5 * float(before) and r.status == "step_limit", (r.value, float(before))
+    grey = np.full((1, 28, 28), 0.1, dtype=np.float32)
+    r = fv.dream(m, grey, "relu1", octaves=1, input_shape=(1, 28, 28))
+    assert r.value == 0 and r.status == "not_found" and r.info["stuck"] == ["dream(relu1)"]
+    assert "dream(relu1) never moved from its value on the image (0)" in r.message
+
+
 def test_save_writes_grid_gif_and_result(digits_cnn, tmp_path):
     r = fv.visualize(digits_cnn.model, layer="out", channels="0-3", steps=20, frames=5)
     assert r.arrays["frames"].shape[:2] == (6, 4)
@@ -511,6 +534,9 @@ def test_a_target_that_never_moves_is_said_and_not_converged():
     assert r.status == "not_found"  # before: 'converged'
     assert r.info["stuck"] == ["relu1:0", "relu1:1"]
     assert "2 of the 2 target(s) never moved from their start value" in r.message
+    assert "the gradient solver's many starts may reach them (inverset maximize -t relu1:0" in (
+        r.message
+    )
 
 
 class _Only16(nn.Module):

@@ -928,13 +928,23 @@ def torch_threads(n: int | None) -> Iterator[None]:
 #: 0.0119
 LEAKY_SLOPE = 0.1
 WARM_STEPS = 100
+#: the gradient solver's flat starts take these slopes in turn: where random inputs hold a
+#: layer far below zero (MNIST-FC 256x2's first layer at about -100), a slope of 0.1 makes a
+#: stand-in network unlike the model (outputs -26 for -0.02)
+LEAKY_SLOPES = (LEAKY_SLOPE, 1e-2, 1e-3)
+
+
+def leaky_slopes(n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """One slope per start, LEAKY_SLOPES in turn."""
+    return torch.tensor(LEAKY_SLOPES, dtype=dtype).repeat(n // len(LEAKY_SLOPES) + 1)[:n]
 
 
 class LeakyReLUs(TorchFunctionMode):
     """While open, every ReLU the model calls (``nn.ReLU`` modules, ``F.relu``,
     ``torch.relu``, ``Tensor.relu``, in place or not) passes ``slope`` times its negative
     inputs on the batch rows ``rows`` (bool [B]): a stand-in network whose gradient is not zero
-    where every unit a target reads is off. ``rows=None`` changes nothing and only counts the
+    where every unit a target reads is off; ``slope`` is one for all rows or one per row ([B]).
+    ``rows=None`` changes nothing and only counts the
     ReLU calls (``calls``): whether a warm-up can reach this model at all (TorchScript
     modules are opaque to it)."""
 
@@ -943,7 +953,7 @@ class LeakyReLUs(TorchFunctionMode):
     )
     IN_PLACE = frozenset({F.relu_, torch.relu_, torch.Tensor.relu_})
 
-    def __init__(self, rows: torch.Tensor | None, slope: float = LEAKY_SLOPE):
+    def __init__(self, rows: torch.Tensor | None, slope: float | torch.Tensor = LEAKY_SLOPE):
         super().__init__()
         self.rows, self.slope, self.calls = rows, slope, 0
 
@@ -957,5 +967,8 @@ class LeakyReLUs(TorchFunctionMode):
             return func(*args, **kwargs)
         in_place = func in self.IN_PLACE or bool(kwargs.get("inplace", len(args) > 1 and args[1]))
         r = self.rows.to(x.device).reshape(-1, *([1] * (x.dim() - 1)))
-        out = torch.where(r & (x < 0), self.slope * x, torch.relu(x))
+        slope = self.slope
+        if isinstance(slope, torch.Tensor):
+            slope = slope.to(device=x.device, dtype=x.dtype).reshape(r.shape)
+        out = torch.where(r & (x < 0), slope * x, torch.relu(x))
         return x.copy_(out) if in_place else out

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -194,6 +194,8 @@ def _check_std(std) -> None:
 
 
 MAX_PIXELS = 2048 * 2048  # per rendered image; a batch of larger ones exhausts memory
+#: a dream's roll is at most this fraction (1/JITTER_SHARE) of its octave's shorter side
+JITTER_SHARE = 8
 
 
 class RenderOutOfMemory(InversetError):
@@ -559,9 +561,10 @@ def _render_batch(
     early (the images as they are then are still evaluated and returned), the last which
     targets never moved: still at their start value with a zero gradient.
 
-    Images whose target has no gradient at the start (every ReLU it reads is off, as random
-    images make the MNIST-FC nets) take their first steps through leaky ReLUs, as the gradient
-    solver's flat starts do (:class:`~inverset.model.LeakyReLUs`)."""
+    Images whose target has no gradient at the start (every ReLU it reads is off) take their
+    first steps through leaky ReLUs, as the gradient solver's flat starts do
+    (:class:`~inverset.model.LeakyReLUs`); on the MNIST-FC nets, whose first layer random
+    images hold near -100, most logits stay stuck all the same (see the README)."""
     lo, hi = value_range
     c = param.shape[0]
     opt = torch.optim.Adam(param.parameters(), lr=lr)
@@ -812,6 +815,8 @@ def visualize(
             f"; {len(never)} of the {n} target(s) never moved from their start value (zero "
             f"gradient: every unit they read stays off): {', '.join(never[:8])}"
             + (", ..." if len(never) > 8 else "")
+            + f"; the gradient solver's many starts may reach them (inverset maximize -t "
+            f"{never[0]}: on MNIST-FC 256x2 it reaches every logit visualize leaves stuck)"
         )
     if interrupted:
         msg = (
@@ -969,7 +974,9 @@ def dream(
     mean squared activation), from the smallest octave up, carrying the added detail along.
 
     Each step adds ``lr * (hi - lo)`` times the gradient normalized by its mean magnitude,
-    after a random roll of up to ``jitter`` pixels. Returns a Result with
+    after a random roll of up to ``jitter`` pixels (at most an eighth of the octave's side,
+    JITTER_SHARE). An objective that ends at its value on the image has never moved: it is
+    named in ``info['stuck']``, status 'not_found'. Returns a Result with
     ``arrays['images']`` (the dream), ``arrays['original']`` and the dream as the model input
     in ``x``; ``value`` is the objective on the final image.
     """
@@ -1023,10 +1030,14 @@ def dream(
                 for sz in sizes:
                     b = _resize(base, sz)
                     x = (b + _resize(detail, sz)).clamp(lo, hi)
+                    # a roll of at most an eighth of the octave: 16 px rolled a 28 px MNIST
+                    # image by over half its width, and the steps climbed other images (the
+                    # objective fell from 0.121 to 0.087 on MNIST-FC's relu1)
+                    roll = min(int(jitter), min(sz) // JITTER_SHARE)
                     for _ in range(steps):
                         x.requires_grad_(True)
                         shifts = [
-                            int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=gen)
+                            int(v) for v in torch.randint(-roll, roll + 1, (2,), generator=gen)
                         ]
                         dims = tuple(range(2, x.dim()))
                         xr = torch.roll(x, shifts[: len(dims)], dims)
@@ -1054,17 +1065,27 @@ def dream(
                 ) from None
             with torch.no_grad():
                 value = float(obj(Context(run(x), x)).mean())
+                start = float(obj(Context(run(base), base)).mean())
                 xin = runner.model_input(x)
     arrays = {"images": x.detach().cpu().numpy(), "original": base.cpu().numpy()}
     if frames and snapshots:
         arrays["frames"] = torch.stack(snapshots).numpy()
     msg = f"dreamed {len(sizes)} octave(s) x {steps} steps on {obj}" + (f"; {note}" if note else "")
+    info: dict[str, Any] = {"labels": [str(obj)], "device": str(device)}
+    status = "interrupted" if interrupted else "step_limit"
+    if value == start and not interrupted:
+        info["stuck"] = [str(obj)]
+        status = "not_found"
+        msg += (
+            f"; {obj} never moved from its value on the image ({value:.6g}): every unit it "
+            "reads is off there (zero gradient); try a layer nearer the input or another image"
+        )
     if interrupted:
         msg = f"interrupted (Ctrl-C) after {len(history)} of the {msg.removeprefix('dreamed ')}"
     return Result(
         x=xin[0],
         value=value,
-        status="interrupted" if interrupted else "step_limit",
+        status=status,
         message=msg,
         xs=xin,
         values=np.asarray([value]),
@@ -1083,7 +1104,7 @@ def dream(
             "seed": seed,
             "value_range": [lo, hi],
         },
-        info={"labels": [str(obj)], "device": str(device)},
+        info=info,
         arrays=arrays,
     )
 

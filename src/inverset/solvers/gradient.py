@@ -22,7 +22,7 @@ import torch._dynamo
 
 from inverset.domain import unit_widths
 from inverset.errors import InversetError, model_backward, no_gradient
-from inverset.model import WARM_STEPS, LeakyReLUs, to_numpy
+from inverset.model import WARM_STEPS, LeakyReLUs, leaky_slopes, to_numpy
 from inverset.problem import Problem
 from inverset.progress import progress_bar
 from inverset.result import Result
@@ -79,8 +79,9 @@ def solve(
     ``patience`` stops early when no start improved its loss in that many steps.
     Starts whose gradient is exactly zero (a flat region: every unit the target reads is off)
     are moved (:func:`_move_flat_starts`) and, when the model calls ReLUs, take
-    their first steps (WARM_STEPS) through leaky ReLUs (LEAKY_SLOPE); their values count from
-    the first step on the model itself.
+    their first steps (WARM_STEPS) through leaky ReLUs, each start with its own slope from
+    LEAKY_SLOPE down to LEAKY_SLOPE_LOW; their values count from the first step on the model
+    itself.
 
     ``max_evals`` counts this solve's evaluations (a problem may arrive with some made: auto's
     probes). The status is ``step_limit`` when an iteration cap (``steps`` with no polish, the
@@ -177,6 +178,7 @@ def solve(
         # follow a network with leaky ReLUs, which has a gradient there
         warm: torch.Tensor | None = None
         warm_end = -1
+        slopes = leaky_slopes(starts)
         t_adam = time.perf_counter()
         try:
             with progress_bar(progress, steps + 1, "gradient search") as bar:
@@ -189,7 +191,7 @@ def solve(
                     warming = warm is not None and step <= warm_end
                     x = problem.space.to_input(sc.z(u))
                     if step == 0 or warming:
-                        relus = LeakyReLUs(warm if warming else None)
+                        relus = LeakyReLUs(warm if warming else None, slopes)
                         with relus:
                             v, cv = problem.evaluate_all(x)
                     else:
@@ -359,7 +361,8 @@ def solve(
         r.info["flat"] = True
         r.message += (
             "; the target never moved from its first value at any start (zero gradient "
-            "everywhere the search went: a unit that stays off, or a constant output)"
+            "everywhere the search went: a unit that stays off, or a constant output); more "
+            "starts may turn it on, and the exact solver proves whether any input does"
         )
     if nonfinite:
         r.info["nonfinite"] = nonfinite
