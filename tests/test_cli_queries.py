@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import inverset as iv
 from inverset.model import fingerprint
@@ -480,6 +481,7 @@ def test_a_reordered_box_file_is_matched_to_the_models_feature_names(run_main, n
     args = ["maximize", d / "reg.joblib", "--trust", "-t", "out:0", "--solver", "exact"]
     runs = [run_main(*args, "--box-file", d / f, "--json") for f in ("data.csv", "reordered.csv")]
     assert [p.returncode for p in runs] == [0, 0], runs
+    assert "no feature names" not in runs[1].stderr  # matched, so nothing to warn of
     a, b = (json.loads(p.stdout) for p in runs)
     assert a["status"] == b["status"] == "optimal" and a["x"] == b["x"]
     x = df.iloc[:1].copy()
@@ -537,3 +539,52 @@ def test_json_names_a_truncated_x(run_main, models, tmp_path):
     assert json.loads(p.stdout)["x_size"] == 4
     big = iv.Result(x=np.arange(70.0), value=1.0, status="converged").summary()
     assert "x" not in big and big["x_summary"] == list(range(64)) and big["x_size"] == 70
+
+
+@pytest.mark.parametrize("n", [30, 100])
+def test_the_best_input_is_listed_or_said_where_it_is(run_main, tmp_path, n):
+    """Up to SUMMARY_X (64) features the best input is a table (a 30-feature surrogate's
+    recipe is the answer); past it one line says how many values and where they are."""
+    torch.manual_seed(0)
+    torch.jit.script(nn.Sequential(nn.Linear(n, 8), nn.ReLU(), nn.Linear(8, 1))).save(
+        tmp_path / "m.pt"
+    )
+    args = ("maximize", tmp_path / "m.pt", "-t", "out:0", "--box", "0,1", "--input-shape", n)
+    p = run_main(*args, "--no-progress")
+    assert p.returncode == 0, p.stderr
+    if n == 30:
+        assert "x[29]" in p.stdout and "too many" not in p.stdout
+    else:
+        assert "x[0]" not in p.stdout
+        assert (
+            "best input: 100 values (shape 100), too many to list here; --out DIR saves them "
+            "(result.npz, best_input.png), --json prints the first 64"
+        ) in " ".join(p.stdout.split())
+
+
+def test_mistakes_in_a_surrogates_files_get_the_fix_that_works(run_main, named):
+    """Audit 97's cases, each one line with exit 2 and a fix that leads on: a data file that
+    still holds the target column (dropping the header only led to 'bounds 4 features but the
+    model takes 3'), a constraints header without the bound's column, an integer feature
+    named in the box file, and report on one query's --out."""
+    d, _, df = named
+    args = ["maximize", d / "reg.joblib", "--trust", "-t", "out:0", "--no-progress"]
+    df.assign(y=df.a).to_csv(d / "with_y.csv", index=False)
+    (d / "no_b.csv").write_text("a,b\n1,1,3\n")
+    df.assign(b=df.b * 0 + 2.5).to_csv(d / "half.csv", index=False)
+    runs = {
+        "y": run_main(*args, "--box-file", d / "with_y.csv"),
+        "no_b": run_main(*args, "--box-file", d / "data.csv", "--constraints", d / "no_b.csv"),
+        "int": run_main(*args, "--box-file", d / "half.csv", "--integer", "b"),
+    }
+    for p in runs.values():
+        assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p
+    assert runs["y"].stderr.strip().endswith("(drop the column the model does not take)")
+    assert "(a header names every column, the bound's too: a,b,b)" in runs["no_b"].stderr
+    assert "integer feature 1 ('b') has bounds [2.5, 2.5] holding no whole number" in (
+        runs["int"].stderr
+    )
+    assert run_main(*args, "--box-file", d / "data.csv", "--out", d / "one").returncode == 0
+    p = run_main("report", d / "one")
+    assert p.returncode == 2
+    assert "holds one query's result" in p.stderr and "run inverset atlas first" in p.stderr

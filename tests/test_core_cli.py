@@ -94,6 +94,12 @@ def test_minimize_box_file_integer(files, tmp_path):
     )
     assert p.returncode == 0, p.stderr
     assert "status" in p.stdout and "best input" in p.stdout
+    # TorchScript records no feature names: the header cannot be matched, and the user is told
+    assert (
+        f"warning: the model records no feature names, so the columns of {files / 'bounds.csv'} "
+        "are taken as its inputs in file order (a, b, c, ...); check that the model takes this "
+        "order\n"
+    ) in p.stderr
     res = iv.Result.load(tmp_path / "b")
     box = iv.Box.from_csv(files / "bounds.csv")
     assert box.contains(torch.as_tensor(res.x[None])).all()

@@ -527,10 +527,42 @@ def test_trusted_pickle_whose_class_module_is_missing_names_it(tmp_path, monkeyp
     with pytest.raises(iv.InversetError) as exc:
         load_model(tmp_path / "net.pt", trust=True)
     assert str(exc.value) == (
-        f"{tmp_path / 'net.pt'} holds a pickled module whose class's module 'pickled_net_mod' "
+        f"{tmp_path / 'net.pt'} holds a pickled model whose class's module 'pickled_net_mod' "
         "cannot be imported; run from the folder of that module's code or add the folder to "
         "PYTHONPATH (install it if it is a package), or save the model as TorchScript"
     )
     monkeypatch.chdir(code)
     model = load_model(tmp_path / "net.pt", trust=True)
     assert type(model).__name__ == "PickledNet" and model.source == str(tmp_path / "net.pt")
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".joblib"])
+def test_trusted_pickle_of_a_class_from_the_training_script_says_so(tmp_path, monkeypatch, suffix):
+    """torch.save(model) in a training script pickles the class as __main__.Name, which the
+    loading process lacks: the error says where the class was and what to do, not 'not a
+    readable torch file (AttributeError)'."""
+    import sys
+
+    import joblib
+
+    class Surrogate(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    Surrogate.__module__, Surrogate.__qualname__ = "__main__", "Surrogate"
+    monkeypatch.setattr(sys.modules["__main__"], "Surrogate", Surrogate, raising=False)
+    path = tmp_path / f"surrogate{suffix}"
+    (torch.save if suffix == ".pt" else joblib.dump)(Surrogate(), path)
+    monkeypatch.delattr(sys.modules["__main__"], "Surrogate")
+    with pytest.raises(iv.InversetError) as exc:
+        load_model(path, trust=True)
+    assert str(exc.value) == (
+        f"{path} holds a pickled model whose class Surrogate was defined in the script that "
+        "saved it (__main__), so it cannot be found here; move the class into a module "
+        "importable from here (e.g. surrogate.py) and save again, or save the model as "
+        "TorchScript (torch.jit.script(model).save(...)) or as a state dict for --factory"
+    )

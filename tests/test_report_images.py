@@ -98,6 +98,9 @@ def test_integer_search_curve_draws_its_relaxation(saved_figures, tmp_path):
     (ax,) = saved_figures[0].axes
     drawn = [np.isfinite(line.get_ydata().astype(float)).sum() for line in ax.get_lines()]
     assert sum(drawn) >= 30, drawn
+    # Adam's points, not a relaxation's bound (which a reader would take as one above the answer)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["search steps, before rounding", "whole-number points"]
 
 
 def _result(x, xs=None, values=None, target="out:0", lo=0.0, hi=1.0, history=None):

@@ -624,3 +624,28 @@ def test_a_half_precision_model_with_a_fixed_feature_is_sampled(digits_cnn):
     wide = nn.Sequential(nn.Linear(2, 1)).half()
     with pytest.raises(InversetError, match=r"wider than the model's dtype torch\.float16"):
         sample(wide, "out:0", (0.0, 0.1), n=5, domain=Box(-6e4, 6e4, shape=(2,)))
+
+
+def test_an_empty_intersection_is_not_called_an_empty_domain():
+    """out:0 = x0 + x1 in [1.5, 2] with 3 (x0 + x1) in [-1, -0.5] on [0, 1]^2: the box has
+    inputs, only the ranges together have none. The exact check's note said 'the domain
+    admits no input'; a proof that the first range is out of reach under the second says no
+    word of a point, which the sampler does not return."""
+    m = nn.Sequential(nn.Linear(2, 2))
+    with torch.no_grad():
+        m[0].weight.copy_(torch.tensor([[1.0, 1.0], [3.0, 3.0]]))
+        m[0].bias.zero_()
+    m.input_shape = (2,)
+    dom = Box(0, 1, shape=(2,))
+    r = sample(m, "out:0", (1.5, 2.0), n=10, domain=dom, intersect=[("out:1", -1, -0.5)], seed=0)
+    assert r.status == "unreachable" and r.xs.shape[0] == 0, r.message
+    assert r.info["exact_check"] == (
+        "infeasible: no input of the domain meets the target constraints (proven by the MILP "
+        "solver)"
+    )
+    assert "the ranges cannot all hold at once on this domain" in r.message
+    r = sample(m, "out:0", (1.5, 2.0), n=10, domain=dom, intersect=[("out:1", 0, 1)], seed=0)
+    assert r.status == "unreachable" and r.xs.shape[0] == 0, r.message
+    assert r.info["exact_check"] == (
+        "unreachable: no input reaches 1.5; the MILP requiring it is infeasible (highs)"
+    )

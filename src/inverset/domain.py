@@ -211,9 +211,10 @@ class Box:
                         f"features (0..{lo.size - 1})"
                     )
                 if np.ceil(lo[i]) > np.floor(hi[i]):
+                    name = f"{i} ({self.names[i]!r})" if self.names else str(i)
                     raise InversetError(
-                        f"integer feature {i} has bounds [{lo[i]:g}, {hi[i]:g}] holding no whole "
-                        "number; widen the box or drop it from --integer"
+                        f"integer feature {name} has bounds [{lo[i]:g}, {hi[i]:g}] holding no "
+                        "whole number; widen the box or drop it from --integer"
                     )
 
     def _check_constraints(self) -> None:
@@ -356,11 +357,12 @@ class Box:
             raise InversetError(f"the {where} names feature {twice!r} twice; name each once")
         unknown = [n for n in own if n not in names]
         if unknown:
-            fix = (
-                "rename the column, or drop the header to take the columns in order"
-                if where.startswith("box file")
-                else "use the model's names, or names=None to take the features in order"
-            )
+            if not where.startswith("box file"):
+                fix = "use the model's names, or names=None to take the features in order"
+            elif len(own) > len(names):  # a column the model does not take (the data's target)
+                fix = f"drop the column{'s' if len(unknown) > 1 else ''} the model does not take"
+            else:
+                fix = "rename the column, or drop the header to take the columns in order"
             raise InversetError(
                 f"the {where} names {', '.join(map(repr, unknown))}, which the model does not "
                 f"have; its features are {listed} ({fix})"
@@ -757,9 +759,14 @@ def read_constraints(
     for k, r in enumerate(rows):
         if len(r) != width:
             what = "the header" if header is not None else "row 1"
+            names_b = (
+                f" (a header names every column, the bound's too: {','.join(header)},b)"
+                if header is not None and len(r) == width + 1
+                else ""
+            )
             raise InversetError(
                 f"constraints file {path}: row {k + first} has {len(r)} values but {what} "
-                f"has {width}; {fix} with one value per column"
+                f"has {width}{names_b}; {fix} with one value per column"
             )
         bad = next((j for j, c in enumerate(r) if not _is_number(c)), None)
         if bad is not None:

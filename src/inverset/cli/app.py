@@ -287,6 +287,15 @@ def build_domain(
     else:
         base = Box()
     names = model_names or base.names
+    if box_file and model is not None and model_names is None and base.names:
+        err.print(
+            f"warning: the model records no feature names, so the columns of {box_file} are "
+            f"taken as its inputs in file order ({', '.join(base.names[:3])}"
+            f"{', ...' if len(base.names) > 3 else ''}); check that the model takes this order",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     kw: dict[str, Any] = {}
     if integer:
         kw["integer"] = parse_features(integer, names)
@@ -459,7 +468,11 @@ def finish(
 
 
 def print_result(result: Result, names: list[str] | None = None) -> None:
+    """The result's table, then its best input's features when as few as a summary holds
+    (SUMMARY_X), else where to find them."""
     import numpy as np
+
+    from inverset.result import SUMMARY_X
 
     t = Table(show_header=False, box=None)
     t.add_row("status", f"[bold]{result.status}[/]")
@@ -474,7 +487,15 @@ def print_result(result: Result, names: list[str] | None = None) -> None:
     out.print(t)
     if result.x is not None:
         x = np.asarray(result.x).reshape(-1)
-        if x.size <= 24:
+        if x.size > SUMMARY_X:
+            shape = "x".join(map(str, np.shape(result.x)))
+            out.print(
+                f"{result.x_label}: {x.size} values (shape {shape}), too many to list here; "
+                f"--out DIR saves them (result.npz, best_input.png), --json prints the first "
+                f"{SUMMARY_X}",
+                highlight=False,
+            )
+        else:
             names = (
                 names
                 or result.query.get("domain", {}).get("names")

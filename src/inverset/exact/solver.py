@@ -813,14 +813,21 @@ def _settled_at_root(
     return None
 
 
+def _no_input(ctx: _Ctx) -> str:
+    """What an infeasible MILP proves: no input meets the target constraints (a sampler's
+    other ranges: an empty intersection), or the domain itself admits none."""
+    if ctx.problem.constraints:
+        return "no input of the domain meets the target constraints (proven by the MILP solver)"
+    return "the domain admits no input (proven by the MILP solver)"
+
+
 def _decided(ctx: _Ctx, side, sense: float, end: float, asked: str, args, kw, timings, info):
     """The answer when one side of a reach/range decision settles it (None when it does not):
     no input in the domain at all, or proven none at or beyond ``end`` (``sense`` 1: up to z1,
     from the maximum; -1: down to z2, from the minimum). A reach goal goes on to the nearest
     input."""
     if side["status"] == "infeasible":
-        msg = "the domain admits no input"
-        return _result(ctx, None, None, "infeasible", msg, None, timings, info, side)
+        return _result(ctx, None, None, "infeasible", _no_input(ctx), None, timings, info, side)
     if side["status"] != "below":
         return None
     reach = ctx.problem.goal.kind == "reach"
@@ -941,7 +948,7 @@ def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result
                 None,
                 None,
                 "infeasible",
-                "the domain and constraints admit no input (proven by the MILP solver)",
+                _no_input(ctx),
                 None,
                 timings,
                 info,

@@ -210,6 +210,8 @@ def _load_file(path: Path, trust: bool, device: str | torch.device | None = None
         try:
             obj = joblib.load(path)
         except Exception as exc:  # any damage: unpickling runs arbitrary code paths
+            if (missing := _class_not_found(path, exc)) is not None:
+                raise missing from None
             kind, why = type(exc).__name__, first_line(exc)[:100]
             raise _misread(path, "joblib file", ()) or InversetError(
                 f"{path} is not a readable joblib file ({kind if why == kind else f'{kind}: {why}'}"
@@ -233,6 +235,34 @@ def _load_file(path: Path, trust: bool, device: str | torch.device | None = None
         "(TorchScript, or a pickled module with --trust), .joblib (with --trust), or a state "
         "dict with the code that builds the model: --factory package.module:function "
         "(in Python: load_model('pkg.mod:fn', weights=path))"
+    )
+
+
+def _class_not_found(path: Path, exc: Exception) -> InversetError | None:
+    """The one-line error for a trusted pickle whose class cannot be found when loading (its
+    module is not importable, or the class is not in it: a class defined in the training
+    script lives in ``__main__``, which is inverset's, not that script), else None."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return InversetError(
+            f"{path} holds a pickled model whose class's module {exc.name!r} cannot be "
+            "imported; run from the folder of that module's code or add the folder to "
+            "PYTHONPATH (install it if it is a package), or save the model as TorchScript"
+        )
+    found = re.search(r"Can't get attribute '([^']+)' on <module '([^']+)'", str(exc))
+    if not isinstance(exc, AttributeError) or found is None:
+        return None
+    cls, module = found.groups()
+    if module == "__main__" or module.endswith(".__main__"):
+        return InversetError(
+            f"{path} holds a pickled model whose class {cls} was defined in the script that "
+            "saved it (__main__), so it cannot be found here; move the class into a module "
+            "importable from here (e.g. surrogate.py) and save again, or save the model as "
+            "TorchScript (torch.jit.script(model).save(...)) or as a state dict for --factory"
+        )
+    return InversetError(
+        f"{path} holds a pickled model of class {cls}, which module {module!r} no longer "
+        "defines (its code changed since the file was saved); run with the code it was "
+        "saved with, or save the model as TorchScript"
     )
 
 
@@ -264,12 +294,8 @@ def _load_torch(path: Path, trust: bool, device: str | torch.device | None = Non
                 "(trust=True) if you trust its author, or save it as TorchScript or a state "
                 "dict with a factory"
             ) from None
-        if trust and isinstance(exc, ModuleNotFoundError) and exc.name:
-            raise InversetError(
-                f"{path} holds a pickled module whose class's module {exc.name!r} cannot be "
-                "imported; run from the folder of that module's code or add the folder to "
-                "PYTHONPATH (install it if it is a package), or save the model as TorchScript"
-            ) from None
+        if trust and (missing := _class_not_found(path, exc)) is not None:
+            raise missing from None
         raise InversetError(f"{path} is not a readable torch file ({type(exc).__name__})") from None
     if isinstance(obj, nn.Module):
         obj.source = str(path)

@@ -312,6 +312,11 @@ def build_report(
         entries = [(t["key"], t["target"]) for t in job["targets"]]
     else:
         entries = [(p.parent.name, p.parent.name) for p in sorted(out.glob("*/result.json"))]
+    if not entries and (out / "result.json").is_file():
+        raise InversetError(
+            f"{out} holds one query's result (its pictures and result.json are there); report "
+            "builds the page of an atlas job's directory: run inverset atlas first"
+        )
     if not entries:
         raise InversetError(f"{out} holds no results (no */result.json); run an atlas job first")
     seeds, ident = unit_seeds(job), job_ident(job) if job else None

@@ -312,8 +312,8 @@ def save_curve(
 ) -> Path:
     """Convergence plot of ``history[y]`` against ``history[x]`` (by default
     :func:`curve_axis`), with the proven bound dashed when the history records one. A search
-    over whole numbers records its steps' continuous relaxation apart (``history['relaxed']``):
-    it is drawn dashed beside the feasible points, which are then few (the integer search's)."""
+    over whole numbers records its steps' values before rounding apart (``history['relaxed']``):
+    they are drawn dashed beside the feasible points, which are then few (the integer search's)."""
     fig, ax = plt.subplots(figsize=(4.5, 3.0))
     ys = history.get(y) or []
     x = x if x is not None else curve_axis(history, y)
@@ -322,7 +322,9 @@ def save_curve(
         relaxed = history.get("relaxed") if y == "best" else None
         bound = history.get("bound") if y == "best" else None
         if relaxed:
-            ax.plot(xs, _floats(relaxed), color="#999999", ls="--", label="continuous relaxation")
+            # not a relaxation's bound: the search's own points before their rounding
+            label = "search steps, before rounding"
+            ax.plot(xs, _floats(relaxed), color="#999999", ls="--", label=label)
             ax.plot(xs, _floats(ys), color="#3b6ea8", marker="o", label="whole-number points")
         elif y == "best":  # the best so far holds until the next record: steps, not slopes
             ax.step(xs, _floats(ys), where="post", color="#3b6ea8", label=y)

@@ -779,9 +779,8 @@ class _Sampler:
                 "(raise time_limit / --time-limit)"
             )
         else:
-            self.c["exact_check"] = (
-                r.message if r.message.startswith(r.status) else f"{r.status}: {r.message}"
-            )
+            said = without_point_note(r.message)  # the sampler returns no such point
+            self.c["exact_check"] = said if said.startswith(r.status) else f"{r.status}: {said}"
         if r.status == "interrupted":  # the solver answered a Ctrl-C: so does the run
             raise KeyboardInterrupt
         if r.status == "infeasible":
