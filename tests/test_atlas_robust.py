@@ -360,7 +360,7 @@ def test_an_atlas_over_a_latent_space_resumes(tmp_path, mode):
     if mode != "visualize":  # G(z) for the recorded z in the latent box
         for r in load_atlas(tmp_path / "job").values():
             z = torch.as_tensor(r.arrays["z"]).reshape(-1, 2)
-            xs = torch.as_tensor(r.xs if mode == "sample" else r.x[None])
+            xs = torch.as_tensor(r.xs)  # z holds one code per point of xs
             assert z.abs().max() <= 2 + 1e-6
             with torch.no_grad():
                 assert torch.allclose(gen(z.float()).clamp(0, 1), xs.float(), atol=1e-6)

@@ -287,7 +287,11 @@ def build_domain(
     else:
         base = Box()
     names = model_names or base.names
-    if box_file and model is not None and model_names is None and base.names:
+    shape = parse_ints(input_shape, "--input-shape") if input_shape else None
+    shape = shape or (getattr(model, "input_shape", None) if model is not None else None)
+    # (a box of another size is an error, which the warning would only precede)
+    fits = shape is None or math.prod(shape) == len(base.names or ())
+    if box_file and model is not None and model_names is None and base.names and fits:
         err.print(
             f"warning: the model records no feature names, so the columns of {box_file} are "
             f"taken as its inputs in file order ({', '.join(base.names[:3])}"
