@@ -908,6 +908,51 @@ def test_sequential_chains_are_read_without_tracing(monkeypatch):
         assert torch.allclose(got.float(), twice(x)[:, 1], atol=1e-6)
 
 
+def test_a_target_on_a_nested_sequential_is_what_it_returns():
+    """`inverset layers` lists a nested Sequential as a target: the chain read without
+    tracing notes the node each one returns, as tracing does (empty ones, and ones ending
+    together, too). ``0:2`` is unit 2 of ``0.1``, the first container's ReLU: 0.730154 for the
+    exact solver as for the gradient one; it was refused as 'not found in the traced graph'."""
+    from inverset.exact import ir
+
+    def ends(tracer):
+        return {(n.op, n.target): paths for n, paths in tracer.returned.items()}
+
+    odd = nn.Sequential(
+        nn.Sequential(),
+        nn.Sequential(nn.Sequential(nn.Linear(3, 4), nn.ReLU()), nn.Sequential()),
+        nn.Linear(4, 2),
+        nn.Sequential(nn.ReLU()),
+    )
+    direct, traced = ir._Tracer(autowrap_modules=()), ir._Tracer(autowrap_modules=())
+    ir._chain_graph(odd, direct)
+    traced.trace(odd)
+    want = {("call_module", "1.0.1"): ["1.0", "1.1", "1"], ("call_module", "3.0"): ["3"]}
+    assert {k: v for k, v in ends(direct).items() if k[0] != "placeholder"} == want
+    assert {k: v for k, v in ends(traced).items() if k[0] != "placeholder"} == want
+    assert [v for k, v in ends(direct).items() if k[0] == "placeholder"] == [["0"]]
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Sequential(nn.Linear(3, 6), nn.ReLU()),
+        nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 2)),
+    ).eval()
+    box = iv.Box(-1, 1, shape=(3,))
+    r = iv.maximize(model, "0:2", box, solver="exact")
+    g = iv.maximize(model, "0:2", box, solver="gradient", seed=0)
+    assert r.status == "optimal" and r.value == pytest.approx(0.730154, abs=1e-6)
+    assert g.value == pytest.approx(r.value, abs=1e-6)
+    for target, same in [("1:1", "out:1"), ("0:2 - out:0", "0.1:2 - out:0")]:
+        got, spelled = (iv.maximize(model, t, box, solver="exact") for t in (target, same))
+        assert got.status == spelled.status == "optimal"
+        assert got.value == pytest.approx(spelled.value, abs=1e-9)
+    # a layer the graph really lacks is said to be missing, not of a type the solver refuses
+    with pytest.raises(iv.UnsupportedModelError) as err:
+        ir.extract(model, (3,), [iv.parse_target("nowhere:0")])
+    assert "cannot find layer 'nowhere'" in str(err.value)
+    assert "Linear/Conv" not in str(err.value)
+
+
 def test_sklearn_mlps_give_their_chain_without_tracing(monkeypatch):
     """A converted scikit-learn MLP (regressor, binary classifier, pipeline with a scaler)
     gives its layer chain to the exact solver directly: the same network as the traced one,

@@ -395,33 +395,48 @@ def _clamp_ends(name: str, rest: Sequence, kwargs: dict) -> tuple[object, object
     return ends.get("low"), ends.get("high")
 
 
-def _chain_graph(model: nn.Module, tracer: fx.Tracer) -> fx.Graph | None:
+def _chain_graph(model: nn.Module, tracer: _Tracer) -> fx.Graph | None:
     """The graph of an :class:`~torch.nn.Sequential` of layers ``tracer`` keeps whole (nested
-    Sequentials flattened), written down directly; None for any other model. Tracing patches
-    ``torch.nn.Module``'s methods and costs about 1 ms whatever the model's size: as much as
-    the rest of a small MLP's extraction. A layer used twice is named as tracing names it, by
-    its first name (the one ``named_modules`` lists). A scikit-learn MLP's converted module
-    gives its chain itself (:meth:`~inverset.loaders.sklearn.SklearnMLP.chain`)."""
+    Sequentials flattened, the node each returns noted in ``tracer.returned`` as tracing notes
+    it, for a target on one of them), written down directly; None for any other model.
+    Tracing patches ``torch.nn.Module``'s methods and costs about 1 ms whatever the model's
+    size: as much as the rest of a small MLP's extraction. A layer used twice is named as
+    tracing names it, by its first name (the one ``named_modules`` lists). A scikit-learn
+    MLP's converted module gives its chain itself
+    (:meth:`~inverset.loaders.sklearn.SklearnMLP.chain`)."""
     from inverset.loaders.sklearn import SklearnMLP
 
     flat = isinstance(model, SklearnMLP)
-    names = model.chain() if flat else _sequential_names(model, tracer)
-    if names is None:
+    if flat:
+        names = model.chain()
+        chain = None if names is None else [(q, []) for q in names]
+    else:
+        chain = _sequential_names(model, tracer)
+    if chain is None:
         return None
     graph = fx.Graph()
     x = graph.placeholder("x")
     if flat:
         x = graph.call_function(torch.flatten, (x, 1))
-    for q in names:
-        x = graph.call_module(q, (x,))
+    for q, ends in chain:
+        if q is not None:
+            x = graph.call_module(q, (x,))
+        if ends:
+            tracer.returned.setdefault(x, []).extend(ends)
     graph.output(x)
     return graph
 
 
-def _sequential_names(model: nn.Module, tracer: fx.Tracer) -> list[str] | None:
-    """The names of the layers a plain Sequential applies in turn, or None for another model."""
+#: a plain Sequential read as a chain: each layer applied in turn, with the nested Sequentials
+#: that return its output (a first layer None: empty ones returning the input itself)
+_Chain = list[tuple[str | None, list[str]]]
+
+
+def _sequential_names(model: nn.Module, tracer: fx.Tracer) -> _Chain | None:
+    """The layers a plain Sequential applies in turn, each with the nested Sequentials that
+    return its output (:data:`_Chain`), or None for another model."""
     first = {id(m): name for name, m in model.named_modules()}
-    names: list[str] = []
+    chain: _Chain = []
 
     def walk(m: nn.Module, prefix: str) -> bool:
         if not isinstance(m, nn.Sequential) or type(m).forward is not nn.Sequential.forward:
@@ -429,12 +444,16 @@ def _sequential_names(model: nn.Module, tracer: fx.Tracer) -> list[str] | None:
         for name, child in m._modules.items():
             q = prefix + name
             if child is not None and tracer.is_leaf_module(child, q):
-                names.append(first[id(child)])
+                chain.append((first[id(child)], []))
             elif child is None or not walk(child, q + "."):
                 return False
+            else:
+                if not chain:
+                    chain.append((None, []))
+                chain[-1][1].append(first[id(child)])
         return True
 
-    return names if walk(model, "") else None
+    return chain if walk(model, "") else None
 
 
 #: operations known to return a new tensor (never their input, nor a view of it); any other
@@ -764,7 +783,11 @@ class _Extractor:
         assert out_node is not None
         missing = [n for n in self.needed if n not in self.pos]
         if missing:
-            raise _unsupported(f"a target on layer {missing[0]!r} (not found in the traced graph)")
+            raise UnsupportedModelError(
+                f"the exact solver cannot find layer {missing[0]!r} in the model's traced graph "
+                "(torch.fx records no call of it, e.g. it runs inside a layer kept whole); "
+                "target a layer around it (see `inverset layers`), or use --solver gradient"
+            )
         return self.pos
 
     # ----------------------------------------------------------------- node handlers
