@@ -280,6 +280,19 @@ def test_extra_constraints_use_the_milp():
     assert r.value <= free.value + 1e-6
 
 
+def test_a_constraint_that_is_not_piecewise_linear_is_called_a_constraint():
+    """``constraints=[("prob:1", .2, .5)]`` with the exact solver: the error named it the
+    'target prob:1'; the target is out:0."""
+    model = _mlp([2, 8, 3], 8)
+    box = iv.Box(-1, 1, shape=(2,))
+    with pytest.raises(iv.InversetError) as err:
+        iv.maximize(model, "out:0", box, solver="exact", constraints=[("prob:1", 0.2, 0.5)])
+    assert str(err.value).startswith("constraint expression prob:1 is not piecewise linear")
+    with pytest.raises(iv.InversetError) as err:
+        iv.maximize(model, "prob:1", box, solver="exact", constraints=[("out:0", 0.2, 0.5)])
+    assert str(err.value).startswith("target prob:1 is not piecewise linear")
+
+
 def test_user_extended_milp_model():
     model = _mlp([2, 8, 1], 9)
     p = Problem.build(model, "out:0", iv.Goal.maximize(), iv.Box(-1, 1, shape=(2,)))

@@ -101,13 +101,14 @@ def compile_problem(problem: Problem) -> Network:
             "or use --solver gradient"
         )
     exprs = _exprs(problem)
-    for e in exprs:
+    for i, e in enumerate(exprs):
         if not e.piecewise_linear:
             prob = next((r for r in e.refs() if r.kind == "prob"), None)
             if prob is not None and output_activation(problem.model):
                 _name_logits(problem, prob.index[0])
+            what = "target" if i == 0 else "constraint expression"
             raise InversetError(
-                f"target {e} is not piecewise linear (prob:k or a product of network values); "
+                f"{what} {e} is not piecewise linear (prob:k or a product of network values); "
                 "use logit:k / margin:k with the exact solver, or --solver gradient"
             )
     shape = problem.domain.shape
