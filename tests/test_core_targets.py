@@ -393,3 +393,46 @@ def test_a_model_without_a_gradient_is_one_line_for_the_gradient_search():
     with pytest.raises(iv.InversetError, match=r"needs the model's gradient.*cmaes"):
         iv.maximize(Detached(), "out:0", box, solver="gradient")
     assert iv.maximize(Detached(), "out:0", box, solver="cmaes", max_evals=200).value is not None
+
+
+def test_a_comma_without_a_space_in_min_max_reads_by_the_layers_axes(net_and_acts):
+    """Inside min/max, ``fc1:2,0`` right after a layer's index is a multi-index only when the
+    numbers make up an element of the layer's output (conv: 3 axes); else the comma separates
+    arguments (fc1: 1 axis). ``max(fc1:2,0)`` was the element fc1[2,0] and refused ('index 2,0
+    does not fit'), ``max(fc1:2,0.1:4)`` malformed ('found .1:4'); a number that goes on after
+    the comma (0.5, 1e-1, 0.1:4) is never an index."""
+    net, x, acts = net_and_acts
+    fc, conv = acts["fc1"], acts["conv"]
+    zero = torch.zeros_like(fc[:, 2])
+
+    def built(text):
+        box = iv.Box(-2, 2, shape=(2,))
+        return iv.Problem.build(net, text, iv.Goal.maximize(), box).target
+
+    def value(text):
+        return built(text).evaluate(forward(net, x, ["fc1", "conv"]))
+
+    assert str(built("max(fc1:2,0)")) == "max(fc1:2, 0)"
+    assert torch.allclose(value("max(fc1:2,0)"), torch.maximum(fc[:, 2], zero))
+    assert torch.allclose(value("min(fc1:2,0*3, 1)"), torch.minimum(fc[:, 2], zero))
+    assert torch.allclose(value("max(fc1:2,0.5)"), torch.maximum(fc[:, 2], zero + 0.5))
+    assert torch.allclose(value("max(fc1:2,1e-1)"), torch.maximum(fc[:, 2], zero + 0.1))
+    # conv's output (2, 3, 1): three numbers are its element, two or four leave arguments
+    assert str(built("max(conv:0,2,0)")) == "max(conv:0,2,0)"
+    assert torch.allclose(value("max(conv:0,2,0)"), conv[:, 0, 2, 0])
+    assert torch.allclose(value("max(conv:0,2,0,7)"), torch.maximum(conv[:, 0, 2, 0], zero + 7))
+    mean = conv[:, 1].reshape(len(x), -1).mean(1)
+    assert torch.allclose(value("max(conv:1,3)"), torch.maximum(mean, zero + 3))
+    # outside a function's arguments a multi-index stays one (and a wrong one says so)
+    assert torch.allclose(value("conv:0,2,0 + max((conv:0,2,0))"), 2 * conv[:, 0, 2, 0])
+    with pytest.raises(
+        iv.InversetError, match=r"in min/max, a comma and a space separate arguments: fc1:2, 0\)$"
+    ):
+        built("fc1:2,0")
+    from inverset.jobs.atlas import _check_targets
+
+    _check_targets(net, [{"target": "max(fc1:2,0)"}], None, (2,))  # an atlas reads it so too
+    # a layer name after the comma is the next argument, even without the model
+    e = iv.parse_target("max(fc1:2,0.1:4, -out:1)")
+    assert str(e) == "max(fc1:2, 0.1:4, -(out:1))"
+    assert str(iv.parse_target("max(fc1:2,0)")) == "max(fc1:2,0)"  # no model: a multi-index

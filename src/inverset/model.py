@@ -577,6 +577,27 @@ def last_axis_layers(
         return frozenset(forward(model, x, named).last)
 
 
+def output_axes(model: nn.Module, input_shape: Sequence[int]) -> Callable[[str], int | None]:
+    """A layer's number of output axes after the batch, seen in one pass of a zero input of
+    ``input_shape`` when first asked (None: no such layer, or no tensor seen): what tells a
+    multi-index from arguments of ``min``/``max`` in a target
+    (:func:`inverset.target.parse_target`)."""
+    seen: dict[str, int | None] = {}
+
+    def axes(name: str) -> int | None:
+        if name not in seen:
+            seen[name] = None
+            if name in hookable_layers(model):
+                x = torch.zeros((1, *input_shape), device=model_device(model))
+                with contextlib.suppress(Exception), torch.no_grad():
+                    with restore_mode(model, train=False):
+                        a = forward(model, x.to(model_dtype(model)), [name]).get(name)
+                    seen[name] = a.dim() - 1 if isinstance(a, torch.Tensor) else None
+        return seen[name]
+
+    return axes
+
+
 def input_names(model: nn.Module) -> list[str] | None:
     """The inputs the model's forward requires (those without a default), by name; None when
     its signature is unknown."""

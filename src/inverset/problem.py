@@ -28,6 +28,7 @@ from inverset.model import (
     input_shape_of,
     model_device,
     model_dtype,
+    output_axes,
     restore_mode,
 )
 from inverset.space import Direct, Latent, Space
@@ -131,8 +132,11 @@ class Problem:
             if labels is not None
             else label_names(getattr(model, "labels", None))
         )
-        expr = parse_target(target, labels)
-        cons = [(parse_target(t, labels), lo, hi) for t, lo, hi in _check_constraints(constraints)]
+        axes = output_axes(model, shape)
+        expr = parse_target(target, labels, axes)
+        cons = [
+            (parse_target(t, labels, axes), lo, hi) for t, lo, hi in _check_constraints(constraints)
+        ]
         names = [*expr.layers(), *(n for c in cons for n in c[0].layers())]
         check_layer_names(model, names)
         if isinstance(space, Latent):

@@ -10,6 +10,14 @@ Grammar (spaces are free between tokens, not inside a reference)::
              | KIND ':' QUOTED            # prob:"T-shirt/top"  prob:"1" (a class's name)
              | LAYER ':' C [',' H ',' W] # fc2:3 unit, conv2:5 channel mean, conv2:5,1,2 neuron
 
+A comma inside ``min``/``max`` separates arguments, and one right after a layer's index with
+digits behind it (``max(fc:2,0)``) is read by the layer's output (``axes``, the model given):
+when the digits make up a full element of it (as many numbers as its output has axes after
+the batch, the rest further arguments) they are its multi-index, ``conv:2,0,7``; else the
+first number is the unit and the comma separates arguments, ``max(fc:2, 0)``. A comma and a
+space always separate arguments; a number after the comma that goes on (``0.5``, ``1e-3``,
+``0.1:4``) is never an index.
+
 A class's name is its label (``--labels``, scikit-learn's ``classes_``); a number is a class
 index unless quoted, and a number that is another class's name is refused as ambiguous.
 
@@ -32,7 +40,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -138,6 +146,13 @@ class Ref(Expr):
             elif len(self.index) != len(shape) or any(
                 not 0 <= i < s for i, s in zip(self.index, shape, strict=False)
             ):
+                rest = ", ".join(map(str, self.index[1:]))
+                args = (
+                    f" (in min/max, a comma and a space separate arguments: "
+                    f"{self.layer}:{self.index[0]}, {rest})"
+                    if len(self.index) != len(shape)
+                    else ""
+                )
                 raise InversetError(
                     f"{self}: index {','.join(map(str, self.index))} does not fit layer "
                     f"{self.layer!r} of shape {tuple(shape)}{_it_returns(self._returned(acts))}; "
@@ -146,6 +161,7 @@ class Ref(Expr):
                         if reads_last(acts, self.layer)
                         else "give C or C,H,W within it"
                     )
+                    + args
                 )
         else:
             n = a.shape[1]
@@ -292,7 +308,7 @@ class Func(Expr):
 _TOKEN = re.compile(
     r"""\s*(?:
       (?P<ref>(?:out|logit|prob|margin):(?:"[^"]*"|'[^']*'|\w+)
-             |[\w.]+:(?:\d+(?:,\d+)*|\w+))
+             |[\w.]+:(?:\d+(?:,\d+(?![\w.:]))*|\w+))
     | (?P<num>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
     | (?P<name>[A-Za-z_]\w*)
     | (?P<op>[-+*/(),])
@@ -322,9 +338,13 @@ def constant_value(e: Expr) -> float:
 
 
 class _Parser:
-    def __init__(self, text: str, labels: Sequence[str] | None):
+    def __init__(
+        self, text: str, labels: Sequence[str] | None, axes: Callable[[str], int | None] | None
+    ):
         self.text, self.labels = text, list(labels) if labels is not None else None
+        self.axes = axes
         self.level = 0  # nesting of factor() calls: parentheses, functions, signs
+        self.in_args: list[bool] = []  # per open bracket: whether a function's arguments
         self.tokens: list[tuple[str, str, int]] = []
         pos = 0
         while pos < len(text):
@@ -435,25 +455,50 @@ class _Parser:
             return _Part(Const(float(val)), 1, True)
         if kind == "ref":
             self.take()
-            return _Part(self.ref(val, pos), 1, False)
+            return _Part(self.ref(self.index_or_args(val, pos), pos), 1, False)
         if kind == "name":
             if val not in ("min", "max"):
                 self.fail(f"{val!r} needs ':INDEX' (e.g. {val}:0) or is an unknown function", pos)
             self.take()
             self.take("(")
+            self.in_args.append(True)
             args = [self.expr()]
             while self.peek()[1] == ",":
                 self.take()
                 args.append(self.expr())
             self.take(")")
+            self.in_args.pop()
             return self.node(Func(val, tuple(a.expr for a in args)), args)
         if val == "(":
             self.take()
+            self.in_args.append(False)
             e = self.expr()
             self.take(")")
+            self.in_args.pop()
             return e
         self.fail(f"unexpected {val or 'end'!r}", pos)
         raise AssertionError
+
+    def index_or_args(self, text: str, pos: int) -> str:
+        """A layer reference with a multi-index among a function's arguments, ``fc:2,0``, cut
+        to the index the layer's output takes (the module docstring's rule; the numbers after
+        it go back as further arguments): ``text`` as it is elsewhere, or when the layer's
+        output is unknown."""
+        layer, idx = text.split(":", 1)
+        nums = idx.split(",")
+        if not (self.in_args and self.in_args[-1]) or len(nums) < 2 or self.axes is None:
+            return text
+        axes = None if layer in OUTPUT_KINDS else self.axes(layer)
+        if axes is None:
+            return text
+        keep = axes if len(nums) >= axes > 1 else 1
+        at = pos + len(layer) + 1 + len(",".join(nums[:keep]))
+        rest = []
+        for n in nums[keep:]:
+            rest += [("op", ",", at), ("num", n, at + 1)]
+            at += 1 + len(n)
+        self.tokens[self.i : self.i] = rest
+        return f"{layer}:{','.join(nums[:keep])}"
 
     def ref(self, text: str, pos: int) -> Ref:
         layer, idx = text.split(":", 1)
@@ -507,13 +552,20 @@ def n_classes(n_outputs: int) -> int:
     return 2 if n_outputs == 1 else n_outputs
 
 
-def parse_target(text: str | Expr, labels: Sequence[str] | None = None) -> Expr:
-    """Parse a target expression (an :class:`Expr` passes through unchanged)."""
+def parse_target(
+    text: str | Expr,
+    labels: Sequence[str] | None = None,
+    axes: Callable[[str], int | None] | None = None,
+) -> Expr:
+    """Parse a target expression (an :class:`Expr` passes through unchanged). ``axes``: a
+    layer's number of output axes after the batch (None: unknown), which tells ``max(fc:2,0)``
+    a multi-index from two arguments (:func:`inverset.model.output_axes`; without it, a
+    multi-index)."""
     if isinstance(text, Expr):
         return text
     if not isinstance(text, str):
         raise InversetError(f"target must be a string like 'out:0', not {type(text).__name__}")
-    expr = _Parser(text, labels).parse()
+    expr = _Parser(text, labels, axes).parse()
     if not expr.refs():
         raise InversetError(
             f"target {text!r} reads no output or layer: it is a constant; name what to drive, "

@@ -47,6 +47,7 @@ from inverset.model import (
     model_dtype,
     never_run,
     not_hookable,
+    output_axes,
     restore_mode,
     run_twice,
 )
@@ -241,11 +242,12 @@ def expand_targets(
 def _check_targets(model: nn.Module, items: list[dict[str, Any]], domain: Box | None, shape):
     """Parse every target and check its layer and index with one forward pass of the model."""
     labels = label_names(getattr(model, "labels", None))
-    exprs = [parse_target(it["target"], labels) for it in items]
-    names = list(dict.fromkeys(n for e in exprs for n in e.layers()))
-    check_layer_names(model, names)
     shape = tuple(shape) if shape is not None else (domain.shape if domain else None)
     shape = shape or input_shape_of(model)
+    axes = output_axes(model, shape) if shape is not None else None
+    exprs = [parse_target(it["target"], labels, axes) for it in items]
+    names = list(dict.fromkeys(n for e in exprs for n in e.layers()))
+    check_layer_names(model, names)
     if shape is None:
         raise InversetError("the input shape is unknown; give input_shape / --input-shape")
     x = torch.zeros((1, *shape), device=model_device(model), dtype=model_dtype(model))
