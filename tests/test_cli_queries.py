@@ -212,8 +212,9 @@ def test_single_point_box_every_solver(models, solver):
     assert r.status == "converged", r.message
     np.testing.assert_array_equal(r.x, [0.5] * 4)
     assert r.value == pytest.approx(value_of(net, [0.5] * 4), abs=1e-6)
-    if solver != "gradient":  # one evaluation, not the whole time limit
-        assert r.nfev == 1 and time.perf_counter() - t < 1.0
+    if solver != "gradient":  # one evaluation, not the whole time limit (a library's first
+        # import, e.g. nevergrad's 1.3 s from a cold disk, is not the solve's: its own clock)
+        assert r.nfev == 1 and r.timings["total"] < 1.0 and time.perf_counter() - t < 5
         assert "single point" in r.message
 
 

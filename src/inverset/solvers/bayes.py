@@ -23,9 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.fx.experimental.symbolic_shapes
 
 # imported with this module, when the solver is chosen (about 0.5 s the first time): inside
-# the search it would be charged to the time limit
+# the search it would be charged to the time limit; so are torch's symbolic shapes (imported
+# above, with sympy: about 0.5 s), which the first GP fit imports (a 0.4 s limit took 0.85 to
+# 1.5 s in a fresh process)
 from botorch.acquisition.logei import qLogExpectedImprovement
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
