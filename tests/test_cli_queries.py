@@ -300,13 +300,19 @@ def test_library_imports_are_not_charged_to_the_time_limit(models):
         print(json.dumps(out))
         """
     )
-    p = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=models, timeout=300
-    )
-    assert p.returncode == 0, p.stderr
-    for solver, (status, nfev, total) in json.loads(p.stdout.splitlines()[-1]).items():
-        assert status == "time_limit" and nfev > 0, (solver, status, nfev)
-        assert total < 0.4 + 0.5, (solver, total)
+    # two fresh processes, each solver's shorter time: a first import (1-2 s) shows in both,
+    # a stall of the machine (one of 1.8 s was seen in a full run) in one
+    totals: dict[str, list[float]] = {}
+    for _ in range(2):
+        p = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, cwd=models, timeout=300
+        )
+        assert p.returncode == 0, p.stderr
+        for solver, (status, nfev, total) in json.loads(p.stdout.splitlines()[-1]).items():
+            assert status == "time_limit" and nfev > 0, (solver, status, nfev)
+            totals.setdefault(solver, []).append(total)
+    for solver, seen in totals.items():
+        assert min(seen) < 0.4 + 0.5, (solver, seen)
 
 
 # ------------------------------------------------------------------ statuses and warnings
