@@ -43,9 +43,9 @@ def weights(tmp_path_factory, digits_cnn):
     return p
 
 
-def test_atlas_runs_resumes_and_reports(weights, tmp_path, digits_cnn):
+def test_atlas_runs_resumes_and_reports(weights, tmp_path, digits_cnn, run_main):
     out = tmp_path / "job"
-    p = run(
+    p = run_main(
         "atlas", weights, "--layer", "conv2", "--channels", "0-3,30", *JOB, "--out", out, "--json"
     )
     assert p.returncode == 0, p.stderr
@@ -61,20 +61,20 @@ def test_atlas_runs_resumes_and_reports(weights, tmp_path, digits_cnn):
             v = digits_cnn.model.conv2(digits_cnn.model.relu1(digits_cnn.model.conv1(x)))
         assert abs(float(v[0, c].mean()) - r.value) < 1e-5
         assert r.x.min() >= 0 and r.x.max() <= 1
-    p = run("atlas", weights, "--layer", "conv2", "--channels", "0-3,30", *JOB, "--out", out)
+    p = run_main("atlas", weights, "--layer", "conv2", "--channels", "0-3,30", *JOB, "--out", out)
     assert p.returncode == 0, p.stderr
     assert "5/5 targets done (0 this run, 5 already there)" in p.stdout
     (out / "index.html").unlink()
     (out / "conv2_1" / "thumb.png").unlink()
-    p = run("report", out)
+    p = run_main("report", out)
     assert p.returncode == 0, p.stderr
     assert (out / "index.html").is_file() and (out / "conv2_1" / "thumb.png").is_file()
     assert f"atlas: {out / 'index.html'}" in p.stdout.replace("\n", "")
 
 
-def test_sample_mode_from_the_command_line(weights, tmp_path):
+def test_sample_mode_from_the_command_line(weights, tmp_path, run_main):
     out = tmp_path / "s"
-    p = run(
+    p = run_main(
         "atlas",
         weights,
         "--classes",
@@ -163,10 +163,10 @@ def test_ray_flag_forms():
     assert parse_ranges(["0.5,1", "1,2;3,4"]) == [(0.5, 1.0), (1.0, 2.0), (3.0, 4.0)]
 
 
-def test_atlas_on_a_local_ray_cluster_from_the_command_line(weights, tmp_path):
+def test_atlas_on_a_local_ray_cluster_from_the_command_line(weights, tmp_path, run_main):
     need("ray")
     a, b = tmp_path / "inline", tmp_path / "ray"
-    p = run("atlas", weights, "--layer", "conv1", "--channels", "0-3", *JOB, "--out", a)
+    p = run_main("atlas", weights, "--layer", "conv1", "--channels", "0-3", *JOB, "--out", a)
     assert p.returncode == 0, p.stderr
     p = run(
         "atlas",

@@ -20,7 +20,6 @@ from torch import nn
 import inverset as iv
 from inverset.model import fingerprint
 from inverset.result import Result
-from tests.conftest import cli
 
 MODELS = '''
 import torch
@@ -240,12 +239,12 @@ def test_exact_reach_between_attainable_values_returns_the_nearest(models):
     assert r.status == "found" and r.value == pytest.approx(2.02, abs=1e-5), r.message
 
 
-def test_reach_gap_via_cli_exact_and_auto(models):
+def test_reach_gap_via_cli_exact_and_auto(models, run_main, monkeypatch):
+    monkeypatch.chdir(models)
     for solver in ("exact", "auto"):
-        p = cli(
+        p = run_main(
             "reach", "lin.pt", "--factory", "cliq_models:lin", "-t", "out:0", "--box", "0,3",
             "--integer", "0", "--value", "2.5", "--solver", solver, "--no-progress", "--json",
-            cwd=models, threads=1,
         )  # fmt: skip
         assert p.returncode == 0, p.stderr
         s = json.loads(p.stdout)

@@ -42,19 +42,19 @@ def files(tmp_path_factory, digits_cnn):
     return d
 
 
-def test_layers_acas(shared):
+def test_layers_acas(shared, run_main):
     acas = shared / "external/acasxu/ACASXU_run2a_1_1_batch_2000.onnx"
-    p = run("layers", acas)
+    p = run_main("layers", acas)
     assert p.returncode == 0, p.stderr
     assert "linear7" in p.stdout and "(50,)" in p.stdout and "(5,)" in p.stdout
-    p = run("layers", acas, "--json")
+    p = run_main("layers", acas, "--json")
     names = [row["name"] for row in json.loads(p.stdout)]
     assert names[-1] == "out" and "relu6" in names
 
 
-def test_maximize_onnx_json_and_out(shared, tmp_path):
+def test_maximize_onnx_json_and_out(shared, tmp_path, run_main):
     acas = shared / "external/acasxu/ACASXU_run2a_1_1_batch_2000.onnx"
-    p = run(
+    p = run_main(
         "maximize",
         acas,
         "--target",
@@ -79,8 +79,8 @@ def test_maximize_onnx_json_and_out(shared, tmp_path):
     assert (tmp_path / "a" / "convergence.png").is_file()
 
 
-def test_minimize_box_file_integer(files, tmp_path):
-    p = run(
+def test_minimize_box_file_integer(files, tmp_path, run_main):
+    p = run_main(
         "minimize",
         files / "surrogate.pt",
         "--target",
@@ -107,8 +107,8 @@ def test_minimize_box_file_integer(files, tmp_path):
     assert res.query["domain"]["names"] == list("abcdef")
 
 
-def test_reach_hidden_channel_with_factory(files, digits_cnn):
-    p = run(
+def test_reach_hidden_channel_with_factory(files, digits_cnn, run_main):
+    p = run_main(
         "reach",
         files / "cnn.pt",
         "--factory",
@@ -132,8 +132,8 @@ def test_reach_hidden_channel_with_factory(files, digits_cnn):
     assert float(acts["conv2"][0, 5].mean()) == pytest.approx(3.0, abs=1e-3)
 
 
-def test_range_prob_with_trusted_pickle(files, digits_cnn):
-    p = run(
+def test_range_prob_with_trusted_pickle(files, digits_cnn, run_main):
+    p = run_main(
         "range",
         files / "cnn_full.pt",
         "--trust",
@@ -262,14 +262,32 @@ CNN = "maximize {d}/cnn.pt --factory inverset.zoo:DigitsCNN"
         ),
     ],
 )
-def test_bad_input_one_line_exit_2(files, args, message):
+def test_bad_input_one_line_exit_2(files, args, message, run_main, monkeypatch):
+    """In this process (a subprocess each took 3-5 s, 38 of them about two minutes);
+    ``test_a_bad_input_in_a_fresh_process_is_one_line_exit_2`` runs the real entry point."""
     message = message.format(d=files)
-    p = run(*[a.format(d=files) for a in shlex.split(args)], cwd=files)
+    monkeypatch.chdir(files)
+    monkeypatch.syspath_prepend(str(files))  # as python -m puts the working directory first
+    p = run_main(*[a.format(d=files) for a in shlex.split(args)])
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert "Traceback" not in p.stderr
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), p.stderr
     assert message in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ("maximize {d}/cnn.pt --factory failing:build -t out:0", "no weights here"),
+        ("maximize {d}/surrogate.pt -t out:9 --box 0,1 --input-shape 6", "out of range"),
+    ],
+)
+def test_a_bad_input_in_a_fresh_process_is_one_line_exit_2(files, args, message):
+    p = run(*[a.format(d=files) for a in shlex.split(args)], cwd=files)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], p.stderr
 
 
 def test_demo_runs(tmp_path):

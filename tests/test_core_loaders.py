@@ -94,6 +94,13 @@ def test_sklearn_classifier_logits_and_probs(binary):
     with torch.no_grad():
         p = clf.predict_proba(res.x[None])[0, 1]
     assert abs(res.value - p) <= 1e-6
+    if binary:  # logits (0, z): logit 0 alone is no target (it was "optimal" at 0)
+        for t in ("logit:0", "out:0"):
+            with pytest.raises(iv.InversetError, match=r"is 0 for every input.*-logit:1 or prob:0"):
+                iv.maximize(model, t, iv.Box(0, 1), starts=2, steps=2)
+        res = iv.maximize(model, "logit:0 - logit:1", iv.Box(0, 1), starts=4, steps=5)
+        z = clf.predict_proba(res.x[None])[0]
+        assert res.value == pytest.approx(np.log(z[0] / z[1]), abs=1e-6)
 
 
 def test_sklearn_errors():

@@ -129,23 +129,44 @@ def _size(path) -> tuple[int, int]:
         return im.size
 
 
-def test_many_features_draw_a_bounded_picture_quickly(tmp_path):
+def test_many_features_draw_a_bounded_picture_quickly(tmp_path, saved_figures):
     t0 = time.perf_counter()
     save_bars(np.linspace(-1, 1, 3000), tmp_path / "w.png", lo=np.zeros(3000), hi=np.ones(3000))
     assert time.perf_counter() - t0 < 1.5
     w, h = _size(tmp_path / "w.png")
     assert w <= 1400 and h <= 400
-    # a 784-feature input of a model without an image shape: still a (bounded) vector picture
+    # 784 inputs of a model without an image shape or feature names: drawn as 28x28 (they
+    # were a 1-D profile); 900 named features stay a (bounded) vector picture
+    x = np.zeros(784)
+    x[28 * 5 + 7] = 1.0  # one lit pixel, row 5, column 7
     res = Result(
-        x=np.zeros(784),
+        x=x,
         value=1.0,
         status="converged",
+        xs=np.stack([x, 1 - x]),
+        values=np.array([1.0, 0.5]),
         query={"target": "out:0", "domain": {"lo": 0.0, "hi": 1.0}},
     )
-    (path,) = write_pictures(res, tmp_path / "mnist")
+    (path, _) = write_pictures(res, tmp_path / "mnist")
+    assert path.name == "inputs.png"
+    fig = saved_figures[-2]  # inputs.png, then values.png
+    assert fig._suptitle.get_text().replace("\n", " ").endswith("(784 inputs drawn as 28x28)")
+    shown = np.asarray(fig.axes[0].get_images()[0].get_array())
+    assert shown.shape[:2] == (28, 28)
+    assert np.unravel_index(np.argmax(shown.reshape(28, 28, -1)[..., 0]), (28, 28)) == (5, 7)
+    pics = write_target_pictures(res, tmp_path / "mnist")
+    assert {"thumb.png", "samples.png"} <= set(pics)
+    named = Result(
+        x=np.zeros(900),
+        value=1.0,
+        status="converged",
+        query={
+            "target": "out:0",
+            "domain": {"lo": 0.0, "hi": 1.0, "names": list(map(str, range(900)))},
+        },
+    )
+    (path,) = write_pictures(named, tmp_path / "named")
     assert path.name == "best_input.png" and _size(path)[0] <= 1400
-    write_target_pictures(res, tmp_path / "mnist")
-    assert _size(tmp_path / "mnist" / "thumb.png")[0] <= 1400
 
 
 def test_few_features_keep_labelled_bars(saved_figures, tmp_path):

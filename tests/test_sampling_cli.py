@@ -1,4 +1,5 @@
-"""``inverset sample`` end to end in subprocesses: generator, intersection, resume, bad input."""
+"""``inverset sample`` end to end: generator, intersection, resume, bad input (in this process,
+as the entry point runs it; a bad input in a fresh process as well)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,14 @@ from inverset.result import Result
 from tests.conftest import cli
 
 
-def run(*args) -> subprocess.CompletedProcess:
+def fresh(*args) -> subprocess.CompletedProcess:
     return cli("sample", *args, threads=1)
+
+
+@pytest.fixture
+def run(run_main):
+    """``inverset sample ARGS`` in this process (a subprocess costs 3-5 s of start-up)."""
+    return lambda *args: run_main("sample", *args)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +35,7 @@ def files(tmp_path_factory, digits_cnn):
     return d
 
 
-def test_sample_with_generator_intersection_and_resume(files, tmp_path, digits_cnn):
+def test_sample_with_generator_intersection_and_resume(files, tmp_path, digits_cnn, run):
     out = tmp_path / "run"
     common = [
         files / "cnn.pt", "--factory", "inverset.zoo:DigitsCNN", "--input-shape", "1,8,8",
@@ -57,7 +64,7 @@ def test_sample_with_generator_intersection_and_resume(files, tmp_path, digits_c
     assert r.info["diversity"] > 0 and r.info["encoder"] == "layer relu1"
 
 
-def test_sample_input_space_prints_summary(files, tmp_path):
+def test_sample_input_space_prints_summary(files, tmp_path, run):
     p = run(
         files / "cnn.pt", "--factory", "inverset.zoo:DigitsCNN", "--input-shape", "1,8,8",
         "--target", "conv2:5", "--range", "0.6,0.8", "-n", "30", "--out", tmp_path / "o",
@@ -69,13 +76,13 @@ def test_sample_input_space_prints_summary(files, tmp_path):
 
 
 def test_sample_bad_input_is_one_line(files):
-    p = run(
+    p = fresh(
         files / "cnn.pt", "--factory", "inverset.zoo:DigitsCNN", "--input-shape", "1,8,8",
         "--target", "logit:1", "--range", "0,1", "--intersect", "fc1",
     )  # fmt: skip
     assert p.returncode == 2, p.stdout + p.stderr
     assert "--intersect takes TARGET:z1,z2" in p.stderr and "Traceback" not in p.stderr
-    p = run(
+    p = fresh(
         files / "cnn.pt", "--factory", "inverset.zoo:DigitsCNN", "--input-shape", "1,8,8",
         "--target", "logit:1", "--range", "0,1", "--option", "out=x",
     )  # fmt: skip
@@ -98,7 +105,7 @@ def test_parse_helpers():
             parse_intersect(bad)
 
 
-def test_sample_integer_features_and_linear_constraints(tmp_path):
+def test_sample_integer_features_and_linear_constraints(tmp_path, run):
     """--integer and --constraints, as in the other commands: whole numbers, sum(x) <= 2."""
     from torch import nn
 

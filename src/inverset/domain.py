@@ -101,6 +101,16 @@ def _integer_indices(integer: Any, size: int | None) -> tuple[int, ...]:
 HOLD_GRID = 6
 
 
+def sparse_points(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+    """Unit-coordinate points (float64, ``shape[0]`` of them) with 0.5-5% of the features at
+    1 and the rest at 0: strokes on a dark background, like the digits image classifiers are
+    trained on. Uniform random or grey images can switch such nets (MNIST-FC) off entirely;
+    the gradient solver and feature visualization start from these then."""
+    k, ones = shape[0], (1,) * (len(shape) - 1)
+    density = 0.005 + 0.045 * torch.rand((k, *ones), generator=gen, dtype=torch.float64)
+    return (torch.rand(shape, generator=gen, dtype=torch.float64) < density).double()
+
+
 def unit_widths(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     """``hi - lo`` as the scale of unit coordinates: a fixed feature (lo == hi) gets its
     dtype's least width (1e-12 is 0 in float16, and 0/0 made the searches' walkers NaN)."""

@@ -32,7 +32,7 @@ from inverset.model import (
     restore_mode,
 )
 from inverset.space import Direct, Latent, Space
-from inverset.target import Expr, n_classes, parse_target
+from inverset.target import Expr, Ref, n_classes, parse_target
 
 #: an answer keeps the target constraints when its summed violation, on the model's own
 #: evaluation, is at most this
@@ -258,6 +258,21 @@ class Problem:
             out.append(self.evaluate(xi).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
+    def _check_zero_logit(self) -> None:
+        """A binary scikit-learn classifier keeps one logit z, loaded as logits (0, z): a
+        target that is logit 0 alone is 0 for every input (it was "optimal" at 0)."""
+        k = getattr(self.model, "zero_logit", None)
+        t = self.target
+        if k is None or not isinstance(t, Ref) or t.kind not in ("out", "logit"):
+            return
+        if t.layer == OUTPUT and t.index == (k,):
+            name = self.labels[k] if self.labels else str(k)
+            raise InversetError(
+                f"target {t} is 0 for every input: a binary classifier has one logit, for "
+                f"class {self.labels[1] if self.labels else 1} (logit:1); for class {name} "
+                f"use -logit:1 or prob:{k}"
+            )
+
     def _validate(self, noisy_ok: bool = False) -> None:
         box = self.space.box
         top = torch.finfo(self.dtype).max if self.dtype.is_floating_point else math.inf
@@ -281,6 +296,7 @@ class Problem:
                     "forward); write it out of place (x = x - 0.5), as inverset reuses inputs"
                 )
             self.target.check(acts)
+            self._check_zero_logit()
             if self.labels is not None and OUTPUT in acts:
                 n = n_classes(int(acts[OUTPUT].reshape(acts[OUTPUT].shape[0], -1).shape[1]))
                 if len(self.labels) != n:

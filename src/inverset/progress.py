@@ -13,6 +13,13 @@ class _Bar:
     def __init__(self, progress: Any, task: Any):
         self._p, self._t = progress, task
 
+    def extend(self, more: float) -> None:
+        """Add ``more`` to the bar's total (work found to do on the way)."""
+        if self._p is not None:
+            task = next(t for t in self._p.tasks if t.id == self._t)
+            if task.total is not None:
+                self._p.update(self._t, total=task.total + more)
+
     def update(self, advance: float = 1, **fields: Any) -> None:
         """Advance the bar; ``fields`` show as text after it (e.g. best=1.23)."""
         if self._p is not None:

@@ -287,8 +287,8 @@ def build_domain(
     else:
         base = Box()
     names = model_names or base.names
-    shape = parse_ints(input_shape, "--input-shape") if input_shape else None
-    shape = shape or (getattr(model, "input_shape", None) if model is not None else None)
+    given = parse_ints(input_shape, "--input-shape") if input_shape else None
+    shape = given or (getattr(model, "input_shape", None) if model is not None else None)
     # (a box of another size is an error, which the warning would only precede)
     fits = shape is None or math.prod(shape) == len(base.names or ())
     if box_file and model is not None and model_names is None and base.names and fits:
@@ -305,11 +305,11 @@ def build_domain(
         kw["integer"] = parse_features(integer, names)
     if constraints:
         kw["A"], kw["b"] = read_constraints(constraints, names)
-    if input_shape:
-        kw["shape"] = parse_ints(input_shape, "--input-shape")
+    if given:
+        kw["shape"] = given
     lo, hi = (base.lower, base.upper) if base.shape is not None else (base.lo, base.hi)
     domain = Box(lo, hi, names=base.names, **kw)
-    if model is not None and not input_shape:
+    if model is not None and not given:
         where = f"box file {box_file}" if box_file else "box"
         check_box_size(domain, getattr(model, "input_shape", None), where)
     return domain

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -638,8 +638,10 @@ class _Extractor:
         needed: set[str],
         need_out: bool = True,
         ref: Ref | None = None,
+        reduce: Callable[[str, _Sym], _Sym] | None = None,
     ):
         self.model = model
+        self.reduce = reduce  # a needed layer's value -> the rows the target reads of it
         self.shape = tuple(input_shape)
         self.needed, self.need_out = needed, need_out
         self.paths = {module_path(n): n for n in needed}  # module path -> the target's name
@@ -774,8 +776,10 @@ class _Extractor:
                 ends = [node.target] if node.op == "call_module" else []
                 for path in ends + tracer.returned.get(node, []):
                     if path in self.paths:
-                        self.pos[self.paths[path]] = env[node]
-                        b.keep(env[node])
+                        name = self.paths[path]
+                        kept = self.reduce(name, env[node]) if self.reduce else env[node]
+                        self.pos[name] = kept
+                        b.keep(kept)
             if not self.need_out and self.needed and self.needed <= self.pos.keys():
                 # hidden targets only: the layers after them would only carry their values
                 # through more ReLUs (looser bounds) and may not even be supported
@@ -1144,36 +1148,41 @@ def _pair(v):
 
 # ----------------------------------------------------------------------------- targets
 def _compile(
-    b: _Builder, e: Expr, pos: dict[str, _Sym], last: frozenset[str] = frozenset()
+    b: _Builder,
+    e: Expr,
+    pos: dict[str, _Sym],
+    last: frozenset[str] = frozenset(),
+    rows: dict[Ref, int] | None = None,
 ) -> _Sym:
     """``e`` as rows of the network; ``last``: the layers whose units are the last axis of
-    their output (:func:`inverset.model.units_last`)."""
+    their output (:func:`inverset.model.units_last`); ``rows``: where a ref reads a layer
+    kept only as the rows its refs read (``pos`` holds those rows, in this order)."""
     if not e.refs():
         val = e.evaluate({"out": torch.zeros(1, 1, dtype=DT)})
         return b.const(val.reshape(1), (1,))
     if isinstance(e, Const):
         return b.const(torch.tensor([e.value]), (1,))
     if isinstance(e, Ref):
-        return _ref(b, e, pos, last)
+        return _ref(b, e, pos, last, rows)
     if isinstance(e, Neg):
-        return b.scale(_compile(b, e.arg, pos, last), -1.0)
+        return b.scale(_compile(b, e.arg, pos, last, rows), -1.0)
     if isinstance(e, BinOp):
         if e.op in "+-":
-            left = _compile(b, e.left, pos, last)
+            left = _compile(b, e.left, pos, last, rows)
             b.keep(left)
-            right = _compile(b, e.right, pos, last)
+            right = _compile(b, e.right, pos, last, rows)
             b.drop(left)
             return b.add(left, right, 1.0 if e.op == "+" else -1.0)
         const_r, const_l = not e.right.refs(), not e.left.refs()
         ctx = {"out": torch.zeros(1, 1, dtype=DT)}
         if e.op == "*" and (const_r or const_l):
             k = float((e.right if const_r else e.left).evaluate(ctx)[0])
-            return b.scale(_compile(b, e.left if const_r else e.right, pos, last), k)
+            return b.scale(_compile(b, e.left if const_r else e.right, pos, last, rows), k)
         if e.op == "/" and const_r:
             k = float(e.right.evaluate(ctx)[0])
             if k == 0:
                 raise InversetError(f"target {e} divides by zero; fix the constant")
-            return b.scale(_compile(b, e.left, pos, last), 1.0 / k)
+            return b.scale(_compile(b, e.left, pos, last, rows), 1.0 / k)
         raise InversetError(
             f"target {e} multiplies or divides two network values, which is not piecewise "
             "linear; the exact solver needs constant factors (use --solver gradient)"
@@ -1181,7 +1190,7 @@ def _compile(
     if isinstance(e, Func):
         parts = []
         for a in e.args:
-            s = _compile(b, a, pos, last)
+            s = _compile(b, a, pos, last, rows)
             b.keep(s)
             parts.append(s)
         for s in parts:
@@ -1190,8 +1199,16 @@ def _compile(
     raise InversetError(f"target {e} is not supported by the exact solver; use --solver gradient")
 
 
-def _ref(b: _Builder, r: Ref, pos: dict[str, _Sym], last: frozenset[str]) -> _Sym:
+def _ref(
+    b: _Builder,
+    r: Ref,
+    pos: dict[str, _Sym],
+    last: frozenset[str],
+    rows: dict[Ref, int] | None = None,
+) -> _Sym:
     s = pos[r.layer]
+    if rows and r in rows:
+        return b.rows(s, torch.tensor([rows[r]]))
     if r.kind == "prob":
         raise InversetError(
             f"target {r} (a softmax/sigmoid probability) is not piecewise linear; use logit:k "
@@ -1236,13 +1253,37 @@ def extract(
     refs = [r for e in exprs for r in e.refs()]
     # the output the query reads (named in an error): an out/prob/... ref, else a layer's
     ref = next((r for r in refs if r.kind != "layer"), refs[0] if refs else None)
-    ex = _Extractor(model, tuple(input_shape), layers - {"out"}, need_out="out" in layers, ref=ref)
+    last = last_axis_layers(model, input_shape, sorted(layers - {"out"}))
+    # a hidden layer read only by layer refs keeps just the rows they read: carrying all of
+    # its units through the layers after it would widen every one of them (a conv channel of
+    # 4096 activations took 3.4 s to compile, for one row)
+    read: dict[str, list[Ref]] = {}
+    for r in refs:
+        if r.layer != "out" and r not in read.setdefault(r.layer, []):
+            read[r.layer].append(r)
+    reducible = {k for k, rs in read.items() if all(r.kind == "layer" for r in rs)}
+    rows: dict[Ref, int] = {}
+
+    def reduce(name: str, s: _Sym) -> _Sym:
+        if name not in reducible:
+            return s
+        parts = [_ref(ex.b, r, {name: s}, last) for r in read[name]]
+        rows.update({r: i for i, r in enumerate(read[name])})
+        return ex.b.cat(parts)
+
+    ex = _Extractor(
+        model,
+        tuple(input_shape),
+        layers - {"out"},
+        need_out="out" in layers,
+        ref=ref,
+        reduce=reduce,
+    )
     pos = ex.run()
     b = ex.b
-    last = last_axis_layers(model, input_shape, sorted(layers - {"out"}))
     outs = []
     for e in exprs:
-        s = _compile(b, e, pos, last)
+        s = _compile(b, e, pos, last, rows)
         b.keep(s)
         outs.append(s)
     final = b.cat(outs)

@@ -68,6 +68,17 @@ class ImageParam(nn.Module):
             t = torch.cat([rgb, t[:, self.shape[0] :]], 1)
         return torch.sigmoid(t)
 
+    def _unsquash(self, init: torch.Tensor, color: torch.Tensor | None) -> torch.Tensor:
+        """The values before :meth:`_finish` that give ``init`` (images in [0, 1], one or
+        ``batch`` of them; up to the clamp: a pixel at 0 or 1 comes out at 1e-4 from it)."""
+        y = torch.logit(init.detach().float().cpu().clamp(1e-4, 1 - 1e-4))
+        y = y.expand(self.batch, *y.shape[1:]).clone()
+        if color is not None:
+            inv = torch.linalg.inv(color)
+            rgb = torch.einsum("bc...,dc->bd...", y[:, : self.shape[0]], inv)
+            y = torch.cat([rgb, y[:, self.shape[0] :]], 1)
+        return y
+
     def describe(self) -> dict:
         return {"kind": type(self).__name__, "shape": list(self.shape), "alpha": self.alpha}
 
@@ -92,18 +103,8 @@ class Pixels(ImageParam):
         raw = torch.randn(size, generator=gen, dtype=torch.float32) * sd  # whatever the default
         self.color = _color_matrix(self.shape[0], color_matrix) if decorrelate else None
         if init is not None:
-            raw = self._inverse(init)
+            raw = self._unsquash(init, self.color)
         self.raw = nn.Parameter(raw)
-
-    def _inverse(self, init: torch.Tensor) -> torch.Tensor:
-        """Raw values that reproduce ``init`` (in [0, 1]) exactly (up to the clamp)."""
-        y = torch.logit(init.detach().float().cpu().clamp(1e-4, 1 - 1e-4))
-        y = y.expand(self.batch, *y.shape[1:]).clone()
-        if self.color is not None:
-            inv = torch.linalg.inv(self.color)
-            rgb = torch.einsum("bc...,dc->bd...", y[:, : self.shape[0]], inv)
-            y = torch.cat([rgb, y[:, self.shape[0] :]], 1)
-        return y
 
     def forward(self) -> torch.Tensor:
         return self._finish(self.raw, self.color)
@@ -127,6 +128,7 @@ class FourierImage(ImageParam):
         decay: float = 1.0,
         sd: float = 0.01,
         seed: int = 0,
+        init: torch.Tensor | None = None,
     ):
         super().__init__(shape, batch, alpha)
         spatial = self.shape[1:]
@@ -139,9 +141,12 @@ class FourierImage(ImageParam):
         gen = torch.Generator().manual_seed(int(seed))
         size = (self.batch, self.channels, *scale.shape, 2)
         spec = torch.randn(size, generator=gen, dtype=torch.float32) * sd
-        self.spectrum = nn.Parameter(spec)
         self.color = _color_matrix(self.shape[0], color_matrix) if decorrelate else None
         self.dims = tuple(range(2, 2 + len(spatial)))
+        if init is not None:  # the spectrum whose image is init (irfftn inverts rfftn)
+            t = 4.0 * self._unsquash(init, self.color)
+            spec = torch.view_as_real(torch.fft.rfftn(t, dim=self.dims, norm="ortho") / scale)
+        self.spectrum = nn.Parameter(spec.contiguous())
 
     def forward(self) -> torch.Tensor:
         spec = torch.view_as_complex(self.spectrum) * self.scale

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inverset.checks import is_whole
+from inverset.domain import sparse_points
 from inverset.errors import InversetError, first_line, model_backward
 from inverset.featvis.objectives import Context, Objective, as_objective
 from inverset.featvis.param import ImageParam, LatentImage, make_param
@@ -564,7 +565,8 @@ def _render_batch(
     Images whose target has no gradient at the start (every ReLU it reads is off) take their
     first steps through leaky ReLUs, as the gradient solver's flat starts do
     (:class:`~inverset.model.LeakyReLUs`); on the MNIST-FC nets, whose first layer random
-    images hold near -100, most logits stay stuck all the same (see the README)."""
+    images hold near -100, most logits stay stuck all the same: :func:`visualize` then starts
+    them again from sparse images."""
     lo, hi = value_range
     c = param.shape[0]
     opt = torch.optim.Adam(param.parameters(), lr=lr)
@@ -614,6 +616,50 @@ def _render_batch(
     if frame_every:
         frames.append(img.cpu())
     return img, xin, values, history, frames, interrupted, stuck
+
+
+#: sparse images tried per target that never moved, for its second start
+RESCUE_STARTS = 64
+
+
+def _sparse_starts(
+    runner: _Runner,
+    objective: str,
+    layer: str,
+    units: list[int],
+    shape: tuple[int, ...],
+    value_range: tuple[float, float],
+    seed: int,
+    like: torch.Tensor,
+    moving: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each unit, the one of RESCUE_STARTS sparse images
+    (:func:`~inverset.domain.sparse_points`: strokes on a dark background) on which its target
+    is highest: (images [n, *shape] in [0, 1], their values). Forward passes only (about 8%
+    of a 256-step render), of as many images as the render's batch (``len(units)``: what the
+    model and the memory took); ``moving``: also backward, and only images on which the
+    target has a gradient count (for targets that never moved). Grey or noise images leave
+    fully connected digit nets (MNIST-FC) all off; their units answer such images."""
+    lo, hi = value_range
+    n = len(units)
+    img = sparse_points((RESCUE_STARTS * n, *shape), torch.Generator().manual_seed(seed))
+    img = img.to(like)
+    which = [u for _ in range(RESCUE_STARTS) for u in units]  # image i reads units[i % n]
+    vals = []
+    with runner.session() as run, torch.set_grad_enabled(moving):
+        for i in range(0, len(img), n):
+            part = img[i : i + n].requires_grad_(moving)
+            x = lo + (hi - lo) * part
+            target = as_objective(objective, layer, which[i : i + n])
+            ctx = Context(run(x), x, None)
+            v = target(ctx).detach().double().cpu()
+            if moving:
+                v = v.masked_fill(_flat_rows(target.ascent(ctx), part).cpu(), -math.inf)
+            vals.append(v)
+    v = torch.cat(vals).nan_to_num(nan=-math.inf).reshape(RESCUE_STARTS, n)
+    top, at = v.max(0)
+    picked = img.cpu().reshape(RESCUE_STARTS, n, *shape)[at, torch.arange(n)]
+    return picked, top
 
 
 def visualize(
@@ -671,6 +717,10 @@ def visualize(
     features shaped (1, 1, 5) are refused. A batch that runs out of memory is the
     :class:`RenderOutOfMemory` error naming a smaller ``batch_size``.
     ``frames`` > 0 keeps that many snapshots of the optimization for a GIF.
+    A target that ends below the best of 64 sparse images (strokes on a dark background), or
+    never moved, is rendered again from that image, and the higher of the two renders is kept
+    (with a 'fourier' or 'pixels' param and a built-in objective): grey and noise starts switch
+    fully connected digit nets (MNIST-FC) off. The message and ``info['restarted']`` name them.
 
     Returns a Result with ``arrays['images']`` (N, C[+1 alpha], *size) in ``value_range``,
     ``arrays['targets']`` (unit per image), ``arrays['z']`` (the latent codes, with a
@@ -742,6 +792,8 @@ def visualize(
         chunks = [units[i : i + batch_size] for i in range(0, len(units), batch_size)]
         frame_every = max(1, steps // frames) if frames else 0
         imgs, xins, vals, frame_list, codes, stuck = [], [], [], [], [], []
+        restarted: list[str] = []  # targets that moved from a second, sparse start
+        second = 0  # image-steps of those second starts
         hist, counts = np.zeros(steps), np.zeros(steps)
         interrupted = False
         with progress_bar(progress, steps * len(chunks), "visualize") as bar:
@@ -774,6 +826,69 @@ def visualize(
                         frame_every,
                         bar,
                     )
+                    rows = list(range(len(chunk)))
+                    if not interrupted and isinstance(param, str) and not custom:
+                        # a second start from the sparse image that best raises a target,
+                        # where that image is above where the render ended
+                        init, top = _sparse_starts(
+                            runner,
+                            objective,
+                            layer,
+                            chunk,
+                            (c, *spatial),
+                            (lo, hi),
+                            cseed + 2,
+                            img,
+                            moving=bool(still.any()),
+                        )
+                        # (a stuck target cannot climb from where it is: any start may)
+                        found = (top > v.detach().double().cpu()) | (
+                            still.cpu() & (top > -math.inf)
+                        )
+                        rows = found.nonzero().reshape(-1).tolist()
+                    else:
+                        rows = []
+                    if rows:
+                        init = init[found]
+                        if alpha:  # opaque
+                            init = torch.cat([init, torch.ones_like(init[:, :1])], 1)
+                        p2 = make_param(
+                            param,
+                            (c, *spatial),
+                            len(rows),
+                            alpha=alpha,
+                            decorrelate=decorrelate,
+                            color_matrix=color_matrix,
+                            seed=cseed,
+                            value_range=(lo, hi),
+                            device=device,
+                            init=init,
+                        ).to(device=device, dtype=work_dtype(model))
+                        t2 = as_objective(objective, layer, [chunk[j] for j in rows])
+                        bar.extend(steps)
+                        img2, xin2, v2, h2, fr2, interrupted, still2 = _render_batch(
+                            runner,
+                            p2,
+                            t2 + extra if extra is not None else t2,
+                            t2,
+                            tf,
+                            steps,
+                            lr,
+                            (lo, hi),
+                            torch.Generator().manual_seed(cseed + 3),
+                            frame_every,
+                            bar,
+                        )
+                        second += len(h2) * len(rows)
+                        img, xin, v, still = img.clone(), xin.clone(), v.clone(), still.clone()
+                        for i, j in enumerate(rows):
+                            if not bool(v2[i] > v[j]):
+                                continue
+                            img[j], xin[j], v[j], still[j] = img2[i], xin2[i], v2[i], still2[i]
+                            if len(fr2) == len(fr):
+                                for a, b in zip(fr, fr2, strict=True):
+                                    a[j] = b[i]
+                            restarted.append(labels[k * batch_size + j])
                 except (RuntimeError, MemoryError) as exc:
                     if not _is_out_of_memory(exc):
                         raise
@@ -810,13 +925,19 @@ def visualize(
     )
     msg += f" in {len(imgs)} batch(es)" + "".join(f"; {n}" for n in (note, runner.note) if n)
     never = [lab for lab, s in zip(labels, torch.cat(stuck).tolist(), strict=True) if s]
+    if restarted:
+        msg += (
+            f"; {len(restarted)} target(s) ended higher from a second start, a sparse image "
+            f"(strokes on a dark background) that raised them more than the first render: "
+            f"{', '.join(restarted[:8])}" + (", ..." if len(restarted) > 8 else "")
+        )
     if never:
         msg += (
             f"; {len(never)} of the {n} target(s) never moved from their start value (zero "
             f"gradient: every unit they read stays off): {', '.join(never[:8])}"
             + (", ..." if len(never) > 8 else "")
             + f"; the gradient solver's many starts may reach them (inverset maximize -t "
-            f"{never[0]}: on MNIST-FC 256x2 it reaches every logit visualize leaves stuck)"
+            f"{never[0]})"
         )
     if interrupted:
         msg = (
@@ -830,7 +951,7 @@ def visualize(
         message=msg,
         xs=xs,
         values=values,
-        nfev=int(counts.sum()),
+        nfev=int(counts.sum()) + second,
         solver="featvis",
         history={
             "step": list(range(1, ran + 1)),
@@ -857,7 +978,7 @@ def visualize(
             "alpha": alpha,
             "resized_to": None if runner.model_size is None else list(runner.model_size),
         },
-        info={"labels": labels, "device": str(device), "stuck": never},
+        info={"labels": labels, "device": str(device), "stuck": never, "restarted": restarted},
         arrays=arrays,
     )
 

@@ -59,6 +59,8 @@ class SklearnMLP(nn.Module):
             raise InversetError("multilabel MLPClassifier is not supported; fit one per label")
         self.input_shape = (int(est.coefs_[0].shape[0]),)
         self.labels = [str(c) for c in est.classes_] if self.is_classifier else None
+        #: the output row that is 0 for every input (a binary classifier's logit 0), if any
+        self.zero_logit = 0 if binary and self.is_classifier else None
         names = getattr(est, "feature_names_in_", None)
         self.feature_names = [str(f) for f in names] if names is not None else None
         self.source = f"sklearn {type(est).__name__}"

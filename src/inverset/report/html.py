@@ -19,7 +19,13 @@ from urllib.parse import quote
 import numpy as np
 
 from inverset.report.images import save_bars, save_curve, save_grid, save_histogram, to_hwc
-from inverset.report.pictures import image_range, is_image, remove_pictures
+from inverset.report.pictures import (
+    domain_names,
+    image_range,
+    is_image,
+    picture_shape,
+    remove_pictures,
+)
 from inverset.result import Result, _jsonable, stored_floats
 
 THUMB = "thumb.png"
@@ -171,9 +177,10 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
         image = result.arrays.get("images")  # a rendered image (visualize), alpha dropped
         if image is not None and np.ndim(image) == 3 and is_image(np.shape(image)):
             x = np.asarray(image)[: x.shape[0]]
+        shape = picture_shape(x.shape, names or domain_names(result))
         if _stale(d / THUMB, src):
-            if is_image(x.shape):
-                _thumbnail(x, d / THUMB, image_range(result.query))
+            if shape is not None:
+                _thumbnail(x.reshape(shape), d / THUMB, image_range(result.query))
             else:
                 dom = result.query.get("domain") or {}
                 lo = np.broadcast_to(stored_floats(dom.get("lo")), x.shape)
@@ -188,11 +195,13 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
                 )
         pics.append(THUMB)
         xs = result.xs
-        if xs is not None and len(xs) > 1 and is_image(np.asarray(xs).shape[1:]):
+        many = xs is not None and len(xs) > 1
+        shape = picture_shape(np.shape(xs)[1:], names or domain_names(result)) if many else None
+        if shape is not None:
             if _stale(d / SAMPLES, src):
                 vals = result.values if result.values is not None else [None] * len(xs)
                 save_grid(
-                    np.asarray(xs)[:32],
+                    np.asarray(xs)[:32].reshape(-1, *shape),
                     d / SAMPLES,
                     [_fmt(None if v is None else float(v)) for v in vals[:32]],
                     title=f"{target}: returned points",
@@ -255,7 +264,8 @@ def _target_page(
         CURVE: "convergence",
         HIST: "histogram of target values",
     }
-    pixel = result.x is not None and is_image(np.asarray(result.x).shape)
+    pixel = result.x is not None
+    pixel = pixel and picture_shape(np.shape(result.x), domain_names(result)) is not None
     imgs = "".join(
         f"<figure style='display:inline-block;margin:0;vertical-align:top'>"
         f"<img src='{p}' alt='{captions[p]}'{' class=px' if p == THUMB and pixel else ''}>"
@@ -389,7 +399,7 @@ def build_report(
             img = (
                 f"<a href='{link}'><img src='{quote(key)}/{THUMB}' alt='{html.escape(target)}'></a>"
             )
-            wide = "" if is_image(np.asarray(result.x).shape) else " wide"
+            wide = "" if picture_shape(np.shape(result.x), domain_names(result)) else " wide"
         caption = f"<div class=s>{html.escape(key)}</div>" if named else ""
         cards[key] = (
             f"<div class='card{wide}' data-key='{html.escape(key)}'>{img}{caption}"

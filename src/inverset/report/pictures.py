@@ -19,6 +19,30 @@ def is_image(shape: tuple[int, ...]) -> bool:
     )
 
 
+#: flat inputs of at least this many values, a whole square and without feature names, are
+#: drawn as a square image (784 -> 28x28: an MNIST net loaded without an input shape)
+SQUARE_FROM = 256
+
+
+def picture_shape(shape: tuple[int, ...], names: Sequence[str] | None = None) -> tuple | None:
+    """The shape an input of ``shape`` is drawn in as an image: its own (:func:`is_image`),
+    (1, k, k) for a flat input of k*k >= :data:`SQUARE_FROM` values without feature
+    ``names``; None when it is drawn as bars."""
+    shape = tuple(shape)
+    if is_image(shape):
+        return shape
+    if len(shape) != 1 or names or shape[0] < SQUARE_FROM:
+        return None
+    side = round(shape[0] ** 0.5)
+    return (1, side, side) if side * side == shape[0] else None
+
+
+def domain_names(result: Result) -> list[str] | None:
+    """The feature names a result's domain records, if any."""
+    dom = result.query.get("domain") or {}
+    return dom.get("names") if isinstance(dom, dict) else None
+
+
 #: every picture inverset writes beside a result (write_pictures; featvis.save: grid.png,
 #: optimization.gif): each writer first removes them all, so none of an earlier run is left
 PICTURES = (
@@ -71,21 +95,26 @@ def write_pictures(
     target = result.query.get("target", "target")
     if result.x is not None:
         x = np.asarray(result.x)
-        if is_image(x.shape):
+        dom = result.query.get("domain") or {}
+        shape = picture_shape(x.shape, names or domain_names(result))
+        if shape is not None:
             xs = result.xs if result.xs is not None else x[None]
             vals = result.values if result.values is not None else [result.value]
             labels = [f"{target}={v:.4g}" for v in vals[:max_images]]
+            title = f"{result.query.get('goal', {}).get('kind', '')} {target}"
+            if shape != x.shape:
+                xs = np.asarray(xs).reshape(len(xs), *shape)
+                title += f" ({x.size} inputs drawn as {shape[1]}x{shape[2]})"
             out.append(
                 save_grid(
                     xs[:max_images],
                     d / "inputs.png",
                     labels,
-                    title=f"{result.query.get('goal', {}).get('kind', '')} {target}",
+                    title=title,
                     value_range=image_range(result.query),
                 )
             )
         else:
-            dom = result.query.get("domain") or {}
             lo = np.broadcast_to(np.asarray(dom.get("lo", np.nan), dtype=float), x.shape)
             hi = np.broadcast_to(np.asarray(dom.get("hi", np.nan), dtype=float), x.shape)
             names = names or dom.get("names")

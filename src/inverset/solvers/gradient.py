@@ -20,7 +20,7 @@ import torch
 # when the solver is chosen, so that it is not charged to the first search's time limit
 import torch._dynamo
 
-from inverset.domain import unit_widths
+from inverset.domain import sparse_points, unit_widths
 from inverset.errors import InversetError, model_backward, no_gradient
 from inverset.model import WARM_STEPS, LeakyReLUs, leaky_slopes, to_numpy
 from inverset.problem import Problem
@@ -419,14 +419,6 @@ RISE_AT = 1e-3
 SPARSE_STARTS_DIMS = 100
 
 
-def _sparse_points(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
-    """Unit-coordinate points with 0.5-5% of the features at 1 and the rest at 0: strokes on
-    a dark background, like the digits image classifiers are trained on."""
-    k, ones = shape[0], (1,) * (len(shape) - 1)
-    density = 0.005 + 0.045 * torch.rand((k, *ones), generator=gen, dtype=torch.float64)
-    return (torch.rand(shape, generator=gen, dtype=torch.float64) < density).double()
-
-
 def _sparse_starts(z: torch.Tensor, sc: Scaled, gen: torch.Generator) -> torch.Tensor:
     """In a bounded box of many inputs, every fourth start becomes a sparse corner point:
     ReLU image classifiers (the MNIST-FC nets) respond most near such points, and uniform
@@ -435,7 +427,7 @@ def _sparse_starts(z: torch.Tensor, sc: Scaled, gen: torch.Generator) -> torch.T
     if z[0].numel() < SPARSE_STARTS_DIMS or not box.bounded or len(z) < 4:
         return z  # (callers pass input-space searches only: a latent code is no image)
     idx = torch.arange(3, len(z), 4)
-    sparse = _sparse_points((len(idx), *z.shape[1:]), gen).to(z)
+    sparse = sparse_points((len(idx), *z.shape[1:]), gen).to(z)
     z = z.clone()
     z[idx] = box.project(sc.z(sparse))
     return z
@@ -447,9 +439,9 @@ def _move_flat_starts(
     """Starts whose gradient is exactly zero sit on a flat region (random images on the
     MNIST-FC nets switch off every ReLU of a layer) where Adam cannot move: put them on the
     box's lower and upper corners, its centre, then in turn (unit coordinates) on random
-    points near the lower corner, sparse points (:func:`_sparse_points`; ``image_like``, i.e.
-    input space, else more near-corner points), and the mirror images of both near the upper
-    corner: where such nets respond."""
+    points near the lower corner, sparse points (:func:`~inverset.domain.sparse_points`;
+    ``image_like``, i.e. input space, else more near-corner points), and the mirror images of
+    both near the upper corner: where such nets respond."""
     flat = (u.grad.reshape(len(u), -1) == 0).all(1)
     k = int(flat.sum())
     if k == 0:
@@ -458,7 +450,7 @@ def _move_flat_starts(
     scale = 0.5 * torch.rand((k, *ones), generator=gen, dtype=torch.float64)
     near = scale * torch.rand(shape, generator=gen, dtype=torch.float64)
     kind = torch.arange(k).reshape(-1, *ones) % 4
-    sparse = _sparse_points(shape, gen) if image_like else near
+    sparse = sparse_points(shape, gen) if image_like else near
     new = torch.where(kind % 2 == 0, near, sparse)
     new = torch.where(kind >= 2, 1 - new, new)
     for i, corner in enumerate((0.0, 1.0, 0.5)[:k]):
@@ -698,8 +690,7 @@ def _off_bounds(zs: torch.Tensor, box, fixed: list[int]) -> torch.Tensor:
     1.3 for 1.8, on a machine whose float32 sums left x2 at exactly 0)."""
     n = len(zs)
     z = zs.reshape(n, -1)
-    lo = torch.as_tensor(np.broadcast_to(box.lower, zs.shape[1:]).reshape(-1).copy()).to(z)
-    hi = torch.as_tensor(np.broadcast_to(box.upper, zs.shape[1:]).reshape(-1).copy()).to(z)
+    lo, hi = (t.reshape(-1) for t in box.tensors(z.device, z.dtype))
     step = torch.where(torch.isfinite(hi - lo), (hi - lo) * NUDGE, torch.zeros_like(lo))
     free = torch.ones_like(lo, dtype=torch.bool)
     free[fixed] = False
