@@ -618,7 +618,8 @@ def _render_batch(
     return img, xin, values, history, frames, interrupted, stuck
 
 
-#: sparse images tried per target that never moved, for its second start
+#: sparse images tried per target for its second start when a target of the batch never
+#: moved (a quarter of them otherwise: only a check, which a good render passes)
 RESCUE_STARTS = 64
 
 
@@ -635,16 +636,16 @@ def _sparse_starts(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For each unit, the one of RESCUE_STARTS sparse images
     (:func:`~inverset.domain.sparse_points`: strokes on a dark background) on which its target
-    is highest: (images [n, *shape] in [0, 1], their values). Forward passes only (about 8%
-    of a 256-step render), of as many images as the render's batch (``len(units)``: what the
-    model and the memory took); ``moving``: also backward, and only images on which the
-    target has a gradient count (for targets that never moved). Grey or noise images leave
-    fully connected digit nets (MNIST-FC) all off; their units answer such images."""
+    is highest: (images [n, *shape] in [0, 1], their values), in passes of as many images as
+    the render's batch (``len(units)``: what the model and the memory took). ``moving``: for
+    targets that never moved: also backward, and only images on which the target has a
+    gradient count; else forward passes of a quarter as many images (about 2% of a 256-step
+    render). Grey or noise images leave fully connected digit nets (MNIST-FC) all off; their
+    units answer such images."""
     lo, hi = value_range
-    n = len(units)
-    img = sparse_points((RESCUE_STARTS * n, *shape), torch.Generator().manual_seed(seed))
-    img = img.to(like)
-    which = [u for _ in range(RESCUE_STARTS) for u in units]  # image i reads units[i % n]
+    n, k = len(units), RESCUE_STARTS if moving else RESCUE_STARTS // 4
+    img = sparse_points((k * n, *shape), torch.Generator().manual_seed(seed)).to(like)
+    which = [u for _ in range(k) for u in units]  # image i reads units[i % n]
     vals = []
     with runner.session() as run, torch.set_grad_enabled(moving):
         for i in range(0, len(img), n):
@@ -656,9 +657,9 @@ def _sparse_starts(
             if moving:
                 v = v.masked_fill(_flat_rows(target.ascent(ctx), part).cpu(), -math.inf)
             vals.append(v)
-    v = torch.cat(vals).nan_to_num(nan=-math.inf).reshape(RESCUE_STARTS, n)
+    v = torch.cat(vals).nan_to_num(nan=-math.inf).reshape(k, n)
     top, at = v.max(0)
-    picked = img.cpu().reshape(RESCUE_STARTS, n, *shape)[at, torch.arange(n)]
+    picked = img.cpu().reshape(k, n, *shape)[at, torch.arange(n)]
     return picked, top
 
 
