@@ -237,6 +237,13 @@ def test_exact_reach_between_attainable_values_returns_the_nearest(models):
     # a reachable value only the continuous feature pins down is found
     r = iv.reach(cliq_models.lin(), "out:0", 2.02, box, solver="exact")
     assert r.status == "found" and r.value == pytest.approx(2.02, abs=1e-5), r.message
+    # a range in the gap: unreachable, with the nearer of the points the proof met (it was
+    # no point at all), said to be no searched nearest
+    r = iv.in_range(cliq_models.lin(), "out:0", (2.4, 2.6), box, solver="exact")
+    assert r.status == "unreachable" and "but none inside it" in r.message
+    assert r.x is not None and r.value == pytest.approx(value_of(cliq_models.lin(), r.x))
+    assert not 2.4 <= r.value <= 2.6 and r.x[0] == round(r.x[0])
+    assert "the point returned is the best the proof met, not the nearest" in r.message
 
 
 def test_reach_gap_via_cli_exact_and_auto(models, run_main, monkeypatch):

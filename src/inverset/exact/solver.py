@@ -1042,7 +1042,10 @@ def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result
         if goal.kind == "reach":
             ctx.proof = (msg, None)
             return _nearest_between(ctx, z1, z2, pts, msg, args, kw, timings, info)
-        return _result(ctx, None, None, "unreachable", msg, None, timings, info, {})
+        # the nearer of the two sides' points (as a range decided by one side returns its)
+        x, value = _best_of(ctx, pts)
+        msg += f"; {POINT_NOTE}" if x is not None else ""
+        return _result(ctx, x, value, "unreachable", msg, None, timings, info, {})
     if x is None and not both and why != "time_limit":
         return _closest(
             ctx,
