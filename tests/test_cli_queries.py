@@ -554,25 +554,33 @@ def test_json_names_a_truncated_x(run_main, models, tmp_path):
     assert "x" not in big and big["x_summary"] == list(range(64)) and big["x_size"] == 70
 
 
-@pytest.mark.parametrize("n", [30, 100])
+@pytest.mark.parametrize("n", [30, 100, "1,8,8"])
 def test_the_best_input_is_listed_or_said_where_it_is(run_main, tmp_path, n):
     """Up to SUMMARY_X (64) features the best input is a table (a 30-feature surrogate's
-    recipe is the answer); past it one line says how many values and where they are."""
+    recipe is the answer); past it one line says how many values and where they are. A
+    picture is never a table (a digits image was 64 rows of pixels)."""
     torch.manual_seed(0)
-    torch.jit.script(nn.Sequential(nn.Linear(n, 8), nn.ReLU(), nn.Linear(8, 1))).save(
-        tmp_path / "m.pt"
-    )
+    k = 64 if n == "1,8,8" else n
+    net = nn.Sequential(nn.Flatten(), nn.Linear(k, 8), nn.ReLU(), nn.Linear(8, 1))
+    torch.jit.script(net).save(tmp_path / "m.pt")
     args = ("maximize", tmp_path / "m.pt", "-t", "out:0", "--box", "0,1", "--input-shape", n)
     p = run_main(*args, "--no-progress")
     assert p.returncode == 0, p.stderr
+    said = " ".join(p.stdout.split())
     if n == 30:
         assert "x[29]" in p.stdout and "too many" not in p.stdout
-    else:
+    elif n == 100:
         assert "x[0]" not in p.stdout
         assert (
             "best input: 100 values (shape 100), too many to list here; --out DIR saves them "
             "(result.npz, best_input.png), --json prints the first 64"
-        ) in " ".join(p.stdout.split())
+        ) in said
+    else:
+        assert "x[0]" not in p.stdout
+        assert (
+            "best input: 64 values (shape 1x8x8), a picture; --out DIR saves them (result.npz, "
+            "inputs.png), --json prints them"
+        ) in said
 
 
 def test_mistakes_in_a_surrogates_files_get_the_fix_that_works(run_main, named):

@@ -76,7 +76,7 @@ def test_sklearn_regressor_exact(activation):
 
 
 @pytest.mark.parametrize("binary", [False, True])
-def test_sklearn_classifier_logits_and_probs(binary):
+def test_sklearn_classifier_logits_and_probs(binary, tmp_path):
     from sklearn.datasets import load_breast_cancer, load_digits
     from sklearn.neural_network import MLPClassifier
 
@@ -101,6 +101,15 @@ def test_sklearn_classifier_logits_and_probs(binary):
         res = iv.maximize(model, "logit:0 - logit:1", iv.Box(0, 1), starts=4, steps=5)
         z = clf.predict_proba(res.x[None])[0]
         assert res.value == pytest.approx(np.log(z[0] / z[1]), abs=1e-6)
+        # an atlas of the classes ranks class 0 by -logit:1 (it failed on out:0, for good)
+        s = iv.atlas(
+            model, tmp_path, classes="all", domain=iv.Box(0, 1), starts=4, steps=5, report=False
+        )
+        assert s.status == "complete" and not s.failed, s.failed
+        got = s.results()
+        assert got["out_0"].query["target"] == "-(out:1)"
+        z = clf.predict_proba(got["out_0"].x[None])[0]
+        assert got["out_0"].value == pytest.approx(np.log(z[0] / z[1]), abs=1e-6)
 
 
 def test_sklearn_errors():

@@ -494,6 +494,45 @@ def test_ctrl_c_in_visualize_keeps_the_images_so_far(digits_cnn):
     assert len(r.history["objective"]) == 30
 
 
+def test_ctrl_c_in_the_second_starts_keeps_the_first_renders(shared, monkeypatch):
+    """MNIST-FC leaves targets stuck, so every batch looks for second starts. A Ctrl-C in that
+    search escaped visualize (every finished image lost); one in a second render kept its
+    cut-short rows, whose GIF frames and message were the first render's."""
+    import inverset.featvis.render as render
+
+    torch.set_num_threads(1)
+    m = iv.load_model(shared / "external" / "mnistfc" / "mnist-net_256x2.onnx")
+    kw = dict(input_shape=(1, 28, 28), steps=16, batch_size=4)
+    real_starts, real_render = render._sparse_starts, render._render_batch
+    calls = {"starts": 0, "render": 0}
+
+    def starts(*a, **k):
+        calls["starts"] += 1
+        if calls["starts"] == 2:
+            raise KeyboardInterrupt
+        return real_starts(*a, **k)
+
+    monkeypatch.setattr(render, "_sparse_starts", starts)
+    r = fv.visualize(m, **kw)
+    assert r.status == "interrupted" and len(r.values) == 8, r.message
+    assert "then the Ctrl-C stopped the search for second starts: none is kept" in r.message
+    with torch.no_grad():
+        got = np.diag(m(torch.as_tensor(r.xs)).double().numpy()[:, :8])
+    np.testing.assert_allclose(got, r.values, atol=1e-5)
+    monkeypatch.setattr(render, "_sparse_starts", real_starts)
+
+    def cut(*a, **k):  # the first batch's second render, stopped by a Ctrl-C
+        calls["render"] += 1
+        out = real_render(*a, **k)
+        return (*out[:5], True, out[6]) if calls["render"] == 2 else out
+
+    monkeypatch.setattr(render, "_render_batch", cut)
+    r = fv.visualize(m, frames=4, **kw)
+    assert r.status == "interrupted" and len(r.values) == 4 and r.info["restarted"] == []
+    assert "then the Ctrl-C stopped its second starts after 16 steps: none is kept" in r.message
+    np.testing.assert_array_equal(r.arrays["frames"][-1], r.arrays["images"])
+
+
 def test_ctrl_c_in_dream_keeps_the_dream_so_far(digits_cnn, monkeypatch):
     """Ctrl-C in the second octave: the detail so far on the full-size image comes back
     (status interrupted) and already raises the layer above the original image's."""

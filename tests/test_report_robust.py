@@ -21,7 +21,7 @@ from inverset.errors import InversetError
 from inverset.jobs import atlas
 from inverset.report.html import build_report, write_target_pictures
 from inverset.report.images import save_bars
-from inverset.report.pictures import write_pictures
+from inverset.report.pictures import picture_shape, write_pictures
 
 torch.set_num_threads(1)
 
@@ -156,6 +156,11 @@ def test_many_features_draw_a_bounded_picture_quickly(tmp_path, saved_figures):
     assert np.unravel_index(np.argmax(shown.reshape(28, 28, -1)[..., 0]), (28, 28)) == (5, 7)
     pics = write_target_pictures(res, tmp_path / "mnist")
     assert {"thumb.png", "samples.png"} <= set(pics)
+    titles = [f._suptitle.get_text().replace("\n", " ") for f in saved_figures if f._suptitle]
+    assert "out:0: returned points (784 inputs drawn as 28x28)" in titles, titles
+    # the MNIST-FC ONNX nets take (784, 1): drawn alike (they were bars)
+    assert picture_shape((784, 1)) == picture_shape((1, 784)) == (1, 28, 28)
+    assert picture_shape((784, 2)) is None and picture_shape((784,), ["a"] * 784) is None
     named = Result(
         x=np.zeros(900),
         value=1.0,
@@ -346,3 +351,22 @@ def test_a_failed_save_raises_the_public_save_error_holding_the_result(tmp_path)
         r.save(blocker / "run")
     assert isinstance(err.value, iv.InversetError) and err.value.result is r
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_models_feature_names_keep_its_flat_inputs_bars(tmp_path):
+    """A model that names its 256 features (a DataFrame's columns) drew its atlas thumbnails
+    as 16x16 images: the saved query did not carry the names. It does now."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 1))
+    model.feature_names = [f"f{i}" for i in range(256)]
+    r = maximize(model, "out:0", Box(0, 1, shape=(256,)), starts=2, steps=3)
+    assert r.query["domain"]["names"] == model.feature_names
+    assert "thumb.png" in write_target_pictures(r, tmp_path)
+    w, h = _size(tmp_path / "thumb.png")
+    assert w > 2 * h  # bars (it was a 160x160 picture)
+    (tmp_path / "n").mkdir()
+    assert "thumb.png" in write_target_pictures(
+        Result(x=r.x, value=r.value, status=r.status, query={"target": "out:0"}), tmp_path / "n"
+    )
+    w, h = _size(tmp_path / "n" / "thumb.png")
+    assert w == h  # no names: a 16x16 picture

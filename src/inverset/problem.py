@@ -323,10 +323,14 @@ class Problem:
 
     def to_dict(self) -> dict[str, Any]:
         """The query as plain data (what a Result records)."""
+        domain = self.domain.to_dict()
+        names = feature_names(self.model)
+        if domain["names"] is None and names and len(names) == self.domain.size:
+            domain["names"] = names  # pictures and tables name the features by them
         return {
             "target": str(self.target),
             "goal": self.goal.to_dict(),
-            "domain": self.domain.to_dict(),
+            "domain": domain,
             "space": self.space.to_dict(),
             "constraints": [[str(t), lo, hi] for t, lo, hi in self.constraints],
             "model": getattr(self.model, "source", type(self.model).__name__),

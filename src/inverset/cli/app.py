@@ -490,21 +490,23 @@ def print_result(result: Result, names: list[str] | None = None) -> None:
         t.add_row("message", escape(result.message))
     out.print(t)
     if result.x is not None:
+        from inverset.report.pictures import picture_shape
+
         x = np.asarray(result.x).reshape(-1)
-        if x.size > SUMMARY_X:
+        names = names or result.query.get("domain", {}).get("names")
+        picture = picture_shape(np.shape(result.x), names) is not None
+        if x.size > SUMMARY_X or picture:
             shape = "x".join(map(str, np.shape(result.x)))
             out.print(
-                f"{result.x_label}: {x.size} values (shape {shape}), too many to list here; "
-                f"--out DIR saves them (result.npz, best_input.png), --json prints the first "
-                f"{SUMMARY_X}",
+                f"{result.x_label}: {x.size} values (shape {shape}), "
+                + ("a picture" if picture else "too many to list here")
+                + f"; --out DIR saves them (result.npz, "
+                f"{'inputs.png' if picture else 'best_input.png'}), --json prints "
+                + (f"the first {SUMMARY_X}" if x.size > SUMMARY_X else "them"),
                 highlight=False,
             )
         else:
-            names = (
-                names
-                or result.query.get("domain", {}).get("names")
-                or [f"x[{i}]" for i in range(x.size)]
-            )
+            names = names or [f"x[{i}]" for i in range(x.size)]
             xt = Table(title=result.x_label, box=None)
             xt.add_column("feature")
             xt.add_column("value", justify="right")

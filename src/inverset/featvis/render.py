@@ -794,6 +794,7 @@ def visualize(
         frame_every = max(1, steps // frames) if frames else 0
         imgs, xins, vals, frame_list, codes, stuck = [], [], [], [], [], []
         restarted: list[str] = []  # targets that moved from a second, sparse start
+        cut = ""  # what a Ctrl-C stopped after a batch's first render (which stands)
         second = 0  # image-steps of those second starts
         hist, counts = np.zeros(steps), np.zeros(steps)
         interrupted = False
@@ -831,17 +832,21 @@ def visualize(
                     if not interrupted and isinstance(param, str) and not custom:
                         # a second start from the sparse image that best raises a target,
                         # where that image is above where the render ended
-                        init, top = _sparse_starts(
-                            runner,
-                            objective,
-                            layer,
-                            chunk,
-                            (c, *spatial),
-                            (lo, hi),
-                            cseed + 2,
-                            img,
-                            moving=bool(still.any()),
-                        )
+                        try:
+                            init, top = _sparse_starts(
+                                runner,
+                                objective,
+                                layer,
+                                chunk,
+                                (c, *spatial),
+                                (lo, hi),
+                                cseed + 2,
+                                img,
+                                moving=bool(still.any()),
+                            )
+                        except KeyboardInterrupt:  # the batch's first render stands
+                            interrupted, cut = True, "the search for second starts"
+                            top = torch.full((len(chunk),), -math.inf, dtype=torch.float64)
                         # (a stuck target cannot climb from where it is: any start may)
                         found = (top > v.detach().double().cpu()) | (
                             still.cpu() & (top > -math.inf)
@@ -881,6 +886,8 @@ def visualize(
                             bar,
                         )
                         second += len(h2) * len(rows)
+                        if interrupted:  # a second render cut short: the first stands
+                            cut, rows = f"its second starts after {len(h2)} steps", []
                         img, xin, v, still = img.clone(), xin.clone(), v.clone(), still.clone()
                         for i, j in enumerate(rows):
                             if not bool(v2[i] > v[j]):
@@ -941,9 +948,10 @@ def visualize(
             f"{never[0]})"
         )
     if interrupted:
-        msg = (
-            f"interrupted (Ctrl-C): {msg} ({n} of the {asked} asked for; the last batch "
+        msg = f"interrupted (Ctrl-C): {msg} ({n} of the {asked} asked for; the last batch " + (
             f"stopped after {len(h)} of {steps} steps)"
+            if not cut
+            else f"ran its {steps} steps, then the Ctrl-C stopped {cut}: none is kept)"
         )
     return Result(
         x=xs[best],

@@ -228,6 +228,10 @@ def expand_targets(
             out.append(
                 {"key": target_key(t, r), "target": t, "layer": lay, "channel": ch, "range": r}
             )
+    zero = getattr(model, "zero_logit", None)  # a binary sklearn classifier's logit 0 is 0
+    for it in out:
+        if zero is not None and it["layer"] == "out" and it["channel"] == zero:
+            it["target"] = f"-out:{1 - zero}"  # class 0 against class 1, as prob:0 ranks it
     keys = Counter(it["key"] for it in out)
     for it in out:  # distinct targets whose names are equal: each name ends in its hash
         if keys[it["key"]] > 1:

@@ -21,6 +21,7 @@ import numpy as np
 from inverset.report.images import save_bars, save_curve, save_grid, save_histogram, to_hwc
 from inverset.report.pictures import (
     domain_names,
+    drawn_as,
     image_range,
     is_image,
     picture_shape,
@@ -200,11 +201,13 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
         if shape is not None:
             if _stale(d / SAMPLES, src):
                 vals = result.values if result.values is not None else [None] * len(xs)
+                flat = shape != np.shape(xs)[1:]
                 save_grid(
                     np.asarray(xs)[:32].reshape(-1, *shape),
                     d / SAMPLES,
                     [_fmt(None if v is None else float(v)) for v in vals[:32]],
-                    title=f"{target}: returned points",
+                    title=f"{target}: returned points"
+                    + (f" ({drawn_as(int(np.prod(shape)), shape)})" if flat else ""),
                     value_range=image_range(result.query),
                 )
             pics.append(SAMPLES)

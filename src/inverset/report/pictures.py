@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,15 +27,22 @@ SQUARE_FROM = 256
 
 def picture_shape(shape: tuple[int, ...], names: Sequence[str] | None = None) -> tuple | None:
     """The shape an input of ``shape`` is drawn in as an image: its own (:func:`is_image`),
-    (1, k, k) for a flat input of k*k >= :data:`SQUARE_FROM` values without feature
-    ``names``; None when it is drawn as bars."""
-    shape = tuple(shape)
+    (1, k, k) for a flat input of k*k >= :data:`SQUARE_FROM` values (axes of 1 beside its
+    one axis allowed) without feature ``names``; None when it is drawn as bars."""
+    shape = tuple(int(n) for n in shape)
     if is_image(shape):
         return shape
-    if len(shape) != 1 or names or shape[0] < SQUARE_FROM:
+    n = math.prod(shape)
+    # flat: one axis, or one with axes of 1 beside it (an ONNX MNIST net's (784, 1))
+    if sum(k > 1 for k in shape) != 1 or names or n < SQUARE_FROM:
         return None
-    side = round(shape[0] ** 0.5)
-    return (1, side, side) if side * side == shape[0] else None
+    side = math.isqrt(n)
+    return (1, side, side) if side * side == n else None
+
+
+def drawn_as(n: int, shape: tuple) -> str:
+    """What a picture's title says of a flat input drawn as a square (:func:`picture_shape`)."""
+    return f"{n} inputs drawn as {shape[-2]}x{shape[-1]}"
 
 
 def domain_names(result: Result) -> list[str] | None:
@@ -104,7 +112,7 @@ def write_pictures(
             title = f"{result.query.get('goal', {}).get('kind', '')} {target}"
             if shape != x.shape:
                 xs = np.asarray(xs).reshape(len(xs), *shape)
-                title += f" ({x.size} inputs drawn as {shape[1]}x{shape[2]})"
+                title += f" ({drawn_as(x.size, shape)})"
             out.append(
                 save_grid(
                     xs[:max_images],
