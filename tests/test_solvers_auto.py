@@ -211,6 +211,8 @@ def test_unreachable_range_between_integer_values_keeps_the_nearest_input():
     with torch.no_grad():
         assert float(m(torch.as_tensor(r.x, dtype=torch.float32))[0]) == pytest.approx(r.value)
     assert r.value == pytest.approx(2.03, abs=1e-6)
+    assert r.message.endswith("the point returned is the nearest gradient found"), r.message
+    assert "best the proof met" not in r.message  # (the exact stage's farther point, 3.03)
 
 
 def _no_escape(solve):

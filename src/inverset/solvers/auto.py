@@ -293,11 +293,15 @@ def solve(
             proven = res.bound  # a proof holds whichever answer wins
         nearest = _better(problem, best, res)
         if res.status in ("optimal", "unreachable", "infeasible", "interrupted"):
-            if res.status == "unreachable" and res.x is None and nearest is not None:
-                # the proof is the exact stage's; the nearest input an earlier stage found
-                # still tells how close the target came (a range between attainable values)
+            if res.status == "unreachable" and nearest is not None and nearest is not res:
+                # the proof is the exact stage's; a nearer input an earlier stage found still
+                # tells how close the target came (a range between attainable values)
+                from inverset.exact.solver import POINT_NOTE
+
                 res.x, res.xs, res.values = nearest.x, nearest.xs, nearest.values
                 res.value, res.arrays = nearest.value, {**nearest.arrays, **res.arrays}
+                res.message = res.message.replace(f"; {POINT_NOTE}", "")
+                res.message += f"; the point returned is the nearest {nearest.solver} found"
             best = res if res.status != "interrupted" else nearest
             break
         best = nearest
