@@ -236,6 +236,10 @@ CNN = "maximize {d}/cnn.pt --factory inverset.zoo:DigitsCNN"
             "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 --labels {d}/three.txt",
             "3 class names for a model with 2 classes",
         ),
+        (  # a name the file lacks: the count, not "unknown class name", is the mistake
+            "maximize {d}/surrogate.pt -t prob:d --box 0,1 --input-shape 6 --labels {d}/three.txt",
+            "3 class names for a model with 2 classes",
+        ),
         (
             "maximize {d}/surrogate.pt -t out:0 --box 0,1 --input-shape 6 "
             "--constraints {d}/nan.csv",

@@ -46,6 +46,28 @@ def feature_names(model: nn.Module) -> list[str] | None:
     return [str(n) for n in names] if names is not None else None
 
 
+def _check_label_count(labels: list[str] | None, out: Any) -> None:
+    """Class names as many as the classes of the model's output ``out``, else the error."""
+    if labels is None or not isinstance(out, torch.Tensor) or not out.dim():
+        return
+    n = n_classes(int(out.reshape(out.shape[0], -1).shape[1]))
+    if len(labels) != n:
+        raise InversetError(
+            f"{len(labels)} class names for a model with {n} classes; give one name per "
+            "class (line i names class i)"
+        )
+
+
+def _output_of_zero(model: nn.Module, shape: Sequence[int]) -> torch.Tensor | None:
+    """The model's output on a zero input (None when it fails: the checks after say why)."""
+    x = torch.zeros((1, *shape), device=model_device(model), dtype=model_dtype(model))
+    try:
+        with torch.no_grad(), restore_mode(model, train=False):
+            return forward(model, x, [OUTPUT]).get(OUTPUT)
+    except Exception:
+        return None
+
+
 def check_box_size(domain: Box, model_shape: Sequence[int] | None, where: str = "box") -> None:
     """A box with per-feature bounds must have one per input the model records it takes
     (else the model fails later on inputs of the box's size, a message that hides why)."""
@@ -133,7 +155,12 @@ class Problem:
             else label_names(getattr(model, "labels", None))
         )
         axes = output_axes(model, shape)
-        expr = parse_target(target, labels, axes)
+        try:
+            expr = parse_target(target, labels, axes)
+        except InversetError:  # a labels file of another model makes its names unknown too
+            if labels is not None:
+                _check_label_count(labels, _output_of_zero(model, shape))
+            raise
         cons = [
             (parse_target(t, labels, axes), lo, hi) for t, lo, hi in _check_constraints(constraints)
         ]
@@ -297,13 +324,7 @@ class Problem:
                 )
             self.target.check(acts)
             self._check_zero_logit()
-            if self.labels is not None and OUTPUT in acts:
-                n = n_classes(int(acts[OUTPUT].reshape(acts[OUTPUT].shape[0], -1).shape[1]))
-                if len(self.labels) != n:
-                    raise InversetError(
-                        f"{len(self.labels)} class names for a model with {n} classes; give "
-                        "one name per class (line i names class i)"
-                    )
+            _check_label_count(self.labels, acts.get(OUTPUT))
             for t, _, _ in self.constraints:
                 t.check(acts)
             try:
