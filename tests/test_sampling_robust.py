@@ -272,6 +272,25 @@ def test_resume_gets_a_fresh_walk_budget(tmp_path):
     assert r2.info["sample_steps"] == 10 and len(r2.xs) > len(r1.xs)
 
 
+def test_a_run_saved_before_queries_named_the_features_resumes(tmp_path):
+    """A query now records the model's feature names; a run saved without them is the same
+    query (it was refused: 'domain.names differ'); other names are not."""
+
+    m = logistic()
+    m.feature_names = list("abcdefgh")
+    kw = dict(domain=Box(0, 1, shape=(8,)), encoder="identity", out=tmp_path, max_steps=5)
+    r1 = sample(m, "out:0", (0.3, 0.7), n=20, **kw)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["query"]["domain"]["names"] == list("abcdefgh")
+    state["query"]["domain"]["names"] = None
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    r2 = sample(m, "out:0", (0.3, 0.7), n=40, resume=True, **kw)
+    assert len(r2.xs) > len(r1.xs)
+    m.feature_names = list("hgfedcba")
+    with pytest.raises(InversetError, match=r"different query \(domain.names differ\)"):
+        sample(m, "out:0", (0.3, 0.7), n=60, resume=True, **kw)
+
+
 class StopSeeding:
     """A Ctrl-C at the ``at``-th seeding step."""
 

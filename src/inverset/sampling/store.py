@@ -69,10 +69,15 @@ class SampleStore:
                 )
             self.state = self._read_state(state_file)
             old = self.state.get("query") or {}
-            if old != self.query:
+            new = self.query
+            dom = new.get("domain")
+            if isinstance(dom, dict) and (old.get("domain") or {}).get("names") is None:
+                # runs saved before queries recorded the model's feature names
+                new = {**new, "domain": {**dom, "names": None}}
+            if old != new:
                 raise InversetError(
                     f"the run in {self.dir} answered a different query "
-                    f"({', '.join(_differing(old, self.query))} differ); resume it with the same "
+                    f"({', '.join(_differing(old, new))} differ); resume it with the same "
                     "model and weights, target, ranges, space (generator and its weights) and "
                     "encoder, or choose another directory"
                 )
