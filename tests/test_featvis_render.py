@@ -250,6 +250,8 @@ def test_save_writes_grid_gif_and_result(digits_cnn, tmp_path):
 
     with Image.open(tmp_path / "optimization.gif") as g:
         assert g.n_frames == 6
+        # four 8x8 images, each 16 times larger with a 2-pixel gap (it was 40x10, unreadable)
+        assert g.size == (4 * (128 + 2), 128 + 2)
 
 
 def test_images_the_model_receives_as_they_are_are_saved_once(digits_cnn, tmp_path):

@@ -370,3 +370,56 @@ def test_a_models_feature_names_keep_its_flat_inputs_bars(tmp_path):
     )
     w, h = _size(tmp_path / "n" / "thumb.png")
     assert w == h  # no names: a 16x16 picture
+
+
+def test_what_users_look_at_says_what_it_shows(tmp_path, saved_figures):
+    """Audit 103: an old report's page and pictures stayed beside a new --out result; a
+    one-record curve drew nothing; values 1e-8 apart got an offset label over the axis label;
+    an image grid showed 32 of 40 samples and said neither that nor the range; a visualize
+    atlas's target titled its batch's mean curve as its own; -inf read 'inf'."""
+    from inverset.report.html import _fmt
+    from inverset.report.images import save_curve, save_histogram
+    from inverset.report.pictures import GENERATOR
+
+    old, mine = tmp_path / "old", tmp_path / "mine"
+    for d, page in ((old, f"<!DOCTYPE html><html><head>{GENERATOR}"), (mine, "<html>mine")):
+        d.mkdir()
+        (d / "index.html").write_text(page)
+        (d / "thumb.png").write_bytes(b"old")
+    new = Result(x=np.zeros(2), value=1.0, status="converged", query={"target": "out:0"})
+    for d in (old, mine):
+        write_pictures(new, d)
+        assert not (d / "thumb.png").exists()
+    assert not (old / "index.html").exists() and (mine / "index.html").read_text() == "<html>mine"
+
+    save_curve({"time": [1.0], "best": [1.38], "bound": [267.9]}, tmp_path / "c.png")
+    assert all(line.get_marker() == "o" for line in saved_figures[-1].axes[0].get_lines())
+    save_histogram(14.062171 + 1e-8 * np.arange(5.0), tmp_path / "h.png")
+    assert saved_figures[-1].axes[0].xaxis.get_major_formatter().get_offset() == ""
+
+    xs = np.random.default_rng(0).random((40, 1, 8, 8))
+    grid = Result(
+        x=xs[0],
+        value=9.0,
+        status="found",
+        xs=xs,
+        values=np.full(40, 9.0),
+        query={"target": "logit:3", "goal": {"kind": "range", "low": 8.0, "high": 12.0}},
+    )
+    write_pictures(grid, tmp_path / "grid")
+    title = saved_figures[-2]._suptitle.get_text().replace("\n", " ")
+    assert title == "range [8, 12] logit:3, the first 32 of 40", title
+
+    batch = Result(
+        x=xs[0],
+        value=1.7,
+        status="step_limit",
+        history={"objective": [1.0, 1.4]},
+        info={"history": "mean over the batch"},
+        query={"target": "conv2:0"},
+    )
+    (tmp_path / "b").mkdir()
+    write_target_pictures(batch, tmp_path / "b")
+    curve = next(f for f in saved_figures if "batch" in f.axes[0].get_title())
+    assert curve.axes[0].get_title() == "conv2:0: its render batch's mean objective"
+    assert _fmt(float("-inf")) == "-inf" and _fmt(float("inf")) == "inf"

@@ -1239,12 +1239,20 @@ def dream(
     )
 
 
+#: GIF frames show each image at least this many pixels high (8x8 digits 16 times larger)
+GIF_SIDE = 128
+
+
 def _tile(images: np.ndarray, ncol: int) -> np.ndarray:
-    """(N, C, H, W) in [0, 1] -> one (H', W', 3) uint8 mosaic (for GIF frames)."""
+    """(N, C, H, W) in [0, 1] -> one (H', W', 3) uint8 mosaic (for GIF frames), each image
+    enlarged by a whole factor (nearest pixel) to at least GIF_SIDE pixels high (at most
+    1024 wide)."""
     n, c = images.shape[:2]
     imgs = images[:, :3] if c >= 3 else np.repeat(images[:, :1], 3, 1)
     if imgs.ndim == 3:  # 1-D signals: draw as a strip
         imgs = np.repeat(imgs[:, :, None, :], 8, 2)
+    k = max(1, min(-(-GIF_SIDE // imgs.shape[2]), 1024 // imgs.shape[3]))
+    imgs = imgs.repeat(k, 2).repeat(k, 3)
     h, w = imgs.shape[2:]
     nrow = math.ceil(n / ncol)
     out = np.ones((nrow * (h + 2), ncol * (w + 2), 3))

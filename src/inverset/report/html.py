@@ -20,6 +20,7 @@ import numpy as np
 
 from inverset.report.images import save_bars, save_curve, save_grid, save_histogram, to_hwc
 from inverset.report.pictures import (
+    GENERATOR,
     domain_names,
     drawn_as,
     image_range,
@@ -60,13 +61,13 @@ def _fmt(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return "inf" if math.isinf(v) else f"{v:.5g}"
+        return ("inf" if v > 0 else "-inf") if math.isinf(v) else f"{v:.5g}"
     return str(v)
 
 
 def _page(title: str, body: str) -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>{GENERATOR}"
         f"<meta name=viewport content='width=device-width,initial-scale=1'>"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n"
         f"<body>\n{body}\n</body></html>\n"
@@ -214,7 +215,10 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
     ykey = next((k for k in ("best", "objective") if result.history.get(k)), None)
     if ykey is not None:
         if _stale(d / CURVE, src):
-            save_curve(result.history, d / CURVE, y=ykey, title=f"{target}: {ykey}")
+            # a visualize atlas's target shares its render batch's curve (the batch's mean)
+            batch = result.info.get("history") == "mean over the batch"
+            what = "its render batch's mean objective" if batch else ykey
+            save_curve(result.history, d / CURVE, y=ykey, title=f"{target}: {what}")
         pics.append(CURVE)
     if result.values is not None and np.asarray(result.values).size > 1:
         if _stale(d / HIST, src):
@@ -344,7 +348,8 @@ def build_report(
         problems[kind] += 1
         cards[key] = _note_card(key, target, "failed", f"{kind}: {why}")
         if (out / key).is_dir():  # an earlier result's page and pictures must not stay
-            remove_pictures(out / key, ("index.html", *TARGET_PICTURES))
+            remove_pictures(out / key, TARGET_PICTURES)
+            (out / key / "index.html").unlink(missing_ok=True)  # the job's own page
         if warn is not None:
             warn(f"{why}; its card shows it as {kind} ({fix})")
 

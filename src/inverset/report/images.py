@@ -7,6 +7,7 @@ is one (else they are boxes, without matplotlib's warnings: the HTML report show
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -321,18 +322,26 @@ def save_curve(
         xs = _floats(history[x]) if x is not None else np.arange(len(ys))
         relaxed = history.get("relaxed") if y == "best" else None
         bound = history.get("bound") if y == "best" else None
+        # one record is a point (a line through it has no length and draws nothing)
+        dot = "o" if len(ys) == 1 else None
         if relaxed:
             # not a relaxation's bound: the search's own points before their rounding
             label = "search steps, before rounding"
             ax.plot(xs, _floats(relaxed), color="#999999", ls="--", label=label)
             ax.plot(xs, _floats(ys), color="#3b6ea8", marker="o", label="whole-number points")
         elif y == "best":  # the best so far holds until the next record: steps, not slopes
-            ax.step(xs, _floats(ys), where="post", color="#3b6ea8", label=y)
+            ax.step(xs, _floats(ys), where="post", color="#3b6ea8", label=y, marker=dot)
         else:
-            ax.plot(xs, _floats(ys), color="#3b6ea8", label=y)
+            ax.plot(xs, _floats(ys), color="#3b6ea8", label=y, marker=dot)
         if bound and len(bound) == len(ys):
             ax.step(
-                xs, _floats(bound), where="post", color="#c44e52", ls="--", label="proven bound"
+                xs,
+                _floats(bound),
+                where="post",
+                color="#c44e52",
+                ls="--",
+                label="proven bound",
+                marker=dot,
             )
         if relaxed or bound:
             ax.legend(fontsize=7)
@@ -362,6 +371,8 @@ def save_histogram(
         hi = high if np.isfinite(high) else max(right, low)
         ax.axvspan(lo, hi, color="#cde3c5", label="range", zorder=1)
         ax.set_xlim(min(left, lo), max(right, hi))
+    with contextlib.suppress(AttributeError):  # values 1e-8 apart: no "+1.406e1" offset
+        ax.ticklabel_format(axis="x", useOffset=False)
     ax.set_xlabel("target value")
     ax.set_ylabel("count")
     return _write(fig, path, ax, title)

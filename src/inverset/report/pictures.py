@@ -45,6 +45,19 @@ def drawn_as(n: int, shape: tuple) -> str:
     return f"{n} inputs drawn as {shape[-2]}x{shape[-1]}"
 
 
+def _goal_text(goal: dict[str, Any]) -> str:
+    """A picture title's goal: 'maximize', 'reach 3', 'range [8, 12]'."""
+    kind = str(goal.get("kind", ""))
+    try:
+        if kind == "reach":
+            return f"reach {float(goal['value']):g}"
+        if kind == "range":
+            return f"range [{float(goal['low']):g}, {float(goal['high']):g}]"
+    except (KeyError, TypeError, ValueError):
+        pass
+    return kind
+
+
 def domain_names(result: Result) -> list[str] | None:
     """The feature names a result's domain records, if any."""
     dom = result.query.get("domain") or {}
@@ -52,7 +65,8 @@ def domain_names(result: Result) -> list[str] | None:
 
 
 #: every picture inverset writes beside a result (write_pictures; featvis.save: grid.png,
-#: optimization.gif): each writer first removes them all, so none of an earlier run is left
+#: optimization.gif; `inverset report`: a target's page and its pictures): each writer first
+#: removes them all, so none of an earlier run is left
 PICTURES = (
     "inputs.png",
     "best_input.png",
@@ -60,14 +74,32 @@ PICTURES = (
     "values.png",
     "grid.png",
     "optimization.gif",
+    "index.html",
+    "thumb.png",
+    "samples.png",
+    "histogram.png",
 )
+
+
+#: what marks an HTML page as inverset's own (only those are removed as stale)
+GENERATOR = "<meta name=generator content=inverset>"
 
 
 def remove_pictures(directory: str | Path, names: Sequence[str], keep: Sequence[str] = ()) -> None:
     """Remove the pictures ``names`` (inverset's own file names) from ``directory`` but those
-    in ``keep``: a picture of an earlier result must not pass for one of the new result."""
+    in ``keep``: a picture of an earlier result must not pass for one of the new result. A
+    page (.html) goes only when inverset wrote it (:data:`GENERATOR`)."""
     for name in set(names) - set(keep):
-        (Path(directory) / name).unlink(missing_ok=True)
+        path = Path(directory) / name
+        if name.endswith(".html") and path.is_file():
+            try:
+                with path.open("rb") as f:
+                    ours = GENERATOR.encode() in f.read(400)
+            except OSError:
+                ours = False
+            if not ours:
+                continue
+        path.unlink(missing_ok=True)
 
 
 def image_range(query: dict[str, Any]) -> tuple[float, float] | None:
@@ -109,7 +141,9 @@ def write_pictures(
             xs = result.xs if result.xs is not None else x[None]
             vals = result.values if result.values is not None else [result.value]
             labels = [f"{target}={v:.4g}" for v in vals[:max_images]]
-            title = f"{result.query.get('goal', {}).get('kind', '')} {target}"
+            title = f"{_goal_text(result.query.get('goal') or {})} {target}"
+            if len(xs) > max_images:
+                title += f", the first {max_images} of {len(xs)}"
             if shape != x.shape:
                 xs = np.asarray(xs).reshape(len(xs), *shape)
                 title += f" ({drawn_as(x.size, shape)})"
