@@ -609,3 +609,18 @@ def test_mistakes_in_a_surrogates_files_get_the_fix_that_works(run_main, named):
     p = run_main("report", d / "one")
     assert p.returncode == 2
     assert "holds one query's result" in p.stderr and "run inverset atlas first" in p.stderr
+
+
+def test_a_bound_just_below_a_range_is_not_printed_as_its_end():
+    """An unreachable range's bound 19.99998 printed as 'bound 20', which reads as if 20 were
+    reached (audit 102); it shows the digits that tell them apart."""
+    from inverset.cli.app import _bound_text
+
+    r = iv.Result(x=None, value=None, status="unreachable", bound=19.999979972839355)
+    r.query = {"goal": {"kind": "range", "low": 20.0, "high": 25.0}}
+    assert _bound_text(r) == "19.99998"
+    r.bound = 17.25
+    assert _bound_text(r) == "17.25"
+    r.query = {"goal": {"kind": "maximize"}}
+    r.bound = 19.999979972839355
+    assert _bound_text(r) == "20"

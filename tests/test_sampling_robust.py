@@ -668,3 +668,17 @@ def test_an_empty_intersection_is_not_called_an_empty_domain():
     assert r.info["exact_check"] == (
         "unreachable: no input reaches 1.5; the MILP requiring it is infeasible (highs)"
     )
+
+
+def test_a_probability_range_is_said_to_be_no_exact_check_target():
+    """prob:k is not piecewise linear: the exact check was 'model or domain not supported by
+    the exact solver; skipped', blaming a model it supports (audit 102)."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(2, 2))
+    m.input_shape = (2,)
+    r = sample(m, "prob:1", (1.5, 2.0), n=5, domain=Box(0, 1, shape=(2,)), seed=0)
+    assert r.status == "not_found" and r.xs.shape[0] == 0, r.message
+    assert r.info["exact_check"] == (
+        "prob:1 is a probability, not piecewise linear (a range of its logit, logit:k, can be "
+        "checked); skipped"
+    )

@@ -482,7 +482,7 @@ def print_result(result: Result, names: list[str] | None = None) -> None:
     t.add_row("status", f"[bold]{result.status}[/]")
     t.add_row("value", f"{result.value:.6g}" if result.value is not None else "-")
     if result.bound is not None:
-        t.add_row("bound", f"{result.bound:.6g}")
+        t.add_row("bound", _bound_text(result))
         t.add_row("gap", f"{result.gap:.3g}" if result.gap is not None else "-")
     t.add_row("evaluations", str(result.nfev))
     t.add_row("time", f"{result.timings.get('total', 0):.2f} s")
@@ -513,6 +513,21 @@ def print_result(result: Result, names: list[str] | None = None) -> None:
             for n, v in zip(names, x, strict=False):
                 xt.add_row(escape(str(n)), f"{v:.6g}")
             out.print(xt)
+
+
+def _bound_text(result: Result) -> str:
+    """A bound to 6 digits, or as many more as tell it apart from a range's or reach value's
+    ends (a bound 19.99998 below [20, 25] is no "20", which reads as reachable)."""
+    goal = result.query.get("goal") or {}
+    ends = [goal.get(k) for k in ("low", "high", "value")]
+    ends = [float(e) for e in ends if isinstance(e, int | float) and math.isfinite(e)]
+    b = float(result.bound)
+    near = min(ends, key=lambda e: abs(e - b), default=None)
+    if near is None or b == near or not math.isfinite(b):
+        return f"{b:.6g}"
+    from inverset.exact.solver import shown_apart
+
+    return shown_apart(b, near)
 
 
 def _click_errors() -> tuple[type[Exception], ...]:

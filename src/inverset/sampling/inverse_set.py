@@ -757,7 +757,20 @@ class _Sampler:
             p.model, p.target, Goal.range(g.low, g.high), p.domain, Direct(p.domain), p.constraints
         )
         if not direct.domain.bounded or not is_supported(direct):
-            self.c["exact_check"] = "model or domain not supported by the exact solver; skipped"
+            exprs = (direct.target, *(c[0] for c in direct.constraints))
+            bent = [e for e in exprs if not e.piecewise_linear]
+            probs = [str(r) for e in bent for r in e.refs() if r.kind == "prob"]
+            why = (
+                f"{probs[0]} is a probability, not piecewise linear (a range of its logit, "
+                "logit:k, can be checked)"
+                if probs
+                else f"{bent[0]} is not piecewise linear"
+                if bent
+                else "the domain is unbounded"
+                if not direct.domain.bounded
+                else "the model is not supported by the exact solver"
+            )
+            self.c["exact_check"] = f"{why}; skipped"
             return None, True
         if self.skip_exact():
             return None, False
