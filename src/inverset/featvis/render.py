@@ -718,8 +718,9 @@ def visualize(
     features shaped (1, 1, 5) are refused. A batch that runs out of memory is the
     :class:`RenderOutOfMemory` error naming a smaller ``batch_size``.
     ``frames`` > 0 keeps that many snapshots of the optimization for a GIF.
-    A target that ends below the best of 64 sparse images (strokes on a dark background), or
-    never moved, is rendered again from that image, and the higher of the two renders is kept
+    A target that ends below the best of 16 sparse images (strokes on a dark background), or
+    of 64 with a gradient when a target of its batch never moved, is rendered again from that
+    image, and the higher of the two renders is kept
     (with a 'fourier' or 'pixels' param and a built-in objective): grey and noise starts switch
     fully connected digit nets (MNIST-FC) off. The message and ``info['restarted']`` name them.
 
