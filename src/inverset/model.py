@@ -588,14 +588,24 @@ def output_axes(model: nn.Module, input_shape: Sequence[int]) -> Callable[[str],
         if name not in seen:
             seen[name] = None
             if name in hookable_layers(model):
-                x = torch.zeros((1, *input_shape), device=model_device(model))
-                with contextlib.suppress(Exception), torch.no_grad():
-                    with restore_mode(model, train=False):
-                        a = forward(model, x.to(model_dtype(model)), [name]).get(name)
-                    seen[name] = a.dim() - 1 if isinstance(a, torch.Tensor) else None
+                a = on_zero_input(model, input_shape, name)
+                seen[name] = a.dim() - 1 if a is not None else None
         return seen[name]
 
     return axes
+
+
+def on_zero_input(model: nn.Module, input_shape: Sequence[int], name: str) -> torch.Tensor | None:
+    """Layer ``name``'s output (``OUTPUT``: the model's) on one zero input of ``input_shape``,
+    in eval mode without gradients; None when the pass fails or gives no tensor there (the
+    checks that follow say why)."""
+    x = torch.zeros((1, *input_shape), device=model_device(model), dtype=model_dtype(model))
+    try:
+        with torch.no_grad(), restore_mode(model, train=False):
+            a = forward(model, x, [name]).get(name)
+    except Exception:
+        return None
+    return a if isinstance(a, torch.Tensor) else None
 
 
 def input_names(model: nn.Module) -> list[str] | None:

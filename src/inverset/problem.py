@@ -28,6 +28,7 @@ from inverset.model import (
     input_shape_of,
     model_device,
     model_dtype,
+    on_zero_input,
     output_axes,
     restore_mode,
 )
@@ -56,16 +57,6 @@ def _check_label_count(labels: list[str] | None, out: Any) -> None:
             f"{len(labels)} class names for a model with {n} classes; give one name per "
             "class (line i names class i)"
         )
-
-
-def _output_of_zero(model: nn.Module, shape: Sequence[int]) -> torch.Tensor | None:
-    """The model's output on a zero input (None when it fails: the checks after say why)."""
-    x = torch.zeros((1, *shape), device=model_device(model), dtype=model_dtype(model))
-    try:
-        with torch.no_grad(), restore_mode(model, train=False):
-            return forward(model, x, [OUTPUT]).get(OUTPUT)
-    except Exception:
-        return None
 
 
 def check_box_size(domain: Box, model_shape: Sequence[int] | None, where: str = "box") -> None:
@@ -159,7 +150,7 @@ class Problem:
             expr = parse_target(target, labels, axes)
         except InversetError:  # a labels file of another model makes its names unknown too
             if labels is not None:
-                _check_label_count(labels, _output_of_zero(model, shape))
+                _check_label_count(labels, on_zero_input(model, shape, OUTPUT))
             raise
         cons = [
             (parse_target(t, labels, axes), lo, hi) for t, lo, hi in _check_constraints(constraints)

@@ -800,36 +800,40 @@ def visualize(
         hist, counts = np.zeros(steps), np.zeros(steps)
         interrupted = False
         with progress_bar(progress, steps * len(chunks), "visualize") as bar:
+
+            def render(units: list[int], pseed: int, gen_seed: int, init=None):
+                """The param of ``units``' images (from ``init`` when given) and its render."""
+                target = objective if custom else as_objective(objective, layer, units)
+                p = make_param(
+                    param,
+                    (c, *spatial),
+                    len(units),
+                    alpha=alpha,
+                    decorrelate=decorrelate,
+                    color_matrix=color_matrix,
+                    seed=pseed,
+                    value_range=(lo, hi),
+                    device=device,
+                    init=init,
+                ).to(device=device, dtype=work_dtype(model))
+                return p, _render_batch(
+                    runner,
+                    p,
+                    target + extra if extra is not None else target,
+                    target,
+                    tf,
+                    steps,
+                    lr,
+                    (lo, hi),
+                    torch.Generator().manual_seed(gen_seed),
+                    frame_every,
+                    bar,
+                )
+
             for k, chunk in enumerate(chunks):
                 cseed = int(seed) * 100_003 + k
-                target = objective if custom else as_objective(objective, layer, chunk)
-                full = target + extra if extra is not None else target
                 try:
-                    p = make_param(
-                        param,
-                        (c, *spatial),
-                        len(chunk),
-                        alpha=alpha,
-                        decorrelate=decorrelate,
-                        color_matrix=color_matrix,
-                        seed=cseed,
-                        value_range=(lo, hi),
-                        device=device,
-                    ).to(device=device, dtype=work_dtype(model))
-                    img, xin, v, h, fr, interrupted, still = _render_batch(
-                        runner,
-                        p,
-                        full,
-                        target,
-                        tf,
-                        steps,
-                        lr,
-                        (lo, hi),
-                        torch.Generator().manual_seed(cseed + 1),
-                        frame_every,
-                        bar,
-                    )
-                    rows = list(range(len(chunk)))
+                    p, (img, xin, v, h, fr, interrupted, still) = render(chunk, cseed, cseed + 1)
                     if not interrupted and isinstance(param, str) and not custom:
                         # a second start from the sparse image that best raises a target,
                         # where that image is above where the render ended
@@ -859,32 +863,9 @@ def visualize(
                         init = init[found]
                         if alpha:  # opaque
                             init = torch.cat([init, torch.ones_like(init[:, :1])], 1)
-                        p2 = make_param(
-                            param,
-                            (c, *spatial),
-                            len(rows),
-                            alpha=alpha,
-                            decorrelate=decorrelate,
-                            color_matrix=color_matrix,
-                            seed=cseed,
-                            value_range=(lo, hi),
-                            device=device,
-                            init=init,
-                        ).to(device=device, dtype=work_dtype(model))
-                        t2 = as_objective(objective, layer, [chunk[j] for j in rows])
                         bar.extend(steps)
-                        img2, xin2, v2, h2, fr2, interrupted, still2 = _render_batch(
-                            runner,
-                            p2,
-                            t2 + extra if extra is not None else t2,
-                            t2,
-                            tf,
-                            steps,
-                            lr,
-                            (lo, hi),
-                            torch.Generator().manual_seed(cseed + 3),
-                            frame_every,
-                            bar,
+                        _, (img2, xin2, v2, h2, fr2, interrupted, still2) = render(
+                            [chunk[j] for j in rows], cseed, cseed + 3, init
                         )
                         second += len(h2) * len(rows)
                         if interrupted:  # a second render cut short: the first stands
