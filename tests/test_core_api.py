@@ -404,3 +404,57 @@ def test_a_model_file_loads_on_the_device_auto_names(tmp_path):
         loaded, "out:0", torch.tensor([-10.0, 10.0]), n=4, domain=iv.Box(-1, 1, shape=(2,))
     )
     assert r.status == "found" and len(r.xs) == 4
+
+
+@pytest.mark.parametrize("solver", ["gradient", "auto", "exact", "evolution", "sample"])
+def test_a_probability_range_above_1_is_unreachable_at_once(solver):
+    """A probability asked to lie in [80, 90] (a percentage): auto and evolution searched
+    their whole time limit (19 s) and answered not_found, the exact solver refused prob:k,
+    and the sampler spent its seeding budget. Now every solver answers unreachable before
+    evaluating the model, with the bound 1 and how to write the percentage."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    box = iv.Box(-1, 1, shape=(4,))
+    if solver == "sample":
+        r = iv.sample(m, "prob:1", (80, 90), n=4, domain=box)
+    else:
+        r = iv.in_range(m, "prob:1", (80, 90), box, solver=solver, time_limit=30)
+    assert r.status == "unreachable" and r.x is None and r.bound == 1.0, r.message
+    assert r.nfev == 0
+    assert r.message.endswith(
+        "the target prob:1 is at most 1 for every input (prob:1 is a probability, between 0 "
+        "and 1), so it cannot be in [80, 90]; for 80-90% give 0.8 to 0.9"
+    )
+
+
+def test_a_range_a_target_can_take_is_searched_and_one_it_cannot_is_proven_empty():
+    """Only ranges no value of the target's probabilities can take are answered without a
+    search: a difference of two reaches -1 at most, a constraint on a sum fails the domain."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    box = iv.Box(-1, 1, shape=(4,))
+    r = iv.reach(m, "prob:1 - prob:2", -1.5, box)
+    assert (r.status, r.bound, r.nfev) == ("unreachable", -1.0, 0), r.message
+    assert "is at least -1 for every input (prob:1, prob:2 are probabilities" in r.message
+    r = iv.maximize(m, "logit:0", box, constraints=[("prob:1 + prob:2", 2.5, 3)])
+    assert (r.status, r.nfev) == ("infeasible", 0), r.message
+    assert r.message.startswith("constraint (prob:1 + prob:2) is at most 2 for every input")
+    r = iv.reach(m, "prob:1 - prob:2", 1.0, box, time_limit=5)
+    assert r.status != "unreachable" and r.nfev > 0, r.message  # a bound, not a proof
+    r = iv.in_range(m, "prob:1", (0.3, 0.5), box)
+    assert r.status == "found" and 0.3 <= r.value <= 0.5, r.message
+
+
+def test_the_span_of_a_target_is_what_its_probabilities_allow():
+    """Interval arithmetic over [0, 1] per probability; any other network value is free."""
+    span = lambda t: iv.parse_target(t).span()  # noqa: E731
+    assert span("prob:1") == (0.0, 1.0)
+    assert span("logit:1") == (-math.inf, math.inf)
+    assert span("2*prob:1 - 3") == (-3.0, -1.0)
+    assert span("prob:1 / 4 + prob:2") == (0.0, 1.25)
+    assert span("-prob:0 * 0.5") == (-0.5, 0.0)
+    assert span("min(prob:1, 0.25)") == (0.0, 0.25)
+    assert span("max(prob:1, prob:2 + 1)") == (1.0, 2.0)
+    assert span("prob:1 * logit:0") == (-math.inf, math.inf)
+    assert span("logit:0 / prob:1") == (-math.inf, math.inf)
+    assert span("1 / (prob:1 + 1)") == (0.5, 1.0)

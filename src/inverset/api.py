@@ -92,14 +92,19 @@ def solve(
         ) from None
     fn = get_solver(solver)
     check_options(f"solver {solver!r}", fn, options)
-    result = fn(
-        problem,
-        seed=seed,
-        time_limit=time_limit,
-        max_evals=max_evals,
-        progress=progress,
-        **options,
-    )
+    impossible = problem.impossible()
+    if impossible is not None:  # no search can help: say so at once, with the proof
+        status, why, bound = impossible
+        result = Result(None, None, status, message=why, bound=bound, solver=solver)
+    else:
+        result = fn(
+            problem,
+            seed=seed,
+            time_limit=time_limit,
+            max_evals=max_evals,
+            progress=progress,
+            **options,
+        )
     result.query = {
         **problem.to_dict(),
         "solver": solver,

@@ -276,6 +276,34 @@ class Problem:
             out.append(self.evaluate(xi).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
+    def impossible(self) -> tuple[str, str, float | None] | None:
+        """Why no input can meet the goal or a constraint's range whatever the network
+        computes (a probability asked to lie above 1, in percent perhaps), answered before any
+        search: (status, reason, bound). The status is 'unreachable' for the goal (the bound
+        is the target's end that proves it) and 'infeasible' for a constraint, as the exact
+        solver says; None when the target's values allow every range."""
+        g = self.goal
+        own = {"reach": [(self.target, g.value, g.value)], "range": [(self.target, g.low, g.high)]}
+        goal = own.get(g.kind, [])
+        for i, (e, lo, hi) in enumerate([*goal, *self.constraints]):
+            a, b = e.span()
+            if lo <= b + _span_tol(lo) and hi >= a - _span_tol(hi):
+                continue
+            near = b if lo > b else a
+            want = f"{lo:g}" if lo == hi else f"in [{lo:g}, {hi:g}]"
+            hint = ""
+            if isinstance(e, Ref) and e.kind == "prob" and lo > 1 and hi <= 100:  # percent?
+                pct = f"{lo:g}%" if lo == hi else f"{lo:g}-{hi:g}%"
+                frac = f"{lo / 100:g}" if lo == hi else f"{lo / 100:g} to {hi / 100:g}"
+                hint = f"; for {pct} give {frac}"
+            why = (
+                f"{'the target' if i < len(goal) else 'constraint'} {e} is "
+                f"{'at most' if lo > b else 'at least'} {near:g} for every input "
+                f"({_span_why(e)}), so it cannot be {want}{hint}"
+            )
+            return ("unreachable", why, near) if i < len(goal) else ("infeasible", why, None)
+        return None
+
     def _check_zero_logit(self) -> None:
         """A binary scikit-learn classifier keeps one logit z, loaded as logits (0, z): a
         target that is logit 0 alone is 0 for every input (it was "optimal" at 0)."""
@@ -347,6 +375,22 @@ class Problem:
             "constraints": [[str(t), lo, hi] for t, lo, hi in self.constraints],
             "model": getattr(self.model, "source", type(self.model).__name__),
         }
+
+
+def _span_tol(v: float) -> float:
+    """How far outside a target's possible values a reach value or range end may lie and
+    still be met (the exact solver's reach tolerance)."""
+    return 1e-6 * max(1.0, abs(v)) if math.isfinite(v) else 0.0
+
+
+def _span_why(e: Expr) -> str:
+    """Why an expression's values are bounded, for the message: its probabilities."""
+    probs = list(dict.fromkeys(str(r) for r in e.refs() if r.kind == "prob"))
+    if not probs:
+        return "it reads no network value"
+    if len(probs) == 1:
+        return f"{probs[0]} is a probability, between 0 and 1"
+    return f"{', '.join(probs)} are probabilities, each between 0 and 1"
 
 
 def label_names(labels: Any, given: str | None = None) -> list[str] | None:

@@ -73,6 +73,12 @@ class Expr:
         """True when the expression is a piecewise-linear function of activations."""
         return False
 
+    def span(self) -> tuple[float, float]:
+        """Bounds on the expression's value whatever the network computes: a probability lies
+        in [0, 1], any other network value anywhere (what a range no input can reach is
+        checked against before a search)."""
+        return -math.inf, math.inf
+
     def __call__(self, acts: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.evaluate(acts)
 
@@ -88,6 +94,9 @@ class Const(Expr):
     @property
     def piecewise_linear(self) -> bool:
         return True
+
+    def span(self) -> tuple[float, float]:
+        return self.value, self.value
 
     def __str__(self) -> str:
         # the shortest text that reads back as the same number (``%g`` kept 6 digits)
@@ -110,6 +119,9 @@ class Ref(Expr):
     @property
     def piecewise_linear(self) -> bool:
         return self.kind != "prob"
+
+    def span(self) -> tuple[float, float]:
+        return (0.0, 1.0) if self.kind == "prob" else (-math.inf, math.inf)
 
     def _act(self, acts):
         a = acts[self.layer]
@@ -247,6 +259,10 @@ class Neg(Expr):
     def piecewise_linear(self) -> bool:
         return self.arg.piecewise_linear
 
+    def span(self) -> tuple[float, float]:
+        lo, hi = self.arg.span()
+        return -hi, -lo
+
     def __str__(self) -> str:
         return f"-({self.arg})"
 
@@ -281,6 +297,20 @@ class BinOp(Expr):
             return not self.left.refs() or not self.right.refs()
         return not self.right.refs()
 
+    def span(self) -> tuple[float, float]:
+        (a, b), (c, d) = self.left.span(), self.right.span()
+        if self.op == "+":
+            return a + c, b + d
+        if self.op == "-":
+            return a - d, b - c
+        if self.op == "/":
+            if c <= 0 <= d:
+                return -math.inf, math.inf
+            c, d = 1 / d, 1 / c
+        # an infinite end times 0 is 0 here (0 * inf is NaN): the product's end is 0 there
+        ends = [0.0 if 0 in (p, q) else p * q for p in (a, b) for q in (c, d)]
+        return min(ends), max(ends)
+
     def __str__(self) -> str:
         return f"({self.left} {self.op} {self.right})"
 
@@ -300,6 +330,11 @@ class Func(Expr):
     @property
     def piecewise_linear(self) -> bool:
         return all(a.piecewise_linear for a in self.args)
+
+    def span(self) -> tuple[float, float]:
+        los, his = zip(*(a.span() for a in self.args), strict=True)
+        pick = min if self.name == "min" else max
+        return pick(los), pick(his)
 
     def __str__(self) -> str:
         return f"{self.name}({', '.join(map(str, self.args))})"

@@ -9,7 +9,7 @@ from inverset.exact.bounds import Bounds, crown, interval
 from inverset.exact.ir import Network, extract
 from inverset.exact.milp import MILPModel, MILPSolution
 from inverset.exact.milp import build as build_milp
-from inverset.exact.solver import compile_problem, is_supported, solve
+from inverset.exact.solver import compile_problem, is_supported, solve, unsupported
 
 __all__ = [
     "Bounds",
@@ -23,4 +23,5 @@ __all__ = [
     "interval",
     "is_supported",
     "solve",
+    "unsupported",
 ]

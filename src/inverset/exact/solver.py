@@ -204,15 +204,32 @@ def _check(problem: Problem, net: Network) -> None:
         )
 
 
-def is_supported(problem: Problem) -> bool:
-    """Can the exact solver answer this problem (piecewise-linear net/target, bounded box)?"""
-    if not problem.domain.bounded or not all(e.piecewise_linear for e in _exprs(problem)):
-        return False  # without compile_problem's extraction to name the logits of prob:k
+def unsupported(problem: Problem) -> str | None:
+    """Why the exact solver cannot answer this problem, in a line (None when it can): an
+    unbounded box, a target or constraint that is not piecewise linear, or what
+    :func:`compile_problem` refuses (a layer, a latent space, a half-precision model)."""
+    if not problem.domain.bounded:
+        return "the domain is unbounded (the exact solver needs finite bounds on every input)"
+    for e in _exprs(problem):
+        if not e.piecewise_linear:
+            # said before compile_problem's extraction, which would name prob:k's logits
+            probs = [str(r) for r in e.refs() if r.kind == "prob"]
+            if probs:
+                return (
+                    f"{probs[0]} is a probability, not piecewise linear (a range of its logit, "
+                    "logit:k, can be checked)"
+                )
+            return f"{e} is not piecewise linear"
     try:
         compile_problem(problem)
-    except InversetError:
-        return False
-    return True
+    except InversetError as exc:
+        return str(exc)
+    return None
+
+
+def is_supported(problem: Problem) -> bool:
+    """Can the exact solver answer this problem (piecewise-linear net/target, bounded box)?"""
+    return unsupported(problem) is None
 
 
 class _Ctx:

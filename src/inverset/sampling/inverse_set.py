@@ -740,7 +740,7 @@ class _Sampler:
         if self.skip_exact():
             return None, False
         try:
-            from inverset.exact import is_supported
+            from inverset.exact import unsupported
             from inverset.exact.solver import solve as exact_solve
             from inverset.exact.solver import without_point_note
 
@@ -756,20 +756,8 @@ class _Sampler:
         direct = Problem(
             p.model, p.target, Goal.range(g.low, g.high), p.domain, Direct(p.domain), p.constraints
         )
-        if not direct.domain.bounded or not is_supported(direct):
-            exprs = (direct.target, *(c[0] for c in direct.constraints))
-            bent = [e for e in exprs if not e.piecewise_linear]
-            probs = [str(r) for e in bent for r in e.refs() if r.kind == "prob"]
-            why = (
-                f"{probs[0]} is a probability, not piecewise linear (a range of its logit, "
-                "logit:k, can be checked)"
-                if probs
-                else f"{bent[0]} is not piecewise linear"
-                if bent
-                else "the domain is unbounded"
-                if not direct.domain.bounded
-                else "the model is not supported by the exact solver"
-            )
+        why = unsupported(direct)
+        if why is not None:
             self.c["exact_check"] = f"{why}; skipped"
             return None, True
         if self.skip_exact():
@@ -799,12 +787,12 @@ class _Sampler:
         if r.status == "infeasible":
             # the domain with every range admits no input: an empty intersection of the
             # ranges when the domain alone is feasible, else an empty domain
-            self.exact_result = r
+            self.proof_bound = r.bound
             self.empty_because = self.why_infeasible(direct, exact_solve)
             raise _Stop("unreachable")
         if r.status == "unreachable":
             # with other ranges the proof is about inputs meeting them: say which fails
-            self.exact_result = r
+            self.proof_bound = r.bound
             self.empty_because = (
                 self.why_infeasible(direct, exact_solve)
                 if p.constraints
@@ -866,6 +854,10 @@ class _Sampler:
         with progress_bar(progress, n, "inverse set") as bar, self.p.session():
             saved = self.restore() if store is not None else None
             try:
+                impossible = self.p.impossible()
+                if impossible is not None:  # no input can: no walker need try
+                    _, self.empty_because, self.proof_bound = impossible
+                    raise _Stop("unreachable")
                 self.show(bar, "seeding", self.c["seed_steps"])
                 if saved is None or saved[0] == "seeding":
                     if not self.resumed:  # a resumed run has its sigma (saved, or restore's)
@@ -1296,7 +1288,7 @@ class _Sampler:
                 value=None,
                 status="unreachable",
                 message=f"inverse set is empty: {self.empty_because}",
-                bound=self.exact_result.bound,
+                bound=self.proof_bound,
                 xs=np.zeros((0, *shape), dtype=np.float32),
                 values=np.zeros(0),
                 nfev=self.nfev_before + p.nfev,

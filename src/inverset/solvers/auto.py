@@ -75,16 +75,13 @@ def _exact_supported(problem: Problem) -> tuple[bool, str]:
         from inverset import exact
     except Exception as exc:
         return False, f"exact solver unavailable ({type(exc).__name__})"
-    check = getattr(exact, "is_supported", None)
-    if check is None:
-        return False, "exact solver unavailable (no is_supported)"
     try:
-        ok = bool(check(problem))
-    except UnsupportedModelError as exc:
-        return False, f"exact does not support the model ({exc})"
+        why = exact.unsupported(problem)
     except Exception as exc:
         return False, f"exact support check failed ({type(exc).__name__}: {exc})"
-    return ok, "piecewise-linear network the exact solver supports" if ok else "exact declined"
+    if why is not None:
+        return False, f"exact declined: {why}"
+    return True, "piecewise-linear network the exact solver supports"
 
 
 def _has_gradient(problem: Problem, seed: int, n: int) -> bool:
@@ -296,12 +293,14 @@ def solve(
             if res.status == "unreachable" and nearest is not None and nearest is not res:
                 # the proof is the exact stage's; a nearer input an earlier stage found still
                 # tells how close the target came (a range between attainable values)
-                from inverset.exact.solver import POINT_NOTE
+                from inverset.exact.solver import without_point_note
 
                 res.x, res.xs, res.values = nearest.x, nearest.xs, nearest.values
                 res.value, res.arrays = nearest.value, {**nearest.arrays, **res.arrays}
-                res.message = res.message.replace(f"; {POINT_NOTE}", "")
-                res.message += f"; the point returned is the nearest {nearest.solver} found"
+                res.message = (
+                    f"{without_point_note(res.message)}; the point returned is the nearest "
+                    f"{nearest.solver} found"
+                )
             best = res if res.status != "interrupted" else nearest
             break
         best = nearest
