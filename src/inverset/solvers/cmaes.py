@@ -6,7 +6,9 @@ rounded before evaluation (the rounded point is what is recorded and returned). 
 constraints ``A x <= b`` are repaired by projection before evaluation (or penalized with
 ``linear='penalty'``). Whenever a run stops, CMA-ES restarts with a doubled population (IPOP):
 ``restarts`` times without a budget, and until the time limit or evaluation budget is used up
-when one is given.
+when one is given. Above :data:`DIAGONAL_ABOVE` dimensions the covariance is diagonal
+(sep-CMA-ES, Ros & Hansen 2008): a full one costs an eigendecomposition of d x d (1.2 s at
+784-D), which overran time limits and found less in the same time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from inverset.problem import Problem
 from inverset.result import Result
 from inverset.solvers._common import Objective, restart_seeds, run
 
+#: search spaces with more dimensions than this get a diagonal covariance unless ``diagonal``
+#: says otherwise (random 128-D and 784-D ReLU MLPs, 5 s: 0.909 / 2.40 diagonal, 0.880 / 1.88
+#: full; 16-64-D alike)
+DIAGONAL_ABOVE = 100
+
 
 def solve(
     problem: Problem,
@@ -37,11 +44,14 @@ def solve(
     restarts: int = 4,
     polish: bool = False,
     linear: str = "repair",
+    diagonal: bool | None = None,
 ) -> Result:
     """Minimize the query's loss with CMA-ES from a random start in the box.
 
     ``popsize`` defaults to cma's ``4 + 3 ln(d)``; ``sigma0`` is relative to the box width.
     ``polish`` finishes each run with L-BFGS-B on the model's gradients (continuous boxes).
+    ``diagonal``: learn only the covariance's diagonal (None: above :data:`DIAGONAL_ABOVE`
+    search dimensions).
     """
     if not sigma0 > 0:
         raise InversetError(
@@ -50,7 +60,8 @@ def solve(
 
     def search(obj: Objective, info: dict[str, Any]) -> str | None:
         lam = popsize or 4 + int(3 * np.log(max(obj.dim, 1)))
-        info.update(runs=0, popsizes=[])
+        diag = obj.dim > DIAGONAL_ABOVE if diagonal is None else bool(diagonal)
+        info.update(runs=0, popsizes=[], covariance="diagonal" if diag else "full")
         capped = False  # a run stopped at cma's iteration cap, not at its tolerances
         for s in restart_seeds(seed):
             rng = np.random.default_rng(s)
@@ -61,6 +72,7 @@ def solve(
                 "verbose": -9,
                 "tolfun": tolfun,
                 "tolx": 1e-12,
+                "CMA_diagonal": diag,
             }
             if obj.remaining_evals is not None:
                 opts["maxfevals"] = obj.remaining_evals
