@@ -582,3 +582,63 @@ def test_trusted_pickle_of_a_class_from_the_training_script_says_so(tmp_path, mo
         "importable from here (e.g. surrogate.py) and save again, or save the model as "
         "TorchScript (torch.jit.script(model).save(...)) or as a state dict for --factory"
     )
+
+
+def test_a_frozen_float64_torchscript_file_runs_in_float64(tmp_path):
+    """A frozen module keeps its weights as graph constants: it was run in float32, which
+    failed ('expected m1 and m2 to have the same dtype'); so did a float64 module whose
+    weights are buffers only."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).double().eval()
+    torch.jit.freeze(torch.jit.script(net)).save(str(tmp_path / "f.pt"))
+    box = iv.Box(-1, 1, shape=(4,))
+    r = iv.maximize(load_model(tmp_path / "f.pt"), "out:1", box, input_shape=4, starts=4)
+    assert r.x.dtype == np.float64
+    with torch.no_grad():
+        assert r.value == float(net(torch.as_tensor(r.x)[None])[0, 1])
+
+    class Buffers(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("w", torch.randn(3, 4, dtype=torch.float64))
+
+        def forward(self, x):
+            return x @ self.w.T
+
+    m = Buffers()
+    r = iv.maximize(m, "out:1", box, input_shape=4, starts=4)
+    assert r.value == pytest.approx(float(m.w[1].abs().sum()), rel=1e-12)
+
+
+def test_training_checkpoints_and_data_parallel_weights_load(tmp_path):
+    """The PyTorch tutorials' checkpoint ({'epoch', 'model_state_dict', ...}), {'model': sd}
+    and an nn.DataParallel's 'module.' keys failed as weights that do not fit."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    sd = net.state_dict()
+    (tmp_path / "netdef.py").write_text(
+        "from torch import nn\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))\n"
+    )
+    files = {
+        "tutorial.pt": {"epoch": 3, "model_state_dict": sd, "optimizer_state_dict": {}},
+        "model.pt": {"model": sd},
+        "dp.pt": {f"module.{k}": v for k, v in sd.items()},
+    }
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        x = torch.rand(5, 3)
+        for name, content in files.items():
+            torch.save(content, tmp_path / name)
+            m = load_model("netdef:build", weights=tmp_path / name)
+            with torch.no_grad():
+                assert torch.equal(m(x), net(x)), name
+        torch.save({"epoch": 3, "optimizer": {}}, tmp_path / "none.pt")
+        with pytest.raises(iv.InversetError, match=r"holds a dict without tensors \(epoch, optim"):
+            load_model("netdef:build", weights=tmp_path / "none.pt")
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("netdef", None)

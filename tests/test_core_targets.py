@@ -436,3 +436,84 @@ def test_a_comma_without_a_space_in_min_max_reads_by_the_layers_axes(net_and_act
     e = iv.parse_target("max(fc1:2,0.1:4, -out:1)")
     assert str(e) == "max(fc1:2, 0.1:4, -(out:1))"
     assert str(iv.parse_target("max(fc1:2,0)")) == "max(fc1:2,0)"  # no model: a multi-index
+
+
+class _Squeezed(nn.Module):
+    """A regression net ending in ``y.squeeze()`` (a scalar for a batch of one), or in
+    ``y.flatten()`` (the batch merged with the outputs)."""
+
+    def __init__(self, end: str, n_out: int = 1):
+        super().__init__()
+        self.fc, self.o, self.end = nn.Linear(4, 5), nn.Linear(5, n_out), end
+
+    def forward(self, x):
+        y = self.o(torch.relu(self.fc(x)))
+        return y.squeeze() if self.end == "squeeze" else y.flatten()
+
+
+def test_a_squeezed_output_is_read_and_a_flattened_one_refused_in_one_line():
+    """``.squeeze()`` gives a scalar for a batch of one: out:0 crashed with an IndexError
+    (a traceback from the CLI); ``.flatten()`` over the batch crashed on out:0 and blamed a
+    hidden layer that was fine for fc:1."""
+    torch.manual_seed(0)
+    box = iv.Box(-1, 1, shape=(4,))
+    m = _Squeezed("squeeze").eval()
+    for solver, kw in (("gradient", {"starts": 4, "steps": 40}), ("exact", {})):
+        r = iv.maximize(m, "out:0", box, solver=solver, seed=0, **kw)
+        with torch.no_grad():
+            assert r.value == pytest.approx(float(m(torch.as_tensor(r.x)[None])), abs=1e-6)
+    assert r.status == "optimal"
+    flat = _Squeezed("flatten", 3).eval()
+    with pytest.raises(iv.InversetError, match=r"output has shape \(6,\) for a batch of 2 inputs"):
+        iv.maximize(flat, "out:2", box, starts=4, steps=20)
+    r = iv.maximize(flat, "fc:1", box, starts=4, steps=20)  # its hidden layers are fine
+    with torch.no_grad():
+        assert r.value == pytest.approx(float(flat.fc(torch.as_tensor(r.x))[1]), abs=1e-6)
+
+
+def test_a_layer_name_with_a_dash_is_written_in_quotes():
+    """ModuleDict keys such as 'dense-1': `inverset layers` suggested the target
+    blocks.dense-1:0, which no target could write."""
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleDict(
+                {"dense-1": nn.Linear(4, 6), "act 1": nn.ReLU(), "head": nn.Linear(6, 3)}
+            )
+
+        def forward(self, x):
+            b = self.blocks
+            return b["head"](b["act 1"](b["dense-1"](x)))
+
+    torch.manual_seed(0)
+    m = M().eval()
+    examples = {info.name: info.example for info in iv.layers(m, input_shape=(4,))}
+    assert examples["blocks.dense-1"] == '"blocks.dense-1":0'
+    assert examples["blocks.act 1"] == '"blocks.act 1":0'
+    box = iv.Box(-1, 1, shape=(4,))
+    text = "'blocks.act 1':1 - 2*\"blocks.dense-1\":0"
+    e = iv.parse_target(text)
+    assert str(e) == '("blocks.act 1":1 - (2 * "blocks.dense-1":0))'
+    assert iv.parse_target(str(e)) == e
+    r = iv.maximize(m, text, box, starts=4, steps=40)
+    with torch.no_grad():
+        h = m.blocks["dense-1"](torch.as_tensor(r.x))
+        assert r.value == pytest.approx(float(torch.relu(h)[1] - 2 * h[0]), abs=1e-6)
+    with pytest.raises(iv.InversetError, match=r'goes in quotes, e\.g\. "blocks\.dense-1":0'):
+        iv.parse_target("blocks.dense-1:0")
+
+
+@pytest.mark.parametrize("text", ["fc1:-1", "out:-1", "head.2:-1"])
+def test_a_negative_index_says_indices_count_from_0(text):
+    with pytest.raises(iv.InversetError, match=r"indices count from 0 \(a negative index"):
+        iv.parse_target(text)
+
+
+def test_a_class_name_two_classes_share_is_refused_naming_both():
+    """ImageNet's labels name two classes 'crane' (134, a bird; 517, a machine):
+    prob:crane took the first without a word."""
+    labels = ["crane", "dog", "crane", "fish"]
+    with pytest.raises(iv.InversetError, match=r"names 2 classes \(0, 2\); .*: prob:0, prob:2"):
+        iv.parse_target("prob:crane", labels=labels)
+    assert iv.parse_target("prob:fish", labels=labels).index == (3,)

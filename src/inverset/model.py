@@ -30,10 +30,18 @@ OUTPUT = "out"  # the model output; `logit`, `prob` and `margin` refs read it to
 OUTPUT_KINDS = (OUTPUT, "logit", "prob", "margin")
 
 
+def _tensors(model: nn.Module) -> Iterator[torch.Tensor]:
+    """The model's parameters, then its buffers, then (a frozen TorchScript module's weights)
+    its graph's tensor constants, found only when asked for."""
+    yield from model.parameters()
+    yield from model.buffers()
+    yield from _constants(model).values()
+
+
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer, or of a frozen TorchScript
     module's first tensor constant (CPU for a model without any)."""
-    for t in itertools.chain(model.parameters(), model.buffers(), _constants(model).values()):
+    for t in _tensors(model):
         return t.device
     return torch.device("cpu")
 
@@ -50,7 +58,9 @@ def _constants(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def model_dtype(model: nn.Module) -> torch.dtype:
-    for t in model.parameters():
+    """The dtype of the model's first floating parameter, buffer or frozen TorchScript
+    constant (float32 for a model without any): a frozen float64 module has only constants."""
+    for t in _tensors(model):
         if t.is_floating_point():
             return t.dtype
     return torch.float32
@@ -63,7 +73,7 @@ def inputs_for(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     first = next(itertools.chain(module.parameters(), module.buffers()), None)
     if first is None:
         return x
-    dtype = next((t.dtype for t in module.parameters() if t.is_floating_point()), x.dtype)
+    dtype = next((t.dtype for t in _tensors(module) if t.is_floating_point()), x.dtype)
     return x.to(first.device, dtype if x.is_floating_point() else x.dtype)
 
 
@@ -352,6 +362,15 @@ def layer_name(path: str) -> str:
     return f".{path}" if path in OUTPUT_KINDS else path
 
 
+def layer_text(name: str) -> str:
+    """Layer ``name`` as a target writes it: in quotes when it holds other characters than
+    letters, digits, ``_`` and ``.`` (``"blocks.dense-1":0``), which a target cannot read
+    bare (``-`` subtracts)."""
+    if re.fullmatch(r"[\w.]+", name):
+        return name
+    return f"'{name}'" if '"' in name else f'"{name}"'
+
+
 def check_layer_names(model: nn.Module, names: Sequence[str]) -> None:
     """Raise a one-line error listing valid names if any of ``names`` is not a layer."""
     valid = named_layers(model)
@@ -452,13 +471,14 @@ class Activations(dict[str, torch.Tensor]):
     ``probs``: the model's last layer when its outputs are probabilities
     (:func:`output_activation`); ``last``: the layers whose units are the last axis of their
     output (:func:`units_last`, :class:`LastAxis`), not axis 1; ``returned[name]``: what the
-    model ('out') or a layer returned when no tensor (:func:`returned`). A copy of an
-    Activations keeps them."""
+    model ('out') or a layer returned when no tensor (:func:`returned`); ``batch``: how many
+    inputs the pass took (None: not known). A copy of an Activations keeps them."""
 
     def __init__(self, *args: object, **kw: object) -> None:
         super().__init__(*args, **kw)
         src = args[0] if args and isinstance(args[0], Activations) else None
         self.calls: dict[str, int] = dict(src.calls) if src is not None else {}
+        self.batch: int | None = src.batch if src is not None else None
         self.probs: str | None = src.probs if src is not None else None
         self.last: set[str] = set(src.last) if src is not None else set()
         self.returned: dict[str, str] = dict(src.returned) if src is not None else {}
@@ -559,6 +579,11 @@ def forward(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> Activati
         result = Activations(acts)
         result.calls = dict(acts.calls)
         result.probs = output_activation(model)
+        result.batch = len(x)
+        out = result.get(OUTPUT)
+        if isinstance(out, torch.Tensor) and out.dim() == 0 and len(x) == 1:
+            # ``y.squeeze()`` at the end of forward: a batch of N gives (N,), of one a scalar
+            result[OUTPUT] = out.reshape(1)
         return result
 
 
@@ -771,7 +796,7 @@ class LayerInfo:
         that reads ('' when its shape is unknown)."""
         if self.note or self.shape is None:
             return self.note
-        target = f"{self.name}:0"
+        target = f"{layer_text(self.name)}:0"
         if self.name != module_path(self.name):
             kind = module_path(self.name)
             target += f" (the module named {kind}; {kind}:k reads the model output)"

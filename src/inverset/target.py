@@ -47,7 +47,15 @@ from typing import NamedTuple
 import torch
 
 from inverset.errors import InversetError
-from inverset.model import OUTPUT, OUTPUT_KINDS, check_rows, reads_last, run_twice, units_first
+from inverset.model import (
+    OUTPUT,
+    OUTPUT_KINDS,
+    check_rows,
+    layer_text,
+    reads_last,
+    run_twice,
+    units_first,
+)
 
 
 class Expr:
@@ -136,11 +144,14 @@ class Ref(Expr):
         calls = getattr(acts, "calls", {}).get(self.layer, 1)
         if self.kind == "layer" and calls > 1:
             raise run_twice(self.layer, calls)
-        a = self._act(acts)
         out = acts.get(OUTPUT)
+        batch = getattr(acts, "batch", None)
+        if self.kind != "layer" and isinstance(out, torch.Tensor):
+            _check_output_rows(out, batch)
+        a = self._act(acts)
         if self.kind == "layer" and out is not None and out.dim():
             try:
-                check_rows(self.layer, a, len(out))
+                check_rows(self.layer, a, batch or len(out))
             except InversetError as exc:
                 raise InversetError(f"{self}: {exc}") from None
         if self.kind == "layer":
@@ -242,7 +253,20 @@ class Ref(Expr):
             plain = re.fullmatch(r"\w+", self.label) and not self.label.isdigit()
             quote = "'" if '"' in self.label else '"'
             idx = self.label if plain else f"{quote}{self.label}{quote}"
-        return f"{self.layer if self.kind == 'layer' else self.kind}:{idx}"
+        return f"{layer_text(self.layer) if self.kind == 'layer' else self.kind}:{idx}"
+
+
+def _check_output_rows(out: torch.Tensor, batch: int | None) -> None:
+    """Refuse, in one line, a model output without one row per input: the batch axis merged
+    away by ``.flatten()`` or dropped by indexing (its outputs cannot be told apart)."""
+    if batch is None or (out.dim() and len(out) == batch):
+        return
+    raise InversetError(
+        f"the model's output has shape {tuple(out.shape)} for a batch of {batch} input"
+        f"{'s' if batch > 1 else ''}, not one row per input (a .flatten() or indexing at the "
+        "end of forward merges or drops the batch axis); return one row per input, e.g. "
+        "y.flatten(1) or y.squeeze(-1)"
+    )
 
 
 @dataclass(frozen=True)
@@ -343,7 +367,8 @@ class Func(Expr):
 _TOKEN = re.compile(
     r"""\s*(?:
       (?P<ref>(?:out|logit|prob|margin):(?:"[^"]*"|'[^']*'|\w+)
-             |[\w.]+:(?:\d+(?:,\d+(?![\w.:]))*|\w+))
+             |[\w.]+:(?:\d+(?:,\d+(?![\w.:]))*|\w+)
+             |(?:"[^"]+"|'[^']+'):\d+(?:,\d+(?![\w.:]))*)
     | (?P<num>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
     | (?P<name>[A-Za-z_]\w*)
     | (?P<op>[-+*/(),])
@@ -387,18 +412,20 @@ class _Parser:
                 break
             m = _TOKEN.match(text, pos)
             if not m or m.end() == pos:
-                self.fail(f"unexpected character {text[pos:].strip()[0]!r}", pos)
+                self.fail(f"unexpected character {text[pos:].strip()[0]!r}", pos, _fix(text))
             kind = m.lastgroup or ""
             self.tokens.append((kind, m.group(kind), m.start(kind)))
             pos = m.end()
         self.i = 0
 
-    def fail(self, why: str, pos: int | None = None):
+    def fail(self, why: str, pos: int | None = None, fix: str = ""):
+        """The one-line error: what is wrong and where, and ``fix`` when known, else examples."""
         where = f" at position {pos}" if pos is not None else ""
-        raise InversetError(
-            f"malformed target {self.text!r}: {why}{where}; write e.g. 'out:0 - 0.5*out:3', "
-            "'fc2:3', 'conv2:5,1,2', 'prob:cat', 'margin:3', 'min(out:0, out:1)'"
+        fix = fix or (
+            "write e.g. 'out:0 - 0.5*out:3', 'fc2:3', 'conv2:5,1,2', 'prob:cat', 'margin:3', "
+            "'min(out:0, out:1)'"
         )
+        raise InversetError(f"malformed target {self.text!r}: {why}{where}; {fix}")
 
     def peek(self):
         return self.tokens[self.i] if self.i < len(self.tokens) else ("end", "", len(self.text))
@@ -519,7 +546,8 @@ class _Parser:
         to the index the layer's output takes (the module docstring's rule; the numbers after
         it go back as further arguments): ``text`` as it is elsewhere, or when the layer's
         output is unknown."""
-        layer, idx = text.split(":", 1)
+        layer, idx = _split_ref(text)
+        head = text[: len(text) - len(idx)]  # the layer as written, and the colon
         nums = idx.split(",")
         if not (self.in_args and self.in_args[-1]) or len(nums) < 2 or self.axes is None:
             return text
@@ -527,16 +555,16 @@ class _Parser:
         if axes is None:
             return text
         keep = axes if len(nums) >= axes > 1 else 1
-        at = pos + len(layer) + 1 + len(",".join(nums[:keep]))
+        at = pos + len(head) + len(",".join(nums[:keep]))
         rest = []
         for n in nums[keep:]:
             rest += [("op", ",", at), ("num", n, at + 1)]
             at += 1 + len(n)
         self.tokens[self.i : self.i] = rest
-        return f"{layer}:{','.join(nums[:keep])}"
+        return head + ",".join(nums[:keep])
 
     def ref(self, text: str, pos: int) -> Ref:
-        layer, idx = text.split(":", 1)
+        layer, idx = _split_ref(text)
         label = None
         quoted = idx[:1] in ("'", '"')
         if quoted:
@@ -561,12 +589,42 @@ class _Parser:
                     f"unknown class name {idx!r} in {text!r}; known names: {known} "
                     "(pass a labels file with --labels, or use the class index)"
                 )
-            index, label = (self.labels.index(idx),), idx
+            same = [i for i, name in enumerate(self.labels) if name == idx]
+            if len(same) > 1:
+                these = ", ".join(f"{layer}:{i}" for i in same)
+                raise InversetError(
+                    f"class name {idx!r} in {text!r} names {len(same)} classes "
+                    f"({', '.join(map(str, same))}); give the index of the one you mean: {these}"
+                )
+            index, label = (same[0],), idx
         if layer in OUTPUT_KINDS:
             if len(index) != 1:
                 self.fail(f"{layer}: takes one index", pos)
             return Ref(layer, "out", index, label)
         return Ref("layer", layer, index)
+
+
+def _split_ref(text: str) -> tuple[str, str]:
+    """A reference's layer (its quotes taken off) and the index text after the colon."""
+    if text[:1] in ("'", '"'):
+        close = text.index(text[0], 1)
+        return text[1:close], text[close + 2 :]
+    layer, idx = text.split(":", 1)
+    return layer, idx
+
+
+def _fix(text: str) -> str:
+    """What a target the tokenizer stopped on most likely needs ('' when unknown): indices
+    from 0, or quotes around a layer name that holds other characters than letters, digits,
+    ``_`` and ``.``."""
+    if re.search(r":\s*-\s*\d", text):
+        return "indices count from 0 (a negative index such as -1 is not taken)"
+    if re.search(r"[^\s\w.:()*/+,'\"][\w.]*:\d", text):
+        return (
+            "a layer name with other characters than letters, digits, _ and . goes in quotes, "
+            'e.g. "blocks.dense-1":0'
+        )
+    return ""
 
 
 def _it_returns(note: str | None) -> str:

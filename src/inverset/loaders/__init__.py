@@ -71,6 +71,10 @@ def _from_factory(spec: str, weights: str | Path | None, device: str | None) -> 
         raise InversetError(f"factory {spec!r} returned {type(model).__name__}, not an nn.Module")
     if weights is not None:
         state = _load_state(Path(weights), device)
+        if _wrapped(state) and not _wrapped(model.state_dict()):
+            # saved from an nn.DataParallel / DistributedDataParallel wrapper
+            state = dict(state)
+            torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(state, "module.")
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
@@ -84,6 +88,16 @@ def _from_factory(spec: str, weights: str | Path | None, device: str | None) -> 
     return model
 
 
+def _wrapped(state: dict) -> bool:
+    """Whether every key of a state dict starts with ``module.`` (an ``nn.DataParallel``'s)."""
+    return bool(state) and all(str(k).startswith("module.") for k in state)
+
+
+#: where a training checkpoint (a dict with the epoch, the optimizer's state, ...) keeps the
+#: model's state dict: Lightning's key, the PyTorch tutorials' and a common short one
+CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model")
+
+
 def _load_state(path: Path, device: str | None) -> dict:
     if not path.is_file():
         raise InversetError(f"weights file {path} does not exist")
@@ -95,10 +109,17 @@ def _load_state(path: Path, device: str | None) -> dict:
         raise _misread(path, "state dict", ("torch",), state_dict=True) or InversetError(
             f"{path} is not a readable state dict ({type(exc).__name__})"
         ) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
     if not isinstance(state, dict):
         raise InversetError(f"{path} holds a {type(state).__name__}, not a state dict")
+    # a training checkpoint keeps the weights under a key beside the epoch and optimizer
+    state = next((state[k] for k in CHECKPOINT_KEYS if isinstance(state.get(k), dict)), state)
+    other = [str(k) for k, v in state.items() if not torch.is_tensor(v)]
+    if state and len(other) == len(state):
+        raise InversetError(
+            f"{path} holds a dict without tensors ({', '.join(other[:6])}), "
+            f"not a state dict; save model.state_dict() alone, or a checkpoint that keeps it "
+            f"under {' or '.join(repr(k) for k in CHECKPOINT_KEYS)}"
+        )
     return state
 
 
