@@ -471,7 +471,7 @@ def test_a_squeezed_output_is_read_and_a_flattened_one_refused_in_one_line():
         assert r.value == pytest.approx(float(flat.fc(torch.as_tensor(r.x))[1]), abs=1e-6)
 
 
-def test_a_layer_name_with_a_dash_is_written_in_quotes():
+def test_a_layer_name_with_a_dash_is_written_in_quotes(tmp_path):
     """ModuleDict keys such as 'dense-1': `inverset layers` suggested the target
     blocks.dense-1:0, which no target could write."""
 
@@ -502,6 +502,9 @@ def test_a_layer_name_with_a_dash_is_written_in_quotes():
         assert r.value == pytest.approx(float(torch.relu(h)[1] - 2 * h[0]), abs=1e-6)
     with pytest.raises(iv.InversetError, match=r'goes in quotes, e\.g\. "blocks\.dense-1":0'):
         iv.parse_target("blocks.dense-1:0")
+    job = iv.atlas(m, tmp_path, layer="blocks.dense-1", channels="2", domain=box, starts=4)
+    assert job.status == "complete" and job.finished == 1
+    assert iv.load_atlas(tmp_path)["blocks.dense-1_2"].query["target"] == '"blocks.dense-1":2'
 
 
 @pytest.mark.parametrize("text", ["fc1:-1", "out:-1", "head.2:-1"])

@@ -42,6 +42,7 @@ from inverset.model import (
     forward_checked,
     hookable_layers,
     input_shape_of,
+    layer_text,
     layers,
     model_device,
     model_dtype,
@@ -197,7 +198,8 @@ def expand_targets(
             raise InversetError("--channels needs --layer (the layer whose channels to take)")
         n = _layer_units(model, layer, input_shape)
         base += [
-            (f"{layer}:{c}", layer, c) for c in parse_indices(channels, n, f"{layer} channels")
+            (f"{layer_text(layer)}:{c}", layer, c)
+            for c in parse_indices(channels, n, f"{layer} channels")
         ]
     if classes is not None:
         n = _layer_units(model, "out", input_shape)
