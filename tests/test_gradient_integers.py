@@ -10,40 +10,9 @@ import torch
 from torch import nn
 
 import inverset as iv
+from tests.nets import Coupled, brute_force
 
 torch.set_num_threads(1)
-
-
-class Coupled(nn.Module):
-    """f(x0, x1, k) = -(x0 - 0.3 k + 0.45)^2 - (x1 - 0.2 k + 0.1)^2 - 0.1 (k - 2.3)^2: the best
-    continuous values move with the integer k, so the relaxed optimum (k = 2.3) rounded to
-    k = 2 keeps continuous values 0.09 and 0.06 off the best ones for k = 2 (value -0.0207
-    against -0.009)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x0, x1, k = x[:, 0], x[:, 1], x[:, 2]
-        f = -((x0 - 0.3 * k + 0.45) ** 2) - (x1 - 0.2 * k + 0.1) ** 2 - 0.1 * (k - 2.3) ** 2
-        return f[:, None]
-
-
-def brute_force(net: nn.Module, ks: range, A=None, b=None, step: float = 0.0025):
-    """The best value and point over every integer k and a grid of (x0, x1) in [-1, 1]^2 that
-    keeps ``A x <= b``."""
-    dtype = next((p.dtype for p in net.parameters()), torch.float64)
-    g = torch.arange(-1, 1 + step / 2, step, dtype=dtype)
-    x0, x1 = (t.reshape(-1) for t in torch.meshgrid(g, g, indexing="ij"))
-    best = (-np.inf, None)
-    for k in ks:
-        X = torch.stack([x0, x1, torch.full_like(x0, k)], 1)
-        if A is not None:
-            slack = torch.as_tensor(b) - X @ torch.as_tensor(A, dtype=X.dtype).T
-            X = X[(slack >= -1e-12).all(1)]
-        with torch.no_grad():
-            v = net(X)[:, 0]
-        i = int(v.argmax())
-        if float(v[i]) > best[0]:
-            best = (float(v[i]), X[i].numpy())
-    return best
 
 
 def test_the_continuous_features_are_reoptimized_at_the_rounded_integers():
@@ -135,3 +104,16 @@ def test_float32_rounding_of_a_linear_constraint_moves_no_point():
         r = iv.maximize(net, "out:0", box, solver="gradient", seed=seed)
         assert r.value == pytest.approx(1.8, abs=1e-5), (seed, r.x)
         np.testing.assert_allclose(r.x, [0, 1, 1], atol=1e-5)
+
+
+def test_without_polish_a_search_its_steps_cut_short_is_step_limit():
+    """5 Adam steps and polish=False: the whole-number neighbour search's own end made the
+    answer 'converged' when the other features had not converged (audit 104). With every
+    feature a whole number, that search is the answer's own test."""
+    net = Coupled()
+    box = iv.Box([-1, -1, 0], [1, 1, 4], integer=[2])
+    r = iv.maximize(net, "out:0", box, steps=5, polish=False)
+    assert r.status == "step_limit" and r.x[2] == round(r.x[2]), r.message
+    lattice = iv.Box([-2, -2, 0], [2, 2, 4], integer=[0, 1, 2])
+    r = iv.maximize(net, "out:0", lattice, steps=5, polish=False)
+    assert r.status == "converged" and np.array_equal(r.x, np.round(r.x)), r.message

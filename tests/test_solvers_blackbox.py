@@ -12,7 +12,7 @@ from torch import nn
 
 import inverset as iv
 from inverset.errors import InversetError
-from tests.nets import bump2d, tent
+from tests.nets import Coupled, brute_force, bump2d, tent
 
 torch.set_num_threads(1)
 
@@ -324,6 +324,32 @@ def test_cmaes_in_many_dimensions_learns_a_diagonal_covariance():
     assert diag.value > full.value + 0.1, (diag.value, full.value)  # 2.83 and 2.59
     few = iv.maximize(tent(), "out:0", iv.Box(-2, 2, shape=(1,)), solver="cmaes", max_evals=50)
     assert few.info["covariance"] == "full"
+
+
+@pytest.mark.parametrize("name", ["evolution", "cmaes", "swarm"])
+def test_the_polish_moves_the_other_features_under_whole_numbers_and_constraints(name):
+    """polish=True did nothing with an integer feature or A x <= b (the usual recipe), and
+    said nothing (audit 104). Now SLSQP moves the features that are not whole numbers, with
+    the whole ones held: the answer is the best for its k (brute force)."""
+    net = Coupled()
+    A, b = [[1.0, 1.0, 0.2]], [0.6]
+    box = iv.Box([-1, -1, 0], [1, 1, 4], integer=[2], A=A, b=b)
+    r = iv.maximize(net, "out:0", box, solver=name, max_evals=600, seed=0, polish=True)
+    k = r.x[2]
+    assert k == round(k) and r.x[0] + r.x[1] + 0.2 * k <= 0.6 + 1e-6
+    assert r.info["polish_evals"] > 0, r.info
+    assert r.value == pytest.approx(brute_force(net, range(int(k), int(k) + 1), A, b)[0], abs=1e-6)
+    lattice = iv.Box([-2, -2, 0], [2, 2, 4], integer=[0, 1, 2])
+    r = iv.maximize(net, "out:0", lattice, solver=name, max_evals=100, seed=0, polish=True)
+    assert r.info["polish"] == "skipped: every feature is a whole number"
+
+
+@pytest.mark.parametrize("name", ["evolution", "cmaes", "swarm", "annealing"])
+def test_a_search_stopped_before_any_point_is_not_found(name):
+    """time_limit=0: status time_limit with no point, where the README says not_found."""
+    r = iv.maximize(tent(), "out:0", iv.Box(-1, 1, shape=(1,)), solver=name, time_limit=0)
+    assert (r.status, r.x, r.nfev) == ("not_found", None, 0), r.message
+    assert r.message.endswith("no point was evaluated (time limit)")
 
 
 class Blackbox(nn.Module):

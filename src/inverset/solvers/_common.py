@@ -40,6 +40,9 @@ FEASIBLE_TOL = 1e-6
 #: Share of a time limit or evaluation budget kept for the final gradient polish
 #: (``polish=True``) of a population or Bayesian search that would otherwise use it all.
 POLISH_SHARE = 0.1
+#: SLSQP (the polish under linear constraints) solves a dense least-squares problem per
+#: iteration, O(n^3) and not interruptible: up to this many inputs (3,000 took 40 s)
+SLSQP_MAX_DIMS = 500
 
 
 class StopSearch(Exception):
@@ -164,9 +167,14 @@ class Objective:
         return self.time_limit is not None and self.elapsed >= self.main_time_limit
 
     @property
-    def can_polish(self) -> bool:
-        """The gradient polish runs on continuous boxes without linear constraints."""
-        return not self.integer.size and self.A is None
+    def cannot_polish(self) -> str | None:
+        """Why the gradient polish cannot run on this domain (None: it can): it moves the
+        features that are not whole numbers, under ``A x <= b`` by SLSQP."""
+        if self.integer.size == self.dim:
+            return "every feature is a whole number"
+        if self.A is not None and self.dim > SLSQP_MAX_DIMS:
+            return f"SLSQP under A x <= b takes at most {SLSQP_MAX_DIMS} features"
+        return None
 
     def stop(self, budget: str) -> StopSearch:
         """The stop for a used-up ``budget``: 'polish' while the polish's reserve is kept."""
@@ -329,23 +337,33 @@ class Objective:
         return self.main_stop
 
     def polish(self, u0: np.ndarray, maxiter: int = 200) -> None:
-        """Box-bounded L-BFGS-B from ``u0`` with the model's gradients (continuous boxes only;
-        a model without gradients is noted in the result and left unpolished). Sets
-        :attr:`polish_converged`."""
+        """L-BFGS-B from ``u0`` with the model's gradients, or SLSQP under ``A x <= b``; whole-
+        number features keep ``u0``'s values. A domain it cannot take
+        (:attr:`cannot_polish`) or a model without gradients is noted in the result and left
+        unpolished. Sets :attr:`polish_converged`."""
         self.polish_converged = False
-        if not self.can_polish:
+        if self.cannot_polish:
+            self.polish_note = f"skipped: {self.cannot_polish}"
             return
-        from scipy.optimize import minimize
+        from scipy.optimize import LinearConstraint, minimize
 
+        u0 = np.clip(np.asarray(u0, dtype=np.float64).reshape(-1), 0, 1)
+        bounds = [(0.0, 1.0)] * self.dim
+        for i in self.integer:
+            bounds[i] = (u0[i], u0[i])
+        how: dict[str, Any] = {"method": "L-BFGS-B"}
+        if self.A is not None:  # A (lo + width u) <= b in the unit cube searched
+            rows = LinearConstraint(self.A * self.width, -np.inf, self.b - self.A @ self.lo)
+            how = {"method": "SLSQP", "constraints": [rows]}
         before = self.nfev
         try:
             res = minimize(
                 self.value_and_grad,
-                np.clip(np.asarray(u0, dtype=np.float64).reshape(-1), 0, 1),
+                u0,
                 jac=True,
-                method="L-BFGS-B",
-                bounds=[(0.0, 1.0)] * self.dim,
+                bounds=bounds,
                 options={"maxiter": maxiter},
+                **how,
             )
             self.polish_converged = res.nit < maxiter
         except NoGradient:
@@ -435,12 +453,12 @@ class Objective:
             order = np.argsort(np.where(keep, loss, np.inf), kind="stable")[: int(keep.sum())]
             zs, vals, loss = (zs[order], vals[order], loss[order]) if len(order) else (None,) * 3
         if zs is None:
-            # a search that evaluated points and ended with none in the domain is not_found,
-            # whatever ended it; one stopped before evaluating any keeps the stop's status
+            # a search that ended with no point in the domain is not_found, whatever ended it
+            # (the message says what); a Ctrl-C stays interrupted
             stop = status.replace("_", " ")
             if self.nfev == 0:
                 why = f"no point was evaluated ({stop})"
-                if goal.kind in ("reach", "range") or status == "converged":
+                if status != "interrupted":
                     status = "not_found"
             else:
                 why = f"none of {self.nfev} evaluated points lay inside the domain and constraints"
@@ -543,7 +561,9 @@ def run(
                 info["single_point"] = True
                 obj(np.zeros((1, obj.dim)))
                 return obj.result("converged", info)
-            if obj.polish_wanted and obj.budgeted and obj.can_polish:
+            if obj.polish_wanted and obj.cannot_polish:
+                obj.polish_note = f"skipped: {obj.cannot_polish}"
+            if obj.polish_wanted and obj.budgeted and not obj.cannot_polish:
                 obj.reserving = obj.differentiable()
                 probed = obj.nfev
             status = search(obj, info) or "converged"

@@ -78,11 +78,11 @@ def solve(
                 opts["maxfevals"] = obj.remaining_evals
             x0 = rng.uniform(0.1, 0.9, obj.dim) if obj.dim > 1 else rng.uniform(0.1, 0.9, 2)
             es = cma.CMAEvolutionStrategy(x0, sigma0, opts)
+            info["runs"] += 1  # counted when it starts: a budget may end it
+            info["popsizes"].append(lam)
             while not es.stop():
                 xs = np.asarray(es.ask())
                 es.tell(list(xs), list(obj(xs[:, : obj.dim])))
-            info["runs"] += 1
-            info["popsizes"].append(lam)
             capped = capped or "maxiter" in es.stop()
             if polish:
                 obj.polish(obj.to_u(obj.best_z))

@@ -26,6 +26,7 @@ from inverset.model import WARM_STEPS, LeakyReLUs, leaky_slopes, to_numpy
 from inverset.problem import Problem
 from inverset.progress import progress_bar
 from inverset.result import Result
+from inverset.solvers._common import SLSQP_MAX_DIMS
 from inverset.space import Direct
 
 
@@ -300,9 +301,13 @@ def solve(
             # after a Ctrl-C the points are only rounded to whole numbers, not searched
             rounds = 0 if status == "interrupted" else 25
             tp = time.perf_counter()
+            before = end  # how the continuous features' search ended
             zs, end = _integer_search(problem, losses, zs, box, rounds, left(), deadline)
-            if polish and end == "converged" and len(box.integer) < zs[0].numel():
+            continuous = len(box.integer) < zs[0].numel()
+            if polish and end == "converged" and continuous:
                 zs, end = _mixed_search(problem, losses, zs, sc, top, rounds, left, deadline)
+            elif end == "converged" and continuous and before == "step_limit":
+                end = before  # the whole-number neighbours converged, the other features not
             timings["integer"] = time.perf_counter() - tp
             final_stage = "integer"
         if status == "converged" or end == "interrupted":
@@ -463,11 +468,6 @@ def _move_flat_starts(
 class _Halt(Exception):
     """The polish's budget or deadline is used up (raised from inside scipy's loop); its
     argument is the status that names which: 'max_evals' or 'time_limit'."""
-
-
-#: SLSQP (the polish under linear constraints) solves a dense least-squares problem per
-#: iteration, O(n^3) and not interruptible: up to this many inputs (3,000 took 40 s)
-SLSQP_MAX_DIMS = 500
 
 
 def _polish(
