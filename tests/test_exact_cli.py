@@ -206,3 +206,22 @@ def test_output_read_by_a_reader_that_leaves_keeps_the_exit_code(tmp_path):
         assert "Traceback" not in p.stderr, p.stderr
         codes[name] = p.returncode
     assert codes == {"certify": 0, "maximize": 0}
+
+
+def test_certify_names_a_fix_it_takes_and_proves_a_probability_claim_at_once(tmp_path):
+    """An unsupported layer's error told certify users to 'use --solver gradient', an
+    option certify does not have (audit 105). A probability is at most 1: 'below 1.5' is
+    proven without the exact solver, which takes no prob:k."""
+    from inverset.errors import InversetError
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(2, 4), nn.GELU(), nn.Linear(4, 3))
+    path = tmp_path / "gelu.pt"
+    torch.jit.trace(m, torch.zeros(1, 2)).save(str(path))
+    base = ["certify", str(path), "--box=-1,1", "--input-shape", "2", "--no-progress"]
+    with pytest.raises(InversetError, match="cannot handle the operation aten::gelu") as err:
+        _run([*base, "-t", "out:0", "--below", "9"])
+    assert "--solver gradient` for a search without a proof" in str(err.value)
+    assert "; use --solver" not in str(err.value)
+    r = _run([*base, "-t", "prob:1", "--below", "1.5"])
+    assert r.return_value == 0 and "PROVEN: prob:1 < 1.5" in r.output, r.output

@@ -614,6 +614,16 @@ def test_stops_without_a_proof_say_why():
     assert r.status == "max_evals" and "node budget" in r.message
 
 
+@pytest.mark.parametrize("method", ["bab", "relu"])
+def test_a_node_budget_is_not_overrun(method):
+    """Branch and bound checked max_evals between rounds only, each doubling the frontier:
+    a budget of 5, 20, 50 nodes ran 7, 31, 63 (audit 105)."""
+    net, box = _mlp([8, 32, 32, 1], 0), iv.Box(-1, 1, shape=(8,))
+    for budget in (5, 20, 50):
+        r = iv.maximize(net, "out:0", box, solver="exact", method=method, max_evals=budget)
+        assert r.status == "max_evals" and budget - 2 <= r.info["nodes"] <= budget, r.info
+
+
 def test_exact_options_and_constant_factors():
     net, box = _mlp([2, 8, 1], 0), iv.Box(-1, 1, shape=(2,))
     for opts, match in (

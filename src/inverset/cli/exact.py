@@ -87,19 +87,27 @@ def certify(
     domain = build_domain(box, box_file, integer, constraints, input_shape, model=m)
     # the claim fails exactly when the complementary range is reachable
     bad = (below, math.inf) if below is not None else (-math.inf, above)
-    result = in_range(
-        m,
-        target,
-        bad,
-        domain,
-        solver="exact",
-        labels=read_labels(str(labels)) if labels else None,
-        seed=seed,
-        time_limit=time_limit,
-        progress=progress and not as_json,
-        method=method,
-        milp_solver=milp_solver,
-    )
+    try:
+        result = in_range(
+            m,
+            target,
+            bad,
+            domain,
+            solver="exact",
+            labels=read_labels(str(labels)) if labels else None,
+            seed=seed,
+            time_limit=time_limit,
+            progress=progress and not as_json,
+            method=method,
+            milp_solver=milp_solver,
+        )
+    except InversetError as exc:  # its fix names an option of the queries, not of certify
+        raise type(exc)(
+            str(exc).replace(
+                "use --solver gradient",
+                "run `inverset maximize/minimize --solver gradient` for a search without a proof",
+            )
+        ) from None
     side = f"< {shown(below)}" if below is not None else f"> {shown(above)}"
     if result.status == "unreachable":
         code = PROVEN

@@ -246,12 +246,14 @@ def maximize(
                 status = done
                 break
             now = time.perf_counter()
-            if max_nodes is not None and nodes >= max_nodes:
+            # each split makes two nodes: a round splits no more than the budget has room for
+            room = math.inf if max_nodes is None else (max_nodes - nodes) // 2
+            if room < 1:
                 status = "max_evals"
                 break
             if now + 0.5 * per_box * 2 * min(size, ub.numel()) >= deadline:
                 break
-            k = min(size, ub.numel())
+            k = int(min(size, ub.numel(), room))
             top = torch.topk(ub, k).indices if k < ub.numel() else torch.arange(ub.numel())
             rest = torch.ones(ub.numel(), dtype=torch.bool)
             rest[top] = False

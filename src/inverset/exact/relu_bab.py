@@ -334,13 +334,15 @@ def maximize(
                 status = "incomplete"
                 break
             now = time.perf_counter()
-            if max_nodes is not None and nodes >= max_nodes:
+            # each split makes two nodes: a round splits no more than the budget has room for
+            room = math.inf if max_nodes is None else (max_nodes - nodes) // 2
+            if room < 1:
                 status = "max_evals"
                 break
             if now + 2 * per_node >= deadline:  # not even the smallest round fits
                 break
             order = torch.argsort(torch.where(splittable, ub, -math.inf), descending=True)
-            top = order[: min(size, int(splittable.sum()))]
+            top = order[: int(min(size, int(splittable.sum()), room))]
             rest = torch.ones(ub.numel(), dtype=torch.bool)
             rest[top] = False
             Sc = S[top].repeat(2, 1)
