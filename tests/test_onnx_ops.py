@@ -648,6 +648,61 @@ def test_cast_from_a_float64_input_matches_onnxruntime(tmp_path):
     assert _diff_each(tmp_path / "m.onnx", _f32(5, 3)) <= 1e-6
 
 
+class _MLP64(nn.Module):  # a float64 MLP: Gemm, Relu, Mul and Add by constants
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(3, 16), nn.Linear(16, 8), nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(torch.relu(self.b(torch.relu(self.a(x)) * 0.5 + 1.0)))
+
+
+class _Conv64(nn.Module):  # a float64 conv net: Conv, BatchNormalization, MaxPool, Gemm
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3)
+        self.fc = nn.Linear(27, 1)
+        self.bn.running_mean.uniform_(-1, 1)
+        self.bn.running_var.uniform_(0.5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = nn.functional.max_pool2d(torch.relu(self.bn(self.conv(x))), 2)
+        return self.fc(torch.flatten(h, 1))
+
+
+@pytest.mark.parametrize("make, shape", [(_MLP64, (3,)), (_Conv64, (1, 6, 6))])
+def test_float64_graph_runs_in_float64(tmp_path, make, shape):
+    """A graph whose input is DOUBLE keeps its float64 weights (they were rounded to float32:
+    an MLP's maximum on +-1000 was 505.03936767578125 where onnxruntime gave
+    505.03940967557674). The reference is onnxruntime, or for the conv net, which it has no
+    float64 Conv kernel for, the exported float64 torch module."""
+    torch.manual_seed(0)
+    net = make().double().eval()
+    path = _export(net, torch.zeros(1, *shape, dtype=torch.float64), tmp_path / "m.onnx")
+    model = load_model(path)
+    dtypes = {t.dtype for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()}
+    assert dtypes == {torch.float64}
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        if make is _Conv64:
+            with torch.no_grad():
+                return net(torch.from_numpy(x)).numpy()
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return sess.run(None, {"x": x})[0]
+
+    x = RNG.uniform(-1000, 1000, (64, *shape))
+    with torch.no_grad():
+        got = model(torch.from_numpy(x))
+    assert got.dtype == torch.float64
+    ref = reference(x)
+    assert np.abs(got.numpy() - ref).max() <= 1e-12 * np.abs(ref).max()
+    res = iv.maximize(model, "out:0", iv.Box(-1000, 1000, shape=shape), seed=0)
+    x_best = np.asarray(res.x)
+    assert x_best.dtype == np.float64
+    at_x = float(reference(x_best[None])[0, 0])
+    assert abs(res.value - at_x) <= 1e-12 * abs(at_x)
+
+
 @pytest.mark.parametrize(
     "nodes, inits, words",
     [

@@ -376,10 +376,11 @@ def _constant(at: dict[str, Any], where: str) -> np.ndarray:
     )
 
 
-def _bias(c: np.ndarray, n: int) -> np.ndarray | None:
-    """A constant bias as one value per output (shape (n,)), or None when it varies along
-    another axis than the last (e.g. per batch row) and so cannot be a Linear's bias."""
-    c = np.asarray(c, dtype=np.float32)
+def _bias(c: np.ndarray, n: int, real: type) -> np.ndarray | None:
+    """A constant bias as one value per output (shape (n,)) of float type ``real``, or None
+    when it varies along another axis than the last (e.g. per batch row) and so cannot be a
+    Linear's bias."""
+    c = np.asarray(c, dtype=real)
     if c.ndim == 0 or (all(d == 1 for d in c.shape[:-1]) and c.shape[-1] in (1, n)):
         return np.broadcast_to(c.reshape(-1), (n,)).copy()
     return None
@@ -448,7 +449,8 @@ def _fold(
 
 
 def load_onnx(path: str | Path) -> OnnxModel:
-    """Convert an ONNX file to an :class:`OnnxModel` (float32, batch axis free)."""
+    """Convert an ONNX file to an :class:`OnnxModel` (batch axis free): float64 when the
+    graph's input is declared DOUBLE, else float32."""
     try:
         import onnx
         from onnx import numpy_helper
@@ -487,6 +489,10 @@ def load_onnx(path: str | Path) -> OnnxModel:
         )
     x_in, y_out = inputs[0], g.output[0].name
     in_type = x_in.type.tensor_type
+    # the model's float type, for every weight, constant and buffer: a DOUBLE input keeps
+    # the graph in float64 (rounding it to float32 changed its optimum in the 7th digit)
+    double = in_type.elem_type == onnx.TensorProto.DOUBLE
+    dtype, real = (torch.float64, np.float64) if double else (torch.float32, np.float32)
     in_dims = [d.dim_value if d.dim_value > 0 else None for d in in_type.shape.dim]
     declared = "[" + ", ".join(str(d.dim_value or d.dim_param or "?") for d in in_type.shape.dim)
     declared += "]"
@@ -528,7 +534,7 @@ def load_onnx(path: str | Path) -> OnnxModel:
         steps.append((f"{kind}{counts[kind]}", module, ins, out))
 
     def t(a: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.array(a, dtype=np.float32))
+        return torch.as_tensor(np.array(a, dtype=real))
 
     def folded(name: str) -> tuple[np.ndarray, np.ndarray]:
         value = np.asarray(consts[name])
@@ -551,7 +557,7 @@ def load_onnx(path: str | Path) -> OnnxModel:
                 f"{where}: Shape of a tensor when the input has dynamic non-batch axes is "
                 f"not supported; {_SHAPE_FIX}"
             )
-        env = {x_in.name: torch.zeros(2, *input_shape)}
+        env = {x_in.name: torch.zeros(2, *input_shape, dtype=dtype)}
         with torch.no_grad():
             for _, module, step_ins, step_out in steps:
                 env[step_out] = module(*[env[i] for i in step_ins])
@@ -607,7 +613,7 @@ def load_onnx(path: str | Path) -> OnnxModel:
 
     def linear(w: np.ndarray, bias: np.ndarray | None) -> nn.Linear:
         """``nn.Linear`` with weight ``w`` (out, in) and ``bias`` (out,) or None."""
-        lin = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None)
+        lin = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None, dtype=dtype)
         with torch.no_grad():
             lin.weight.copy_(t(w))
             if bias is not None:
@@ -656,7 +662,7 @@ def load_onnx(path: str | Path) -> OnnxModel:
                 "input with a batch axis, e.g. of shape (1, n) with dynamic_axes on axis 0"
             )
         if op in ("MatMul", "Gemm") and len(dyn) == 1 and ins[0] == dyn[0]:
-            w = consts[ins[1]].astype(np.float32)
+            w = consts[ins[1]].astype(real)
             if w.ndim != 2:
                 raise InversetError(f"{where}: only a 2-D weight is supported (got {w.shape})")
             n_out = w.shape[0] if op == "Gemm" and at.get("transB", 0) else w.shape[1]
@@ -671,7 +677,7 @@ def load_onnx(path: str | Path) -> OnnxModel:
                 w = w * at.get("alpha", 1.0)
                 if len(ins) > 2 and ins[2]:
                     c = consts[ins[2]]
-                    bias = _bias(c, n_out)
+                    bias = _bias(c, n_out, real)
                     if bias is None:
                         raise InversetError(
                             f"{where}: bias C of shape {tuple(np.shape(c))} does not broadcast "
@@ -690,14 +696,14 @@ def load_onnx(path: str | Path) -> OnnxModel:
                     other = [i for i in nodes[nxt].input if i != out]
                     if other and other[0] in consts and other[0] not in masks:
                         c = consts[other[0]]
-                        bias = _bias(c, n_out) if not unbatched or c.ndim <= 1 else None
+                        bias = _bias(c, n_out, real) if not unbatched or c.ndim <= 1 else None
                         if bias is not None:
                             skip.add(nxt)
                             out = nodes[nxt].output[0]
             add("linear", linear(w, bias), dyn, out)
         elif op in ("MatMul", "Gemm") and len(dyn) == 1 and ins[1] == dyn[0]:
             # the weight first: W x of an input without batch axis, else W xT (batch last)
-            w = consts[ins[0]].astype(np.float32)
+            w = consts[ins[0]].astype(real)
             trans_x = bool(at.get("transB", 0)) != (dyn[0] in batch_last)
             src = batch_last.get(dyn[0], dyn[0])
             head = f"{where}: {op} with the weight as first operand"
@@ -720,7 +726,7 @@ def load_onnx(path: str | Path) -> OnnxModel:
             if op == "Gemm":
                 w = (w.T if at.get("transA", 0) else w) * at.get("alpha", 1.0)
                 if len(ins) > 2 and ins[2]:
-                    c = np.asarray(consts[ins[2]], dtype=np.float32)
+                    c = np.asarray(consts[ins[2]], dtype=real)
                     if c.size != 1 and c.shape != (w.shape[0], 1):
                         raise InversetError(
                             f"{head}: bias C of shape {c.shape} is not one value per output "
@@ -959,6 +965,7 @@ def load_onnx(path: str | Path) -> OnnxModel:
                 dilation=tuple(at.get("dilations", [1, 1])),
                 groups=at.get("group", 1),
                 bias=has_bias,
+                dtype=dtype,
             )
             with torch.no_grad():
                 conv.weight.copy_(t(w))
@@ -976,7 +983,7 @@ def load_onnx(path: str | Path) -> OnnxModel:
                     "model in eval mode"
                 )
             scale, bias, mean, var = (t(consts[i]) for i in ins[1:5])
-            bn = BatchNorm(scale.shape[0], eps=at.get("epsilon", 1e-5))
+            bn = BatchNorm(scale.shape[0], eps=at.get("epsilon", 1e-5), dtype=dtype)
             with torch.no_grad():
                 bn.weight.copy_(scale)
                 bn.bias.copy_(bias)
