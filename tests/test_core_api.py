@@ -435,7 +435,7 @@ def test_a_range_a_target_can_take_is_searched_and_one_it_cannot_is_proven_empty
     box = iv.Box(-1, 1, shape=(4,))
     r = iv.reach(m, "prob:1 - prob:2", -1.5, box)
     assert (r.status, r.bound, r.nfev) == ("unreachable", -1.0, 0), r.message
-    assert "is at least -1 for every input (prob:1, prob:2 are probabilities" in r.message
+    assert "-1 for every input (prob:1 is a probability, between 0 and 1; prob:2" in r.message
     r = iv.maximize(m, "logit:0", box, constraints=[("prob:1 + prob:2", 2.5, 3)])
     assert (r.status, r.nfev) == ("infeasible", 0), r.message
     assert r.message.startswith("constraint (prob:1 + prob:2) is at most 2 for every input")
@@ -458,3 +458,29 @@ def test_the_span_of_a_target_is_what_its_probabilities_allow():
     assert span("prob:1 * logit:0") == (-math.inf, math.inf)
     assert span("logit:0 / prob:1") == (-math.inf, math.inf)
     assert span("1 / (prob:1 + 1)") == (0.5, 1.0)
+
+
+def test_a_range_a_layer_type_rules_out_is_unreachable_at_once():
+    """A ReLU unit is at least 0, a Tanh unit within [-1, 1], the outputs of a model ending
+    in a Softmax are probabilities: ranges outside them are answered before any search,
+    with the layer that proves it; ranges inside them are searched."""
+    torch.manual_seed(0)
+    m = nn.Sequential(
+        nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 6), nn.Tanh(), nn.Linear(6, 3), nn.Softmax(dim=1)
+    )
+    box = iv.Box(-1, 1, shape=(4,))
+    for target, rng, bound, why in (
+        ("1:3", (-2, -1), 0, "1:3 is a value of ReLU layer 1, at least 0"),
+        ("3:2", (1.5, 2), 1, "3:2 is a value of Tanh layer 3, between -1 and 1"),
+        ("out:1", (2, 3), 1, "out:1 is a probability (the model ends in a Softmax)"),
+        ("1:3 - 3:2", (-5, -2.5), -1, "1:3 is a value of ReLU layer 1, at least 0; 3:2 is"),
+    ):
+        r = iv.in_range(m, target, rng, box)
+        assert (r.status, r.bound, r.nfev) == ("unreachable", bound, 0), r.message
+        assert why in r.message
+    r = iv.sample(m, "1:3", (-2, -1), n=4, domain=box)
+    assert r.status == "unreachable" and "ReLU layer 1, at least 0" in r.message
+    r = iv.in_range(m, "1:3", (0.1, 0.5), box)
+    assert r.status == "found" and 0.1 <= r.value <= 0.5
+    with torch.no_grad():
+        assert r.value == pytest.approx(float(m[:2](torch.as_tensor(r.x))[3]), abs=1e-6)

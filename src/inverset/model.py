@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import inspect
 import itertools
+import math
 import re
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -462,6 +463,22 @@ def output_activation(model: nn.Module) -> str | None:
         return "Softmax"
     if isinstance(last, nn.Sigmoid):
         return "Sigmoid"
+    return None
+
+
+def value_range(module: nn.Module | None) -> tuple[float, float] | None:
+    """The values an activation module outputs whatever its input ((low, high), an end
+    ``inf`` when open), or None when any value may come out (or its type does not say)."""
+    if isinstance(module, nn.Hardtanh):  # ReLU6 too
+        return float(module.min_val), float(module.max_val)
+    if isinstance(module, nn.ReLU | nn.Softplus):
+        return 0.0, math.inf
+    if isinstance(module, nn.Sigmoid | nn.Softmax | nn.Hardsigmoid):
+        return 0.0, 1.0
+    if isinstance(module, nn.Tanh):
+        return -1.0, 1.0
+    if isinstance(module, nn.ELU):
+        return -float(module.alpha), math.inf
     return None
 
 

@@ -25,12 +25,15 @@ from inverset.model import (
     check_repeatable,
     forward,
     forward_checked,
+    hookable_layers,
     input_shape_of,
     model_device,
     model_dtype,
     on_zero_input,
+    output_activation,
     output_axes,
     restore_mode,
+    value_range,
 )
 from inverset.space import Direct, Latent, Space
 from inverset.target import Expr, Ref, n_classes, parse_target
@@ -285,8 +288,11 @@ class Problem:
         g = self.goal
         own = {"reach": [(self.target, g.value, g.value)], "range": [(self.target, g.low, g.high)]}
         goal = own.get(g.kind, [])
+        if not goal and not self.constraints:
+            return None
+        bounded = self._bounded_refs()
         for i, (e, lo, hi) in enumerate([*goal, *self.constraints]):
-            a, b = e.span()
+            a, b = e.span(lambda r: bounded.get(r, (None, ""))[0])
             if lo <= b + _span_tol(lo) and hi >= a - _span_tol(hi):
                 continue
             near = b if lo > b else a
@@ -299,10 +305,29 @@ class Problem:
             why = (
                 f"{'the target' if i < len(goal) else 'constraint'} {e} is "
                 f"{'at most' if lo > b else 'at least'} {near:g} for every input "
-                f"({_span_why(e)}), so it cannot be {want}{hint}"
+                f"({_span_why(e, bounded)}), so it cannot be {want}{hint}"
             )
             return ("unreachable", why, near) if i < len(goal) else ("infeasible", why, None)
         return None
+
+    def _bounded_refs(self) -> dict[Ref, tuple[tuple[float, float], str]]:
+        """The references of the target and constraints whose values the model's layers
+        bound whatever the input, with the range and why: a unit of a ReLU layer is at least
+        0 (of a Sigmoid, Tanh, ... as :func:`value_range` says), an output of a model ending
+        in a Softmax or Sigmoid is a probability."""
+        layers = hookable_layers(self.model)
+        probs = output_activation(self.model)
+        bounded: dict[Ref, tuple[tuple[float, float], str]] = {}
+        for r in (r for e in (self.target, *(c[0] for c in self.constraints)) for r in e.refs()):
+            if r.kind == "prob":
+                bounded[r] = (0.0, 1.0), "a probability"
+            elif r.kind == "layer" and (rng := value_range(layers.get(r.layer))) is not None:
+                bounded[r] = rng, f"a value of {type(layers[r.layer]).__name__} layer {r.layer}"
+            elif r.kind == "out" and probs:
+                bounded[r] = (0.0, 1.0), f"a probability (the model ends in a {probs})"
+            elif r.kind == "margin" and probs:
+                bounded[r] = (-1.0, 1.0), f"a difference of probabilities ({probs} output)"
+        return bounded
 
     def _check_zero_logit(self) -> None:
         """A binary scikit-learn classifier keeps one logit z, loaded as logits (0, z): a
@@ -383,14 +408,17 @@ def _span_tol(v: float) -> float:
     return 1e-6 * max(1.0, abs(v)) if math.isfinite(v) else 0.0
 
 
-def _span_why(e: Expr) -> str:
-    """Why an expression's values are bounded, for the message: its probabilities."""
-    probs = list(dict.fromkeys(str(r) for r in e.refs() if r.kind == "prob"))
-    if not probs:
-        return "it reads no network value"
-    if len(probs) == 1:
-        return f"{probs[0]} is a probability, between 0 and 1"
-    return f"{', '.join(probs)} are probabilities, each between 0 and 1"
+def _span_why(e: Expr, bounded: dict[Ref, tuple[tuple[float, float], str]]) -> str:
+    """Why an expression's values are bounded, for the message: each bounded reference it
+    reads, what it is and its range."""
+    parts = []
+    for r in dict.fromkeys(e.refs()):
+        if r not in bounded:
+            continue
+        (lo, hi), what = bounded[r]
+        rng = f"at least {lo:g}" if hi == math.inf else f"between {lo:g} and {hi:g}"
+        parts.append(f"{r} is {what}, {rng}")
+    return "; ".join(parts) or "it reads no network value"
 
 
 def label_names(labels: Any, given: str | None = None) -> list[str] | None:

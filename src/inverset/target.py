@@ -57,6 +57,10 @@ from inverset.model import (
     units_first,
 )
 
+#: the range of values a reference takes whatever the input, when its layer's type says it
+#: (a ReLU's: [0, inf]), else None (:meth:`Expr.span`)
+Known = Callable[["Ref"], tuple[float, float] | None]
+
 
 class Expr:
     """A node of a target expression."""
@@ -81,10 +85,10 @@ class Expr:
         """True when the expression is a piecewise-linear function of activations."""
         return False
 
-    def span(self) -> tuple[float, float]:
+    def span(self, known: Known | None = None) -> tuple[float, float]:
         """Bounds on the expression's value whatever the network computes: a probability lies
-        in [0, 1], any other network value anywhere (what a range no input can reach is
-        checked against before a search)."""
+        in [0, 1], a value ``known`` gives in its range, any other anywhere (what a range no
+        input can reach is checked against before a search)."""
         return -math.inf, math.inf
 
     def __call__(self, acts: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -103,7 +107,7 @@ class Const(Expr):
     def piecewise_linear(self) -> bool:
         return True
 
-    def span(self) -> tuple[float, float]:
+    def span(self, known: Known | None = None) -> tuple[float, float]:
         return self.value, self.value
 
     def __str__(self) -> str:
@@ -128,8 +132,10 @@ class Ref(Expr):
     def piecewise_linear(self) -> bool:
         return self.kind != "prob"
 
-    def span(self) -> tuple[float, float]:
-        return (0.0, 1.0) if self.kind == "prob" else (-math.inf, math.inf)
+    def span(self, known: Known | None = None) -> tuple[float, float]:
+        if self.kind == "prob":
+            return 0.0, 1.0
+        return (known(self) if known else None) or (-math.inf, math.inf)
 
     def _act(self, acts):
         a = acts[self.layer]
@@ -283,8 +289,8 @@ class Neg(Expr):
     def piecewise_linear(self) -> bool:
         return self.arg.piecewise_linear
 
-    def span(self) -> tuple[float, float]:
-        lo, hi = self.arg.span()
+    def span(self, known: Known | None = None) -> tuple[float, float]:
+        lo, hi = self.arg.span(known)
         return -hi, -lo
 
     def __str__(self) -> str:
@@ -321,8 +327,8 @@ class BinOp(Expr):
             return not self.left.refs() or not self.right.refs()
         return not self.right.refs()
 
-    def span(self) -> tuple[float, float]:
-        (a, b), (c, d) = self.left.span(), self.right.span()
+    def span(self, known: Known | None = None) -> tuple[float, float]:
+        (a, b), (c, d) = self.left.span(known), self.right.span(known)
         if self.op == "+":
             return a + c, b + d
         if self.op == "-":
@@ -355,8 +361,8 @@ class Func(Expr):
     def piecewise_linear(self) -> bool:
         return all(a.piecewise_linear for a in self.args)
 
-    def span(self) -> tuple[float, float]:
-        los, his = zip(*(a.span() for a in self.args), strict=True)
+    def span(self, known: Known | None = None) -> tuple[float, float]:
+        los, his = zip(*(a.span(known) for a in self.args), strict=True)
         pick = min if self.name == "min" else max
         return pick(los), pick(his)
 
