@@ -439,6 +439,8 @@ def test_a_range_a_target_can_take_is_searched_and_one_it_cannot_is_proven_empty
     r = iv.maximize(m, "logit:0", box, constraints=[("prob:1 + prob:2", 2.5, 3)])
     assert (r.status, r.nfev) == ("infeasible", 0), r.message
     assert r.message.startswith("constraint (prob:1 + prob:2) is at most 2 for every input")
+    r = iv.reach(m, "prob:1", 1.000002, box)  # not printed as the 1 it can reach
+    assert r.status == "unreachable" and r.message.endswith("so it cannot be 1.000002")
     r = iv.reach(m, "prob:1 - prob:2", 1.0, box, time_limit=5)
     assert r.status != "unreachable" and r.nfev > 0, r.message  # a bound, not a proof
     r = iv.in_range(m, "prob:1", (0.3, 0.5), box)

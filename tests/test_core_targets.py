@@ -463,6 +463,12 @@ def test_a_squeezed_output_is_read_and_a_flattened_one_refused_in_one_line():
         with torch.no_grad():
             assert r.value == pytest.approx(float(m(torch.as_tensor(r.x)[None])), abs=1e-6)
     assert r.status == "optimal"
+    three = _Squeezed("squeeze", 3).eval()  # (3,) for one input: read as one row
+    assert iv.layers(three, input_shape=(4,))[-1].shape == (3,)
+    for solver, kw in (("gradient", {"starts": 1, "steps": 40}), ("exact", {})):
+        r = iv.maximize(three, "out:1", box, solver=solver, seed=0, **kw)
+        with torch.no_grad():
+            assert r.value == pytest.approx(float(three(torch.as_tensor(r.x)[None])[1]), abs=1e-6)
     flat = _Squeezed("flatten", 3).eval()
     with pytest.raises(iv.InversetError, match=r"output has shape \(6,\) for a batch of 2 inputs"):
         iv.maximize(flat, "out:2", box, starts=4, steps=20)
@@ -502,6 +508,8 @@ def test_a_layer_name_with_a_dash_is_written_in_quotes(tmp_path):
         assert r.value == pytest.approx(float(torch.relu(h)[1] - 2 * h[0]), abs=1e-6)
     with pytest.raises(iv.InversetError, match=r'goes in quotes, e\.g\. "blocks\.dense-1":0'):
         iv.parse_target("blocks.dense-1:0")
+    with pytest.raises(iv.InversetError, match=r'separate arguments: "blocks\.dense-1":0, 1\)'):
+        iv.maximize(m, '"blocks.dense-1":0,1', box)
     job = iv.atlas(m, tmp_path, layer="blocks.dense-1", channels="2", domain=box, starts=4)
     assert job.status == "complete" and job.finished == 1
     assert iv.load_atlas(tmp_path)["blocks.dense-1_2"].query["target"] == '"blocks.dense-1":2'

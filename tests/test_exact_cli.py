@@ -221,7 +221,15 @@ def test_certify_names_a_fix_it_takes_and_proves_a_probability_claim_at_once(tmp
     base = ["certify", str(path), "--box=-1,1", "--input-shape", "2", "--no-progress"]
     with pytest.raises(InversetError, match="cannot handle the operation aten::gelu") as err:
         _run([*base, "-t", "out:0", "--below", "9"])
-    assert "--solver gradient` for a search without a proof" in str(err.value)
-    assert "; use --solver" not in str(err.value)
+    assert str(err.value).endswith(
+        "affine layers only); certify needs the exact solver (for a search without a proof: "
+        "inverset maximize/minimize --solver gradient)"
+    )
+    with pytest.raises(InversetError) as err:
+        _run([*base, "-t", "prob:0", "--above", "0.1"])
+    assert str(err.value).endswith(
+        "use logit:k / margin:k with the exact solver; certify needs the exact solver (for a "
+        "search without a proof: inverset maximize/minimize --solver gradient)"
+    )
     r = _run([*base, "-t", "prob:1", "--below", "1.5"])
     assert r.return_value == 0 and "PROVEN: prob:1 < 1.5" in r.output, r.output

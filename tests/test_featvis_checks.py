@@ -286,3 +286,25 @@ def test_dream_starts_from_a_results_picture_in_its_own_layout():
     for image in (x, x[None], torch.as_tensor(x)[None]):
         r = fv.dream(m, image, layer="1", octaves=1, steps=2)
         assert np.allclose(np.asarray(r.arrays["original"]).reshape(1, 8, 8), x, atol=1e-6)
+
+
+def test_a_single_output_model_ending_in_squeeze_is_visualized():
+    """forward returning y.squeeze() gives a scalar for one picture: 'layer out has no
+    channel axis to visualize' (audit 107), where the same net without it rendered."""
+
+    class Squeezed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(72, 1)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x)).flatten(1)).squeeze()
+
+    torch.manual_seed(0)
+    m = Squeezed().eval()
+    r = fv.visualize(m, steps=20, input_shape=(1, 8, 8))
+    assert r.query["targets"] == ["logit:0"]
+    with torch.no_grad():
+        img = torch.as_tensor(r.xs[:1]).float()
+        assert float(m(img)) == pytest.approx(float(r.values[0]), abs=1e-4)
+        assert float(m(img)) > float(m(torch.full((1, 1, 8, 8), 0.5)))

@@ -598,10 +598,19 @@ def forward(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> Activati
         result.probs = output_activation(model)
         result.batch = len(x)
         out = result.get(OUTPUT)
-        if isinstance(out, torch.Tensor) and out.dim() == 0 and len(x) == 1:
-            # ``y.squeeze()`` at the end of forward: a batch of N gives (N,), of one a scalar
-            result[OUTPUT] = out.reshape(1)
+        if isinstance(out, torch.Tensor):
+            result[OUTPUT] = output_rows(out, len(x))
         return result
+
+
+def output_rows(out: torch.Tensor, n: int) -> torch.Tensor:
+    """The model output for a batch of ``n`` with one row per input, when ``y.squeeze()`` at
+    the end of forward dropped its axes of size 1: a scalar or ``(K,)`` for one input, ``(N,)``
+    for N inputs of one output each (read as ``(N, 1)``). An output that merges the batch
+    otherwise is left as it is, for the targets' check to refuse."""
+    if n == 1 and (out.dim() == 0 or out.shape[0] != 1):
+        out = out.unsqueeze(0)
+    return out[:, None] if out.dim() == 1 and len(out) == n else out
 
 
 def last_axis_layers(
@@ -890,7 +899,7 @@ def _trace(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]) -> _
             out = model(x)
             passed.done()
             t = first_tensor(out)
-            shapes[OUTPUT] = tuple(t.shape[1:])
+            shapes[OUTPUT] = tuple(output_rows(t, len(x)).shape[1:])
             is_output = bool(last_out) and _same_values(last_out[0], t)
             note = returned(out)
             if note is not None:

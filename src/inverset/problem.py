@@ -296,15 +296,16 @@ class Problem:
             if lo <= b + _span_tol(lo) and hi >= a - _span_tol(hi):
                 continue
             near = b if lo > b else a
-            want = f"{lo:g}" if lo == hi else f"in [{lo:g}, {hi:g}]"
+            # 12 digits: a reach of 1.000002 is not printed as the 1 a probability reaches
+            want = f"{lo:.12g}" if lo == hi else f"in [{lo:.12g}, {hi:.12g}]"
             hint = ""
-            if isinstance(e, Ref) and e.kind == "prob" and lo > 1 and hi <= 100:  # percent?
+            if isinstance(e, Ref) and e.kind == "prob" and lo >= 2 and hi <= 100:  # percent?
                 pct = f"{lo:g}%" if lo == hi else f"{lo:g}-{hi:g}%"
                 frac = f"{lo / 100:g}" if lo == hi else f"{lo / 100:g} to {hi / 100:g}"
                 hint = f"; for {pct} give {frac}"
             why = (
                 f"{'the target' if i < len(goal) else 'constraint'} {e} is "
-                f"{'at most' if lo > b else 'at least'} {near:g} for every input "
+                f"{'at most' if lo > b else 'at least'} {near:.12g} for every input "
                 f"({_span_why(e, bounded)}), so it cannot be {want}{hint}"
             )
             return ("unreachable", why, near) if i < len(goal) else ("infeasible", why, None)

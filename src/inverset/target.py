@@ -178,7 +178,7 @@ class Ref(Expr):
                 rest = ", ".join(map(str, self.index[1:]))
                 args = (
                     f" (in min/max, a comma and a space separate arguments: "
-                    f"{self.layer}:{self.index[0]}, {rest})"
+                    f"{layer_text(self.layer)}:{self.index[0]}, {rest})"
                     if len(self.index) != len(shape)
                     else ""
                 )

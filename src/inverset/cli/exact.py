@@ -74,7 +74,12 @@ def certify(
     4: an internal error (a bug, with its traceback).
     """
     from inverset.api import in_range
-    from inverset.exact.solver import shown, shown_apart, without_point_note
+    from inverset.exact.solver import (
+        shown,
+        shown_apart,
+        without_point_note,
+        without_solver_hint,
+    )
     from inverset.problem import feature_names
     from inverset.target import read_labels
 
@@ -103,10 +108,8 @@ def certify(
         )
     except InversetError as exc:  # its fix names an option of the queries, not of certify
         raise type(exc)(
-            str(exc).replace(
-                "use --solver gradient",
-                "run `inverset maximize/minimize --solver gradient` for a search without a proof",
-            )
+            f"{without_solver_hint(str(exc))}; certify needs the exact solver (for a search "
+            "without a proof: inverset maximize/minimize --solver gradient)"
         ) from None
     side = f"< {shown(below)}" if below is not None else f"> {shown(above)}"
     if result.status == "unreachable":

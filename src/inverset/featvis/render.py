@@ -42,10 +42,12 @@ from inverset.model import (
     first_tensor,
     hookable_layers,
     input_shape_of,
+    layer_text,
     model_device,
     model_dtype,
     named_layers,
     output_activation,
+    output_rows,
     passes_units,
     probe,
     restore_mode,
@@ -124,7 +126,7 @@ class _Runner:
                     shape = tuple(x.shape[1:])
                     may_stop[0] = fixed or shape in seen
                     with contextlib.suppress(_Stop):
-                        acts[OUTPUT] = first_tensor(self.model(x))
+                        acts[OUTPUT] = output_rows(first_tensor(self.model(x)), len(x))
                     seen.add(shape)
 
                 def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -787,7 +789,7 @@ def visualize(
             if objective == "dream":
                 labels = [f"dream {layer} (seed {k})" for k in range(len(units))]
             else:
-                prefix = objective if objective in ("logit", "prob") else layer
+                prefix = objective if objective in ("logit", "prob") else layer_text(layer)
                 labels = [f"{prefix}:{u}" for u in units]
         prior = isinstance(param, Latent | LatentImage)
         tf = as_transform("none" if transforms is None and prior else transforms, min(spatial))
