@@ -486,3 +486,28 @@ def test_a_range_a_layer_type_rules_out_is_unreachable_at_once():
     assert r.status == "found" and 0.1 <= r.value <= 0.5
     with torch.no_grad():
         assert r.value == pytest.approx(float(m[:2](torch.as_tensor(r.x))[3]), abs=1e-6)
+
+
+def test_a_subclass_with_a_forward_of_its_own_is_not_bounded_by_its_base_class():
+    """A ReLU subclass returning relu(x) - 1, a Sequential subclass scaling its Softmax's
+    output by 10: ranges their values reach were refused as 'at least 0' and 'a
+    probability' (audit 109)."""
+
+    class Shifted(nn.ReLU):
+        def forward(self, x):
+            return torch.relu(x) - 1
+
+    class Scaled(nn.Sequential):
+        def forward(self, x):
+            return super().forward(x) * 10
+
+    torch.manual_seed(0)
+    box = iv.Box(-1, 1, shape=(3,))
+    m = nn.Sequential(nn.Linear(3, 4), Shifted(), nn.Linear(4, 2))
+    r = iv.in_range(m, "1:0", (-1.0, -0.5), box)
+    assert r.status == "found" and -1.0 <= r.value <= -0.5, r.message
+    s = Scaled(nn.Linear(3, 2), nn.Softmax(dim=1))
+    r = iv.reach(s, "out:0", 5.0, box)
+    assert r.status == "found" and r.value == pytest.approx(5.0, abs=1e-3), r.message
+    with torch.no_grad():
+        assert float(s(torch.as_tensor(r.x)[None])[0, 0]) == pytest.approx(r.value, abs=1e-6)

@@ -446,7 +446,8 @@ def output_activation(model: nn.Module) -> str | None:
     graph returns. None otherwise (or not known)."""
     last: nn.Module | None = model
     while True:
-        if isinstance(last, nn.Sequential) and len(last):
+        # a Sequential subclass with a forward of its own may change what its last layer gave
+        if isinstance(last, nn.Sequential) and len(last) and _own(last, nn.Sequential):
             last = last[-1]
         elif hasattr(type(last), "output_layer"):  # a converted ONNX graph
             last = last.output_layer
@@ -459,26 +460,37 @@ def output_activation(model: nn.Module) -> str | None:
         else:  # an operation: aten::softmax, aten::sigmoid
             name = node.kind().removeprefix("aten::").capitalize()
         return name if name in ("Softmax", "Sigmoid") else None
-    if isinstance(last, nn.Softmax):
+    if isinstance(last, nn.Softmax) and _own(last, nn.Softmax):
         return "Softmax"
-    if isinstance(last, nn.Sigmoid):
+    if isinstance(last, nn.Sigmoid) and _own(last, nn.Sigmoid):
         return "Sigmoid"
     return None
 
 
+def _own(module: nn.Module, kind: type[nn.Module]) -> bool:
+    """Whether ``module`` runs ``kind``'s own forward (not a subclass's)."""
+    return type(module).forward is kind.forward
+
+
 def value_range(module: nn.Module | None) -> tuple[float, float] | None:
     """The values an activation module outputs whatever its input ((low, high), an end
-    ``inf`` when open), or None when any value may come out (or its type does not say)."""
+    ``inf`` when open), or None when any value may come out (or its type does not say: a
+    subclass with a forward of its own may output anything)."""
+    kinds: list[tuple[type[nn.Module], tuple[float, float]]] = [
+        (nn.ReLU, (0.0, math.inf)),
+        (nn.Softplus, (0.0, math.inf)),
+        (nn.Sigmoid, (0.0, 1.0)),
+        (nn.Softmax, (0.0, 1.0)),
+        (nn.Hardsigmoid, (0.0, 1.0)),
+        (nn.Tanh, (-1.0, 1.0)),
+    ]
     if isinstance(module, nn.Hardtanh):  # ReLU6 too
-        return float(module.min_val), float(module.max_val)
-    if isinstance(module, nn.ReLU | nn.Softplus):
-        return 0.0, math.inf
-    if isinstance(module, nn.Sigmoid | nn.Softmax | nn.Hardsigmoid):
-        return 0.0, 1.0
-    if isinstance(module, nn.Tanh):
-        return -1.0, 1.0
+        kinds.append((nn.Hardtanh, (float(module.min_val), float(module.max_val))))
     if isinstance(module, nn.ELU):
-        return -float(module.alpha), math.inf
+        kinds.append((nn.ELU, (-float(module.alpha), math.inf)))
+    for kind, rng in kinds:
+        if isinstance(module, kind) and _own(module, kind):
+            return rng
     return None
 
 
