@@ -468,8 +468,11 @@ def output_activation(model: nn.Module) -> str | None:
 
 
 def _own(module: nn.Module, kind: type[nn.Module]) -> bool:
-    """Whether ``module`` runs ``kind``'s own forward (not a subclass's)."""
-    return type(module).forward is kind.forward
+    """Whether ``module`` computes what ``kind`` does: it runs ``kind``'s own forward, or its
+    class says its forward computes the same (``computes_as = kind``: the ONNX converter's
+    Softmax, which handles ONNX's axes)."""
+    same = getattr(type(module), "computes_as", None) is kind
+    return same or type(module).forward is kind.forward
 
 
 def value_range(module: nn.Module | None) -> tuple[float, float] | None:

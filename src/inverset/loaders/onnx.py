@@ -113,6 +113,7 @@ class Softmax(_OnnxAxes, nn.Softmax):
     in one is known to output probabilities."""
 
     fn = torch.softmax
+    computes_as = nn.Softmax  # its own forward only handles ONNX's axes
 
 
 class LogSoftmax(_OnnxAxes, nn.LogSoftmax):
