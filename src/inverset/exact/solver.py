@@ -586,15 +586,11 @@ def _method(ctx: _Ctx, method: str) -> str:
 
 def _portfolio(ctx: _Ctx, max_nodes: int | None) -> bool:
     """Whether 'auto' runs the MILP and then ReLU splitting (:data:`PORTFOLIO_MAX_INPUTS`):
-    plain boxes where ReLU splitting alone was the pick, unless a node budget without a time
+    where :func:`_method` picks ReLU splitting alone, unless a node budget without a time
     limit asks for ReLU splitting's nodes (the MILP counts none)."""
-    p = ctx.problem
-    if p.domain.integer or p.domain.A is not None or p.constraints:
-        return False
     if max_nodes is not None and ctx.remaining() is None:
         return False
-    n = ctx.net.n_inputs
-    return BAB_MAX_INPUTS < n <= PORTFOLIO_MAX_INPUTS and ctx.root_unstable() > RELU_MIN_UNSTABLE
+    return ctx.net.n_inputs <= PORTFOLIO_MAX_INPUTS and _method(ctx, "auto") == "relu"
 
 
 def _milp_then_relu(
