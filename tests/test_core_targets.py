@@ -439,8 +439,8 @@ def test_a_comma_without_a_space_in_min_max_reads_by_the_layers_axes(net_and_act
 
 
 class _Squeezed(nn.Module):
-    """A regression net ending in ``y.squeeze()`` (a scalar for a batch of one), or in
-    ``y.flatten()`` (the batch merged with the outputs)."""
+    """A regression net ending in ``y.squeeze()`` (a scalar for a batch of one), in
+    ``y.flatten()`` (the batch merged with the outputs) or in ``y.sum(0)`` (summed over it)."""
 
     def __init__(self, end: str, n_out: int = 1):
         super().__init__()
@@ -448,7 +448,7 @@ class _Squeezed(nn.Module):
 
     def forward(self, x):
         y = self.o(torch.relu(self.fc(x)))
-        return y.squeeze() if self.end == "squeeze" else y.flatten()
+        return {"squeeze": y.squeeze, "flatten": y.flatten, "sum0": lambda: y.sum(0)}[self.end]()
 
 
 def test_a_squeezed_output_is_read_and_a_flattened_one_refused_in_one_line():
@@ -475,6 +475,17 @@ def test_a_squeezed_output_is_read_and_a_flattened_one_refused_in_one_line():
     r = iv.maximize(flat, "fc:1", box, starts=4, steps=20)  # its hidden layers are fine
     with torch.no_grad():
         assert r.value == pytest.approx(float(flat.fc(torch.as_tensor(r.x))[1]), abs=1e-6)
+
+
+@pytest.mark.parametrize("solver", ["gradient", "evolution", "exact"])
+def test_an_output_summed_over_the_batch_is_refused_when_its_size_matches_the_batch(solver):
+    """``y.sum(0)`` of two outputs gives 2 values for the validation's 2 inputs, which read as
+    one row each: the gradient solver then crashed on its batch of starts (a RuntimeError),
+    evolution blamed its own options, the exact solver named .sum() as unsupported."""
+    torch.manual_seed(0)
+    m = _Squeezed("sum0", 2).eval()
+    with pytest.raises(iv.InversetError, match=r"output has shape \(2,\) for a batch of 3 inputs"):
+        iv.maximize(m, "out:0", iv.Box(-1, 1, shape=(4,)), solver=solver, time_limit=2)
 
 
 def test_a_layer_name_with_a_dash_is_written_in_quotes(tmp_path):
@@ -508,6 +519,10 @@ def test_a_layer_name_with_a_dash_is_written_in_quotes(tmp_path):
         assert r.value == pytest.approx(float(torch.relu(h)[1] - 2 * h[0]), abs=1e-6)
     with pytest.raises(iv.InversetError, match=r'goes in quotes, e\.g\. "blocks\.dense-1":0'):
         iv.parse_target("blocks.dense-1:0")
+    quote = r'space goes in quotes, e\.g\. "blocks\.act 1":0'  # were the generic examples
+    for text in ("blocks.act 1:0", "max(out:0, 2*blocks.act 1:0)"):
+        with pytest.raises(iv.InversetError, match=quote):
+            iv.parse_target(text)
     with pytest.raises(iv.InversetError, match=r'separate arguments: "blocks\.dense-1":0, 1\)'):
         iv.maximize(m, '"blocks.dense-1":0,1', box)
     job = iv.atlas(m, tmp_path, layer="blocks.dense-1", channels="2", domain=box, starts=4)
@@ -515,9 +530,14 @@ def test_a_layer_name_with_a_dash_is_written_in_quotes(tmp_path):
     assert iv.load_atlas(tmp_path)["blocks.dense-1_2"].query["target"] == '"blocks.dense-1":2'
 
 
-@pytest.mark.parametrize("text", ["fc1:-1", "out:-1", "head.2:-1"])
-def test_a_negative_index_says_indices_count_from_0(text):
-    with pytest.raises(iv.InversetError, match=r"indices count from 0 \(a negative index"):
+@pytest.mark.parametrize(
+    "text, at", [("fc1:-1", 4), ("out:-1", 4), ("head.2:-1", 7), ("max(out:0, fc.1: -2)", 17)]
+)
+def test_a_negative_index_says_indices_count_from_0(text, at):
+    """The position was the tokenizer's stop, on the layer name ('.' at 4 in head.2:-1)."""
+    with pytest.raises(
+        iv.InversetError, match=rf"negative index at position {at}; indices count from 0 \("
+    ):
         iv.parse_target(text)
 
 

@@ -414,6 +414,21 @@ def check_rows(name: str, a: torch.Tensor, batch: int, what: str = "inputs") -> 
         )
 
 
+def check_output_rows(out: torch.Tensor, batch: int | None, what: str = "model") -> None:
+    """Refuse, in one line, a model output without one row per input: the batch axis merged
+    away by ``.flatten()`` or ``.sum(0)``, or dropped by indexing (its outputs cannot be told
+    apart). ``what`` names the network in the message ('generator', whose inputs are codes)."""
+    if batch is None or (out.dim() and len(out) == batch):
+        return
+    inputs = "code" if what == "generator" else "input"
+    raise InversetError(
+        f"the {what}'s output has shape {tuple(out.shape)} for a batch of {batch} {inputs}"
+        f"{'s' if batch > 1 else ''}, not one row per {inputs} (a .flatten(), .sum(0) or "
+        "indexing at the end of forward merges or drops the batch axis); return one row per "
+        f"{inputs}, e.g. y.flatten(1) or y.squeeze(-1)"
+    )
+
+
 def not_hookable(name: str) -> InversetError:
     """The error for a layer inside a TorchScript model, which takes no forward hooks."""
     return InversetError(
@@ -772,7 +787,9 @@ def check_repeatable(
     (``acts``: those of the batch ``x``); one more pass of ``x`` with its last row repeated
     must give the same rows again (a batch of other statistics: the same batch twice would
     hide batch statistics). A model that fails on the longer batch (it takes a batch of one
-    or two only) is not checked. ``what`` names it in the message ('generator')."""
+    or two only) is not checked. ``what`` names it in the message ('generator'). The longer
+    batch also shows an activation whose rows only matched the batch by chance (``y.sum(0)``
+    of two outputs for two inputs): it is refused as one without a row per input."""
     rows = [*range(x.shape[0]), x.shape[0] - 1]
     try:
         again = run(x[rows])
@@ -780,8 +797,12 @@ def check_repeatable(
         return
     for n in dict.fromkeys(names):
         a, b = acts.get(n), again.get(n)
-        if a is None or b is None or a.dim() == 0 or len(a) != len(x) or len(b) != len(rows):
+        if a is None or b is None or a.dim() == 0 or len(a) != len(x):
             continue
+        if n == OUTPUT:
+            check_output_rows(b, len(rows), what)
+        else:
+            check_rows(n, b, len(rows))
         if not _close(a[rows], b):
             where = "" if n == OUTPUT else f" at layer {n!r}"
             raise NotRepeatableError(

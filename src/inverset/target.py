@@ -50,6 +50,7 @@ from inverset.errors import InversetError
 from inverset.model import (
     OUTPUT,
     OUTPUT_KINDS,
+    check_output_rows,
     check_rows,
     layer_text,
     reads_last,
@@ -153,7 +154,7 @@ class Ref(Expr):
         out = acts.get(OUTPUT)
         batch = getattr(acts, "batch", None)
         if self.kind != "layer" and isinstance(out, torch.Tensor):
-            _check_output_rows(out, batch)
+            check_output_rows(out, batch)
         a = self._act(acts)
         if self.kind == "layer" and out is not None and out.dim():
             try:
@@ -260,19 +261,6 @@ class Ref(Expr):
             quote = "'" if '"' in self.label else '"'
             idx = self.label if plain else f"{quote}{self.label}{quote}"
         return f"{layer_text(self.layer) if self.kind == 'layer' else self.kind}:{idx}"
-
-
-def _check_output_rows(out: torch.Tensor, batch: int | None) -> None:
-    """Refuse, in one line, a model output without one row per input: the batch axis merged
-    away by ``.flatten()`` or dropped by indexing (its outputs cannot be told apart)."""
-    if batch is None or (out.dim() and len(out) == batch):
-        return
-    raise InversetError(
-        f"the model's output has shape {tuple(out.shape)} for a batch of {batch} input"
-        f"{'s' if batch > 1 else ''}, not one row per input (a .flatten() or indexing at the "
-        "end of forward merges or drops the batch axis); return one row per input, e.g. "
-        "y.flatten(1) or y.squeeze(-1)"
-    )
 
 
 @dataclass(frozen=True)
@@ -418,7 +406,10 @@ class _Parser:
                 break
             m = _TOKEN.match(text, pos)
             if not m or m.end() == pos:
-                self.fail(f"unexpected character {text[pos:].strip()[0]!r}", pos, _fix(text))
+                neg = _NEGATIVE.search(text)
+                if neg:  # the tokenizer stops before it, on the layer name
+                    self.fail("negative index", neg.start(1))
+                self.fail(f"unexpected character {text[pos:].strip()[0]!r}", pos)
             kind = m.lastgroup or ""
             self.tokens.append((kind, m.group(kind), m.start(kind)))
             pos = m.end()
@@ -427,9 +418,13 @@ class _Parser:
     def fail(self, why: str, pos: int | None = None, fix: str = ""):
         """The one-line error: what is wrong and where, and ``fix`` when known, else examples."""
         where = f" at position {pos}" if pos is not None else ""
-        fix = fix or (
-            "write e.g. 'out:0 - 0.5*out:3', 'fc2:3', 'conv2:5,1,2', 'prob:cat', 'margin:3', "
-            "'min(out:0, out:1)'"
+        fix = (
+            fix
+            or _fix(self.text)
+            or (
+                "write e.g. 'out:0 - 0.5*out:3', 'fc2:3', 'conv2:5,1,2', 'prob:cat', 'margin:3', "
+                "'min(out:0, out:1)'"
+            )
         )
         raise InversetError(f"malformed target {self.text!r}: {why}{where}; {fix}")
 
@@ -619,12 +614,21 @@ def _split_ref(text: str) -> tuple[str, str]:
     return layer, idx
 
 
+#: a negative index after a reference's colon (its sign's position is group 1)
+_NEGATIVE = re.compile(r":\s*(-)\s*\d")
+#: a layer name with spaces in it, unquoted, before its index (``blocks.act 1:0``)
+_SPACED = re.compile(r"(?<![\w.:'\"])([A-Za-z_][\w.]*(?: +\w[\w.]*)+):(\d+)")
+
+
 def _fix(text: str) -> str:
-    """What a target the tokenizer stopped on most likely needs ('' when unknown): indices
-    from 0, or quotes around a layer name that holds other characters than letters, digits,
-    ``_`` and ``.``."""
-    if re.search(r":\s*-\s*\d", text):
+    """What a malformed target most likely needs ('' when unknown): indices from 0, or quotes
+    around a layer name that holds other characters than letters, digits, ``_`` and ``.``."""
+    if _NEGATIVE.search(text):
         return "indices count from 0 (a negative index such as -1 is not taken)"
+    spaced = _SPACED.search(text)
+    if spaced:
+        name, idx = spaced.groups()
+        return f"a layer name with a space goes in quotes, e.g. {layer_text(name)}:{idx}"
     if re.search(r"[^\s\w.:()*/+,'\"][\w.]*:\d", text):
         return (
             "a layer name with other characters than letters, digits, _ and . goes in quotes, "
