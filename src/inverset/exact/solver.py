@@ -42,19 +42,18 @@ BAB_MAX_INPUTS = 8
 #: splitting even in low dimension (diabetes 10-16-16-1, 14 unstable: MILP 0.06 s, branch and
 #: bound not certified in 15 s)
 MILP_MAX_UNSTABLE = 24
-#: beyond this many unstable ReLUs (and more than 8 inputs) the MILP's big-M relaxation is too
-#: weak and ReLU-phase branch and bound with optimized bounds takes over. Measured: MNIST-FC
-#: 256x2 (784 inputs, 100-170 unstable), ReLU splitting decides in 1-11 s instances the MILP
-#: leaves open after 40 s; the wine and breast-cancer classifiers (13 and 30 inputs, <= 64
-#: unstable), the MILP certifies in 0.5-1.9 s against 0.4-12 s.
+#: beyond this many unstable ReLUs (and more than PORTFOLIO_MAX_INPUTS inputs) the MILP's
+#: big-M relaxation is too weak and ReLU-phase branch and bound with optimized bounds takes
+#: over. Measured: MNIST-FC 256x2 (784 inputs, 100-170 unstable), ReLU splitting decides in
+#: 1-11 s instances the MILP leaves open after 40 s.
 RELU_MIN_UNSTABLE = 64
-#: from more inputs than input splitting takes (BAB_MAX_INPUTS) up to this many, where ReLU
-#: splitting alone was the pick (more than RELU_MIN_UNSTABLE unstable ReLUs), it is not
-#: reliably ahead of the MILP, so 'auto' runs the MILP for a share of the time and then ReLU
-#: splitting from its point, keeping the tighter bound. Measured (30 s): a 9-input conv net,
-#: MILP optimal in 3.4 s, ReLU splitting open (bound 0.1034, best 0.0940); the digits CNN (64
-#: inputs), ReLU splitting 88.2 and the two 93.0. With fewer unstable ReLUs the MILP stays
-#: alone: a 36-input conv net it certifies in 3.7 s was left open by a 2 s share (audit 109).
+#: from more inputs than input splitting takes (BAB_MAX_INPUTS) up to this many, neither the
+#: MILP nor ReLU splitting is reliably ahead once more than MILP_MAX_UNSTABLE ReLUs are
+#: unstable, so 'auto' runs the MILP for a share of the time and then ReLU splitting from its
+#: point, keeping the tighter bound. ``python benchmarks/exact_methods.py`` (20 s): random
+#: MLPs of 12-64 inputs and 64-128 unstable ReLUs, ReLU splitting's bound is 0.42-2.29 where
+#: the MILP's is 0.99-4.20 (best values 0.22-0.45); two conv nets (9 and 36 inputs, 69 and 64
+#: unstable), the MILP certifies in 2.2 and 0.3 s and ReLU splitting is open at 20 s.
 PORTFOLIO_MAX_INPUTS = 64
 #: the MILP's time there: this share of the time left, at least PORTFOLIO_MIN_SECONDS (when
 #: left) and at most PORTFOLIO_MAX_SECONDS (also without a time limit)
@@ -580,7 +579,9 @@ def _method(ctx: _Ctx, method: str) -> str:
     if needs:
         return "milp"
     if ctx.net.n_inputs > BAB_MAX_INPUTS:
-        return "relu" if ctx.root_unstable() > RELU_MIN_UNSTABLE else "milp"
+        few = ctx.net.n_inputs <= PORTFOLIO_MAX_INPUTS  # the MILP runs first (_portfolio)
+        most = MILP_MAX_UNSTABLE if few else RELU_MIN_UNSTABLE
+        return "relu" if ctx.root_unstable() > most else "milp"
     return "milp" if ctx.root_unstable() <= MILP_MAX_UNSTABLE else "bab"
 
 
@@ -1461,6 +1462,8 @@ def _result(ctx, x, value, status, message, bound, timings, info, r, gap=None) -
     xm = None if x is None else x.reshape(p.domain.shape).to(p.dtype).cpu().numpy() + 0.0
     bound = None if bound is None else bound + 0.0
     info = {**info, "method": "+".join(ctx.method_used) or r.get("method", ""), "nodes": ctx.nodes}
+    if ctx._root is not None:  # what auto's choice reads (computed by every method but bab's)
+        info["unstable"] = ctx._root.unstable()
     h = ctx.history
     if h["time"] and value is not None and h["best"][-1] != value:
         # the search's values are the network's in float64; the answer is the model's own
