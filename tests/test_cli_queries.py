@@ -403,6 +403,15 @@ def test_latent_space_bad_input_is_one_line(run_main, models, extra, message):
     assert message in p.stderr and "Traceback" not in p.stderr, p.stderr
 
 
+def test_a_generator_load_error_names_the_generators_options(run_main, models):
+    """Audit 110: a state dict given as --generator was told to add --factory, MODEL's
+    option, which then broke the model's own loading."""
+    p = run_main("maximize", *mlp4_args(models), "--box=-1,1", "--generator", models / "gen.pt")
+    assert p.returncode == 2, p.stdout + p.stderr
+    want = "--generator package.module:function --generator-weights FILE"
+    assert "the generator: " in p.stderr and want in p.stderr and "--factory" not in p.stderr
+
+
 def test_generator_options_need_a_generator(run_main, models, tmp_path):
     p = run_main("minimize", *mlp4_args(models), "--box=-1,1", "--generator-weights", "w.pt")
     assert p.returncode == 2

@@ -69,6 +69,44 @@ def test_latent_domain_intersects_query_box():
         iv.maximize(model, "out:0", box, space=iv.Latent(G, 4, domain=iv.Box(2, 3)), **kw)
 
 
+class _InPlace(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 16)
+
+    def forward(self, z):
+        return self.fc(z.mul_(0.5))
+
+
+@pytest.mark.parametrize("solver", ["gradient", "evolution", "annealing", "cmaes"])
+def test_a_generator_that_changes_its_codes_in_place_is_refused(solver):
+    """Audit 110: annealing crashed (a RuntimeError, CLI exit 4), evolution blamed its
+    options, gradient called the generator random, cmaes ran on with a note on noise."""
+    box = iv.Box(0, 1, shape=(16,))
+    with pytest.raises(iv.InversetError, match=r"changes its codes in place .*\(z = z \* 0\.5\)"):
+        iv.maximize(_net16(), "out:0", box, space=iv.Latent(_InPlace(), 4), solver=solver)
+
+
+def test_a_generator_of_another_layout_is_refused_and_a_flat_one_reshaped():
+    """Audit 110: a channels-last generator (N, 4, 4, 1) for a (1, 4, 4) model is a reshape;
+    (N, 2, 2, 4) for (4, 2, 2) was one too, scrambling the pictures without a word."""
+    torch.manual_seed(0)
+    lin = nn.Linear(4, 16)
+    model = _net16()
+    box = iv.Box(0, 1, shape=(4, 2, 2))
+    kw = {"starts": 2, "steps": 5}
+    with pytest.raises(iv.InversetError, match=r"\(2, 2, 4\) per code .* \(4, 2, 2\).*permute"):
+        iv.maximize(
+            model, "out:0", box, space=iv.Latent(lambda z: lin(z).reshape(-1, 2, 2, 4), 4), **kw
+        )
+    for shape, given in (((1, 4, 4), (-1, 4, 4, 1)), ((1, 4, 4), (-1, 16)), ((16,), (-1, 4, 4))):
+        g = iv.Latent(lambda z, given=given: torch.sigmoid(lin(z)).reshape(given), 4)
+        r = iv.maximize(model, "out:0", iv.Box(0, 1, shape=shape), space=g, **kw)
+        with torch.no_grad():
+            x = torch.sigmoid(lin(torch.as_tensor(r.arrays["z"][:1], dtype=torch.float32)))
+        np.testing.assert_allclose(np.ravel(r.x), x[0].numpy(), atol=1e-6)
+
+
 def test_latent_takes_callables_and_numpy_sizes():
     model = _net4()
     w = torch.linspace(-1, 1, 8).reshape(2, 4)

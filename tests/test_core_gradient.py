@@ -646,3 +646,43 @@ def test_a_one_point_domain_that_misses_the_goal_is_not_found():
     assert r.status == "not_found" and not r.message.startswith("stopped")
     r = iv.maximize(m, "out:0", box, seed=0, constraints=[("out:1", 100, 200)])
     assert r.status == "not_found" and r.x is None
+
+
+class _Bowl(nn.Module):
+    """-(|x - c|^2): one optimum at ``c``."""
+
+    def __init__(self, c: float):
+        super().__init__()
+        self.c = c
+
+    def forward(self, x):
+        return -((x - self.c) ** 2).sum(1, keepdim=True)
+
+
+class _Saturating(nn.Module):
+    """A generator whose pictures saturate: every code above 0.2 draws the same one."""
+
+    def forward(self, z):
+        return torch.sigmoid(60 * z)
+
+
+@pytest.mark.parametrize("solver", ["gradient", "cmaes"])
+def test_copies_of_one_optimum_are_one_distinct_point(solver):
+    """Audit 110: distinct points were cells of a grid 1e-3 of the box width on the searched
+    codes. Copies of one optimum on either side of a cell's edge counted twice, and in a
+    latent space codes that draw the same picture counted apart (11 'distinct' optima of ten
+    identical pictures)."""
+    box = iv.Box(-1, 1, shape=(2,))
+    kw = {"starts": 16} if solver == "gradient" else {"max_evals": 1500}
+    # the optimum 0.001 is u = 0.5005 of the width: the edge between two cells
+    r = iv.maximize(_Bowl(0.001), "out:0", box, solver=solver, seed=0, **kw)
+    assert r.value == pytest.approx(0.0, abs=1e-6)
+    xs = np.asarray(r.xs).reshape(len(r.xs), -1)
+    assert len(xs) == 1 or np.abs(xs[1:] - xs[0]).max(1).min() > 2e-3, xs[:4]
+    sat = iv.Latent(_Saturating(), 1, bound=2)
+    r = iv.maximize(
+        nn.Flatten(), "out:0", iv.Box(0, 1, shape=(1,)), space=sat, solver=solver, seed=0, **kw
+    )
+    assert r.value == pytest.approx(1.0, abs=1e-6)
+    pics = np.ravel(r.xs)  # one picture of 1 (a start stuck where G is flat may draw 0)
+    assert (np.abs(pics - 1) <= 1e-3).sum() == 1 and r.arrays["z"].shape == (len(pics), 1)

@@ -346,6 +346,27 @@ def test_latent_generator_decides_the_picture_shape():
         fv.visualize(model, param=iv.Latent(decoder, 4, bound=float("inf")), steps=5)
 
 
+def test_a_flat_generator_is_laid_out_as_the_models_input(digits_cnn):
+    """Audit 110: a generator drawing (64,) per code for the digits CNN failed with 'image
+    shape must be (C, L) or (C, H, W) ..., got (64,)', input_shape given or not."""
+    torch.manual_seed(0)
+    flat = nn.Sequential(nn.Linear(6, 64), nn.Sigmoid())
+    model = digits_cnn.model
+    with pytest.raises(
+        iv.InversetError, match=r"draws \(64,\) per code, not an image .*input_shape"
+    ):
+        fv.visualize(nn.Sequential(*model.children()), param=iv.Latent(flat, 6), steps=2)
+    r = fv.visualize(model, channels=[3], param=iv.Latent(flat, 6, bound=2.0), steps=40)
+    assert r.arrays["images"].shape == (1, 1, 8, 8)
+    with torch.no_grad():
+        z = torch.from_numpy(r.arrays["z"]).float()
+        x = flat(z).reshape(1, 1, 8, 8)
+        start = float(model(flat(torch.zeros(1, 6)).reshape(1, 1, 8, 8))[0, 3])
+    np.testing.assert_allclose(r.arrays["images"], x.numpy(), atol=1e-6)
+    assert r.values[0] == pytest.approx(float(model(x)[0, 3]), rel=1e-5)
+    assert r.values[0] > start + 1.0
+
+
 def test_a_latent_size_the_generator_does_not_take_is_one_line():
     """It was torch's RuntimeError (mat1 and mat2 shapes cannot be multiplied) and a
     traceback; the core solvers word it so (problem.py), and so does visualize now."""

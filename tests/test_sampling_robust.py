@@ -682,3 +682,17 @@ def test_a_probability_range_is_said_to_be_no_exact_check_target():
         "prob:1 is a probability, not piecewise linear (a range of its logit, logit:k, can be "
         "checked); skipped"
     )
+
+
+def test_a_latent_sample_with_no_sample_still_has_its_codes_array():
+    """Audit 110: a latent sampling run that accepted nothing had xs of shape (0, ...) but no
+    arrays['z'] at all: a loop reading it raised a KeyError."""
+    from inverset.space import Latent
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 1)).eval()
+    g = nn.Sequential(nn.Linear(2, 3), nn.Tanh()).eval()
+    r = sample(model, "out:0", (50.0, 60.0), n=5, space=Latent(g, 2), domain=Box(-1, 1, shape=(3,)),
+               time_limit=1.0, seed=0)  # fmt: skip
+    assert r.status in ("not_found", "time_limit") and r.xs.shape == (0, 3)
+    assert r.arrays["z"].shape == (0, 2)

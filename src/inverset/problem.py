@@ -359,7 +359,13 @@ class Problem:
         gen = torch.Generator().manual_seed(0)
         z = self.space.box.sample(2, gen, device=self.device, dtype=self.dtype)
         with torch.no_grad(), self.session():
+            codes = z.clone()
             x = self.space.first_input(z)
+            if not torch.equal(z, codes):
+                raise InversetError(
+                    "the generator changes its codes in place (e.g. z.mul_(0.5) or z.clamp_() "
+                    "in forward); write it out of place (z = z * 0.5), as inverset reuses codes"
+                )
             given = x.clone()
             acts = forward_checked(self.model, x, self.layer_names)
             if not torch.equal(x, given):

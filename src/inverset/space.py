@@ -44,6 +44,19 @@ class Space:
         return {"kind": type(self).__name__}
 
 
+def same_layout(given: tuple[int, ...], wanted: tuple[int, ...]) -> bool:
+    """Whether a generator's output of shape ``given`` (per code) is read as the model's input
+    of shape ``wanted`` by a reshape: equal but for axes of size 1, or one of them flat (a
+    flat generator for an image model, an image generator for a flat model). Other shapes of
+    as many values are another layout (channels last for channels first), which a reshape
+    would scramble."""
+
+    def squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(d for d in shape if d != 1)
+
+    return len(given) <= 1 or len(wanted) <= 1 or squeezed(given) == squeezed(wanted)
+
+
 class Direct(Space):
     """Search the model inputs directly: ``x = z``, ``z`` in the query's domain."""
 
@@ -136,6 +149,13 @@ class Latent(Space):
                     f"the generator's output has {per} values per code but the model input has "
                     f"{n} (shape {self.domain.shape}); give a generator whose output is the "
                     "model's input"
+                )
+            if not same_layout(tuple(x.shape[1:]), tuple(self.domain.shape)):
+                raise InversetError(
+                    f"the generator's output has shape {tuple(x.shape[1:])} per code and the "
+                    f"model input {tuple(self.domain.shape)}: the same number of values in "
+                    "another layout (channels last?); give a generator whose output is laid out "
+                    "as the model's input (e.g. end it with x.permute(0, 3, 1, 2))"
                 )
             x = x.reshape(z.shape[0], *self.domain.shape)
         return torch.maximum(torch.minimum(x, hi), lo)

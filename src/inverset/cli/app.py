@@ -338,6 +338,26 @@ def parse_features(text: str, names: list[str] | None) -> list[int]:
     return out
 
 
+#: MODEL's loading options as a loading error names them, and the generator's own
+_GENERATOR_OPTIONS = (
+    ("as MODEL without --factory", "as --generator without --generator-weights"),
+    (
+        "--factory package.module:function",
+        "--generator package.module:function --generator-weights FILE",
+    ),
+    ("--factory", "--generator"),
+    ("as MODEL", "as --generator"),
+)
+
+
+def _for_generator(message: str) -> str:
+    """A model-loading error about the generator, its fix in the generator's options (a
+    state dict goes with --generator-weights, not MODEL's --factory)."""
+    for model_option, generator_option in _GENERATOR_OPTIONS:
+        message = message.replace(model_option, generator_option)
+    return f"the generator: {message}"
+
+
 def latent_space(
     generator: str | None,
     weights: Path | None,
@@ -376,10 +396,13 @@ def latent_space(
         return None
     from inverset.loaders import load_model
 
-    if weights is not None:
-        g = load_model(generator, weights=weights)
-    else:
-        g = load_cli_model(generator, trust, None, device)
+    try:
+        if weights is not None:
+            g = load_model(generator, weights=weights)
+        else:
+            g = load_cli_model(generator, trust, None, device)
+    except InversetError as exc:
+        raise InversetError(_for_generator(str(exc))) from None
     g = g.to(model_device(model))
     if dim is None:
         dim = getattr(g, "latent_dim", None)

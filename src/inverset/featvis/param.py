@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from inverset.errors import InversetError
-from inverset.space import Latent
+from inverset.space import Latent, same_layout
 
 #: Square root of the ImageNet colour covariance (from Lucid), used to decorrelate RGB.
 IMAGENET_COLOR_SQRT = np.array(
@@ -161,7 +161,8 @@ class LatentImage(ImageParam):
     ``value_range`` is the generator's output range; images are mapped from it to [0, 1]
     (and clamped), as every parameterization returns. ``z`` is ``bound * tanh(raw)``.
     ``device``: where the codes go in (the model's); by default the generator module's, the
-    CPU for a plain callable.
+    CPU for a plain callable. ``shape``: the model's input (C, H, W), which a flat generator's
+    output (or one differing by axes of size 1) is laid out as.
     """
 
     def __init__(
@@ -172,6 +173,7 @@ class LatentImage(ImageParam):
         value_range: tuple[float, float] = (0.0, 1.0),
         sd: float = 0.5,
         device: torch.device | str | None = None,
+        shape: Sequence[int] | None = None,
     ):
         if not math.isfinite(latent.bound):
             raise InversetError(
@@ -183,7 +185,21 @@ class LatentImage(ImageParam):
         with torch.no_grad():
             z = torch.zeros((1, *latent.shape), device=device or _device(latent))
             sample = latent.first_input(z)
-        super().__init__(tuple(sample.shape[1:]), batch, alpha=False)
+        drawn = tuple(sample.shape[1:])
+        if shape is not None and len(shape) in (2, 3) and tuple(shape) != drawn:
+            shape = tuple(int(v) for v in shape)
+            if math.prod(shape) != math.prod(drawn) or not same_layout(drawn, shape):
+                raise InversetError(
+                    f"the generator draws {drawn} per code, not the model's input {shape}; give "
+                    "a generator whose output is the model's input (or its values, flat)"
+                )
+            drawn = shape
+        elif len(drawn) not in (2, 3):
+            raise InversetError(
+                f"the generator draws {drawn} per code, not an image (C, H, W); give the "
+                "model's input shape to lay it out (input_shape= / --input-shape)"
+            )
+        super().__init__(drawn, batch, alpha=False)
         self.latent = latent
         self.lo, self.hi = (float(v) for v in value_range)
         self.raw = nn.Parameter(raw)
@@ -223,7 +239,12 @@ def make_param(
     must match)."""
     if isinstance(kind, Latent):
         return LatentImage(
-            kind, batch, seed=kw.get("seed", 0), value_range=kw["value_range"], device=device
+            kind,
+            batch,
+            seed=kw.get("seed", 0),
+            value_range=kw["value_range"],
+            device=device,
+            shape=shape,
         )
     if isinstance(kind, ImageParam):
         if kind.batch != batch:

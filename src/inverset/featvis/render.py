@@ -763,7 +763,8 @@ def visualize(
             if isinstance(param.generator, nn.Module):
                 stack.enter_context(restore_mode(param.generator, train=False, freeze=True))
             # the generator's output is the picture the model receives: its shape decides
-            drawn = LatentImage(param, 1, value_range=(lo, hi), device=device).shape
+            want = input_shape or getattr(model, "input_shape", None)
+            drawn = LatentImage(param, 1, value_range=(lo, hi), device=device, shape=want).shape
             _check_generator(param, device)
             if size is not None and _spatial(size, drawn) != drawn[1:]:
                 ignored = (

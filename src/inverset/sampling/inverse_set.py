@@ -1360,8 +1360,9 @@ class _Sampler:
         arrays: dict[str, np.ndarray] = {}
         if V.shape[1] > 1:
             arrays["constraints"] = V[:, 1:]
-        if self.acc["z"]:
-            arrays["z"] = np.concatenate(self.acc["z"])[:n]
+        if isinstance(self.p.space, Latent):  # (0, *code shape) when none was accepted
+            empty = np.zeros((0, *self.box.shape), dtype=xs.dtype)
+            arrays["z"] = np.concatenate([empty, *self.acc["z"]])[:n]
         return Result(
             x=xs[0] if accepted else None,
             value=float(V[0, 0]) if accepted else None,

@@ -45,6 +45,40 @@ POLISH_SHARE = 0.1
 SLSQP_MAX_DIMS = 500
 
 
+#: points that agree to this share of the box width in every feature are one point
+DISTINCT_TOL = 1e-3
+#: past this many pairwise feature comparisons the distinct points are grid cells of that
+#: size only (a point near a cell's edge may then stay beside its copy)
+DISTINCT_MAX_WORK = 2e9
+
+
+def distinct(problem: Problem, xs: np.ndarray) -> list[int]:
+    """Indices of the model inputs ``xs`` (best first) that differ from every better one
+    kept by more than DISTINCT_TOL of the domain's width in some feature: copies of one
+    optimum shown once. On inputs, not on a generator's codes: two codes G draws alike are
+    one picture. A grid of cells that size first takes out exact copies (thousands of
+    starts), then each cell's point is compared with the better ones kept."""
+    if not len(xs):
+        return []
+    box = problem.domain
+    lo = np.broadcast_to(box.lower, box.shape).reshape(-1).astype(np.float64)
+    hi = np.broadcast_to(box.upper, box.shape).reshape(-1).astype(np.float64)
+    width = np.maximum(np.where(np.isfinite(hi - lo), hi - lo, 1.0), 1e-12)
+    base = np.where(np.isfinite(lo), lo, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):  # x ~ 1e35 on an unbounded box
+        u = (xs.reshape(len(xs), -1).astype(np.float64) - base) / width
+        keys = np.round(u / DISTINCT_TOL) + 0.0  # + 0.0: -0.0 keys as 0.0
+    cells = np.sort(np.unique(keys, axis=0, return_index=True)[1])
+    if len(cells) ** 2 * u.shape[1] > DISTINCT_MAX_WORK:
+        return [int(i) for i in cells]
+    kept: list[int] = []
+    for i in cells:
+        if kept and (np.abs(u[kept] - u[i]) <= DISTINCT_TOL * (1 + 1e-9)).all(1).any():
+            continue
+        kept.append(int(i))
+    return kept
+
+
 class StopSearch(Exception):
     """Raised by the objective when the budget is used up or the goal is met."""
 
@@ -486,6 +520,8 @@ class Objective:
             zs, vals = zs[loss <= 0], vals[loss <= 0]
         with torch.no_grad():
             xs = to_numpy(p.space.to_input(self._torch(zs)))
+        one = distinct(p, xs)  # the archive's kept points may have moved next to each other
+        zs, vals, xs = zs[one], vals[one], xs[one]
         value = float(vals[0])
         if goal.kind == "reach":
             diff = abs(value - goal.value)

@@ -26,7 +26,7 @@ from inverset.model import WARM_STEPS, LeakyReLUs, leaky_slopes, to_numpy
 from inverset.problem import Problem
 from inverset.progress import progress_bar
 from inverset.result import Result
-from inverset.solvers._common import SLSQP_MAX_DIMS
+from inverset.solvers._common import SLSQP_MAX_DIMS, distinct
 from inverset.space import Direct
 
 
@@ -706,21 +706,10 @@ def _result(problem, zs, x, values, loss, ok, status, history, timings, t0, star
     order = np.argsort(loss, kind="stable")
     order = order[np.isfinite(loss[order])]
     zs_np = zs.detach().double().cpu().numpy()
-    u = zs_np.reshape(len(zs_np), -1)
-    lo = np.broadcast_to(problem.space.box.lower, zs_np.shape[1:]).reshape(-1)
-    hi = np.broadcast_to(problem.space.box.upper, zs_np.shape[1:]).reshape(-1)
-    width = np.maximum(np.where(np.isfinite(hi - lo), hi - lo, 1.0), 1e-12)
-    # distinct points: the best of those that agree to 1e-3 of the box width in every
-    # feature (one sort, not a pairwise comparison: thousands of starts in many dimensions)
     cand = order if goal.kind != "range" else order[loss[order] <= 0]
-    base = np.where(np.isfinite(lo), lo, 0.0)
-    # float keys: on an unbounded box points may lie far beyond int64's range (x ~ 1e35)
-    with np.errstate(over="ignore", invalid="ignore"):
-        keys = np.round((u[cand] - base) / width * 1e3) + 0.0  # + 0.0: -0.0 keys as 0.0
-    first = np.unique(keys, axis=0, return_index=True)[1] if len(cand) else np.zeros(0, int)
-    keep = [int(i) for i in cand[np.sort(first)]]
-    vals = values.detach().double().cpu().numpy()
     xs = to_numpy(x)
+    keep = [int(cand[i]) for i in distinct(problem, xs[cand])]
+    vals = values.detach().double().cpu().numpy()
     timings["total"] = time.perf_counter() - t0
     if not len(order):  # whatever ended the search (README: never a success)
         stop = "" if status == "converged" else f" (the search stopped: {status.replace('_', ' ')})"
