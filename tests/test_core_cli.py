@@ -519,13 +519,15 @@ def test_a_full_disk_in_sample_prints_the_samples_then_a_one_line_error(
     assert not list((tmp_path / "s").glob("result*"))
     monkeypatch.undo()
     _full_disk(monkeypatch, "savez")  # the samples written as they are accepted
-    code, _, err = run_main(*args, "--out", tmp_path / "s2")
+    code, stdout, err = run_main(*args, "--out", tmp_path / "s2")
     assert code == 2, err
     assert err.strip().splitlines() == [
         f"error: the samples could not be written to {tmp_path / 's2'} (No space left on "
         "device); free some space or give another directory (--out)"
     ]
     assert not list((tmp_path / "s2").glob("*.tmp*"))  # the failed chunk left nothing
+    # the samples in memory are shown all the same (audit 111: nothing was printed)
+    assert "found" in stdout and "accepted 5" in stdout, stdout
 
 
 @pytest.mark.parametrize("command", ["maximize", "reach", "range", "sample", "certify"])
@@ -712,3 +714,76 @@ def test_help_and_import_do_not_wait_for_torch():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines()[-2:] == ["False", "Box solve maximize"]
+
+
+def test_a_ctrl_c_while_saving_keeps_the_printed_answer(tiny_ts, tmp_path, monkeypatch, run_main):
+    """Audit 111: a Ctrl-C (or SIGTERM) while --out was written lost the printed table (it
+    came after the save) and left result.json.tmp / result.tmp.npz behind."""
+
+    def stopped(file, *args, **kwargs):
+        Path(file).write_bytes(b"PK\x03\x04")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez_compressed", stopped)
+    out = tmp_path / "r"
+    code, stdout, err = run_main(
+        "maximize", tiny_ts, "-t", "out:0", "--box=-1,1", "--input-shape", "2", "--starts", "2",
+        "--steps", "5", "--no-progress", "--out", out,
+    )  # fmt: skip
+    assert code == 130, err
+    assert "converged" in stdout and "best input" in stdout and "saved to" not in stdout
+    assert err.strip() == f"interrupted while saving; {out}/ holds no new result"
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
+@pytest.mark.parametrize("stop", ["full", "ctrl-c"])
+def test_visualize_prints_its_values_before_a_failed_or_stopped_save(
+    tmp_path, monkeypatch, run_main, stop
+):
+    """Audit 111: a full disk while writing grid.png was an internal error (exit 4, a
+    traceback, a 0-byte grid.png) and printed nothing; so did a Ctrl-C while saving."""
+    import errno
+    import os
+
+    import inverset.report.images as images
+
+    def full(*args, **kwargs):
+        if stop == "full":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(images, "grid_figure", full)
+    torch.manual_seed(0)
+    torch.jit.script(nn.Sequential(nn.Conv2d(1, 2, 3))).save(str(tmp_path / "c.pt"))
+    out = tmp_path / "v"
+    code, stdout, err = run_main(
+        "visualize", tmp_path / "c.pt", "--layer", "out", "--input-shape", "1,8,8",
+        "--steps", "3", "--no-progress", "--out", out,
+    )  # fmt: skip
+    assert "logit:0" in stdout and "logit:1" in stdout and "saved" not in stdout, stdout
+    if stop == "full":
+        assert code == 2, err
+        assert err.strip().splitlines() == [
+            f"error: grid.png was not written in {out} (No space left on device; result.json "
+            "and result.npz hold the images); free some space or give another directory (--out)"
+        ]
+    else:
+        assert code == 130 and err.strip() == "interrupted while saving", err
+    assert sorted(p.name for p in out.iterdir()) == ["result.json", "result.npz"]
+    assert iv.Result.load(out).arrays["images"].shape == (2, 1, 8, 8)
+
+
+def test_an_interrupted_demo_exits_130_with_what_it_found(tmp_path, monkeypatch, run_main):
+    """Audit 111: the demo went on after a Ctrl-C in its first search, and exited 0."""
+    import inverset.demo
+
+    def stopped(*args, **kwargs):
+        x = np.zeros(10)
+        return iv.Result(x=x, value=1.0, status="interrupted", message="stopped by the user",
+                         xs=x[None], values=np.array([1.0]), solver="gradient")  # fmt: skip
+
+    monkeypatch.setattr(inverset.demo, "maximize", stopped)
+    code, stdout, err = run_main("demo", "--out", tmp_path / "d")
+    assert code == 130 and err.strip() == "interrupted", err
+    assert "Classifier" not in stdout
+    assert iv.Result.load(tmp_path / "d" / "diabetes_maximize").status == "interrupted"

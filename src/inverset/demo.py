@@ -18,9 +18,10 @@ from rich.table import Table
 
 from inverset.api import maximize, minimize
 from inverset.domain import Box
+from inverset.errors import InversetError
 from inverset.loaders import load_model
 from inverset.report.pictures import write_pictures
-from inverset.result import output_directory
+from inverset.result import Result, output_directory, write_fix
 from inverset.zoo import check_seed, diabetes, digits
 
 
@@ -28,7 +29,9 @@ def run_demo(
     out_dir: str | Path = "demo_out", seed: int = 0, console: Console | None = None
 ) -> dict[str, Any]:
     """Run the demo, write its Results, pictures and ``summary.json`` into ``out_dir``, return
-    the summary."""
+    the summary. Each answer is printed before it is written, so that a full disk (a one-line
+    error) or a Ctrl-C (KeyboardInterrupt, once the interrupted answer is kept) never takes it
+    with it."""
     check_seed(seed)  # before any directory is made or model trained
     console = console or Console()
     out = output_directory(out_dir)
@@ -37,15 +40,28 @@ def run_demo(
     saved: list[Path] = []  # the Results' directories and the pictures, as written
     pictures: list[Path] = []
 
+    def keep(res: Result, name: str, names: list[str] | None = None, draw: bool = True) -> None:
+        """Save ``res`` (and its pictures) in ``out/name``; an interrupted search stops the
+        demo there, as a Ctrl-C would have."""
+        saved.append(res.save(out / name))
+        if draw:
+            try:
+                pictures.extend(write_pictures(res, out / name, names))
+            except OSError as exc:
+                raise _unwritten(out / name, exc) from None
+        if res.status == "interrupted":
+            raise KeyboardInterrupt
+
     console.print("[bold]1. Surrogate:[/] MLPRegressor 10-16-16-1 (ReLU) on sklearn's diabetes")
     reg, X, y, names = diabetes(seed=seed)
     model = load_model(reg)
     box = Box.from_data(X, names=names)
     best = maximize(model, "out:0", box, starts=64, seed=seed)
+    if best.status == "interrupted":
+        keep(best, "diabetes_maximize", names)
     worst = minimize(model, "out:0", box, starts=64, seed=seed)
-    for name, res in (("maximize", best), ("minimize", worst)):
-        saved.append(res.save(out / f"diabetes_{name}"))
-        pictures += write_pictures(res, out / f"diabetes_{name}", names)
+    if worst.status == "interrupted":
+        keep(worst, "diabetes_minimize", names)
     t = Table(title="inputs that maximize / minimize predicted progression (data's box)")
     t.add_column("feature")
     t.add_column("data min", justify="right")
@@ -65,13 +81,15 @@ def run_demo(
         f"predicted progression: max {best.value:.2f}, min {worst.value:.2f} "
         f"(training targets span {y.min():.0f}..{y.max():.0f})"
     )
+    keep(best, "diabetes_maximize", names)
+    keep(worst, "diabetes_minimize", names)
     # The surrogate is a ReLU network: the exact solver proves how good the gradient answer is.
     proof = maximize(model, "out:0", box, solver="exact", time_limit=30, seed=seed)
-    saved.append(proof.save(out / "diabetes_certified_max"))
     console.print(
         f"exact solver ({proof.status}): no input in the box predicts more than "
         f"{proof.bound:.4f}; best input found {proof.value:.4f} (gradient search: {best.value:.4f})"
     )
+    keep(proof, "diabetes_certified_max", draw=False)
     summary["diabetes"] = {
         "features": names,
         "argmax": best.x.tolist(),
@@ -87,8 +105,6 @@ def run_demo(
     cnn = trained.model
     console.print(f"held-out accuracy {trained.accuracy:.3f}")
     ideal = maximize(cnn, "margin:3", Box(0, 1, shape=(1, 8, 8)), starts=32, seed=seed)
-    saved.append(ideal.save(out / "ideal_3"))
-    pictures += write_pictures(ideal, out / "ideal_3")
     with torch.no_grad():
         x = torch.as_tensor(ideal.x[None], dtype=torch.float32)
         p = torch.softmax(cnn(x), 1)[0]
@@ -102,8 +118,12 @@ def run_demo(
         "probability": float(p.max()),
         "status": ideal.status,
     }
+    keep(ideal, "ideal_3")
     summary["seconds"] = time.perf_counter() - t0
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    try:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    except OSError as exc:
+        raise _unwritten(out, exc) from None
     results = sorted(str(d.relative_to(out)) for d in saved)
     pngs = sorted(str(f.relative_to(out)) for f in pictures)
     console.print(f"\nwrote into {out}/:")
@@ -112,3 +132,11 @@ def run_demo(
     console.print(f"  {len(pngs)} pictures: {', '.join(pngs)}")
     console.print(f"done in {summary['seconds']:.1f} s")
     return summary
+
+
+def _unwritten(where: Path, exc: OSError) -> InversetError:
+    """The one-line error of a demo file that could not be written (a full disk)."""
+    return InversetError(
+        f"the demo's files were not written in {where} ({exc.strerror or type(exc).__name__}); "
+        f"{write_fix(exc)} or give another directory (--out)"
+    )

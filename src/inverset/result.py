@@ -164,6 +164,10 @@ def clamped_bound(sense: float, bound: float, value: float) -> tuple[float, floa
     return bound, max(sense * (bound - value), 0.0) + 0.0
 
 
+#: errors of a write into --out that the user can fix (full disk or quota, read-only)
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def write_fix(exc: OSError) -> str:
     """What fixes a failed write into a directory: room on a full disk, else permission."""
     return "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
@@ -171,11 +175,11 @@ def write_fix(exc: OSError) -> str:
 
 @contextlib.contextmanager
 def no_leftovers(*tmps: Path) -> Iterator[None]:
-    """A write through the temporary files ``tmps`` that fails (a full disk) leaves none of
-    them behind; the error goes on."""
+    """A write through the temporary files ``tmps`` that fails (a full disk) or is stopped
+    (Ctrl-C, SIGTERM) leaves none of them behind; the error goes on."""
     try:
         yield
-    except OSError:
+    except BaseException:
         for tmp in tmps:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)

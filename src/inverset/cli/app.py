@@ -454,40 +454,50 @@ def finish(
     failed: SaveError | None = None,
     note: str | None = None,
 ) -> None:
-    """Save the Result (then pictures), print it, and exit as it ended: a save that failed
+    """Print the Result, save it (then pictures) and exit as it ended: a save that failed
     (here, or ``failed`` in the command's own call) is a one-line error after the printed
-    result (exit 2), an interrupted search exits 130. ``note`` is a line printed after the
-    table."""
-    saved, files = None, ["result.json", "result.npz"]
-    if out_dir is not None and failed is None:
-        try:
-            saved = result.save(out_dir)
-        except SaveError as exc:  # the answer is printed all the same, then the error
-            failed = exc
-    if saved is not None:
-        from inverset.report.pictures import write_pictures
+    result (exit 2), an interrupted search, or a Ctrl-C while saving, exits 130. The table
+    comes first, so that a save that fails or is stopped never takes the answer with it
+    (``--json`` prints its summary after the save, which it names). ``note`` is a line
+    printed after the table."""
+    if not as_json:
+        print_result(result, names)
+        if note:
+            out.print(note, markup=False, highlight=False)
+    saved, files, cut = None, ["result.json", "result.npz"], False
+    try:
+        if out_dir is not None and failed is None:
+            try:
+                saved = result.save(out_dir)
+            except SaveError as exc:  # the answer is printed all the same, then the error
+                failed = exc
+        if saved is not None:
+            from inverset.report.pictures import write_pictures
 
-        try:
-            files += [p.name for p in write_pictures(result, out_dir, names)]
-        except Exception as exc:  # pictures are extras; the result is already on disk
-            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            err.print(f"[yellow]warning:[/] pictures not written ({escape(why)})")
+            try:
+                files += [p.name for p in write_pictures(result, out_dir, names)]
+            except Exception as exc:  # pictures are extras; the result is already on disk
+                why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                err.print(f"[yellow]warning:[/] pictures not written ({escape(why)})")
+    except KeyboardInterrupt:  # a Ctrl-C or SIGTERM while writing: what is on disk stands
+        cut = True
     if as_json:
         summary = result.summary()
         if saved is not None:
             summary["out"] = str(saved)
         write_out(json.dumps(summary) + "\n")
-    else:
-        print_result(result, names)
-        if note:
-            out.print(note, markup=False, highlight=False)
-        if saved is not None:
-            out.print(
-                f"saved to {saved}/ ({', '.join(files)})",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
+    elif saved is not None:
+        done = "" if not cut else " (stopped while writing the pictures)"
+        out.print(
+            f"saved to {saved}/ ({', '.join(files)}){done}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    if cut:
+        where = "" if saved is not None else f"; {out_dir}/ holds no new result"
+        err.print(f"interrupted while saving{escape(where)}")
+        raise typer.Exit(INTERRUPTED)
     if failed is not None:
         raise failed
     if result.status == "interrupted":

@@ -20,6 +20,7 @@ from inverset.cli.app import (
     ShapeOpt,
     TrustOpt,
     app,
+    err,
     load_cli_model,
     out,
     parse_floats,
@@ -27,6 +28,7 @@ from inverset.cli.app import (
     write_out,
 )
 from inverset.errors import InversetError
+from inverset.result import SaveError
 
 LayerOpt = Annotated[str, typer.Option("--layer", "-l", help="layer name (see `inverset layers`)")]
 RangeOpt = Annotated[
@@ -54,24 +56,37 @@ def _weight(value: float, option: str) -> None:
 
 
 def _report(result, out_dir: Path | None, as_json: bool, gif: bool) -> None:
-    """Save and print the images' result; an interrupted run exits 130 after both."""
+    """Print the images' result, then save it: a save that fails is a one-line error after
+    the printed values (exit 2), an interrupted run or a Ctrl-C while saving exits 130
+    (``--json`` prints its summary after the save)."""
     from inverset.featvis.render import save
 
-    files = save(result, out_dir, gif=gif) if out_dir is not None else []
-    if as_json:
-        summary = result.summary()
-        summary["targets"] = result.info.get("labels")
-        summary["values"] = [float(v) for v in result.values]
-        if out_dir is not None:
-            summary["out"] = str(out_dir)
-        write_out(json.dumps(summary) + "\n")
-    else:
+    if not as_json:
         out.print(result.message, markup=False)
         for label, v in zip(result.info.get("labels", []), result.values, strict=False):
             out.print(f"  {label:<24} {float(v):.4g}", markup=False)
         out.print(f"time {result.timings.get('total', 0):.1f} s")
+    files, failed, cut = [], None, False
+    try:
+        files = save(result, out_dir, gif=gif) if out_dir is not None else []
+    except SaveError as exc:
+        failed = exc
+    except KeyboardInterrupt:  # a Ctrl-C or SIGTERM while writing: what is on disk stands
+        cut = True
+    if as_json:
+        summary = result.summary()
+        summary["targets"] = result.info.get("labels")
+        summary["values"] = [float(v) for v in result.values]
         if files:
-            out.print("saved " + ", ".join(str(f) for f in files))
+            summary["out"] = str(out_dir)
+        write_out(json.dumps(summary) + "\n")
+    elif files:
+        out.print("saved " + ", ".join(str(f) for f in files))
+    if cut:
+        err.print("interrupted while saving")
+        raise typer.Exit(INTERRUPTED)
+    if failed is not None:
+        raise failed
     if result.status == "interrupted":
         raise typer.Exit(INTERRUPTED)
 

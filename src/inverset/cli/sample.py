@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 from pathlib import Path
 from typing import Annotated
 
@@ -37,10 +36,7 @@ from inverset.cli.app import (
     parse_options,
 )
 from inverset.errors import InversetError
-from inverset.result import SaveError, write_fix
-
-#: errors of a write into --out that the user can fix (full disk or quota, read-only)
-WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+from inverset.result import SaveError
 
 #: parameters of the sampler that this command sets itself: not options (--option n=5 would
 #: collide with -n)
@@ -171,15 +167,8 @@ def sample(
             labels=read_labels(str(labels)) if labels else None,
             **opts,
         )
-    except SaveError as exc:  # the samples are shown all the same, then the error
-        result, failed = exc.result, exc
-    except OSError as exc:  # writing the samples as they came failed (the sampler's store)
-        if out_dir is None or exc.errno not in WRITE_ERRORS:
-            raise
-        raise InversetError(
-            f"the samples could not be written to {out_dir} ({exc.strerror}); "
-            f"{write_fix(exc)} or give another directory (--out)"
-        ) from None
+    except SaveError as exc:  # the samples are shown all the same, then the error (the
+        result, failed = exc.result, exc  # final save's, or the store's as they came)
     i = result.info
     div = i.get("diversity")
     why = [

@@ -933,7 +933,7 @@ def visualize(
             f"{never[0]})"
         )
     if interrupted:
-        msg = f"interrupted (Ctrl-C): {msg} ({n} of the {asked} asked for; the last batch " + (
+        msg = f"interrupted: {msg} ({n} of the {asked} asked for; the last batch " + (
             f"stopped after {len(h)} of {steps} steps)"
             if not cut
             else f"ran its {steps} steps, then the Ctrl-C stopped {cut}: none is kept)"
@@ -1196,7 +1196,7 @@ def dream(
             "reads is off there (zero gradient); try a layer nearer the input or another image"
         )
     if interrupted:
-        msg = f"interrupted (Ctrl-C) after {len(history)} of the {msg.removeprefix('dreamed ')}"
+        msg = f"interrupted after {len(history)} of the {msg.removeprefix('dreamed ')}"
     return Result(
         x=xin[0],
         value=value,
@@ -1253,9 +1253,11 @@ def save(result: Result, out: str | Path, gif: bool = False, ncol: int | None = 
     """Write ``result.json``/``result.npz``, ``grid.png`` (each image labelled with its target
     and final value) and, with ``gif`` and recorded frames, ``optimization.gif``. The pictures
     of an earlier run in ``out`` are removed first (only inverset's own names,
-    :data:`~inverset.report.pictures.PICTURES`), so none is left beside this result."""
+    :data:`~inverset.report.pictures.PICTURES`), so none is left beside this result. A write
+    that fails is a :class:`~inverset.result.SaveError` holding the result."""
     from inverset.report.images import save_grid
     from inverset.report.pictures import PICTURES, remove_pictures
+    from inverset.result import SaveError, no_leftovers, write_fix
 
     out = Path(out)
     written = [result.save(out)]
@@ -1273,14 +1275,25 @@ def save(result: Result, out: str | Path, gif: bool = False, ncol: int | None = 
         labels = ["original", f"dream  {values[0]:.3g}"]
     else:
         labels = [f"{n}  {v:.3g}" for n, v in zip(names, values, strict=False)]
-    written.append(save_grid(np.clip(images, 0, 1), out / "grid.png", labels, ncol=ncol))
-    if gif and "frames" in result.arrays:
-        from PIL import Image
+    path = out / "grid.png"
+    try:
+        written.append(save_grid(np.clip(images, 0, 1), path, labels, ncol=ncol))
+        if gif and "frames" in result.arrays:
+            from PIL import Image
 
-        fr = (np.asarray(result.arrays["frames"]) - lo) / (hi - lo)
-        k = ncol or min(fr.shape[1], 8)
-        tiles = [Image.fromarray(_tile(f, k)) for f in fr]
-        path = out / "optimization.gif"
-        tiles[0].save(path, save_all=True, append_images=tiles[1:], duration=120, loop=0)
-        written.append(path)
+            fr = (np.asarray(result.arrays["frames"]) - lo) / (hi - lo)
+            k = ncol or min(fr.shape[1], 8)
+            tiles = [Image.fromarray(_tile(f, k)) for f in fr]
+            path, tmp = out / "optimization.gif", out / "optimization.tmp.gif"
+            with no_leftovers(tmp):
+                tiles[0].save(tmp, save_all=True, append_images=tiles[1:], duration=120, loop=0)
+                tmp.replace(path)
+            written.append(path)
+    except OSError as exc:  # a full disk: the images are in result.npz all the same
+        raise SaveError(
+            result,
+            f"{path.name} was not written in {out} ({exc.strerror or type(exc).__name__}; "
+            f"result.json and result.npz hold the images); {write_fix(exc)} or give another "
+            "directory (--out)",
+        ) from None
     return written

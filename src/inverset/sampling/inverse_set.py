@@ -68,7 +68,7 @@ from inverset.goal import Goal
 from inverset.model import fingerprint, forward, to_numpy
 from inverset.problem import Problem
 from inverset.progress import progress_bar, sigterm_as_interrupt
-from inverset.result import Result
+from inverset.result import WRITE_ERRORS, Result, SaveError, write_fix
 from inverset.sampling.encoders import Encoder, make_encoder
 from inverset.sampling.store import SampleStore
 from inverset.solvers import check_time_limit, unbounded
@@ -850,7 +850,7 @@ class _Sampler:
         self.store = store
         status = "found"
         self.last_flush = time.perf_counter()
-        failed = True
+        failed, unwritten = True, None
         with progress_bar(progress, n, "inverse set") as bar, self.p.session():
             saved = self.restore() if store is not None else None
             try:
@@ -876,14 +876,30 @@ class _Sampler:
                 status, failed = stop.reason, False
             except KeyboardInterrupt:
                 status, failed = "interrupted", False
+            except OSError as exc:  # the store's writes failed (a full disk): shown, then said
+                if store is None or exc.errno not in WRITE_ERRORS:
+                    raise
+                status, failed, unwritten = "interrupted", False, exc
             finally:
                 # an unexpected error keeps what was computed, but leaves no empty run behind
                 computed = self.n_acc or self.c["seed_steps"] or self.c["sample_steps"]
                 if not failed or computed:
                     self.verify_pending()
-                    if store is not None:
-                        self.flush(force=True)
-            return self.finish(status)
+                    if store is not None and unwritten is None:
+                        try:
+                            self.flush(force=True)
+                        except OSError as exc:
+                            if exc.errno not in WRITE_ERRORS:
+                                raise
+                            unwritten = exc
+            result = self.finish(status)
+        if unwritten is not None:
+            raise SaveError(
+                result,
+                f"the samples could not be written to {store.dir} ({unwritten.strerror}); "
+                f"{write_fix(unwritten)} or give another directory (--out)",
+            )
+        return result
 
     def evaluate_nograd(self, u: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
