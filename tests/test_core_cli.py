@@ -787,3 +787,23 @@ def test_an_interrupted_demo_exits_130_with_what_it_found(tmp_path, monkeypatch,
     assert code == 130 and err.strip() == "interrupted", err
     assert "Classifier" not in stdout
     assert iv.Result.load(tmp_path / "d" / "diabetes_maximize").status == "interrupted"
+
+
+@pytest.mark.parametrize(
+    "extra, said",
+    [
+        (["-t", "out:1"], "--target/-t is given 2 times; give it once; several targets go in one"),
+        (["--box=0,1"], "--box is given 2 times; give it once"),
+        (["--steps", "3", "--steps=4"], "--steps is given 2 times; give it once"),
+    ],
+)
+def test_an_option_given_twice_is_refused(tiny_ts, run_main, extra, said):
+    """Audit 111: click kept the last value without a word (-t logit:3 -t logit:4 searched
+    logit:4 alone, a user may have meant both)."""
+    code, stdout, err = run_main(
+        "maximize", tiny_ts, "-t", "out:0", "--box=-1,1", "--input-shape", "2", *extra
+    )
+    assert code == 2 and not stdout, err
+    assert err.strip().splitlines() == [f"error: {said}"] or (
+        said in err and len(err.strip().splitlines()) == 1
+    ), err

@@ -593,12 +593,49 @@ def internal_error(exc: BaseException) -> NoReturn:
     sys.exit(INTERNAL_ERROR)
 
 
+def _given_once(args: list[str]) -> None:
+    """Refuse an option of one value given twice (click keeps the last without a word:
+    ``-t logit:3 -t logit:4`` searched logit:4 alone)."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    name = next((a for a in args if not a.startswith("-")), None)
+    command = getattr(group, "commands", {}).get(name)
+    if command is None:
+        return
+    rest = args[args.index(name) + 1 :]
+    if "--" in rest:
+        rest = rest[: rest.index("--")]
+    for param in command.params:
+        if getattr(param, "multiple", True) or getattr(param, "is_flag", False):
+            continue
+        opts = [o for o in param.opts if o.startswith("-")]
+        count = sum(
+            1
+            for a in rest
+            for o in opts
+            if a == o
+            or (o.startswith("--") and a.startswith(o + "="))
+            or (not o.startswith("--") and a.startswith(o) and not a.startswith("--"))
+        )
+        if count > 1:
+            both = "/".join(opts)
+            hint = (
+                "; several targets go in one expression (-t 'out:0 + out:1'), or use `inverset "
+                "atlas` for one search each"
+                if "--target" in opts
+                else ""
+            )
+            raise InversetError(f"{both} is given {count} times; give it once{hint}")
+
+
 def main() -> None:
     """Entry point: one-line errors with exit code 2, never a traceback for bad input."""
     from inverset.cli import register
 
     try:
         register()
+        _given_once(sys.argv[1:])
         with sigterm_as_interrupt():  # a terminated command keeps its answer, as on Ctrl-C
             rv = app(standalone_mode=False, prog_name="inverset")
     except InversetError as exc:
