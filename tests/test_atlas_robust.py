@@ -585,3 +585,53 @@ def test_a_runner_that_fails_to_start_leaves_the_job_as_it_was(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["job.json", "out_0"]
     s = atlas(m, out, **kw)
     assert s.status == "complete" and s.skipped == 1 and s.finished == 2
+
+
+# ---------------------------------------------------------------- a full disk (audit 111)
+def _full_disk(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_at_the_lock_is_one_line_and_leaves_no_lock(tmp_path, monkeypatch):
+    """os.write of the lock's pid on a full disk was an internal error (exit 4, the lock
+    file left behind): one line naming the directory and the fix, no lock file."""
+    from inverset.jobs.atlas import job_lock
+
+    with monkeypatch.context() as m, pytest.raises(InversetError) as info:
+        m.setattr(os, "write", _full_disk)
+        with job_lock(tmp_path):
+            pass
+    assert str(info.value) == (
+        f"cannot write the job's lock file into {tmp_path} (No space left on device); free "
+        "space on its disk, or use another --out"
+    )
+    assert list(tmp_path.iterdir()) == []
+    with job_lock(tmp_path):  # the directory is not held by the failed attempt
+        assert (tmp_path / ".lock").read_text() == str(os.getpid())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_at_the_job_record_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    """job.json begun on a full disk: one line naming it (was an internal error that left
+    job.json.tmp), no temporary file, no lock; the job then runs once there is room."""
+    real = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if "job.json" in self.name:  # its temporary file
+            real(self, "{")  # begun, then the disk is full
+            _full_disk()
+        return real(self, *args, **kwargs)
+
+    out = tmp_path / "job"
+    kw = {"classes": "0-1", "input_shape": (3,), "domain": Box(-1, 1), **FAST}
+    with monkeypatch.context() as m, pytest.raises(InversetError) as info:
+        m.setattr(Path, "write_text", full)
+        atlas(small(), out, **kw)
+    assert str(info.value) == (
+        f"cannot write the job record {out / 'job.json'} (No space left on device); free "
+        "space on its disk, or use another --out"
+    )
+    assert sorted(p.name for p in out.iterdir()) == []
+    assert atlas(small(), out, **kw).finished == 2

@@ -337,3 +337,26 @@ def test_constraints_file_header_is_matched_to_the_feature_names(tmp_path):
     f.write_text("1,2,3,4\n")
     A, b = iv.domain.read_constraints(f, ["a", "b", "c"])  # no header: columns in order
     np.testing.assert_array_equal(A, [[1, 2, 3]])
+
+
+def test_a_directory_given_for_a_file_is_said_to_be_one(tmp_path):
+    """--box-file, --constraints, --labels and weights naming a directory: "is a directory,
+    not a file" (they said "does not exist"); a missing file still does not exist."""
+    from inverset.domain import read_constraints
+    from inverset.loaders import load_model
+    from inverset.target import read_labels
+
+    d = tmp_path / "adir"
+    d.mkdir()
+    calls = {
+        "box file": lambda p: iv.Box.from_csv(p),
+        "constraints file": lambda p: read_constraints(p, ["a", "b"]),
+        "labels file": lambda p: read_labels(str(p)),
+        "weights file": lambda p: load_model("inverset.zoo:DigitsCNN", weights=p),
+        "model file": lambda p: load_model(p),
+    }
+    for kind, call in calls.items():
+        with pytest.raises(iv.InversetError, match=rf"^{kind} {d} is a directory, not a file"):
+            call(d)
+        with pytest.raises(iv.InversetError, match=rf"^{kind} {d}x does not exist"):
+            call(tmp_path / "adirx")

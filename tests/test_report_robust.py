@@ -306,7 +306,7 @@ def test_report_into_a_read_only_atlas_is_one_line(run_main, fresh, monkeypatch)
     real = Path.write_text
 
     def pages_fail(self, *args, **kwargs):  # a page of one target cannot be written
-        if self.name == "index.html.tmp":
+        if "index.html" in self.name and self.name != "index.html":  # its temporary file
             real(self, "")  # begun, then the file system refuses
             _read_only()
         return real(self, *args, **kwargs)
@@ -317,7 +317,7 @@ def test_report_into_a_read_only_atlas_is_one_line(run_main, fresh, monkeypatch)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot write the atlas page "), err
     assert "(Read-only file system); make " in lines[0]
-    assert not list(fresh.rglob("*.tmp"))
+    assert not list(fresh.rglob(".tmp-*"))
 
 
 def test_cards_of_several_solvers_and_goals_say_which(tmp_path):
@@ -423,3 +423,70 @@ def test_what_users_look_at_says_what_it_shows(tmp_path, saved_figures):
     curve = next(f for f in saved_figures if "batch" in f.axes[0].get_title())
     assert curve.axes[0].get_title() == "conv2:0: its render batch's mean objective"
     assert _fmt(float("-inf")) == "-inf" and _fmt(float("inf")) == "inf"
+
+
+# ---------------------------------------------------------------- pictures cut short (audit 111)
+@pytest.mark.parametrize("stop", ["interrupt", "full disk"])
+def test_a_picture_cut_short_leaves_no_file_and_is_drawn_again(fresh, monkeypatch, stop):
+    """Ctrl-C or a full disk while a picture is written: no broken picture under its name
+    (it was kept for good: it is newer than its result), no temporary file; the next report
+    draws it."""
+    from matplotlib.figure import Figure
+
+    for p in fresh.glob("*/*.png"):
+        p.unlink()
+    real = Figure.savefig
+
+    def cut(self, fname, *args, **kwargs):
+        if "convergence" in Path(fname).name:
+            Path(fname).write_bytes(b"\x89PNG\r\n\x1a\n")  # begun, then stopped
+            if stop == "interrupt":
+                raise KeyboardInterrupt
+            import errno
+            import os
+
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, fname, *args, **kwargs)
+
+    warned: list[str] = []
+    with monkeypatch.context() as m:
+        m.setattr(Figure, "savefig", cut)
+        if stop == "interrupt":
+            with pytest.raises(KeyboardInterrupt):
+                build_report(fresh)
+        else:
+            build_report(fresh, warn=warned.append)
+            assert len(warned) == 3 and all("pictures not written" in w for w in warned)
+    assert not list(fresh.glob("*/convergence.png"))
+    assert not list(fresh.rglob(".tmp-*")) and not list(fresh.rglob("*.tmp"))
+    build_report(fresh)
+    curves = list(fresh.glob("*/convergence.png"))
+    assert len(curves) == 3
+    for p in curves:
+        Image.open(p).load()
+
+
+def test_a_broken_picture_of_an_earlier_run_is_drawn_again(fresh):
+    """An empty or cut-short picture newer than its result (left by an earlier version's
+    interrupted write) was kept for good; it is drawn again."""
+    pics = sorted(fresh.glob("*/convergence.png")) + sorted(fresh.glob("*/thumb.png"))
+    pics[0].write_bytes(b"")
+    pics[-1].write_bytes(pics[-1].read_bytes()[:300])
+    kept = pics[1].stat().st_mtime_ns
+    build_report(fresh)
+    for p in pics:
+        Image.open(p).load()
+    assert pics[1].stat().st_mtime_ns == kept  # a whole picture is not drawn again
+
+
+def test_an_interrupted_thumbnail_leaves_no_file(tmp_path, monkeypatch):
+    from inverset.report.html import _thumbnail
+
+    def cut(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"\x89PNG")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", cut)
+    with pytest.raises(KeyboardInterrupt):
+        _thumbnail(np.zeros((1, 8, 8)), tmp_path / "thumb.png", None)
+    assert list(tmp_path.iterdir()) == []

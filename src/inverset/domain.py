@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from inverset.checks import is_whole
-from inverset.errors import InversetError
+from inverset.errors import InversetError, no_file
 
 ArrayLike = float | Sequence[float] | np.ndarray
 
@@ -816,7 +816,7 @@ def _csv_rows(path: Path, kind: str, fix: str, comments: bool = False) -> list[l
     """The non-blank rows of a text CSV (utf-8-sig: Excel's BOM; ``#`` starts a comment when
     ``comments``), or a one-line error naming the ``kind`` of file and the ``fix``."""
     if not path.is_file():
-        raise InversetError(f"{kind} {path} does not exist; {fix}")
+        raise no_file(path, kind, fix)
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             lines = [ln.split("#", 1)[0] for ln in fh] if comments else fh

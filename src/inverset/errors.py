@@ -88,6 +88,15 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def no_file(path: object, kind: str, fix: str = "") -> InversetError:
+    """The error for a ``kind`` of file (``"labels file"``) that is not at ``path``: a
+    directory there is "a directory, not a file", else it "does not exist"; then ``fix``."""
+    import os
+
+    what = "is a directory, not a file" if os.path.isdir(str(path)) else "does not exist"
+    return InversetError(f"{kind} {path} {what}" + (f"; {fix}" if fix else ""))
+
+
 #: what a library raises when it cannot take what it was given (shapes, sizes, types)
 LIBRARY_FAILURES = (RuntimeError, ValueError, IndexError, TypeError)
 

@@ -46,7 +46,7 @@ from typing import NamedTuple
 
 import torch
 
-from inverset.errors import InversetError
+from inverset.errors import InversetError, no_file
 from inverset.model import (
     OUTPUT,
     OUTPUT_KINDS,
@@ -683,7 +683,7 @@ def read_labels(path: str) -> list[str]:
 
     p = Path(path)
     if not p.is_file():
-        raise InversetError(f"labels file {p} does not exist; give a text file, one name per line")
+        raise no_file(p, "labels file", "give a text file, one name per line")
     try:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inverset.errors import InversetError
+from inverset.errors import InversetError, no_file
 from inverset.target import BinOp, Const, Expr, Func, Ref
 
 Comparison = tuple[np.ndarray, float]  # c . Y <= d
@@ -96,7 +96,7 @@ def read_vnnlib(path: str | Path) -> Property:
     """Parse a VNN-LIB file into input boxes and the unsafe output region."""
     path = Path(path)
     if not path.is_file():
-        raise InversetError(f"VNN-LIB file {path} does not exist")
+        raise no_file(path, "VNN-LIB file")
     tree = _parse(_tokens(path.read_text()))
     n_x = n_y = 0
     for item in tree:

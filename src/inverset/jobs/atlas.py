@@ -33,6 +33,7 @@ from torch import nn
 
 from inverset.domain import Box
 from inverset.errors import InversetError
+from inverset.files import replacing
 from inverset.loaders import as_module
 from inverset.model import (
     OUTPUT,
@@ -615,10 +616,26 @@ def job_lock(out: Path) -> Iterator[None]:
     else:
         raise InversetError(f"cannot lock {out}; remove {lock} if no job is running")
     try:
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        for stale in out.glob(".tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:  # a full disk: the lock file is there, its pid could not be written
+        lock.unlink(missing_ok=True)
+        raise InversetError(
+            f"cannot write the job's lock file into {out} ({exc.strerror or type(exc).__name__});"
+            " free space on its disk, or use another --out"
+        ) from None
+    except BaseException:
+        lock.unlink(missing_ok=True)
+        raise
+    try:
+        for stale in out.glob(".tmp-*"):  # a target's directory, or a page or job.json
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    stale.unlink()
         yield
     finally:
         lock.unlink(missing_ok=True)
@@ -693,9 +710,17 @@ def _described(obj: Any) -> Any:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_jsonable(data), indent=2, default=_described))
-    tmp.replace(path)
+    """``data`` into ``path`` whole or not at all; a failed write (a full disk) is a one-line
+    error naming the file."""
+    text = json.dumps(_jsonable(data), indent=2, default=_described)
+    try:
+        with replacing(path) as tmp:
+            tmp.write_text(text)
+    except OSError as exc:
+        raise InversetError(
+            f"cannot write the job record {path} ({exc.strerror or type(exc).__name__}); free "
+            "space on its disk, or use another --out"
+        ) from None
 
 
 def _check_same_job(old: dict[str, Any], new: dict[str, Any], out: Path) -> None:

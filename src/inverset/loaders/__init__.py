@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from inverset.errors import InversetError, first_line
+from inverset.errors import InversetError, first_line, no_file
 
 
 def _is_sklearn(obj: Any) -> bool:
@@ -100,7 +100,7 @@ CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model")
 
 def _load_state(path: Path, device: str | None) -> dict:
     if not path.is_file():
-        raise InversetError(f"weights file {path} does not exist")
+        raise no_file(path, "weights file")
     try:
         with warnings.catch_warnings():  # torch warns of a TorchScript file: said below
             warnings.simplefilter("ignore")
@@ -208,10 +208,9 @@ def resolve_device(device: str) -> str:
 
 
 def _load_file(path: Path, trust: bool, device: str | torch.device | None = None) -> nn.Module:
-    if not path.exists():
-        raise InversetError(f"model file {path} does not exist; check the path")
-    if path.is_dir():
-        raise InversetError(f"{path} is a directory; give a model file (.onnx, .pt, .joblib)")
+    if not path.is_file():
+        fix = "give a model file (.onnx, .pt, .joblib)" if path.is_dir() else "check the path"
+        raise no_file(path, "model file", fix)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         from inverset.loaders.onnx import load_onnx

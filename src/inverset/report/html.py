@@ -7,7 +7,6 @@ Pictures are rebuilt only when their Result is newer than them.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import math
@@ -18,6 +17,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from inverset.files import replacing
 from inverset.report.images import save_bars, save_curve, save_grid, save_histogram, to_hwc
 from inverset.report.pictures import (
     GENERATOR,
@@ -79,13 +79,10 @@ def _write(path: Path, text: str) -> None:
     is a one-line error naming the file."""
     from inverset.errors import InversetError
 
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        with replacing(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise InversetError(
             f"cannot write the atlas page {path} ({exc.strerror or type(exc).__name__}); make "
             f"{path.parent} writable, or copy the atlas to a directory you can write to and "
@@ -110,8 +107,33 @@ def _check_writable(out: Path) -> None:
         ) from None
 
 
+#: how every PNG file starts, and how a whole one ends (its IEND chunk)
+PNG_HEAD = b"\x89PNG\r\n\x1a\n"
+PNG_TAIL = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def _whole_png(pic: Path) -> bool:
+    """``pic`` starts and ends as a PNG file does: not empty, not cut short (a write that an
+    earlier version was interrupted in). Two small reads, not a decoding: cheap on an atlas
+    of hundreds of targets."""
+    try:
+        with pic.open("rb") as f:
+            head = f.read(len(PNG_HEAD))
+            f.seek(0, 2)
+            if f.tell() < len(PNG_HEAD) + len(PNG_TAIL):
+                return False
+            f.seek(-len(PNG_TAIL), 2)
+            return head == PNG_HEAD and f.read() == PNG_TAIL
+    except OSError:
+        return False
+
+
 def _stale(pic: Path, src: Path) -> bool:
-    return not pic.is_file() or pic.stat().st_mtime < src.stat().st_mtime
+    """``pic`` is to be drawn (again): missing, older than its result ``src``, or not a whole
+    PNG file."""
+    if not pic.is_file() or pic.stat().st_mtime < src.stat().st_mtime:
+        return True
+    return not _whole_png(pic)
 
 
 def goal_range(result: Result) -> tuple[float, float] | None:
@@ -163,9 +185,8 @@ def _thumbnail(
         im = im.resize((im.width * int(scale), im.height * int(scale)), Image.Resampling.NEAREST)
     elif scale < 1:
         im.thumbnail((size, size), Image.Resampling.LANCZOS)
-    tmp = path.with_name("tmp-" + path.name)
-    im.save(tmp, format="PNG")
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        im.save(tmp, format="PNG")
 
 
 def write_target_pictures(result: Result, d: Path, names: list[str] | None = None) -> list[str]:

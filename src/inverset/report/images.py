@@ -21,6 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from inverset.files import replacing
+
 #: font families with CJK glyphs, tried in order as fallbacks when installed
 CJK_FONTS = (
     "Noto Sans CJK JP",
@@ -212,15 +214,20 @@ def grid_figure(
 
 def _write(fig, path: str | Path, ax=None, title: str | None = None) -> Path:
     """Every picture's last step: the title on ``ax`` and a tight layout (a figure laid out
-    by hand, without ``ax``, is kept as it is), then the PNG at ``path``, figure closed."""
+    by hand, without ``ax``, is kept as it is), then the PNG at ``path`` (whole or not at
+    all: :func:`~inverset.files.replacing`), figure closed."""
     if ax is not None:
         if title:
             ax.set_title(title, fontsize=9)
         fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # through a temporary file: an interrupted or failed write leaves no broken picture
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 
