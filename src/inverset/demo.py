@@ -19,6 +19,7 @@ from rich.table import Table
 from inverset.api import maximize, minimize
 from inverset.domain import Box
 from inverset.errors import InversetError
+from inverset.files import replacing
 from inverset.loaders import load_model
 from inverset.report.pictures import write_pictures
 from inverset.result import Result, output_directory, write_fix
@@ -121,7 +122,8 @@ def run_demo(
     keep(ideal, "ideal_3")
     summary["seconds"] = time.perf_counter() - t0
     try:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        with replacing(out / "summary.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2))
     except OSError as exc:
         raise _unwritten(out, exc) from None
     results = sorted(str(d.relative_to(out)) for d in saved)

@@ -1255,9 +1255,10 @@ def save(result: Result, out: str | Path, gif: bool = False, ncol: int | None = 
     of an earlier run in ``out`` are removed first (only inverset's own names,
     :data:`~inverset.report.pictures.PICTURES`), so none is left beside this result. A write
     that fails is a :class:`~inverset.result.SaveError` holding the result."""
+    from inverset.files import replacing
     from inverset.report.images import save_grid
     from inverset.report.pictures import PICTURES, remove_pictures
-    from inverset.result import SaveError, no_leftovers, write_fix
+    from inverset.result import SaveError, write_fix
 
     out = Path(out)
     written = [result.save(out)]
@@ -1284,10 +1285,9 @@ def save(result: Result, out: str | Path, gif: bool = False, ncol: int | None = 
             fr = (np.asarray(result.arrays["frames"]) - lo) / (hi - lo)
             k = ncol or min(fr.shape[1], 8)
             tiles = [Image.fromarray(_tile(f, k)) for f in fr]
-            path, tmp = out / "optimization.gif", out / "optimization.tmp.gif"
-            with no_leftovers(tmp):
+            path = out / "optimization.gif"
+            with replacing(path) as tmp:
                 tiles[0].save(tmp, save_all=True, append_images=tiles[1:], duration=120, loop=0)
-                tmp.replace(path)
             written.append(path)
     except OSError as exc:  # a full disk: the images are in result.npz all the same
         raise SaveError(
