@@ -615,9 +615,14 @@ def test_mistakes_in_a_surrogates_files_get_the_fix_that_works(run_main, named):
         runs["int"].stderr
     )
     assert run_main(*args, "--box-file", d / "data.csv", "--out", d / "one").returncode == 0
-    p = run_main("report", d / "one")
-    assert p.returncode == 2
-    assert "holds one query's result" in p.stderr and "run inverset atlas first" in p.stderr
+    p = run_main("report", d / "one")  # one query's page (it was refused: atlas only)
+    assert p.returncode == 0 and p.stdout.strip() == f"report: {d / 'one' / 'index.html'}", p
+    page = (d / "one" / "index.html").read_text()
+    r = Result.load(d / "one")
+    assert f"{r.value:.6g}" in page and "best input" in page and "&larr; atlas" not in page
+    shown = {name for name in ("best_input.png", "convergence.png") if f"src='{name}'" in page}
+    assert shown == {"best_input.png", "convergence.png"}
+    assert all((d / "one" / name).is_file() for name in shown)
 
 
 def test_a_bound_just_below_a_range_is_not_printed_as_its_end():

@@ -244,9 +244,12 @@ def atlas(
 
 @app.command()
 def report(
-    directory: Annotated[Path, typer.Argument(help="the --out directory of an atlas job")],
+    directory: Annotated[
+        Path, typer.Argument(help="the --out directory of an atlas job, or of one query")
+    ],
 ) -> None:
-    """(Re)build DIR/index.html and every target's page and pictures from the saved results.
+    """(Re)build DIR/index.html and every target's page and pictures from the saved results;
+    for one query's --out, its page with the pictures saved beside it.
 
     A target whose result is unreadable or not the job's is shown as such, with a warning.
     """
@@ -255,6 +258,7 @@ def report(
     def warn(message: str) -> None:
         err.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
-    with err.status("building the atlas pages"):
+    with err.status("building the pages"):
         index = build_report(directory, warn=warn)
-    out.print(f"atlas: {index}", highlight=False)
+    what = "report" if (index.parent / "result.json").is_file() else "atlas"
+    out.print(f"{what}: {index}", highlight=False)

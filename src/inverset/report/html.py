@@ -257,12 +257,18 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
 
 
 def _target_page(
-    key: str, result: Result, pics: list[str], prev: str | None, nxt: str | None, named: bool
+    key: str,
+    result: Result,
+    pics: list[str],
+    prev: str | None,
+    nxt: str | None,
+    named: bool,
+    alone: bool = False,
 ) -> str:
     """One target's page; ``named``: its directory name is shown (results saved side by side,
-    not a job's targets)."""
+    not a job's targets); ``alone``: one query's page, in no atlas."""
     target = result.query.get("target", key)
-    nav = ["<a href='../index.html'>&larr; atlas</a>"]
+    nav = [] if alone else ["<a href='../index.html'>&larr; atlas</a>"]
     if prev:
         nav.append(f"<a href='../{quote(prev)}/index.html'>previous</a>")
     if nxt:
@@ -287,6 +293,7 @@ def _target_page(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows
     )
     captions = {
+        **QUERY_PICTURES,
         THUMB: result.x_label,
         SAMPLES: "returned points",
         CURVE: "convergence",
@@ -309,7 +316,30 @@ def _target_page(
         f"<table class=kv>{table}</table><div class=pics>{imgs}</div>"
         f"<h2>query</h2><pre>{query}</pre><h2>details</h2><pre>{info}</pre>"
     )
-    return _page(f"{target} — inverset atlas", body)
+    return _page(f"{target} — inverset{'' if alone else ' atlas'}", body)
+
+
+#: what the pictures beside one query's result show (report.pictures.write_pictures,
+#: featvis.save), in the order its page shows them
+QUERY_PICTURES = {
+    "grid.png": "images",
+    "inputs.png": "returned points",
+    "best_input.png": "best input",
+    "convergence.png": "convergence",
+    "values.png": "values of returned points",
+    "optimization.gif": "optimization",
+}
+
+
+def _query_report(out: Path) -> Path:
+    """``out/index.html`` for one query's ``--out`` directory: its result as an atlas
+    target's page shows it, with the pictures written beside it (drawn when it was saved;
+    none is redrawn here, so a visualize grid stays as rendered)."""
+    result = Result.load(out)  # an unreadable result: a one-line error naming the file
+    pics = [p for p in QUERY_PICTURES if (out / p).is_file()]
+    index = out / "index.html"
+    _write(index, _target_page(out.name, result, pics, None, None, False, alone=True))
+    return index
 
 
 def _note_card(key: str, target: str, cls: str, text: str) -> str:
@@ -351,10 +381,7 @@ def build_report(
     else:
         entries = [(p.parent.name, p.parent.name) for p in sorted(out.glob("*/result.json"))]
     if not entries and (out / "result.json").is_file():
-        raise InversetError(
-            f"{out} holds one query's result (its pictures and result.json are there); report "
-            "builds the page of an atlas job's directory: run inverset atlas first"
-        )
+        return _query_report(out)
     if not entries:
         raise InversetError(f"{out} holds no results (no */result.json); run an atlas job first")
     seeds, ident = unit_seeds(job), job_ident(job) if job else None
