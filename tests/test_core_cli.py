@@ -792,9 +792,9 @@ def test_an_interrupted_demo_exits_130_with_what_it_found(tmp_path, monkeypatch,
 @pytest.mark.parametrize(
     "extra, said",
     [
-        (["-t", "out:1"], "--target/-t is given 2 times; give it once; several targets go in one"),
-        (["--box=0,1"], "--box is given 2 times; give it once"),
-        (["--steps", "3", "--steps=4"], "--steps is given 2 times; give it once"),
+        (["-t", "out:1"], "--target/-t is given twice; give it once; several targets go in one"),
+        (["--box=0,1"], "--box is given twice; give it once"),
+        (["--steps", "3", "--steps=4"], "--steps is given twice; give it once"),
     ],
 )
 def test_an_option_given_twice_is_refused(tiny_ts, run_main, extra, said):

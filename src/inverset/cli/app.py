@@ -595,7 +595,8 @@ def internal_error(exc: BaseException) -> NoReturn:
 
 def _given_once(args: list[str]) -> None:
     """Refuse an option of one value given twice (click keeps the last without a word:
-    ``-t logit:3 -t logit:4`` searched logit:4 alone)."""
+    ``-t logit:3 -t logit:4`` searched logit:4 alone). Tokens are read as click reads them:
+    an option's value is skipped, whatever it looks like (``--value -t``)."""
     import typer.main
 
     group = typer.main.get_command(app)
@@ -603,30 +604,37 @@ def _given_once(args: list[str]) -> None:
     command = getattr(group, "commands", {}).get(name)
     if command is None:
         return
-    rest = args[args.index(name) + 1 :]
-    if "--" in rest:
-        rest = rest[: rest.index("--")]
+    options = {}  # option string -> its parameter
     for param in command.params:
-        if getattr(param, "multiple", True) or getattr(param, "is_flag", False):
+        for opt in [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]:
+            if opt.startswith("-"):
+                options[opt] = param
+    counts: dict[str, int] = {}
+    rest, i = args[args.index(name) + 1 :], 0
+    while i < len(rest) and rest[i] != "--":
+        a = rest[i]
+        param, attached = options.get(a), False
+        if param is None and a.startswith("--") and "=" in a:
+            param, attached = options.get(a.split("=", 1)[0]), True
+        elif param is None and a[:1] == "-" and a[1:2] != "-" and len(a) > 2:
+            param, attached = options.get(a[:2]), True  # -tout:0
+        i += 1
+        if param is None:
             continue
-        opts = [o for o in param.opts if o.startswith("-")]
-        count = sum(
-            1
-            for a in rest
-            for o in opts
-            if a == o
-            or (o.startswith("--") and a.startswith(o + "="))
-            or (not o.startswith("--") and a.startswith(o) and not a.startswith("--"))
-        )
-        if count > 1:
-            both = "/".join(opts)
-            hint = (
-                "; several targets go in one expression (-t 'out:0 + out:1'), or use `inverset "
-                "atlas` for one search each"
-                if "--target" in opts
-                else ""
-            )
-            raise InversetError(f"{both} is given {count} times; give it once{hint}")
+        flag = getattr(param, "is_flag", False) or getattr(param, "count", False)
+        if not flag and not attached:
+            i += 1  # its value, even one that starts with '-'
+        if not flag and not getattr(param, "multiple", False):
+            counts[param.name] = counts.get(param.name, 0) + 1
+            if counts[param.name] == 2:
+                opts = "/".join(o for o in param.opts if o.startswith("-"))
+                hint = (
+                    "; several targets go in one expression (-t 'out:0 + out:1'), or use "
+                    "`inverset atlas` for one search each"
+                    if param.name == "target"
+                    else ""
+                )
+                raise InversetError(f"{opts} is given twice; give it once{hint}")
 
 
 def main() -> None:
