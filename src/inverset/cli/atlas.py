@@ -248,10 +248,11 @@ def report(
         Path, typer.Argument(help="the --out directory of an atlas job, or of one query")
     ],
 ) -> None:
-    """(Re)build DIR/index.html and every target's page and pictures from the saved results;
-    for one query's --out, its page with the pictures saved beside it.
+    """(Re)build DIR/index.html: an atlas's pages and pictures, or one query's page.
 
-    A target whose result is unreadable or not the job's is shown as such, with a warning.
+    For an atlas job, every target's page and pictures from the saved results (a target whose
+    result is unreadable or not the job's is shown as such, with a warning); for one query's
+    --out, its page with the pictures saved beside it.
     """
     from inverset.report.html import build_report
 
