@@ -308,3 +308,19 @@ def test_a_single_output_model_ending_in_squeeze_is_visualized():
         img = torch.as_tensor(r.xs[:1]).float()
         assert float(m(img)) == pytest.approx(float(r.values[0]), abs=1e-4)
         assert float(m(img)) > float(m(torch.full((1, 1, 8, 8), 0.5)))
+
+
+def test_a_dream_interrupted_in_its_first_octave_still_has_a_frame(monkeypatch, tmp_path):
+    """Audit 111: `dream --gif` stopped in its first octave kept no frame, so no GIF was
+    written and nothing said why; the GIF now ends on the image it was stopped at."""
+    import inverset.featvis.render as render
+    from tests.conftest import ctrl_c_on_call
+
+    torch.manual_seed(0)
+    ctrl_c_on_call(monkeypatch, render, "_score", 3)
+    r = fv.dream(small_cnn(), grey(16, 16), "0", steps=5, octaves=2, frames=True)
+    assert r.status == "interrupted"
+    assert r.arrays["frames"].shape[0] == 1
+    np.testing.assert_array_equal(r.arrays["frames"][0], r.arrays["images"])
+    files = fv.save(r, tmp_path, gif=True)
+    assert tmp_path / "optimization.gif" in files

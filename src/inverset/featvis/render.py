@@ -1170,6 +1170,8 @@ def dream(
             except KeyboardInterrupt:  # Ctrl-C: the detail so far, on the full image
                 interrupted = True
                 x = (base + _resize(x.detach() - b, full)).clamp(lo, hi)
+                if frames:  # the GIF ends on it (one stopped in the first octave had none)
+                    snapshots.append(x.detach().cpu())
             except (RuntimeError, MemoryError) as exc:
                 if not _is_out_of_memory(exc):
                     raise
