@@ -613,6 +613,26 @@ def test_a_full_disk_at_the_lock_is_one_line_and_leaves_no_lock(tmp_path, monkey
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_lock_file_that_cannot_be_made_is_one_line(tmp_path, monkeypatch):
+    """A directory out of inodes (or read-only) at the lock's creation was an internal error:
+    only an existing lock was caught there."""
+    import errno
+
+    from inverset.jobs.atlas import job_lock
+
+    def no_room(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as m, pytest.raises(InversetError) as info:
+        m.setattr(os, "open", no_room)
+        with job_lock(tmp_path):
+            pass
+    assert str(info.value) == (
+        f"cannot make the job's lock file in {tmp_path} (No space left on device); free some "
+        "space, or use another --out"
+    )
+
+
 def test_a_full_disk_at_the_job_record_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
     """job.json begun on a full disk: one line naming it (was an internal error that left
     job.json.tmp), no temporary file, no lock; the job then runs once there is room."""

@@ -55,7 +55,7 @@ from inverset.model import (
 )
 from inverset.problem import label_names
 from inverset.progress import sigterm_as_interrupt
-from inverset.result import Result, _jsonable, output_directory
+from inverset.result import Result, _jsonable, output_directory, write_fix
 from inverset.target import parse_target
 
 MODES = ("maximize", "minimize", "visualize", "sample")
@@ -613,6 +613,11 @@ def job_lock(out: Path) -> Iterator[None]:
                     f"another job (pid {pid}) is writing {out}; wait for it or use another --out"
                 ) from None
             lock.unlink(missing_ok=True)
+        except OSError as exc:  # read-only, no inodes left, no permission
+            raise InversetError(
+                f"cannot make the job's lock file in {out} ({exc.strerror or type(exc).__name__}"
+                f"); {write_fix(exc)}, or use another --out"
+            ) from None
     else:
         raise InversetError(f"cannot lock {out}; remove {lock} if no job is running")
     try:
