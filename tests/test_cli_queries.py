@@ -623,6 +623,10 @@ def test_mistakes_in_a_surrogates_files_get_the_fix_that_works(run_main, named):
     shown = {name for name in ("best_input.png", "convergence.png") if f"src='{name}'" in page}
     assert shown == {"best_input.png", "convergence.png"}
     assert all((d / "one" / name).is_file() for name in shown)
+    (d / "one" / "index.html").write_text("<html>my own notes</html>")  # not inverset's
+    p = run_main("report", d / "one")
+    assert p.returncode == 2 and "is not a page inverset wrote; move it away" in p.stderr
+    assert (d / "one" / "index.html").read_text() == "<html>my own notes</html>"
 
 
 def test_a_bound_just_below_a_range_is_not_printed_as_its_end():

@@ -99,7 +99,12 @@ def test_a_generator_of_another_layout_is_refused_and_a_flat_one_reshaped():
         iv.maximize(
             model, "out:0", box, space=iv.Latent(lambda z: lin(z).reshape(-1, 2, 2, 4), 4), **kw
         )
-    for shape, given in (((1, 4, 4), (-1, 4, 4, 1)), ((1, 4, 4), (-1, 16)), ((16,), (-1, 4, 4))):
+    for shape, given in (
+        ((1, 4, 4), (-1, 4, 4, 1)),
+        ((1, 4, 4), (-1, 16)),
+        ((16,), (-1, 4, 4)),
+        ((16, 1), (-1, 1, 4, 4)),  # a picture generator for MNIST-FC's (784, 1) (audit 113)
+    ):
         g = iv.Latent(lambda z, given=given: torch.sigmoid(lin(z)).reshape(given), 4)
         r = iv.maximize(model, "out:0", iv.Box(0, 1, shape=shape), space=g, **kw)
         with torch.no_grad():

@@ -804,6 +804,11 @@ def test_an_option_given_twice_is_refused(tiny_ts, run_main, extra, said):
         "maximize", tiny_ts, "-t", "out:0", "--box=-1,1", "--input-shape", "2", *extra
     )
     assert code == 2 and not stdout, err
+    # a value that starts with '-' is the option's value, not an option (audit 113)
+    code, _, err2 = run_main(
+        "maximize", tiny_ts, "-t", "-out:0", "--box=-1,1", "--input-shape", "2", "--steps", "2"
+    )
+    assert code == 0, err2
     assert err.strip().splitlines() == [f"error: {said}"] or (
         said in err and len(err.strip().splitlines()) == 1
     ), err

@@ -523,6 +523,9 @@ def test_a_layer_name_with_a_dash_is_written_in_quotes(tmp_path):
     for text in ("blocks.act 1:0", "max(out:0, 2*blocks.act 1:0)"):
         with pytest.raises(iv.InversetError, match=quote):
             iv.parse_target(text)
+    with pytest.raises(iv.InversetError) as err:  # a function without its '(' (audit 113)
+        iv.parse_target("max out:0")
+    assert "expected '('" in str(err.value) and "quotes" not in str(err.value)
     with pytest.raises(iv.InversetError, match=r'separate arguments: "blocks\.dense-1":0, 1\)'):
         iv.maximize(m, '"blocks.dense-1":0,1', box)
     job = iv.atlas(m, tmp_path, layer="blocks.dense-1", channels="2", domain=box, starts=4)

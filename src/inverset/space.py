@@ -46,15 +46,16 @@ class Space:
 
 def same_layout(given: tuple[int, ...], wanted: tuple[int, ...]) -> bool:
     """Whether a generator's output of shape ``given`` (per code) is read as the model's input
-    of shape ``wanted`` by a reshape: equal but for axes of size 1, or one of them flat (a
-    flat generator for an image model, an image generator for a flat model). Other shapes of
-    as many values are another layout (channels last for channels first), which a reshape
-    would scramble."""
+    of shape ``wanted`` by a reshape: equal but for axes of size 1, or one of them flat but for
+    those (a flat generator for an image model, a (1, 28, 28) generator for MNIST-FC's (784, 1)
+    input). Other shapes of as many values are another layout (channels last for channels
+    first), which a reshape would scramble."""
 
     def squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(d for d in shape if d != 1)
 
-    return len(given) <= 1 or len(wanted) <= 1 or squeezed(given) == squeezed(wanted)
+    a, b = squeezed(given), squeezed(wanted)
+    return len(a) <= 1 or len(b) <= 1 or a == b
 
 
 class Direct(Space):

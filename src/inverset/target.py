@@ -626,7 +626,8 @@ def _fix(text: str) -> str:
     if _NEGATIVE.search(text):
         return "indices count from 0 (a negative index such as -1 is not taken)"
     spaced = _SPACED.search(text)
-    if spaced:
+    # 'max out:0' is a function without its '(' (which the parser's error names), not a layer
+    if spaced and spaced.group(1).split()[0] not in ("min", "max"):
         name, idx = spaced.groups()
         return f"a layer name with a space goes in quotes, e.g. {layer_text(name)}:{idx}"
     if re.search(r"[^\s\w.:()*/+,'\"][\w.]*:\d", text):

@@ -335,9 +335,19 @@ def _query_report(out: Path) -> Path:
     """``out/index.html`` for one query's ``--out`` directory: its result as an atlas
     target's page shows it, with the pictures written beside it (drawn when it was saved;
     none is redrawn here, so a visualize grid stays as rendered)."""
+    from inverset.errors import InversetError
+
     result = Result.load(out)  # an unreadable result: a one-line error naming the file
     pics = [p for p in QUERY_PICTURES if (out / p).is_file()]
     index = out / "index.html"
+    try:
+        ours = not index.exists() or GENERATOR.encode() in index.read_bytes()[:400]
+    except OSError:
+        ours = False
+    if not ours:
+        raise InversetError(
+            f"{index} is not a page inverset wrote; move it away to build the result's page"
+        )
     _write(index, _target_page(out.name, result, pics, None, None, False, alone=True))
     return index
 
@@ -373,7 +383,9 @@ def build_report(
 
     out = Path(directory)
     if not out.is_dir():
-        raise InversetError(f"{out} is not a directory; give the --out of an atlas job")
+        raise InversetError(
+            f"{out} is not a directory; give the --out of an atlas job or of one query"
+        )
     _check_writable(out)
     job = read_job(out) or {}
     if job:

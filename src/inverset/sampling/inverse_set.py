@@ -879,7 +879,7 @@ class _Sampler:
             except OSError as exc:  # the store's writes failed (a full disk): shown, then said
                 if store is None or exc.errno not in WRITE_ERRORS:
                     raise
-                status, failed, unwritten = "interrupted", False, exc
+                status, failed, unwritten = "unwritten", False, exc
             finally:
                 # an unexpected error keeps what was computed, but leaves no empty run behind
                 computed = self.n_acc or self.c["seed_steps"] or self.c["sample_steps"]
@@ -892,6 +892,8 @@ class _Sampler:
                             if exc.errno not in WRITE_ERRORS:
                                 raise
                             unwritten = exc
+            if unwritten is not None:
+                self.store = None  # nothing to resume from: the result must not offer it
             result = self.finish(status)
         if unwritten is not None:
             raise SaveError(
@@ -1341,6 +1343,7 @@ class _Sampler:
                 "found": "every sample was taken",
                 "time_limit": "time limit reached",
                 "interrupted": "interrupted",
+                "unwritten": "stopped: the samples could not be written",
             }.get(status, status)
             if status == "not_found" and self.c["too_close"]:
                 why += (
@@ -1358,7 +1361,7 @@ class _Sampler:
                     f" ({self.c['failed_verification']} accepted samples failed verification on "
                     "the model and domain and were dropped)"
                 )
-            if status == "found":
+            if status in ("found", "unwritten"):
                 status = "not_found"
             resumable = status in ("interrupted", "time_limit", "not_found")
             if status == "no_seed":

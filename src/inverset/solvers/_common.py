@@ -47,9 +47,10 @@ SLSQP_MAX_DIMS = 500
 
 #: points that agree to this share of the box width in every feature are one point
 DISTINCT_TOL = 1e-3
-#: past this many pairwise feature comparisons the distinct points are grid cells of that
-#: size only (a point near a cell's edge may then stay beside its copy)
-DISTINCT_MAX_WORK = 2e9
+#: past this many feature comparisons (points^2 x features) the distinct points are grid
+#: cells of that size only (a point near a cell's edge may then stay beside its copy): a
+#: k-d tree finds close pairs fast in few features, and in many it compares nearly all pairs
+DISTINCT_MAX_WORK = 1e10
 
 
 def distinct(problem: Problem, xs: np.ndarray) -> list[int]:
@@ -57,7 +58,10 @@ def distinct(problem: Problem, xs: np.ndarray) -> list[int]:
     kept by more than DISTINCT_TOL of the domain's width in some feature: copies of one
     optimum shown once. On inputs, not on a generator's codes: two codes G draws alike are
     one picture. A grid of cells that size first takes out exact copies (thousands of
-    starts), then each cell's point is compared with the better ones kept."""
+    starts); a k-d tree then finds the cells' points that close to each other, and each is
+    dropped when a better one is kept."""
+    from scipy.spatial import cKDTree
+
     if not len(xs):
         return []
     box = problem.domain
@@ -69,14 +73,18 @@ def distinct(problem: Problem, xs: np.ndarray) -> list[int]:
         u = (xs.reshape(len(xs), -1).astype(np.float64) - base) / width
         keys = np.round(u / DISTINCT_TOL) + 0.0  # + 0.0: -0.0 keys as 0.0
     cells = np.sort(np.unique(keys, axis=0, return_index=True)[1])
-    if len(cells) ** 2 * u.shape[1] > DISTINCT_MAX_WORK:
+    finite = np.isfinite(u[cells]).all(1)  # others are told apart by their cells only
+    near = cells[finite]
+    if len(near) ** 2 * u.shape[1] > DISTINCT_MAX_WORK or len(near) < 2:
         return [int(i) for i in cells]
-    kept: list[int] = []
-    for i in cells:
-        if kept and (np.abs(u[kept] - u[i]) <= DISTINCT_TOL * (1 + 1e-9)).all(1).any():
-            continue
-        kept.append(int(i))
-    return kept
+    pairs = cKDTree(u[near]).query_pairs(DISTINCT_TOL * (1 + 1e-9), p=np.inf, output_type="ndarray")
+    keep = np.ones(len(near), dtype=bool)
+    # by the worse point of each pair: every better point's fate is settled before it
+    for i, j in pairs[np.lexsort((pairs[:, 0], pairs[:, 1]))].tolist():
+        if keep[i]:
+            keep[j] = False
+    dropped = set(near[~keep].tolist())
+    return [int(i) for i in cells if int(i) not in dropped]
 
 
 class StopSearch(Exception):
