@@ -616,15 +616,10 @@ def test_a_full_disk_at_the_lock_is_one_line_and_leaves_no_lock(tmp_path, monkey
 def test_a_lock_file_that_cannot_be_made_is_one_line(tmp_path, monkeypatch):
     """A directory out of inodes (or read-only) at the lock's creation was an internal error:
     only an existing lock was caught there."""
-    import errno
-
     from inverset.jobs.atlas import job_lock
 
-    def no_room(*args, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
     with monkeypatch.context() as m, pytest.raises(InversetError) as info:
-        m.setattr(os, "open", no_room)
+        m.setattr(os, "open", _full_disk)
         with job_lock(tmp_path):
             pass
     assert str(info.value) == (

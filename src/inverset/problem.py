@@ -359,20 +359,12 @@ class Problem:
         gen = torch.Generator().manual_seed(0)
         z = self.space.box.sample(2, gen, device=self.device, dtype=self.dtype)
         with torch.no_grad(), self.session():
-            codes = z.clone()
-            x = self.space.first_input(z)
-            if not torch.equal(z, codes):
-                raise InversetError(
-                    "the generator changes its codes in place (e.g. z.mul_(0.5) or z.clamp_() "
-                    "in forward); write it out of place (z = z * 0.5), as inverset reuses codes"
-                )
-            given = x.clone()
-            acts = forward_checked(self.model, x, self.layer_names)
-            if not torch.equal(x, given):
-                raise InversetError(
-                    "the model changes its input in place (e.g. x.sub_(0.5) or x /= 255 in "
-                    "forward); write it out of place (x = x - 0.5), as inverset reuses inputs"
-                )
+            with _unchanged(
+                z, "the generator", "codes", "z.mul_(0.5) or z.clamp_()", "z = z * 0.5"
+            ):
+                x = self.space.first_input(z)
+            with _unchanged(x, "the model", "input", "x.sub_(0.5) or x /= 255", "x = x - 0.5"):
+                acts = forward_checked(self.model, x, self.layer_names)
             self.target.check(acts)
             self._check_zero_logit()
             _check_label_count(self.labels, acts.get(OUTPUT))
@@ -407,6 +399,20 @@ class Problem:
             "constraints": [[str(t), lo, hi] for t, lo, hi in self.constraints],
             "model": getattr(self.model, "source", type(self.model).__name__),
         }
+
+
+@contextlib.contextmanager
+def _unchanged(t: torch.Tensor, who: str, what: str, ops: str, fix: str) -> Iterator[None]:
+    """Refuse, in one line, a network (``who``) whose forward in the block changes its
+    ``what`` ``t`` in place (``ops``; written out of place: ``fix``): inverset reuses them."""
+    given = t.clone()
+    yield
+    if not torch.equal(t, given):
+        reuses = what if what.endswith("s") else f"{what}s"
+        raise InversetError(
+            f"{who} changes its {what} in place (e.g. {ops} in forward); write it out of place "
+            f"({fix}), as inverset reuses {reuses}"
+        )
 
 
 def _span_tol(v: float) -> float:

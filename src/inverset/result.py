@@ -7,7 +7,6 @@ import errno
 import json
 import math
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from inverset.errors import InversetError
+from inverset.files import no_leftovers
 
 #: What a status means. Every solver uses these words and no others.
 STATUSES = {
@@ -171,19 +171,6 @@ WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPE
 def write_fix(exc: OSError) -> str:
     """What fixes a failed write into a directory: room on a full disk, else permission."""
     return "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
-
-
-@contextlib.contextmanager
-def no_leftovers(*tmps: Path) -> Iterator[None]:
-    """A write through the temporary files ``tmps`` that fails (a full disk) or is stopped
-    (Ctrl-C, SIGTERM) leaves none of them behind; the error goes on."""
-    try:
-        yield
-    except BaseException:
-        for tmp in tmps:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-        raise
 
 
 class SaveError(InversetError):

@@ -494,8 +494,17 @@ def finish(
             highlight=False,
             soft_wrap=True,
         )
+    where = "" if saved is not None else f"; {out_dir}/ holds no new result"
+    exit_as_ended(result, failed, cut, where)
+
+
+def exit_as_ended(
+    result: Result, failed: SaveError | None = None, cut: bool = False, where: str = ""
+) -> None:
+    """The end of a command that printed its result, then saved it: a Ctrl-C while saving
+    (``cut``; ``where`` says what is on disk) and an interrupted search exit 130, a failed
+    save is its one-line error (exit 2)."""
     if cut:
-        where = "" if saved is not None else f"; {out_dir}/ holds no new result"
         err.print(f"interrupted while saving{escape(where)}")
         raise typer.Exit(INTERRUPTED)
     if failed is not None:

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from inverset.cli.app import (
-    INTERRUPTED,
     DeviceOpt,
     FactoryOpt,
     JsonOpt,
@@ -20,7 +19,7 @@ from inverset.cli.app import (
     ShapeOpt,
     TrustOpt,
     app,
-    err,
+    exit_as_ended,
     load_cli_model,
     out,
     parse_floats,
@@ -82,13 +81,7 @@ def _report(result, out_dir: Path | None, as_json: bool, gif: bool) -> None:
         write_out(json.dumps(summary) + "\n")
     elif files:
         out.print("saved " + ", ".join(str(f) for f in files))
-    if cut:
-        err.print("interrupted while saving")
-        raise typer.Exit(INTERRUPTED)
-    if failed is not None:
-        raise failed
-    if result.status == "interrupted":
-        raise typer.Exit(INTERRUPTED)
+    exit_as_ended(result, failed, cut)
 
 
 @app.command()

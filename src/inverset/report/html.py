@@ -25,6 +25,7 @@ from inverset.report.pictures import (
     drawn_as,
     image_range,
     is_image,
+    is_ours,
     picture_shape,
     remove_pictures,
 )
@@ -340,11 +341,7 @@ def _query_report(out: Path) -> Path:
     result = Result.load(out)  # an unreadable result: a one-line error naming the file
     pics = [p for p in QUERY_PICTURES if (out / p).is_file()]
     index = out / "index.html"
-    try:
-        ours = not index.exists() or GENERATOR.encode() in index.read_bytes()[:400]
-    except OSError:
-        ours = False
-    if not ours:
+    if index.exists() and not is_ours(index):
         raise InversetError(
             f"{index} is not a page inverset wrote; move it away to build the result's page"
         )

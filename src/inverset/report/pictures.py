@@ -85,20 +85,23 @@ PICTURES = (
 GENERATOR = "<meta name=generator content=inverset>"
 
 
+def is_ours(page: Path) -> bool:
+    """Whether the page at ``page`` is one inverset wrote (:data:`GENERATOR` in its head)."""
+    try:
+        with page.open("rb") as f:
+            return GENERATOR.encode() in f.read(400)
+    except OSError:
+        return False
+
+
 def remove_pictures(directory: str | Path, names: Sequence[str], keep: Sequence[str] = ()) -> None:
     """Remove the pictures ``names`` (inverset's own file names) from ``directory`` but those
     in ``keep``: a picture of an earlier result must not pass for one of the new result. A
     page (.html) goes only when inverset wrote it (:data:`GENERATOR`)."""
     for name in set(names) - set(keep):
         path = Path(directory) / name
-        if name.endswith(".html") and path.is_file():
-            try:
-                with path.open("rb") as f:
-                    ours = GENERATOR.encode() in f.read(400)
-            except OSError:
-                ours = False
-            if not ours:
-                continue
+        if name.endswith(".html") and path.is_file() and not is_ours(path):
+            continue
         path.unlink(missing_ok=True)
 
 

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from inverset.errors import InversetError, first_line
-from inverset.result import _jsonable, no_leftovers, output_directory
+from inverset.files import no_leftovers
+from inverset.result import _jsonable, output_directory
 
 STATE = "state.json"
 WALKERS = "walkers.npz"

@@ -432,14 +432,15 @@ class Objective:
             self.bar.update(n, best=float(self.best_value))
 
     def _archive(self, z: np.ndarray, loss: np.ndarray, v: np.ndarray) -> None:
-        """Keep the ``keep`` best points that differ by more than 1e-3 of the box width: a new
+        """Keep the ``keep`` best points that differ by more than DISTINCT_TOL of the box width
+        (in the searched codes; :func:`distinct` then compares the inputs they give): a new
         point replaces a worse kept point it is that close to, else it takes the worst slot."""
         if len(self.arch_loss) >= self.keep:
             sel = loss < self.arch_loss[-1]
             z, loss, v = z[sel], loss[sel], v[sel]
         w = np.where(self.width > 0, self.width, 1.0)
         for i in np.argsort(loss, kind="stable")[: self.keep]:
-            near = np.abs(self.arch_z - z[i]) <= 1e-3 * w
+            near = np.abs(self.arch_z - z[i]) <= DISTINCT_TOL * w
             close = np.flatnonzero(near.all(1)) if len(self.arch_z) else np.zeros(0, int)
             if close.size:
                 j = int(close[0])
