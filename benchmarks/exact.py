@@ -42,10 +42,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-# inverset's one-time import (torch.optim's first optimizer loads it, 1-2 s), outside the
-# timings as the peers' imports are
-import torch._dynamo
 from _args import positive
 from torch import nn
 from vnncomp import check_witness

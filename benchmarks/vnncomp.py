@@ -24,10 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-# one-time import (torch.optim's first optimizer loads it, 1-2 s), kept out of the first
-# instance's time
-import torch._dynamo
 from _args import positive
 
 import inverset as iv

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from inverset.errors import InversetError
+from inverset.exact.adam import Adam
 from inverset.exact.ir import Network
 
 
@@ -278,7 +279,7 @@ def _optimize_slopes(
     unstable = [((lb < 0) & (ub > 0))[:, None, :] for lb, ub in pre]
     init = [r[2][:, None, :].expand(B, m, -1) for r in relax]
     alphas = [a.clone().requires_grad_(True) for a in init]
-    opt = torch.optim.Adam(alphas, lr=lr)
+    opt = Adam(alphas, lr=lr)
     for _ in range(steps):
         if time.perf_counter() > deadline:
             break

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from scipy.optimize import linprog
 
+from inverset.exact.adam import Adam
 from inverset.exact.bab import (
     LEAF,
     BaBResult,
@@ -131,7 +132,7 @@ class _Nodes:
             {"params": [bt for bt, has in zip(betas, split, strict=True) if has], "lr": LR_BETA},
         ]
         groups = [g for g in groups if g["params"]]
-        opt = torch.optim.Adam(groups, lr=lr) if groups and steps else None
+        opt = Adam(groups, lr=lr) if groups and steps else None
         best = None
         for it in range(steps + 1):
             slopes = [

@@ -10,7 +10,6 @@ is re-evaluated on the original model.
 
 from __future__ import annotations
 
-import importlib
 import math
 import re
 import time
@@ -1009,10 +1008,6 @@ def solve(
     """
     _check_options(problem, method, milp_solver, batch, branching, alpha_steps, threads, incumbent)
     threads = torch.get_num_threads() if threads is None else threads
-    if time_limit is not None:
-        # slope optimization builds torch.optim optimizers, the first of which imports
-        # torch._dynamo (1-2 s, once per process): under a time limit, before the clock starts
-        importlib.import_module("torch._dynamo")
     with torch_threads(threads):
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
