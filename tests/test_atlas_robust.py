@@ -605,7 +605,7 @@ def test_a_full_disk_at_the_lock_is_one_line_and_leaves_no_lock(tmp_path, monkey
             pass
     assert str(info.value) == (
         f"cannot write the job's lock file into {tmp_path} (No space left on device); free "
-        "space on its disk, or use another --out"
+        "some space, or use another --out"
     )
     assert list(tmp_path.iterdir()) == []
     with job_lock(tmp_path):  # the directory is not held by the failed attempt

@@ -502,7 +502,7 @@ def test_a_full_disk_prints_the_result_then_a_one_line_error(
         assert s["status"] == "converged" and len(s["x"]) == 2 and "out" not in s
     else:
         assert "converged" in stdout and "best input" in stdout and "saved to" not in stdout
-    assert sorted(p.name for p in out.iterdir()) == []  # no result.json.tmp, result.tmp.npz
+    assert sorted(p.name for p in out.iterdir()) == []  # no temporary file
 
 
 def test_a_full_disk_in_sample_prints_the_samples_then_a_one_line_error(

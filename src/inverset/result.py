@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from inverset.errors import InversetError
-from inverset.files import no_leftovers
+from inverset.files import replacing
 
 #: What a status means. Every solver uses these words and no others.
 STATUSES = {
@@ -275,13 +275,11 @@ class Result:
             d = output_directory(directory)
         except InversetError as exc:
             raise SaveError(self, str(exc)) from None
-        tmp_json, tmp_npz = d / "result.json.tmp", d / "result.tmp.npz"
         try:
-            with no_leftovers(tmp_json, tmp_npz):
+            # both written before either is renamed; result.npz first: load() reads the pair
+            with replacing(d / "result.json") as tmp_json, replacing(d / "result.npz") as tmp_npz:
                 tmp_json.write_text(text)
                 np.savez_compressed(tmp_npz, **arrays)
-                tmp_npz.replace(d / "result.npz")
-                tmp_json.replace(d / "result.json")
         except OSError as exc:
             raise SaveError(
                 self,

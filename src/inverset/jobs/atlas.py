@@ -628,8 +628,8 @@ def job_lock(out: Path) -> Iterator[None]:
     except OSError as exc:  # a full disk: the lock file is there, its pid could not be written
         lock.unlink(missing_ok=True)
         raise InversetError(
-            f"cannot write the job's lock file into {out} ({exc.strerror or type(exc).__name__});"
-            " free space on its disk, or use another --out"
+            f"cannot write the job's lock file into {out} ({exc.strerror or type(exc).__name__})"
+            f"; {write_fix(exc)}, or use another --out"
         ) from None
     except BaseException:
         lock.unlink(missing_ok=True)

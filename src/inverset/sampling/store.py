@@ -15,14 +15,13 @@ duplicates a sample.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from inverset.errors import InversetError, first_line
-from inverset.files import no_leftovers
+from inverset.files import replacing
 from inverset.result import _jsonable, output_directory
 
 STATE = "state.json"
@@ -30,10 +29,8 @@ WALKERS = "walkers.npz"
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    with no_leftovers(tmp):
+    with replacing(path) as tmp:
         np.savez(tmp, **arrays)
-        os.replace(tmp, path)
 
 
 def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -162,7 +159,5 @@ class SampleStore:
         if walkers is not None:
             _save_npz(self.dir / WALKERS, walkers)
         self.state = {**state, "query": self.query, "chunks": self.chunks}
-        tmp = self.dir / (STATE + ".tmp")
-        with no_leftovers(tmp):
+        with replacing(self.dir / STATE) as tmp:
             tmp.write_text(json.dumps(_jsonable(self.state), indent=1))
-            os.replace(tmp, self.dir / STATE)
