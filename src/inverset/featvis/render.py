@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +59,7 @@ from inverset.progress import progress_bar
 from inverset.result import Result
 from inverset.space import Latent
 from inverset.target import n_classes
+from inverset.zoo import MAX_SEARCH_SEED, check_seed
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -500,10 +501,16 @@ def parse_channels(channels: str | int | Sequence[int] | range, n: int) -> list[
                 raise InversetError(
                     f"channels must be 'all', 'A-B' or 'a,b,c', got {channels!r}"
                 ) from None
-    elif isinstance(channels, int):
-        out = [channels]
     else:
-        out = [int(v) for v in channels]
+        if isinstance(channels, torch.Tensor | np.ndarray):
+            channels = channels.tolist()
+        items = list(channels) if isinstance(channels, Iterable) else [channels]
+        wrong = [v for v in items if not is_whole(v)]
+        if wrong:
+            raise InversetError(
+                f"channels must be whole numbers (e.g. [3, 7] or '3,7'), got {wrong[0]!r}"
+            )
+        out = [int(v) for v in items]
     bad = [u for u in out if not 0 <= u < n]
     if bad:
         raise InversetError(f"channel {bad[0]} out of range: the layer has {n} (0..{n - 1})")
@@ -586,7 +593,10 @@ def _render_batch(
                 warming = warm is not None and step < warm_end
                 relus = LeakyReLUs(warm if warming else None)
                 with relus if step == 0 or warming else contextlib.nullcontext():
-                    ctx = Context(run(transforms(_composite(x, a, lo, hi, gen), gen)), x, a)
+                    # the transforms see the images on [0, 1], whatever the value range: a
+                    # constant pad of 0.5 is mid-grey (it was near black on 0..255)
+                    seen = (_composite(x, a, lo, hi, gen) - lo) / (hi - lo)
+                    ctx = Context(run(lo + (hi - lo) * transforms(seen, gen)), x, a)
                 v = objective.ascent(ctx)
                 if step == 0:
                     with torch.no_grad():
@@ -705,7 +715,8 @@ def visualize(
     :class:`ImageParam`, or a core :class:`inverset.space.Latent` (images ``G(z)`` of a
     generator whose outputs lie in ``value_range``; the generator is frozen meanwhile; the
     codes are returned in ``arrays['z']``). ``transforms``: 'standard' (Lucid's, scaled to
-    the image size; the default), 'none', or a list; with a ``Latent`` (or
+    the image size; the default), 'none', or a list of transforms (callables ``t(x, gen)``
+    of a batch on [0, 1], whatever ``value_range``); with a ``Latent`` (or
     :class:`LatentImage`) param the default is 'none': the generator already keeps images
     on its manifold, and random shifts of a small generated image (1 pixel of 8 is large)
     pull the codes away from what the model sees unshifted.
@@ -737,6 +748,7 @@ def visualize(
     if frames < 0:
         raise InversetError(f"frames must be >= 0 (0: no GIF snapshots), got {frames}")
     _check_lr(lr)
+    seed = check_seed(seed, MAX_SEARCH_SEED)
     lo, hi = _value_range(value_range)
     _check_std(std)
     custom = isinstance(objective, Objective)
@@ -834,7 +846,8 @@ def visualize(
                 )
 
             for k, chunk in enumerate(chunks):
-                cseed = int(seed) * 100_003 + k
+                # each chunk's seeds (cseed to cseed + 3) within torch's 64 bits
+                cseed = (seed * 100_003 + k) % (2**64 - 4)
                 try:
                     p, (img, xin, v, h, fr, interrupted, still) = render(chunk, cseed, cseed + 1)
                     if not interrupted and isinstance(param, str) and not custom:
@@ -1017,13 +1030,29 @@ def _pil_pixels(im: PILImage, channels: int) -> np.ndarray:
     return a
 
 
-def _load_image(image, channels: int, lo: float, hi: float) -> torch.Tensor:
-    """A path, PIL image (any mode: 8/16-bit, float, palette, alpha), (H,W[,C]) array
-    (uint8, uint16 or [0,1] floats), (C,H,W) array (a Result's ``x``: first axis the model's
-    channels, last axis no colour) or (C,H,W) tensor, each also with a batch axis of one ->
-    (1, C, H, W) float in [lo, hi]."""
+def _load_image(image, channels: int, lo: float, hi: float, signal: bool = False) -> torch.Tensor:
+    """The start of a dream -> (1, C, H, W) (``signal``: (1, C, L)) float in [lo, hi].
+
+    Pictures are read on [0, 1] and mapped onto [lo, hi]: a path or PIL image (any mode:
+    8/16-bit, float, palette, alpha) and an unsigned integer array (uint8, uint16), (H,W[,C])
+    or (C,H,W). Float arrays and tensors are taken as values of the model's pixels, in
+    [lo, hi], as a Result's ``x`` is: (C,H,W) (first axis the model's channels, last axis no
+    colour) or (H,W[,C]). A Result gives its image (``arrays['images'][0]``, the pixels of a
+    visualize or dream run, before any mean/std normalization), else its ``x``. Each may
+    have a batch axis of one. RGBA pictures are composited over white, as viewers show them."""
     from PIL import Image
 
+    if isinstance(image, Result):
+        pics = image.arrays.get("images")
+        image = pics[0] if pics is not None and len(pics) else image.x
+        if image is None:
+            raise InversetError("the Result holds no image (no x); give one that found a point")
+    unit = False  # values on [0, 1], to be mapped onto [lo, hi]
+    if isinstance(image, str | Path | Image.Image) and signal:
+        raise InversetError(
+            f"the model takes 1-D signals (channels, length); give the dream's start as an "
+            f"array or tensor of shape ({channels}, L), not a picture"
+        )
     if isinstance(image, str | Path):
         p = Path(image)
         if p.is_dir():
@@ -1032,19 +1061,25 @@ def _load_image(image, channels: int, lo: float, hi: float) -> torch.Tensor:
             raise InversetError(f"image {p} does not exist")
         try:
             with Image.open(p) as im:
-                image = _pil_pixels(im, channels)
+                image, unit = _pil_pixels(im, channels), True
         except OSError as exc:  # PIL.UnidentifiedImageError included
             raise InversetError(f"cannot read {p} as an image ({exc}); give a PNG or JPEG") from exc
     elif isinstance(image, Image.Image):
-        image = _pil_pixels(image, channels)
+        image, unit = _pil_pixels(image, channels), True
     if isinstance(image, torch.Tensor):
-        t = image.detach().float().cpu()
-        t = t[0] if t.dim() == 4 and len(t) == 1 else t
-        t = t if t.dim() == 3 else t[None]
+        image = image.detach().float().cpu().numpy()
+    a = np.asarray(image)
+    if np.issubdtype(a.dtype, np.unsignedinteger):
+        a, unit = a / float(np.iinfo(a.dtype).max), True
+    try:
+        a = a.astype(np.float32)
+    except (TypeError, ValueError):
+        raise InversetError(
+            f"the image is an array of {a.dtype}; give numbers (a picture, or pixel values)"
+        ) from None
+    if signal:
+        t = _signal_start(a, channels)
     else:
-        a = np.asarray(image)
-        scale = float(np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.unsignedinteger) else 1.0
-        a = a.astype(np.float32) / scale
         if a.ndim == 4 and len(a) != 1:
             raise InversetError(f"image is a batch of {len(a)} pictures; give one")
         a = a[0] if a.ndim == 4 else a
@@ -1055,6 +1090,9 @@ def _load_image(image, channels: int, lo: float, hi: float) -> torch.Tensor:
             last not in (1, 3, 4) or (first == channels and last != channels)
         )
         t = torch.from_numpy(np.ascontiguousarray(a if chw else np.moveaxis(a, -1, 0)))
+        if unit and t.shape[0] == 4 and channels != 4:  # RGBA: over white, as viewers show it
+            t = t[:3] * t[3:] + (1.0 - t[3:])
+    if unit:
         t = lo + (hi - lo) * t
     if t.shape[0] != channels:
         if t.shape[0] == 3 and channels == 1:
@@ -1064,6 +1102,19 @@ def _load_image(image, channels: int, lo: float, hi: float) -> torch.Tensor:
         else:
             raise InversetError(f"image has {t.shape[0]} channels; the model takes {channels}")
     return t[None].clamp(lo, hi)
+
+
+def _signal_start(a: np.ndarray, channels: int) -> torch.Tensor:
+    """A 1-D signal's dream start, (L,), (C, L) or (1, C, L) -> (C, L)."""
+    if a.ndim == 3 and len(a) == 1:
+        a = a[0]
+    if a.ndim == 1:
+        a = a[None]
+    if a.ndim != 2 or a.shape[-1] < 2:
+        raise InversetError(
+            f"the start has shape {a.shape}; the model takes 1-D signals: give ({channels}, L)"
+        )
+    return torch.from_numpy(np.ascontiguousarray(a))
 
 
 def dream(
@@ -1098,6 +1149,7 @@ def dream(
     from inverset.featvis.objectives import deep_dream
 
     t0 = time.perf_counter()
+    seed = check_seed(seed, MAX_SEARCH_SEED)
     lo, hi = _value_range(value_range)
     _check_std(std)
     if isinstance(octaves, bool) or not isinstance(octaves, int) or octaves < 1:
@@ -1117,7 +1169,8 @@ def dream(
     shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
     _check_picture(shape)  # before the image is read: a vector model is the problem, not it
     c = shape[0] if shape is not None else 3
-    base = _load_image(image, c, lo, hi).to(device=device, dtype=dtype)
+    signal = shape is not None and len(shape) == 2
+    base = _load_image(image, c, lo, hi, signal).to(device=device, dtype=dtype)
     full = tuple(base.shape[2:])
     _check_picture((c, *full), "the image")
     if math.prod(full) > MAX_PIXELS:
@@ -1230,24 +1283,36 @@ def dream(
 GIF_SIDE = 128
 
 
-def _tile(images: np.ndarray, ncol: int) -> np.ndarray:
+def _rgb(image: np.ndarray, alpha: bool) -> np.ndarray:
+    """One (C, H, W) image in [0, 1] -> (H', W', 3) as grid.png draws it (to_hwc: channels
+    that are no colour side by side), transparency over white; (C, L) signals -> a strip."""
+    from inverset.report.images import to_hwc
+
+    if image.ndim == 2:  # a 1-D signal: its first channel (three as colour), 8 px high
+        rows = image[:3] if len(image) >= 3 else np.repeat(image[:1], 3, 0)
+        return np.repeat(np.moveaxis(rows, 0, -1)[None], 8, 0)
+    a = to_hwc(image, (0.0, 1.0), alpha)
+    if a.ndim == 2:
+        return np.repeat(a[..., None], 3, -1)
+    if a.shape[-1] == 4:
+        return a[..., :3] * a[..., 3:] + (1.0 - a[..., 3:])
+    return a
+
+
+def _tile(images: np.ndarray, ncol: int, alpha: bool = False) -> np.ndarray:
     """(N, C, H, W) in [0, 1] -> one (H', W', 3) uint8 mosaic (for GIF frames), each image
-    enlarged by a whole factor (nearest pixel) to at least GIF_SIDE pixels high (at most
-    1024 wide)."""
-    n, c = images.shape[:2]
-    imgs = images[:, :3] if c >= 3 else np.repeat(images[:, :1], 3, 1)
-    if imgs.ndim == 3:  # 1-D signals: draw as a strip
-        imgs = np.repeat(imgs[:, :, None, :], 8, 2)
-    k = max(1, min(-(-GIF_SIDE // imgs.shape[2]), 1024 // imgs.shape[3]))
-    imgs = imgs.repeat(k, 2).repeat(k, 3)
-    h, w = imgs.shape[2:]
+    drawn as :func:`_rgb` and enlarged by a whole factor (nearest pixel) to at least
+    GIF_SIDE pixels high (at most 1024 wide)."""
+    n = images.shape[0]
+    imgs = np.stack([_rgb(im, alpha) for im in images])
+    k = max(1, min(-(-GIF_SIDE // imgs.shape[1]), 1024 // imgs.shape[2]))
+    imgs = imgs.repeat(k, 1).repeat(k, 2)
+    h, w = imgs.shape[1:3]
     nrow = math.ceil(n / ncol)
     out = np.ones((nrow * (h + 2), ncol * (w + 2), 3))
     for i in range(n):
         r, q = divmod(i, ncol)
-        out[r * (h + 2) : r * (h + 2) + h, q * (w + 2) : q * (w + 2) + w] = np.moveaxis(
-            imgs[i], 0, -1
-        )
+        out[r * (h + 2) : r * (h + 2) + h, q * (w + 2) : q * (w + 2) + w] = imgs[i]
     return (np.clip(out, 0, 1) * 255).astype(np.uint8)
 
 
@@ -1280,13 +1345,16 @@ def save(result: Result, out: str | Path, gif: bool = False, ncol: int | None = 
         labels = [f"{n}  {v:.3g}" for n, v in zip(names, values, strict=False)]
     path = out / "grid.png"
     try:
-        written.append(save_grid(np.clip(images, 0, 1), path, labels, ncol=ncol))
+        alpha = bool(result.query.get("alpha"))
+        written.append(save_grid(np.clip(images, 0, 1), path, labels, ncol=ncol, alpha=alpha))
         if gif and "frames" in result.arrays:
             from PIL import Image
 
-            fr = (np.asarray(result.arrays["frames"]) - lo) / (hi - lo)
+            fr = np.asarray(result.arrays["frames"], dtype=np.float64)
+            c = fr.shape[2] - alpha  # the colour channels in [lo, hi], alpha in [0, 1]
+            fr[:, :, :c] = (fr[:, :, :c] - lo) / (hi - lo)
             k = ncol or min(fr.shape[1], 8)
-            tiles = [Image.fromarray(_tile(f, k)) for f in fr]
+            tiles = [Image.fromarray(_tile(f, k, alpha)) for f in fr]
             path = out / "optimization.gif"
             with replacing(path) as tmp:
                 tiles[0].save(tmp, save_all=True, append_images=tiles[1:], duration=120, loop=0)

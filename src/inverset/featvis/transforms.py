@@ -85,8 +85,14 @@ class _Affine(Transform):
             return _scale_1d(x, float(s[0]))
         a = a * (math.pi / 180.0)
         cos, sin = torch.cos(a) / s, torch.sin(a) / s
+        # affine_grid's coordinates run -1..1 over each side: a rotation of the pixels of a
+        # non-square image scales its sine terms by the sides' ratio (else it shears)
+        r = x.shape[-2] / x.shape[-1]
         theta = torch.stack(
-            [torch.stack([cos, -sin, torch.zeros_like(s)], 1), torch.stack([sin, cos, 0 * s], 1)],
+            [
+                torch.stack([cos, -sin * r, torch.zeros_like(s)], 1),
+                torch.stack([sin / r, cos, 0 * s], 1),
+            ],
             1,
         ).to(x.device)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
@@ -214,4 +220,6 @@ def as_transform(t: Transform | Sequence[Transform] | str | None, size: int) -> 
         return Compose([t])
     if isinstance(t, str):
         raise InversetError(f"unknown transforms {t!r}; use 'standard', 'none' or a list")
+    if callable(t):  # one transform of the user's own
+        return Compose([t])
     return Compose(list(t))

@@ -88,15 +88,20 @@ def _range(value_range: Sequence[float] | None) -> tuple[float, float] | None:
     return (lo, hi) if np.isfinite(lo) and np.isfinite(hi) and lo < hi else None
 
 
-def to_hwc(img: np.ndarray, value_range: Sequence[float] | None = None) -> np.ndarray:
-    """A (C,H,W) image (channels first, as every tensor inverset draws; 1-4 channels) or an
-    (H,W) one -> (H,W), (H,W,3) or (H,W,4) floats in [0,1] for display (grey with alpha
-    becomes RGBA). ``value_range`` (lo, hi) maps lo to 0 and hi to 1 (e.g. the domain's box,
-    so that images share one scale); without it an image outside [0,1] is stretched to its
-    own min..max."""
+def to_hwc(
+    img: np.ndarray, value_range: Sequence[float] | None = None, alpha: bool = True
+) -> np.ndarray:
+    """A (C,H,W) image (channels first, as every tensor inverset draws) or an (H,W) one ->
+    (H,W), (H,W,3) or (H,W,4) floats in [0,1] for display. 1 channel is grey, 3 are RGB; with
+    ``alpha`` a last channel of 2 or 4 is transparency (RGBA). Any other count (5 bands, or
+    2 and 4 without ``alpha``) is drawn as its channels side by side in grey, a white line
+    between them: no channel is read as colour or transparency it is not. ``value_range``
+    (lo, hi) maps lo to 0 and hi to 1 (e.g. the domain's box, so that images share one
+    scale); without it an image outside [0,1] is stretched to its own min..max."""
     a = np.asarray(img, dtype=np.float64)
-    if a.ndim == 3 and a.shape[0] > 4:
-        raise ValueError(f"an image of shape {a.shape} is not channels-first (C,H,W), C <= 4")
+    if a.ndim == 3 and a.shape[0] not in ((1, 2, 3, 4) if alpha else (1, 3)):
+        a = _side_by_side(a, value_range)
+        value_range = (0.0, 1.0)
     if a.ndim == 3:
         a = np.moveaxis(a, 0, -1)
     if a.ndim == 3 and a.shape[-1] == 1:
@@ -112,6 +117,18 @@ def to_hwc(img: np.ndarray, value_range: Sequence[float] | None = None) -> np.nd
     if rng is not None:
         a = (a - rng[0]) / (rng[1] - rng[0])
     return np.clip(a, 0, 1)
+
+
+def _side_by_side(a: np.ndarray, value_range: Sequence[float] | None) -> np.ndarray:
+    """(C,H,W) -> (H, C*W + C-1) in [0,1]: the channels on one scale, a white column between."""
+    rng = _range(value_range)
+    if rng is None:
+        lo, hi = np.nanmin(a), np.nanmax(a)
+        rng = (lo, hi + 1e-12) if lo < 0 or hi > 1 else (0.0, 1.0)
+    a = (a - rng[0]) / (rng[1] - rng[0])
+    c, h, _ = a.shape
+    gap = np.ones((c, h, 1))
+    return np.concatenate(np.concatenate([a, gap], 2), 1)[:, :-1]
 
 
 def joint_range(images: Sequence[np.ndarray | None]) -> tuple[float, float] | None:
@@ -159,6 +176,7 @@ def grid_figure(
     title: str | None = None,
     cmap: str = "gray",
     value_range: Sequence[float] | None = None,
+    alpha: bool = True,
 ):
     """The figure :func:`save_grid` writes: tiles laid out by hand, with a band under each row
     sized to its labels' line count and one on top for the title, so that no label is covered
@@ -169,7 +187,7 @@ def grid_figure(
 
     raw = [None if im is None else np.asarray(im, dtype=np.float64) for im in images]
     scale = _range(value_range) or joint_range(raw)
-    imgs = [None if im is None else to_hwc(im, scale) for im in raw]
+    imgs = [None if im is None else to_hwc(im, scale, alpha) for im in raw]
     n = len(imgs)
     ncol = ncol or min(n, 8) or 1
     nrow = max(1, -(-n // ncol))
@@ -240,11 +258,12 @@ def save_grid(
     title: str | None = None,
     cmap: str = "gray",
     value_range: Sequence[float] | None = None,
+    alpha: bool = True,
 ) -> Path:
     """Save images (N,C,H,W or N,H,W; channels first) as one PNG grid, each with a label
     under it (a ``None`` image leaves its tile blank), all on one scale (``value_range``, e.g.
-    the domain's box, else the images' joint min and max)."""
-    return _write(grid_figure(images, labels, ncol, title, cmap, value_range), path)
+    the domain's box, else the images' joint min and max). ``alpha``: see :func:`to_hwc`."""
+    return _write(grid_figure(images, labels, ncol, title, cmap, value_range, alpha), path)
 
 
 #: save_bars draws up to this many features as labelled bars; more as a profile over the index
