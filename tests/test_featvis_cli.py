@@ -83,6 +83,31 @@ def test_dream_command(run_main, cnn_file, tmp_path, digits_cnn):
     assert r.arrays["images"].shape == (1, 1, 16, 16)
 
 
+def test_dream_starts_from_a_result_directory_or_a_npy_array(run_main, cnn_file, tmp_path):
+    """--image took pictures only: no way to dream on from a visualize run, or on a
+    1-D signal model, from the command line."""
+    common = [*MODEL, "--layer", "relu2", "--octaves", 1, "--steps", 2, "--no-progress"]
+    p = run_main("visualize", cnn_file, *MODEL, "--channels", "3", "--layer", "conv2",
+                 "--steps", 5, "--no-progress", "--out", tmp_path / "v")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    p = run_main("dream", cnn_file, *common, "--image", tmp_path / "v", "--out", tmp_path / "d")
+    assert p.returncode == 0, p.stderr
+    vis, dream = iv.Result.load(tmp_path / "v"), iv.Result.load(tmp_path / "d")
+    np.testing.assert_allclose(dream.arrays["original"], vis.arrays["images"][:1], atol=1e-6)
+    start = np.linspace(0, 1, 64, dtype=np.float32).reshape(1, 8, 8)
+    np.save(tmp_path / "start.npy", start)
+    p = run_main("dream", cnn_file, *common, "--image", tmp_path / "start.npy", "--out",
+                 tmp_path / "n")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    np.testing.assert_allclose(iv.Result.load(tmp_path / "n").arrays["original"][0], start)
+    (tmp_path / "empty").mkdir()
+    p = run_main("dream", cnn_file, *common, "--image", tmp_path / "empty")
+    assert p.returncode == 2
+    assert "is a directory with no result.json; give an image file (PNG or JPEG), a .npy" in (
+        p.stderr
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

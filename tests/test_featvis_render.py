@@ -441,7 +441,9 @@ def test_an_unreadable_image_is_a_clear_error(digits_cnn, tmp_path):
     bad.write_text("not an image")
     with pytest.raises(iv.InversetError, match=r"cannot read .* as an image"):
         fv.dream(digits_cnn.model, bad, "relu2", steps=2)
-    with pytest.raises(iv.InversetError, match=r"is a directory; give an image file"):
+    with pytest.raises(
+        iv.InversetError, match=r"is a directory with no result.json; give an image file"
+    ):
         fv.dream(digits_cnn.model, tmp_path, "relu2", steps=2)
 
 

@@ -169,7 +169,14 @@ def visualize(
 @app.command()
 def dream(
     model: ModelArg,
-    image: Annotated[Path, typer.Option("--image", help="photo to dream on (PNG/JPEG)")],
+    image: Annotated[
+        Path,
+        typer.Option(
+            "--image",
+            help="photo to dream on (PNG/JPEG), a .npy array of pixel values, or a result's"
+            " directory (--out of visualize or dream: its image)",
+        ),
+    ],
     layer: LayerOpt,
     octaves: Annotated[int, typer.Option("--octaves", help="number of octaves")] = 4,
     octave_scale: Annotated[float, typer.Option("--octave-scale", help="size ratio")] = 1.4,

@@ -1042,6 +1042,8 @@ def _load_image(image, channels: int, lo: float, hi: float, signal: bool = False
     have a batch axis of one. RGBA pictures are composited over white, as viewers show them."""
     from PIL import Image
 
+    if isinstance(image, str | Path):
+        image = _stored_start(Path(image))
     if isinstance(image, Result):
         pics = image.arrays.get("images")
         image = pics[0] if pics is not None and len(pics) else image.x
@@ -1056,7 +1058,10 @@ def _load_image(image, channels: int, lo: float, hi: float, signal: bool = False
     if isinstance(image, str | Path):
         p = Path(image)
         if p.is_dir():
-            raise InversetError(f"image {p} is a directory; give an image file (PNG or JPEG)")
+            raise InversetError(
+                f"image {p} is a directory with no result.json; give an image file (PNG or "
+                "JPEG), a .npy array or a result's directory (--out of visualize or dream)"
+            )
         if not p.is_file():
             raise InversetError(f"image {p} does not exist")
         try:
@@ -1102,6 +1107,20 @@ def _load_image(image, channels: int, lo: float, hi: float, signal: bool = False
         else:
             raise InversetError(f"image has {t.shape[0]} channels; the model takes {channels}")
     return t[None].clamp(lo, hi)
+
+
+def _stored_start(p: Path) -> Path | Result | np.ndarray:
+    """A dream's start saved by inverset or numpy: a result's directory (``--out`` of
+    visualize, dream, maximize...) -> the Result; a ``.npy`` file -> its array (no pickles);
+    else the path itself (a picture)."""
+    if p.is_dir() and (p / "result.json").is_file():
+        return Result.load(p)
+    if p.suffix.lower() == ".npy" and p.is_file():
+        try:
+            return np.load(p, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InversetError(f"cannot read {p} as a numpy array ({first_line(exc)})") from None
+    return p
 
 
 def _signal_start(a: np.ndarray, channels: int) -> torch.Tensor:
