@@ -148,7 +148,9 @@ def test_report_of_an_empty_directory_is_a_clear_error(tmp_path, monkeypatch, ca
     monkeypatch.setattr(sys, "argv", ["inverset", "report", str(tmp_path)])
     with pytest.raises(SystemExit) as exit_:
         main()
-    assert exit_.value.code == 2 and "holds no results" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "holds no results (no result.json, no */result.json)" in err
+    assert "give the --out of an atlas job or of one query" in err  # not only an atlas's
 
 
 def test_ray_flag_forms():

@@ -44,6 +44,19 @@ def baseline(digits_cnn, tmp_path_factory):
     return load_atlas(out)
 
 
+@pytest.mark.parametrize("seed", [None, -1, 1.5, 2**64])
+def test_an_atlas_seed_is_a_whole_number_of_64_bits(tmp_path, seed, digits_cnn):
+    """None was a TypeError from the seed derivation, -1 ran and was recorded, 1.5 was cut."""
+    with pytest.raises(InversetError, match="seed must be an integer from 0 to 1844"):
+        atlas(digits_cnn.model, tmp_path / "a", targets=["logit:0"], seed=seed)
+    assert not (tmp_path / "a").exists()
+
+
+def test_loading_an_atlas_that_is_not_there_is_an_error(tmp_path):
+    with pytest.raises(InversetError, match=r"atlas directory .* does not exist; give the --out"):
+        load_atlas(tmp_path / "nope")  # it returned {}, as an atlas with nothing done
+
+
 def test_parse_indices_and_keys():
     assert parse_indices("all", 4, "channels") == [0, 1, 2, 3]
     assert parse_indices("0-2,5,7-8", 10, "channels") == [0, 1, 2, 5, 7, 8]

@@ -337,6 +337,9 @@ def test_option_values_parse_numbers_tuples_and_text():
 
     got = parse_options(["a=3", "b=0.5", "c=true", "mutation=0.5,1.0", "s=best1bin", "t=x,1"])
     assert got == {"a": 3, "b": 0.5, "c": True, "mutation": (0.5, 1.0), "s": "best1bin", "t": "x,1"}
+    # a key given twice ran with the last value, silently (audit 114)
+    with pytest.raises(iv.InversetError, match=r"--option starts is given twice \(starts=3 and "):
+        parse_options(["starts=3", "starts=5"])
 
 
 # ------------------------------------------------- in-process runs of the CLI (fast)

@@ -822,6 +822,21 @@ def test_ctrl_c_before_a_range_is_decided_keeps_the_closest_input(monkeypatch):
     assert "interrupted before reachability of" in r.message
     assert r.value == pytest.approx(float(_f(model)(r.x[None])[0]), abs=1e-7)
     assert ref.value - 0.05 < r.value <= ref.value + 1e-6
+    # the bound proven on the side it searched (audit 114: None, as if nothing was proven)
+    assert r.bound >= ref.value - 1e-9 and math.isfinite(r.bound)
+    assert f"proven so far: the target's maximum is at most {r.bound:.6g}" in r.message
+
+
+def test_an_undecided_range_keeps_the_bound_it_proved():
+    """A range decision stopped by its time limit said 'undecided' with no bound, where a
+    maximize of the same target returns its certified bound. The issue's medium net: its
+    best known point is 0.067392 and no bound under 0.1 has been proven in 10 minutes, so
+    [0.08, inf) stays open for a second."""
+    model, box = _mlp([8, 64, 64, 64, 1], 0), iv.Box(-1, 1, shape=(8,))
+    r = iv.in_range(model, "out:0", (0.08, math.inf), box, solver="exact", time_limit=1.0)
+    assert r.status == "time_limit" and math.isfinite(r.bound)
+    assert r.bound >= 0.067392 and r.value <= 0.067393
+    assert f"proven so far: the target's maximum is at most {r.bound:.6g}" in r.message
 
 
 @pytest.mark.parametrize("milp_solver", ["highs", "scip"])

@@ -159,3 +159,9 @@ def test_a_single_callable_is_a_transform():
 
     fv.visualize(_conv(1), "0", channels=[0], steps=2, transforms=shift, input_shape=(1, 8, 8))
     assert calls and all(calls)
+
+
+def test_latent_image_takes_a_latent_space_not_a_generator():
+    """LatentImage(G) was an AttributeError (the README named it so)."""
+    with pytest.raises(InversetError, match=r"takes an inverset.Latent, not Sequential; .* param="):
+        fv.LatentImage(nn.Sequential(nn.Linear(4, 16)))

@@ -223,6 +223,7 @@ def out_option(help: str) -> Any:
 
 OutOpt = Annotated[Path | None, out_option("directory for result.json, result.npz and pictures")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print a machine-readable summary on stdout")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar")]
 
 
 def parse_floats(text: str, what: str) -> list[float]:
@@ -424,6 +425,10 @@ def parse_options(options: list[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise InversetError(f"--option takes key=value, got {item!r}")
         k, v = item.split("=", 1)
+        if k in result:
+            raise InversetError(
+                f"--option {k} is given twice ({k}={result[k]!r} and {item}); give it once"
+            )
         low = v.lower()
         if low in ("true", "false"):
             result[k] = low == "true"

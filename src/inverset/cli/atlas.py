@@ -19,6 +19,7 @@ from inverset.cli.app import (
     IntegerOpt,
     JsonOpt,
     ModelArg,
+    ProgressOpt,
     SeedOpt,
     ShapeOpt,
     TrustOpt,
@@ -166,7 +167,7 @@ def atlas(
     trust: TrustOpt = False,
     factory: FactoryOpt = None,
     device: DeviceOpt = "auto",
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress")] = True,
+    progress: ProgressOpt = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Run one query per target and save each result in DIR/<target>/; rerun to resume.

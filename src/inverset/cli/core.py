@@ -26,6 +26,7 @@ from inverset.cli.app import (
     LatentDimOpt,
     ModelArg,
     OutOpt,
+    ProgressOpt,
     SeedOpt,
     ShapeOpt,
     TargetOpt,
@@ -60,7 +61,6 @@ MaxEvalsOpt = Annotated[int | None, typer.Option("--max-evals", help="model eval
 OptionOpt = Annotated[
     list[str] | None, typer.Option("--option", help="solver option key=value (repeatable)")
 ]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar")]
 
 
 @app.command()

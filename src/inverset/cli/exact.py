@@ -18,6 +18,7 @@ from inverset.cli.app import (
     LabelsOpt,
     ModelArg,
     OutOpt,
+    ProgressOpt,
     SeedOpt,
     ShapeOpt,
     TargetOpt,
@@ -61,7 +62,7 @@ def certify(
     device: DeviceOpt = "auto",
     out_dir: OutOpt = None,
     as_json: JsonOpt = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: ProgressOpt = True,
 ) -> int:
     """Prove the target stays below (or above) C on the box, or find a counterexample.
 

@@ -15,6 +15,7 @@ from inverset.cli.app import (
     JsonOpt,
     ModelArg,
     OutOpt,
+    ProgressOpt,
     SeedOpt,
     ShapeOpt,
     TrustOpt,
@@ -30,15 +31,12 @@ from inverset.errors import InversetError
 from inverset.result import SaveError
 
 LayerOpt = Annotated[str, typer.Option("--layer", "-l", help="layer name (see `inverset layers`)")]
-RangeOpt = Annotated[
-    str, typer.Option("--range", help="LO,HI: the model's valid input range (default 0,1)")
-]
+RangeOpt = Annotated[str, typer.Option("--range", help="LO,HI: the model's valid input range")]
 MeanOpt = Annotated[
     str | None,
     typer.Option("--mean", help="input normalization mean per channel, e.g. .485,.456,.406"),
 ]
 StdOpt = Annotated[str | None, typer.Option("--std", help="input normalization std per channel")]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar")]
 
 
 def _range(text: str) -> tuple[float, float]:

@@ -21,6 +21,7 @@ from inverset.cli.app import (
     LatentBoundOpt,
     LatentDimOpt,
     ModelArg,
+    ProgressOpt,
     SeedOpt,
     ShapeOpt,
     TargetOpt,
@@ -121,7 +122,7 @@ def sample(
         out_option("directory: samples are written there as accepted"),
     ] = None,
     as_json: JsonOpt = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar")] = True,
+    progress: ProgressOpt = True,
 ) -> None:
     """Sample the inverse set: -n diverse inputs with z1 <= TARGET <= z2 (Hada et al.)."""
     from inverset.domain import Box

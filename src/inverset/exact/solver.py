@@ -267,6 +267,7 @@ class _Ctx:
         self.lo = torch.as_tensor(dom.lower.reshape(-1), dtype=torch.float64)
         self.hi = torch.as_tensor(dom.upper.reshape(-1), dtype=torch.float64)
         self.nodes = 0
+        self.side = 1.0  # the sense a reach or range decision is searching (1: its maximum)
         self.history: dict[str, list] = {"time": [], "best": [], "bound": []}
         self.method_used: list[str] = []
         self.timings: dict[str, float] = {}
@@ -287,7 +288,7 @@ class _Ctx:
 
     def note(self, sense: float, x: torch.Tensor | None, bound: float | None = None) -> None:
         """Keep a feasible input found and a bound proven on ``sense * target`` (the whole
-        domain's, not a capped or thresholded search's) for a Ctrl-C's answer."""
+        domain's, not a capped search's) for a Ctrl-C's answer."""
         if x is not None:
             self.found.append(x.detach().reshape(-1).to(torch.float64))
         if bound is not None and not math.isnan(bound):
@@ -661,11 +662,13 @@ def _check_options(problem, method, milp_solver, batch, branching, alpha_steps, 
 
 
 def _maximize(ctx: _Ctx, sense: float, *args: Any, **kw: Any) -> dict[str, Any]:
-    """:func:`_search`, whose answer's point (and bound, without a cap or threshold) is kept
+    """:func:`_search`, whose answer's point (and bound, without a cap) is kept
     for a Ctrl-C's answer; a search a Ctrl-C ended ('interrupted') raises KeyboardInterrupt
     for :func:`solve` to answer with everything found so far."""
     r = _search(ctx, sense, *args, **kw)
-    whole = kw.get("cap") is None and kw.get("threshold") is None
+    # a threshold prunes only boxes bounded below it, so a thresholded search's bound holds
+    # on the whole domain (a reach or range decision's); a capped one's does not
+    whole = kw.get("cap") is None
     found = r["x"] is not None and r["value"] > -math.inf
     ctx.note(sense, r["x"] if found else None, r["bound"] if whole else None)
     if r["status"] == "interrupted":
@@ -988,9 +991,12 @@ def solve(
 ) -> Result:
     """Certified answer for a piecewise-linear network over a bounded domain.
 
-    ``method``: 'auto' (on plain boxes: branch and bound on input boxes with at most 8 inputs
-    and more than 24 unstable ReLUs at the root, on ReLU phases with more than 8 inputs and
-    more than 64 unstable ReLUs; else the MILP), 'bab' (input splits), 'relu' (ReLU-phase
+    ``method``: 'auto' (on plain boxes: branch and bound on input boxes with at most 8
+    inputs and more than 24 unstable ReLUs at the root; with 9 to 64 inputs, a maximum or
+    minimum with more than 24 unstable ReLUs gets the MILP for a share of the time, then
+    ReLU-phase splitting ('milp+relu'), and a reach/range decision the MILP up to 64 unstable
+    ReLUs, then the same; with more than 64 inputs, ReLU-phase splitting past 64 unstable
+    ReLUs; else the MILP), 'bab' (input splits), 'relu' (ReLU-phase
     splits, :mod:`inverset.exact.relu_bab`) or 'milp'. ``milp_solver``:
     'highs' or 'scip'. ``tol``: a maximum is 'optimal' once bound - value <= max(tol, tol *
     |value|). ``max_evals`` caps the number of branch-and-bound boxes. ``batch``: boxes split
@@ -1115,10 +1121,12 @@ def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result
     pad1, pad2 = ctx.pad(z1), ctx.pad(z2)
     asked = _asked(goal)
     anywhere = {"x": None, "value": math.inf, "bound": None, "status": "reached"}
+    ctx.side = 1.0
     hi_side = _maximize(ctx, 1.0, *args, threshold=z1 - pad1, **kw) if z1 > -math.inf else anywhere
     done = _decided(ctx, hi_side, 1.0, z1, asked, args, kw, timings, info)
     if done is not None:
         return done
+    ctx.side = -1.0
     lo_side = _maximize(ctx, -1.0, *args, threshold=-z2 - pad2, **kw) if z2 < math.inf else anywhere
     done = _decided(ctx, lo_side, -1.0, z2, asked, args, kw, timings, info)
     if done is not None:
@@ -1128,7 +1136,10 @@ def _answer(ctx: _Ctx, args: tuple, kw: dict[str, Any], timings, info) -> Result
     if stops:
         why = STOPS[stops[0]]
         st = "not_found" if stops[0] in ("incomplete", "undecided") else stops[0]
-        return _closest(ctx, pts, st, f"{why} before reachability was decided", timings, info)
+        ctx.side = 1.0 if hi_side["status"] in STOPS else -1.0
+        bound, proven = _side_bound(ctx)
+        msg = f"{why} before reachability was decided{proven}"
+        return _closest(ctx, pts, st, msg, timings, info, bound)
     x, why = _witness(ctx, hi_side["x"], lo_side["x"], z1, z2, args[1], threads)
     # the sides were searched to the range's ends less a rounding margin: whether their points
     # reach the ends themselves
@@ -1371,9 +1382,21 @@ def _best_of(ctx: _Ctx, pts) -> tuple[torch.Tensor | None, float | None]:
     return pts[i], float(vals[i])
 
 
-def _closest(ctx, pts, status, message, timings, info) -> Result:
+def _closest(ctx, pts, status, message, timings, info, bound=None) -> Result:
     x, value = _best_of(ctx, pts)
-    return _result(ctx, x, value, status, message, None, timings, info, {})
+    return _result(ctx, x, value, status, message, bound, timings, info, {})
+
+
+def _side_bound(ctx: _Ctx) -> tuple[float | None, str]:
+    """The bound proven so far on the side an undecided reach or range was searching
+    (``ctx.side``: 1 its maximum, -1 its minimum), in the target's sign, and the words that
+    say it ('' when none is proven): how close the proof came."""
+    b = ctx.bound_so_far(ctx.side)
+    if b is None:
+        return None, ""
+    bound = ctx.side * b + 0.0
+    word = "maximum is at most" if ctx.side > 0 else "minimum is at least"
+    return bound, f"; proven so far: the target's {word} {bound:.6g}"
 
 
 def _asked(goal) -> str:
@@ -1445,8 +1468,9 @@ def _interrupted(ctx: _Ctx, timings, info) -> Result:
         msg = f"witness found: {asked} is reachable (the search was then interrupted)"
         return _result(ctx, x, value, "found", msg, None, timings, info, {})
     near = "" if value is None else f"; closest value found {value:.6g}"
-    msg = f"interrupted before reachability of {asked} was decided{near}"
-    return _result(ctx, x, value, "interrupted", msg, None, timings, info, {})
+    bound, proven = _side_bound(ctx)
+    msg = f"interrupted before reachability of {asked} was decided{near}{proven}"
+    return _result(ctx, x, value, "interrupted", msg, bound, timings, info, {})
 
 
 def _result(ctx, x, value, status, message, bound, timings, info, r, gap=None) -> Result:

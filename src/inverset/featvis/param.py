@@ -175,6 +175,12 @@ class LatentImage(ImageParam):
         device: torch.device | str | None = None,
         shape: Sequence[int] | None = None,
     ):
+        if not isinstance(latent, Latent):
+            raise InversetError(
+                f"LatentImage takes an inverset.Latent, not {type(latent).__name__}; to "
+                "visualize in a generator's latent space pass param=iv.Latent(G, dim) to "
+                "visualize"
+            )
         if not math.isfinite(latent.bound):
             raise InversetError(
                 f"a Latent space for feature visualization needs a finite bound (z = bound * "

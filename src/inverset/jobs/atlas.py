@@ -57,6 +57,7 @@ from inverset.problem import label_names
 from inverset.progress import sigterm_as_interrupt
 from inverset.result import Result, _jsonable, output_directory, write_fix
 from inverset.target import parse_target
+from inverset.zoo import MAX_SEARCH_SEED, check_seed
 
 MODES = ("maximize", "minimize", "visualize", "sample")
 #: Fields of job.json that define the job: a directory never holds results of two queries.
@@ -754,6 +755,9 @@ def load_atlas(out: str | Path) -> dict[str, Result]:
     """Every finished target's Result in ``out``, in job order (with job.json, only the
     results of that job)."""
     out = Path(out)
+    if not out.is_dir():
+        what = "is a file" if out.exists() else "does not exist"
+        raise InversetError(f"atlas directory {out} {what}; give the --out of an atlas job")
     job = read_job(out)
     if not job:
         keys = sorted(p.parent.name for p in out.glob("*/result.json"))
@@ -1032,6 +1036,7 @@ def atlas(
 
     if mode not in MODES:
         raise InversetError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    seed = check_seed(seed, MAX_SEARCH_SEED)  # recorded in job.json: a whole number, always
     if ranges and mode != "sample":
         raise InversetError(f"ranges apply to --mode sample, not {mode}; drop --ranges")
     if mode == "sample" and not ranges:

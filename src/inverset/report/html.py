@@ -392,7 +392,10 @@ def build_report(
     if not entries and (out / "result.json").is_file():
         return _query_report(out)
     if not entries:
-        raise InversetError(f"{out} holds no results (no */result.json); run an atlas job first")
+        raise InversetError(
+            f"{out} holds no results (no result.json, no */result.json); give the --out of "
+            "an atlas job or of one query"
+        )
     seeds, ident = unit_seeds(job), job_ident(job) if job else None
     last_run = (job.get("runs") or [{}])[-1]
     failed = last_run.get("failed")
