@@ -100,6 +100,39 @@ def test_digits_hidden_channel_range(digits_cnn):
     assert r.info["diversity"] > 1.0
 
 
+def test_a_relu_neuron_off_at_random_inputs_gets_diverse_seeds(digits_cnn):
+    """relu3:14 of the digits CNN is 0 at random inputs: the seeding's gradient was zero, no
+    walker moved and the run ended not_found after the exact check's 30 s (audit 116). The
+    walkers with no gradient now climb through leaky ReLUs; relu3:14 = relu(fc1:14) here,
+    and its samples must be in range on the model itself."""
+    model = digits_cnn.model
+    x0 = torch.rand(200, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert float(forward(model, x0, ["relu3"])["relu3"][:, 14].max()) == 0.0
+    r = sample(model, "relu3:14", (0.27, 0.64), n=60, domain=Box(0, 1), seed=0)
+    assert r.status == "found", r.message
+    assert r.info["warmed_walkers"] >= 5
+    with torch.no_grad():
+        v = forward(model, torch.as_tensor(r.xs), ["relu3"])["relu3"][:, 14].numpy()
+    assert ((v >= 0.27) & (v <= 0.64)).all() and len(np.unique(r.xs, axis=0)) == 60
+    assert r.info["seed_steps"] < 800  # the exact check never ran: seeding found them
+
+
+def test_a_walk_on_whole_numbers_restarts_at_least_one_unit_away():
+    """4 whole numbers in 0..5 summing to [3, 5]: 111 inputs qualify; restarts within 0.025
+    of the box width rounded back to their sample, and 60 of 100 points were copies."""
+    net = nn.Sequential(nn.Linear(4, 1))
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].bias.zero_()
+    dom = Box(0, 5, shape=(4,), integer=[0, 1, 2, 3])
+    r = sample(net, "out:0", (3, 5), n=80, domain=dom, seed=0, encoder="identity")
+    assert r.status == "found", r.message
+    x = r.xs.astype(np.float64)
+    np.testing.assert_array_equal(x, np.round(x))
+    assert len(np.unique(x, axis=0)) == 80 and ((x.sum(1) >= 3) & (x.sum(1) <= 5)).all()
+
+
 class Interrupt:
     """A callback raising KeyboardInterrupt once ``at`` samples are accepted (a Ctrl-C)."""
 
