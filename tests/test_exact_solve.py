@@ -1280,3 +1280,25 @@ def test_auto_runs_the_milp_then_relu_splitting_between_8_and_64_inputs():
     # left audit 113's reach and range open); above 0.45 is not decided in 4 s either way
     r = iv.in_range(net, "out:0", (0.45, math.inf), box, solver="exact", time_limit=4)
     assert (r.status, r.info["method"]) == ("time_limit", "milp"), r.message
+
+
+def test_tracing_leaves_the_models_own_attributes_as_they_were():
+    """torch.fx runs forward on proxies: a forward counting its calls (self.calls += len(x))
+    was left holding a Proxy after solver='exact' or 'auto' (audit 117)."""
+
+    class Logged(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = _mlp([3, 8, 1], 0)
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += x.shape[0]
+            return self.net(x)
+
+    for solver in ("exact", "auto"):
+        m = Logged().eval()
+        r = iv.maximize(m, "out:0", iv.Box(-1, 1, shape=(3,)), solver=solver, max_evals=100)
+        assert r.status in ("optimal", "converged", "max_evals")
+        assert type(m.calls) is int and m.calls > 0
+        assert not [k for k in vars(m) if "proxy" in type(vars(m)[k]).__name__.lower()]

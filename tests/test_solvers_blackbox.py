@@ -505,3 +505,40 @@ def test_answers_are_the_values_of_each_point_alone(solver):
         with torch.no_grad():
             out = net(torch.as_tensor(x)[None])[0]
         assert float(out[0]) == v and float(out[1]) <= c
+
+
+def test_basinhopping_claims_no_convergence_on_whole_numbers():
+    """With every feature whole, L-BFGS-B stops at once where rounding makes the loss flat:
+    scipy's 'lowest' local search had converged at the target's minimum while the answer was
+    the best point the hops met, and the status said 'converged' (audit 117)."""
+    net = nn.Sequential(nn.Linear(3, 1))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, -2.0, 0.5]]))
+        net[0].bias.zero_()
+    dom = iv.Box(0, 5, shape=(3,), integer=[0, 1, 2])
+    r = iv.maximize(net, "out:0", dom, solver="basinhopping", seed=0, niter=5)
+    assert r.status == "step_limit", r.message
+    np.testing.assert_array_equal(r.x, np.round(r.x))
+    assert r.value == pytest.approx(float(net(torch.as_tensor(r.x[None]).float())[0, 0]))
+
+
+def test_cmaes_begins_no_step_past_its_time_limit():
+    """A flat target ends each run at once and IPOP doubles the population: asking for
+    40960 points took 1.6 s, after the last look at the clock (a 2 s limit ran 3.7 s)."""
+
+    class Plateau(nn.Module):
+        def forward(self, x):
+            return torch.relu(x - 0.9).prod(-1, keepdim=True) * 1e8
+
+    box = iv.Box(0, 1, shape=(8,))
+    iv.maximize(Plateau(), "out:0", box, solver="cmaes", seed=0, max_evals=50)  # imports
+    t = time.perf_counter()
+    r = iv.maximize(Plateau(), "out:0", box, solver="cmaes", seed=0, time_limit=2.0)
+    assert time.perf_counter() - t < 2.6 and r.status == "time_limit"
+    assert r.info["runs"] >= 8  # the time was used, not given up after a few runs
+
+
+@pytest.mark.parametrize("key", ["num_restarts", "raw_samples"])
+def test_bayes_refuses_zero_restarts_or_raw_samples(key):
+    with pytest.raises(InversetError, match=f"{key} must be at least 1, got 0"):
+        iv.maximize(linear3(), "out:0", iv.Box(0, 1, shape=(3,)), solver="bayes", **{key: 0})

@@ -14,9 +14,10 @@ anything that is not affine, ReLU, clamping or max-pooling raises
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -270,6 +271,22 @@ def _in_place_name(name: str) -> bool:
     """torch's naming of an operation that changes its first argument: ``relu_``, not
     ``__add__``."""
     return name.endswith("_") and not name.endswith("__")
+
+
+@contextlib.contextmanager
+def _attributes_kept(model: nn.Module) -> Iterator[None]:
+    """Tracing runs ``forward`` on proxies: a forward that updates an attribute of its own
+    (``self.calls += len(x)``) left a torch.fx Proxy there on the user's model. Every
+    submodule's plain attributes are put back as they were, and new ones removed."""
+    kept = [(m, dict(vars(m))) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for m, before in kept:
+            now = vars(m)
+            for k in [k for k in now if k not in before]:
+                del now[k]
+            now.update(before)
 
 
 class _Tracer(fx.Tracer):
@@ -709,7 +726,8 @@ class _Extractor:
         tracer = _Tracer(autowrap_modules=())
         graph = _chain_graph(self.model, tracer)
         try:  # the graph alone: a GraphModule would also generate and compile Python code
-            graph = graph or tracer.trace(self.model)
+            with _attributes_kept(self.model):
+                graph = graph or tracer.trace(self.model)
         except Exception as exc:
             why = f"this model (torch.fx cannot trace it: {type(exc).__name__})"
             raise _unsupported(why) from None

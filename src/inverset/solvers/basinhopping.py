@@ -88,7 +88,15 @@ def solve(
             rng=rng,
         )
         local = res.lowest_optimization_result
-        return "step_limit" if local.nit >= local_maxiter else None
+        if local.nit >= local_maxiter:
+            return "step_limit"
+        # 'converged' speaks of scipy's lowest local minimum: only when that is the answer.
+        # Integer features make the loss piecewise constant (L-BFGS-B stops at once where it
+        # is flat), and a minimum just outside A x <= b is not kept: the answer is then the
+        # best point the hops met (audit 117: 'converged' at 1.14 where 2.09 is reachable)
+        if obj.box.integer or not float(res.fun) <= obj.best_loss + 1e-9 * (1 + abs(res.fun)):
+            return "step_limit"
+        return None
 
     return run(
         problem,

@@ -79,6 +79,8 @@ def solve(
         ("init", init),
         ("rounds", rounds),
         ("max_points", max_points),
+        ("num_restarts", num_restarts),
+        ("raw_samples", raw_samples),
     ):
         if v is not None and v < 1:
             raise InversetError(f"{name} must be at least 1, got {v}")
