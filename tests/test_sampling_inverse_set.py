@@ -60,7 +60,7 @@ def test_logistic_inverse_set_is_halfspace_slab_in_box(z1, z2):
     assert info["seed_steps"] <= 800 and info["sample_steps"] <= 200
 
 
-def test_intersection_satisfies_every_range(digits_cnn):
+def test_intersection_satisfies_every_range(digits_cnn, tmp_path, saved_figures):
     model = digits_cnn.model
     x0 = torch.from_numpy(digits_cnn.X[3:4])
     with torch.no_grad():
@@ -82,6 +82,12 @@ def test_intersection_satisfies_every_range(digits_cnn):
     assert ((f2 >= b - 1) & (f2 <= b + 1)).all()
     np.testing.assert_allclose(r.arrays["constraints"][:, 0], f2, atol=1e-4)
     assert r.xs.min() >= 0 and r.xs.max() <= 1
+    # the pictures' title names every range, not the first target's alone (audit 116)
+    from inverset.report.pictures import write_pictures
+
+    write_pictures(r, tmp_path)
+    title = " ".join(t.get_text() for t in saved_figures[0].texts).replace("\n", " ")
+    assert f"logit:3 in [{b - 1:g}, {b + 1:g}]" in title and "fc1:3" in title
 
 
 def test_digits_hidden_channel_range(digits_cnn):

@@ -58,6 +58,19 @@ def _goal_text(goal: dict[str, Any]) -> str:
     return kind
 
 
+def _constraints_text(query: dict[str, Any]) -> str:
+    """A picture title's target constraints (a sample's intersections): ', logit:7 in
+    [-6, -1]' per constraint; '' without any."""
+    parts = []
+    for c in query.get("constraints") or []:
+        try:
+            t, lo, hi = c
+            parts.append(f", {t} in [{float(lo):g}, {float(hi):g}]")
+        except (TypeError, ValueError):
+            continue
+    return "".join(parts)
+
+
 def domain_names(result: Result) -> list[str] | None:
     """The feature names a result's domain records, if any."""
     dom = result.query.get("domain") or {}
@@ -145,6 +158,7 @@ def write_pictures(
             vals = result.values if result.values is not None else [result.value]
             labels = [f"{target}={v:.4g}" for v in vals[:max_images]]
             title = f"{_goal_text(result.query.get('goal') or {})} {target}"
+            title += _constraints_text(result.query)
             if len(xs) > max_images:
                 title += f", the first {max_images} of {len(xs)}"
             if shape != x.shape:
