@@ -277,14 +277,15 @@ def _in_place_name(name: str) -> bool:
 def _attributes_kept(model: nn.Module) -> Iterator[None]:
     """Tracing runs ``forward`` on proxies: a forward that updates an attribute of its own
     (``self.calls += len(x)``) left a torch.fx Proxy there on the user's model. Every
-    submodule's plain attributes are put back as they were, and new ones removed."""
+    submodule's attributes are put back as they were, and new ones holding a Proxy removed
+    (the tracer's own, its tensor constants, stay: the graph reads them)."""
     kept = [(m, dict(vars(m))) for m in model.modules()]
     try:
         yield
     finally:
         for m, before in kept:
             now = vars(m)
-            for k in [k for k in now if k not in before]:
+            for k in [k for k, v in now.items() if k not in before and isinstance(v, fx.Proxy)]:
                 del now[k]
             now.update(before)
 
