@@ -1138,7 +1138,7 @@ def _signal_start(a: np.ndarray, channels: int) -> torch.Tensor:
 
 def dream(
     model: nn.Module,
-    image: str | Path | np.ndarray | torch.Tensor | PILImage,
+    image: str | Path | np.ndarray | torch.Tensor | PILImage | Result,
     layer: str,
     objective: Objective | None = None,
     *,
