@@ -10,19 +10,6 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def no_leftovers(*tmps: Path) -> Iterator[None]:
-    """A write through the temporary files ``tmps`` that fails (a full disk) or is stopped
-    (Ctrl-C, SIGTERM) leaves none of them behind; the error goes on."""
-    try:
-        yield
-    except BaseException:
-        for tmp in tmps:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-        raise
-
-
-@contextlib.contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """A temporary file's path beside ``path`` (same directory, same suffix) to write into;
     when the block ends it replaces ``path`` in one rename. Any exception in the block or the
@@ -30,6 +17,10 @@ def replacing(path: str | Path) -> Iterator[Path]:
     file and goes on: ``path`` is never left half written, and keeps what it held."""
     path = Path(path)
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
-    with no_leftovers(tmp):
+    try:
         yield tmp
         os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
