@@ -594,38 +594,32 @@ def _full_disk(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def test_a_full_disk_at_the_lock_is_one_line_and_leaves_no_lock(tmp_path, monkeypatch):
-    """os.write of the lock's pid on a full disk was an internal error (exit 4, the lock
-    file left behind): one line naming the directory and the fix, no lock file."""
+@pytest.mark.parametrize(
+    ("call", "words"),
+    [
+        # os.write of the lock's pid on a full disk was an internal error (exit 4, the lock
+        # file left behind)
+        ("write", "cannot write the job's lock file into {} (No space left on device); free "),
+        # a directory out of inodes (or read-only) at the lock's creation was an internal
+        # error: only an existing lock was caught there
+        ("open", "cannot make the job's lock file in {} (No space left on device); free "),
+    ],
+)
+def test_a_lock_that_cannot_be_written_is_one_line_and_leaves_no_lock(
+    tmp_path, monkeypatch, call, words
+):
+    """One line naming the directory and the fix, no lock file, and the directory free."""
     from inverset.jobs.atlas import job_lock
 
     with monkeypatch.context() as m, pytest.raises(InversetError) as info:
-        m.setattr(os, "write", _full_disk)
+        m.setattr(os, call, _full_disk)
         with job_lock(tmp_path):
             pass
-    assert str(info.value) == (
-        f"cannot write the job's lock file into {tmp_path} (No space left on device); free "
-        "some space, or use another --out"
-    )
+    assert str(info.value) == words.format(tmp_path) + "some space, or use another --out"
     assert list(tmp_path.iterdir()) == []
     with job_lock(tmp_path):  # the directory is not held by the failed attempt
         assert (tmp_path / ".lock").read_text() == str(os.getpid())
     assert list(tmp_path.iterdir()) == []
-
-
-def test_a_lock_file_that_cannot_be_made_is_one_line(tmp_path, monkeypatch):
-    """A directory out of inodes (or read-only) at the lock's creation was an internal error:
-    only an existing lock was caught there."""
-    from inverset.jobs.atlas import job_lock
-
-    with monkeypatch.context() as m, pytest.raises(InversetError) as info:
-        m.setattr(os, "open", _full_disk)
-        with job_lock(tmp_path):
-            pass
-    assert str(info.value) == (
-        f"cannot make the job's lock file in {tmp_path} (No space left on device); free some "
-        "space, or use another --out"
-    )
 
 
 def test_a_full_disk_at_the_job_record_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
