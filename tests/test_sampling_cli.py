@@ -9,7 +9,9 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from inverset.report.pictures import constraint_panels
 from inverset.result import Result
 from tests.conftest import cli
 
@@ -62,6 +64,12 @@ def test_sample_with_generator_intersection_and_resume(files, tmp_path, digits_c
     assert ((logits[:, 1] >= -4) & (logits[:, 1] <= 0)).all()
     assert ((logits[:, 7] >= -6) & (logits[:, 7] <= -1)).all()
     assert r.info["diversity"] > 0 and r.info["encoder"] == "layer relu1"
+    # values.png: a histogram per range, the intersected target's values as the model gives them
+    ((name, vals, lo, hi),) = constraint_panels(r)
+    assert (name, lo, hi) == ("logit:7", -6.0, -1.0)
+    np.testing.assert_allclose(vals, logits[:, 7], rtol=1e-5, atol=1e-5)
+    with Image.open(out / "values.png") as im:
+        assert im.size[0] > 1.4 * 4.5 * 110, im.size  # two panels side by side, not one
 
 
 def test_sample_input_space_prints_summary(files, tmp_path, run):

@@ -21,6 +21,7 @@ from inverset.files import replacing
 from inverset.report.images import save_bars, save_curve, save_grid, save_histogram, to_hwc
 from inverset.report.pictures import (
     GENERATOR,
+    constraint_panels,
     domain_names,
     drawn_as,
     image_range,
@@ -245,12 +246,17 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
     if result.values is not None and np.asarray(result.values).size > 1:
         if _stale(d / HIST, src):
             rng = goal_range(result)
+            more = constraint_panels(result)
             save_histogram(
                 result.values,
                 d / HIST,
                 rng[0] if rng else None,
                 rng[1] if rng else None,
-                title=f"{target}: values of returned points",
+                title="values of returned points"
+                if more
+                else f"{target}: values of returned points",
+                more=more,
+                name=target,
             )
         pics.append(HIST)
     remove_pictures(d, TARGET_PICTURES, keep=pics)

@@ -384,14 +384,39 @@ def save_histogram(
     high: float | None = None,
     title: str | None = None,
     bins: int = 30,
+    more: Sequence[tuple[str, np.ndarray, float, float]] = (),
+    name: str | None = None,
 ) -> Path:
-    """Histogram of target values, with the requested range [low, high] shaded."""
-    fig, ax = plt.subplots(figsize=(4.5, 3.0))
-    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    """Histogram of target values, with the requested range [low, high] shaded; ``more``:
+    further panels ``(name, values, low, high)`` beside it, one per constraint on the same
+    points (a sample's intersected ranges), so that every range's values can be seen;
+    ``name`` heads the first panel then."""
+    n = 1 + len(more)
+    ncol = min(n, 3)
+    nrow = -(-n // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.5 if n == 1 else 3.4 * ncol, 3.0 * nrow))
+    axes = np.atleast_1d(axes).reshape(-1)
+    panels = [(name if more else None, values, low, high), *more]
+    for ax, (name, v, lo, hi) in zip(axes, panels, strict=False):
+        _histogram(ax, np.asarray(v, dtype=np.float64).reshape(-1), lo, hi, bins)
+        if name is not None:
+            ax.set_title(str(name), fontsize=8)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    if n == 1:
+        return _write(fig, path, axes[0], title)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _write(fig, path)
+
+
+def _histogram(ax, v: np.ndarray, low: float | None, high: float | None, bins: int) -> None:
+    """One panel of :func:`save_histogram`: ``v`` with [low, high] shaded (an infinite end
+    drawn to the edge of the plot: axvspan cannot take inf)."""
     if v.size:
         ax.hist(v, bins=bins, color="#3b6ea8", zorder=2)
     if low is not None and high is not None:
-        # an infinite end is drawn to the edge of the plot (axvspan cannot take inf)
         left, right = ax.get_xlim()
         lo = low if np.isfinite(low) else min(left, high)
         hi = high if np.isfinite(high) else max(right, low)
@@ -401,7 +426,6 @@ def save_histogram(
         ax.ticklabel_format(axis="x", useOffset=False)
     ax.set_xlabel("target value")
     ax.set_ylabel("count")
-    return _write(fig, path, ax, title)
 
 
 @_drawn

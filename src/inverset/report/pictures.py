@@ -71,6 +71,22 @@ def _constraints_text(query: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def constraint_panels(result: Result) -> list[tuple[str, np.ndarray, float, float]]:
+    """A sample's intersected ranges as histogram panels ``(target, its values at the
+    returned points, z1, z2)``; [] when it has none, or their values were not kept."""
+    cons = result.query.get("constraints") or []
+    vals = result.arrays.get("constraints")
+    if not cons or vals is None:
+        return []
+    vals = np.asarray(vals, dtype=np.float64)
+    if vals.ndim != 2 or vals.shape[1] != len(cons):
+        return []
+    try:
+        return [(str(t), vals[:, k], float(lo), float(hi)) for k, (t, lo, hi) in enumerate(cons)]
+    except (TypeError, ValueError):
+        return []
+
+
 def domain_names(result: Result) -> list[str] | None:
     """The feature names a result's domain records, if any."""
     dom = result.query.get("domain") or {}
@@ -198,13 +214,16 @@ def write_pictures(
         )
     if result.values is not None and len(result.values) > 1:
         goal = result.query.get("goal", {})
+        more = constraint_panels(result)
         out.append(
             save_histogram(
                 result.values,
                 d / "values.png",
                 goal.get("low"),
                 goal.get("high"),
-                title=f"{target} of returned points",
+                title="values of returned points" if more else f"{target} of returned points",
+                more=more,
+                name=target,
             )
         )
     return out
