@@ -377,9 +377,9 @@ def test_what_users_look_at_says_what_it_shows(tmp_path, saved_figures):
     one-record curve drew nothing; values 1e-8 apart got an offset label over the axis label;
     an image grid showed 32 of 40 samples and said neither that nor the range; a visualize
     atlas's target titled its batch's mean curve as its own; -inf read 'inf'."""
+    from inverset.files import GENERATOR
     from inverset.report.html import _fmt
     from inverset.report.images import save_curve, save_histogram
-    from inverset.report.pictures import GENERATOR
 
     old, mine = tmp_path / "old", tmp_path / "mine"
     for d, page in ((old, f"<!DOCTYPE html><html><head>{GENERATOR}"), (mine, "<html>mine")):

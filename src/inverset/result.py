@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from inverset.errors import InversetError
-from inverset.files import replacing
+from inverset.files import PICTURES, remove_pictures, replacing
 
 #: What a status means. Every solver uses these words and no others.
 STATUSES = {
@@ -254,6 +254,8 @@ class Result:
         """Write ``result.json`` (everything but arrays; strict JSON, a non-finite float as
         ``{"__float__": "inf" | "-inf" | "nan"}``) and ``result.npz`` (arrays).
 
+        The pictures and page of an earlier result there (inverset's own file names,
+        :data:`~inverset.files.PICTURES`) are removed: they would pass for this result's.
         A failed write (a full disk, a directory that cannot be made) leaves no temporary file
         and raises :class:`SaveError`, which holds this Result.
         """
@@ -286,6 +288,7 @@ class Result:
                 f"the result was not saved in {d} ({exc.strerror or type(exc).__name__}); "
                 f"{write_fix(exc)} or give another directory (e.g. --out runs/a)",
             ) from None
+        remove_pictures(d, PICTURES)
         return d
 
     @classmethod

@@ -1049,6 +1049,11 @@ def _load_image(image, channels: int, lo: float, hi: float, signal: bool = False
         image = pics[0] if pics is not None and len(pics) else image.x
         if image is None:
             raise InversetError("the Result holds no image (no x); give one that found a point")
+        if pics is None:  # a flat x (784 inputs) as its pictures draw it (1, 28, 28)
+            from inverset.report.pictures import picture_shape
+
+            image = np.asarray(image)
+            image = image.reshape(picture_shape(image.shape) or image.shape)
     unit = False  # values on [0, 1], to be mapped onto [lo, hi]
     if isinstance(image, str | Path | Image.Image) and signal:
         raise InversetError(
@@ -1338,17 +1343,15 @@ def _tile(images: np.ndarray, ncol: int, alpha: bool = False) -> np.ndarray:
 def save(result: Result, out: str | Path, gif: bool = False, ncol: int | None = None) -> list[Path]:
     """Write ``result.json``/``result.npz``, ``grid.png`` (each image labelled with its target
     and final value) and, with ``gif`` and recorded frames, ``optimization.gif``. The pictures
-    of an earlier run in ``out`` are removed first (only inverset's own names,
-    :data:`~inverset.report.pictures.PICTURES`), so none is left beside this result. A write
+    of an earlier run in ``out`` are removed first (by :meth:`Result.save
+    <inverset.result.Result.save>`), so none is left beside this result. A write
     that fails is a :class:`~inverset.result.SaveError` holding the result."""
     from inverset.files import replacing
     from inverset.report.images import save_grid
-    from inverset.report.pictures import PICTURES, remove_pictures
     from inverset.result import SaveError, write_fix
 
     out = Path(out)
     written = [result.save(out)]
-    remove_pictures(out, PICTURES)
     lo, hi = result.query.get("value_range", [0.0, 1.0])
     images = (np.asarray(result.arrays["images"]) - lo) / (hi - lo)
     if result.query.get("alpha"):

@@ -17,18 +17,15 @@ from urllib.parse import quote
 
 import numpy as np
 
-from inverset.files import replacing
+from inverset.files import GENERATOR, is_ours, remove_pictures, replacing
 from inverset.report.images import save_bars, save_curve, save_grid, save_histogram, to_hwc
 from inverset.report.pictures import (
-    GENERATOR,
     constraint_panels,
+    constraints_text,
     domain_names,
     drawn_as,
     image_range,
-    is_image,
-    is_ours,
     picture_shape,
-    remove_pictures,
 )
 from inverset.result import Result, _jsonable, stored_floats
 
@@ -177,10 +174,10 @@ def _thumbnail(
     x: np.ndarray, path: Path, value_range: tuple[float, float] | None, size: int = 160
 ) -> None:
     """``x`` as a PNG about ``size`` pixels wide, on the scale ``value_range`` (see
-    :func:`~inverset.report.images.to_hwc`)."""
+    :func:`~inverset.report.images.to_hwc`; a model's input: no channel is transparency)."""
     from PIL import Image
 
-    a = (to_hwc(x, value_range) * 255).round().astype(np.uint8)
+    a = (to_hwc(x, value_range, alpha=False) * 255).round().astype(np.uint8)
     im = Image.fromarray(a)
     scale = size / max(im.size)
     if scale >= 2:
@@ -191,6 +188,25 @@ def _thumbnail(
         im.save(tmp, format="PNG")
 
 
+def rendered(result: Result) -> tuple[np.ndarray, np.ndarray] | None:
+    """A visualization's or dream's pictures in pixel values, alpha dropped: (the image of
+    ``x``, all images (N, C, H, W)); None for other results. Its ``x``/``xs`` are the model's
+    inputs, normalized by ``--mean/--std`` when it was: drawn on the pixels' scale, wrong."""
+    images = result.arrays.get("images")
+    x = np.asarray(result.x) if result.x is not None else None
+    if images is None or x is None or x.ndim != 3 or np.ndim(images) not in (3, 4):
+        return None
+    images = np.asarray(images)
+    images = (images[None] if images.ndim == 3 else images)[:, : x.shape[0]]
+    if images.shape[1:] != x.shape:
+        return None
+    xs = None if result.xs is None else np.asarray(result.xs)
+    k = 0  # x is the best image, which need not be the first (visualize keeps channel order)
+    if xs is not None and xs.shape == images.shape:
+        k = int(np.argmin(np.abs(xs - x).reshape(len(xs), -1).max(1)))
+    return images[k], images
+
+
 def write_target_pictures(result: Result, d: Path, names: list[str] | None = None) -> list[str]:
     """The pictures of one target in ``d`` (rebuilt when stale; those this result no longer
     has are removed, so none outlives its result); returns their file names."""
@@ -198,10 +214,10 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
     pics: list[str] = []
     target = result.query.get("target", d.name)
     if result.x is not None:
-        x = np.asarray(result.x)
-        image = result.arrays.get("images")  # a rendered image (visualize), alpha dropped
-        if image is not None and np.ndim(image) == 3 and is_image(np.shape(image)):
-            x = np.asarray(image)[: x.shape[0]]
+        x, xs = np.asarray(result.x), result.xs
+        pixels = rendered(result)
+        if pixels is not None:
+            x, xs = pixels
         shape = picture_shape(x.shape, names or domain_names(result))
         if _stale(d / THUMB, src):
             if shape is not None:
@@ -219,7 +235,6 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
                     title=f"{target}: {result.x_label}",
                 )
         pics.append(THUMB)
-        xs = result.xs
         many = xs is not None and len(xs) > 1
         shape = picture_shape(np.shape(xs)[1:], names or domain_names(result)) if many else None
         if shape is not None:
@@ -231,8 +246,10 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
                     d / SAMPLES,
                     [_fmt(None if v is None else float(v)) for v in vals[:32]],
                     title=f"{target}: returned points"
+                    + constraints_text(result.query)
                     + (f" ({drawn_as(int(np.prod(shape)), shape)})" if flat else ""),
                     value_range=image_range(result.query),
+                    alpha=False,
                 )
             pics.append(SAMPLES)
     ykey = next((k for k in ("best", "objective") if result.history.get(k)), None)
@@ -302,6 +319,7 @@ def _target_page(
     captions = {
         **QUERY_PICTURES,
         THUMB: result.x_label,
+        "best_input.png": result.x_label,
         SAMPLES: "returned points",
         CURVE: "convergence",
         HIST: "histogram of target values",
@@ -342,17 +360,26 @@ def _query_report(out: Path) -> Path:
     """``out/index.html`` for one query's ``--out`` directory: its result as an atlas
     target's page shows it, with the pictures written beside it (drawn when it was saved;
     none is redrawn here, so a visualize grid stays as rendered)."""
-    from inverset.errors import InversetError
 
     result = Result.load(out)  # an unreadable result: a one-line error naming the file
     pics = [p for p in QUERY_PICTURES if (out / p).is_file()]
     index = out / "index.html"
-    if index.exists() and not is_ours(index):
-        raise InversetError(
-            f"{index} is not a page inverset wrote; move it away to build the result's page"
-        )
+    _refuse_foreign([index])
     _write(index, _target_page(out.name, result, pics, None, None, False, alone=True))
     return index
+
+
+def _refuse_foreign(pages: list[Path]) -> None:
+    """A one-line error, before anything is written, when a page the report would write is
+    already there and not inverset's (a user's own ``index.html``): it is never overwritten."""
+    from inverset.errors import InversetError
+
+    foreign = [p for p in pages if p.exists() and not is_ours(p)]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise InversetError(
+            f"{foreign[0]}{more} is not a page inverset wrote; move it away to build the report"
+        )
 
 
 def _note_card(key: str, target: str, cls: str, text: str) -> str:
@@ -402,6 +429,7 @@ def build_report(
             f"{out} holds no results (no result.json, no */result.json); give the --out of "
             "an atlas job or of one query"
         )
+    _refuse_foreign([out / "index.html", *(out / key / "index.html" for key, _ in entries)])
     seeds, ident = unit_seeds(job), job_ident(job) if job else None
     last_run = (job.get("runs") or [{}])[-1]
     failed = last_run.get("failed")
@@ -414,8 +442,7 @@ def build_report(
         problems[kind] += 1
         cards[key] = _note_card(key, target, "failed", f"{kind}: {why}")
         if (out / key).is_dir():  # an earlier result's page and pictures must not stay
-            remove_pictures(out / key, TARGET_PICTURES)
-            (out / key / "index.html").unlink(missing_ok=True)  # the job's own page
+            remove_pictures(out / key, [*TARGET_PICTURES, "index.html"])
         if warn is not None:
             warn(f"{why}; its card shows it as {kind} ({fix})")
 
@@ -505,7 +532,10 @@ def build_report(
 
 def _range_label(result: Result) -> str:
     rng = goal_range(result)
-    return f" <span class=s>[{rng[0]:g}, {rng[1]:g}]</span>" if rng else ""
+    if rng is None:
+        return ""
+    both = f"[{rng[0]:g}, {rng[1]:g}]{constraints_text(result.query)}"
+    return f" <span class=s>{html.escape(both)}</span>"
 
 
 def how_line(result: Result) -> str:

@@ -300,13 +300,30 @@ def save_bars(
         ax.set_xlim(-0.5, n - 0.5)
         ax.set_xlabel(f"feature index ({n} features)")
     else:
-        names = list(names) if names is not None else [str(i) for i in range(n)]
-        fig, ax = plt.subplots(figsize=(min(MAX_BARS_W, max(4.0, 0.45 * n + 1.5)), 3.0))
+        names = [_shortened(t) for t in (names if names is not None else range(n))][:n]
+        longest = max((len(t) for t in names), default=0)
+        # a slanted label takes about 0.05 inch of height per character, below the bars
+        height = max(3.0, 2.0 + 0.05 * longest)
+        fig, ax = plt.subplots(figsize=(min(MAX_BARS_W, max(4.0, 0.45 * n + 1.5)), height))
         ax.bar(idx, v, color="#3b6ea8")
         ax.vlines(idx[ok], lo_[ok], hi_[ok], color="#999", lw=1)
-        ax.set_xticks(idx, names[:n], rotation=60, ha="right", fontsize=7)
+        ax.set_xticks(idx, names, rotation=60, ha="right", fontsize=7)
     ax.axhline(0, color="k", lw=0.5)
     return _write(fig, path, ax, title)
+
+
+#: characters of a feature's name a bar chart shows (longer ones lose their middle)
+BAR_LABEL_CHARS = 32
+
+
+def _shortened(name: object) -> str:
+    """A feature's name of at most :data:`BAR_LABEL_CHARS` characters: a longer one keeps its
+    start and end (where a pipeline's prefixes and a name's own words are) around '…'."""
+    text = str(name)
+    if len(text) <= BAR_LABEL_CHARS:
+        return text
+    head = (BAR_LABEL_CHARS - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (BAR_LABEL_CHARS - 1 - head) :]}"
 
 
 #: what a convergence plot's x axis is, by the history key it is drawn against

@@ -9,13 +9,16 @@ from typing import Any
 
 import numpy as np
 
+from inverset.files import PICTURES, remove_pictures
 from inverset.report.images import save_bars, save_curve, save_grid, save_histogram
 from inverset.result import Result, stored_floats
 
 
 def is_image(shape: tuple[int, ...]) -> bool:
-    """Inputs shaped (C, H, W) with 1, 3 or 4 channels, or (H, W), are drawn as images."""
-    return (len(shape) == 3 and shape[0] in (1, 3, 4) and min(shape[1:]) >= 4) or (
+    """Inputs shaped (C, H, W) or (H, W), at least 4 by 4, are drawn as images: 1 channel in
+    grey, 3 in colour, any other count side by side in grey (a model's input has no
+    transparency: :func:`~inverset.report.images.to_hwc` with ``alpha=False``)."""
+    return (len(shape) == 3 and shape[0] >= 1 and min(shape[1:]) >= 4) or (
         len(shape) == 2 and min(shape) >= 4
     )
 
@@ -58,7 +61,7 @@ def _goal_text(goal: dict[str, Any]) -> str:
     return kind
 
 
-def _constraints_text(query: dict[str, Any]) -> str:
+def constraints_text(query: dict[str, Any]) -> str:
     """A picture title's target constraints (a sample's intersections): ', logit:7 in
     [-6, -1]' per constraint; '' without any."""
     parts = []
@@ -91,47 +94,6 @@ def domain_names(result: Result) -> list[str] | None:
     """The feature names a result's domain records, if any."""
     dom = result.query.get("domain") or {}
     return dom.get("names") if isinstance(dom, dict) else None
-
-
-#: every picture inverset writes beside a result (write_pictures; featvis.save: grid.png,
-#: optimization.gif; `inverset report`: a target's page and its pictures): each writer first
-#: removes them all, so none of an earlier run is left
-PICTURES = (
-    "inputs.png",
-    "best_input.png",
-    "convergence.png",
-    "values.png",
-    "grid.png",
-    "optimization.gif",
-    "index.html",
-    "thumb.png",
-    "samples.png",
-    "histogram.png",
-)
-
-
-#: what marks an HTML page as inverset's own (only those are removed as stale)
-GENERATOR = "<meta name=generator content=inverset>"
-
-
-def is_ours(page: Path) -> bool:
-    """Whether the page at ``page`` is one inverset wrote (:data:`GENERATOR` in its head)."""
-    try:
-        with page.open("rb") as f:
-            return GENERATOR.encode() in f.read(400)
-    except OSError:
-        return False
-
-
-def remove_pictures(directory: str | Path, names: Sequence[str], keep: Sequence[str] = ()) -> None:
-    """Remove the pictures ``names`` (inverset's own file names) from ``directory`` but those
-    in ``keep``: a picture of an earlier result must not pass for one of the new result. A
-    page (.html) goes only when inverset wrote it (:data:`GENERATOR`)."""
-    for name in set(names) - set(keep):
-        path = Path(directory) / name
-        if name.endswith(".html") and path.is_file() and not is_ours(path):
-            continue
-        path.unlink(missing_ok=True)
 
 
 def image_range(query: dict[str, Any]) -> tuple[float, float] | None:
@@ -174,7 +136,7 @@ def write_pictures(
             vals = result.values if result.values is not None else [result.value]
             labels = [f"{target}={v:.4g}" for v in vals[:max_images]]
             title = f"{_goal_text(result.query.get('goal') or {})} {target}"
-            title += _constraints_text(result.query)
+            title += constraints_text(result.query)
             if len(xs) > max_images:
                 title += f", the first {max_images} of {len(xs)}"
             if shape != x.shape:
@@ -187,6 +149,7 @@ def write_pictures(
                     labels,
                     title=title,
                     value_range=image_range(result.query),
+                    alpha=False,
                 )
             )
         else:
