@@ -124,3 +124,14 @@ def test_a_dream_starts_from_a_flat_result_as_its_pictures_draw_it():
     start = _load_image(_result(x), 1, 0.0, 1.0)
     assert tuple(start.shape) == (1, 1, 28, 28)
     np.testing.assert_allclose(start.numpy().reshape(-1), x.reshape(-1), atol=1e-6)
+
+
+def test_a_tabular_inputs_page_lists_its_numbers_with_their_box(run_main, tmp_path):
+    """A recipe was shown only as bars; the page now gives each feature's value and box."""
+    r = _result(np.array([0.125, -3.5, 7.0]))
+    r.query["domain"] = {"lo": [0.0, -4.0, 0.0], "hi": [1.0, 4.0, 10.0], "names": ["a<b", "y", "z"]}
+    r.save(tmp_path)
+    assert run_main("report", tmp_path)[0] == 0
+    page = (tmp_path / "index.html").read_text()
+    assert "<tr><td>a&lt;b</td><td>0.125</td><td>[0, 1]</td></tr>" in page
+    assert "<tr><td>z</td><td>7</td><td>[0, 10]</td></tr>" in page

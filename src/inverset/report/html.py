@@ -280,6 +280,33 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
     return pics
 
 
+#: features up to which a page lists the input's numbers (beside its bar chart)
+TABLE_FEATURES = 64
+
+
+def _input_table(result: Result) -> str:
+    """A tabular ``x`` as numbers, one row per feature with its box (a recipe is read off a
+    table, not off bars); '' for none, or over :data:`TABLE_FEATURES` features."""
+    if result.x is None or np.size(result.x) > TABLE_FEATURES:
+        return ""
+    x = np.asarray(result.x, dtype=np.float64).reshape(-1)
+    dom = result.query.get("domain") or {}
+    dom = dom if isinstance(dom, dict) else {}
+    try:
+        lo, hi = (stored_floats(dom.get(k, np.nan)).reshape(-1) for k in ("lo", "hi"))
+        lo, hi = np.broadcast_to(lo, x.shape), np.broadcast_to(hi, x.shape)
+    except ValueError:  # a box of another shape: no bounds shown
+        lo = hi = np.full(x.shape, np.nan)
+    names = domain_names(result) or [str(i) for i in range(x.size)]
+    rows = "".join(
+        f"<tr><td>{html.escape(str(n))}</td><td>{_fmt(v)}</td>"
+        f"<td>{f'[{_fmt(a)}, {_fmt(b)}]' if not (np.isnan(a) and np.isnan(b)) else '-'}</td></tr>"
+        for n, v, a, b in zip(names, x, lo, hi, strict=False)
+    )
+    head = "<tr><th>feature</th><th>value</th><th>box</th></tr>"
+    return f"<h2>{html.escape(result.x_label)}</h2><table class=kv>{head}{rows}</table>"
+
+
 def _target_page(
     key: str,
     result: Result,
@@ -339,7 +366,8 @@ def _target_page(
         + (f"<div class=meta>{html.escape(key)}</div>" if named else "")
         + f"<h1>{html.escape(str(target))}</h1>"
         f"<table class=kv>{table}</table><div class=pics>{imgs}</div>"
-        f"<h2>query</h2><pre>{query}</pre><h2>details</h2><pre>{info}</pre>"
+        + ("" if pixel else _input_table(result))
+        + f"<h2>query</h2><pre>{query}</pre><h2>details</h2><pre>{info}</pre>"
     )
     return _page(f"{target} — inverset{'' if alone else ' atlas'}", body)
 
