@@ -135,3 +135,22 @@ def test_a_tabular_inputs_page_lists_its_numbers_with_their_box(run_main, tmp_pa
     page = (tmp_path / "index.html").read_text()
     assert "<tr><td>a&lt;b</td><td>0.125</td><td>[0, 1]</td></tr>" in page
     assert "<tr><td>z</td><td>7</td><td>[0, 10]</td></tr>" in page
+
+
+def test_a_dream_from_a_visualization_starts_from_its_best_image_without_alpha():
+    """It took the first channel's image, not x's (the best), with its alpha channel (which
+    then failed as a second channel); an atlas target's one (C, H, W) image gave its first
+    channel alone."""
+    from inverset.featvis.render import _load_image
+
+    images = np.random.default_rng(3).uniform(0.1, 0.9, size=(3, 2, 8, 8))  # grey + alpha
+    xs = (images[:, :1] - 0.5) / 0.1
+    r = _result(xs[1], xs, np.array([1.0, 3.0, 2.0]), value_range=[0.0, 1.0])
+    r.arrays["images"] = images
+    start = _load_image(r, 1, 0.0, 1.0).numpy()[0, 0]
+    np.testing.assert_allclose(start, images[1, 0], atol=1e-6)
+    atlas = _result(xs[1], value_range=[0.0, 1.0])
+    atlas.arrays["images"] = images[1]
+    np.testing.assert_allclose(
+        _load_image(atlas, 1, 0.0, 1.0).numpy()[0, 0], images[1, 0], atol=1e-6
+    )

@@ -1037,16 +1037,22 @@ def _load_image(image, channels: int, lo: float, hi: float, signal: bool = False
     8/16-bit, float, palette, alpha) and an unsigned integer array (uint8, uint16), (H,W[,C])
     or (C,H,W). Float arrays and tensors are taken as values of the model's pixels, in
     [lo, hi], as a Result's ``x`` is: (C,H,W) (first axis the model's channels, last axis no
-    colour) or (H,W[,C]). A Result gives its image (``arrays['images'][0]``, the pixels of a
-    visualize or dream run, before any mean/std normalization), else its ``x``. Each may
-    have a batch axis of one. RGBA pictures are composited over white, as viewers show them."""
+    colour) or (H,W[,C]). A Result gives its image (in ``arrays['images']``, the pixels of a
+    visualize or dream run, before any mean/std normalization: that of its ``x``, the best,
+    without alpha), else its ``x``. Each may have a batch axis of one. RGBA pictures are
+    composited over white, as viewers show them."""
     from PIL import Image
 
     if isinstance(image, str | Path):
         image = _stored_start(Path(image))
     if isinstance(image, Result):
-        pics = image.arrays.get("images")
-        image = pics[0] if pics is not None and len(pics) else image.x
+        from inverset.report.html import rendered
+
+        pics, pixels = image.arrays.get("images"), rendered(image)
+        if pixels is not None:  # x's image (the best; visualize keeps channel order), no alpha
+            image = pixels[1][pixels[0]]
+        else:
+            image = pics[0] if pics is not None and len(pics) else image.x
         if image is None:
             raise InversetError("the Result holds no image (no x); give one that found a point")
         if pics is None:  # a flat x (784 inputs) as its pictures draw it (1, 28, 28)

@@ -188,10 +188,10 @@ def _thumbnail(
         im.save(tmp, format="PNG")
 
 
-def rendered(result: Result) -> tuple[np.ndarray, np.ndarray] | None:
-    """A visualization's or dream's pictures in pixel values, alpha dropped: (the image of
-    ``x``, all images (N, C, H, W)); None for other results. Its ``x``/``xs`` are the model's
-    inputs, normalized by ``--mean/--std`` when it was: drawn on the pixels' scale, wrong."""
+def rendered(result: Result) -> tuple[int, np.ndarray] | None:
+    """A visualization's or dream's pictures in pixel values, alpha dropped: (the index of
+    ``x``'s image, all images (N, C, H, W)); None for other results. Its ``x``/``xs`` are the
+    model's inputs, normalized by ``--mean/--std`` when it was: on the pixels' scale, wrong."""
     images = result.arrays.get("images")
     x = np.asarray(result.x) if result.x is not None else None
     if images is None or x is None or x.ndim != 3 or np.ndim(images) not in (3, 4):
@@ -204,7 +204,7 @@ def rendered(result: Result) -> tuple[np.ndarray, np.ndarray] | None:
     k = 0  # x is the best image, which need not be the first (visualize keeps channel order)
     if xs is not None and xs.shape == images.shape:
         k = int(np.argmin(np.abs(xs - x).reshape(len(xs), -1).max(1)))
-    return images[k], images
+    return k, images
 
 
 def write_target_pictures(result: Result, d: Path, names: list[str] | None = None) -> list[str]:
@@ -217,7 +217,7 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
         x, xs = np.asarray(result.x), result.xs
         pixels = rendered(result)
         if pixels is not None:
-            x, xs = pixels
+            x, xs = pixels[1][pixels[0]], pixels[1]
         shape = picture_shape(x.shape, names or domain_names(result))
         if _stale(d / THUMB, src):
             if shape is not None:
