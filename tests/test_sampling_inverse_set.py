@@ -106,7 +106,7 @@ def test_digits_hidden_channel_range(digits_cnn):
     assert r.info["diversity"] > 1.0
 
 
-def test_a_relu_neuron_off_at_random_inputs_gets_diverse_seeds(digits_cnn):
+def test_a_relu_neuron_off_at_random_inputs_gets_diverse_seeds(digits_cnn, tmp_path):
     """relu3:14 of the digits CNN is 0 at random inputs: the seeding's gradient was zero, no
     walker moved and the run ended not_found after the exact check's 30 s (audit 116). The
     walkers with no gradient now climb through leaky ReLUs; relu3:14 = relu(fc1:14) here,
@@ -115,9 +115,12 @@ def test_a_relu_neuron_off_at_random_inputs_gets_diverse_seeds(digits_cnn):
     x0 = torch.rand(200, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert float(forward(model, x0, ["relu3"])["relu3"][:, 14].max()) == 0.0
-    r = sample(model, "relu3:14", (0.27, 0.64), n=60, domain=Box(0, 1), seed=0)
+    args = (model, "relu3:14", (0.27, 0.64))
+    r = sample(*args, n=60, domain=Box(0, 1), seed=0, out=tmp_path / "s")
     assert r.status == "found", r.message
     assert r.info["warmed_walkers"] >= 5
+    more = sample(*args, n=64, domain=Box(0, 1), seed=0, out=tmp_path / "s", resume=True)
+    assert more.status == "found" and more.info["warmed_walkers"] >= r.info["warmed_walkers"]
     with torch.no_grad():
         v = forward(model, torch.as_tensor(r.xs), ["relu3"])["relu3"][:, 14].numpy()
     assert ((v >= 0.27) & (v <= 0.64)).all() and len(np.unique(r.xs, axis=0)) == 60

@@ -240,6 +240,27 @@ def parse_ints(text: str, what: str) -> list[int]:
         raise InversetError(f"{what} must be integers separated by commas, got {text!r}") from None
 
 
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """``--input-shape``: one input's shape, whole numbers >= 1 (None when not given)."""
+    if text is None:
+        return None
+    shape = parse_ints(text, "--input-shape")
+    if not shape or min(shape) < 1:
+        raise InversetError(
+            "--input-shape takes one input's shape without the batch axis, whole numbers >= 1 "
+            f"(e.g. --input-shape 1,28,28), got {text!r}"
+        )
+    return tuple(shape)
+
+
+def not_empty(text: str | None, option: str, example: str) -> str | None:
+    """An option's text, refused when given empty (``--box "$BOX"`` with BOX unset): taken as
+    not given, it would search another domain than the one meant."""
+    if text is not None and not text.strip():
+        raise InversetError(f"{option} is empty; give e.g. {option} {example}, or leave it out")
+    return text
+
+
 def load_cli_model(
     model: str,
     trust: bool = False,
@@ -250,7 +271,7 @@ def load_cli_model(
     """Load MODEL as the commands do (factory + state dict, pickles only with --trust)."""
     from inverset.loaders import load_model, resolve_device
 
-    shape = parse_ints(input_shape, "--input-shape") if input_shape else None
+    shape = parse_shape(input_shape)
     dev = resolve_device(device)
     if factory:
         return load_model(factory, weights=model, input_shape=shape, device=dev)
@@ -274,6 +295,8 @@ def build_domain(
     from inverset.problem import check_box_size, feature_names
 
     model_names = feature_names(model) if model is not None else None
+    box = not_empty(box, "--box", "0,1")
+    integer = not_empty(integer, "--integer", "0,3")
     if box and box_file:
         raise InversetError("give either --box or --box-file, not both")
     if box_file:
@@ -288,7 +311,7 @@ def build_domain(
     else:
         base = Box()
     names = model_names or base.names
-    given = parse_ints(input_shape, "--input-shape") if input_shape else None
+    given = parse_shape(input_shape)
     shape = given or (getattr(model, "input_shape", None) if model is not None else None)
     # (a box of another size is an error, which the warning would only precede)
     fits = shape is None or math.prod(shape) == len(base.names or ())

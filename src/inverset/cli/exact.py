@@ -107,10 +107,13 @@ def certify(
             method=method,
             milp_solver=milp_solver,
         )
-    except InversetError as exc:  # its fix names an option of the queries, not of certify
+    except InversetError as exc:  # a fix naming an option of the queries, not of certify
+        why = without_solver_hint(str(exc))
+        if why == str(exc):  # not about the exact solver (e.g. infeasible constraints)
+            raise
         raise type(exc)(
-            f"{without_solver_hint(str(exc))}; certify needs the exact solver (for a search "
-            "without a proof: inverset maximize/minimize --solver gradient)"
+            f"{why}; certify needs the exact solver (for a search without a proof: inverset "
+            "maximize/minimize --solver gradient)"
         ) from None
     side = f"< {shown(below)}" if below is not None else f"> {shown(above)}"
     if result.status == "unreachable":

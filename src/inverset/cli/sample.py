@@ -125,7 +125,6 @@ def sample(
     progress: ProgressOpt = True,
 ) -> None:
     """Sample the inverse set: -n diverse inputs with z1 <= TARGET <= z2 (Hada et al.)."""
-    from inverset.domain import Box
     from inverset.sampling import sample as run_sample
     from inverset.solvers import check_options
     from inverset.target import read_labels
@@ -137,8 +136,6 @@ def sample(
     check_seed(seed, MAX_SEARCH_SEED)
     m = load_cli_model(model, trust, factory, device, input_shape)
     domain = build_domain(box, box_file, integer, constraints, input_shape, model=m)
-    if not domain.bounded and box is None and box_file is None:
-        domain = Box(0, 1, shape=domain.shape, integer=domain.integer, A=domain.A, b=domain.b)
     space = latent_space(
         generator,
         generator_weights,

@@ -188,7 +188,9 @@ def _norm(v, c: int, spatial: int, device, dtype) -> torch.Tensor | None:
 def _value_range(value_range) -> tuple[float, float]:
     lo, hi = (float(v) for v in value_range)
     if not hi > lo or not (math.isfinite(lo) and math.isfinite(hi)):
-        raise InversetError(f"value_range must be (low, high) with low < high, got {value_range}")
+        raise InversetError(
+            f"value_range (--range) must be (low, high) with low < high, got {value_range}"
+        )
     return lo, hi
 
 
@@ -489,18 +491,25 @@ def parse_channels(channels: str | int | Sequence[int] | range, n: int) -> list[
         if text == "all":
             out = list(range(n))
         else:
-            out = []
+            spans = []  # (first, last) of each part
             try:
                 for part in text.split(","):
                     if "-" in part.strip()[1:]:
                         a, b = part.split("-", 1)
-                        out += list(range(int(a), int(b) + 1))
+                        spans.append((part.strip(), int(a), int(b)))
                     elif part.strip():
-                        out.append(int(part))
+                        spans.append((part.strip(), int(part), int(part)))
             except ValueError:
                 raise InversetError(
                     f"channels must be 'all', 'A-B' or 'a,b,c', got {channels!r}"
                 ) from None
+            out = []
+            for part, a, b in spans:
+                if b < a:
+                    raise InversetError(
+                        f"channels range {part!r} ends before it starts; write {b}-{a}"
+                    )
+                out += list(range(a, b + 1))
     else:
         if isinstance(channels, torch.Tensor | np.ndarray):
             channels = channels.tolist()
@@ -744,7 +753,7 @@ def visualize(
     """
     t0 = time.perf_counter()
     if steps < 1 or batch_size < 1:
-        raise InversetError("steps and batch_size must be at least 1")
+        raise InversetError("steps and batch_size (--steps, --batch-size) must be at least 1")
     if frames < 0:
         raise InversetError(f"frames must be >= 0 (0: no GIF snapshots), got {frames}")
     _check_lr(lr)
@@ -1039,15 +1048,19 @@ def _load_image(image, channels: int, lo: float, hi: float, signal: bool = False
     [lo, hi], as a Result's ``x`` is: (C,H,W) (first axis the model's channels, last axis no
     colour) or (H,W[,C]). A Result gives its image (in ``arrays['images']``, the pixels of a
     visualize or dream run, before any mean/std normalization: that of its ``x``, the best,
-    without alpha), else its ``x``. Each may have a batch axis of one. RGBA pictures are
-    composited over white, as viewers show them."""
+    without alpha), else its ``x``, moved from the range it was made on onto [lo, hi]. Each
+    may have a batch axis of one. RGBA pictures are composited over white, as viewers show
+    them. Values outside [lo, hi], NaN or infinite are refused (not clipped)."""
     from PIL import Image
 
     if isinstance(image, str | Path):
         image = _stored_start(Path(image))
+    src_range = None  # the range a Result's pixels are on, when it is another one
     if isinstance(image, Result):
         from inverset.report.html import rendered
+        from inverset.report.pictures import image_range
 
+        src_range = image_range(image.query)
         pics, pixels = image.arrays.get("images"), rendered(image)
         if pixels is not None:  # x's image (the best; visualize keeps channel order), no alpha
             image = pixels[1][pixels[0]]
@@ -1110,6 +1123,17 @@ def _load_image(image, channels: int, lo: float, hi: float, signal: bool = False
             t = t[:3] * t[3:] + (1.0 - t[3:])
     if unit:
         t = lo + (hi - lo) * t
+    elif src_range is not None and tuple(src_range) != (lo, hi):  # a Result of another range
+        a, b = src_range
+        t = lo + (t - a) * ((hi - lo) / (b - a))
+    if not torch.isfinite(t).all():
+        raise InversetError("the start image holds NaN or infinite values; give finite pixels")
+    if t.min() < lo - 1e-6 * (hi - lo) or t.max() > hi + 1e-6 * (hi - lo):
+        raise InversetError(
+            f"the start's values span [{t.min():.4g}, {t.max():.4g}], outside the value range "
+            f"[{lo:g}, {hi:g}]; give the range they are on (value_range= / --range), or "
+            "scale them into it"
+        )
     if t.shape[0] != channels:
         if t.shape[0] == 3 and channels == 1:
             t = t.mean(0, keepdim=True)
@@ -1186,7 +1210,8 @@ def dream(
         raise InversetError(f"octaves must be a whole number >= 1, got {octaves!r}")
     if not octave_scale >= 1 or not math.isfinite(octave_scale):
         raise InversetError(
-            f"octave_scale must be a number >= 1 (1.4 is usual), got {octave_scale}"
+            f"octave_scale (--octave-scale) must be a number >= 1 (1.4 is usual), got "
+            f"{octave_scale}"
         )
     if steps < 1:
         raise InversetError(f"steps must be at least 1, got {steps}")

@@ -166,7 +166,13 @@ def load_model(
             "(.onnx, .pt TorchScript, state dict with a factory) or a fitted sklearn MLP"
         )
     if input_shape is not None:
-        model.input_shape = tuple(int(s) for s in input_shape)
+        shape = tuple(int(s) for s in input_shape)
+        if not shape or min(shape) < 1:
+            raise InversetError(
+                "input_shape is one input's shape without the batch axis, whole numbers >= 1 "
+                f"(e.g. input_shape=(1, 28, 28) / --input-shape 1,28,28), got {shape}"
+            )
+        model.input_shape = shape
     if device is not None:
         model = model.to(device)
     return model
@@ -308,7 +314,8 @@ def _load_torch(path: Path, trust: bool, device: str | torch.device | None = Non
         if misread is not None:
             raise misread from None
         msg = str(exc)
-        if not trust and ("weights_only" in msg or "Unsupported global" in msg):
+        pickled = _holds(path) == "torch" or _starts_with(path, b"\x80")  # zip, or old format
+        if not trust and pickled and ("weights_only" in msg or "Unsupported global" in msg):
             raise InversetError(
                 f"{path} holds a pickled module, which can run code when loaded; pass --trust "
                 "(trust=True) if you trust its author, or save it as TorchScript or a state "
@@ -377,6 +384,15 @@ def _holds(path: Path) -> str | None:
     except (OSError, zipfile.BadZipFile):
         return None
     return "text" if _is_text(head) else None
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    """Whether the file at ``path`` starts with ``magic`` (a pickle's first byte: b"\x80")."""
+    try:
+        with path.open("rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:
+        return False
 
 
 def _is_onnx(path: Path) -> bool:

@@ -1277,7 +1277,7 @@ class _Sampler:
             return None
         self.resumed = True
         data = st.load()
-        for k in (*self.c, "exact_check"):
+        for k in (*self.c, "exact_check", "warmed_walkers"):  # the last two: when they ran
             if k in st.state:
                 self.c[k] = st.state[k]
         self.elapsed_before = float(st.state.get("elapsed", 0.0))
