@@ -264,7 +264,7 @@ def test_a_batch_out_of_memory_names_the_atlas_batch_option(digits_cnn, tmp_path
     monkeypatch.setattr(type(model), "forward", tight)
     words = (
         f"out of memory rendering 4 image(s) at 8x8 in one batch ({ALLOC}); render fewer at a "
-        "time: --batch 1 (batch=1)"
+        "time: --batch-size 1 (batch=1)"
     )
     with pytest.raises(InversetError) as err:
         atlas(model, tmp_path / "fresh", **kw)

@@ -135,3 +135,21 @@ def test_certify_with_infeasible_constraints_gives_no_exact_solver_advice(
 def test_a_reversed_channel_range_says_so():
     with pytest.raises(iv.InversetError, match=r"channels range '3-1' ends before it starts"):
         fv.visualize(_conv(), "2", channels="3-1", size=8, steps=1, input_shape=(1, 8, 8))
+
+
+def test_the_same_option_has_the_same_names_in_every_command():
+    """sample took -n and atlas only --n; visualize --batch-size and atlas only --batch;
+    visualize -c and atlas only --channels."""
+    import typer.main
+
+    from inverset.cli import app, register
+
+    register()
+    commands = {c.name: c for c in typer.main.get_command(app).commands.values()}
+    names = {
+        cmd: {o for p in c.params for o in p.opts if o.startswith("-")}
+        for cmd, c in commands.items()
+    }
+    assert {"-n", "--n"} <= names["sample"] and {"-n", "--n"} <= names["atlas"]
+    assert "--batch-size" in names["visualize"] and "--batch-size" in names["atlas"]
+    assert {"-c", "--channels"} <= names["visualize"] and {"-c", "--channels"} <= names["atlas"]

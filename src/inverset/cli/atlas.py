@@ -117,7 +117,7 @@ def atlas(
     ] = None,
     channels: Annotated[
         str | None,
-        typer.Option("--channels", help="'all' (default with --layer), 0-15 or 0,3,5-7"),
+        typer.Option("--channels", "-c", help="'all' (default with --layer), 0-15 or 0,3,5-7"),
     ] = None,
     classes: Annotated[
         str | None, typer.Option("--classes", help="output classes, e.g. 0-9 or 0-999")
@@ -140,12 +140,15 @@ def atlas(
     solver: Annotated[str, typer.Option("--solver", help="maximize/minimize solver")] = "gradient",
     steps: Annotated[int | None, typer.Option("--steps", help="optimizer steps")] = None,
     starts: Annotated[int | None, typer.Option("--starts", help="gradient: starts")] = None,
-    n: Annotated[int | None, typer.Option("--n", help="sample mode: samples per target")] = None,
+    n: Annotated[
+        int | None, typer.Option("-n", "--n", help="sample mode: samples per target")
+    ] = None,
     option: Annotated[
         list[str] | None, typer.Option("--option", help="key=value for the mode's call")
     ] = None,
     batch: Annotated[
-        int | None, typer.Option("--batch", help="visualize: channels rendered per call (8)")
+        int | None,
+        typer.Option("--batch-size", "--batch", help="visualize: channels rendered per call (8)"),
     ] = None,
     workers: Annotated[
         int | None,

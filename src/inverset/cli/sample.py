@@ -83,7 +83,7 @@ def sample(
     model: ModelArg,
     target: TargetOpt,
     range_: Annotated[str, typer.Option("--range", help="z1,z2: the target's range")],
-    n: Annotated[int, typer.Option("-n", help="number of samples")] = 500,
+    n: Annotated[int, typer.Option("-n", "--n", help="number of samples")] = 500,
     intersect: Annotated[
         list[str] | None,
         typer.Option("--intersect", help="TARGET:z1,z2 every sample must also meet (repeatable)"),

@@ -370,7 +370,7 @@ def solve_unit(
         except RenderOutOfMemory as exc:  # the atlas's batch option, not visualize's
             raise InversetError(
                 out_of_memory_message(
-                    exc.images, exc.size, exc.why, "--batch", "batch", "--option size=N"
+                    exc.images, exc.size, exc.why, "--batch-size", "batch", "--option size=N"
                 )
             ) from None
         return split_result(res, unit)
