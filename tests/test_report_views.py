@@ -154,3 +154,12 @@ def test_a_dream_from_a_visualization_starts_from_its_best_image_without_alpha()
     np.testing.assert_allclose(
         _load_image(atlas, 1, 0.0, 1.0).numpy()[0, 0], images[1, 0], atol=1e-6
     )
+
+
+def test_a_reach_histogram_marks_its_value(saved_figures, tmp_path):
+    r = _result(np.zeros(2), np.zeros((5, 2)), np.array([2.9, 3.0, 3.1, 3.05, 2.95]))
+    r.query["goal"] = {"kind": "reach", "value": 3.0}
+    assert "values.png" in {p.name for p in write_pictures(r, tmp_path)}
+    (ax,) = next(f for f in saved_figures if f.axes[0].get_xlabel() == "target value").axes
+    lines = [ln for ln in ax.get_lines() if ln.get_label() == "value"]
+    assert len(lines) == 1 and list(lines[0].get_xdata()) == [3.0, 3.0]

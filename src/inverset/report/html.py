@@ -24,6 +24,7 @@ from inverset.report.pictures import (
     constraints_text,
     domain_names,
     drawn_as,
+    goal_span,
     image_range,
     picture_shape,
 )
@@ -138,12 +139,10 @@ def _stale(pic: Path, src: Path) -> bool:
 def goal_range(result: Result) -> tuple[float, float] | None:
     """The (z1, z2) a Result was asked to land in, if its query was a range."""
     goal = result.query.get("goal") or {}
-    if isinstance(goal, dict) and goal.get("low") is not None and goal.get("high") is not None:
-        return float(goal["low"]), float(goal["high"])
-    rng = result.query.get("range")
-    if isinstance(rng, list | tuple) and len(rng) == 2:
-        return float(rng[0]), float(rng[1])
-    return None
+    if isinstance(goal, dict) and goal.get("kind") == "reach":
+        return None
+    lo, hi = goal_span(result.query)
+    return None if lo is None or hi is None else (lo, hi)
 
 
 def in_range_count(result: Result) -> tuple[int, int] | None:
@@ -262,13 +261,11 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
         pics.append(CURVE)
     if result.values is not None and np.asarray(result.values).size > 1:
         if _stale(d / HIST, src):
-            rng = goal_range(result)
             more = constraint_panels(result)
             save_histogram(
                 result.values,
                 d / HIST,
-                rng[0] if rng else None,
-                rng[1] if rng else None,
+                *goal_span(result.query),
                 title="values of returned points"
                 if more
                 else f"{target}: values of returned points",

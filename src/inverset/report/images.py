@@ -404,7 +404,8 @@ def save_histogram(
     more: Sequence[tuple[str, np.ndarray, float, float]] = (),
     name: str | None = None,
 ) -> Path:
-    """Histogram of target values, with the requested range [low, high] shaded; ``more``:
+    """Histogram of target values, with the requested range [low, high] shaded (low == high:
+    a reach's value, drawn as a dashed line); ``more``:
     further panels ``(name, values, low, high)`` beside it, one per constraint on the same
     points (a sample's intersected ranges), so that every range's values can be seen;
     ``name`` heads the first panel then."""
@@ -433,7 +434,11 @@ def _histogram(ax, v: np.ndarray, low: float | None, high: float | None, bins: i
     drawn to the edge of the plot: axvspan cannot take inf)."""
     if v.size:
         ax.hist(v, bins=bins, color="#3b6ea8", zorder=2)
-    if low is not None and high is not None:
+    if low is not None and low == high:  # a reach: its value as a line
+        left, right = ax.get_xlim()
+        ax.axvline(low, color="#4a8a3a", ls="--", lw=1.2, label="value", zorder=3)
+        ax.set_xlim(min(left, low), max(right, low))
+    elif low is not None and high is not None:
         left, right = ax.get_xlim()
         lo = low if np.isfinite(low) else min(left, high)
         hi = high if np.isfinite(high) else max(right, low)

@@ -74,6 +74,25 @@ def constraints_text(query: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def goal_span(query: dict[str, Any]) -> tuple[float | None, float | None]:
+    """What a histogram of a result's values marks: a range's (z1, z2), a reach's (value,
+    value), else (None, None)."""
+    goal = query.get("goal") or {}
+    if not isinstance(goal, dict):
+        return None, None
+    try:
+        if goal.get("kind") == "reach":
+            return float(goal["value"]), float(goal["value"])
+        if goal.get("low") is not None and goal.get("high") is not None:
+            return float(goal["low"]), float(goal["high"])
+    except (KeyError, TypeError, ValueError):
+        pass
+    rng = query.get("range")  # a sample's
+    if isinstance(rng, list | tuple) and len(rng) == 2:
+        return float(rng[0]), float(rng[1])
+    return None, None
+
+
 def constraint_panels(result: Result) -> list[tuple[str, np.ndarray, float, float]]:
     """A sample's intersected ranges as histogram panels ``(target, its values at the
     returned points, z1, z2)``; [] when it has none, or their values were not kept."""
@@ -176,14 +195,12 @@ def write_pictures(
             )
         )
     if result.values is not None and len(result.values) > 1:
-        goal = result.query.get("goal", {})
         more = constraint_panels(result)
         out.append(
             save_histogram(
                 result.values,
                 d / "values.png",
-                goal.get("low"),
-                goal.get("high"),
+                *goal_span(result.query),
                 title="values of returned points" if more else f"{target} of returned points",
                 more=more,
                 name=target,
