@@ -1057,8 +1057,7 @@ def _load_image(image, channels: int, lo: float, hi: float, signal: bool = False
         image = _stored_start(Path(image))
     src_range = None  # the range a Result's pixels are on, when it is another one
     if isinstance(image, Result):
-        from inverset.report.html import rendered
-        from inverset.report.pictures import image_range
+        from inverset.report.pictures import image_range, rendered
 
         src_range = image_range(image.query)
         pics, pixels = image.arrays.get("images"), rendered(image)

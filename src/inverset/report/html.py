@@ -27,6 +27,7 @@ from inverset.report.pictures import (
     goal_span,
     image_range,
     picture_shape,
+    rendered,
 )
 from inverset.result import Result, _jsonable, stored_floats
 
@@ -185,25 +186,6 @@ def _thumbnail(
         im.thumbnail((size, size), Image.Resampling.LANCZOS)
     with replacing(path) as tmp:
         im.save(tmp, format="PNG")
-
-
-def rendered(result: Result) -> tuple[int, np.ndarray] | None:
-    """A visualization's or dream's pictures in pixel values, alpha dropped: (the index of
-    ``x``'s image, all images (N, C, H, W)); None for other results. Its ``x``/``xs`` are the
-    model's inputs, normalized by ``--mean/--std`` when it was: on the pixels' scale, wrong."""
-    images = result.arrays.get("images")
-    x = np.asarray(result.x) if result.x is not None else None
-    if images is None or x is None or x.ndim != 3 or np.ndim(images) not in (3, 4):
-        return None
-    images = np.asarray(images)
-    images = (images[None] if images.ndim == 3 else images)[:, : x.shape[0]]
-    if images.shape[1:] != x.shape:
-        return None
-    xs = None if result.xs is None else np.asarray(result.xs)
-    k = 0  # x is the best image, which need not be the first (visualize keeps channel order)
-    if xs is not None and xs.shape == images.shape:
-        k = int(np.argmin(np.abs(xs - x).reshape(len(xs), -1).max(1)))
-    return k, images
 
 
 def write_target_pictures(result: Result, d: Path, names: list[str] | None = None) -> list[str]:

@@ -93,6 +93,25 @@ def goal_span(query: dict[str, Any]) -> tuple[float | None, float | None]:
     return None, None
 
 
+def rendered(result: Result) -> tuple[int, np.ndarray] | None:
+    """A visualization's or dream's pictures in pixel values, alpha dropped: (the index of
+    ``x``'s image, all images (N, C, H, W)); None for other results. Its ``x``/``xs`` are the
+    model's inputs, normalized by ``--mean/--std`` when it was: on the pixels' scale, wrong."""
+    images = result.arrays.get("images")
+    x = np.asarray(result.x) if result.x is not None else None
+    if images is None or x is None or x.ndim != 3 or np.ndim(images) not in (3, 4):
+        return None
+    images = np.asarray(images)
+    images = (images[None] if images.ndim == 3 else images)[:, : x.shape[0]]
+    if images.shape[1:] != x.shape:
+        return None
+    xs = None if result.xs is None else np.asarray(result.xs)
+    k = 0  # x is the best image, which need not be the first (visualize keeps channel order)
+    if xs is not None and xs.shape == images.shape:
+        k = int(np.argmin(np.abs(xs - x).reshape(len(xs), -1).max(1)))
+    return k, images
+
+
 def constraint_panels(result: Result) -> list[tuple[str, np.ndarray, float, float]]:
     """A sample's intersected ranges as histogram panels ``(target, its values at the
     returned points, z1, z2)``; [] when it has none, or their values were not kept."""
