@@ -163,3 +163,19 @@ def test_a_reach_histogram_marks_its_value(saved_figures, tmp_path):
     (ax,) = next(f for f in saved_figures if f.axes[0].get_xlabel() == "target value").axes
     lines = [ln for ln in ax.get_lines() if ln.get_label() == "value"]
     assert len(lines) == 1 and list(lines[0].get_xdata()) == [3.0, 3.0]
+
+
+def test_a_signal_is_drawn_as_lines_not_a_strip_two_pixels_high(saved_figures, tmp_path):
+    """A (2, 128) signal's grid tile was a 2x128 picture: a strip no one could read."""
+    from inverset.report.images import save_grid
+
+    t = np.linspace(0, 12, 128)
+    signals = np.stack([np.stack([np.sin(t), np.cos(t)]) * 0.5 + 0.5] * 2)
+    save_grid(signals, tmp_path / "g.png", ["a", "b"], value_range=(0.0, 1.0))
+    axes = saved_figures[-1].axes
+    assert len(axes) == 2 and axes[0].get_ylim() == (0.0, 1.0)
+    lines = axes[0].get_lines()
+    assert len(lines) == 2
+    np.testing.assert_allclose(lines[1].get_ydata(), signals[0, 1])
+    tile = axes[0].get_window_extent()
+    assert tile.height > 0.5 * tile.width  # a plot, not a strip

@@ -168,6 +168,29 @@ def _fit_width(fig, texts: Sequence, width_px: float, smallest: float) -> None:
             t.set_fontsize(max(smallest, t.get_fontsize() * width_px / w))
 
 
+#: a 1-D signal's tile, height over width
+SIGNAL_RATIO = 0.6
+
+
+def _signal(a: np.ndarray) -> bool:
+    """A tile that is a 1-D signal (channels, length): fewer than 4 rows of at least 8 values,
+    which as a picture would be a strip a few pixels high."""
+    return a.ndim == 2 and a.shape[0] < 4 and a.shape[1] >= 8
+
+
+def _draw_signal(ax, a: np.ndarray, scale: tuple[float, float] | None) -> None:
+    """``a`` (channels, length) as one line per channel, on the grid's scale when it has one
+    (its bottom and top are the frame's, as an image's black and white are; no tick labels,
+    which the label under the tile would cover)."""
+    for k, row in enumerate(a):
+        ax.plot(row, lw=0.8, label=f"channel {k}")
+    if scale is not None:
+        ax.set_ylim(*scale)
+    ax.set_xlim(0, a.shape[1] - 1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 @_drawn
 def grid_figure(
     images: np.ndarray | Sequence[np.ndarray | None],
@@ -187,12 +210,14 @@ def grid_figure(
 
     raw = [None if im is None else np.asarray(im, dtype=np.float64) for im in images]
     scale = _range(value_range) or joint_range(raw)
-    imgs = [None if im is None else to_hwc(im, scale, alpha) for im in raw]
+    imgs = [None if im is None or _signal(im) else to_hwc(im, scale, alpha) for im in raw]
     n = len(imgs)
     ncol = ncol or min(n, 8) or 1
     nrow = max(1, -(-n // ncol))
     labels = [_wrap(v) for v in labels[:n]] if labels is not None else []
-    ratio = max([im.shape[0] / im.shape[1] for im in imgs if im is not None] or [1.0])
+    shapes = [im.shape for im in imgs if im is not None]
+    shapes += [(SIGNAL_RATIO, 1.0) for im in raw if im is not None and _signal(im)]
+    ratio = max([h / w for h, w, *_ in shapes] or [1.0])
     img_h = TILE_W * float(np.clip(ratio, 0.1, 2.5))
     line = LABEL_PT * 1.3 / 72
     rows = [labels[r * ncol : (r + 1) * ncol] for r in range(nrow)]
@@ -207,18 +232,21 @@ def grid_figure(
     for r in range(nrow):
         for c in range(ncol):
             i = r * ncol + c
-            if i >= n or imgs[i] is None:
+            if i >= n or raw[i] is None:
                 continue
             x0 = c * (TILE_W + GAP_X) + GAP_X / 2
             ax = fig.add_axes((x0 / fig_w, (y - img_h) / fig_h, TILE_W / fig_w, img_h / fig_h))
-            ax.axis("off")
-            ax.imshow(
-                imgs[i],
-                cmap=cmap if imgs[i].ndim == 2 else None,
-                vmin=0,
-                vmax=1,
-                interpolation="nearest",
-            )
+            if imgs[i] is None:  # a 1-D signal: its channels as lines
+                _draw_signal(ax, raw[i], scale)
+            else:
+                ax.axis("off")
+                ax.imshow(
+                    imgs[i],
+                    cmap=cmap if imgs[i].ndim == 2 else None,
+                    vmin=0,
+                    vmax=1,
+                    interpolation="nearest",
+                )
             if i < len(labels):
                 xc, yl = (x0 + TILE_W / 2) / fig_w, (y - img_h - 0.03) / fig_h
                 texts.append(fig.text(xc, yl, labels[i], fontsize=LABEL_PT, ha="center", va="top"))
