@@ -75,7 +75,8 @@ def test_sample_with_generator_intersection_and_resume(files, tmp_path, digits_c
 def test_sample_input_space_prints_summary(files, tmp_path, run):
     p = run(
         files / "cnn.pt", "--factory", "inverset.zoo:DigitsCNN", "--input-shape", "1,8,8",
-        "--target", "conv2:5", "--range", "0.6,0.8", "-n", "30", "--out", tmp_path / "o",
+        "--box", "0,1", "--target", "conv2:5", "--range", "0.6,0.8", "-n", "30",
+        "--out", tmp_path / "o",
         "--no-progress", "--option", "step=0.05",
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
