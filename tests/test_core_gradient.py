@@ -686,3 +686,22 @@ def test_copies_of_one_optimum_are_one_distinct_point(solver):
     assert r.value == pytest.approx(1.0, abs=1e-6)
     pics = np.ravel(r.xs)  # one picture of 1 (a start stuck where G is flat may draw 0)
     assert (np.abs(pics - 1) <= 1e-3).sum() == 1 and r.arrays["z"].shape == (len(pics), 1)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e20, 1e30])
+def test_a_target_of_any_scale_climbs_the_same_way(scale):
+    """At 1e20 and more (float32) Adam's squared gradient overflowed: 1e30 said 'the target
+    never moved' and returned 25 'distinct optima' where the same net at scale 1 has one."""
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
+
+        def forward(self, x):
+            return self.net(x) * scale
+
+    r = iv.maximize(Scaled(), "out:0", iv.Box(-5, 5, shape=(3,)), seed=0, polish=False)
+    assert r.value / scale == pytest.approx(1.37708, rel=1e-4)
+    assert r.info["distinct"] == 1 and "never moved" not in r.message

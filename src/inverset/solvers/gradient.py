@@ -175,6 +175,7 @@ def solve(
         blew_up: int | None = None  # the step at which every start left the finite region
         nonfinite = 0  # start-steps whose target was NaN or infinite (not taken as a best)
         moved = False  # whether any start's target value ever left its first value
+        grad_scale, safe_grad = 1.0, math.sqrt(torch.finfo(problem.dtype).max) / 16
         # starts on a flat region (every unit the target reads is off): their first steps
         # follow a network with leaky ReLUs, which has a gradient there
         warm: torch.Tensor | None = None
@@ -268,6 +269,13 @@ def solve(
                     with model_backward():
                         torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
                     u.grad = torch.nan_to_num(u.grad)
+                    # Adam squares the gradient: a target near 1e30 overflowed it (float32) and
+                    # no start moved; one constant factor leaves Adam's steps as they were
+                    top_grad = float(u.grad.abs().max())
+                    if top_grad * grad_scale > safe_grad:
+                        grad_scale = 1.0 / top_grad
+                    if grad_scale != 1.0:
+                        u.grad.mul_(grad_scale)
                     if step == 0:
                         flat = _move_flat_starts(u, gen, isinstance(problem.space, Direct))
                         if bool(flat.any()) and relus.calls:
