@@ -153,3 +153,18 @@ def test_the_same_option_has_the_same_names_in_every_command():
     assert {"-n", "--n"} <= names["sample"] and {"-n", "--n"} <= names["atlas"]
     assert "--batch-size" in names["visualize"] and "--batch-size" in names["atlas"]
     assert {"-c", "--channels"} <= names["visualize"] and {"-c", "--channels"} <= names["atlas"]
+
+
+def test_a_corrupt_file_starting_like_a_pickle_is_not_called_a_pickled_module(run_main, tmp_path):
+    bad = tmp_path / "rand.pt"
+    bad.write_bytes(b"\x80" + np.random.default_rng(1).bytes(2000))
+    code, _, err = run_main("layers", bad)
+    assert code == 2 and "pickled module" not in _one_line(err)
+    torch.save(nn.Linear(2, 1), tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    code, _, err = run_main("layers", tmp_path / "old.pt")
+    assert code == 2 and "holds a pickled module, which can run code" in _one_line(err)
+
+
+def test_an_input_shape_with_an_empty_field_is_refused(run_main, conv_ts):
+    code, _, err = run_main("layers", conv_ts, "--input-shape", "1,,8")
+    assert code == 2 and "--input-shape takes one input's shape" in _one_line(err)

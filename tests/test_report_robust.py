@@ -191,16 +191,17 @@ def test_rewritten_pictures_leave_no_stale_picture_and_keep_user_files(tmp_path)
     )
     eight.query = q
     d = tmp_path / "s"
+    eight.save(d)
     assert {p.name for p in write_pictures(eight, d)} == {"best_input.png", "values.png"}
     (d / "values_mine.png").write_bytes(b"mine")
     (d / "notes.txt").write_text("mine")
     one = Result(x=np.zeros(2), value=1.0, status="converged", xs=np.zeros((1, 2)), values=[1.0])
     one.query = q
+    one.save(d)  # over the earlier result: its pictures go
     write_pictures(one, d)
     assert not (d / "values.png").exists() and (d / "best_input.png").is_file()
     assert (d / "values_mine.png").read_bytes() == b"mine" and (d / "notes.txt").is_file()
     # an atlas target's pictures likewise
-    one.save(d)
     (d / "histogram.png").write_bytes(b"old")
     assert "histogram.png" not in write_target_pictures(one, d)
     assert not (d / "histogram.png").exists()
@@ -275,13 +276,16 @@ def test_a_result_without_arrays_loads_again(tmp_path, status):
 
 
 def test_pictures_of_a_visualize_run_are_removed_by_a_maximize_into_its_directory(tmp_path):
-    """write_pictures left grid.png and optimization.gif of an earlier visualize run."""
+    """write_pictures left grid.png and optimization.gif of an earlier visualize run (whose
+    result the new one is saved over, which removes them)."""
+    Result(x=np.zeros(3), value=1.0, status="converged").save(tmp_path)
     for name in ("grid.png", "optimization.gif", "convergence.png", "mine.png"):
         (tmp_path / name).write_bytes(b"old")
     r = maximize(_model(), "out:0", Box(-1, 1, shape=(3,)), steps=5, starts=2, polish=False)
+    r.save(tmp_path)
     written = write_pictures(r, tmp_path)
     left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == sorted(["mine.png", *(p.name for p in written)])
+    assert left == sorted(["mine.png", "result.json", "result.npz", *(p.name for p in written)])
     assert "convergence.png" in left and (tmp_path / "convergence.png").read_bytes() != b"old"
 
 
@@ -382,12 +386,13 @@ def test_what_users_look_at_says_what_it_shows(tmp_path, saved_figures):
     from inverset.report.images import save_curve, save_histogram
 
     old, mine = tmp_path / "old", tmp_path / "mine"
+    new = Result(x=np.zeros(2), value=1.0, status="converged", query={"target": "out:0"})
     for d, page in ((old, f"<!DOCTYPE html><html><head>{GENERATOR}"), (mine, "<html>mine")):
-        d.mkdir()
+        new.save(d)  # the earlier result, reported
         (d / "index.html").write_text(page)
         (d / "thumb.png").write_bytes(b"old")
-    new = Result(x=np.zeros(2), value=1.0, status="converged", query={"target": "out:0"})
     for d in (old, mine):
+        new.save(d)
         write_pictures(new, d)
         assert not (d / "thumb.png").exists()
     assert not (old / "index.html").exists() and (mine / "index.html").read_text() == "<html>mine"

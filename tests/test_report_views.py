@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from inverset import Result
+from inverset.errors import InversetError
 from inverset.files import GENERATOR
 from inverset.report.html import _range_label, build_report, write_target_pictures
 from inverset.report.images import BAR_LABEL_CHARS, _shortened, save_bars
@@ -28,6 +29,7 @@ def test_saving_a_result_removes_the_pictures_of_the_one_it_replaces(tmp_path):
     values.png and convergence.png, and its report showed them under the new target."""
     old = _result(np.full((1, 8, 8), 0.5), np.full((4, 1, 8, 8), 0.5), np.arange(4.0))
     old.history = {"best": [0.0, 1.0], "step": [0, 1]}
+    old.save(tmp_path)
     written = {p.name for p in write_pictures(old, tmp_path)}
     assert {"inputs.png", "convergence.png", "values.png"} <= written
     (tmp_path / "notes.txt").write_text("mine")
@@ -37,6 +39,14 @@ def test_saving_a_result_removes_the_pictures_of_the_one_it_replaces(tmp_path):
     assert left == ["notes.txt", "result.json", "result.npz"]
     page = build_report(tmp_path).read_text()
     assert "logit:5" in page and "<img" not in page
+
+
+def test_saving_into_a_directory_without_a_result_keeps_files_of_inverset_names(tmp_path):
+    """A user's own grid.png or histogram.png beside a first save is theirs (audit 120)."""
+    for name in ("grid.png", "histogram.png", "index.html"):
+        (tmp_path / name).write_text("mine")
+    _result(np.zeros(3)).save(tmp_path)
+    assert all((tmp_path / n).read_text() == "mine" for n in ("grid.png", "histogram.png"))
 
 
 @pytest.mark.parametrize("channels", [2, 4, 5])
@@ -179,3 +189,45 @@ def test_a_signal_is_drawn_as_lines_not_a_strip_two_pixels_high(saved_figures, t
     np.testing.assert_allclose(lines[1].get_ydata(), signals[0, 1])
     tile = axes[0].get_window_extent()
     assert tile.height > 0.5 * tile.width  # a plot, not a strip
+
+
+def test_an_atlas_refuses_a_users_page_or_files_before_it_computes_anything(tmp_path):
+    """It computed every target, then ended in the report's refusal (exit 2, no summary);
+    files of a user's in an unfinished target's directory were deleted with it."""
+    from torch import nn
+
+    from inverset import Box
+    from inverset.jobs import atlas
+
+    torch_model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    kw = dict(classes="all", domain=Box(-1, 1, shape=(3,)), steps=3, starts=1, polish=False)
+    out = tmp_path / "a"
+    out.mkdir()
+    (out / "index.html").write_text("mine")
+    with pytest.raises(InversetError, match=r"index.html is not a page inverset wrote"):
+        atlas(torch_model, out, **kw)
+    assert sorted(p.name for p in out.iterdir()) == ["index.html"]  # no job, no target
+    (out / "index.html").unlink()
+    (out / "out_1").mkdir()
+    (out / "out_1" / "notes.txt").write_text("mine")
+    with pytest.raises(InversetError, match=r"out_1 holds files inverset did not write"):
+        atlas(torch_model, out, **kw)
+    assert (out / "out_1" / "notes.txt").read_text() == "mine" and not (out / "out_0").exists()
+    (out / "out_1" / "notes.txt").unlink()
+    assert atlas(torch_model, out, **kw).status == "complete"
+
+
+def test_a_signal_visualization_is_drawn_and_dreamt_from_its_best_pixels():
+    """rendered() took (C, H, W) inputs only: a (C, L) signal's dream started from the first
+    image, and its thumbnail drew the normalized inputs (audit 120)."""
+    from inverset.featvis.render import _load_image
+    from inverset.report.pictures import rendered
+
+    images = np.random.default_rng(4).uniform(0.1, 0.9, size=(3, 2, 32))
+    xs = (images - 0.5) / 0.1
+    r = _result(xs[2], xs, np.array([1.0, 2.0, 3.0]), value_range=[0.0, 1.0])
+    r.arrays["images"] = images
+    k, pixels = rendered(r)
+    assert k == 2 and pixels.shape == (3, 2, 32)
+    start = _load_image(r, 2, 0.0, 1.0, signal=True).numpy()[0]
+    np.testing.assert_allclose(start, images[2], atol=1e-6)

@@ -254,8 +254,9 @@ class Result:
         """Write ``result.json`` (everything but arrays; strict JSON, a non-finite float as
         ``{"__float__": "inf" | "-inf" | "nan"}``) and ``result.npz`` (arrays).
 
-        The pictures and page of an earlier result there (inverset's own file names,
-        :data:`~inverset.files.PICTURES`) are removed: they would pass for this result's.
+        Over an earlier result, its pictures and page (inverset's own file names,
+        :data:`~inverset.files.PICTURES`) are removed: they would pass for this result's. In
+        a directory that held no result nothing is removed (those names may be a user's).
         A failed write (a full disk, a directory that cannot be made) leaves no temporary file
         and raises :class:`SaveError`, which holds this Result.
         """
@@ -277,6 +278,7 @@ class Result:
             d = output_directory(directory)
         except InversetError as exc:
             raise SaveError(self, str(exc)) from None
+        earlier = (d / "result.json").is_file()  # a result's directory: its pictures are ours
         try:
             # both written before either is renamed; result.npz first: load() reads the pair
             with replacing(d / "result.json") as tmp_json, replacing(d / "result.npz") as tmp_npz:
@@ -288,7 +290,8 @@ class Result:
                 f"the result was not saved in {d} ({exc.strerror or type(exc).__name__}); "
                 f"{write_fix(exc)} or give another directory (e.g. --out runs/a)",
             ) from None
-        remove_pictures(d, PICTURES)
+        if earlier:
+            remove_pictures(d, PICTURES)
         return d
 
     @classmethod

@@ -245,7 +245,7 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
     shape = parse_ints(text, "--input-shape")
-    if not shape or min(shape) < 1:
+    if not shape or min(shape) < 1 or any(not part.strip() for part in text.split(",")):
         raise InversetError(
             "--input-shape takes one input's shape without the batch axis, whole numbers >= 1 "
             f"(e.g. --input-shape 1,28,28), got {text!r}"

@@ -33,7 +33,7 @@ from torch import nn
 
 from inverset.domain import Box
 from inverset.errors import InversetError
-from inverset.files import replacing
+from inverset.files import PICTURES, is_ours, replacing
 from inverset.loaders import as_module
 from inverset.model import (
     OUTPUT,
@@ -566,6 +566,33 @@ def target_state(out: Path, key: str, seed: int | None = None, ident: str | None
     except (OSError, ValueError):  # unreadable: not a result this job wrote
         ours = False
     return "done" if ours else "foreign"
+
+
+def _refuse_foreign_files(out: Path, keys: list[str], report: bool) -> None:
+    """A one-line error before any work when the job would overwrite what a user put in
+    ``out``: a page of theirs where the report goes (with ``report``), or files of theirs in
+    an unfinished target's directory, which is replaced when the target is computed."""
+    if report:
+        from inverset.report.html import refuse_foreign
+
+        refuse_foreign([out / "index.html", *(out / k / "index.html" for k in keys)])
+    ours = {"result.json", "result.npz", *PICTURES}
+    for key in keys:
+        d = out / key
+        if not d.is_dir() or complete(d):
+            continue
+        theirs = sorted(
+            p.name
+            for p in d.iterdir()
+            if (p.name not in ours and not p.name.startswith(".tmp-"))
+            or (p.suffix == ".html" and not is_ours(p))
+        )
+        if theirs:
+            raise InversetError(
+                f"{d} holds files inverset did not write ({', '.join(theirs[:3])}"
+                f"{', ...' if len(theirs) > 3 else ''}); the target's directory is replaced "
+                "when it is computed: move them away, or give another --out"
+            )
 
 
 def is_done(out: Path, key: str, seed: int | None = None, ident: str | None = None) -> bool:
@@ -1115,6 +1142,7 @@ def atlas(
     job["id"] = job_id(job)
     out = output_directory(out)
     with sigterm_as_interrupt(), job_lock(out):
+        _refuse_foreign_files(out, [t["key"] for t in job["targets"]], report)
         summary = _run_job(
             model,
             out,

@@ -314,7 +314,7 @@ def _load_torch(path: Path, trust: bool, device: str | torch.device | None = Non
         if misread is not None:
             raise misread from None
         msg = str(exc)
-        pickled = _holds(path) == "torch" or _starts_with(path, b"\x80")  # zip, or old format
+        pickled = _holds(path) == "torch" or _starts_with(path, LEGACY_TORCH)
         if not trust and pickled and ("weights_only" in msg or "Unsupported global" in msg):
             raise InversetError(
                 f"{path} holds a pickled module, which can run code when loaded; pass --trust "
@@ -386,8 +386,13 @@ def _holds(path: Path) -> str | None:
     return "text" if _is_text(head) else None
 
 
+#: how a torch file of the old (not zip) format starts: pickle protocol 2, then torch's
+#: 10-byte magic number as a LONG1
+LEGACY_TORCH = b"\x80\x02\x8a\x0a"
+
+
 def _starts_with(path: Path, magic: bytes) -> bool:
-    """Whether the file at ``path`` starts with ``magic`` (a pickle's first byte: b"\x80")."""
+    """Whether the file at ``path`` starts with ``magic``."""
     try:
         with path.open("rb") as f:
             return f.read(len(magic)) == magic

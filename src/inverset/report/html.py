@@ -371,14 +371,15 @@ def _query_report(out: Path) -> Path:
     result = Result.load(out)  # an unreadable result: a one-line error naming the file
     pics = [p for p in QUERY_PICTURES if (out / p).is_file()]
     index = out / "index.html"
-    _refuse_foreign([index])
+    refuse_foreign([index])
     _write(index, _target_page(out.name, result, pics, None, None, False, alone=True))
     return index
 
 
-def _refuse_foreign(pages: list[Path]) -> None:
+def refuse_foreign(pages: list[Path]) -> None:
     """A one-line error, before anything is written, when a page the report would write is
-    already there and not inverset's (a user's own ``index.html``): it is never overwritten."""
+    already there and not inverset's (a user's own ``index.html``): it is never overwritten.
+    An atlas asks before its job runs, so that no finished job ends in this error."""
     from inverset.errors import InversetError
 
     foreign = [p for p in pages if p.exists() and not is_ours(p)]
@@ -436,7 +437,7 @@ def build_report(
             f"{out} holds no results (no result.json, no */result.json); give the --out of "
             "an atlas job or of one query"
         )
-    _refuse_foreign([out / "index.html", *(out / key / "index.html" for key, _ in entries)])
+    refuse_foreign([out / "index.html", *(out / key / "index.html" for key, _ in entries)])
     seeds, ident = unit_seeds(job), job_ident(job) if job else None
     last_run = (job.get("runs") or [{}])[-1]
     failed = last_run.get("failed")

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from inverset.files import PICTURES, remove_pictures
 from inverset.report.images import save_bars, save_curve, save_grid, save_histogram
 from inverset.result import Result, stored_floats
 
@@ -95,14 +94,18 @@ def goal_span(query: dict[str, Any]) -> tuple[float | None, float | None]:
 
 def rendered(result: Result) -> tuple[int, np.ndarray] | None:
     """A visualization's or dream's pictures in pixel values, alpha dropped: (the index of
-    ``x``'s image, all images (N, C, H, W)); None for other results. Its ``x``/``xs`` are the
-    model's inputs, normalized by ``--mean/--std`` when it was: on the pixels' scale, wrong."""
+    ``x``'s image, all images (N, C, H, W), or (N, C, L) for signals); None for others. Its
+    ``x``/``xs`` are the model's inputs, normalized by ``--mean/--std`` when it was: drawn on
+    the pixels' scale, wrong."""
     images = result.arrays.get("images")
     x = np.asarray(result.x) if result.x is not None else None
-    if images is None or x is None or x.ndim != 3 or np.ndim(images) not in (3, 4):
+    if images is None or x is None or x.ndim not in (2, 3):  # (C, H, W) or a signal's (C, L)
         return None
     images = np.asarray(images)
-    images = (images[None] if images.ndim == 3 else images)[:, : x.shape[0]]
+    images = images[None] if images.ndim == x.ndim else images
+    if images.ndim != x.ndim + 1:
+        return None
+    images = images[:, : x.shape[0]]
     if images.shape[1:] != x.shape:
         return None
     xs = None if result.xs is None else np.asarray(result.xs)
@@ -159,10 +162,10 @@ def write_pictures(
 ) -> list[Path]:
     """PNG files for ``result`` in ``directory``: inputs (image grid on the domain's scale,
     or bar chart), convergence plot, and a histogram of returned values when there are
-    several; returns the files written. The pictures of an earlier result there are removed
-    first (only the names in ``PICTURES``), so none is left beside a result it does not show."""
+    several; returns the files written. The pictures of an earlier result there were removed
+    when this one was saved over it (:meth:`Result.save`), so none is left beside a result it
+    does not show; a user's files of other names are never touched."""
     d = Path(directory)
-    remove_pictures(d, PICTURES)
     out: list[Path] = []
     target = result.query.get("target", "target")
     if result.x is not None:
