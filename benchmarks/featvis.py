@@ -219,7 +219,7 @@ def main() -> None:
             "",
         )
     by = {(r[0], r[1]): r for r in rows}
-    for name in args.models.split(","):
+    for name in args.models:
         a, b = by.get((name, "inverset")), by.get((name, "lucent"))
         if a and b and b[2]:
             print(f"{name}: inverset {a[3] / b[3]:.1f}x Lucent's images/s")

@@ -168,3 +168,25 @@ def test_a_corrupt_file_starting_like_a_pickle_is_not_called_a_pickled_module(ru
 def test_an_input_shape_with_an_empty_field_is_refused(run_main, conv_ts):
     code, _, err = run_main("layers", conv_ts, "--input-shape", "1,,8")
     assert code == 2 and "--input-shape takes one input's shape" in _one_line(err)
+
+
+def test_a_negative_count_is_not_told_that_zero_would_do():
+    """--starts -3 said 'must be a finite number >= 0'; --starts 0 then said 'at least 1'."""
+    with pytest.raises(
+        iv.InversetError, match=r"option 'starts' of solver 'gradient' cannot be neg"
+    ):
+        iv.maximize(nn.Linear(2, 1), "out:0", iv.Box(-1, 1, shape=(2,)), starts=-3)
+
+
+def test_an_atlas_refused_as_bad_input_leaves_no_directory_it_made(tmp_path):
+    """A directory made for the job stayed behind, empty, after exit 2 ('no job is left')."""
+    from inverset.jobs import atlas
+
+    out = tmp_path / "new" / "at"
+    with pytest.raises(iv.InversetError, match="starts must be at least 1"):
+        atlas(nn.Linear(2, 2), out, classes="all", domain=iv.Box(-1, 1, shape=(2,)), starts=0)
+    assert not out.exists()
+    out.mkdir()  # one the user made stays
+    with pytest.raises(iv.InversetError, match="starts must be at least 1"):
+        atlas(nn.Linear(2, 2), out, classes="all", domain=iv.Box(-1, 1, shape=(2,)), starts=0)
+    assert out.is_dir()

@@ -1140,26 +1140,33 @@ def atlas(
         "units": [{"keys": u["keys"], "seed": u["seed"]} for u in units],
     }
     job["id"] = job_id(job)
+    made = not Path(out).exists()
     out = output_directory(out)
-    with sigterm_as_interrupt(), job_lock(out):
-        _refuse_foreign_files(out, [t["key"] for t in job["targets"]], report)
-        summary = _run_job(
-            model,
-            out,
-            job,
-            spec,
-            units,
-            make_runner_args=(runner, workers, ray_address, progress),
-            title=f"atlas {mode} {layer or ''}".strip(),
-            job_time_limit=job_time_limit,
-            on_result=on_result,
-            progress=progress,
-            t0=t0,
-        )
-        if report:
-            from inverset.report.html import build_report
+    try:
+        with sigterm_as_interrupt(), job_lock(out):
+            _refuse_foreign_files(out, [t["key"] for t in job["targets"]], report)
+            summary = _run_job(
+                model,
+                out,
+                job,
+                spec,
+                units,
+                make_runner_args=(runner, workers, ray_address, progress),
+                title=f"atlas {mode} {layer or ''}".strip(),
+                job_time_limit=job_time_limit,
+                on_result=on_result,
+                progress=progress,
+                t0=t0,
+            )
+            if report:
+                from inverset.report.html import build_report
 
-            summary.index = build_report(out)
+                summary.index = build_report(out)
+    except InversetError:  # bad input: a directory this call made is not left behind empty
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     return summary
 
 

@@ -208,5 +208,7 @@ def _check_value(name: str, k: str, v: Any, default: Any, hint: Any) -> None:
     if kind is bool or default is None:  # ranges of None-default options: the solver's
         return
     # sizes, counts, steps and rates: a positive default means the value cannot be negative
-    if not math.isfinite(v) or (default > 0 and v < 0):
-        raise InversetError(f"option {k!r} of {name} must be a finite number >= 0, got {v!r}")
+    if not math.isfinite(v):
+        raise InversetError(f"option {k!r} of {name} must be a finite number, got {v!r}")
+    if default > 0 and v < 0:  # the solver may ask for more (starts >= 1): not said here
+        raise InversetError(f"option {k!r} of {name} cannot be negative, got {v!r}")
