@@ -469,6 +469,7 @@ def test_save_removes_an_earlier_runs_pictures_and_draws_dollars_as_text(
 ):
     """save left a maximize run's inputs.png/convergence.png (and an old optimization.gif)
     beside the new grid; a '$' in a label went to mathtext ('price $^$' failed to parse)."""
+    iv.Result(x=np.zeros(2), value=1.0, status="converged").save(tmp_path)  # the maximize run
     for name in ("inputs.png", "convergence.png", "values.png", "optimization.gif", "my.png"):
         (tmp_path / name).write_bytes(b"old")
     r = fv.visualize(digits_cnn.model, layer="out", channels="0-1", steps=3)
