@@ -227,7 +227,8 @@ def test_a_signal_visualization_is_drawn_and_dreamt_from_its_best_pixels():
     xs = (images - 0.5) / 0.1
     r = _result(xs[2], xs, np.array([1.0, 2.0, 3.0]), value_range=[0.0, 1.0])
     r.arrays["images"] = images
-    k, pixels = rendered(r)
-    assert k == 2 and pixels.shape == (3, 2, 32)
+    image, pixels = rendered(r)
+    np.testing.assert_array_equal(image, images[2])  # x's image, the third
+    assert pixels.shape == (3, 2, 32)
     start = _load_image(r, 2, 0.0, 1.0, signal=True).numpy()[0]
     np.testing.assert_allclose(start, images[2], atol=1e-6)

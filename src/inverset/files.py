@@ -27,8 +27,8 @@ def replacing(path: str | Path) -> Iterator[Path]:
 
 
 #: every picture inverset writes beside a result (write_pictures; featvis.save: grid.png,
-#: optimization.gif; `inverset report`: a target's page and its pictures): each writer first
-#: removes them all, so none of an earlier run is left
+#: optimization.gif; `inverset report`: a target's page and its pictures): a result saved
+#: over an earlier one removes them all (Result.save), so none of the earlier run is left
 PICTURES = (
     "inputs.png",
     "best_input.png",

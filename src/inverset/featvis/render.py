@@ -1057,19 +1057,17 @@ def _load_image(image, channels: int, lo: float, hi: float, signal: bool = False
         image = _stored_start(Path(image))
     src_range = None  # the range a Result's pixels are on, when it is another one
     if isinstance(image, Result):
-        from inverset.report.pictures import image_range, rendered
+        from inverset.report.pictures import image_range, picture_shape, rendered
 
         src_range = image_range(image.query)
         pics, pixels = image.arrays.get("images"), rendered(image)
         if pixels is not None:  # x's image (the best; visualize keeps channel order), no alpha
-            image = pixels[1][pixels[0]]
+            image = pixels[0]
         else:
             image = pics[0] if pics is not None and len(pics) else image.x
         if image is None:
             raise InversetError("the Result holds no image (no x); give one that found a point")
         if pics is None:  # a flat x (784 inputs) as its pictures draw it (1, 28, 28)
-            from inverset.report.pictures import picture_shape
-
             image = np.asarray(image)
             image = image.reshape(picture_shape(image.shape) or image.shape)
     unit = False  # values on [0, 1], to be mapped onto [lo, hi]

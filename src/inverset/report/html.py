@@ -198,7 +198,7 @@ def write_target_pictures(result: Result, d: Path, names: list[str] | None = Non
         x, xs = np.asarray(result.x), result.xs
         pixels = rendered(result)
         if pixels is not None:
-            x, xs = pixels[1][pixels[0]], pixels[1]
+            x, xs = pixels
         shape = picture_shape(x.shape, names or domain_names(result))
         if _stale(d / THUMB, src):
             if shape is not None:

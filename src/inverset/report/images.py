@@ -433,20 +433,19 @@ def save_histogram(
     name: str | None = None,
 ) -> Path:
     """Histogram of target values, with the requested range [low, high] shaded (low == high:
-    a reach's value, drawn as a dashed line); ``more``:
-    further panels ``(name, values, low, high)`` beside it, one per constraint on the same
-    points (a sample's intersected ranges), so that every range's values can be seen;
-    ``name`` heads the first panel then."""
+    a reach's value, drawn as a dashed line); ``more``: further panels ``(name, values, low,
+    high)`` beside it, one per constraint on the same points (a sample's intersected ranges),
+    so that every range's values can be seen; ``name`` heads the first panel then."""
     n = 1 + len(more)
     ncol = min(n, 3)
     nrow = -(-n // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.5 if n == 1 else 3.4 * ncol, 3.0 * nrow))
     axes = np.atleast_1d(axes).reshape(-1)
     panels = [(name if more else None, values, low, high), *more]
-    for ax, (name, v, lo, hi) in zip(axes, panels, strict=False):
+    for ax, (head, v, lo, hi) in zip(axes, panels, strict=False):
         _histogram(ax, np.asarray(v, dtype=np.float64).reshape(-1), lo, hi, bins)
-        if name is not None:
-            ax.set_title(str(name), fontsize=8)
+        if head is not None:
+            ax.set_title(str(head), fontsize=8)
     for ax in axes[n:]:
         ax.set_visible(False)
     if n == 1:

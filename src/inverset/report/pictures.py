@@ -60,17 +60,23 @@ def _goal_text(goal: dict[str, Any]) -> str:
     return kind
 
 
-def constraints_text(query: dict[str, Any]) -> str:
-    """A picture title's target constraints (a sample's intersections): ', logit:7 in
-    [-6, -1]' per constraint; '' without any."""
-    parts = []
+def _constraints(query: dict[str, Any]) -> list[tuple[str, float, float] | None]:
+    """A query's target constraints (a sample's intersections) as (target, z1, z2), None for
+    an entry that is not one (a result.json edited by hand)."""
+    out: list[tuple[str, float, float] | None] = []
     for c in query.get("constraints") or []:
         try:
             t, lo, hi = c
-            parts.append(f", {t} in [{float(lo):g}, {float(hi):g}]")
+            out.append((str(t), float(lo), float(hi)))
         except (TypeError, ValueError):
-            continue
-    return "".join(parts)
+            out.append(None)
+    return out
+
+
+def constraints_text(query: dict[str, Any]) -> str:
+    """A picture title's target constraints: ', logit:7 in [-6, -1]' per constraint; ''
+    without any."""
+    return "".join(f", {t} in [{lo:g}, {hi:g}]" for t, lo, hi in filter(None, _constraints(query)))
 
 
 def goal_span(query: dict[str, Any]) -> tuple[float | None, float | None]:
@@ -92,11 +98,11 @@ def goal_span(query: dict[str, Any]) -> tuple[float | None, float | None]:
     return None, None
 
 
-def rendered(result: Result) -> tuple[int, np.ndarray] | None:
-    """A visualization's or dream's pictures in pixel values, alpha dropped: (the index of
-    ``x``'s image, all images (N, C, H, W), or (N, C, L) for signals); None for others. Its
-    ``x``/``xs`` are the model's inputs, normalized by ``--mean/--std`` when it was: drawn on
-    the pixels' scale, wrong."""
+def rendered(result: Result) -> tuple[np.ndarray, np.ndarray] | None:
+    """A visualization's or dream's pictures in pixel values, alpha dropped: (``x``'s image,
+    all images (N, C, H, W), or (N, C, L) for signals); None for others. Its ``x``/``xs`` are
+    the model's inputs, normalized by ``--mean/--std`` when it was: drawn on the pixels'
+    scale, wrong."""
     images = result.arrays.get("images")
     x = np.asarray(result.x) if result.x is not None else None
     if images is None or x is None or x.ndim not in (2, 3):  # (C, H, W) or a signal's (C, L)
@@ -112,23 +118,20 @@ def rendered(result: Result) -> tuple[int, np.ndarray] | None:
     k = 0  # x is the best image, which need not be the first (visualize keeps channel order)
     if xs is not None and xs.shape == images.shape:
         k = int(np.argmin(np.abs(xs - x).reshape(len(xs), -1).max(1)))
-    return k, images
+    return images[k], images
 
 
 def constraint_panels(result: Result) -> list[tuple[str, np.ndarray, float, float]]:
     """A sample's intersected ranges as histogram panels ``(target, its values at the
     returned points, z1, z2)``; [] when it has none, or their values were not kept."""
-    cons = result.query.get("constraints") or []
+    cons = _constraints(result.query)
     vals = result.arrays.get("constraints")
-    if not cons or vals is None:
+    if not cons or vals is None or None in cons:
         return []
     vals = np.asarray(vals, dtype=np.float64)
     if vals.ndim != 2 or vals.shape[1] != len(cons):
         return []
-    try:
-        return [(str(t), vals[:, k], float(lo), float(hi)) for k, (t, lo, hi) in enumerate(cons)]
-    except (TypeError, ValueError):
-        return []
+    return [(t, vals[:, k], lo, hi) for k, (t, lo, hi) in enumerate(cons)]
 
 
 def domain_names(result: Result) -> list[str] | None:
