@@ -314,6 +314,74 @@ def test_user_extended_milp_model():
     assert sol.objective == pytest.approx(ref, abs=1e-4)
 
 
+def _user_milp(seed=9):
+    from inverset.exact import compile_problem
+
+    box = iv.Box(-1, 1, shape=(2,))
+    model = _mlp([2, 8, 1], seed)
+    net = compile_problem(Problem.build(model, "out:0", iv.Goal.maximize(), box))
+    return model, net, box.lower, box.upper
+
+
+@pytest.mark.parametrize("milp_solver", ["highs", "scip"])
+def test_a_column_named_twice_in_a_users_row_counts_twice(milp_solver):
+    # HiGHS kept one entry of a repeated column: 2 x0 <= -1 was read as x0 <= -1 and the
+    # "certified" maximum rose above the unconstrained one
+    model, net, lo, hi = _user_milp()
+    m = build_milp(net, lo, hi, crown(net, lo, hi))
+    m.add_constraint([m.x[0], m.x[0]], [1.0, 1.0], hi=-1.0)
+    sol = m.solve(solver=milp_solver)
+    t = np.linspace(-1, 1, 801)
+    xs = np.stack(np.meshgrid(t, t), -1).reshape(-1, 2)
+    xs = xs[xs[:, 0] <= -0.5]
+    assert sol.status == "optimal" and sol.x[0] <= -0.5 + 1e-7
+    assert sol.objective == pytest.approx(_f(model)(xs).max(), abs=2e-3)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m: m.add_constraint([-1], [1.0], hi=-5), "column -1 does not exist"),
+        (lambda m: m.add_constraint([999], [1.0], hi=0), "column 999 does not exist"),
+        (lambda m: m.add_constraint([0.5], [1.0], hi=0), "whole numbers"),
+        (lambda m: m.add_constraint(m.x, [1.0], hi=0), "2 column indices but 1 coefficients"),
+        (lambda m: m.add_constraint(m.x, [np.nan, 1.0], hi=0), "must be finite, not nan"),
+        (lambda m: m.add_constraint(m.x, [1.0, 1.0], hi=np.nan), "lo and hi must be numbers"),
+        (lambda m: m.add_objective_term([m.x[0]], [np.inf]), "must be finite, not inf"),
+        (lambda m: m.add_objective_term([-1], [100.0]), "column -1 does not exist"),
+        (lambda m: m.add_objective_term([m.x[0]], [1.0], np.nan), "const must be finite"),
+        (lambda m: m.set_objective([m.x[0]], [1.0], np.nan), "const must be finite"),
+        (lambda m: m.add_output_constraint(5, 0.0), "output row 5 does not exist"),
+        (lambda m: m.add_var(np.nan, 1.0), "bounds must be numbers"),
+        (lambda m: m.solve(time_limit=-1), "time_limit must be positive"),
+    ],
+)
+def test_a_users_milp_terms_are_checked_where_they_are_given(call, message):
+    # a negative column reached HiGHS as -1 and it certified 0.340 above the true 0.102; a
+    # NaN objective hung HiGHS past its time limit; a NaN coefficient dropped the row
+    _, net, lo, hi = _user_milp()
+    m = build_milp(net, lo, hi, crown(net, lo, hi))
+    rows, obj = len(m.rows), dict(m.obj)
+    with pytest.raises(iv.InversetError, match=message):
+        call(m)
+    assert len(m.rows) == rows and m.obj == obj
+    assert m.solve().status == "optimal"
+
+
+def test_build_milp_refuses_bounds_of_a_smaller_box_and_inputs_it_does_not_have():
+    _, net, lo, hi = _user_milp()
+    with pytest.raises(iv.InversetError, match="not of the box"):
+        build_milp(net, 2 * lo, 2 * hi, crown(net, lo, hi))
+    with pytest.raises(iv.InversetError, match="input 7 does not exist"):
+        build_milp(net, lo, hi, crown(net, lo, hi), integer=(7,))
+    with pytest.raises(iv.InversetError, match="output row 3 does not exist"):
+        build_milp(net, lo, hi, crown(net, lo, hi), objective_row=3)
+    # bounds of a larger box are looser, and sound: the same optimum
+    small = build_milp(net, lo, hi, crown(net, lo, hi)).solve()
+    loose = build_milp(net, lo, hi, crown(net, 2 * lo, 2 * hi)).solve()
+    assert loose.objective == pytest.approx(small.objective, abs=1e-6)
+
+
 @pytest.mark.parametrize("method", ["auto", "relu", "milp"])
 def test_time_limit_returns_incumbent_and_bound(method):
     model = _mlp([8, 64, 64, 64, 1], 0)

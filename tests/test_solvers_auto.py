@@ -64,6 +64,29 @@ def test_no_gradient_uses_cmaes():
     assert res.value == pytest.approx(2.0, abs=0.011)
 
 
+def test_a_stages_library_import_is_outside_the_time_limit(monkeypatch):
+    # a process's first import of cma (1-2 s) ran on auto's clock: a 1 s limit took 2.6 s
+    import time
+
+    from inverset.solvers import auto, get_solver
+
+    slow = set()
+
+    def importing(name):
+        if name not in slow:
+            slow.add(name)
+            time.sleep(1.5)
+        return get_solver(name)
+
+    monkeypatch.setattr(auto, "get_solver", importing)
+    res = iv.maximize(
+        Stepped(), "out:0", iv.Box(-1, 1, shape=(2,)), solver="auto", seed=0, time_limit=1.0
+    )
+    assert res.info["auto"]["picked"] == "cmaes" and res.status == "time_limit"
+    assert res.timings["total"] < 1.3
+    assert res.info["auto"]["stages"][0]["time"] > 0.5  # the stage had its time
+
+
 def test_latent_space_uses_gradient():
     gen = nn.Linear(2, 2, bias=False)
     with torch.no_grad():

@@ -542,3 +542,26 @@ def test_cmaes_begins_no_step_past_its_time_limit():
 def test_bayes_refuses_zero_restarts_or_raw_samples(key):
     with pytest.raises(InversetError, match=f"{key} must be at least 1, got 0"):
         iv.maximize(linear3(), "out:0", iv.Box(0, 1, shape=(3,)), solver="bayes", **{key: 0})
+
+
+def test_bayes_refuses_fewer_raw_samples_than_restarts_before_evaluating():
+    # BoTorch raised a bare RuntimeError after the Sobol design was evaluated: exit 4
+    calls = []
+    net = linear3()
+    net.register_forward_hook(lambda *_: calls.append(1))
+    with pytest.raises(
+        InversetError, match=r"raw_samples \(4\) must be at least num_restarts \(8\)"
+    ):
+        iv.maximize(net, "out:0", iv.Box(0, 1, shape=(3,)), solver="bayes", raw_samples=4)
+    calls.clear()
+    r = iv.maximize(
+        net,
+        "out:0",
+        iv.Box(0, 1, shape=(3,)),
+        solver="bayes",
+        raw_samples=4,
+        num_restarts=4,
+        max_evals=12,
+        seed=0,
+    )
+    assert r.x is not None and r.nfev <= 12

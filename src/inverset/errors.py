@@ -22,24 +22,30 @@ class NoGradient(InversetError):
     """The target does not depend differentiably on the input (a gradient-based step needs it)."""
 
 
-def no_gradient(what: str) -> NoGradient:
-    """The error of a gradient-based search (``what``) on a target with no input gradient."""
+def no_gradient(what: str, solvers: bool = True) -> NoGradient:
+    """The error of a gradient-based search (``what``) on a target with no input gradient;
+    ``solvers``: name the solvers that need none (sampling has no such alternative)."""
+    others = "; use --solver cmaes, evolution or swarm" if solvers else ""
     return NoGradient(
         f"{what} needs the model's gradient, but the target does not depend differentiably on "
-        "the input (a model optimized for inference, or one detaching its input); use "
-        "--solver cmaes, evolution or swarm"
+        "the input (a model optimized for inference, or one detaching its input; in a latent "
+        f"space, a generator doing so){others}"
     )
 
 
 @contextlib.contextmanager
-def model_backward(solvers: bool = True) -> Iterator[None]:
+def model_backward(solvers: bool = True, what: str = "this search") -> Iterator[None]:
     """Around a backward pass through the user's model: autograd's failure on a forward that
     changes in place a tensor its backward needs (``g.relu_()`` on a value a later product
     reads) becomes a one-line :class:`NoGradient`, naming the solvers that need no gradient
-    (``solvers``; feature visualization and sampling have none)."""
+    (``solvers``; feature visualization and sampling have none); so does a target with no
+    gradient at all (a model or generator detaching its input, or rounding it to integers:
+    :func:`no_gradient`, ``what`` naming the search)."""
     try:
         yield
     except RuntimeError as exc:
+        if "does not require grad" in str(exc):
+            raise no_gradient(what, solvers) from None
         if "modified by an inplace operation" not in str(exc):
             raise
         others = "; or use --solver cmaes, evolution or swarm, which need none" if solvers else ""

@@ -363,6 +363,12 @@ class Problem:
                 z, "the generator", "codes", "z.mul_(0.5) or z.clamp_()", "z = z * 0.5"
             ):
                 x = self.space.first_input(z)
+            if not torch.isfinite(x).all():
+                raise InversetError(
+                    "the generator's output is not finite (NaN or inf) at codes drawn from "
+                    "their box; check the generator, or narrow the codes' box (Latent(G, dim, "
+                    "bound) / --latent-bound)"
+                )
             with _unchanged(x, "the model", "input", "x.sub_(0.5) or x /= 255", "x = x - 0.5"):
                 acts = forward_checked(self.model, x, self.layer_names)
             self.target.check(acts)
@@ -407,7 +413,7 @@ def _unchanged(t: torch.Tensor, who: str, what: str, ops: str, fix: str) -> Iter
     ``what`` ``t`` in place (``ops``; written out of place: ``fix``): inverset reuses them."""
     given = t.clone()
     yield
-    if not torch.equal(t, given):
+    if not ((t == given) | (t.isnan() & given.isnan())).all():  # NaN != NaN: not a change
         reuses = what if what.endswith("s") else f"{what}s"
         raise InversetError(
             f"{who} changes its {what} in place (e.g. {ops} in forward); write it out of place "

@@ -138,6 +138,13 @@ class Latent(Space):
                 f"the generator returned {type(x).__name__}, not a tensor; give one that maps a "
                 "batch of codes to a batch of inputs"
             )
+        if x.ndim >= 1 and x.shape[0] != z.shape[0]:
+            # a (values, batch) output would be reshaped across codes: its pictures mixed
+            # codes, were read as noise, and the saved codes did not give the saved inputs
+            raise InversetError(
+                f"the generator returned shape {tuple(x.shape)} for {z.shape[0]} codes; give "
+                "one whose output keeps the batch axis first, one row per code"
+            )
         x = x.to(z.device, z.dtype)
         if self.domain is None:
             return x

@@ -73,8 +73,14 @@ class MILPModel:
 
     # ------------------------------------------------------------------ building
     def add_var(self, lb: float, ub: float, integer: bool = False) -> int:
-        self.lb.append(float(lb))
-        self.ub.append(float(ub))
+        """A new column in ``[lb, ub]`` (infinite for no bound); returns its index."""
+        lb, ub = float(lb), float(ub)
+        if math.isnan(lb) or math.isnan(ub):
+            raise InversetError(
+                f"add_var: bounds must be numbers (-inf/inf for none), not {lb}, {ub}"
+            )
+        self.lb.append(lb)
+        self.ub.append(ub)
         self.integer.append(bool(integer))
         return len(self.lb) - 1
 
@@ -82,13 +88,54 @@ class MILPModel:
         self, idx: ArrayLike, coef: ArrayLike, lo: float = -math.inf, hi: float = math.inf
     ) -> None:
         """Add ``lo <= sum coef[i] * var[idx[i]] <= hi``."""
-        idx = np.asarray(idx, dtype=np.int64)
-        coef = np.asarray(coef, dtype=np.float64)
+        idx, coef = self._terms(idx, coef, "add_constraint")
+        lo, hi = float(lo), float(hi)
+        if math.isnan(lo) or math.isnan(hi):
+            raise InversetError(
+                f"add_constraint: lo and hi must be numbers (-inf/inf for no bound), not {lo}, {hi}"
+            )
+        self.rows.append((idx, coef, lo, hi))
+
+    def _terms(self, idx: ArrayLike, coef: ArrayLike, what: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(idx, coef)`` checked against the model's columns, with a column named twice
+        summed (the MILP solvers read a row's repeated column differently: HiGHS kept one
+        entry and certified a maximum above the unconstrained one) and zeros dropped."""
+        raw = np.asarray(idx).reshape(-1)
+        coef = np.asarray(coef, dtype=np.float64).reshape(-1)
+        if raw.size != coef.size:
+            raise InversetError(
+                f"{what}: {raw.size} column indices but {coef.size} coefficients; give one "
+                "coefficient per column"
+            )
+        if raw.size and not (
+            np.issubdtype(raw.dtype, np.integer) or np.array_equal(raw, np.round(raw))
+        ):
+            raise InversetError(f"{what}: column indices must be whole numbers, not {raw}")
+        idx = raw.astype(np.int64)
+        n = len(self.lb)
+        bad = (idx < 0) | (idx >= n)
+        if bad.any():
+            raise InversetError(
+                f"{what}: column {idx[bad][0]} does not exist; the model's columns are "
+                f"0..{n - 1} (m.x, m.h[k] and m.d[k] hold their indices)"
+            )
+        if not np.isfinite(coef).all():
+            raise InversetError(
+                f"{what}: coefficients must be finite, not {coef[~np.isfinite(coef)][0]}"
+            )
+        if len(np.unique(idx)) < idx.size:
+            idx, at = np.unique(idx, return_inverse=True)
+            coef = np.bincount(at, weights=coef, minlength=idx.size)
         keep = coef != 0
-        self.rows.append((idx[keep], coef[keep], float(lo), float(hi)))
+        return idx[keep], coef[keep]
 
     def output(self, row: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
         """Output ``row`` of the network as (column indices, coefficients, constant)."""
+        rows = self.net.weights[-1].shape[0]
+        if not (isinstance(row, (int, np.integer)) and 0 <= row < rows):
+            raise InversetError(
+                f"output row {row} does not exist; the network's rows are 0..{rows - 1}"
+            )
         w = self.net.weights[-1][row].double().cpu().numpy()
         c = float(self.net.biases[-1][row])
         prev = self.h[-1] if self.h else self.x
@@ -103,18 +150,24 @@ class MILPModel:
         self, idx: ArrayLike, coef: ArrayLike, const: float = 0.0, maximize: bool = True
     ) -> None:
         """Replace the objective by ``sum coef[i] * var[idx[i]] + const``."""
-        self.obj = {}
-        self.add_objective_term(idx, coef)
-        self.obj_const = float(const)
+        old = self.obj, self.obj_const
+        self.obj, self.obj_const = {}, 0.0
+        try:
+            self.add_objective_term(idx, coef, const)
+        except InversetError:
+            self.obj, self.obj_const = old
+            raise
         self.maximize = maximize
 
     def add_objective_term(self, idx: ArrayLike, coef: ArrayLike, const: float = 0.0) -> None:
         """Add ``sum coef[i] * var[idx[i]] + const`` to the objective."""
-        for i, c in zip(
-            np.asarray(idx).tolist(), np.asarray(coef, dtype=float).tolist(), strict=True
-        ):
-            self.obj[int(i)] = self.obj.get(int(i), 0.0) + c
-        self.obj_const += float(const)
+        idx, coef = self._terms(idx, coef, "add_objective_term")
+        const = float(const)
+        if not math.isfinite(const):
+            raise InversetError(f"add_objective_term: const must be finite, not {const}")
+        for i, c in zip(idx.tolist(), coef.tolist(), strict=True):
+            self.obj[i] = self.obj.get(i, 0.0) + c
+        self.obj_const += const
 
     def columns(self, x: np.ndarray) -> np.ndarray:
         """Values of every column at the flat input ``x`` (a warm start)."""
@@ -146,6 +199,8 @@ class MILPModel:
         and bound so far."""
         if solver not in ("highs", "scip"):
             raise InversetError(f"unknown MILP solver {solver!r}; use 'highs' or 'scip'")
+        if time_limit is not None and not time_limit > 0:
+            raise InversetError(f"time_limit must be positive seconds (or None), not {time_limit}")
         unit, warm, lo, w = _unit_inputs(self, warm_start)
         if solver == "highs":
             sol = _solve_highs(unit, time_limit, warm, first_solution, rel_gap, abs_gap, threads)
@@ -178,8 +233,14 @@ def build(
         raise InversetError(
             "the exact solver needs a bounded box on every input; give --box LO,HI or a box file"
         )
+    _check_box_bounds(net, lo, hi, bounds)
+    ints = {int(i) for i in integer}
+    if any(not 0 <= i < len(lo) for i in ints):
+        raise InversetError(
+            f"integer: input {sorted(i for i in ints if not 0 <= i < len(lo))[0]} does not "
+            f"exist; the flat input has indices 0..{len(lo) - 1}"
+        )
     m = MILPModel(net)
-    ints = set(integer)
     m.x = np.array([m.add_var(lo[i], hi[i], i in ints) for i in range(len(lo))], dtype=np.int64)
     if A is not None:
         for r in range(A.shape[0]):
@@ -218,6 +279,31 @@ def build(
         idx, w, c = m.output(objective_row)
         m.set_objective(idx, w, c, maximize)
     return m
+
+
+def _check_box_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, bounds: Bounds) -> None:
+    """Refuse ``bounds`` made for a smaller box than [lo, hi]: their big-M rows would cut
+    off inputs of the box, and the MILP certify a wrong optimum. The first layer's exact
+    range over the box is the test (bounds of a larger box are looser, and sound)."""
+    if not bounds.pre or len(net.weights) < 2:
+        return
+    w = net.weights[0].double().cpu().numpy()
+    if w.shape[1] != len(lo):
+        raise InversetError(
+            f"the box has {len(lo)} inputs where the network takes {w.shape[1]}; give the "
+            "flat box the network was compiled for"
+        )
+    c, r = (hi + lo) / 2, (hi - lo) / 2
+    mid = w @ c + net.biases[0].double().cpu().numpy()
+    rad = np.abs(w) @ r
+    lb = bounds.pre[0][0][0].double().cpu().numpy()
+    ub = bounds.pre[0][1][0].double().cpu().numpy()
+    tol = 1e-5 * (1 + np.abs(mid) + rad)
+    if lb.shape != mid.shape or (lb > mid - rad + tol).any() or (ub < mid + rad - tol).any():
+        raise InversetError(
+            "bounds: these bounds are not of the box [lo, hi] given: compute them over the "
+            "same box, crown(net, lo, hi)"
+        )
 
 
 def _unit_inputs(

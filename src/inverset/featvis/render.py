@@ -554,7 +554,7 @@ def _score(
 
 def _flat_rows(v: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
     """Bool [B]: the images whose ``v`` (one value each) has an exactly zero gradient."""
-    with model_backward(solvers=False):
+    with model_backward(solvers=False, what="feature visualization"):
         (g,) = torch.autograd.grad(v.sum(), img, retain_graph=True, allow_unused=True)
     if g is None:
         return torch.ones(len(img), dtype=torch.bool, device=img.device)
@@ -616,7 +616,7 @@ def _render_batch(
                     warm = flat if bool(flat.any()) else None
                     warm_end = step + 1 + span
                 opt.zero_grad(set_to_none=True)
-                with model_backward(solvers=False):
+                with model_backward(solvers=False, what="feature visualization"):
                     (-v.sum()).backward()
                 opt.step()
                 history.append(_score(objective, ctx, v, warm if warming else None))
@@ -1263,7 +1263,7 @@ def dream(
                         xr = torch.roll(x, shifts[: len(dims)], dims)
                         ctx = Context(run(xr), xr)
                         v = obj.ascent(ctx)
-                        with model_backward(solvers=False):
+                        with model_backward(solvers=False, what="feature visualization"):
                             (g,) = torch.autograd.grad(v.sum(), x)
                         with torch.no_grad():
                             x = (x + lr * (hi - lo) * g / (g.abs().mean() + 1e-12)).clamp(lo, hi)

@@ -17,6 +17,7 @@ from inverset.errors import InversetError
 from inverset.model import (
     check_layer_names,
     check_rows,
+    first_tensor,
     hookable_layers,
     inputs_for,
     layers,
@@ -91,7 +92,14 @@ class Encoder:
         elif self.kind == "identity":
             e = x
         else:  # on its own device, wherever the model is (as a Latent's generator)
-            e = self.module(inputs_for(self.module, x)).to(x.device)
+            out = self.module(inputs_for(self.module, x))
+            try:  # a VAE encoder's (mean, log-variance): its mean, as a model's first tensor
+                e = first_tensor(out).to(x.device)
+            except InversetError:
+                raise InversetError(
+                    f"the encoder module returned {type(out).__name__}, not a tensor; give one "
+                    "that returns a tensor (or a tuple/list/dict whose first is the features)"
+                ) from None
             if e.dim() == 0 or not one_row_each(e, len(x)):
                 raise InversetError(
                     f"the encoder module gives {tuple(e.shape)} for a batch of {len(x)} inputs, "

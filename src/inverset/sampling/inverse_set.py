@@ -688,7 +688,7 @@ class _Sampler:
                 note(feas)
                 if it > 0 and (bool(feas.all()) or bool((self.cons(V.detach()) >= 0).all())):
                     break
-                with model_backward(solvers=False):
+                with model_backward(solvers=False, what="inverse-set sampling"):
                     flat = self.dead(V, u) & ~feas if it == 0 and relus.calls else None
                     self.lagrangian(V, E, lam, mu, False).backward()
                 if flat is not None and bool(flat.any()):
@@ -961,7 +961,7 @@ class _Sampler:
                 if self.c["sample_steps"] >= limit:
                     raise _Stop("not_found")
             first = False
-            with model_backward(solvers=False):
+            with model_backward(solvers=False, what="inverse-set sampling"):
                 self.lagrangian(V, E, lam, mu, True).backward()
             self.take_step(u, opt, o["step"])
             self.c["sample_steps"] += 1
@@ -1138,16 +1138,17 @@ class _Sampler:
     def verify_pending(self) -> None:
         """Re-evaluate the pending samples from scratch (not in the batch they were accepted
         in): those in every range and in the domain join the verified samples (and the store);
-        the rest are dropped and counted."""
+        the rest are dropped and counted. They stay pending until verified: a Ctrl-C in the
+        model's passes here left 66 accepted samples neither returned, stored nor counted."""
         if not self.pending:
             return
         part = {k: np.concatenate([p[k] for p in self.pending]) for k in self.pending[0]}
-        self.pending = []
         t = time.perf_counter()
         V, _ = self.verify(part["x"], features=False)
         self.sec_per_point = (time.perf_counter() - t) / len(V)
         V = self.alone_near_ends(part["x"], V)
         ok = self.in_ranges(V) & self.in_domain(torch.as_tensor(part["x"])).cpu().numpy()
+        self.pending = []
         bad = int((~ok).sum())
         self.c["failed_verification"] += bad
         self.n_acc -= bad

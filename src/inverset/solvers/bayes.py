@@ -84,6 +84,11 @@ def solve(
     ):
         if v is not None and v < 1:
             raise InversetError(f"{name} must be at least 1, got {v}")
+    if raw_samples < num_restarts:  # BoTorch starts its restarts from the best raw samples
+        raise InversetError(
+            f"raw_samples ({raw_samples}) must be at least num_restarts ({num_restarts}): the "
+            "acquisition's restarts start from the best of its raw samples"
+        )
     dims = problem.space.box.size
     if dims > max_dims:
         raise InversetError(
