@@ -363,7 +363,7 @@ class Problem:
                 z, "the generator", "codes", "z.mul_(0.5) or z.clamp_()", "z = z * 0.5"
             ):
                 x = self.space.first_input(z)
-            if not torch.isfinite(x).all():
+            if isinstance(self.space, Latent) and not torch.isfinite(x).all():
                 raise InversetError(
                     "the generator's output is not finite (NaN or inf) at codes drawn from "
                     "their box; check the generator, or narrow the codes' box (Latent(G, dim, "
