@@ -1371,3 +1371,75 @@ def test_tracing_leaves_the_models_own_attributes_as_they_were():
         assert r.status in ("optimal", "converged", "max_evals")
         assert type(m.calls) is int and m.calls > 0
         assert not [k for k in vars(m) if "proxy" in type(vars(m)[k]).__name__.lower()]
+
+
+def test_an_integer_range_the_float32_model_reaches_by_a_rounding_is_not_unreachable():
+    # the MILP of the range as asked was infeasible for the exact network, and was returned
+    # as the proof though the model itself gives the range's value at x = 66669
+    torch.manual_seed(7)
+    model = nn.Sequential(
+        nn.Linear(1, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1)
+    )
+    with torch.no_grad():
+        model[0].weight.mul_(1e-3)
+        model[0].bias.mul_(3)
+        v = model(torch.tensor([[66669.0]])).item()
+        exact = model.double()(torch.tensor([[66669.0]], dtype=torch.float64)).item()
+    model.float()
+    assert v != exact  # the float32 model's own rounding
+    box = iv.Box(66660, 66680, shape=(1,), integer=[0])
+    r = iv.in_range(model, "out:0", (v, v), domain=box, solver="exact", time_limit=20)
+    assert r.status in ("found", "not_found"), r.message
+    if r.status == "found":
+        assert r.value == v and r.x.item() == 66669
+    else:
+        assert "numerical limits" in r.message
+    # a range between attainable values is still proven unreachable
+    with torch.no_grad():
+        a, b = (model(torch.tensor([[t]])).item() for t in (66669.0, 66670.0))
+    lo, hi = sorted((a, b))
+    gap = (lo + 0.3 * (hi - lo), lo + 0.7 * (hi - lo))
+    assert iv.in_range(model, "out:0", gap, domain=box, solver="exact").status == "unreachable"
+
+
+def test_a_milp_solver_past_its_own_time_limit_is_stopped():
+    # SCIP's root phases look at its clock rarely: a 3 s limit ran 4.5 s (MNIST-FC 256x4)
+    import threading
+
+    from inverset.exact.milp import _in_worker
+
+    stopped = threading.Event()
+
+    def work():  # a solver that ignores its limit until asked to stop
+        t = time.perf_counter()
+        while not stopped.is_set() and time.perf_counter() - t < 10:
+            time.sleep(0.01)
+
+    t = time.perf_counter()
+    assert _in_worker(work, stopped.set, deadline=t + 0.3) == (False, True)
+    assert time.perf_counter() - t < 1.0
+    stopped.clear()
+    assert _in_worker(lambda: None, stopped.set, deadline=time.perf_counter() + 5) == (False, False)
+    assert not stopped.is_set()
+
+
+@pytest.mark.parametrize("milp_solver", ["highs", "scip"])
+def test_a_users_milp_statuses_and_warm_starts(milp_solver):
+    _, net, lo, hi = _user_milp()
+    m = build_milp(net, lo, hi, crown(net, lo, hi))
+    best = m.solve(milp_solver)
+    # a warm start is an input or every column; anything else is one line, not ignored
+    for warm in (best.x, m.columns(best.x)):
+        sol = m.solve(milp_solver, warm_start=warm)
+        assert sol.status == "optimal" and sol.objective == pytest.approx(best.objective)
+    with pytest.raises(iv.InversetError, match="warm_start has 5 values; give the 2 inputs"):
+        m.solve(milp_solver, warm_start=np.zeros(5))
+    # SCIP stopping at the gaps asked was "time_limit" with no time limit
+    loose = m.solve(milp_solver, rel_gap=0.5, abs_gap=0.5)
+    assert loose.status == "optimal" and loose.bound - loose.objective <= 0.5 * max(
+        1, abs(loose.bound)
+    )
+    # an objective on a column without bounds: "unbounded", not "time_limit"
+    free = m.add_var(-math.inf, math.inf)
+    m.add_objective_term([free], [1.0])
+    assert m.solve(milp_solver).status == "unbounded"

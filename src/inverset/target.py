@@ -207,7 +207,9 @@ class Ref(Expr):
                 raise InversetError(
                     f"{self}: the model outputs probabilities (its last layer is {probs}), not "
                     f"logits; use prob:{self.index[0] if n > 1 else 1} (which reads them) or "
-                    f"out:{self.index[0]}, or load or export the model without the final {probs}"
+                    f"out:{self.index[0]}; for the logits, target the layer below the {probs} "
+                    "(`inverset layers` lists it; the exact solver takes only that), or load or "
+                    f"export the model without the final {probs}"
                 )
             if self.kind == "margin" and n == 1:
                 fix = (

@@ -28,11 +28,16 @@ from inverset.errors import InversetError
 from inverset.exact.bounds import Bounds
 from inverset.exact.ir import Network
 
+#: seconds past a MILP solver's own time limit after which it is asked to stop
+STOP_GRACE = 0.2
+
 
 @dataclass
 class MILPSolution:
-    # optimal | time_limit | infeasible | feasible (decide mode: a solution found) |
-    # interrupted (a Ctrl-C stopped the solver: its best solution and bound so far)
+    # optimal (within the gaps asked) | time_limit | infeasible | feasible (decide mode: a
+    # solution found) | interrupted (a Ctrl-C stopped the solver: its best solution and bound
+    # so far) | unbounded (a user's model: its objective has no bound, or HiGHS could not
+    # tell that from infeasible)
     status: str
     x: np.ndarray | None  # flat input
     objective: float | None
@@ -201,6 +206,15 @@ class MILPModel:
             raise InversetError(f"unknown MILP solver {solver!r}; use 'highs' or 'scip'")
         if time_limit is not None and not time_limit > 0:
             raise InversetError(f"time_limit must be positive seconds (or None), not {time_limit}")
+        if warm_start is not None:
+            warm_start = np.asarray(warm_start, dtype=np.float64).reshape(-1)
+            if len(warm_start) == len(self.x) != len(self.lb):  # an input: its columns
+                warm_start = self.columns(warm_start)
+            if len(warm_start) != len(self.lb):
+                raise InversetError(
+                    f"warm_start has {len(warm_start)} values; give the {len(self.x)} inputs "
+                    f"or all {len(self.lb)} columns (m.columns(x))"
+                )
         unit, warm, lo, w = _unit_inputs(self, warm_start)
         if solver == "highs":
             sol = _solve_highs(unit, time_limit, warm, first_solution, rel_gap, abs_gap, threads)
@@ -421,14 +435,17 @@ def _solve_highs(model, time_limit, warm, first, rel_gap, abs_gap, threads) -> M
         sol.col_value = list(map(float, warm))
         sol.value_valid = True
         h.setSolution(sol)
+    deadline = None
     if time_limit is not None:  # what is left after passing the model to HiGHS
-        h.setOptionValue("time_limit", max(float(time_limit) - (time.perf_counter() - t0), 0.01))
-    run_status, interrupted = _run_highs(h)
-    if run_status == highspy.HighsStatus.kError and not interrupted:
+        left = max(float(time_limit) - (time.perf_counter() - t0), 0.01)
+        h.setOptionValue("time_limit", left)
+        deadline = time.perf_counter() + left + STOP_GRACE
+    run_status, interrupted, timed_out = _run_highs(h, deadline)
+    if run_status == highspy.HighsStatus.kError and not (interrupted or timed_out):
         # HiGHS keeps one thread scheduler per process: a solve started earlier with another
         # thread count (e.g. through Pyomo) makes this run refuse; reset it and run again
         highspy.Highs.resetGlobalScheduler(True)
-        run_status, interrupted = _run_highs(h)
+        run_status, interrupted, timed_out = _run_highs(h, deadline)
         if run_status == highspy.HighsStatus.kError and not interrupted:
             raise InversetError("HiGHS failed to run the MILP; try milp_solver='scip'")
     status = h.getModelStatus()
@@ -446,9 +463,11 @@ def _solve_highs(model, time_limit, warm, first, rel_gap, abs_gap, threads) -> M
         bound = obj
     if status == S.kInfeasible:
         st = "infeasible"
+    elif status in (S.kUnbounded, S.kUnboundedOrInfeasible):
+        st = "unbounded"
     elif status == S.kOptimal:
         st = "optimal"
-    elif interrupted or status == S.kInterrupt:
+    elif interrupted or (status == S.kInterrupt and not timed_out):
         st = "interrupted"
     elif first and has_sol:
         st = "feasible"
@@ -459,16 +478,17 @@ def _solve_highs(model, time_limit, warm, first, rel_gap, abs_gap, threads) -> M
     )
 
 
-def _run_highs(h) -> tuple[object, bool]:
+def _run_highs(h, deadline: float | None = None) -> tuple[object, bool, bool]:
     """``h.run()`` where a Ctrl-C stops it: HiGHS runs in a worker thread (in the main thread
     it holds the signal until its time limit: a Ctrl-C 6 s into a 30 s ACAS Xu MILP was
     seen at 31 s) while this thread waits, and on KeyboardInterrupt asks HiGHS to stop (its
     interrupt callbacks; mostly within a second, but some root-node phases do not look for
     several seconds: 2-8 s on an ACAS Xu MILP; further Ctrl-Cs wait for it). Returns the
-    run's HighsStatus (None if it never ran) and whether a Ctrl-C came. A highspy without
-    interrupt callbacks runs in this thread."""
+    run's HighsStatus (None if it never ran), whether a Ctrl-C came and whether ``deadline``
+    stopped it (:func:`_in_worker`). A highspy without interrupt callbacks runs in this
+    thread."""
     if not hasattr(h, "cancelSolve"):
-        return h.run(), False
+        return h.run(), False, False
     h.HandleUserInterrupt = True
     status: list = []
 
@@ -479,17 +499,21 @@ def _run_highs(h) -> tuple[object, bool]:
         if reset is not None:
             reset(False)
 
-    interrupted = _in_worker(work, h.cancelSolve)
-    return (status[0] if status else None), interrupted
+    interrupted, timed_out = _in_worker(work, h.cancelSolve, deadline)
+    return (status[0] if status else None), interrupted, timed_out
 
 
-def _in_worker(work, stop) -> bool:
+def _in_worker(work, stop, deadline: float | None = None) -> tuple[bool, bool]:
     """Run ``work()`` in a worker thread while this (the main) thread waits, where a Ctrl-C
     lands; on one, call ``stop()`` until ``work`` ends (see :func:`_run_highs` for how long
-    that takes; further Ctrl-Cs wait for it) and return True. The wait is on an Event:
+    that takes; further Ctrl-Cs wait for it). Past ``deadline`` (a ``time.perf_counter()``
+    value: the solver's own time limit and :data:`STOP_GRACE`), ``stop()`` is called too:
+    SCIP's root phases look at its clock rarely, and ran up to 1.9 s past its limit. Returns
+    (whether a Ctrl-C came, whether the deadline stopped it). The wait is on an Event:
     ``Thread.join`` interrupted by a Ctrl-C can report a running thread finished (CPython
     3.11), and the solver's results would be read while it still runs."""
     done = threading.Event()
+    timed_out = False
 
     def run() -> None:
         try:
@@ -500,9 +524,12 @@ def _in_worker(work, stop) -> bool:
     worker = threading.Thread(target=run, daemon=True)
     try:
         worker.start()
-        while not done.wait(0.1):
-            pass
-        return False
+        while not done.wait(0.05):
+            if deadline is not None and time.perf_counter() > deadline:
+                timed_out = True
+                with contextlib.suppress(Exception):
+                    stop()
+        return False, timed_out
     except KeyboardInterrupt:  # (in start() too: the thread may have started)
         if not worker.is_alive() and not done.is_set():
             raise
@@ -511,7 +538,7 @@ def _in_worker(work, stop) -> bool:
             stop()
         with contextlib.suppress(KeyboardInterrupt):
             done.wait(0.05)
-    return True
+    return True, timed_out
 
 
 def _solve_scip(model, time_limit, warm, first, rel_gap, abs_gap) -> MILPSolution:
@@ -553,9 +580,12 @@ def _solve_scip(model, time_limit, warm, first, rel_gap, abs_gap) -> MILPSolutio
         for var, val in zip(v, warm, strict=True):
             s.setSolVal(sol, var, float(val))
         s.addSol(sol)
+    deadline = None
     if time_limit is not None:  # what is left after building the model in Python
-        s.setParam("limits/time", max(float(time_limit) - (time.perf_counter() - t0), 0.01))
-    interrupted = _run_scip(s)
+        left = max(float(time_limit) - (time.perf_counter() - t0), 0.01)
+        s.setParam("limits/time", left)
+        deadline = time.perf_counter() + left + STOP_GRACE
+    interrupted, timed_out = _run_scip(s, deadline)
     st = s.getStatus()
     has = s.getNSols() > 0
     x = None
@@ -564,12 +594,12 @@ def _solve_scip(model, time_limit, warm, first, rel_gap, abs_gap) -> MILPSolutio
         best = s.getBestSol()
         x = np.array([s.getSolVal(best, v[i]) for i in model.x])
         obj = float(s.getObjVal())
-    bound = float(s.getDualbound()) if st != "infeasible" else None
-    if st == "infeasible":
-        status = "infeasible"
-    elif st == "optimal":
+    bound = float(s.getDualbound()) if st not in ("infeasible", "unbounded", "inforunbd") else None
+    if st in ("infeasible", "unbounded", "inforunbd"):
+        status = "unbounded" if st == "inforunbd" else st
+    elif st in ("optimal", "gaplimit"):  # SCIP's stop at the gaps asked: optimal here
         status = "optimal"
-    elif interrupted or st == "userinterrupt":
+    elif interrupted or (st == "userinterrupt" and not timed_out):
         status = "interrupted"
     elif first and has:
         status = "feasible"
@@ -578,14 +608,14 @@ def _solve_scip(model, time_limit, warm, first, rel_gap, abs_gap) -> MILPSolutio
     return MILPSolution(status, x, obj, bound, int(s.getNNodes()), time.perf_counter() - t0, "scip")
 
 
-def _run_scip(s) -> bool:
-    """``s.optimize()`` where a Ctrl-C stops it (:func:`_in_worker`); returns whether one
-    came. SCIP's own Ctrl-C handler is off: in the main thread it answers the first Ctrl-C
-    by printing on stdout (a ``--json`` summary would be corrupted), and status
-    'userinterrupt'. ``interruptSolve`` is refused before SCIP's solving stages begin: it is
-    asked again until SCIP stops."""
+def _run_scip(s, deadline: float | None = None) -> tuple[bool, bool]:
+    """``s.optimize()`` where a Ctrl-C or ``deadline`` stops it (:func:`_in_worker`); returns
+    whether a Ctrl-C came and whether the deadline stopped it. SCIP's own Ctrl-C handler is
+    off: in the main thread it answers the first Ctrl-C by printing on stdout (a ``--json``
+    summary would be corrupted), and status 'userinterrupt'. ``interruptSolve`` is refused
+    before SCIP's solving stages begin: it is asked again until SCIP stops."""
     if not hasattr(s, "optimizeNogil"):  # an older pyscipopt: SCIP's own handler
         s.optimize()
-        return False
+        return False, False
     s.setParam("misc/catchctrlc", False)
-    return _in_worker(s.optimizeNogil, s.interruptSolve)
+    return _in_worker(s.optimizeNogil, s.interruptSolve, deadline)

@@ -1310,13 +1310,16 @@ def _witness(ctx: _Ctx, xa, xb, z1, z2, milp_solver, threads) -> tuple[torch.Ten
     if len(ends) < 2:
         return None, "numerical"
     if ctx.problem.domain.integer or ctx.problem.constraints:
-        # the range as asked (its infeasibility is the proof); when the MILP's point misses it
-        # or a target constraint on the model's own float arithmetic, the constraints' ranges
-        # inset by a rounding margin, then the range too (by at most a quarter: a reach
-        # goal's is only its tolerance wide)
+        # the range widened by the model's own rounding (its infeasibility is the proof: the
+        # float32 model may reach a range the exact network misses by a rounding, 66669 did);
+        # the range as asked; when the MILP's point misses it or a target constraint on the
+        # model's own float arithmetic, the constraints' ranges inset by a rounding margin,
+        # then the range too (by at most a quarter: a reach goal's is only its tolerance wide)
         pad = 1e-6 * (1.0 + max(abs(z) for z in (z1, z2) if math.isfinite(z)))
         pad = min(pad, 0.25 * (z2 - z1))
-        tries = [(z1, z2, False)]
+        w1 = z1 - ctx.pad(z1) if math.isfinite(z1) else z1
+        w2 = z2 + ctx.pad(z2) if math.isfinite(z2) else z2
+        tries = [(w1, w2, False), (z1, z2, False)]
         if ctx.problem.constraints:
             tries.append((z1, z2, True))
         if z1 + pad < z2 - pad:
