@@ -387,12 +387,30 @@ def test_query_in_a_generators_latent_space(run_main, models, tmp_path):
     assert value_of(net, s["x"]) == pytest.approx(s["value"], abs=1e-5)
 
 
+def test_a_generator_of_dcgan_style_codes_takes_a_latent_shape(run_main, models, tmp_path):
+    # --latent-dim took one whole number: codes (B, 2, 1, 1) could not be asked for
+    torch.manual_seed(0)
+    g = torch.jit.script(nn.Sequential(nn.ConvTranspose2d(2, 4, 1), nn.Flatten(), nn.Tanh()))
+    g.save(str(tmp_path / "dcgan.pt"))
+    out = tmp_path / "out"
+    p = run_main(
+        "maximize", *mlp4_args(models), "--box=-1,1", "--generator", tmp_path / "dcgan.pt",
+        "--latent-dim", "2,1,1", "--starts", "4", "--steps", "30", "--out", out,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    r = Result.load(out)
+    assert r.query["space"]["dim"] == [2, 1, 1] and r.arrays["z"].shape[1:] == (2, 1, 1)
+    with torch.no_grad():
+        x = g(torch.as_tensor(r.arrays["z"][:1], dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(x[0], r.xs[0].reshape(-1), atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "extra,message",
     [
         (["--integer", "0"], "need a search of the inputs themselves (drop space= / --generator)"),
         (["--solver", "exact"], "the exact solver searches model inputs directly"),
-        (["--latent-dim", "0"], "--latent-dim must be a whole number >= 1"),
+        (["--latent-dim", "0"], "--latent-dim takes a code's size or shape"),
         (["--latent-bound", "0"], "--latent-bound must be a positive number"),
     ],
 )

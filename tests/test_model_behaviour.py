@@ -433,3 +433,10 @@ def test_sampling_through_a_generator_without_gradient_is_one_line():
             seed=0,
         )
     assert "--solver" not in str(e.value)
+
+
+def test_a_torchscript_generators_failure_is_quoted_by_its_reason_not_its_banner():
+    gen = torch.jit.script(nn.Sequential(nn.Linear(8, 4), nn.Sigmoid()))
+    model = nn.Sequential(nn.Linear(4, 1))
+    with pytest.raises(InversetError, match=r"fails on codes of shape \(5,\) \(.*mat1 and mat2"):
+        iv.maximize(model, "out:0", iv.Box(0, 1, shape=(4,)), space=iv.Latent(gen, 5))

@@ -168,7 +168,7 @@ def small_net(tmp_path_factory):
         (["--option", "max_steps=-1"], "max_steps"),
         (["--option", "inner_steps=0"], "inner_steps"),
         (["--seed", "18446744073709551616"], "seed must be an integer"),
-        (["--latent-dim", "0"], "--latent-dim must be a whole number >= 1"),
+        (["--latent-dim", "0"], "--latent-dim takes a code's size or shape"),
         (["--latent-dim", "-2"], "--latent-dim"),
         (["--latent-bound", "0"], "--latent-bound must be a positive number"),
         (["--latent-bound", "-1"], "--latent-bound"),

@@ -747,3 +747,39 @@ def test_an_encoder_returning_mean_and_log_variance_is_read_by_its_mean():
 
     with pytest.raises(InversetError, match="encoder module returned str, not a tensor"):
         Encoder("module", module=Words())(torch.zeros(2, 3), {})
+
+
+def test_a_resume_with_another_function_or_clamp_box_as_generator_is_refused(tmp_path):
+    # every lambda was "<lambda>", and a Latent's own box was recorded nowhere: a resume with
+    # lambda z: G(-z) or without the box was taken, and half the samples broke the first run
+    from inverset.space import Latent
+
+    torch.manual_seed(0)
+    dec = nn.Sequential(nn.Linear(2, 4), nn.Sigmoid())
+    m = linear([1.0, 1.0, 1.0, 1.0])
+    kw = dict(domain=Box(0, 1, shape=(4,)), out=tmp_path, seed=0, encoder="identity")
+    first = sample(m, "out:0", (1.5, 2.5), n=10, space=Latent(lambda z: dec(z), 2), **kw)
+    assert first.status == "found"
+    with pytest.raises(InversetError, match=r"space.generator differ"):
+        sample(m, "out:0", (1.5, 2.5), n=20, space=Latent(lambda z: dec(-z), 2), resume=True, **kw)
+    more = sample(
+        m, "out:0", (1.5, 2.5), n=20, space=Latent(lambda z: dec(z), 2), resume=True, **kw
+    )
+    assert more.status == "found" and len(more.xs) == 20
+    own = Latent(dec, 2, domain=Box(0.2, 0.8))
+    out = tmp_path / "own"
+    r = sample(m, "out:0", (1.5, 2.5), n=10, space=own, **{**kw, "out": out})
+    assert r.query["space"]["domain"] == {"lo": 0.2, "hi": 0.8, "shape": None}
+    with pytest.raises(InversetError, match=r"space.domain differ"):
+        sample(
+            m, "out:0", (1.5, 2.5), n=20, space=Latent(dec, 2), resume=True, **{**kw, "out": out}
+        )
+
+
+def test_a_resume_asking_fewer_samples_than_stored_says_so(tmp_path):
+    m, kw = logistic(), dict(domain=Box(0, 1), encoder="identity", out=tmp_path, seed=0)
+    sample(m, "out:0", (0.3, 0.7), n=30, **kw)
+    r = sample(m, "out:0", (0.3, 0.7), n=10, resume=True, **kw)
+    assert len(r.xs) == r.info["accepted"] == 10 and r.info["stored"] == 30
+    assert r.info["generated"] - r.info["rejected"] - r.info["failed_verification"] == 30
+    assert "the first 10 of the 30 the run holds" in r.message

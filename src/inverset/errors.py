@@ -89,9 +89,15 @@ def missing_package(exc: ModuleNotFoundError, what: str = "this") -> InversetErr
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name when it has none): what a
-    one-line error quotes from a library's longer message."""
+    one-line error quotes from a library's longer message. TorchScript's begins with a
+    banner and a traceback and ends with the error itself: its last line."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    lines = text.splitlines()
+    if lines[0].startswith("The following operation failed in the TorchScript interpreter"):
+        return lines[-1]
+    return lines[0]
 
 
 def no_file(path: object, kind: str, fix: str = "") -> InversetError:

@@ -7,6 +7,7 @@ parameterizations (Fourier, decorrelated colour) live in :mod:`inverset.featvis.
 
 from __future__ import annotations
 
+import hashlib
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -68,6 +69,36 @@ class Direct(Space):
         return z
 
 
+def _module_id(g: nn.Module) -> str:
+    """A module's weights' SHA-256, kept per module (shared by every Latent of it: each
+    query's is a copy, :meth:`Latent.with_domain`) until a tensor of its state dict is
+    replaced or changed in place: a 50 MB generator takes 70 ms to hash, and every query and
+    atlas target records it."""
+    state = tuple(
+        (name, t.data_ptr(), t._version, t.shape, t.dtype) for name, t in g.state_dict().items()
+    )
+    kept = _GENERATOR_IDS.get(g)
+    if kept is None or kept[0] != state:
+        kept = _GENERATOR_IDS[g] = (state, fingerprint(g))
+    return kept[1]
+
+
+def _code_key(code: Any) -> str:
+    """A function's code as text that is the same in every process: its bytecode, names and
+    constants, nested code (a comprehension, an inner lambda) by its own key, not its
+    repr, which holds a memory address, and sets sorted."""
+
+    def key(c: Any) -> str:
+        if hasattr(c, "co_code"):
+            return _code_key(c)
+        if isinstance(c, frozenset):  # `x in {"a", "b"}`: its order varies with the hash seed
+            return repr(sorted(map(key, c)))
+        return repr(c)
+
+    consts = [key(c) for c in code.co_consts]
+    return repr([code.co_code.hex(), code.co_names, consts])
+
+
 class Latent(Space):
     """Search the code of ``generator``: ``x = G(z)`` with ``z`` in ``[-bound, bound]^dim``.
 
@@ -105,6 +136,8 @@ class Latent(Space):
         self.bound = float(bound)
         self.box = Box(-self.bound, self.bound, shape=self.shape)
         self.domain = domain
+        #: the user's own clamp box, recorded in the query (the query's box is recorded there)
+        self.own_domain = domain
 
     def with_domain(self, domain: Box) -> Latent:
         """This space clamping into the query's ``domain`` (shaped) intersected with its own."""
@@ -126,7 +159,9 @@ class Latent(Space):
                     "make them overlap"
                 )
             domain = Box(lo, hi, shape=domain.shape, names=domain.names)
-        return Latent(self.generator, self.shape, self.bound, domain)
+        space = Latent(self.generator, self.shape, self.bound, domain)
+        space.own_domain = self.own_domain
+        return space
 
     def to_input(self, z: torch.Tensor) -> torch.Tensor:
         """``G(z)`` on the device and in the dtype of ``z`` (the model's), whatever the
@@ -192,27 +227,35 @@ class Latent(Space):
 
     def generator_id(self) -> str:
         """What tells the generator apart in a saved query: a module by its weights (SHA-256
-        of its state dict), any other callable by its qualified name (else its type's). The
-        hash is kept per generator, shared by every Latent of it (each query's is a copy,
-        :meth:`with_domain`), until a tensor of its state dict is replaced or changed in place:
-        a 50 MB generator takes 70 ms to hash, and every query and atlas target records it."""
+        of its state dict, :func:`_module_id`), any other callable by its qualified name (else
+        its type's) and, for a Python function, a hash of its code and of the modules its
+        closure holds (every lambda is ``<lambda>``: a resume with ``lambda z: G(-z)`` after
+        ``lambda z: G(z)`` was taken, and half the codes did not give their pictures)."""
         g = self.generator
-        if not isinstance(g, nn.Module):
-            return getattr(g, "__qualname__", "") or type(g).__name__
-        state = tuple(
-            (name, t.data_ptr(), t._version, t.shape, t.dtype) for name, t in g.state_dict().items()
-        )
-        kept = _GENERATOR_IDS.get(g)
-        if kept is None or kept[0] != state:
-            kept = _GENERATOR_IDS[g] = (state, fingerprint(g))
-        return kept[1]
+        if isinstance(g, nn.Module):
+            return _module_id(g)
+        name = getattr(g, "__qualname__", "") or type(g).__name__
+        code = getattr(g, "__code__", None)
+        if code is None:
+            return name
+        parts = [_code_key(code)]
+        for cell in getattr(g, "__closure__", None) or ():
+            try:
+                v = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            parts.append(_module_id(v) if isinstance(v, nn.Module) else type(v).__name__)
+        return f"{name} {hashlib.sha256(repr(parts).encode()).hexdigest()[:16]}"
 
     def to_dict(self) -> dict[str, Any]:
         """The space as plain data, its generator by :meth:`generator_id` (a saved run resumed
         with other generator weights answers a different query)."""
-        return {
+        out = {
             "kind": "Latent",
             "dim": list(self.shape),
             "bound": self.bound,
             "generator": self.generator_id(),
         }
+        if self.own_domain is not None:  # which pictures exist: a resume with another differs
+            out["domain"] = {k: self.own_domain.to_dict()[k] for k in ("lo", "hi", "shape")}
+        return out

@@ -176,7 +176,11 @@ GeneratorWeightsOpt = Annotated[
     typer.Option("--generator-weights", help="state dict for a --generator factory"),
 ]
 LatentDimOpt = Annotated[
-    int | None, typer.Option("--latent-dim", help="code size of G (default: recorded on G)")
+    str | None,
+    typer.Option(
+        "--latent-dim",
+        help="code size of G, or its shape (8,1,1 for a DCGAN's codes; default: recorded on G)",
+    ),
 ]
 
 
@@ -240,15 +244,21 @@ def parse_ints(text: str, what: str) -> list[int]:
         raise InversetError(f"{what} must be integers separated by commas, got {text!r}") from None
 
 
-def parse_shape(text: str | None) -> tuple[int, ...] | None:
-    """``--input-shape``: one input's shape, whole numbers >= 1 (None when not given)."""
+def parse_shape(
+    text: str | None,
+    option: str = "--input-shape",
+    what: str = "one input's",
+    example: str = "1,28,28",
+) -> tuple[int, ...] | None:
+    """``--input-shape`` (or ``option``): one input's shape, whole numbers >= 1 (None when
+    not given)."""
     if text is None:
         return None
-    shape = parse_ints(text, "--input-shape")
+    shape = parse_ints(text, option)
     if not shape or min(shape) < 1 or any(not part.strip() for part in text.split(",")):
         raise InversetError(
-            "--input-shape takes one input's shape without the batch axis, whole numbers >= 1 "
-            f"(e.g. --input-shape 1,28,28), got {text!r}"
+            f"{option} takes {what} shape without the batch axis, whole numbers >= 1 "
+            f"(e.g. {option} {example}), got {text!r}"
         )
     return tuple(shape)
 
@@ -385,7 +395,7 @@ def _for_generator(message: str) -> str:
 def latent_space(
     generator: str | None,
     weights: Path | None,
-    dim: int | None,
+    dim: str | None,
     bound: float | None,
     *,
     model: torch.nn.Module,
@@ -399,8 +409,7 @@ def latent_space(
     from inverset.model import model_device
     from inverset.space import Latent
 
-    if dim is not None and dim < 1:
-        raise InversetError(f"--latent-dim must be a whole number >= 1, got {dim}")
+    shape = parse_shape(dim, "--latent-dim", "a code's size or", "8, or 8,1,1")
     if bound is not None and not 0 < bound < math.inf:
         raise InversetError(
             f"--latent-bound must be a positive number (codes lie in [-B, B]), got {bound}"
@@ -410,7 +419,7 @@ def latent_space(
             name
             for name, value in (
                 ("--generator-weights", weights),
-                ("--latent-dim", dim),
+                ("--latent-dim", shape),
                 ("--latent-bound", bound),
             )
             if value is not None
@@ -428,16 +437,16 @@ def latent_space(
     except InversetError as exc:
         raise InversetError(_for_generator(str(exc))) from None
     g = g.to(model_device(model))
-    if dim is None:
-        dim = getattr(g, "latent_dim", None)
-        shape = getattr(g, "input_shape", None)
-        if dim is None and shape is not None and len(shape) == 1:
-            dim = int(shape[0])
-    if dim is None:
+    if shape is None:
+        shape = getattr(g, "latent_dim", None)
+        recorded = getattr(g, "input_shape", None)
+        if shape is None and recorded is not None and len(recorded) == 1:
+            shape = int(recorded[0])
+    if shape is None:
         raise InversetError(
             "the generator's code size is unknown; give --latent-dim (e.g. --latent-dim 8)"
         )
-    return Latent(g, dim) if bound is None else Latent(g, dim, bound=bound)
+    return Latent(g, shape) if bound is None else Latent(g, shape, bound=bound)
 
 
 def parse_options(options: list[str] | None) -> dict[str, Any]:

@@ -179,8 +179,9 @@ def sample(
     ]
     of = f", on {i['diversity_of']}" if "diversity_of" in i else ""
     note = (
-        f"generated {i.get('generated', 0)}, accepted {i.get('accepted', 0)}, rejected "
-        f"{i.get('rejected', 0)}"
+        f"generated {i.get('generated', 0)}, accepted {i.get('stored', i.get('accepted', 0))}"
+        + (f" ({i['accepted']} returned)" if "stored" in i else "")
+        + f", rejected {i.get('rejected', 0)}"
         + (f" ({', '.join(why)})" if why else "")
         + f"; steps: {i.get('seed_steps', 0)} seeding "
         f"({i.get('outer_iterations', 0)} outer) + {i.get('sample_steps', 0)} sampling; "

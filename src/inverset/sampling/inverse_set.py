@@ -1359,6 +1359,9 @@ class _Sampler:
         V = cat("values", np.zeros((0, len(self.lo64))))
         accepted = len(xs)
         info["accepted"] = info["verified"] = accepted
+        held = sum(len(a) for a in self.acc["x"])
+        if held > accepted:  # a resumed run asked for fewer than its store holds
+            info["stored"] = held
         pick = np.arange(accepted)
         if accepted > DIVERSITY_PAIRS_OF:
             pick = np.random.default_rng(0).choice(accepted, DIVERSITY_PAIRS_OF, replace=False)
@@ -1374,6 +1377,11 @@ class _Sampler:
         steps = f"{self.c['seed_steps']} seeding + {self.c['sample_steps']} sampling steps"
         if status == "found" and accepted >= n:
             message = f"{accepted} samples, all verified in {rng}, after {steps}"
+            if held > accepted:
+                message += (
+                    f" (the first {accepted} of the {held} the run holds: its counts are of "
+                    "all of them)"
+                )
         else:
             point = "point with" if isinstance(p.space, Direct) else "code z whose G(z) has"
             why = {
