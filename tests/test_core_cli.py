@@ -337,6 +337,10 @@ def test_option_values_parse_numbers_tuples_and_text():
 
     got = parse_options(["a=3", "b=0.5", "c=true", "mutation=0.5,1.0", "s=best1bin", "t=x,1"])
     assert got == {"a": 3, "b": 0.5, "c": True, "mutation": (0.5, 1.0), "s": "best1bin", "t": "x,1"}
+    # the errors offer None ("takes a number or None"): the CLI can give it; 'none' stays text
+    # (feature visualization's transforms=none)
+    got = parse_options(["T=None", "popsize=null", "transforms=none"])
+    assert got == {"T": None, "popsize": None, "transforms": "none"}
     # a key given twice ran with the last value, silently (audit 114)
     with pytest.raises(iv.InversetError, match=r"--option starts is given twice \(starts=3 and "):
         parse_options(["starts=3", "starts=5"])

@@ -450,8 +450,9 @@ def latent_space(
 
 
 def parse_options(options: list[str] | None) -> dict[str, Any]:
-    """``key=value`` solver options; values parsed as int, float, bool, a tuple of numbers
-    (``mutation=0.5,1.0``) or kept as text."""
+    """``key=value`` solver options; values parsed as int, float, bool, ``None`` (also
+    ``null``; not ``none``, which feature visualization's ``transforms=none`` means), a tuple
+    of numbers (``mutation=0.5,1.0``) or kept as text."""
     result: dict[str, Any] = {}
     for item in options or []:
         if "=" not in item:
@@ -461,6 +462,9 @@ def parse_options(options: list[str] | None) -> dict[str, Any]:
             raise InversetError(
                 f"--option {k} is given twice ({k}={result[k]!r} and {item}); give it once"
             )
+        if v in ("None", "null"):
+            result[k] = None
+            continue
         low = v.lower()
         if low in ("true", "false"):
             result[k] = low == "true"

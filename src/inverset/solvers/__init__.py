@@ -185,7 +185,8 @@ def _kind(default: Any, hint: Any) -> type | None:
     """bool, int or float: the default's type, or for a default of None the one plain number
     type of the annotation (``int | None`` -> int); None when it is neither (the solver
     checks such values itself)."""
-    if default is not None:
+    if default is not None:  # a numpy scalar default (0.5 / np.log(2.0)) as its Python type
+        default = default.item() if isinstance(default, np.generic) else default
         return type(default) if type(default) in KINDS else None
     args = set(typing.get_args(hint)) - {type(None)} if hint is not None else set()
     if len(args) == 1 and (t := args.pop()) in KINDS:

@@ -347,12 +347,22 @@ class Objective:
         return (f, grad) if math.isfinite(f) else (1e30, np.zeros_like(grad))
 
     def differentiable(self) -> bool:
-        """Whether the loss has a gradient (one evaluation, at the box's centre)."""
+        """Whether the loss has a usable gradient: a finite, non-zero one at the box's centre
+        or, where it is zero there, at one of up to three seeded points (a budget's tenth at
+        most). A model rounding its input has a gradient of zero everywhere: the polish's
+        reserve was kept and the polish stopped at once."""
+        rng = np.random.default_rng(0)
+        left = self.remaining_evals
+        probes = 4 if left is None else min(4, max(1, left // 10))
         try:
-            self.value_and_grad(np.full(self.dim, 0.5))
+            for k in range(probes):
+                u = np.full(self.dim, 0.5) if k == 0 else rng.random(self.dim)
+                _, g = self.value_and_grad(u)
+                if np.isfinite(g).all() and (g != 0).any():
+                    return True
         except NoGradient:
             return False
-        return True
+        return False
 
     def polished(self) -> str | None:
         """The end of a search with no convergence test of its own that ran its full count:
@@ -611,6 +621,11 @@ def run(
             if obj.polish_wanted and obj.budgeted and not obj.cannot_polish:
                 obj.reserving = obj.differentiable()
                 probed = obj.nfev
+                if not obj.reserving:
+                    obj.polish_note = (
+                        "no budget kept for it: the target's gradient is zero or missing at the "
+                        "points probed"
+                    )
             status = search(obj, info) or "converged"
             obj.check()  # a library that stopped exactly at the budget
         except StopSearch as stop:
