@@ -554,3 +554,18 @@ def test_a_subclass_with_a_forward_of_its_own_is_not_bounded_by_its_base_class()
     assert r.status == "found" and r.value == pytest.approx(5.0, abs=1e-3), r.message
     with torch.no_grad():
         assert float(s(torch.as_tensor(r.x)[None])[0, 0]) == pytest.approx(r.value, abs=1e-6)
+
+
+def test_a_ctrl_c_while_a_solvers_library_is_imported_returns_interrupted(monkeypatch):
+    # a process's first import of cma takes 1-2 s: a Ctrl-C there raised, breaking a loop of
+    # calls that the README says goes on
+    import inverset.api
+
+    def importing(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inverset.api, "get_solver", importing)
+    net = torch.nn.Linear(2, 1)
+    r = iv.maximize(net, "out:0", iv.Box(0, 1, shape=(2,)), solver="cmaes")
+    assert r.status == "interrupted" and r.x is None
+    assert "before the search began" in r.message and r.query["solver"] == "cmaes"

@@ -90,10 +90,22 @@ def solve(
             f"{exc}; or, for a model noisy on purpose, use a black-box solver that takes noise "
             f"({', '.join(NOISE_TOLERANT)}: --solver cmaes)"
         ) from None
-    fn = get_solver(solver)
-    check_options(f"solver {solver!r}", fn, options)
+    try:  # a process's first cma, nevergrad or BoTorch import takes 1-2 s: a Ctrl-C there
+        fn = get_solver(solver)  # ends the call as one during the search does
+    except KeyboardInterrupt:
+        fn = None
+    if fn is not None:
+        check_options(f"solver {solver!r}", fn, options)
     impossible = problem.impossible()
-    if impossible is not None:  # no search can help: say so at once, with the proof
+    if fn is None:
+        result = Result(
+            None,
+            None,
+            "interrupted",
+            message="interrupted before the search began (while importing the solver's library)",
+            solver=solver,
+        )
+    elif impossible is not None:  # no search can help: say so at once, with the proof
         status, why, bound = impossible
         result = Result(None, None, status, message=why, bound=bound, solver=solver)
     else:
