@@ -74,7 +74,7 @@ class OutputDropout(nn.Module):
 
 def test_dropout_on_a_narrow_output_is_caught_nearly_always():
     # the check compared five rows: basinhopping and gradient took this model in 14 of 20
-    # runs and cmaes' message named the noise in 6; 34 repeated rows miss it about 3%
+    # runs and cmaes' message named the noise in 6; 35 draws miss it about 3%
     torch.manual_seed(0)
     m, box = OutputDropout(), iv.Box(-1, 1, shape=(4,))
     refused = noted = 0
