@@ -4,6 +4,7 @@ job identity and the job time limit."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -464,3 +465,50 @@ def test_visualize_renders_at_the_domains_shape(digits_cnn, tmp_path):
     assert s.status == "complete" and s.finished == 2
     r = load_atlas(tmp_path / "v")["conv2_0"]
     assert np.asarray(r.x).shape[-2:] == (8, 8)
+
+
+def test_an_atlas_takes_max_evals_as_every_query_does(tmp_path):
+    # refused as "unknown option 'max_evals'" after the first check listed it as valid
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(3, 2))
+    job = {"classes": "0-1", "input_shape": (3,), "domain": Box(-1, 1), "report": False}
+    s = atlas(m, tmp_path / "a", solver="cmaes", max_evals=40, **job)
+    assert s.status == "complete"
+    for r in load_atlas(tmp_path / "a").values():
+        assert r.status == "max_evals" and r.nfev <= 40
+    with pytest.raises(InversetError, match="max_evals"):
+        atlas(m, tmp_path / "b", solver="cmaes", max_evals=0, **job)
+
+
+def test_a_ctrl_c_while_the_pool_stops_ends_as_interrupted_and_removes_its_files(
+    tmp_path, monkeypatch
+):
+    # the Ctrl-C escaped atlas() from the pool's shutdown: no summary, no run recorded, no
+    # index.html, and the pool's copy of the model left in /tmp
+    from inverset.jobs import runners
+
+    made = []
+    real_start, real_close = runners.ProcessRunner.start, runners.ProcessRunner.close
+    calls = []
+
+    def start(self, model, spec):
+        real_start(self, model, spec)
+        made.append(self._dir)
+
+    def close(self, abandoned=()):
+        calls.append(1)
+        if len(calls) == 1:
+            self._pool.shutdown(wait=True)
+            raise KeyboardInterrupt
+        real_close(self, abandoned)
+
+    monkeypatch.setattr(runners.ProcessRunner, "start", start)
+    monkeypatch.setattr(runners.ProcessRunner, "close", close)
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(3, 2))
+    job = {"classes": "0-1", "input_shape": (3,), "domain": Box(-1, 1), "steps": 5, "starts": 4}
+    s = atlas(m, tmp_path / "a", workers=2, **job)
+    assert s.status == "interrupted" and s.finished == 2
+    assert json.loads((tmp_path / "a" / "job.json").read_text())["runs"]
+    assert (tmp_path / "a" / "index.html").is_file()
+    assert made and made[0] is not None and not Path(made[0]).exists()

@@ -353,7 +353,7 @@ def test_a_column_named_twice_in_a_users_row_counts_twice(milp_solver):
         (lambda m: m.set_objective([m.x[0]], [1.0], np.nan), "const must be finite"),
         (lambda m: m.add_output_constraint(5, 0.0), "output row 5 does not exist"),
         (lambda m: m.add_var(np.nan, 1.0), "bounds must be numbers"),
-        (lambda m: m.solve(time_limit=-1), "time_limit must be positive"),
+        (lambda m: m.solve(time_limit=-1), "time_limit must be seconds >= 0"),
     ],
 )
 def test_a_users_milp_terms_are_checked_where_they_are_given(call, message):
@@ -1434,6 +1434,8 @@ def test_a_users_milp_statuses_and_warm_starts(milp_solver):
         assert sol.status == "optimal" and sol.objective == pytest.approx(best.objective)
     with pytest.raises(iv.InversetError, match="warm_start has 5 values; give the 2 inputs"):
         m.solve(milp_solver, warm_start=np.zeros(5))
+    # a deadline already passed (the solver's time left, 0.0) still solves briefly
+    assert m.solve(milp_solver, time_limit=0.0).status in ("optimal", "time_limit")
     # SCIP stopping at the gaps asked was "time_limit" with no time limit
     loose = m.solve(milp_solver, rel_gap=0.5, abs_gap=0.5)
     assert loose.status == "optimal" and loose.bound - loose.objective <= 0.5 * max(

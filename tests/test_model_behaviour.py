@@ -440,3 +440,18 @@ def test_a_torchscript_generators_failure_is_quoted_by_its_reason_not_its_banner
     model = nn.Sequential(nn.Linear(4, 1))
     with pytest.raises(InversetError, match=r"fails on codes of shape \(5,\) \(.*mat1 and mat2"):
         iv.maximize(model, "out:0", iv.Box(0, 1, shape=(4,)), space=iv.Latent(gen, 5))
+
+
+def test_a_model_resizing_its_input_in_place_is_one_line():
+    class Resize(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 1)
+
+        def forward(self, x):
+            y = self.fc(x)
+            x.resize_(1)
+            return y
+
+    with pytest.raises(InversetError, match="changes its input in place"):
+        iv.maximize(Resize(), "out:0", iv.Box(0, 1, shape=(4,)))

@@ -783,3 +783,23 @@ def test_a_resume_asking_fewer_samples_than_stored_says_so(tmp_path):
     assert len(r.xs) == r.info["accepted"] == 10 and r.info["stored"] == 30
     assert r.info["generated"] - r.info["rejected"] - r.info["failed_verification"] == 30
     assert "the first 10 of the 30 the run holds" in r.message
+
+
+def test_a_method_or_closure_as_generator_is_told_apart_by_what_it_holds():
+    from inverset.space import Latent
+
+    class VAE(nn.Module):
+        def __init__(self, seed: int) -> None:
+            super().__init__()
+            torch.manual_seed(seed)
+            self.fc = nn.Linear(2, 4)
+
+        def decode(self, z):
+            return self.fc(z)
+
+    def scaled(k):
+        return lambda z: z * k
+
+    ids = [Latent(g, 2).generator_id() for g in (VAE(0).decode, VAE(1).decode, VAE(0).decode)]
+    assert ids[0] != ids[1] and ids[0] == ids[2]
+    assert Latent(scaled(2.0), 2).generator_id() != Latent(scaled(3.0), 2).generator_id()

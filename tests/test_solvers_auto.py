@@ -336,3 +336,14 @@ def test_an_earlier_stages_point_under_the_exact_stages_bound_says_the_bound(mon
         f"; the exact stage ended (time limit) with certified max bound {res.bound:.6g} "
         f"(gap {res.gap:.3g})"
     )
+
+
+def test_a_ctrl_c_while_a_stages_library_is_imported_answers_interrupted(monkeypatch):
+    from inverset.solvers import auto
+
+    def importing(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(auto, "get_solver", importing)
+    res = iv.maximize(Stepped(), "out:0", iv.Box(-1, 1, shape=(2,)), solver="auto", seed=0)
+    assert res.status == "interrupted" and res.x is None

@@ -572,36 +572,3 @@ def test_swarm_refuses_a_nan_coefficient(key):
     # their numpy defaults (0.5 / np.log(2.0)) skipped the check: half the budget ran at NaN
     with pytest.raises(InversetError, match=f"option '{key}' of solver 'swarm' must be a finite"):
         iv.maximize(linear3(), "out:0", iv.Box(0, 1, shape=(3,)), solver="swarm", **{key: np.nan})
-
-
-class Rounded(nn.Module):
-    """linear3 of the input rounded to tenths: its gradient is zero everywhere."""
-
-    def forward(self, x):
-        return linear3()(torch.round(x * 10) / 10)
-
-
-@pytest.mark.parametrize("solver", ["cmaes", "evolution"])
-def test_polish_keeps_no_budget_on_a_model_whose_gradient_is_zero(solver):
-    r = iv.maximize(
-        Rounded(),
-        "out:0",
-        iv.Box(0, 1, shape=(3,)),
-        solver=solver,
-        polish=True,
-        max_evals=300,
-        seed=0,
-    )
-    assert r.nfev == 300  # the whole budget searched (it stopped at 270 before)
-    assert "gradient is zero or missing" in r.info["polish"]
-    # a smooth model keeps the reserve, and its polish runs
-    r = iv.maximize(
-        linear3(),
-        "out:0",
-        iv.Box(0, 1, shape=(3,)),
-        solver=solver,
-        polish=True,
-        max_evals=300,
-        seed=0,
-    )
-    assert r.info["polish_evals"] >= 1 and r.value == pytest.approx(6.0, abs=1e-6)

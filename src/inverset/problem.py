@@ -413,7 +413,7 @@ def _unchanged(t: torch.Tensor, who: str, what: str, ops: str, fix: str) -> Iter
     ``what`` ``t`` in place (``ops``; written out of place: ``fix``): inverset reuses them."""
     given = t.clone()
     yield
-    if not ((t == given) | (t.isnan() & given.isnan())).all():  # NaN != NaN: not a change
+    if t.shape != given.shape or not ((t == given) | (t.isnan() & given.isnan())).all():
         reuses = what if what.endswith("s") else f"{what}s"
         raise InversetError(
             f"{who} changes its {what} in place (e.g. {ops} in forward); write it out of place "

@@ -178,7 +178,8 @@ class Latent(Space):
             # codes, were read as noise, and the saved codes did not give the saved inputs
             raise InversetError(
                 f"the generator returned shape {tuple(x.shape)} for {z.shape[0]} codes; give "
-                "one whose output keeps the batch axis first, one row per code"
+                "one whose output keeps the batch axis first, one row per code (a .squeeze() "
+                "drops it for a single code)"
             )
         x = x.to(z.device, z.dtype)
         if self.domain is None:
@@ -228,9 +229,10 @@ class Latent(Space):
     def generator_id(self) -> str:
         """What tells the generator apart in a saved query: a module by its weights (SHA-256
         of its state dict, :func:`_module_id`), any other callable by its qualified name (else
-        its type's) and, for a Python function, a hash of its code and of the modules its
-        closure holds (every lambda is ``<lambda>``: a resume with ``lambda z: G(-z)`` after
-        ``lambda z: G(z)`` was taken, and half the codes did not give their pictures)."""
+        its type's) and, for a Python function, a hash of its code, of the module it is a
+        method of and of the modules and numbers its defaults and closure hold (every lambda
+        is ``<lambda>``: a resume with ``lambda z: G(-z)`` after ``lambda z: G(z)`` was
+        taken, and half the codes did not give their pictures)."""
         g = self.generator
         if isinstance(g, nn.Module):
             return _module_id(g)
@@ -238,13 +240,23 @@ class Latent(Space):
         code = getattr(g, "__code__", None)
         if code is None:
             return name
-        parts = [_code_key(code)]
+
+        def key(v: Any) -> str:
+            if isinstance(v, nn.Module):
+                return _module_id(v)
+            return (
+                repr(v)
+                if isinstance(v, int | float | str | bool | type(None))
+                else type(v).__name__
+            )
+
+        parts = [_code_key(code), key(getattr(g, "__self__", None))]  # a bound method's owner
+        parts += [key(v) for v in getattr(g, "__defaults__", None) or ()]
         for cell in getattr(g, "__closure__", None) or ():
             try:
-                v = cell.cell_contents
+                parts.append(key(cell.cell_contents))
             except ValueError:  # an empty cell
                 continue
-            parts.append(_module_id(v) if isinstance(v, nn.Module) else type(v).__name__)
         return f"{name} {hashlib.sha256(repr(parts).encode()).hexdigest()[:16]}"
 
     def to_dict(self) -> dict[str, Any]:

@@ -204,8 +204,8 @@ class MILPModel:
         and bound so far."""
         if solver not in ("highs", "scip"):
             raise InversetError(f"unknown MILP solver {solver!r}; use 'highs' or 'scip'")
-        if time_limit is not None and not time_limit > 0:
-            raise InversetError(f"time_limit must be positive seconds (or None), not {time_limit}")
+        if time_limit is not None and not time_limit >= 0:  # 0: a deadline passed (0.01 s)
+            raise InversetError(f"time_limit must be seconds >= 0 (or None), not {time_limit}")
         if warm_start is not None:
             warm_start = np.asarray(warm_start, dtype=np.float64).reshape(-1)
             if len(warm_start) == len(self.x) != len(self.lb):  # an input: its columns
@@ -259,6 +259,14 @@ def build(
     if A is not None:
         for r in range(A.shape[0]):
             m.add_constraint(m.x, A[r], -math.inf, float(b[r]))
+
+    def row(idx: np.ndarray, coef: np.ndarray, lo: float, hi: float) -> None:
+        """A row of the network's own (distinct columns, finite coefficients): appended
+        without :meth:`MILPModel.add_constraint`'s checks, which made MNIST-FC 256x6's
+        build 5-9 times slower."""
+        keep = coef != 0
+        m.rows.append((idx[keep], coef[keep], float(lo), float(hi)))
+
     prev = m.x
     for k, (w, bias) in enumerate(zip(net.weights[:-1], net.biases[:-1], strict=True)):
         W = w.double().cpu().numpy()
@@ -278,14 +286,14 @@ def build(
                 hcols[j] = m.add_var(0.0, 0.0)
             elif lb[j] >= 0:
                 idx[0] = hcols[j] = m.add_var(lb[j], ub[j])
-                m.add_constraint(idx[:-1], coef[:-1], bb[j], bb[j])
+                row(idx[:-1], coef[:-1], bb[j], bb[j])
             else:
                 idx[0] = hj = hcols[j] = m.add_var(0.0, ub[j])
                 idx[-1] = dj = dcols[j] = m.add_var(0.0, 1.0, True)
                 coef[-1] = -lb[j]
-                m.add_constraint(idx[:-1], coef[:-1], bb[j], math.inf)
-                m.add_constraint(idx, coef, -math.inf, bb[j] - lb[j])
-                m.add_constraint([hj, dj], [1.0, -ub[j]], -math.inf, 0.0)
+                row(idx[:-1], coef[:-1], bb[j], math.inf)
+                row(idx, coef, -math.inf, bb[j] - lb[j])
+                row(np.array([hj, dj]), np.array([1.0, -ub[j]]), -math.inf, 0.0)
         m.h.append(hcols)
         m.d.append(dcols)
         prev = hcols

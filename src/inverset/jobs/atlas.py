@@ -1010,7 +1010,12 @@ def _drive(
             for k in unit["keys"]:
                 failed[k] = str(exc)
     finally:
-        run.close(list(inflight))
+        try:
+            run.close(list(inflight))
+        except KeyboardInterrupt:  # a Ctrl-C while the workers stop: they are stopped anyway
+            status = "interrupted"
+            with contextlib.suppress(Exception, KeyboardInterrupt):
+                run.close(list(inflight))
     return status, finished, failed
 
 
@@ -1096,12 +1101,16 @@ def atlas(
     _check_targets(model, items, domain, input_shape)
     check_options(mode, solver, options)
     if mode in ("maximize", "minimize"):
+        from inverset.api import _check_max_evals
         from inverset.solvers import check_options as check_solver_options
         from inverset.solvers import get_solver
 
-        # the kinds of the options' values, checked as inverset.maximize checks them
-        solver_options = {k: v for k, v in options.items() if k != "space"}
+        # the kinds of the options' values, checked as inverset.maximize checks them; space
+        # and max_evals are the query's own, as inverset.maximize takes them
+        solver_options = {k: v for k, v in options.items() if k not in ("space", "max_evals")}
         check_solver_options(f"solver {solver!r}", get_solver(solver), solver_options)
+        if "max_evals" in options:
+            _check_max_evals(options["max_evals"])
     batch = batch or DEFAULT_BATCH.get(mode, 1)
     _keep_keys(items, out)
     units = plan_units(items, mode, batch, seed)

@@ -341,20 +341,24 @@ class ProcessRunner(Runner):
                     p.join(2)
 
     def close(self, abandoned: Sequence[Any] = ()) -> None:
-        if self._pool is not None:
-            if abandoned:
-                self._kill_pool()
-            else:
-                self._pool.shutdown(wait=True)
-                self._pool = None
-        self._tasks.clear()
-        self._ready.clear()
-        self._solo.clear()
-        self._held.clear()
-        self._suspect = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
+        """Stop the pool; its directory (a copy of the model) is removed whatever stops the
+        shutdown (a Ctrl-C in it left one in /tmp per run)."""
+        try:
+            if self._pool is not None:
+                if abandoned:
+                    self._kill_pool()
+                else:
+                    self._pool.shutdown(wait=True)
+                    self._pool = None
+        finally:
+            self._tasks.clear()
+            self._ready.clear()
+            self._solo.clear()
+            self._held.clear()
+            self._suspect = None
+            if self._dir is not None:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                self._dir = None
 
     def describe(self) -> str:
         return f"process pool ({self.slots} workers)"

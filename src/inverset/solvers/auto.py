@@ -202,12 +202,6 @@ def solve(
             )
             stages = [("gradient", {}), ("basinhopping", options)]
 
-    # a stage's library (cma, nevergrad, BoTorch) is imported before its clock starts, as a
-    # solver run alone imports it: a process's first import of cma took 1-2 s of a 1 s limit
-    ts = time.perf_counter()
-    for name, _ in stages:
-        get_solver(name)
-    t0 += time.perf_counter() - ts
     best: Result | None = None
     proven: float | None = None
     log: list[dict[str, Any]] = []
@@ -216,6 +210,16 @@ def solve(
     statuses: list[str] = []
     ignored: list[str] = []
     final = ""  # the stage the options went to
+    # a stage's library (cma, nevergrad, BoTorch) is imported before its clock starts, as a
+    # solver run alone imports it: a process's first import of cma took 1-2 s of a 1 s limit
+    ts = time.perf_counter()
+    try:
+        for name, _ in stages:
+            get_solver(name)
+    except KeyboardInterrupt:  # answered as one in a stage is: no stage runs
+        statuses.append("interrupted")
+        stages = []
+    t0 += time.perf_counter() - ts
     for k, (name, opts) in enumerate(stages):
         last = k == len(stages) - 1
         elapsed = time.perf_counter() - t0
