@@ -68,6 +68,10 @@ def test_parse_indices_and_keys():
         parse_indices("5-2", 16, "channels")
     with pytest.raises(InversetError, match="must be 'all'"):
         parse_indices("a-b", 16, "channels")
+    # one index, as classes=3 (a TypeError before); anything else a one-line error
+    assert parse_indices(3, 5, "classes") == [3]
+    with pytest.raises(InversetError, match=r"or one index; got 2\.5"):
+        parse_indices(2.5, 5, "classes")
     assert target_key("conv1:3") == "conv1_3"
     assert target_key("out:0 - 0.5*out:3", (0.5, 1)) == "out_0-0.5_out_3__0.5_1"
     assert derive_seed(7, "conv1_3") == derive_seed(7, "conv1_3") != derive_seed(8, "conv1_3")
@@ -512,3 +516,12 @@ def test_a_ctrl_c_while_the_pool_stops_ends_as_interrupted_and_removes_its_files
     assert json.loads((tmp_path / "a" / "job.json").read_text())["runs"]
     assert (tmp_path / "a" / "index.html").is_file()
     assert made and made[0] is not None and not Path(made[0]).exists()
+
+
+def test_one_target_or_one_range_given_bare_is_read_as_one(digits_cnn):
+    # targets="out:0" was read letter by letter ("malformed target 'o'"), ranges=[10, 12]
+    # was a TypeError
+    got = expand_targets(digits_cnn.model, targets="logit:3", ranges=[10, 12])
+    assert [(t["target"], t["range"]) for t in got] == [("logit:3", (10.0, 12.0))]
+    with pytest.raises(InversetError, match="list of \\[z1, z2\\] pairs"):
+        expand_targets(digits_cnn.model, targets="logit:3", ranges=[10, 12, 14])

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from inverset.checks import is_number
 from inverset.domain import Box
 from inverset.errors import InversetError
 from inverset.files import PICTURES, is_ours, replacing
@@ -93,8 +94,16 @@ def parse_indices(spec: str | Sequence[int] | range, count: int | None, what: st
             if b < a:
                 raise InversetError(f"{what} range {part!r} ends before it starts; write {b}-{a}")
             out.extend(range(a, b + 1))
+    elif isinstance(spec, int | np.integer):  # one index
+        out = [int(spec)]
     else:
-        out = [int(i) for i in spec]
+        try:
+            out = [int(i) for i in spec]
+        except (TypeError, ValueError):
+            raise InversetError(
+                f"{what} must be 'all', a range like 0-15, a list like [0, 3] or one index; "
+                f"got {spec!r}"
+            ) from None
     out = sorted(set(out))
     if not out:
         raise InversetError(f"no {what} selected ({spec!r})")
@@ -206,14 +215,18 @@ def expand_targets(
     if classes is not None:
         n = _layer_units(model, "out", input_shape)
         base += [(f"out:{k}", "out", k) for k in parse_indices(classes, n, "classes")]
-    for t in targets or []:
+    for t in [targets] if isinstance(targets, str) else targets or []:  # one target's text
         base.append((str(t), None, None))
     if not base:
         raise InversetError("no targets: give --layer (with --channels), --classes or --target")
     rngs: list[tuple[float, float] | None] = [None]
+    if ranges is not None and len(ranges) == 2 and all(is_number(v) for v in ranges):
+        ranges = [ranges]  # one range, [10, 12], as --ranges 10,12 reads
     if ranges:
         rngs = []
         for r in ranges:
+            if isinstance(r, str) or not hasattr(r, "__len__"):
+                raise InversetError(f"ranges is a list of [z1, z2] pairs, got {ranges!r}")
             if len(r) != 2 or not r[0] <= r[1]:
                 raise InversetError(f"a range is two numbers z1 <= z2, got {list(r)!r}")
             rngs.append((float(r[0]), float(r[1])))
